@@ -1,0 +1,58 @@
+/**
+ * Named errors of covidct. Every error a user can act on is an {@link InputError}: its message is
+ * one line that names the file or field and says what was expected, and the command line prints
+ * it without a stack trace.
+ */
+
+/** Base class of every error covidct raises on purpose. */
+export class CovidCtError extends Error {
+  override name = 'CovidCtError';
+}
+
+/**
+ * Bad input that the user can fix: an unreadable file, an unsupported format, a missing folder.
+ * `subject` is the file, folder or field the message is about.
+ */
+export class InputError extends CovidCtError {
+  override name = 'InputError';
+  constructor(
+    /** The file, folder or field at fault. */
+    readonly subject: string,
+    /** What is wrong and what was expected, without the subject. */
+    readonly detail: string,
+  ) {
+    super(`${subject}: ${detail}`);
+  }
+}
+
+/** The file is not a slice format covidct reads (neither TIFF nor DICOM, or empty). */
+export class UnknownFormatError extends InputError {
+  override name = 'UnknownFormatError';
+}
+
+/** The file is damaged: truncated, offsets outside the file, impossible tag lengths. */
+export class CorruptFileError extends InputError {
+  override name = 'CorruptFileError';
+}
+
+/** The file is readable but is not a single-frame grayscale CT slice (RGB, 8-bit, MR, …). */
+export class NotCtSliceError extends InputError {
+  override name = 'NotCtSliceError';
+}
+
+/** A DICOM file whose pixel data uses a transfer syntax covidct cannot decode. */
+export class UnsupportedTransferSyntaxError extends InputError {
+  override name = 'UnsupportedTransferSyntaxError';
+}
+
+/** A series that cannot be selected as a whole, for example because one of its slices is unreadable. */
+export class SeriesError extends InputError {
+  override name = 'SeriesError';
+}
+
+/** Format a caught value as one line for the user; unexpected errors keep their class name. */
+export function describeError(error: unknown): string {
+  if (error instanceof InputError) return error.message;
+  if (error instanceof Error) return `${error.name}: ${error.message.split('\n')[0]}`;
+  return String(error);
+}
