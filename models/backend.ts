@@ -1,0 +1,120 @@
+/**
+ * The one place that chooses the TensorFlow.js backend: tfjs-node-gpu if it loads, else tfjs-node,
+ * else wasm, else the pure-JS cpu backend. `COVIDCT_BACKEND=gpu|node|wasm|cpu` (or the `prefer`
+ * option) forces one; the choice is logged once on stderr.
+ */
+
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { getBackend, ready, setBackend } from '@tensorflow/tfjs-core';
+
+/** covidct's names for the backends, in preference order. */
+export const BACKENDS = ['gpu', 'node', 'wasm', 'cpu'] as const;
+
+/** A backend name. */
+export type BackendName = (typeof BACKENDS)[number];
+
+/** What {@link initBackend} settled on. */
+export interface BackendChoice {
+  /** covidct's name for it. */
+  readonly name: BackendName;
+  /** tfjs's backend name (`tensorflow`, `wasm`, `cpu`). */
+  readonly tfBackend: string;
+  /** Why the more preferred backends were passed over, one entry each. */
+  readonly skipped: readonly string[];
+}
+
+/** Options of {@link initBackend}. */
+export interface BackendOptions {
+  /** Force a backend; default `COVIDCT_BACKEND`, else automatic. */
+  readonly prefer?: BackendName;
+  /** Where the one-line choice goes; default stderr. */
+  readonly log?: (line: string) => void;
+}
+
+/** Whether `name` is a backend name. */
+export function isBackendName(name: string): name is BackendName {
+  return (BACKENDS as readonly string[]).includes(name);
+}
+
+// Module specifiers in variables: the optional packages are absent on most machines, and TypeScript
+// must not try to resolve them.
+const NODE_GPU_PACKAGE = '@tensorflow/tfjs-node-gpu';
+const NODE_PACKAGE = '@tensorflow/tfjs-node';
+
+async function tryNode(pkg: string): Promise<void> {
+  await import(pkg);
+  // tfjs-node registers the `tensorflow` backend with the shared tfjs-core engine on import.
+  if (!(await setBackend('tensorflow')))
+    throw new Error(`${pkg} loaded but the tensorflow backend did not initialise`);
+}
+
+/**
+ * Point the wasm backend at its .wasm files inside node_modules: resolved from this module, so it
+ * works the same from `dist/` and from sources under vitest.
+ */
+async function tryWasm(): Promise<void> {
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  const require = createRequire(import.meta.url);
+  const main = require.resolve('@tensorflow/tfjs-backend-wasm');
+  wasm.setWasmPaths(`${dirname(main)}/`);
+  if (!(await setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+}
+
+async function tryCpu(): Promise<void> {
+  await import('@tensorflow/tfjs-backend-cpu');
+  if (!(await setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
+}
+
+const LOADERS: Record<BackendName, () => Promise<void>> = {
+  gpu: () => tryNode(NODE_GPU_PACKAGE),
+  node: () => tryNode(NODE_PACKAGE),
+  wasm: tryWasm,
+  cpu: tryCpu,
+};
+
+let chosen: Promise<BackendChoice> | undefined;
+
+/** The forced backend from `COVIDCT_BACKEND`, if any; throws on an unknown name. */
+export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendName | undefined {
+  const value = env.COVIDCT_BACKEND?.trim().toLowerCase();
+  if (value === undefined || value === '' || value === 'auto') return undefined;
+  if (!isBackendName(value)) {
+    throw new RangeError(`COVIDCT_BACKEND=${value}: expected one of ${BACKENDS.join(', ')} or auto`);
+  }
+  return value;
+}
+
+async function choose(options: BackendOptions): Promise<BackendChoice> {
+  const forced = options.prefer ?? backendFromEnv();
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const candidates = forced === undefined ? BACKENDS : [forced];
+  const skipped: string[] = [];
+  for (const name of candidates) {
+    try {
+      await LOADERS[name]();
+      await ready();
+      const choice: BackendChoice = { name, tfBackend: getBackend(), skipped };
+      log(
+        `covidct: backend ${name}${forced === undefined ? '' : ' (forced)'}${skipped.length > 0 ? ` (skipped: ${skipped.join('; ')})` : ''}`,
+      );
+      return choice;
+    } catch (error) {
+      const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+      skipped.push(`${name}: ${message}`);
+    }
+  }
+  throw new Error(`no TensorFlow.js backend could be loaded: ${skipped.join('; ')}`);
+}
+
+/**
+ * Choose and activate the backend once per process (later calls return the first choice, whatever
+ * their options). A forced backend that fails to load is an error rather than a silent fallback.
+ */
+export function initBackend(options: BackendOptions = {}): Promise<BackendChoice> {
+  chosen ??= choose(options).catch((error: unknown) => {
+    chosen = undefined;
+    throw error;
+  });
+  return chosen;
+}
