@@ -1,0 +1,53 @@
+/** A prediction worker thread: one backend instance and one model copy, fed batches by {@link PredictionPool}. */
+import { parentPort } from 'node:worker_threads';
+import { io } from '@tensorflow/tfjs-core';
+import { type LayersModel, loadLayersModel } from '@tensorflow/tfjs-layers';
+import { initBackend } from './backend.js';
+import { loadModel } from './io.js';
+import type { FromWorker, ModelSource, ToWorker } from './pool-protocol.js';
+import { modelInputShape, predictBatch } from './predict.js';
+import { buildArchitecture } from './registry.js';
+
+const port = parentPort;
+if (port === null) throw new Error('pool-worker.ts runs only as a worker thread');
+
+function send(message: FromWorker, transfer: ArrayBuffer[] = []): void {
+  port!.postMessage(message, transfer);
+}
+
+async function load(source: ModelSource): Promise<LayersModel> {
+  switch (source.kind) {
+    case 'dir':
+      return (await loadModel(source.dir)).model;
+    case 'artifacts':
+      return loadLayersModel(io.fromMemory(source.artifacts));
+    case 'arch':
+      return buildArchitecture(source.arch, source.options);
+  }
+}
+
+let model: LayersModel | undefined;
+// Batches run one at a time per worker; the pool never sends a second before the first answers.
+port.on('message', async (message: ToWorker) => {
+  try {
+    if (message.type === 'init') {
+      // The main thread already logged its choice; workers stay quiet.
+      const choice = await initBackend({ prefer: message.backend, log: () => {} });
+      model = await load(message.source);
+      send({ type: 'ready', backend: choice.name, inputShape: modelInputShape(model) });
+      return;
+    }
+    if (model === undefined) throw new Error('predict before init');
+    const start = performance.now();
+    const probabilities = await predictBatch(model, message.pixels, message.count);
+    send({ type: 'result', id: message.id, probabilities, ms: performance.now() - start }, [
+      probabilities.buffer as ArrayBuffer,
+    ]);
+  } catch (error) {
+    send({
+      type: 'error',
+      ...(message.type === 'predict' ? { id: message.id } : {}),
+      message: error instanceof Error ? error.message : String(error),
+    });
+  }
+});
