@@ -9,6 +9,8 @@ import { CorruptFileError, InputError, NotCtSliceError, UnknownFormatError } fro
 import { countDarkPixels, selectByCounts, selectionRows } from '../core/selection.js';
 import type { RawRows } from '../core/slice.js';
 import { decodeTiff, isTiff, memorySource, parseTiffLayout } from '../core/tiff/decode.js';
+import { readTiffFile } from '../core/tiff/file.js';
+import { lzwDecode, packBitsDecode } from '../core/tiff/strips.js';
 
 const DIR = join(import.meta.dirname, 'fixtures', 'tiff');
 const REAL = join(import.meta.dirname, 'fixtures', 'lung-pet-ct-dx-A0002-tiff');
@@ -185,6 +187,64 @@ describe('decodeTiff rejects what is not a 16-bit grayscale single slice', () =>
         expect(outcome === 'ok' || outcome === 'input', `${name} byte ${i}: ${String(outcome)}`).toBe(true);
       }
     }
+  });
+});
+
+describe('readTiffFile (reads at offsets)', () => {
+  it.each(Object.keys(expected.good))('%s: same rows as decodeTiff', async (name) => {
+    const want = expected.good[name]!;
+    const rows = await readTiffFile(join(DIR, name), { rows: selectionRows });
+    expect(rows.header.file).toBe(join(DIR, name));
+    expect(sum(rows.pixels)).toBe(want.regionRowsSum);
+    expect(countDarkPixels(rows)).toBe(want.darkPixels);
+    const all = await readTiffFile(join(DIR, name));
+    expect(sum(all.pixels)).toBe(want.sum);
+  });
+
+  it.each(Object.entries(expected.rejects))('%s: same rejection', async (name, { error, contains }) => {
+    const failure = await readTiffFile(join(DIR, name)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(failure).toBeInstanceOf(ERRORS[error]!);
+    expect((failure as Error).message).toContain(contains);
+  });
+
+  it('says a missing file is missing, in one line', async () => {
+    await expect(readTiffFile(join(DIR, 'no-such.tif'))).rejects.toThrow(/no-such\.tif: no such file/);
+  });
+});
+
+describe('strip codecs', () => {
+  /** Pack 9-bit codes MSB first, as TIFF LZW does before the table reaches 511 entries. */
+  const nineBit = (codes: number[]) => {
+    let acc = 0n;
+    for (const c of codes) acc = (acc << 9n) | BigInt(c);
+    const bits = codes.length * 9;
+    const padded = acc << BigInt((8 - (bits % 8)) % 8);
+    const bytes = new Uint8Array(Math.ceil(bits / 8));
+    for (let i = 0; i < bytes.length; i++)
+      bytes[i] = Number((padded >> BigInt(8 * (bytes.length - 1 - i))) & 0xffn);
+    return bytes;
+  };
+
+  it('LZW: literal codes, a KwKwK code, clear and end codes, invalid codes', () => {
+    // 256 clear, 65 'A', 258 (not yet defined: 'A' + 'A'), 66 'B', 259 ('AAB', just added), 257 end:
+    // 'AAABAAB', cut to the 6 bytes asked for.
+    const out = new Uint8Array(6);
+    expect(lzwDecode(nineBit([256, 65, 258, 66, 259, 257]), out)).toBe(6);
+    expect(String.fromCharCode(...out)).toBe('AAABAA');
+    expect(lzwDecode(nineBit([256, 65, 258, 257]), new Uint8Array(10))).toBe(3); // ends early at EOI
+    expect(lzwDecode(nineBit([256, 258]), new Uint8Array(4))).toBe(-1); // 258 with no previous code
+    expect(lzwDecode(nineBit([256, 65, 300]), new Uint8Array(4))).toBe(-1); // beyond the table
+  });
+
+  it('PackBits: literal and repeat runs, no-op byte, output cut at its size', () => {
+    const input = Uint8Array.of(2, 1, 2, 3, 0xfd, 9, 128, 0, 4);
+    const out = new Uint8Array(8);
+    expect(packBitsDecode(input, out)).toBe(8);
+    expect([...out]).toEqual([1, 2, 3, 9, 9, 9, 9, 4]);
+    expect(packBitsDecode(input, new Uint8Array(5))).toBe(5);
   });
 });
 

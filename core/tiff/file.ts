@@ -1,0 +1,132 @@
+/**
+ * Reading a TIFF slice from a file with as little I/O as the layout allows: the header, the IFD
+ * and the strip tables are read at their offsets, then only the strips that hold the requested
+ * rows — for uncompressed strips (COVID-CTset's layout) only the rows' bytes, straight into the
+ * result's pixel array. Tiled files are read whole and handed to geotiff.
+ *
+ * Measured on the real series as uncompressed TIFF (warm page cache, 60 slices, selection rows):
+ * 0.12 ms per slice, against 0.28 ms for readFileSync plus decodeTiff and 0.45 ms for
+ * fs.promises.readFile plus decodeTiff, because a selection needs 100 of 512 rows.
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { CorruptFileError, InputError } from '../errors.js';
+import { fileSystemError } from '../read.js';
+import type { DecodeOptions, RawRows } from '../slice.js';
+import { resolveRows } from '../slice.js';
+import {
+  isStripPath,
+  isTiff,
+  parseTiffLayout,
+  readRowsWithGeotiff,
+  readStripRows,
+  type TiffByteSource,
+  tiffHeader,
+} from './decode.js';
+
+/** Bytes read at once for the header and IFD: most writers put the IFD and its tables in the first KiB. */
+const BLOCK = 4096;
+
+/**
+ * A {@link TiffByteSource} over an open file: each request is served from the last block read
+ * when it falls inside it, else by one `pread` of at least {@link BLOCK} bytes.
+ */
+export function fileByteSource(fd: number, size: number, file: string): TiffByteSource {
+  let blockStart = 0;
+  let block = new Uint8Array(0);
+  return {
+    size,
+    bytes(offset, length) {
+      if (offset >= blockStart && offset + length <= blockStart + block.length) {
+        return block.subarray(offset - blockStart, offset - blockStart + length);
+      }
+      const wanted = Math.min(Math.max(length, BLOCK), size - offset);
+      const next = new Uint8Array(wanted);
+      readFully(fd, next, 0, wanted, offset, file);
+      blockStart = offset;
+      block = next;
+      return block.subarray(0, length);
+    },
+  };
+}
+
+function readFully(
+  fd: number,
+  target: Uint8Array,
+  at: number,
+  length: number,
+  position: number,
+  file: string,
+) {
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, target, at + done, length - done, position + done);
+    if (n === 0)
+      throw new CorruptFileError(
+        file,
+        `file ended at byte ${position + done}, expected ${length - done} more`,
+      );
+    done += n;
+  }
+}
+
+/**
+ * Whether the file at `path` starts with a TIFF signature (reads 4 bytes). File-system errors
+ * become one-line InputErrors.
+ */
+export function isTiffFile(path: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const head = new Uint8Array(4);
+    const n = readSync(fd, head, 0, 4, 0);
+    return n === 4 && isTiff(head);
+  } catch (error) {
+    throw fileSystemError(path, error);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * Read the rows `options.rows` asks for of the TIFF slice at `path`: strip files by reads at
+ * offsets (header, IFD, strip tables, then the strips or rows needed), tiled files whole, decoded
+ * like {@link decodeTiff} does. Throws the same InputErrors as `decodeTiff`, naming `path`.
+ */
+export async function readTiffFile(path: string, options?: DecodeOptions): Promise<RawRows> {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (error) {
+    throw fileSystemError(path, error);
+  }
+  let whole: Uint8Array;
+  let layout: ReturnType<typeof parseTiffLayout>;
+  try {
+    const size = fstatSync(fd).size;
+    layout = parseTiffLayout(fileByteSource(fd, size, path), path);
+    const header = tiffHeader(path, layout);
+    const range = resolveRows(header, options);
+    if (isStripPath(layout)) {
+      const pixels = readStripRows(layout, range, path, {
+        copy: (from, length, target, at) => readFully(fd, target, at, length, from, path),
+        bytes: (from, length) => {
+          const data = new Uint8Array(length);
+          readFully(fd, data, 0, length, from, path);
+          return data;
+        },
+      });
+      return { header, rowStart: range.start, rowCount: range.end - range.start, pixels };
+    }
+    whole = new Uint8Array(size);
+    readFully(fd, whole, 0, size, 0, path);
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    throw fileSystemError(path, error);
+  } finally {
+    closeSync(fd);
+  }
+  const header = tiffHeader(path, layout);
+  const range = resolveRows(header, options);
+  const pixels = await readRowsWithGeotiff(whole, path, layout, range);
+  return { header, rowStart: range.start, rowCount: range.end - range.start, pixels };
+}
