@@ -1,0 +1,368 @@
+/**
+ * `covidct bench select PATH`: how fast this process reads and selects a series or study, against
+ * the authors' numpy + OpenCV way of doing the same (bench/reference_select.py), measured in the
+ * same run on the same files.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, extname, join, relative } from 'node:path';
+import type { Command } from 'commander';
+import { InputError } from '../../core/errors.js';
+import { detectFormat, readSlice } from '../../core/read.js';
+import type { DecodeOptions, RawRows, SliceFormat } from '../../core/slice.js';
+import { discoverStudy, type StudySelection, selectStudy } from '../../core/study.js';
+import { encodeTiff16 } from '../../core/tiff/encode.js';
+import { isTiffFile, readTiffFile } from '../../core/tiff/file.js';
+import { parseInteger, printJson, warn } from '../io.js';
+
+/** The reference implementation's figures, as `bench select --json` reports them. */
+export interface ReferenceFigures {
+  readonly name: string;
+  readonly msPerSlice: number;
+  readonly slicesPerSecond: number;
+  /** The folder it read (the uncompressed copy when `--uncompressed`). */
+  readonly path: string;
+  readonly versions?: Record<string, string>;
+}
+
+/** One way of reading the slices, timed. */
+export interface BenchVariant {
+  readonly name: string;
+  readonly description: string;
+  readonly msPerSlice: number;
+  readonly slicesPerSecond: number;
+}
+
+/** What `bench select --json` prints. */
+export interface BenchSelectResult {
+  /** Ours, through `selectStudy` as `covidct select` runs it. */
+  readonly slicesPerSecond: number;
+  readonly msPerSlice: number;
+  /** Timed runs (after one warm-up run); figures are their median. */
+  readonly runs: number;
+  readonly slices: number;
+  readonly format: SliceFormat;
+  /** The folder measured (the uncompressed copy when `--uncompressed`). */
+  readonly path: string;
+  readonly uncompressed: boolean;
+  readonly reference: ReferenceFigures | null;
+  /** Why `reference` is null. */
+  readonly referenceError?: string;
+  /** Our slices per second over the reference's; null without a reference. */
+  readonly ratio: number | null;
+  /** Whether every dark-pixel count of the reference equals ours (null without a reference). */
+  readonly countsMatch: boolean | null;
+  /** Slices whose counts differ, or that only one side read (at most 20). */
+  readonly mismatches: readonly { file: string; ours: number | null; reference: number | null }[];
+  /** Other ways of reading the same files, timed the same way. */
+  readonly variants: readonly BenchVariant[];
+}
+
+/** Options of {@link benchSelect}. */
+export interface BenchSelectOptions {
+  /** Timed runs after the warm-up run. @default 5 */
+  readonly runs?: number;
+  /** TIFF folder for the reference when PATH holds DICOM. */
+  readonly referenceTiff?: string;
+  /** Measure on uncompressed copies of the TIFF slices, written to a temporary folder. */
+  readonly uncompressed?: boolean;
+  /** Skip the reference. */
+  readonly reference?: boolean;
+  /** Python with numpy and OpenCV. @default $COVIDCT_PYTHON or /usr/bin/python3 */
+  readonly python?: string;
+}
+
+/** Median of some numbers. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Time `run` once to warm up, then `runs` times; resolves to the median in ms and the last result. */
+async function timeRuns<T>(runs: number, run: () => Promise<T>): Promise<{ ms: number; result: T }> {
+  let result = await run();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now();
+    result = await run();
+    times.push(performance.now() - start);
+  }
+  return { ms: median(times), result };
+}
+
+/** Reads TIFF files at offsets (readTiffFile), anything else as `covidct select` does. */
+async function readRanged(path: string, options: DecodeOptions): Promise<RawRows> {
+  return isTiffFile(path) ? readTiffFile(path, options) : readSlice(path, options);
+}
+
+/** Measure read + selection of the series or study at `path`, and the reference on the same slices. */
+export async function benchSelect(
+  path: string,
+  options: BenchSelectOptions = {},
+): Promise<BenchSelectResult> {
+  const runs = options.runs ?? 5;
+  const layout = await discoverStudy(path);
+  const firstFile = layout.folders[0]!.files[0]!;
+  const format = detectFormat(await readFile(firstFile));
+  if (format === undefined) throw new InputError(firstFile, 'not a TIFF or DICOM slice, cannot benchmark');
+
+  const temp: string[] = [];
+  try {
+    let measured = path;
+    let referencePath: string | undefined = format === 'tiff' ? path : options.referenceTiff;
+    if (options.uncompressed) {
+      if (format === 'tiff') {
+        measured = await uncompressedCopy(path, temp);
+        referencePath = measured;
+      } else if (referencePath !== undefined) {
+        referencePath = await uncompressedCopy(referencePath, temp);
+      }
+    }
+
+    const ours = await timeRuns(runs, () => selectStudy(measured));
+    const failed = ours.result.series.find((s) => s.error !== undefined);
+    if (failed) throw new InputError(failed.folder, failed.error!);
+    const slices = ours.result.series.reduce((n, s) => n + s.slices.length, 0);
+    const msPerSlice = ours.ms / slices;
+
+    const variants: BenchVariant[] = [];
+    const ranged = await timeRuns(runs, () => selectStudy(measured, { readRows: readRanged }));
+    variants.push(
+      variant(
+        'ranged',
+        'selectStudy with readTiffFile: header, IFD and needed rows read at offsets',
+        ranged.ms / slices,
+      ),
+    );
+    const sequential = await timeRuns(runs, () =>
+      selectStudy(measured, { readRows: readRanged, concurrency: 1 }),
+    );
+    variants.push(variant('ranged-sequential', 'as ranged, one file at a time', sequential.ms / slices));
+
+    let reference: ReferenceFigures | null = null;
+    let referenceError: string | undefined;
+    let mismatches: BenchSelectResult['mismatches'] = [];
+    let countsMatch: boolean | null = null;
+    if (options.reference === false) {
+      referenceError = 'reference skipped (--no-reference)';
+    } else if (referencePath === undefined) {
+      referenceError = `${path} holds DICOM; the reference reads TIFF only: pass --reference-tiff DIR with the same series as TIFF`;
+    } else {
+      try {
+        const ref = await runReference(referencePath, runs, options.python);
+        reference = {
+          name: ref.name,
+          msPerSlice: ref.msPerSlice,
+          slicesPerSecond: ref.slicesPerSecond,
+          path: referencePath,
+          versions: ref.versions,
+        };
+        mismatches = compareCounts(ours.result, ref.series);
+        countsMatch = mismatches.length === 0;
+      } catch (error) {
+        referenceError = error instanceof Error ? error.message : String(error);
+      }
+    }
+    return {
+      slicesPerSecond: 1000 / msPerSlice,
+      msPerSlice,
+      runs,
+      slices,
+      format,
+      path: measured,
+      uncompressed: options.uncompressed === true,
+      reference,
+      ...(referenceError === undefined ? {} : { referenceError }),
+      ratio: reference ? 1000 / msPerSlice / reference.slicesPerSecond : null,
+      countsMatch,
+      mismatches,
+      variants,
+    };
+  } finally {
+    for (const dir of temp) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function variant(name: string, description: string, msPerSlice: number): BenchVariant {
+  return { name, description, msPerSlice, slicesPerSecond: 1000 / msPerSlice };
+}
+
+/**
+ * Write every TIFF slice under `path` uncompressed (8-row strips, little endian, as COVID-CTset's
+ * files and OpenCV's writer lay them out) into a new temporary folder with the same layout.
+ */
+async function uncompressedCopy(path: string, temp: string[]): Promise<string> {
+  const layout = await discoverStudy(path);
+  const root = await mkdtemp(join(tmpdir(), 'covidct-bench-'));
+  temp.push(root);
+  const single = layout.folders.length === 1 && layout.folders[0]!.folder === path;
+  for (const folder of layout.folders) {
+    for (const file of folder.files) {
+      if (!isTiffFile(file)) continue;
+      const rows = await readTiffFile(file);
+      const rel = single ? basename(file) : relative(path, file);
+      const target = join(root, rel);
+      await mkdir(dirname(target), { recursive: true });
+      await writeFile(target, encodeTiff16(rows.pixels, rows.header.width, rows.header.height));
+    }
+  }
+  return root;
+}
+
+interface ReferenceOutput {
+  name: string;
+  msPerSlice: number;
+  slicesPerSecond: number;
+  versions?: Record<string, string>;
+  series: { folder: string; files: string[]; darkPixels: number[] }[];
+}
+
+/** bench/reference_select.py, found from this file upwards (source tree and dist/ alike). */
+export function referenceScript(): string {
+  let dir = import.meta.dirname;
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'bench', 'reference_select.py');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error('bench/reference_select.py not found beside the installed covidct');
+}
+
+async function runReference(path: string, runs: number, python?: string): Promise<ReferenceOutput> {
+  const exe = python ?? process.env.COVIDCT_PYTHON ?? '/usr/bin/python3';
+  const script = referenceScript();
+  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+    (resolve, reject) => {
+      const child = spawn(exe, [script, path, '--runs', String(runs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
+      child.on('error', (e) => reject(new Error(`cannot run ${exe}: ${e.message}`)));
+      child.on('close', (c) => resolve({ code: c, stdout: out, stderr: err }));
+    },
+  );
+  if (code !== 0) {
+    const last = stderr.trim().split('\n').pop() ?? '';
+    throw new Error(`${exe} ${basename(script)} failed (exit ${code}): ${last}`);
+  }
+  try {
+    return JSON.parse(stdout) as ReferenceOutput;
+  } catch {
+    throw new Error(`${basename(script)} printed no JSON`);
+  }
+}
+
+/**
+ * Slices whose dark-pixel counts differ between ours and the reference, or that only one side has,
+ * keyed `series/stem` (extension dropped, so DICOM `1-01.dcm` meets TIFF `1-01.tif`); at most 20.
+ */
+export function compareCounts(
+  ours: StudySelection,
+  reference: ReferenceOutput['series'],
+): BenchSelectResult['mismatches'] {
+  const key = (series: string, file: string) => `${series}/${basename(file, extname(file))}`;
+  const mine = new Map<string, number>();
+  for (const s of ours.series) {
+    const id =
+      s.seriesUid !== undefined && s.id.endsWith(`/${s.seriesUid}`)
+        ? s.id.slice(0, -s.seriesUid.length - 1)
+        : s.id;
+    for (const slice of s.slices) mine.set(key(id, slice.file), slice.darkPixels);
+  }
+  const theirs = new Map<string, number>();
+  for (const s of reference) {
+    s.files.forEach((f, i) => {
+      theirs.set(key(s.folder, f), s.darkPixels[i]!);
+    });
+  }
+  const out: { file: string; ours: number | null; reference: number | null }[] = [];
+  for (const k of new Set([...mine.keys(), ...theirs.keys()])) {
+    const a = mine.get(k);
+    const b = theirs.get(k);
+    if (a !== b) out.push({ file: k, ours: a ?? null, reference: b ?? null });
+  }
+  return out.slice(0, 20);
+}
+
+/** Register `bench` and its `select` subcommand. */
+export function registerBench(program: Command): void {
+  const bench = program.command('bench').description('measure how fast covidct works on your files');
+  bench
+    .command('select')
+    .description(
+      'time reading + slice selection of a series or study (median of --runs after a warm-up), against numpy + OpenCV on the same TIFF files',
+    )
+    .argument('<path>', 'a series folder or a study folder of series folders')
+    .option(
+      '--json',
+      'print JSON: { slicesPerSecond, msPerSlice, runs, slices, format, reference, ratio, ... }',
+    )
+    .option('--runs <n>', 'timed runs after one warm-up run', parseInteger('--runs', 1, 1000), 5)
+    .option('--reference-tiff <dir>', 'the same series as TIFF, for the reference when PATH holds DICOM')
+    .option(
+      '--uncompressed',
+      'measure uncompressed copies of the TIFF slices (as COVID-CTset stores them), made in a temporary folder',
+    )
+    .option('--no-reference', 'skip the numpy + OpenCV reference')
+    .action(
+      async (
+        path: string,
+        opts: {
+          json?: boolean;
+          runs: number;
+          referenceTiff?: string;
+          uncompressed?: boolean;
+          reference: boolean;
+        },
+      ) => {
+        const result = await benchSelect(path, {
+          runs: opts.runs,
+          uncompressed: opts.uncompressed === true,
+          reference: opts.reference,
+          ...(opts.referenceTiff === undefined ? {} : { referenceTiff: opts.referenceTiff }),
+        });
+        if (opts.json) printJson(result);
+        else printTable(result);
+        if (result.countsMatch === false) {
+          warn(
+            `dark-pixel counts differ from the reference on ${result.mismatches.length} slice(s), e.g. ${describe(result.mismatches[0]!)}`,
+          );
+          process.exitCode = 1;
+        }
+      },
+    );
+}
+
+function describe(m: BenchSelectResult['mismatches'][number]): string {
+  return `${m.file}: ours ${m.ours ?? 'missing'}, reference ${m.reference ?? 'missing'}`;
+}
+
+function printTable(r: BenchSelectResult): void {
+  const rows: [string, string, string][] = [['', 'ms/slice', 'slices/s']];
+  const fmt = (ms: number) => [ms.toFixed(3), (1000 / ms).toFixed(0)] as const;
+  rows.push([`covidct (${r.format}, selectStudy)`, ...fmt(r.msPerSlice)]);
+  for (const v of r.variants) rows.push([`covidct ${v.name}`, ...fmt(v.msPerSlice)]);
+  if (r.reference) rows.push([`reference (${r.reference.name})`, ...fmt(r.reference.msPerSlice)]);
+  const w0 = Math.max(...rows.map((x) => x[0].length));
+  const out = [
+    `${r.slices} slices, ${r.runs} runs after a warm-up, median${r.uncompressed ? ', uncompressed copies' : ''}: ${r.path}`,
+    ...rows.map(([a, b, c]) => `  ${a.padEnd(w0)}  ${b.padStart(9)}  ${c.padStart(9)}`),
+  ];
+  if (r.ratio !== null) {
+    out.push(`ratio (ours / reference, slices per second): ${r.ratio.toFixed(2)}`);
+    out.push(
+      `dark-pixel counts ${r.countsMatch ? 'match the reference on every slice' : 'DIFFER from the reference'}`,
+    );
+  } else {
+    out.push(`no reference: ${r.referenceError}`);
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+}
