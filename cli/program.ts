@@ -1,0 +1,29 @@
+/** The `covidct` program: every command, and the error policy (one line on stderr, exit code 1, no stack trace). */
+import { Command } from 'commander';
+import { describeError, InputError } from '../core/errors.js';
+import { registerSelect } from './commands/select.js';
+import { warn } from './io.js';
+
+/** Build the program with every command registered. */
+export function buildProgram(): Command {
+  const program = new Command('covidct')
+    .description(
+      'COVID-19 from whole chest CT series: slice selection, classification, vote (Rahimzadeh et al.)',
+    )
+    .showHelpAfterError('(run with --help for usage)');
+  registerSelect(program);
+  return program;
+}
+
+/** Run the command line on `argv` (as `process.argv`); resolves to the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv as string[]);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (error) {
+    warn(describeError(error));
+    // Unexpected errors are bugs: show the stack only when asked, so users still get one line.
+    if (!(error instanceof InputError) && process.env.COVIDCT_DEBUG) console.error(error);
+    return 1;
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * One entry point for reading a slice file of any supported format: sniff the bytes, then hand
+ * them to the TIFF or DICOM decoder. File extensions are not trusted (a PNG named `.tif` exists).
+ */
+import { readFile } from 'node:fs/promises';
+import { gunzipSync } from 'node:zlib';
+import { decodeDicom, isDicom } from './dicom/decode.js';
+import { CorruptFileError, InputError, UnknownFormatError } from './errors.js';
+import type { DecodeOptions, RawRows, SliceFormat } from './slice.js';
+import { decodeTiff, isTiff } from './tiff/decode.js';
+
+/** Well-known signatures of files that are not slices, to say what a misnamed file really is. */
+const FOREIGN_SIGNATURES: ReadonlyArray<readonly [string, readonly number[]]> = [
+  ['a PNG image', [0x89, 0x50, 0x4e, 0x47]],
+  ['a JPEG image', [0xff, 0xd8, 0xff]],
+  ['a GIF image', [0x47, 0x49, 0x46, 0x38]],
+  ['a ZIP archive', [0x50, 0x4b, 0x03, 0x04]],
+  ['a PDF document', [0x25, 0x50, 0x44, 0x46]],
+  ['an HDF5 file', [0x89, 0x48, 0x44, 0x46]],
+];
+
+/** The slice format of a file's bytes, or `undefined` when it is neither TIFF nor DICOM. */
+export function detectFormat(bytes: Uint8Array): SliceFormat | undefined {
+  if (isTiff(bytes)) return 'tiff';
+  if (isDicom(bytes)) return 'dicom';
+  return undefined;
+}
+
+/** Decode a slice from its bytes, whatever its format. Throws an {@link InputError} naming `file`. */
+export async function decodeSlice(
+  bytes: Uint8Array,
+  file: string,
+  options?: DecodeOptions,
+): Promise<RawRows> {
+  if (bytes.length === 0)
+    throw new CorruptFileError(file, 'empty file (0 bytes), expected a TIFF or DICOM slice');
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) return decodeSlice(gunzip(bytes, file), file, options);
+  const format = detectFormat(bytes);
+  if (format === 'tiff') return decodeTiff(bytes, file, options);
+  if (format === 'dicom') return decodeDicom(bytes, file, options);
+  const foreign = FOREIGN_SIGNATURES.find(([, sig]) => sig.every((b, i) => bytes[i] === b));
+  throw new UnknownFormatError(
+    file,
+    `${foreign ? foreign[0] : 'not a TIFF or DICOM file'}, expected a 16-bit TIFF or DICOM CT slice`,
+  );
+}
+
+/** Largest slice accepted inside a gzip file: a 4096×4096 16-bit slice with headers, so a zip bomb stops early. */
+const MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024;
+
+/** Slices may be stored gzip-compressed (`1-01.dcm.gz`), as archives and the bundled sample are. */
+function gunzip(bytes: Uint8Array, file: string): Uint8Array {
+  try {
+    return gunzipSync(bytes, { maxOutputLength: MAX_GUNZIPPED_BYTES });
+  } catch (error) {
+    const detail = error instanceof RangeError ? 'larger than 64 MiB uncompressed' : 'damaged or truncated';
+    throw new CorruptFileError(file, `gzip-compressed slice is ${detail}`);
+  }
+}
+
+/** Read and decode a slice file. File-system errors become one-line {@link InputError}s. */
+export async function readSlice(path: string, options?: DecodeOptions): Promise<RawRows> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    throw fileSystemError(path, error);
+  }
+  return decodeSlice(bytes, path, options);
+}
+
+/** A one-line error for a failed file-system call on `path`. */
+export function fileSystemError(path: string, error: unknown): InputError {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const reasons: Record<string, string> = {
+    ENOENT: 'no such file or folder',
+    EACCES: 'permission denied',
+    EISDIR: 'is a folder, expected a file',
+    ENOTDIR: 'is a file, expected a folder',
+  };
+  return new InputError(path, (code && reasons[code]) ?? `cannot be read (${code ?? String(error)})`);
+}
