@@ -150,7 +150,13 @@ describe('importing into tfjs-layers', () => {
       knownArchitecture: false,
       inputShape: [32, 24, 1],
       params: want.params,
-      source: { file: 'mini-fpn.h5', kind: 'model', kerasVersion: '2.3.0', backend: 'tensorflow' },
+      source: {
+        file: 'mini-fpn.h5',
+        kind: 'model',
+        weightsMatchedBy: 'name',
+        kerasVersion: '2.3.0',
+        backend: 'tensorflow',
+      },
     });
     model.dispose();
     expect(memory().numTensors).toBe(before);
@@ -186,37 +192,46 @@ describe('importing into tfjs-layers', () => {
       `${file}: weights-only file (no model_config): give its architecture (--arch resnet50v2-fpn, resnet50v2 or xception)`,
     );
     // The same architecture as sequential.h5's config, built in tfjs; layer names as Keras named them.
-    const build = () =>
+    const build = (prefix = '') =>
       sequential({
         layers: [
           layers.conv2d({
-            name: 'conv2d_1',
+            name: `${prefix}conv2d_1`,
             filters: 3,
             kernelSize: 3,
             activation: 'relu',
             inputShape: [9, 7, 1],
           }),
           layers.separableConv2d({
-            name: 'separable_conv2d_1',
+            name: `${prefix}separable_conv2d_1`,
             filters: 5,
             kernelSize: 3,
             depthMultiplier: 2,
             padding: 'same',
           }),
-          layers.batchNormalization({ name: 'batch_normalization_1', center: false }),
-          layers.activation({ name: 'activation_1', activation: 'relu' }),
-          layers.globalAveragePooling2d({ name: 'global_average_pooling2d_1' }),
-          layers.dense({ name: 'dense_1', units: 2, activation: 'softmax' }),
+          layers.batchNormalization({ name: `${prefix}batch_normalization_1`, center: false }),
+          layers.activation({ name: `${prefix}activation_1`, activation: 'relu' }),
+          layers.globalAveragePooling2d({ name: `${prefix}global_average_pooling2d_1` }),
+          layers.dense({ name: `${prefix}dense_1`, units: 2, activation: 'softmax' }),
         ],
       });
-    const { model, manifest } = await importKerasModel(file, { architecture: build });
+    const { model, manifest } = await importKerasModel(file, { architecture: () => build() });
     expect(manifest.source.kind).toBe('weights');
+    expect(manifest.source.weightsMatchedBy).toBe('name');
     checkPrediction(model, expected('sequential'), 'dense_1');
     model.dispose();
+    // Names the builder chose differently (as Keras's automatic dense_1 against a builder's own):
+    // loaded in layer order, as Keras's load_weights does, when every kind and shape agrees.
+    const renamed = () => build('my_');
+    const byOrder = await importKerasModel(file, { architecture: renamed });
+    expect(byOrder.model.layers[0]?.name).toBe('my_conv2d_1');
+    expect(byOrder.manifest.source.weightsMatchedBy).toBe('order');
+    checkPrediction(byOrder.model, expected('sequential'), 'dense_1');
+    byOrder.model.dispose();
     // A full model checked against an architecture it is not.
     const fpn = fixture('mini-fpn');
-    expect((await importError(importKerasModel(fpn, { architecture: build }))).message).toBe(
-      `${fpn}: its model is not the given architecture (layer names or weight shapes differ)`,
+    expect((await importError(importKerasModel(fpn, { architecture: () => build() }))).message).toBe(
+      `${fpn}: its model is not the given architecture (layer classes or weight shapes differ)`,
     );
   });
 

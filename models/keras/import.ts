@@ -22,6 +22,8 @@ export interface KerasSource {
   readonly file: string;
   /** `model`: a full-model file built from its own config; `weights`: a weights-only file loaded into a named architecture. */
   readonly kind: 'model' | 'weights';
+  /** `name`: weights loaded by layer name; `order`: a weights-only file whose names differ, loaded in Keras's layer order. */
+  readonly weightsMatchedBy: WeightMatch;
   /** The file's `keras_version`, if it has one. */
   readonly kerasVersion: string | null;
   /** The file's Keras `backend`, if it has one. */
@@ -130,12 +132,12 @@ function listNames(names: readonly string[]): string {
     : `${names.slice(0, 5).join(', ')} and ${names.length - 5} more`;
 }
 
-/**
- * Load a checkpoint's weights into `model` by layer name. Every layer of the model that has weights
- * must find them in the file with the same shapes, and the file may hold no weights for layers the
- * model lacks; otherwise an {@link InputError} names the file, the layer and the two shapes.
- */
-export function loadKerasWeights(model: LayersModel, checkpoint: KerasCheckpoint, file: string): void {
+/** How {@link loadKerasWeights} paired the file's layers with the model's. */
+export type WeightMatch = 'name' | 'order';
+
+type Plan = { layer: LayersModel['layers'][number]; weights: KerasWeight[] }[];
+
+function planByName(model: LayersModel, checkpoint: KerasCheckpoint, file: string): Plan {
   const modelLayers = new Set(model.layers.map((l) => l.name));
   const extra = [...checkpoint.weights]
     .filter(([name, ws]) => ws.length > 0 && !modelLayers.has(name))
@@ -147,14 +149,53 @@ export function loadKerasWeights(model: LayersModel, checkpoint: KerasCheckpoint
     .map((l) => l.name);
   if (missing.length > 0)
     throw new InputError(file, `no weights in the file for layers: ${listNames(missing)}`);
-
-  // Check every layer before assigning any, so a bad file leaves no half-loaded model behind.
-  const plan = model.layers
+  return model.layers
     .filter((l) => l.weights.length > 0)
     .map((layer) => ({
       layer,
       weights: pairLayerWeights(layer, checkpoint.weights.get(layer.name) ?? [], file),
     }));
+}
+
+/** Keras's own `load_weights(by_name=False)`: the n-th weighted layer of the file into the n-th of the model. */
+function planByOrder(model: LayersModel, checkpoint: KerasCheckpoint, file: string): Plan | undefined {
+  const stored = checkpoint.layerNames
+    .map((name) => checkpoint.weights.get(name) ?? [])
+    .filter((ws) => ws.length > 0);
+  const wanted = model.layers.filter((l) => l.weights.length > 0);
+  if (stored.length !== wanted.length) return undefined;
+  try {
+    return wanted.map((layer, i) => ({ layer, weights: pairLayerWeights(layer, stored[i] ?? [], file) }));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Load a checkpoint's weights into `model` by layer name. Every layer of the model that has weights
+ * must find them in the file with the same shapes, and the file may hold no weights for layers the
+ * model lacks; otherwise an {@link InputError} names the file, the layer and the two shapes.
+ * With `byOrder`, a file whose layer names differ from the model's (Keras's automatic `dense_1`
+ * against a builder's own names) is loaded as Keras's `load_weights` does, the n-th weighted layer
+ * into the n-th, provided every weight's kind and shape agree.
+ */
+export function loadKerasWeights(
+  model: LayersModel,
+  checkpoint: KerasCheckpoint,
+  file: string,
+  options: { byOrder?: boolean } = {},
+): WeightMatch {
+  let plan: Plan;
+  let match: WeightMatch = 'name';
+  try {
+    plan = planByName(model, checkpoint, file);
+  } catch (error) {
+    const ordered = options.byOrder ? planByOrder(model, checkpoint, file) : undefined;
+    if (ordered === undefined) throw error;
+    plan = ordered;
+    match = 'order';
+  }
+  // Every layer is checked before any is assigned, so a bad file leaves no half-loaded model behind.
   for (const { layer, weights } of plan) {
     const tensors: Tensor[] = weights.map((w) => tensor(w.values, [...w.shape], 'float32'));
     try {
@@ -163,13 +204,17 @@ export function loadKerasWeights(model: LayersModel, checkpoint: KerasCheckpoint
       for (const t of tensors) t.dispose();
     }
   }
+  return match;
 }
 
-/** The layer names and weight shapes of a model, for comparing two layouts. */
+/**
+ * The layer classes and weight shapes of a model, for comparing two layouts. Names are left out:
+ * Keras names unnamed layers itself (the authors' heads are `dense_1`…`dense_6`), a builder may not.
+ */
 function weightLayout(model: LayersModel): string {
   return model.layers
     .filter((l) => l.weights.length > 0)
-    .map((l) => `${l.name}:${l.weights.map((w) => shapeText(w.shape)).join('')}`)
+    .map((l) => `${l.getClassName()}:${l.weights.map((w) => shapeText(w.shape)).join('')}`)
     .sort()
     .join(' ');
 }
@@ -198,8 +243,8 @@ function sameLayout(model: LayersModel, build: () => LayersModel): boolean {
 }
 
 /**
- * The covidct architecture `model` is, if any: same layer names, weight shapes and output shape as
- * the registry builds for its input size. Null for anything else (the model still works; it is
+ * The covidct architecture `model` is, if any: its distinctive layer names, and the same layer
+ * classes, weight shapes and output shape as the registry builds for its input size. Null for anything else (the model still works; it is
  * just not one of ours).
  */
 export function recognizeArchitecture(model: LayersModel): ArchitectureName | null {
@@ -272,6 +317,7 @@ export async function importKerasModel(
   let model: LayersModel;
   let kerasConfig: JsonObject | undefined;
   let architecture: ArchitectureName | null;
+  let weightMatch: WeightMatch = 'name';
   if (checkpoint.kind === 'model') {
     ({ model, kerasConfig } = await modelFromCheckpoint(checkpoint, file));
     try {
@@ -281,7 +327,7 @@ export async function importKerasModel(
         if (!sameLayout(model, named.build)) {
           throw new InputError(
             file,
-            `its model is not the ${named.name ?? 'given'} architecture (layer names or weight shapes differ)`,
+            `its model is not the ${named.name ?? 'given'} architecture (layer classes or weight shapes differ)`,
           );
         }
         architecture = named.name;
@@ -302,7 +348,7 @@ export async function importKerasModel(
     const named = buildNamed(options.architecture, file);
     model = named.build();
     try {
-      loadKerasWeights(model, checkpoint, file);
+      weightMatch = loadKerasWeights(model, checkpoint, file, { byOrder: true });
     } catch (error) {
       model.dispose();
       throw error;
@@ -328,6 +374,7 @@ export async function importKerasModel(
     source: {
       file: basename(file),
       kind: checkpoint.kind,
+      weightsMatchedBy: weightMatch,
       kerasVersion: checkpoint.kerasVersion ?? null,
       backend: checkpoint.backend ?? null,
     },
