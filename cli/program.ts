@@ -1,6 +1,10 @@
 /** The `covidct` program: every command, and the error policy (one line on stderr, exit code 1, no stack trace). */
 import { Command } from 'commander';
 import { describeError, InputError } from '../core/errors.js';
+import { registerBench } from './commands/bench.js';
+import { registerImportKeras } from './commands/import-keras.js';
+import { registerModel } from './commands/model.js';
+import { registerPhantom } from './commands/phantom.js';
 import { registerSelect } from './commands/select.js';
 import { warn } from './io.js';
 
@@ -12,6 +16,10 @@ export function buildProgram(): Command {
     )
     .showHelpAfterError('(run with --help for usage)');
   registerSelect(program);
+  registerPhantom(program);
+  registerModel(program);
+  registerImportKeras(program);
+  registerBench(program);
   return program;
 }
 
