@@ -10,6 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeDicom, isDicom } from '../core/dicom/decode.js';
+import { bytesToRaw, rawTable, wordsToRaw } from '../core/dicom/pixels.js';
 import { decodeRle16, RleError } from '../core/dicom/rle.js';
 import { InputError } from '../core/errors.js';
 import { countDarkPixels, selectionRegion, selectionRows } from '../core/selection.js';
@@ -281,5 +282,44 @@ describe('decodeRle16', () => {
     const one = rleFrame([1]);
     new DataView(one.buffer).setUint32(0, 3, true);
     expect(() => decodeRle16(one, 1)).toThrow('3 RLE segments');
+  });
+});
+
+describe('pixel conversion', () => {
+  const table = rawTable({
+    bitsStored: 12,
+    shift: 0,
+    signed: true,
+    slope: 1,
+    intercept: 0,
+    paddingLow: -2000,
+    paddingHigh: -2000,
+  });
+
+  it('builds the table from mask, sign, padding and rescale', () => {
+    expect(table[0x0000]).toBe(1024);
+    expect(table[0x07ff]).toBe(1024 + 2047);
+    expect(table[0x0800]).toBe(0); // -2048 → raw -1024 → clamped
+    expect(table[0xf000 | 0x0fff]).toBe(1023); // junk high bits ignored: -1
+    expect(table[(-2000 & 0xfff) | 0x3000]).toBe(0); // padding
+  });
+
+  it('gives the same values at every alignment and length, both byte orders', () => {
+    const words = Uint16Array.from({ length: 41 }, (_, i) => (i * 2654435761) >>> 16);
+    const expectedRaw = (from: number, n: number) =>
+      Array.from(words.subarray(from, from + n), (w) => table[w]!);
+    for (const from of [0, 1, 2, 3]) {
+      for (const n of [0, 1, 2, 7, 36]) {
+        expect(Array.from(wordsToRaw(words, from, n, table)), `${from}+${n}`).toEqual(expectedRaw(from, n));
+        const le = new Uint8Array(words.buffer);
+        expect(Array.from(bytesToRaw(le, from * 2, n, true, table))).toEqual(expectedRaw(from, n));
+        const odd = new Uint8Array(le.length + 1);
+        odd.set(le, 1);
+        expect(Array.from(bytesToRaw(odd, 1 + from * 2, n, true, table))).toEqual(expectedRaw(from, n));
+        const be = new Uint8Array(le.length);
+        for (let k = 0; k < le.length; k += 2) [be[k], be[k + 1]] = [le[k + 1]!, le[k]!];
+        expect(Array.from(bytesToRaw(be, from * 2, n, false, table))).toEqual(expectedRaw(from, n));
+      }
+    }
   });
 });
