@@ -56,3 +56,15 @@ export function describeError(error: unknown): string {
   if (error instanceof Error) return `${error.name}: ${error.message.split('\n')[0]}`;
   return String(error);
 }
+
+/** A one-line error for a failed file-system call on `path`. */
+export function fileSystemError(path: string, error: unknown): InputError {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const reasons: Record<string, string> = {
+    ENOENT: 'no such file or folder',
+    EACCES: 'permission denied',
+    EISDIR: 'is a folder, expected a file',
+    ENOTDIR: 'is a file, expected a folder',
+  };
+  return new InputError(path, (code && reasons[code]) ?? `cannot be read (${code ?? String(error)})`);
+}

@@ -8,8 +8,8 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
-import { describeError, InputError } from './errors.js';
-import { fileSystemError, readSlice } from './read.js';
+import { describeError, fileSystemError, InputError } from './errors.js';
+import { readSlice } from './read.js';
 import { countDarkPixels, selectByCounts, selectionRows } from './selection.js';
 import type { DecodeOptions, RawRows, SliceHeader } from './slice.js';
 

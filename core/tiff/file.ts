@@ -9,8 +9,7 @@
  * fs.promises.readFile plus decodeTiff, because a selection needs 100 of 512 rows.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { CorruptFileError, InputError } from '../errors.js';
-import { fileSystemError } from '../read.js';
+import { CorruptFileError, fileSystemError, InputError } from '../errors.js';
 import type { DecodeOptions, RawRows } from '../slice.js';
 import { resolveRows } from '../slice.js';
 import {
