@@ -6,7 +6,8 @@
 
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { getBackend, ready, setBackend } from '@tensorflow/tfjs-core';
+import { enableProdMode, getBackend, ready, setBackend } from '@tensorflow/tfjs-core';
+import { InputError } from '../core/errors.js';
 
 /** covidct's names for the backends, in preference order. */
 export const BACKENDS = ['gpu', 'node', 'wasm', 'cpu'] as const;
@@ -30,6 +31,11 @@ export interface BackendOptions {
   readonly prefer?: BackendName;
   /** Where the one-line choice goes; default stderr. */
   readonly log?: (line: string) => void;
+}
+
+/** The wanted backend is unknown or cannot be loaded (a setting the user can change). */
+export class BackendError extends InputError {
+  override name = 'BackendError';
 }
 
 /** Whether `name` is a backend name. */
@@ -80,9 +86,18 @@ export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendNam
   const value = env.COVIDCT_BACKEND?.trim().toLowerCase();
   if (value === undefined || value === '' || value === 'auto') return undefined;
   if (!isBackendName(value)) {
-    throw new RangeError(`COVIDCT_BACKEND=${value}: expected one of ${BACKENDS.join(', ')} or auto`);
+    throw new BackendError(
+      'COVIDCT_BACKEND',
+      `'${value}' is not a backend: expected one of ${BACKENDS.join(', ')} or auto`,
+    );
   }
   return value;
+}
+
+/** A short reason a backend did not load: most often its optional package is simply absent. */
+function whyNot(error: unknown): string {
+  if ((error as NodeJS.ErrnoException | undefined)?.code === 'ERR_MODULE_NOT_FOUND') return 'not installed';
+  return error instanceof Error ? (error.message.split('\n')[0] ?? error.name) : String(error);
 }
 
 async function choose(options: BackendOptions): Promise<BackendChoice> {
@@ -90,21 +105,25 @@ async function choose(options: BackendOptions): Promise<BackendChoice> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const candidates = forced === undefined ? BACKENDS : [forced];
   const skipped: string[] = [];
+  // Production mode: no debug checks, and no "install tfjs-node" banner on the cpu backend.
+  enableProdMode();
   for (const name of candidates) {
     try {
       await LOADERS[name]();
       await ready();
       const choice: BackendChoice = { name, tfBackend: getBackend(), skipped };
       log(
-        `covidct: backend ${name}${forced === undefined ? '' : ' (forced)'}${skipped.length > 0 ? ` (skipped: ${skipped.join('; ')})` : ''}`,
+        `covidct: backend ${name}${forced === undefined ? '' : ' (forced)'}${skipped.length > 0 ? ` (${skipped.join('; ')})` : ''}`,
       );
       return choice;
     } catch (error) {
-      const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
-      skipped.push(`${name}: ${message}`);
+      skipped.push(`${name}: ${whyNot(error)}`);
     }
   }
-  throw new Error(`no TensorFlow.js backend could be loaded: ${skipped.join('; ')}`);
+  throw new BackendError(
+    forced === undefined ? 'backend' : `backend ${forced}`,
+    `no TensorFlow.js backend could be loaded (${skipped.join('; ')})`,
+  );
 }
 
 /**
