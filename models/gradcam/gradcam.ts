@@ -1,0 +1,413 @@
+/**
+ * Grad-CAM (Selvaraju et al., 2017) for one classified slice: which parts of the slice drove the
+ * network's score for a class.
+ *
+ * Efficient on backends without convolution gradients: the model is split at the feature layer.
+ * The part up to it runs forward only (an ordinary `predict` on the current backend, fused kernels,
+ * no gradient tape); gradients are taken only through the layers AFTER it, evaluated layer by layer
+ * from the model's own graph with the same layer objects and weights. Convolutions there are applied
+ * unfused (`conv2d` + bias + activation): tfjs's fused convolution computes the filter gradient
+ * eagerly, and that kernel (`Conv2DBackpropFilter`) is what wasm lacks; the plain `conv2d`'s input
+ * gradient (`Conv2DBackpropInput`) wasm has. So on wasm the whole computation stays on wasm. Should a
+ * kernel still be missing (an unusual imported model), the gradient pass is retried on the pure-JS
+ * cpu backend, and that backend is used directly for later calls.
+ */
+import {
+  add,
+  conv2d,
+  elu,
+  getBackend,
+  grad,
+  image,
+  matMul,
+  mean,
+  mul,
+  relu,
+  relu6,
+  reshape,
+  type Scalar,
+  selu,
+  setBackend,
+  sigmoid,
+  slice,
+  softplus,
+  sum,
+  type Tensor,
+  type Tensor2D,
+  type Tensor4D,
+  tanh,
+  tensor4d,
+  tidy,
+} from '@tensorflow/tfjs-core';
+import {
+  type LayersModel,
+  type layers,
+  type SymbolicTensor,
+  model as tfModel,
+} from '@tensorflow/tfjs-layers';
+import type { Probabilities } from '../predict.js';
+import { modelInputShape } from '../predict.js';
+
+/** Options of {@link gradCam}. */
+export interface GradCamOptions {
+  /** Class whose score is explained (0 = COVID, 1 = normal); default the predicted class. */
+  readonly classIndex?: number;
+  /** Feature layer; default {@link defaultGradCamLayer}. */
+  readonly layerName?: string;
+}
+
+/** A Grad-CAM heatmap and what it explains. */
+export interface GradCamResult {
+  /** Input height × width values, row-major, 0…1 (1 at the strongest evidence; all 0 when none). */
+  readonly heatmap: Float32Array;
+  /** The feature layer the map was computed on. */
+  readonly layer: string;
+  /** The class whose score was differentiated. */
+  readonly classIndex: number;
+  /** The model's output for the slice, `[pCovid, pNormal]`. */
+  readonly probabilities: Probabilities;
+  /**
+   * What was differentiated: `logit` = the class score before softmax (the final Dense's
+   * pre-activation, as the paper prescribes), `probability` = the softmax output, used only when
+   * the model's last layer is not a softmax Dense or Activation layer.
+   */
+  readonly target: 'logit' | 'probability';
+  /** Height and width of the feature map, before upsampling. */
+  readonly featureSize: readonly [number, number];
+  /** tfjs backend the gradient ran on. */
+  readonly gradientBackend: string;
+}
+
+/**
+ * Default feature layers by architecture, checked in this order.
+ *
+ * - `post_relu` (ResNet50V2 and ResNet50V2-FPN: C5, 16×16×2048 at 512×512): the last convolutional
+ *   feature map, as Grad-CAM prescribes. In the FPN every one of the five heads depends on it
+ *   (P5 directly, P4 and P3 through `P5_upsampled`, P6/P7 through `P6`), so the gradient of the
+ *   whole decision reaches it, and only the FPN and heads lie between it and the score, so the
+ *   gradient pass is cheap. C3 (`conv4_block1_preact_relu`, 32×32) would be finer, but its only
+ *   direct consumer is `C3_reduced` → P3: the other four heads reach it only through the whole of
+ *   conv4 and conv5, so its map would either show one head's evidence or cost a backward pass
+ *   through most of the backbone, with lower-level, less class-specific features.
+ * - `block14_sepconv2_act` (Xception): its last convolutional feature map, before global pooling.
+ *
+ * Any other model: the last layer (in the model's topological order) with a 4-D output.
+ */
+export const DEFAULT_GRADCAM_LAYERS = ['post_relu', 'block14_sepconv2_act'] as const;
+
+type Layer = layers.Layer;
+
+/** The feature layer {@link gradCam} uses for `model` when none is named. */
+export function defaultGradCamLayer(model: LayersModel): string {
+  const names = new Set(model.layers.map((l) => l.name));
+  for (const name of DEFAULT_GRADCAM_LAYERS) if (names.has(name)) return name;
+  for (let i = model.layers.length - 1; i >= 0; i--) {
+    const layer = model.layers[i]!;
+    const shape = layer.outputShape;
+    // A single 4-D output (outputShape is an array of shapes for multi-output layers).
+    if (Array.isArray(shape) && shape.length === 4 && !Array.isArray(shape[0])) return layer.name;
+  }
+  throw new Error(`model '${model.name}': no layer with a 4-D output to compute Grad-CAM on`);
+}
+
+/** How one model is split at one feature layer; built once and cached. */
+interface Plan {
+  readonly feature: SymbolicTensor;
+  /** Non-feature tensors the layers after the feature layer need (C3/C4 for the FPN). */
+  readonly boundary: readonly SymbolicTensor[];
+  /** input → [feature, ...boundary, output]: the forward part, sharing the model's layers. */
+  readonly forward: LayersModel;
+  /** The tensor whose `classIndex` entry is differentiated, and how it is computed from the output layer. */
+  readonly score: {
+    readonly kind: 'dense-logit' | 'activation-logit' | 'output';
+    /** The tensor evaluated from the feature map (the softmax's input, or the output itself). */
+    readonly tensor: SymbolicTensor;
+    /** The output layer (whose kernel and bias give the logits for `dense-logit`). */
+    readonly layer: Layer;
+  };
+}
+
+const plans = new WeakMap<LayersModel, Map<string, Plan>>();
+
+/** Find the symbolic output of `layerName` within `model`'s graph, walking back from its output. */
+function findFeature(output: SymbolicTensor, layerName: string): SymbolicTensor | undefined {
+  const seen = new Set<number>();
+  const stack = [output];
+  while (stack.length > 0) {
+    const t = stack.pop()!;
+    if (seen.has(t.id)) continue;
+    seen.add(t.id);
+    if (t.sourceLayer.name === layerName) return t;
+    stack.push(...t.inputs);
+  }
+  return undefined;
+}
+
+function makePlan(model: LayersModel, layerName: string): Plan {
+  if (model.outputs.length !== 1) {
+    throw new Error(`model '${model.name}': Grad-CAM needs a single output, got ${model.outputs.length}`);
+  }
+  const output = model.outputs[0]!;
+  if (!model.layers.some((l) => l.name === layerName)) {
+    throw new RangeError(`model '${model.name}' has no layer '${layerName}'`);
+  }
+  const feature = findFeature(output, layerName);
+  if (feature === undefined || feature === output) {
+    throw new RangeError(`layer '${layerName}' does not lie before the output of model '${model.name}'`);
+  }
+  if (feature.rank !== 4) {
+    throw new RangeError(
+      `layer '${layerName}' gives a ${feature.rank}-D output; Grad-CAM needs a 4-D (NHWC) feature map`,
+    );
+  }
+  // Which tensors depend on the feature, and which independent tensors those consume.
+  const dependent = new Map<number, boolean>();
+  const boundary = new Map<number, SymbolicTensor>();
+  const visit = (t: SymbolicTensor): boolean => {
+    const known = dependent.get(t.id);
+    if (known !== undefined) return known;
+    let result = t.id === feature.id;
+    if (!result) {
+      const flags = t.inputs.map(visit);
+      result = flags.some(Boolean);
+      if (result) {
+        for (const [i, input] of t.inputs.entries()) if (!flags[i]) boundary.set(input.id, input);
+      }
+    }
+    dependent.set(t.id, result);
+    return result;
+  };
+  if (!visit(output)) {
+    throw new RangeError(`the output of model '${model.name}' does not depend on layer '${layerName}'`);
+  }
+  const boundaryList = [...boundary.values()];
+  const forward = tfModel({
+    inputs: model.inputs,
+    outputs: [feature, ...boundaryList, output],
+    name: `${model.name}_gradcam_${layerName}`,
+  });
+  return { feature, boundary: boundaryList, forward, score: scoreOf(output, dependent) };
+}
+
+/** Where the pre-softmax class score can be read, if anywhere. */
+function scoreOf(output: SymbolicTensor, dependent: Map<number, boolean>): Plan['score'] {
+  const layer = output.sourceLayer;
+  const config = layer.getConfig();
+  const input = output.inputs[0];
+  if (output.inputs.length === 1 && input !== undefined && input.rank === 2 && dependent.get(input.id)) {
+    if (layer.getClassName() === 'Dense' && config.activation === 'softmax') {
+      return { kind: 'dense-logit', tensor: input, layer };
+    }
+    if (layer.getClassName() === 'Activation' && config.activation === 'softmax') {
+      return { kind: 'activation-logit', tensor: input, layer };
+    }
+  }
+  return { kind: 'output', tensor: output, layer };
+}
+
+function planFor(model: LayersModel, layerName: string): Plan {
+  let byLayer = plans.get(model);
+  if (byLayer === undefined) {
+    byLayer = new Map();
+    plans.set(model, byLayer);
+  }
+  let plan = byLayer.get(layerName);
+  if (plan === undefined) {
+    plan = makePlan(model, layerName);
+    byLayer.set(layerName, plan);
+  }
+  return plan;
+}
+
+const ACTIVATIONS: Record<string, (x: Tensor) => Tensor> = {
+  linear: (x) => x,
+  relu: (x) => relu(x),
+  relu6: (x) => relu6(x),
+  sigmoid: (x) => sigmoid(x),
+  tanh: (x) => tanh(x),
+  elu: (x) => elu(x),
+  selu: (x) => selu(x),
+  softplus: (x) => softplus(x),
+};
+
+/**
+ * A channels-last Conv2D layer applied with the unfused op, so that its gradient with respect to its
+ * input needs only `Conv2DBackpropInput`; `undefined` when the layer is configured otherwise.
+ */
+function unfusedConv2d(layer: Layer, x: Tensor): Tensor | undefined {
+  const config = layer.getConfig();
+  const activation = ACTIVATIONS[String(config.activation)];
+  if (config.dataFormat !== 'channelsLast' || activation === undefined) return undefined;
+  const [kernel, bias] = layer.getWeights();
+  if (kernel === undefined) return undefined;
+  const strides = config.strides as [number, number];
+  const dilations = config.dilationRate as [number, number];
+  const padding = config.padding === 'same' ? 'same' : 'valid';
+  let y: Tensor = conv2d(x as Tensor4D, kernel as Tensor4D, strides, padding, 'NHWC', dilations);
+  if (config.useBias === true && bias !== undefined) y = add(y, bias);
+  return activation(y);
+}
+
+/** Apply one layer to concrete tensors in inference mode. */
+function applyLayer(layer: Layer, inputs: Tensor[], callArgs: Record<string, unknown>): Tensor | Tensor[] {
+  if (layer.getClassName() === 'Conv2D' && inputs.length === 1) {
+    const y = unfusedConv2d(layer, inputs[0]!);
+    if (y !== undefined) return y;
+  }
+  const args = { ...callArgs, training: false };
+  return layer.apply(inputs.length === 1 ? inputs[0]! : inputs, args) as Tensor | Tensor[];
+}
+
+/**
+ * Evaluate `target` from concrete values of the feature and boundary tensors, following the model's
+ * graph (call inside a tidy / gradient scope: intermediates are not disposed here).
+ */
+function evaluate(target: SymbolicTensor, known: Map<number, Tensor>): Tensor {
+  const nodeOutputs = new Map<string, Tensor | Tensor[]>();
+  const run = (t: SymbolicTensor): Tensor => {
+    const value = known.get(t.id);
+    if (value !== undefined) return value;
+    if (t.inputs.length === 0) throw new Error(`Grad-CAM: no value for model input '${t.name}'`);
+    const key = `${t.sourceLayer.id}:${t.nodeIndex}`;
+    let out = nodeOutputs.get(key);
+    if (out === undefined) {
+      out = applyLayer(t.sourceLayer, t.inputs.map(run), t.callArgs as Record<string, unknown>);
+      nodeOutputs.set(key, out);
+    }
+    const result = Array.isArray(out) ? out[t.tensorIndex] : out;
+    if (result === undefined)
+      throw new Error(`Grad-CAM: layer '${t.sourceLayer.name}' gave no output ${t.tensorIndex}`);
+    known.set(t.id, result);
+    return result;
+  };
+  return run(target);
+}
+
+/** The class score as a function of the feature map (the other boundary values held fixed). */
+function scoreFunction(plan: Plan, boundary: readonly Tensor[], classIndex: number): (a: Tensor) => Scalar {
+  return (a: Tensor) => {
+    const known = new Map<number, Tensor>([[plan.feature.id, a]]);
+    for (const [i, t] of plan.boundary.entries()) known.set(t.id, boundary[i]!);
+    let scores = evaluate(plan.score.tensor, known) as Tensor2D;
+    if (plan.score.kind === 'dense-logit') {
+      // The softmax Dense's pre-activation: x·W + b (its weights are [kernel, bias?]).
+      const [kernel, bias] = plan.score.layer.getWeights();
+      scores = matMul(scores, kernel as Tensor2D);
+      if (bias !== undefined) scores = add(scores, bias);
+    }
+    return reshape(slice(scores, [0, classIndex], [1, 1]), []) as Scalar;
+  };
+}
+
+/** Backends found to lack a kernel the gradient pass needs; the cpu backend is used for them. */
+const lacksGradients = new Set<string>();
+
+function isMissingKernel(error: unknown): boolean {
+  return error instanceof Error && /not registered|not yet implemented|not implemented/i.test(error.message);
+}
+
+/** Run `fn` with the cpu backend active, restoring the previous backend afterwards. */
+async function onCpu<T>(fn: () => T): Promise<T> {
+  const previous = getBackend();
+  await import('@tensorflow/tfjs-backend-cpu');
+  if (!(await setBackend('cpu'))) throw new Error('Grad-CAM: the cpu backend did not initialise');
+  try {
+    return fn();
+  } finally {
+    await setBackend(previous);
+  }
+}
+
+/**
+ * The Grad-CAM heatmap of `pixels` (one raw-domain slice, HU + 1024, height × width of the model's
+ * input) for `model`: α_k = spatial mean of ∂y_c/∂A_k, map = ReLU(Σ_k α_k A_k), upsampled bilinearly
+ * (half-pixel centres, like OpenCV's resize) to the input size and divided by its maximum. y_c is the
+ * class score before softmax where the model exposes it (see {@link GradCamResult.target}).
+ * Leaves no tensors behind.
+ */
+export async function gradCam(
+  model: LayersModel,
+  pixels: Uint16Array,
+  options: GradCamOptions = {},
+): Promise<GradCamResult> {
+  const [height, width, channels] = modelInputShape(model);
+  if (channels !== 1 || pixels.length !== height * width) {
+    throw new RangeError(
+      `gradCam: ${pixels.length} values do not fit model '${model.name}' input ${height}×${width}×${channels}`,
+    );
+  }
+  const layerName = options.layerName ?? defaultGradCamLayer(model);
+  const plan = planFor(model, layerName);
+
+  // Forward part on the current backend: feature map, boundary tensors and the model's output.
+  const outputs = tidy(() => {
+    const out = plan.forward.predict(tensor4d(Float32Array.from(pixels), [1, height, width, 1]));
+    return Array.isArray(out) ? out : [out];
+  });
+  try {
+    const feature = outputs[0]!;
+    const boundary = outputs.slice(1, -1);
+    const probs = (await outputs[outputs.length - 1]!.data()) as Float32Array;
+    if (probs.length < 2)
+      throw new Error(`model '${model.name}': expected 2 class outputs, got ${probs.length}`);
+    const probabilities: Probabilities = [probs[0]!, probs[1]!];
+    const classIndex = options.classIndex ?? (probabilities[1] > probabilities[0] ? 1 : 0);
+    if (!Number.isInteger(classIndex) || classIndex < 0 || classIndex >= probs.length) {
+      throw new RangeError(`gradCam: class index ${classIndex} is not one of 0…${probs.length - 1}`);
+    }
+    const [, fh, fw] = feature.shape as [number, number, number, number];
+
+    const weightedMap = (): Float32Array =>
+      tidy(() => {
+        const gradient = grad(scoreFunction(plan, boundary, classIndex))(feature);
+        const alpha = mean(gradient, [0, 1, 2]); // one weight per channel
+        const cam = relu(sum(mul(feature, alpha), -1)); // [1, fh, fw]
+        const resized = image.resizeBilinear(
+          reshape(cam, [1, fh, fw, 1]) as Tensor4D,
+          [height, width],
+          false,
+          true,
+        );
+        return resized.dataSync() as Float32Array;
+      });
+
+    let gradientBackend = getBackend();
+    let map: Float32Array;
+    if (lacksGradients.has(gradientBackend)) {
+      map = await onCpu(weightedMap);
+      gradientBackend = 'cpu';
+    } else {
+      try {
+        map = weightedMap();
+      } catch (error) {
+        if (!isMissingKernel(error) || gradientBackend === 'cpu') throw error;
+        lacksGradients.add(gradientBackend);
+        map = await onCpu(weightedMap);
+        gradientBackend = 'cpu';
+      }
+    }
+    normalise(map);
+    return {
+      heatmap: map,
+      layer: layerName,
+      classIndex,
+      probabilities,
+      target: plan.score.kind === 'output' ? 'probability' : 'logit',
+      featureSize: [fh, fw],
+      gradientBackend,
+    };
+  } finally {
+    for (const t of outputs) t.dispose();
+  }
+}
+
+/** Scale to 0…1 by the maximum, in place; an all-zero (or non-finite) map stays/becomes zero. */
+function normalise(map: Float32Array): void {
+  let max = 0;
+  for (const v of map) if (v > max) max = v;
+  if (!(max > 0) || !Number.isFinite(max)) {
+    map.fill(0);
+    return;
+  }
+  for (let i = 0; i < map.length; i++) map[i] = Math.min(1, Math.max(0, map[i]! / max));
+}
