@@ -1,0 +1,130 @@
+/** `covidct phantom OUTDIR`: write a synthetic chest CT series with its ground truth. */
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { InputError } from '../../core/errors.js';
+import {
+  encodePhantomSlice,
+  type PhantomFileFormat,
+  type PhantomTruthEntry,
+  phantomFileName,
+  phantomTruthFile,
+} from '../../core/phantom/files.js';
+import { createPhantom, DEFAULT_PHANTOM_SLICES, MAX_PHANTOM_SLICES } from '../../core/phantom/phantom.js';
+
+/** The options as commander hands them over (strings, unparsed). */
+export interface PhantomCliOptions {
+  readonly covid?: boolean;
+  readonly slices?: string;
+  readonly seed?: string;
+  readonly format?: string;
+  readonly force?: boolean;
+}
+
+/** Parsed and checked options of `covidct phantom`. */
+export interface PhantomCommandOptions {
+  readonly covid: boolean;
+  readonly slices: number;
+  readonly seed: number;
+  readonly format: PhantomFileFormat;
+  readonly force: boolean;
+}
+
+function wholeNumber(name: string, raw: string, min: number, max: number): number {
+  const n = /^\s*\d+\s*$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new InputError(name, `must be a whole number from ${min} to ${max}, got '${raw}'`);
+  }
+  return n;
+}
+
+/** Check the command's options; throws a one-line {@link InputError} naming the bad option. */
+export function parsePhantomOptions(options: PhantomCliOptions): PhantomCommandOptions {
+  const format = options.format ?? 'tiff';
+  if (format !== 'tiff' && format !== 'dicom') {
+    throw new InputError('--format', `must be 'tiff' or 'dicom', got '${format}'`);
+  }
+  return {
+    covid: options.covid === true,
+    slices:
+      options.slices === undefined
+        ? DEFAULT_PHANTOM_SLICES
+        : wholeNumber('--slices', options.slices, 1, MAX_PHANTOM_SLICES),
+    seed: options.seed === undefined ? 1 : wholeNumber('--seed', options.seed, 0, Number.MAX_SAFE_INTEGER),
+    format,
+    force: options.force === true,
+  };
+}
+
+/** What {@link writePhantomSeries} wrote. */
+export interface PhantomWriteSummary {
+  readonly folder: string;
+  readonly files: number;
+  readonly openSlices: number;
+  readonly lesionSlices: number;
+}
+
+/**
+ * Write the series into `outDir` (created if missing): one file per slice and `truth.json`.
+ * Refuses a folder that already holds files unless `force`, so a typo cannot mix two series.
+ */
+export async function writePhantomSeries(
+  outDir: string,
+  options: PhantomCommandOptions,
+): Promise<PhantomWriteSummary> {
+  const existing = await stat(outDir).catch(() => undefined);
+  if (existing !== undefined) {
+    if (!existing.isDirectory())
+      throw new InputError(outDir, 'exists and is not a folder; give a folder to write the series into');
+    if (!options.force && (await readdir(outDir)).length > 0) {
+      throw new InputError(outDir, 'folder is not empty; give a new folder, or --force to write over it');
+    }
+  }
+  await mkdir(outDir, { recursive: true });
+  const phantom = createPhantom({ seed: options.seed, covid: options.covid, slices: options.slices });
+  const entries: PhantomTruthEntry[] = [];
+  // One slice at a time: a 1000-slice series never sits in memory.
+  for (const slice of phantom.slices()) {
+    const file = phantomFileName(slice.index, phantom.info.sliceCount, options.format);
+    await writeFile(join(outDir, file), encodePhantomSlice(phantom.info, slice, options.format));
+    entries.push({
+      file,
+      instanceNumber: slice.instanceNumber,
+      sliceLocation: slice.sliceLocation,
+      ...slice.truth,
+    });
+  }
+  const truth = phantomTruthFile(phantom.info, options.format, entries);
+  await writeFile(join(outDir, 'truth.json'), `${JSON.stringify(truth, null, 2)}\n`);
+  return {
+    folder: outDir,
+    files: entries.length,
+    openSlices: entries.filter((e) => e.lungOpen).length,
+    lesionSlices: entries.filter((e) => e.lesion).length,
+  };
+}
+
+/** Register `phantom`. */
+export function registerPhantom(program: Command): void {
+  program
+    .command('phantom')
+    .description('write a synthetic chest CT series (512×512, raw = HU + 1024) with per-slice ground truth')
+    .argument('<outdir>', 'folder to write the slices and truth.json into (created if missing)')
+    .option('--covid', 'add COVID-19 lesions (ground glass, consolidation) to the middle slices')
+    .option('--slices <n>', `number of slices, 1 to ${MAX_PHANTOM_SLICES}`, String(DEFAULT_PHANTOM_SLICES))
+    .option('--seed <s>', 'whole number the whole series follows from', '1')
+    .option(
+      '--format <format>',
+      "'tiff' (16-bit, like COVID-CTset) or 'dicom' (CT, explicit VR little endian)",
+      'tiff',
+    )
+    .option('--force', 'write into a folder that already holds files')
+    .action(async (outDir: string, raw: PhantomCliOptions) => {
+      const options = parsePhantomOptions(raw);
+      const summary = await writePhantomSeries(outDir, options);
+      process.stdout.write(
+        `${summary.folder}: ${summary.files} ${options.format} slices (seed ${options.seed}, ${options.covid ? 'COVID' : 'normal'}), ` +
+          `${summary.openSlices} with open lung, ${summary.lesionSlices} with lesions; ground truth in truth.json\n`,
+      );
+    });
+}
