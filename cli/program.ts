@@ -2,6 +2,8 @@
 import { Command } from 'commander';
 import { describeError, InputError } from '../core/errors.js';
 import { registerBench } from './commands/bench.js';
+import { registerClassify } from './commands/classify.js';
+import { registerDiagnose } from './commands/diagnose.js';
 import { registerImportKeras } from './commands/import-keras.js';
 import { registerModel } from './commands/model.js';
 import { registerPhantom } from './commands/phantom.js';
@@ -19,6 +21,8 @@ export function buildProgram(): Command {
   registerPhantom(program);
   registerModel(program);
   registerImportKeras(program);
+  registerClassify(program);
+  registerDiagnose(program);
   registerBench(program);
   return program;
 }

@@ -15,7 +15,7 @@ import type { DecodeOptions, RawRows, SliceFormat } from '../../core/slice.js';
 import { discoverStudy, type StudySelection, selectStudy } from '../../core/study.js';
 import { encodeTiff16 } from '../../core/tiff/encode.js';
 import { isTiffFile, readTiffFile } from '../../core/tiff/file.js';
-import { parseInteger, printJson, warn } from '../io.js';
+import { parseInteger, parseNumber, printJson, warn } from '../io.js';
 
 /** The reference implementation's figures, as `bench select --json` reports them. */
 export interface ReferenceFigures {
@@ -292,9 +292,10 @@ export function compareCounts(
   return out.slice(0, 20);
 }
 
-/** Register `bench` and its `select` subcommand. */
+/** Register `bench` and its `select` and `classify` subcommands. */
 export function registerBench(program: Command): void {
   const bench = program.command('bench').description('measure how fast covidct works on your files');
+  registerBenchClassify(bench);
   bench
     .command('select')
     .description(
@@ -337,6 +338,84 @@ export function registerBench(program: Command): void {
           );
           process.exitCode = 1;
         }
+      },
+    );
+}
+
+/** `bench classify`: TensorFlow.js is loaded inside the action, so `bench select` never pays for it. */
+function registerBenchClassify(bench: Command): void {
+  bench
+    .command('classify')
+    .description(
+      'time classification of 512×512 slices by a randomly initialised architecture on each backend: wasm on one thread, the wasm worker pool, cpu (with --include-cpu), tfjs-node(-gpu) when installed',
+    )
+    .option('--arch <name>', 'architecture: resnet50v2-fpn (default, the paper’s), resnet50v2 or xception')
+    .option('--batch <n>', 'slices per forward pass', parseInteger('--batch', 1, 256), 4)
+    .option(
+      '--runs <n>',
+      'timed batches per worker after one warm-up batch',
+      parseInteger('--runs', 1, 1000),
+      2,
+    )
+    .option('--workers <n>', 'pool workers (default: the available cores)', parseInteger('--workers', 1, 256))
+    .option('--include-cpu', 'also time the pure-JS cpu backend (slow: tens of seconds per slice)')
+    .option(
+      '--input-size <n>',
+      'build at this input size instead of 512 (quick checks only)',
+      parseInteger('--input-size', 32, 4096),
+    )
+    .option('--width <f>', 'multiply filter counts by this (quick checks only)', parseNumber('--width'))
+    .option(
+      '--json',
+      'print JSON: { arch, inputShape, batch, runs, variants: [ { name, backend, workers, msPerSlice, slicesPerSecond } ], unavailable }',
+    )
+    .action(
+      async (opts: {
+        arch?: string;
+        batch: number;
+        runs: number;
+        workers?: number;
+        includeCpu?: boolean;
+        inputSize?: number;
+        width?: number;
+        json?: boolean;
+      }) => {
+        const { benchClassify } = await import('../../models/bench-classify.js');
+        const build = {
+          ...(opts.inputSize === undefined ? {} : { inputSize: opts.inputSize }),
+          ...(opts.width === undefined ? {} : { width: opts.width }),
+        };
+        const result = await benchClassify({
+          batch: opts.batch,
+          runs: opts.runs,
+          includeCpu: opts.includeCpu === true,
+          ...(opts.arch === undefined ? {} : { arch: opts.arch }),
+          ...(opts.workers === undefined ? {} : { poolSize: opts.workers }),
+          ...(Object.keys(build).length === 0 ? {} : { build }),
+          onVariant: opts.json ? () => {} : (name) => process.stderr.write(`covidct: timing ${name}…\n`),
+        });
+        if (opts.json) {
+          printJson(result);
+          return;
+        }
+        const rows: [string, string, string, string][] = [['', 'backend', 'ms/slice', 'slices/s']];
+        for (const v of result.variants) {
+          rows.push([
+            `${v.name}${v.workers > 1 ? ` (${v.workers} workers)` : ''}`,
+            v.backend,
+            v.msPerSlice.toFixed(0),
+            v.slicesPerSecond.toFixed(2),
+          ]);
+        }
+        const w0 = Math.max(...rows.map((r) => r[0].length));
+        const lines = [
+          `${result.arch}, input ${result.inputShape.join('×')}, batch ${result.batch}, ${result.runs} timed batch(es) per worker, random weights`,
+          ...rows.map(
+            ([a, b, c, d]) => `  ${a.padEnd(w0)}  ${b.padEnd(7)}  ${c.padStart(9)}  ${d.padStart(9)}`,
+          ),
+          ...result.unavailable.map((u) => `  ${u.name}: ${u.reason}`),
+        ];
+        process.stdout.write(`${lines.join('\n')}\n`);
       },
     );
 }

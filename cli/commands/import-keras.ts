@@ -1,16 +1,11 @@
-/** `covidct import-keras FILE OUTDIR`: a Keras HDF5 checkpoint (the authors' published models) into a covidct model folder. */
+/**
+ * `covidct import-keras FILE OUTDIR`: a Keras HDF5 checkpoint (the authors' published models) into a
+ * covidct model folder. tfjs and h5wasm are imported inside the action, so other commands never load them.
+ */
 import type { Command } from 'commander';
-import { initBackend } from '../../models/backend.js';
-import { importKerasToFolder } from '../../models/keras/save.js';
-import { ARCHITECTURES, isArchitecture } from '../../models/registry.js';
-import { OptionValueError, printJson } from '../io.js';
-
-function parseArch(value: string): string {
-  if (!isArchitecture(value)) {
-    throw new OptionValueError(`--arch must be one of ${ARCHITECTURES.join(', ')}, got '${value}'`);
-  }
-  return value;
-}
+import { InputError } from '../../core/errors.js';
+import { printJson } from '../io.js';
+import { ARCHITECTURES_HELP } from './model.js';
 
 /** Register `import-keras`. */
 export function registerImportKeras(program: Command): void {
@@ -23,11 +18,20 @@ export function registerImportKeras(program: Command): void {
     .argument('<outdir>', 'the model folder to write (model.json, weights.bin, manifest.json)')
     .option(
       '--arch <name>',
-      `architecture (${ARCHITECTURES.join(', ')}): required for weights-only files; for full models, checked`,
-      parseArch,
+      `architecture (${ARCHITECTURES_HELP}): required for weights-only files; for full models, checked`,
     )
     .option('--json', 'print the manifest as JSON')
     .action(async (file: string, outDir: string, options: { arch?: string; json?: boolean }) => {
+      const [{ initBackend }, { importKerasToFolder }, { ARCHITECTURES, isArchitecture }] = await Promise.all(
+        [
+          import('../../models/backend.js'),
+          import('../../models/keras/save.js'),
+          import('../../models/registry.js'),
+        ],
+      );
+      if (options.arch !== undefined && !isArchitecture(options.arch)) {
+        throw new InputError('--arch', `must be one of ${ARCHITECTURES.join(', ')}, got '${options.arch}'`);
+      }
       // Import does no arithmetic: the plain JS backend is enough and starts at once.
       await initBackend({ prefer: 'cpu', log: () => {} });
       const { model, manifest } = await importKerasToFolder(

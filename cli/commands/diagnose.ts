@@ -1,0 +1,135 @@
+/**
+ * `covidct diagnose PATH`: the paper's whole method on a study: select, classify, vote. The model
+ * folder is checked before TensorFlow.js is loaded, so a missing model fails at once.
+ */
+import type { Command } from 'commander';
+import { PAPER_VOTE_THRESHOLD } from '../../core/vote.js';
+import { resolveModelDir } from '../../models/default-model.js';
+import type { DiagnoseResult, DiagnoseStage, VoteFigures } from '../../models/diagnose.js';
+import { OptionValueError, parseInteger, printJson, warn } from '../io.js';
+import { type Progress, startProgress } from '../progress.js';
+
+/** The options `diagnose` takes. */
+export interface DiagnoseCliOptions {
+  readonly model?: string;
+  readonly threshold: number;
+  readonly heatmaps?: string;
+  readonly json?: boolean;
+  readonly backend?: string;
+  readonly batch?: number;
+  readonly workers?: number;
+}
+
+/** Parse `--threshold`: a fraction in (0, 1]. */
+export function parseVoteThreshold(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) {
+    throw new OptionValueError(
+      `--threshold must be a fraction in (0, 1], e.g. 0.3 (the paper) or 0.1 (the authors' code), got '${value}'`,
+    );
+  }
+  return n;
+}
+
+const STAGE_LABELS: Record<DiagnoseStage, string> = {
+  read: 'reading slices',
+  decode: 'decoding selected slices',
+  classify: 'classifying',
+  heatmaps: 'drawing heatmaps',
+};
+
+/** Register `diagnose`. */
+export function registerDiagnose(program: Command): void {
+  program
+    .command('diagnose')
+    .description(
+      'diagnose a study: select the open-lung slices, classify them, and vote (COVID when ≥ --threshold of them are COVID)',
+    )
+    .argument('<path>', 'a study folder of series folders, a series folder, or one slice file')
+    .option(
+      '--model <dir>',
+      'a model folder from `covidct import-keras` or `covidct train` (default: the installed default model)',
+    )
+    .option(
+      '--threshold <f>',
+      `fraction of classified slices that must be COVID for a COVID decision (paper: ${PAPER_VOTE_THRESHOLD}, authors' code: 0.1)`,
+      parseVoteThreshold,
+      PAPER_VOTE_THRESHOLD,
+    )
+    .option('--heatmaps <dir>', 'write a Grad-CAM overlay PNG for every COVID slice into this folder')
+    .option(
+      '--json',
+      'print JSON: { study, series: [ { id, selectedCount, classifiedCount, covidCount, covidFraction, decision, slices } ], timings, backend, model, threshold }',
+    )
+    .option('--backend <name>', 'force a backend: gpu, node, wasm or cpu (default: the best that loads)')
+    .option('--batch <n>', 'slices per forward pass', parseInteger('--batch', 1, 256))
+    .option(
+      '--workers <n>',
+      'wasm worker threads (default: the available cores)',
+      parseInteger('--workers', 1, 256),
+    )
+    .action(async (path: string, options: DiagnoseCliOptions) => {
+      // Before tfjs loads: no model is a one-line error, never random weights.
+      const modelDir = resolveModelDir(options.model);
+      const { diagnoseStudy, initBackendOption, loadClassifier } = await import('../../models/diagnose.js');
+      await initBackendOption(options.backend);
+      const classifier = await loadClassifier(modelDir);
+      let bar: Progress | undefined;
+      let stage: DiagnoseStage | undefined;
+      let result: DiagnoseResult;
+      try {
+        result = await diagnoseStudy(path, {
+          model: classifier,
+          threshold: options.threshold,
+          ...(options.heatmaps === undefined ? {} : { heatmapsDir: options.heatmaps }),
+          ...(options.batch === undefined ? {} : { batchSize: options.batch }),
+          ...(options.workers === undefined ? {} : { poolSize: options.workers }),
+          onProgress: (s, done, total) => {
+            if (s !== stage) {
+              bar?.stop();
+              stage = s;
+              bar = startProgress(STAGE_LABELS[s], s === 'read' ? 20 : 4);
+            }
+            bar!.update(done, total);
+          },
+        });
+      } finally {
+        bar?.stop();
+        classifier.model.dispose();
+      }
+      if (options.json) printJson(result);
+      else printSummary(result);
+      const failed = result.series.filter((s) => s.error !== undefined);
+      for (const s of failed) warn(`${s.id}: ${s.error}`);
+      if (failed.length > 0) process.exitCode = 1;
+    });
+}
+
+function percent(fraction: number): string {
+  return `${(fraction * 100).toFixed(1)}%`;
+}
+
+function describeVote(v: VoteFigures): string {
+  if (v.decision === null) return `no decision (nothing classified, ${v.selectedCount} selected)`;
+  return `${v.decision.toUpperCase()}: ${v.covidCount} of ${v.classifiedCount} classified slices COVID (${percent(v.covidFraction!)})`;
+}
+
+function seconds(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
+
+/** The human-readable form: the decision first, then each series and the time each stage took. */
+function printSummary(r: DiagnoseResult): void {
+  const lines = [
+    `${r.path}: ${describeVote(r.study)}; threshold ${percent(r.threshold)}`,
+    ...r.series.map((s) => {
+      if (s.error !== undefined) return `  ${s.id}: FAILED`;
+      const heatmaps = s.slices.filter((x) => x.heatmap !== undefined).length;
+      return `  ${s.id}: ${describeVote(s)}; ${s.selectedCount} of ${s.slices.length} slices selected${heatmaps > 0 ? `; ${heatmaps} heatmap(s)` : ''}`;
+    }),
+    `model ${r.model.id}, backend ${r.backend}${r.workers > 1 ? ` (${r.workers} workers)` : ''}`,
+    `time: read+select ${seconds(r.timings.readSelectMs)}, decode ${seconds(r.timings.decodeMs)}, ` +
+      `classify ${seconds(r.timings.poolStartMs + r.timings.classifyMs)}, heatmaps ${seconds(r.timings.heatmapsMs)}, total ${seconds(r.timings.totalMs)}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}

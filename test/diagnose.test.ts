@@ -1,0 +1,428 @@
+/**
+ * Diagnosis end to end: classify and diagnose through the built CLI and in-process, with a tiny
+ * model whose decision we know (COVID when the mean raw value of the selection region, where the
+ * lungs are, exceeds RULE_LIMIT), so every label and vote figure can be checked against an
+ * independent computation from the decoded pixels. One test runs the real ResNet50V2-FPN.
+ */
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFile, mkdir } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { tensor1d, tensor2d } from '@tensorflow/tfjs-core';
+import { input, layers, model as tfModel } from '@tensorflow/tfjs-layers';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ARCHITECTURES_HELP } from '../cli/commands/model.js';
+import { readSlice } from '../core/read.js';
+import { REFERENCE_REGION } from '../core/selection.js';
+import { selectStudy } from '../core/study.js';
+import { initBackend } from '../models/backend.js';
+import { CLASS_NAMES } from '../models/classes.js';
+import { defaultModelDir, NoDefaultModelError, resolveModelDir } from '../models/default-model.js';
+import {
+  classifierId,
+  type DiagnoseResult,
+  diagnoseStudy,
+  labelOf,
+  loadClassifier,
+} from '../models/diagnose.js';
+import { saveModel } from '../models/io.js';
+import { ARCHITECTURES, buildArchitecture } from '../models/registry.js';
+import { CLI, runCli } from './helpers/cli.js';
+import { tempDir } from './helpers/tmp.js';
+
+const SAMPLE = 'test/fixtures/lung-pet-ct-dx-A0002';
+/** Mean raw value of the selection region above which the test model says COVID. */
+const RULE_LIMIT = 540;
+/** Logit gain per raw unit: a margin of 5 raw is 0.5 in logits, far above float rounding. */
+const GAIN = 0.1;
+
+const work = tempDir('covidct-diagnose-');
+const modelDir = join(work, 'rule-model');
+const phantom = join(work, 'phantom-study');
+/** A study with a good one-slice series and a series of 128×128 slices. */
+const mixed = join(work, 'mixed');
+
+/** The rule, computed independently from a decoded slice. */
+function ruleLabel(pixels: Uint16Array, width: number): 'covid' | 'normal' {
+  const r = REFERENCE_REGION;
+  let sum = 0;
+  for (let y = r.rowStart; y < r.rowEnd; y++)
+    for (let x = r.colStart; x < r.colEnd; x++) sum += pixels[y * width + x]!;
+  const mean = sum / ((r.rowEnd - r.rowStart) * (r.colEnd - r.colStart));
+  return mean > RULE_LIMIT ? 'covid' : 'normal';
+}
+
+/** Expected labels of every selected slice of a study, by series id and file. */
+async function expectedLabels(path: string): Promise<Map<string, 'covid' | 'normal'>> {
+  const out = new Map<string, 'covid' | 'normal'>();
+  for (const s of (await selectStudy(path)).series) {
+    for (const slice of s.slices.filter((x) => x.selected)) {
+      const rows = await readSlice(slice.path);
+      out.set(`${s.id}/${slice.file}`, ruleLabel(rows.pixels, rows.header.width));
+    }
+  }
+  return out;
+}
+
+/** Crop to the selection region, average, and one Dense(2, softmax): logits ±GAIN × (mean − limit). */
+function buildRuleModel() {
+  const r = REFERENCE_REGION;
+  const x = input({ shape: [512, 512, 1], name: 'slice' });
+  const cropped = layers
+    .cropping2D({
+      cropping: [
+        [r.rowStart, 512 - r.rowEnd],
+        [r.colStart, 512 - r.colEnd],
+      ],
+      name: 'lungs',
+    })
+    .apply(x);
+  const pooled = layers.globalAveragePooling2d({ name: 'mean' }).apply(cropped);
+  const dense = layers.dense({ units: 2, activation: 'softmax', name: 'predictions' });
+  const out = dense.apply(pooled);
+  const m = tfModel({ inputs: x, outputs: out as never, name: 'mean_rule' });
+  dense.setWeights([tensor2d([[GAIN, -GAIN]]), tensor1d([-GAIN * RULE_LIMIT, GAIN * RULE_LIMIT])]);
+  return m;
+}
+
+function checkFigures(
+  r: {
+    selectedCount: number;
+    classifiedCount: number;
+    covidCount: number;
+    covidFraction: number | null;
+    decision: string | null;
+  },
+  threshold: number,
+) {
+  if (r.classifiedCount === 0) {
+    expect(r.covidFraction).toBeNull();
+    expect(r.decision).toBeNull();
+    return;
+  }
+  expect(r.covidFraction).toBeCloseTo(r.covidCount / r.classifiedCount, 12);
+  expect(r.decision).toBe(r.covidCount >= threshold * r.classifiedCount - 1e-9 ? 'covid' : 'normal');
+}
+
+/** Check every figure of a result against the rule's labels. */
+function checkAgainstRule(result: DiagnoseResult, expected: Map<string, 'covid' | 'normal'>) {
+  let covid = 0;
+  let classified = 0;
+  for (const s of result.series) {
+    expect(s.error).toBeUndefined();
+    const selected = s.slices.filter((x) => x.selected);
+    expect(s.selectedCount).toBe(selected.length);
+    expect(s.classifiedCount).toBe(selected.length);
+    for (const slice of s.slices) {
+      if (!slice.selected) {
+        expect(slice.probabilities).toBeUndefined();
+        continue;
+      }
+      const p = slice.probabilities!;
+      expect(p[0] + p[1]).toBeCloseTo(1, 5);
+      expect(slice.label).toBe(expected.get(`${s.id}/${slice.file}`));
+    }
+    const seriesCovid = selected.filter((x) => x.label === 'covid').length;
+    expect(s.covidCount).toBe(seriesCovid);
+    checkFigures(s, result.threshold);
+    covid += seriesCovid;
+    classified += selected.length;
+  }
+  expect(result.study.covidCount).toBe(covid);
+  expect(result.study.classifiedCount).toBe(classified);
+  checkFigures(result.study, result.threshold);
+}
+
+beforeAll(async () => {
+  await initBackend({ prefer: 'wasm', log: () => {} });
+  const m = buildRuleModel();
+  await saveModel(m, modelDir, { arch: 'mean-rule', classes: [...CLASS_NAMES], createdBy: 'covidct tests' });
+  m.dispose();
+  // A two-series phantom study: one COVID and one normal series, few slices.
+  for (const [name, extra] of [
+    ['covid', ['--covid', '--seed', '3']],
+    ['normal', ['--seed', '4']],
+  ] as const) {
+    const run = runCli(['phantom', join(phantom, name), '--slices', '16', ...extra]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+  }
+  await mkdir(join(mixed, 'small'), { recursive: true });
+  await copyFile('test/fixtures/dicom/ct-small-nopreamble.dcm', join(mixed, 'small', 'ct-small.dcm'));
+  await copyFile(join(phantom, 'normal', 'slice-004.tif'), join(mixed, 'good.tif'));
+});
+
+describe('diagnoseStudy (in process)', () => {
+  it('diagnoses the real A0002 series: 12 + 12 selected, 24 classified, labels and votes as the rule says', async () => {
+    const classifier = await loadClassifier(modelDir);
+    const stages = new Set<string>();
+    const result = await diagnoseStudy(SAMPLE, { model: classifier, onProgress: (s) => stages.add(s) });
+    classifier.model.dispose();
+    expect(result.series.map((s) => [s.id, s.slices.length, s.selectedCount])).toEqual([
+      ['B40f', 30, 12],
+      ['B70f', 30, 12],
+    ]);
+    expect(result.study.selectedCount).toBe(24);
+    expect(result.study.classifiedCount).toBe(24);
+    checkAgainstRule(result, await expectedLabels(SAMPLE));
+    // The rule's figures on this sample (region means 473…659): 6 COVID slices in each series.
+    expect(result.series.map((s) => s.covidCount)).toEqual([6, 6]);
+    expect(result.study.decision).toBe('covid');
+    expect(result.threshold).toBe(0.3);
+    expect(result.backend).toBe('wasm');
+    expect(result.model.arch).toBe('mean-rule');
+    expect(result.model.id).toBe(classifierId('mean-rule', result.model.sha256!));
+    expect(result.model.sha256).toMatch(/^[0-9a-f]{64}$/);
+    for (const key of [
+      'readSelectMs',
+      'decodeMs',
+      'poolStartMs',
+      'classifyMs',
+      'heatmapsMs',
+      'totalMs',
+    ] as const) {
+      expect(result.timings[key]).toBeGreaterThanOrEqual(0);
+    }
+    expect(result.timings.totalMs).toBeGreaterThanOrEqual(
+      result.timings.readSelectMs + result.timings.decodeMs,
+    );
+    expect([...stages]).toEqual(['read', 'decode', 'classify']);
+  });
+
+  it('fails a series whose slices do not fit the model, naming the file and both sizes, and goes on', async () => {
+    const classifier = await loadClassifier(modelDir);
+    const result = await diagnoseStudy(mixed, { model: classifier, poolSize: 1 });
+    classifier.model.dispose();
+    const small = result.series.find((s) => s.id === 'small')!;
+    expect(small.error).toMatch(/ct-small\.dcm: slice is 128×128, the model takes 512×512/);
+    expect(small.classifiedCount).toBe(0);
+    expect(small.decision).toBeNull();
+    expect(result.study.classifiedCount).toBe(1);
+  });
+
+  it('labels by argmax with ties to COVID', () => {
+    expect(labelOf([0.7, 0.3])).toBe('covid');
+    expect(labelOf([0.5, 0.5])).toBe('covid');
+    expect(labelOf([0.2, 0.8])).toBe('normal');
+  });
+
+  it('never falls back to random weights: no model folder is one clear error', () => {
+    expect(() => resolveModelDir(undefined, join(work, 'no-such-default'))).toThrow(NoDefaultModelError);
+    expect(() => resolveModelDir(undefined, join(work, 'no-such-default'))).toThrow(
+      'no default model installed yet: pass --model DIR (a folder from `covidct import-keras` or `covidct train`)',
+    );
+    expect(resolveModelDir('given', join(work, 'no-such-default'))).toBe('given');
+    expect(resolveModelDir(undefined, modelDir)).toBe(modelDir);
+    expect(relative(process.cwd(), defaultModelDir())).toBe(join('models', 'default'));
+  });
+});
+
+describe('covidct classify', () => {
+  it('prints { file, probabilities, label } per file, as the rule says', async () => {
+    const files = ['slice-004.tif', 'slice-008.tif'].map((f) => join(phantom, 'normal', f));
+    const run = runCli(['classify', '--model', modelDir, ...files, '--json']);
+    expect(run.code).toBe(0);
+    const out = JSON.parse(run.stdout) as { file: string; probabilities: number[]; label: string }[];
+    expect(out.map((r) => r.file)).toEqual(files);
+    for (const r of out) {
+      expect(Object.keys(r).sort()).toEqual(['file', 'label', 'probabilities']);
+      expect(r.probabilities).toHaveLength(2);
+      expect(r.probabilities[0]! + r.probabilities[1]!).toBeCloseTo(1, 5);
+      const rows = await readSlice(r.file);
+      expect(r.label).toBe(ruleLabel(rows.pixels, 512));
+    }
+  });
+
+  it('rejects a slice of another size in one line naming the file and both sizes', () => {
+    const file = 'test/fixtures/dicom/ct-small-nopreamble.dcm';
+    const run = runCli(['classify', '--model', modelDir, join(phantom, 'normal', 'slice-004.tif'), file]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    // Apart from the backend's one-line log, only the error.
+    expect(
+      run.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('covidct: backend ')),
+    ).toEqual([
+      `covidct: ${file}: slice is 128×128, the model takes 512×512 (slices are fed as they are, not resized)`,
+    ]);
+  });
+});
+
+describe('covidct diagnose', () => {
+  it('diagnoses a phantom study end to end and writes Grad-CAM PNGs for exactly the COVID slices', async () => {
+    const heatmaps = join(work, 'heatmaps');
+    const run = runCli([
+      'diagnose',
+      phantom,
+      '--model',
+      modelDir,
+      '--threshold',
+      '0.25',
+      '--heatmaps',
+      heatmaps,
+      '--json',
+    ]);
+    expect(run.code).toBe(0);
+    const result = JSON.parse(run.stdout) as DiagnoseResult;
+    expect(result.series.map((s) => s.id)).toEqual(['covid', 'normal']);
+    expect(result.threshold).toBe(0.25);
+    checkAgainstRule(result, await expectedLabels(phantom));
+    const covidSlices = result.series.flatMap((s) =>
+      s.slices.filter((x) => x.label === 'covid').map((x) => ({ s, x })),
+    );
+    expect(covidSlices.length).toBeGreaterThan(0);
+    for (const { s, x } of covidSlices) {
+      expect(x.heatmap).toBe(join(heatmaps, s.id, `${x.file}.png`));
+      expect([...readFileSync(x.heatmap!).subarray(0, 8)]).toEqual([
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a,
+      ]);
+    }
+    const written = readdirSync(heatmaps, { recursive: true }).filter((f) => String(f).endsWith('.png'));
+    expect(written).toHaveLength(covidSlices.length);
+    expect(result.series.flatMap((s) => s.slices).filter((x) => x.label === 'normal' && x.heatmap)).toEqual(
+      [],
+    );
+    expect(result.timings.heatmapsMs).toBeGreaterThan(0);
+  });
+
+  it('prints a readable summary without --json', () => {
+    const run = runCli(['diagnose', SAMPLE, '--model', modelDir]);
+    expect(run.code).toBe(0);
+    const lines = run.stdout.trim().split('\n');
+    expect(lines[0]).toBe(`${SAMPLE}: COVID: 12 of 24 classified slices COVID (50.0%); threshold 30.0%`);
+    expect(lines[1]).toMatch(
+      /^ {2}B40f: COVID: 6 of 12 classified slices COVID \(50\.0%\); 12 of 30 slices selected$/,
+    );
+    expect(lines[3]).toMatch(/^model mean-rule@[0-9a-f]{12}, backend wasm/);
+    expect(lines[4]).toMatch(/^time: read\+select .*, total /);
+  });
+
+  it.skipIf(existsSync(join(defaultModelDir(), 'model.json')))(
+    'without --model and no default model installed: one line, exit 1, before loading tfjs',
+    () => {
+      const run = runCli(['diagnose', SAMPLE]);
+      expect(run.code).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toBe(
+        'covidct: no default model installed yet: pass --model DIR (a folder from `covidct import-keras` or `covidct train`)\n',
+      );
+    },
+  );
+
+  it.each(['0', '1.5', '-0.1', 'abc', ''])('rejects --threshold %j in one line', (value) => {
+    const run = runCli(['diagnose', SAMPLE, '--model', modelDir, '--threshold', value]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(/--threshold must be a fraction in \(0, 1\]/);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('rejects an unknown --backend in one line', () => {
+    const run = runCli(['diagnose', SAMPLE, '--model', modelDir, '--backend', 'tpu']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      "covidct: --backend: 'tpu' is not a backend: expected one of gpu, node, wasm, cpu\n",
+    );
+  });
+
+  it('exits 1 and names the series when a series fails', () => {
+    const run = runCli(['diagnose', mixed, '--model', modelDir, '--json', '--workers', '1']);
+    expect(run.code).toBe(1);
+    const result = JSON.parse(run.stdout) as DiagnoseResult;
+    expect(result.series.find((s) => s.id === 'small')!.error).toMatch(/ct-small\.dcm: slice is 128×128/);
+    expect(run.stderr).toMatch(/^covidct: small: .*ct-small\.dcm: slice is 128×128/m);
+  });
+});
+
+describe('command line start-up and bench classify', () => {
+  it('registers every command without loading TensorFlow.js', () => {
+    const script = `const { buildProgram } = await import(${JSON.stringify(join(CLI, '..', 'program.js'))}); buildProgram(); process.stdout.write(String(globalThis._tfengine === undefined));`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toBe('true');
+  });
+
+  it("names the registry's architectures in help text", () => {
+    expect(ARCHITECTURES_HELP).toBe(ARCHITECTURES.join(', '));
+  });
+
+  it('times wasm on one thread and the pool, and says which backend each ran on', () => {
+    const run = runCli([
+      'bench',
+      'classify',
+      '--arch',
+      'resnet50v2',
+      '--input-size',
+      '64',
+      '--width',
+      '0.0625',
+      '--batch',
+      '1',
+      '--runs',
+      '1',
+      '--workers',
+      '2',
+      '--json',
+    ]);
+    expect(run.code).toBe(0);
+    const result = JSON.parse(run.stdout) as {
+      arch: string;
+      inputShape: number[];
+      variants: {
+        name: string;
+        backend: string;
+        workers: number;
+        msPerSlice: number;
+        slicesPerSecond: number;
+      }[];
+      unavailable: { name: string }[];
+    };
+    expect(result.arch).toBe('resnet50v2');
+    expect(result.inputShape).toEqual([64, 64, 1]);
+    expect(result.variants.map((v) => [v.name, v.backend, v.workers])).toEqual([
+      ['wasm-1-thread', 'wasm', 1],
+      ['wasm-pool', 'wasm', 2],
+    ]);
+    for (const v of result.variants) expect(v.slicesPerSecond).toBeCloseTo(1000 / v.msPerSlice, 6);
+    expect(result.unavailable.map((u) => u.name)).toContain('cpu');
+  });
+});
+
+describe('the real ResNet50V2-FPN (random weights)', () => {
+  it('diagnoses a two-series phantom with few slices', { timeout: 120_000 }, async () => {
+    const dir = join(work, 'fpn');
+    const fpn = buildArchitecture('resnet50v2-fpn');
+    await saveModel(fpn, dir, {
+      arch: 'resnet50v2-fpn',
+      classes: [...CLASS_NAMES],
+      createdBy: 'covidct tests',
+    });
+    fpn.dispose();
+    const study = join(work, 'fpn-phantom');
+    for (const [name, extra] of [
+      ['covid', ['--covid']],
+      ['normal', []],
+    ] as const) {
+      expect(runCli(['phantom', join(study, name), '--slices', '5', '--seed', '7', ...extra]).code).toBe(0);
+    }
+    const classifier = await loadClassifier(dir);
+    const result = await diagnoseStudy(study, { model: classifier, batchSize: 2 });
+    classifier.model.dispose();
+    expect(result.model.arch).toBe('resnet50v2-fpn');
+    expect(result.series).toHaveLength(2);
+    expect(result.study.classifiedCount).toBe(result.study.selectedCount);
+    expect(result.study.classifiedCount).toBeGreaterThan(0);
+    for (const s of result.series) {
+      expect(s.error).toBeUndefined();
+      for (const x of s.slices.filter((y) => y.selected)) {
+        expect(x.probabilities![0] + x.probabilities![1]).toBeCloseTo(1, 4);
+        expect(x.label).toBe(labelOf(x.probabilities!));
+      }
+      checkFigures(s, result.threshold);
+    }
+    checkFigures(result.study, result.threshold);
+  });
+});
