@@ -69,7 +69,7 @@ export const RAW_HU_OFFSET = 1024;
 /** Map a Hounsfield value to the raw domain, rounded and clamped to uint16. */
 export function huToRaw(hu: number): number {
   const raw = Math.round(hu + RAW_HU_OFFSET);
-  return raw < RAW_MIN ? RAW_MIN : raw > RAW_MAX ? RAW_MAX : raw;
+  return Math.min(RAW_MAX, Math.max(RAW_MIN, raw));
 }
 
 /** The rows to decode given an optional chooser; validated against the header. */
