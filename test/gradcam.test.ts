@@ -4,7 +4,17 @@
  * result equals the cpu one and no tensors are left behind; the overlay PNG decodes to the lung-windowed
  * slice where the heat is 0.
  */
-import { getBackend, memory, setBackend, tensor1d, tensor2d, tensor4d } from '@tensorflow/tfjs-core';
+import {
+  conv2dTranspose,
+  getBackend,
+  memory,
+  randomNormal,
+  setBackend,
+  type Tensor4D,
+  tensor1d,
+  tensor2d,
+  tensor4d,
+} from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import {
   input,
@@ -16,9 +26,16 @@ import {
 import { PNG } from 'pngjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../models/backend.js';
-import { defaultGradCamLayer, gradCam } from '../models/gradcam/gradcam.js';
+import {
+  clearGradCamCache,
+  conv2dInputGradient,
+  defaultGradCamLayer,
+  gradCam,
+} from '../models/gradcam/gradcam.js';
 import { LUNG_WINDOW, renderOverlayPng, turbo, windowRaw, windowToGrey } from '../models/gradcam/overlay.js';
+import { buildResnet50v2 } from '../models/resnet50v2/resnet50v2.js';
 import { buildResnet50v2Fpn } from '../models/resnet50v2-fpn/resnet50v2-fpn.js';
+import { buildXception } from '../models/xception/xception.js';
 
 beforeAll(async () => {
   await initBackend({ prefer: 'wasm', log: () => {} });
@@ -34,13 +51,16 @@ const SIZE = 16;
  * is uniform and positive on channel c and zero on the other: α = (1/100 on c, 0) and the Grad-CAM
  * map for class c is channel c itself, normalised.
  */
-function evidenceModel(pool: boolean): LayersModel {
+function evidenceModel(pool: boolean, depthwise = false): LayersModel {
   const x = input({ shape: [SIZE, SIZE, 1], name: 'image' });
   const featureLayer = layers.conv2d({ filters: 2, kernelSize: 1, activation: 'relu', name: 'features' });
   let y = featureLayer.apply(x) as SymbolicTensor;
   const mixLayer = layers.conv2d({ filters: 2, kernelSize: 3, padding: 'same', name: 'mix' });
   y = mixLayer.apply(y) as SymbolicTensor;
   if (pool) y = layers.maxPooling2d({ poolSize: 2, name: 'pool' }).apply(y) as SymbolicTensor;
+  // A layer whose input gradient wasm lacks (DepthwiseConv2dNativeBackpropInput): identity weights.
+  const depthwiseLayer = layers.depthwiseConv2d({ kernelSize: 1, useBias: false, name: 'depthwise' });
+  if (depthwise) y = depthwiseLayer.apply(y) as SymbolicTensor;
   y = layers.globalAveragePooling2d({ name: 'gap' }).apply(y) as SymbolicTensor;
   const denseLayer = layers.dense({ units: 2, activation: 'softmax', name: 'predictions' });
   const out = denseLayer.apply(y) as SymbolicTensor;
@@ -51,6 +71,7 @@ function evidenceModel(pool: boolean): LayersModel {
   identity[(1 * 3 + 1) * 4 + 1 * 2 + 1] = 1; // kernel[1][1][1][1]
   mixLayer.setWeights([tensor4d(identity, [3, 3, 2, 2]), tensor1d([0, 0])]);
   denseLayer.setWeights([tensor2d([0.01, 0, 0, 0.01], [2, 2]), tensor1d([0, 0])]);
+  if (depthwise) depthwiseLayer.setWeights([tensor4d([1, 1], [1, 1, 2, 1])]);
   return m;
 }
 
@@ -122,6 +143,21 @@ describe('gradCam on a model with known evidence', () => {
     expect(Math.min(...pooled.heatmap)).toBe(0);
   });
 
+  it('runs the gradient pass on the cpu backend when wasm lacks a kernel, and stays on wasm', async () => {
+    const m = evidenceModel(false, true);
+    const pixels = evidenceSlice();
+    const want = Float32Array.from(pixels, (v) => Math.max(0, v - 1000));
+    const max = Math.max(...want);
+    for (let run = 0; run < 2; run++) {
+      const result = await gradCam(m, pixels, { classIndex: 0, layerName: 'features' });
+      expect(result.gradientBackend).toBe('cpu');
+      expect(getBackend()).toBe('wasm');
+      for (let i = 0; i < want.length; i++) expect(result.heatmap[i]).toBeCloseTo(want[i]! / max, 5);
+    }
+    // Other models keep their gradients on wasm.
+    expect((await gradCam(evidenceModel(false), pixels)).gradientBackend).toBe('wasm');
+  });
+
   it('rejects a wrong slice size, an unknown layer, a class out of range', async () => {
     const m = evidenceModel(false);
     await expect(gradCam(m, new Uint16Array(10))).rejects.toThrow(/10 values do not fit/);
@@ -130,6 +166,44 @@ describe('gradCam on a model with known evidence', () => {
       /before the output/,
     );
     await expect(gradCam(m, evidenceSlice(), { classIndex: 2 })).rejects.toThrow(/class index 2/);
+  });
+});
+
+describe('conv2dInputGradient', () => {
+  it("equals tfjs's Conv2DBackpropInput for kernel sizes 1…5, strides 1…3, same and valid padding", () => {
+    let cases = 0;
+    for (const size of [7, 8, 9]) {
+      for (const k of [1, 2, 3, 5]) {
+        for (const stride of [1, 2, 3]) {
+          for (const padding of ['same', 'valid'] as const) {
+            if (padding === 'valid' && k > size) continue;
+            const x = [1, size, size + 1, 3] as const;
+            const kernel = randomNormal([k, k, 3, 4]) as Tensor4D;
+            const oh = padding === 'same' ? Math.ceil(size / stride) : Math.ceil((size - k + 1) / stride);
+            const ow =
+              padding === 'same' ? Math.ceil((size + 1) / stride) : Math.ceil((size + 1 - k + 1) / stride);
+            const dy = randomNormal([1, oh, ow, 4]) as Tensor4D;
+            const ours = conv2dInputGradient(dy, kernel, x, [stride, stride], padding);
+            const theirs = conv2dTranspose(dy, kernel, [...x], stride, padding);
+            expect(ours.shape).toEqual(theirs.shape);
+            const a = ours.dataSync();
+            const b = theirs.dataSync();
+            for (let i = 0; i < a.length; i++) expect(a[i]).toBeCloseTo(b[i]!, 4);
+            for (const t of [kernel, dy, ours, theirs]) t.dispose();
+            cases++;
+          }
+        }
+      }
+    }
+    expect(cases).toBeGreaterThan(60);
+    clearGradCamCache();
+  });
+});
+
+describe('default feature layers', () => {
+  it('post_relu for the ResNet50V2 baseline, block14_sepconv2_act for Xception', () => {
+    expect(defaultGradCamLayer(buildResnet50v2({ inputSize: 32, width: 0.0625 }))).toBe('post_relu');
+    expect(defaultGradCamLayer(buildXception({ inputSize: 71, width: 0.0625 }))).toBe('block14_sepconv2_act');
   });
 });
 

@@ -2,26 +2,31 @@
  * Grad-CAM (Selvaraju et al., 2017) for one classified slice: which parts of the slice drove the
  * network's score for a class.
  *
- * Efficient on backends without convolution gradients: the model is split at the feature layer.
- * The part up to it runs forward only (an ordinary `predict` on the current backend, fused kernels,
- * no gradient tape); gradients are taken only through the layers AFTER it, evaluated layer by layer
- * from the model's own graph with the same layer objects and weights. Convolutions there are applied
- * unfused (`conv2d` + bias + activation): tfjs's fused convolution computes the filter gradient
- * eagerly, and that kernel (`Conv2DBackpropFilter`) is what wasm lacks; the plain `conv2d`'s input
- * gradient (`Conv2DBackpropInput`) wasm has. So on wasm the whole computation stays on wasm. Should a
- * kernel still be missing (an unusual imported model), the gradient pass is retried on the pure-JS
- * cpu backend, and that backend is used directly for later calls.
+ * Works on backends without convolution gradients, and cheaply: the model is split at the feature
+ * layer. The part up to it runs forward only (an ordinary `predict` on the current backend: fused
+ * kernels, no gradient tape). Gradients are taken only through the layers AFTER it, evaluated layer by
+ * layer from the model's own graph with the same layer objects and weights, the other tensors they
+ * need (C3/C4 for the FPN) coming from the forward part as constants. Convolutions there get a custom
+ * gradient with respect to their input only, computed as a forward convolution with the rotated
+ * kernel: tfjs's fused convolution computes the filter gradient eagerly, and that kernel
+ * (`Conv2DBackpropFilter`) is what wasm lacks, while wasm's `Conv2DBackpropInput` exists but is ~13×
+ * slower than its forward convolution. So on wasm the whole computation stays on wasm. Should a
+ * kernel still be missing (layers this module does not special-case, such as depthwise convolutions
+ * after the feature layer), that model's gradient pass runs on the pure-JS cpu backend instead.
  */
 import {
   add,
   conv2d,
+  customGrad,
   elu,
   getBackend,
   grad,
   image,
+  keep,
   matMul,
   mean,
   mul,
+  pad,
   relu,
   relu6,
   reshape,
@@ -118,6 +123,8 @@ interface Plan {
   /** input → [feature, ...boundary, output]: the forward part, sharing the model's layers. */
   readonly forward: LayersModel;
   /** The tensor whose `classIndex` entry is differentiated, and how it is computed from the output layer. */
+  /** Backends on which this plan's gradient pass hit a missing kernel: the cpu backend is used there. */
+  readonly lacksGradients: Set<string>;
   readonly score: {
     readonly kind: 'dense-logit' | 'activation-logit' | 'output';
     /** The tensor evaluated from the feature map (the softmax's input, or the output itself). */
@@ -186,7 +193,13 @@ function makePlan(model: LayersModel, layerName: string): Plan {
     outputs: [feature, ...boundaryList, output],
     name: `${model.name}_gradcam_${layerName}`,
   });
-  return { feature, boundary: boundaryList, forward, score: scoreOf(output, dependent) };
+  return {
+    feature,
+    boundary: boundaryList,
+    forward,
+    lacksGradients: new Set(),
+    score: scoreOf(output, dependent),
+  };
 }
 
 /** Where the pre-softmax class score can be read, if anywhere. */
@@ -231,19 +244,137 @@ const ACTIVATIONS: Record<string, (x: Tensor) => Tensor> = {
 };
 
 /**
- * A channels-last Conv2D layer applied with the unfused op, so that its gradient with respect to its
- * input needs only `Conv2DBackpropInput`; `undefined` when the layer is configured otherwise.
+ * Take `length` entries of `t` along `axis` starting at `start` (negative: zeros before the first
+ * entry), padding with zeros past the end.
  */
-function unfusedConv2d(layer: Layer, x: Tensor): Tensor | undefined {
+function window(t: Tensor4D, axis: 1 | 2, start: number, length: number): Tensor4D {
+  const size = t.shape[axis];
+  const before = Math.max(-start, 0);
+  const from = Math.max(start, 0);
+  const take = Math.max(0, Math.min(size - from, length - before));
+  const after = length - before - take;
+  const begin = [0, 0, 0, 0];
+  const extent = [...t.shape] as number[];
+  begin[axis] = from;
+  extent[axis] = take;
+  const padding: [number, number][] = [
+    [0, 0],
+    [0, 0],
+    [0, 0],
+    [0, 0],
+  ];
+  padding[axis] = [before, after];
+  return pad(slice(t, begin, extent), padding);
+}
+
+/** Insert `s − 1` zeros after every entry along `axis` (the transposed stride of a strided convolution). */
+function zeroStuff(t: Tensor4D, axis: 1 | 2, s: number): Tensor4D {
+  if (s === 1) return t;
+  const [n, h, w, c] = t.shape;
+  if (axis === 1) {
+    const stuffed = pad(reshape(t, [n, h, 1, w * c]), [
+      [0, 0],
+      [0, 0],
+      [0, s - 1],
+      [0, 0],
+    ]);
+    return reshape(stuffed, [n, h * s, w, c]);
+  }
+  const stuffed = pad(reshape(t, [n * h, w, 1, c]), [
+    [0, 0],
+    [0, 0],
+    [0, s - 1],
+    [0, 0],
+  ]);
+  return reshape(stuffed, [n, h, w * s, c]);
+}
+
+/**
+ * Rotated kernels (180° in space, input and output channels swapped) by kernel tensor, with the
+ * kernel's data id when rotated: assigning new weights to a layer gives its variable a new data id, so
+ * a stale entry is recomputed. Rotating on every call cost ~0.4 s per FPN slice on wasm (its Reverse
+ * and Transpose kernels are slow on 4.7M-value kernels); kept, the FPN's rotated kernels take ~40 MB.
+ */
+const rotatedKernels = new Map<Tensor, { dataId: object; rotated: Tensor4D }>();
+
+/** Free the rotated kernels {@link gradCam} keeps between calls (for example before disposing a model). */
+export function clearGradCamCache(): void {
+  for (const entry of rotatedKernels.values()) entry.rotated.dispose();
+  rotatedKernels.clear();
+}
+
+/** `kernel` [kh, kw, in, out] rotated by 180° in space with its channel axes swapped: [kh, kw, out, in]. */
+function rotateKernel(kernel: Tensor4D): Tensor4D {
+  const cached = rotatedKernels.get(kernel);
+  if (cached !== undefined && cached.dataId === kernel.dataId) return cached.rotated;
+  cached?.rotated.dispose();
+  const [kh, kw, cin, cout] = kernel.shape;
+  // In JS: one pass over the values, several times faster than wasm's Reverse + Transpose here.
+  const source = kernel.dataSync() as Float32Array;
+  const target = new Float32Array(source.length);
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const from = (i * kw + j) * cin * cout;
+      const to = ((kh - 1 - i) * kw + (kw - 1 - j)) * cout * cin;
+      for (let ci = 0; ci < cin; ci++) {
+        const row = from + ci * cout;
+        for (let co = 0; co < cout; co++) target[to + co * cin + ci] = source[row + co]!;
+      }
+    }
+  }
+  const rotated = keep(tensor4d(target, [kh, kw, cout, cin]));
+  rotatedKernels.set(kernel, { dataId: kernel.dataId, rotated });
+  return rotated;
+}
+
+/**
+ * ∂(conv2d(x, kernel))/∂x applied to `dy` (dilation 1, NHWC), computed as a forward convolution:
+ * `dy` zero-stuffed by the stride and placed with `kernel − 1 − padding` zeros before it, correlated
+ * with the rotated kernel. Same values as tfjs's `Conv2DBackpropInput`, whose wasm kernel is a plain
+ * loop about 13× slower than the XNNPACK forward convolution on the FPN's shapes. Exported for tests.
+ */
+export function conv2dInputGradient(
+  dy: Tensor4D,
+  kernel: Tensor4D,
+  inputShape: readonly [number, number, number, number],
+  strides: readonly [number, number],
+  padding: 'same' | 'valid',
+): Tensor4D {
+  const [, height, width] = inputShape;
+  const [kh, kw] = kernel.shape;
+  const [, oh, ow] = dy.shape;
+  // TensorFlow's 'same' padding puts the smaller half first.
+  const padTop = padding === 'same' ? Math.floor(Math.max((oh - 1) * strides[0] + kh - height, 0) / 2) : 0;
+  const padLeft = padding === 'same' ? Math.floor(Math.max((ow - 1) * strides[1] + kw - width, 0) / 2) : 0;
+  let z = zeroStuff(zeroStuff(dy, 1, strides[0]), 2, strides[1]);
+  z = window(z, 1, padTop - (kh - 1), height + kh - 1);
+  z = window(z, 2, padLeft - (kw - 1), width + kw - 1);
+  return conv2d(z, rotateKernel(kernel), 1, 'valid');
+}
+
+/**
+ * A channels-last Conv2D layer applied with the unfused op and a custom gradient with respect to its
+ * input only (the fused op's gradient computes the filter gradient too, which wasm lacks);
+ * `undefined` when the layer is configured otherwise (dilated, channels first, unknown activation).
+ */
+function convWithInputGradient(layer: Layer, x: Tensor): Tensor | undefined {
   const config = layer.getConfig();
   const activation = ACTIVATIONS[String(config.activation)];
-  if (config.dataFormat !== 'channelsLast' || activation === undefined) return undefined;
-  const [kernel, bias] = layer.getWeights();
-  if (kernel === undefined) return undefined;
   const strides = config.strides as [number, number];
   const dilations = config.dilationRate as [number, number];
+  if (config.dataFormat !== 'channelsLast' || activation === undefined || x.rank !== 4) return undefined;
+  if (dilations.some((d) => d !== 1)) return undefined;
+  const [kernel, bias] = layer.getWeights();
+  if (kernel === undefined || kernel.rank !== 4) return undefined;
   const padding = config.padding === 'same' ? 'same' : 'valid';
-  let y: Tensor = conv2d(x as Tensor4D, kernel as Tensor4D, strides, padding, 'NHWC', dilations);
+  const x4 = x as Tensor4D;
+  const k4 = kernel as Tensor4D;
+  const inputShape = [...x4.shape] as [number, number, number, number];
+  const convolve = customGrad((input) => ({
+    value: conv2d(input as Tensor4D, k4, strides, padding),
+    gradFunc: (dy: Tensor4D) => conv2dInputGradient(dy, k4, inputShape, strides, padding),
+  }));
+  let y: Tensor = convolve(x4);
   if (config.useBias === true && bias !== undefined) y = add(y, bias);
   return activation(y);
 }
@@ -251,7 +382,7 @@ function unfusedConv2d(layer: Layer, x: Tensor): Tensor | undefined {
 /** Apply one layer to concrete tensors in inference mode. */
 function applyLayer(layer: Layer, inputs: Tensor[], callArgs: Record<string, unknown>): Tensor | Tensor[] {
   if (layer.getClassName() === 'Conv2D' && inputs.length === 1) {
-    const y = unfusedConv2d(layer, inputs[0]!);
+    const y = convWithInputGradient(layer, inputs[0]!);
     if (y !== undefined) return y;
   }
   const args = { ...callArgs, training: false };
@@ -298,9 +429,6 @@ function scoreFunction(plan: Plan, boundary: readonly Tensor[], classIndex: numb
     return reshape(slice(scores, [0, classIndex], [1, 1]), []) as Scalar;
   };
 }
-
-/** Backends found to lack a kernel the gradient pass needs; the cpu backend is used for them. */
-const lacksGradients = new Set<string>();
 
 function isMissingKernel(error: unknown): boolean {
   return error instanceof Error && /not registered|not yet implemented|not implemented/i.test(error.message);
@@ -373,7 +501,7 @@ export async function gradCam(
 
     let gradientBackend = getBackend();
     let map: Float32Array;
-    if (lacksGradients.has(gradientBackend)) {
+    if (plan.lacksGradients.has(gradientBackend)) {
       map = await onCpu(weightedMap);
       gradientBackend = 'cpu';
     } else {
@@ -381,7 +509,7 @@ export async function gradCam(
         map = weightedMap();
       } catch (error) {
         if (!isMissingKernel(error) || gradientBackend === 'cpu') throw error;
-        lacksGradients.add(gradientBackend);
+        plan.lacksGradients.add(gradientBackend);
         map = await onCpu(weightedMap);
         gradientBackend = 'cpu';
       }
