@@ -28,7 +28,7 @@ import {
   isBackendName,
 } from './backend.js';
 import { COVID_INDEX, NORMAL_INDEX } from './classes.js';
-import { loadModel, MODEL_JSON } from './io.js';
+import { loadModel, MODEL_JSON, readManifest } from './io.js';
 import { PredictionPool } from './pool.js';
 import type { ModelSource } from './pool-protocol.js';
 import { DEFAULT_BATCH_SIZE, modelInputShape, type Probabilities, predictBatch } from './predict.js';
@@ -48,7 +48,6 @@ export async function initBackendOption(name: string | undefined): Promise<Backe
 
 /** A model ready to classify, with what identifies it in results. */
 export interface Classifier {
-  readonly model: LayersModel;
   /** `<arch>@<first 12 hex of sha256>`: which weights produced a result. */
   readonly id: string;
   /** The manifest's architecture, or the folder's name for a plain tfjs model. */
@@ -57,6 +56,15 @@ export interface Classifier {
   readonly sha256?: string;
   /** Where pool workers get their copy; absent when the model exists only in this thread. */
   readonly source?: ModelSource;
+  /** The model's input `[height, width, channels]`, known without building it. */
+  readonly inputShape: readonly [number, number, number];
+  /**
+   * The model in this thread, built on first call: only Grad-CAM and classifying without a pool need
+   * it, and the paper's model takes seconds to build, so a pooled run without heatmaps never does.
+   */
+  model(): Promise<LayersModel>;
+  /** Free this thread's copy, if it was built. */
+  dispose(): void;
 }
 
 /** SHA-256 (hex) of a model folder's model.json followed by each weight file it lists, in order. */
@@ -76,12 +84,73 @@ export function classifierId(arch: string, sha256: string | undefined): string {
   return sha256 === undefined ? arch : `${arch}@${sha256.slice(0, 12)}`;
 }
 
-/** Load a model folder (`covidct import-keras`, `covidct train`, or any tfjs layers model) as a {@link Classifier}. */
+interface TopologyLayer {
+  readonly class_name?: string;
+  readonly config?: { readonly batch_input_shape?: readonly (number | null)[] };
+}
+
+/**
+ * The input `[height, width, channels]` a saved layers-model topology declares (its InputLayer, or a
+ * Sequential model's first layer), or undefined when it declares none usable.
+ */
+export function topologyInputShape(topology: unknown): [number, number, number] | undefined {
+  const root = topology as { model_config?: unknown; config?: { layers?: readonly TopologyLayer[] } } | null;
+  const config = (root?.model_config ?? root) as { config?: { layers?: readonly TopologyLayer[] } } | null;
+  const layerList = config?.config?.layers ?? [];
+  const inputs = layerList.filter((l) => l.class_name === 'InputLayer');
+  if (inputs.length > 1) return undefined;
+  const shape = (inputs[0] ?? layerList[0])?.config?.batch_input_shape;
+  if (shape?.length !== 4) return undefined;
+  const [, h, w, c] = shape;
+  return typeof h === 'number' && typeof w === 'number' && typeof c === 'number' ? [h, w, c] : undefined;
+}
+
+/** Wrap a model already in memory (trained, imported, or built for a benchmark). */
+export function classifierFromModel(
+  model: LayersModel,
+  about: { readonly arch: string; readonly sha256?: string; readonly source?: ModelSource },
+): Classifier {
+  return {
+    ...about,
+    id: classifierId(about.arch, about.sha256),
+    inputShape: modelInputShape(model),
+    model: async () => model,
+    dispose: () => model.dispose(),
+  };
+}
+
+/**
+ * A model folder (`covidct import-keras`, `covidct train`, or any tfjs layers model) as a
+ * {@link Classifier}: manifest, hash and input shape are read now, the model is built when first needed.
+ */
 export async function loadClassifier(dir: string): Promise<Classifier> {
-  const { model, manifest } = await loadModel(dir);
+  const manifest = await readManifest(dir);
+  const artifacts = JSON.parse(await readFile(join(dir, MODEL_JSON), 'utf8').catch(() => 'null')) as {
+    modelTopology?: unknown;
+  } | null;
+  let built: LayersModel | undefined;
+  let loading: Promise<LayersModel> | undefined;
+  const model = () => {
+    loading ??= loadModel(dir).then((loaded) => {
+      built = loaded.model;
+      return loaded.model;
+    });
+    return loading;
+  };
+  // A topology without a plain declared input (or a folder that does not load) is built now, so its
+  // errors surface here as they would with loadModel.
+  const inputShape = topologyInputShape(artifacts?.modelTopology) ?? modelInputShape(await model());
   const sha256 = await modelFolderSha256(dir);
   const arch = manifest?.arch ?? basename(resolve(dir));
-  return { model, arch, sha256, id: classifierId(arch, sha256), source: { kind: 'dir', dir } };
+  return {
+    id: classifierId(arch, sha256),
+    arch,
+    sha256,
+    source: { kind: 'dir', dir },
+    inputShape,
+    model,
+    dispose: () => built?.dispose(),
+  };
 }
 
 /** Runs batches of slices through a model, in this thread or in a worker pool. */
@@ -128,13 +197,13 @@ export async function createPredictor(
 ): Promise<SlicePredictor> {
   const size = options.poolSize ?? availableParallelism();
   if (options.backend !== 'wasm' || size < 2 || classifier.source === undefined) {
-    return inThreadPredictor(classifier.model, options.backend);
+    return inThreadPredictor(await classifier.model(), options.backend);
   }
   const pool = await PredictionPool.create(classifier.source, { size, backend: 'wasm' });
   return {
     backend: pool.backend,
     workers: pool.size,
-    inputShape: modelInputShape(classifier.model),
+    inputShape: classifier.inputShape,
     predictBatch: (pixels, count) => pool.predictBatch(pixels, count),
     close: () => pool.close(),
   };
@@ -368,7 +437,7 @@ interface SeriesWork {
 export async function diagnoseStudy(path: string, options: DiagnoseOptions): Promise<DiagnoseResult> {
   const threshold = validateThreshold(options.threshold ?? PAPER_VOTE_THRESHOLD);
   const classifier = options.model;
-  const inputShape = options.predictor?.inputShape ?? modelInputShape(classifier.model);
+  const inputShape = options.predictor?.inputShape ?? classifier.inputShape;
   const progress = options.onProgress;
   const started = performance.now();
 
@@ -469,11 +538,12 @@ export async function diagnoseStudy(path: string, options: DiagnoseOptions): Pro
     const targets = good.flatMap((w) =>
       w.selected.flatMap((index, k) => (labelOf(perSeries.get(w)![k]!) === 'covid' ? [{ w, index, k }] : [])),
     );
+    const model = targets.length > 0 ? await classifier.model() : undefined;
     let drawn = 0;
     for (const { w, index, k } of targets) {
       const slice = w.selection.slices[index]!;
       const [width, height] = w.selection.size!;
-      const png = await render(classifier.model, w.pixels[k]!, width, height);
+      const png = await render(model!, w.pixels[k]!, width, height);
       const target = join(options.heatmapsDir, w.selection.id, `${slice.file}.png`);
       await mkdir(dirname(target), { recursive: true });
       await writeFile(target, png);

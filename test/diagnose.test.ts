@@ -25,6 +25,7 @@ import {
   diagnoseStudy,
   labelOf,
   loadClassifier,
+  topologyInputShape,
 } from '../models/diagnose.js';
 import { saveModel } from '../models/io.js';
 import { ARCHITECTURES, buildArchitecture } from '../models/registry.js';
@@ -155,10 +156,21 @@ beforeAll(async () => {
 
 describe('diagnoseStudy (in process)', () => {
   it('diagnoses the real A0002 series: 12 + 12 selected, 24 classified, labels and votes as the rule says', async () => {
-    const classifier = await loadClassifier(modelDir);
+    const loaded = await loadClassifier(modelDir);
+    expect(loaded.inputShape).toEqual([512, 512, 1]);
+    let built = 0;
+    const classifier = {
+      ...loaded,
+      model: () => {
+        built++;
+        return loaded.model();
+      },
+    };
     const stages = new Set<string>();
     const result = await diagnoseStudy(SAMPLE, { model: classifier, onProgress: (s) => stages.add(s) });
-    classifier.model.dispose();
+    loaded.dispose();
+    // With a pool of workers and no heatmaps, this thread never builds its own copy.
+    expect(built).toBe(result.workers > 1 ? 0 : 1);
     expect(result.series.map((s) => [s.id, s.slices.length, s.selectedCount])).toEqual([
       ['B40f', 30, 12],
       ['B70f', 30, 12],
@@ -193,12 +205,21 @@ describe('diagnoseStudy (in process)', () => {
   it('fails a series whose slices do not fit the model, naming the file and both sizes, and goes on', async () => {
     const classifier = await loadClassifier(modelDir);
     const result = await diagnoseStudy(mixed, { model: classifier, poolSize: 1 });
-    classifier.model.dispose();
+    classifier.dispose();
     const small = result.series.find((s) => s.id === 'small')!;
     expect(small.error).toMatch(/ct-small\.dcm: slice is 128×128, the model takes 512×512/);
     expect(small.classifiedCount).toBe(0);
     expect(small.decision).toBeNull();
     expect(result.study.classifiedCount).toBe(1);
+  });
+
+  it('reads the input shape from a saved topology without building the model', () => {
+    const input = { class_name: 'InputLayer', config: { batch_input_shape: [null, 256, 128, 1] } };
+    expect(topologyInputShape({ class_name: 'Model', config: { layers: [input] } })).toEqual([256, 128, 1]);
+    const dense = { class_name: 'Dense', config: { batch_input_shape: [null, 4] } };
+    expect(topologyInputShape({ class_name: 'Sequential', config: { layers: [dense] } })).toBeUndefined();
+    expect(topologyInputShape({ class_name: 'Model', config: { layers: [input, input] } })).toBeUndefined();
+    expect(topologyInputShape(null)).toBeUndefined();
   });
 
   it('labels by argmax with ties to COVID', () => {
@@ -410,7 +431,7 @@ describe('the real ResNet50V2-FPN (random weights)', () => {
     }
     const classifier = await loadClassifier(dir);
     const result = await diagnoseStudy(study, { model: classifier, batchSize: 2 });
-    classifier.model.dispose();
+    classifier.dispose();
     expect(result.model.arch).toBe('resnet50v2-fpn');
     expect(result.series).toHaveLength(2);
     expect(result.study.classifiedCount).toBe(result.study.selectedCount);

@@ -55,7 +55,7 @@ export function registerClassify(program: Command): void {
         }
       } finally {
         await predictor.close();
-        classifier.model.dispose();
+        classifier.dispose();
       }
     });
 }

@@ -95,7 +95,7 @@ export function registerDiagnose(program: Command): void {
         });
       } finally {
         bar?.stop();
-        classifier.model.dispose();
+        classifier.dispose();
       }
       if (options.json) printJson(result);
       else printSummary(result);
