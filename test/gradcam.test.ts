@@ -33,6 +33,7 @@ import {
   gradCam,
 } from '../models/gradcam/gradcam.js';
 import { LUNG_WINDOW, renderOverlayPng, turbo, windowRaw, windowToGrey } from '../models/gradcam/overlay.js';
+import { predictSlices } from '../models/predict.js';
 import { buildResnet50v2 } from '../models/resnet50v2/resnet50v2.js';
 import { buildResnet50v2Fpn } from '../models/resnet50v2-fpn/resnet50v2-fpn.js';
 import { buildXception } from '../models/xception/xception.js';
@@ -213,6 +214,10 @@ describe('gradCam on ResNet50V2-FPN', () => {
     expect(defaultGradCamLayer(m)).toBe('post_relu');
     const pixels = Uint16Array.from({ length: 96 * 96 }, (_, i) => (i * 7919) % 2000);
     const first = await gradCam(m, pixels);
+    const [predicted] = await predictSlices(m, [pixels]);
+    expect(first.probabilities[0]).toBeCloseTo(predicted![0], 5);
+    expect(first.probabilities[1]).toBeCloseTo(predicted![1], 5);
+    expect(first.classIndex).toBe(predicted![1] > predicted![0] ? 1 : 0);
     expect(first.layer).toBe('post_relu');
     expect(first.target).toBe('logit');
     expect(first.gradientBackend).toBe('wasm');
@@ -232,6 +237,13 @@ describe('gradCam on ResNet50V2-FPN', () => {
       let worst = 0;
       for (let i = 0; i < onCpu.heatmap.length; i++) {
         worst = Math.max(worst, Math.abs(onCpu.heatmap[i]! - first.heatmap[i]!));
+      }
+      expect(worst).toBeLessThan(1e-3);
+      // tfjs's own convolution gradients (the cpu backend has them all) give the same map.
+      const native = await gradCam(m, pixels, { nativeGradients: true });
+      worst = 0;
+      for (let i = 0; i < native.heatmap.length; i++) {
+        worst = Math.max(worst, Math.abs(native.heatmap[i]! - first.heatmap[i]!));
       }
       expect(worst).toBeLessThan(1e-3);
     } finally {
@@ -280,5 +292,21 @@ describe('renderOverlayPng', () => {
 
   it('rejects mismatched sizes', () => {
     expect(() => renderOverlayPng(new Uint16Array(4), 2, 2, new Float32Array(3))).toThrow(/needs 4/);
+  });
+});
+
+describe('gradCam on the full 512×512 ResNet50V2-FPN', () => {
+  it('completes on wasm with a 512×512 map from the 16×16 post_relu', async () => {
+    const m = buildResnet50v2Fpn();
+    const pixels = Uint16Array.from({ length: 512 * 512 }, (_, i) => (i * 7919) % 2000);
+    const start = performance.now();
+    const result = await gradCam(m, pixels);
+    const seconds = (performance.now() - start) / 1000;
+    expect(result.featureSize).toEqual([16, 16]);
+    expect(result.heatmap).toHaveLength(512 * 512);
+    expect(result.gradientBackend).toBe('wasm');
+    console.info(`Grad-CAM, 512×512 ResNet50V2-FPN on wasm (first call): ${seconds.toFixed(2)} s`);
+    clearGradCamCache();
+    m.dispose();
   });
 });

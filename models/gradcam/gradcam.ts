@@ -59,6 +59,12 @@ export interface GradCamOptions {
   readonly classIndex?: number;
   /** Feature layer; default {@link defaultGradCamLayer}. */
   readonly layerName?: string;
+  /**
+   * Use tfjs's own gradients for the convolutions after the feature layer instead of covidct's
+   * forward-convolution ones: slower, and on wasm they fall back to the cpu backend (no filter
+   * gradients there). For cross-checks.
+   */
+  readonly nativeGradients?: boolean;
 }
 
 /** A Grad-CAM heatmap and what it explains. */
@@ -69,7 +75,10 @@ export interface GradCamResult {
   readonly layer: string;
   /** The class whose score was differentiated. */
   readonly classIndex: number;
-  /** The model's output for the slice, `[pCovid, pNormal]`. */
+  /**
+   * The model's output for the slice, `[pCovid, pNormal]`: the softmax of the logits the gradient pass
+   * computed (equal to `predict`'s up to float rounding).
+   */
   readonly probabilities: Probabilities;
   /**
    * What was differentiated: `logit` = the class score before softmax (the final Dense's
@@ -120,7 +129,7 @@ interface Plan {
   readonly feature: SymbolicTensor;
   /** Non-feature tensors the layers after the feature layer need (C3/C4 for the FPN). */
   readonly boundary: readonly SymbolicTensor[];
-  /** input → [feature, ...boundary, output]: the forward part, sharing the model's layers. */
+  /** input → [feature, ...boundary]: the forward part, sharing the model's layers. */
   readonly forward: LayersModel;
   /** The tensor whose `classIndex` entry is differentiated, and how it is computed from the output layer. */
   /** Backends on which this plan's gradient pass hit a missing kernel: the cpu backend is used there. */
@@ -188,15 +197,14 @@ function makePlan(model: LayersModel, layerName: string): Plan {
     throw new RangeError(`the output of model '${model.name}' does not depend on layer '${layerName}'`);
   }
   const boundaryList = [...boundary.values()];
-  const forward = tfModel({
-    inputs: model.inputs,
-    outputs: [feature, ...boundaryList, output],
-    name: `${model.name}_gradcam_${layerName}`,
-  });
   return {
     feature,
     boundary: boundaryList,
-    forward,
+    forward: tfModel({
+      inputs: model.inputs,
+      outputs: [feature, ...boundaryList],
+      name: `${model.name}_gradcam_${layerName}`,
+    }),
     lacksGradients: new Set(),
     score: scoreOf(output, dependent),
   };
@@ -380,8 +388,13 @@ function convWithInputGradient(layer: Layer, x: Tensor): Tensor | undefined {
 }
 
 /** Apply one layer to concrete tensors in inference mode. */
-function applyLayer(layer: Layer, inputs: Tensor[], callArgs: Record<string, unknown>): Tensor | Tensor[] {
-  if (layer.getClassName() === 'Conv2D' && inputs.length === 1) {
+function applyLayer(
+  layer: Layer,
+  inputs: Tensor[],
+  callArgs: Record<string, unknown>,
+  native: boolean,
+): Tensor | Tensor[] {
+  if (!native && layer.getClassName() === 'Conv2D' && inputs.length === 1) {
     const y = convWithInputGradient(layer, inputs[0]!);
     if (y !== undefined) return y;
   }
@@ -393,7 +406,7 @@ function applyLayer(layer: Layer, inputs: Tensor[], callArgs: Record<string, unk
  * Evaluate `target` from concrete values of the feature and boundary tensors, following the model's
  * graph (call inside a tidy / gradient scope: intermediates are not disposed here).
  */
-function evaluate(target: SymbolicTensor, known: Map<number, Tensor>): Tensor {
+function evaluate(target: SymbolicTensor, known: Map<number, Tensor>, native: boolean): Tensor {
   const nodeOutputs = new Map<string, Tensor | Tensor[]>();
   const run = (t: SymbolicTensor): Tensor => {
     const value = known.get(t.id);
@@ -402,7 +415,7 @@ function evaluate(target: SymbolicTensor, known: Map<number, Tensor>): Tensor {
     const key = `${t.sourceLayer.id}:${t.nodeIndex}`;
     let out = nodeOutputs.get(key);
     if (out === undefined) {
-      out = applyLayer(t.sourceLayer, t.inputs.map(run), t.callArgs as Record<string, unknown>);
+      out = applyLayer(t.sourceLayer, t.inputs.map(run), t.callArgs as Record<string, unknown>, native);
       nodeOutputs.set(key, out);
     }
     const result = Array.isArray(out) ? out[t.tensorIndex] : out;
@@ -414,20 +427,39 @@ function evaluate(target: SymbolicTensor, known: Map<number, Tensor>): Tensor {
   return run(target);
 }
 
-/** The class score as a function of the feature map (the other boundary values held fixed). */
-function scoreFunction(plan: Plan, boundary: readonly Tensor[], classIndex: number): (a: Tensor) => Scalar {
+/**
+ * The class score as a function of the feature map (the other boundary values held fixed). The
+ * model's output is computed on the way, so `choose` sees all class scores (read synchronously, before
+ * the score is picked) and returns the class to differentiate: the forward part need not run the
+ * layers after the feature layer a second time.
+ */
+function scoreFunction(
+  plan: Plan,
+  boundary: readonly Tensor[],
+  native: boolean,
+  choose: (scores: Float32Array) => number,
+): (a: Tensor) => Scalar {
   return (a: Tensor) => {
     const known = new Map<number, Tensor>([[plan.feature.id, a]]);
     for (const [i, t] of plan.boundary.entries()) known.set(t.id, boundary[i]!);
-    let scores = evaluate(plan.score.tensor, known) as Tensor2D;
+    let scores = evaluate(plan.score.tensor, known, native) as Tensor2D;
     if (plan.score.kind === 'dense-logit') {
       // The softmax Dense's pre-activation: x·W + b (its weights are [kernel, bias?]).
       const [kernel, bias] = plan.score.layer.getWeights();
       scores = matMul(scores, kernel as Tensor2D);
       if (bias !== undefined) scores = add(scores, bias);
     }
+    const classIndex = choose(scores.dataSync() as Float32Array);
     return reshape(slice(scores, [0, classIndex], [1, 1]), []) as Scalar;
   };
+}
+
+/** Softmax in float64 (the logits are few), rounded to float32 like the model's own output. */
+function softmax(logits: Float32Array): Float32Array {
+  const top = Math.max(...logits);
+  const exps = Array.from(logits, (z) => Math.exp(z - top));
+  const total = exps.reduce((a, b) => a + b, 0);
+  return Float32Array.from(exps, (e) => e / total);
 }
 
 function isMissingKernel(error: unknown): boolean {
@@ -464,30 +496,38 @@ export async function gradCam(
       `gradCam: ${pixels.length} values do not fit model '${model.name}' input ${height}×${width}×${channels}`,
     );
   }
+  const classes = model.outputs[0]?.shape[1];
+  if (model.outputs.length !== 1 || classes !== 2) {
+    throw new Error(`model '${model.name}': Grad-CAM expects one output of 2 classes, got ${classes}`);
+  }
+  if (options.classIndex !== undefined && options.classIndex !== 0 && options.classIndex !== 1) {
+    throw new RangeError(`gradCam: class index ${options.classIndex} is not 0 (COVID) or 1 (normal)`);
+  }
   const layerName = options.layerName ?? defaultGradCamLayer(model);
   const plan = planFor(model, layerName);
+  const native = options.nativeGradients === true;
 
-  // Forward part on the current backend: feature map, boundary tensors and the model's output.
+  // Forward part on the current backend: the feature map and the boundary tensors.
   const outputs = tidy(() => {
     const out = plan.forward.predict(tensor4d(Float32Array.from(pixels), [1, height, width, 1]));
     return Array.isArray(out) ? out : [out];
   });
   try {
     const feature = outputs[0]!;
-    const boundary = outputs.slice(1, -1);
-    const probs = (await outputs[outputs.length - 1]!.data()) as Float32Array;
-    if (probs.length < 2)
-      throw new Error(`model '${model.name}': expected 2 class outputs, got ${probs.length}`);
-    const probabilities: Probabilities = [probs[0]!, probs[1]!];
-    const classIndex = options.classIndex ?? (probabilities[1] > probabilities[0] ? 1 : 0);
-    if (!Number.isInteger(classIndex) || classIndex < 0 || classIndex >= probs.length) {
-      throw new RangeError(`gradCam: class index ${classIndex} is not one of 0…${probs.length - 1}`);
-    }
+    const boundary = outputs.slice(1);
     const [, fh, fw] = feature.shape as [number, number, number, number];
+    let probabilities: Probabilities = [Number.NaN, Number.NaN];
+    let classIndex = -1;
+    const choose = (scores: Float32Array): number => {
+      const p = plan.score.kind === 'output' ? scores : softmax(scores);
+      probabilities = [p[0]!, p[1]!];
+      classIndex = options.classIndex ?? (probabilities[1] > probabilities[0] ? 1 : 0);
+      return classIndex;
+    };
 
     const weightedMap = (): Float32Array =>
       tidy(() => {
-        const gradient = grad(scoreFunction(plan, boundary, classIndex))(feature);
+        const gradient = grad(scoreFunction(plan, boundary, native, choose))(feature);
         const alpha = mean(gradient, [0, 1, 2]); // one weight per channel
         const cam = relu(sum(mul(feature, alpha), -1)); // [1, fh, fw]
         const resized = image.resizeBilinear(
