@@ -3,6 +3,7 @@
  * with opacity proportional to the heat (cold areas show the CT unchanged), as a PNG (pure-JS pngjs).
  */
 import { PNG } from 'pngjs';
+import { RAW_HU_OFFSET } from '../../core/slice.js';
 
 /** A CT display window in Hounsfield units. */
 export interface CtWindow {
@@ -15,15 +16,12 @@ export interface CtWindow {
 /** The lung window the dataset's DICOM headers give: centre −600 HU, width 1200 HU. */
 export const LUNG_WINDOW: CtWindow = { center: -600, width: 1200 };
 
-/** Offset of the raw domain: raw = HU + 1024 (the decoders' and the network's input). */
-const RAW_OFFSET = 1024;
-
 /**
  * One raw value (HU + 1024) through a display window: 0 at and below `center − width/2`, 1 at and
  * above `center + width/2`, linear between.
  */
 export function windowRaw(raw: number, window: CtWindow = LUNG_WINDOW): number {
-  const v = (raw - RAW_OFFSET - (window.center - window.width / 2)) / window.width;
+  const v = (raw - RAW_HU_OFFSET - (window.center - window.width / 2)) / window.width;
   return clamp01(v);
 }
 
