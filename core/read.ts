@@ -2,6 +2,7 @@
  * One entry point for reading a slice file of any supported format: sniff the bytes, then hand
  * them to the TIFF or DICOM decoder. File extensions are not trusted (a PNG named `.tif` exists).
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { decodeDicom, isDicom } from './dicom/decode.js';
@@ -22,9 +23,16 @@ const FOREIGN_SIGNATURES: ReadonlyArray<readonly [string, readonly number[]]> = 
 
 /** The slice format of a file's bytes, or `undefined` when it is neither TIFF nor DICOM. */
 export function detectFormat(bytes: Uint8Array): SliceFormat | undefined {
+  // "DICM" at 128 wins: some writers fill the DICOM preamble with a TIFF header (dual-format files).
+  if (hasDicomMagic(bytes)) return 'dicom';
   if (isTiff(bytes)) return 'tiff';
   if (isDicom(bytes)) return 'dicom';
   return undefined;
+}
+
+/** Whether "DICM" stands after the 128-byte preamble. */
+function hasDicomMagic(bytes: Uint8Array): boolean {
+  return bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d;
 }
 
 /** Decode a slice from its bytes, whatever its format. Throws an {@link InputError} naming `file`. */
@@ -46,6 +54,20 @@ export async function decodeSlice(
   );
 }
 
+/** Whether the file holds "DICM" after a preamble (only asked of files that start like a TIFF). */
+function startsWithDicomMagic(path: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const head = new Uint8Array(132);
+    return readSync(fd, head, 0, 132, 0) === 132 && hasDicomMagic(head);
+  } catch {
+    return false; // readSlice's own read reports the file-system error
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 /** Largest slice accepted inside a gzip file: a 4096×4096 16-bit slice with headers, so a zip bomb stops early. */
 const MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024;
 
@@ -65,7 +87,7 @@ function gunzip(bytes: Uint8Array, file: string): Uint8Array {
  * File-system errors become one-line {@link InputError}s.
  */
 export async function readSlice(path: string, options?: DecodeOptions): Promise<RawRows> {
-  if (isTiffFile(path)) return readTiffFile(path, options);
+  if (isTiffFile(path) && !startsWithDicomMagic(path)) return readTiffFile(path, options);
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);

@@ -179,3 +179,14 @@ describe('forEachLimited', () => {
     expect(seen.sort()).toEqual([1, 2, 3, 4, 5, 6, 7]);
   });
 });
+
+describe('readSlice on dual-format files', () => {
+  it('reads a DICOM file whose preamble is a TIFF header as DICOM', async () => {
+    const { readSlice } = await import('../core/read.js');
+    const { fileURLToPath } = await import('node:url');
+    // pydicom's CT_small.dcm starts with "II*\0" in its preamble.
+    const file = fileURLToPath(new URL('fixtures/dicom/CT_small.dcm', import.meta.url));
+    const rows = await readSlice(file);
+    expect(rows.header).toMatchObject({ format: 'dicom', width: 128, height: 128 });
+  });
+});
