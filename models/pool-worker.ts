@@ -3,6 +3,7 @@ import { parentPort } from 'node:worker_threads';
 import { io } from '@tensorflow/tfjs-core';
 import { type LayersModel, loadLayersModel } from '@tensorflow/tfjs-layers';
 import { initBackend } from './backend.js';
+import { inferenceGraphFor } from './fast/graph-cache.js';
 import { loadModel } from './io.js';
 import type { FromWorker, ModelSource, ToWorker } from './pool-protocol.js';
 import { modelInputShape, predictBatch } from './predict.js';
@@ -34,6 +35,8 @@ port.on('message', async (message: ToWorker) => {
       // The main thread already logged its choice; workers stay quiet.
       const choice = await initBackend({ prefer: message.backend, log: () => {} });
       model = await load(message.source);
+      // Compile now (folded weights, ~2 s for the full FPN) rather than on the first batch.
+      inferenceGraphFor(model);
       send({ type: 'ready', backend: choice.name, inputShape: modelInputShape(model) });
       return;
     }

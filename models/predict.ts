@@ -1,6 +1,7 @@
 /** Batched prediction: raw slices in, `[pCovid, pNormal]` per slice out, no tensors left behind. */
 import { type Tensor, tensor4d, tidy } from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { inferenceGraphFor } from './fast/graph-cache.js';
 
 /** Per-slice class probabilities, `[pCovid, pNormal]` (index 0 = COVID). */
 export type Probabilities = [number, number];
@@ -43,7 +44,12 @@ export async function predictBatch(
   if (!Number.isInteger(count) || count < 1 || pixels.length !== count * h * w * c) {
     throw new RangeError(`predictBatch: ${pixels.length} values are not ${count} slice(s) of ${h}×${w}×${c}`);
   }
-  const output = tidy(() => model.predict(tensor4d(pixels, [count, h, w, c])) as Tensor);
+  // wasm/cpu: the compiled graph (BN, pads and activations folded into the convolutions; models/fast).
+  const graph = inferenceGraphFor(model);
+  const output = tidy(() => {
+    const x = tensor4d(pixels, [count, h, w, c]);
+    return graph === undefined ? (model.predict(x) as Tensor) : graph.run(x);
+  });
   try {
     // Async read: lets tfjs-node(-gpu) overlap, and is what wasm/cpu do anyway.
     return (await output.data()) as Float32Array;

@@ -25,6 +25,8 @@ import { type LayersModel, layers, model as tfModel } from '@tensorflow/tfjs-lay
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../models/backend.js';
 import { compileForInference, NotAClassifierError } from '../models/fast/compile.js';
+import { INFERENCE_ENV, inferenceGraphFor } from '../models/fast/graph-cache.js';
+import { predictBatch } from '../models/predict.js';
 import { buildArchitecture } from '../models/registry.js';
 
 beforeAll(async () => {
@@ -253,6 +255,34 @@ describe('compileForInference: memory and fallback', () => {
     const conv = layers.conv2d({ filters: 2, kernelSize: 1 }).apply(input) as never;
     expect(() => compileForInference(tfModel({ inputs: input, outputs: conv }))).toThrow(NotAClassifierError);
     model.dispose();
+  });
+});
+
+describe('predictBatch on wasm', () => {
+  it('runs the cached compiled graph (COVIDCT_INFERENCE=layers: model.predict), same probabilities; model.dispose frees it', async () => {
+    const before = memory().numTensors;
+    const model = buildArchitecture('resnet50v2', { inputSize: 64, width: 0.125 });
+    randomizeBatchNorms(model);
+    const input = slices(2, 64, 9);
+    const pixels = (await input.data()) as Float32Array;
+    input.dispose();
+    const compiled = await predictBatch(model, pixels, 2);
+    const graph = inferenceGraphFor(model);
+    expect(graph?.compiled).toBe(true);
+    expect(inferenceGraphFor(model)).toBe(graph);
+    process.env[INFERENCE_ENV] = 'layers';
+    try {
+      expect(inferenceGraphFor(model)).toBeUndefined();
+      const layersOut = await predictBatch(model, pixels, 2);
+      for (let i = 0; i < 4; i++) expect(Math.abs(compiled[i]! - layersOut[i]!)).toBeLessThan(TOLERANCE);
+    } finally {
+      delete process.env[INFERENCE_ENV];
+    }
+    randomizeBatchNorms(model); // new weights: recompiled
+    const again = inferenceGraphFor(model);
+    expect(again).not.toBe(graph);
+    model.dispose();
+    expect(memory().numTensors).toBe(before);
   });
 });
 

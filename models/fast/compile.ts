@@ -27,6 +27,7 @@ import {
   elu,
   fused,
   image,
+  keep,
   max,
   maxPool,
   mean,
@@ -295,7 +296,8 @@ class Compiler {
 
   keep<T extends Tensor>(t: T): T {
     this.owned.push(t);
-    return t;
+    // Kept: compiling inside a caller's tidy must not free the graph's weights at its end.
+    return keep(t);
   }
 
   /**
