@@ -1,0 +1,172 @@
+/**
+ * The pipeline's resources on the local servers, built from the shared definitions
+ * (lambdas/shared/resources.ts) exactly as the CDK stack builds them on AWS: the bucket, each
+ * queue with its dead-letter queue and redrive policy, the on-demand table with its GSI, and the
+ * topic. Idempotent: running it against servers that already hold them (a restart with `--data`)
+ * changes nothing but drifted queue attributes.
+ */
+
+import { CreateTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import { CreateBucketCommand, HeadBucketCommand } from '@aws-sdk/client-s3';
+import { CreateTopicCommand } from '@aws-sdk/client-sns';
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  SetQueueAttributesCommand,
+} from '@aws-sdk/client-sqs';
+import type { AwsClients, ClientEndpoints } from '../lambdas/shared/clients.js';
+import { ENV } from '../lambdas/shared/config.js';
+import {
+  BUCKET,
+  QUEUES,
+  type QueueDefinition,
+  type QueueId,
+  TABLE,
+  TOPIC,
+} from '../lambdas/shared/resources.js';
+
+/** A queue's key in {@link LocalResources.queueUrls}: the queue itself or its DLQ (`ingestDlq`, …). */
+export type QueueKey = QueueId | `${QueueId}Dlq`;
+
+/** What {@link createLocalResources} created (or found). */
+export interface LocalResources {
+  readonly bucket: string;
+  readonly tableName: string;
+  /** `ingest`, `inference`, `votes` and their DLQs `ingestDlq`, `inferenceDlq`, `votesDlq`. */
+  readonly queueUrls: Readonly<Record<QueueKey, string>>;
+  readonly queueArns: Readonly<Record<QueueKey, string>>;
+  readonly topicArn: string;
+}
+
+/** Options of {@link envFor}. */
+export interface EnvOptions {
+  /** `COVIDCT_VOTE_THRESHOLD`; unset leaves the handlers' default. */
+  readonly voteThreshold?: number;
+  /** `COVIDCT_MODEL` (`{name}/{version}` under `models/`). */
+  readonly model?: string;
+}
+
+const QUEUE_IDS = Object.keys(QUEUES) as QueueId[];
+
+/** Create the bucket, queues with DLQs, table and topic the shared definitions describe. */
+export async function createLocalResources(clients: AwsClients): Promise<LocalResources> {
+  const bucket = BUCKET.name;
+  try {
+    await clients.s3.send(new HeadBucketCommand({ Bucket: bucket }));
+  } catch {
+    await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  }
+
+  const queueUrls = {} as Record<QueueKey, string>;
+  const queueArns = {} as Record<QueueKey, string>;
+  for (const id of QUEUE_IDS) {
+    const definition: QueueDefinition = QUEUES[id];
+    const dlq = await ensureQueue(clients, definition.deadLetterQueueName, {
+      MessageRetentionPeriod: String(definition.deadLetterRetentionSeconds),
+    });
+    queueUrls[`${id}Dlq`] = dlq.url;
+    queueArns[`${id}Dlq`] = dlq.arn;
+    const queue = await ensureQueue(clients, definition.name, {
+      VisibilityTimeout: String(definition.visibilityTimeoutSeconds),
+      MessageRetentionPeriod: String(definition.retentionSeconds),
+      RedrivePolicy: JSON.stringify({
+        deadLetterTargetArn: dlq.arn,
+        maxReceiveCount: definition.maxReceiveCount,
+      }),
+    });
+    queueUrls[id] = queue.url;
+    queueArns[id] = queue.arn;
+  }
+
+  await ensureTable(clients);
+  const topicArn = (await clients.sns.send(new CreateTopicCommand({ Name: TOPIC.name }))).TopicArn!;
+  return { bucket, tableName: TABLE.name, queueUrls, queueArns, topicArn };
+}
+
+/** The environment the handlers and the worker read (names from lambdas/shared/config.ts). */
+export function envFor(
+  resources: LocalResources,
+  endpoints: ClientEndpoints,
+  options: EnvOptions = {},
+): Record<string, string> {
+  return {
+    [ENV.bucket]: resources.bucket,
+    [ENV.table]: resources.tableName,
+    [ENV.ingestQueueUrl]: resources.queueUrls.ingest,
+    [ENV.inferenceQueueUrl]: resources.queueUrls.inference,
+    [ENV.votesQueueUrl]: resources.queueUrls.votes,
+    [ENV.topicArn]: resources.topicArn,
+    ...(endpoints.endpoint ? { [ENV.endpointS3SqsSns]: endpoints.endpoint } : {}),
+    ...(endpoints.dynamoDbEndpoint ? { [ENV.endpointDynamoDb]: endpoints.dynamoDbEndpoint } : {}),
+    ...(options.voteThreshold !== undefined ? { [ENV.voteThreshold]: String(options.voteThreshold) } : {}),
+    ...(options.model !== undefined ? { [ENV.model]: options.model } : {}),
+  };
+}
+
+/** Create a queue, or bring an existing one's attributes to the definition. */
+async function ensureQueue(
+  clients: AwsClients,
+  name: string,
+  attributes: Record<string, string>,
+): Promise<{ url: string; arn: string }> {
+  let url: string;
+  try {
+    url = (await clients.sqs.send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl!;
+    await clients.sqs.send(new SetQueueAttributesCommand({ QueueUrl: url, Attributes: attributes }));
+  } catch (error) {
+    if (!isError(error, 'QueueDoesNotExist', 'AWS.SimpleQueueService.NonExistentQueue')) throw error;
+    url = (await clients.sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes })))
+      .QueueUrl!;
+  }
+  const arn = (
+    await clients.sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }))
+  ).Attributes?.QueueArn;
+  if (!arn) throw new Error(`queue ${name}: the server returned no QueueArn`);
+  return { url, arn };
+}
+
+async function ensureTable(clients: AwsClients): Promise<void> {
+  try {
+    await clients.dynamo.send(new DescribeTableCommand({ TableName: TABLE.name }));
+    return;
+  } catch (error) {
+    if (!isError(error, 'ResourceNotFoundException')) throw error;
+  }
+  const gsi = TABLE.byHospitalIndex;
+  try {
+    await clients.dynamo.send(
+      new CreateTableCommand({
+        TableName: TABLE.name,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: TABLE.partitionKey, AttributeType: 'S' },
+          { AttributeName: TABLE.sortKey, AttributeType: 'S' },
+          { AttributeName: gsi.partitionKey, AttributeType: 'S' },
+          { AttributeName: gsi.sortKey, AttributeType: 'S' },
+        ],
+        KeySchema: [
+          { AttributeName: TABLE.partitionKey, KeyType: 'HASH' },
+          { AttributeName: TABLE.sortKey, KeyType: 'RANGE' },
+        ],
+        GlobalSecondaryIndexes: [
+          {
+            IndexName: gsi.name,
+            KeySchema: [
+              { AttributeName: gsi.partitionKey, KeyType: 'HASH' },
+              { AttributeName: gsi.sortKey, KeyType: 'RANGE' },
+            ],
+            Projection: { ProjectionType: 'ALL' },
+          },
+        ],
+      }),
+    );
+  } catch (error) {
+    // Another process created it between the describe and the create.
+    if (!isError(error, 'ResourceInUseException')) throw error;
+  }
+}
+
+function isError(error: unknown, ...names: string[]): boolean {
+  return error instanceof Error && names.includes(error.name);
+}
