@@ -213,7 +213,10 @@ describe('gradCam on ResNet50V2-FPN', () => {
     const m = buildResnet50v2Fpn({ inputSize: 96, width: 0.125 });
     expect(defaultGradCamLayer(m)).toBe('post_relu');
     const pixels = Uint16Array.from({ length: 96 * 96 }, (_, i) => (i * 7919) % 2000);
+    const topology = JSON.stringify(m.toJSON(null, false));
     const first = await gradCam(m, pixels);
+    // Splitting the model for Grad-CAM leaves the model itself (and what it saves) unchanged.
+    expect(JSON.stringify(m.toJSON(null, false))).toBe(topology);
     const [predicted] = await predictSlices(m, [pixels]);
     expect(first.probabilities[0]).toBeCloseTo(predicted![0], 5);
     expect(first.probabilities[1]).toBeCloseTo(predicted![1], 5);
