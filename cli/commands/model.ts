@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { printJson } from '../io.js';
+import { registerModelUpload } from './model-upload.js';
 
 /** What `model info --json` prints. */
 export interface ModelInfo {
@@ -20,6 +21,7 @@ export const ARCHITECTURES_HELP = 'resnet50v2-fpn, resnet50v2, xception';
 /** Register `model` and its subcommand `info`. */
 export function registerModel(program: Command): void {
   const model = program.command('model').description('inspect classifier models');
+  registerModelUpload(model);
   model
     .command('info')
     .description('architecture, parameter count, input shape and layer names of a model')

@@ -1,0 +1,251 @@
+/**
+ * The worker's unit of work: a batch of selected slices (from one or several inference messages)
+ * fetched from S3 with bounded concurrency, checked against the hash the manifest gave, decoded
+ * whole, classified together (so the pool's workers or the GPU see full batches), and, for COVID
+ * slices, a Grad-CAM overlay written beside the study's results. No SQS here: consumer.ts decides
+ * what a batch's outcome means for its messages.
+ */
+import { createHash } from 'node:crypto';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { describeError, InputError } from '../core/errors.js';
+import { decodeSlice } from '../core/read.js';
+import { forEachLimited } from '../core/study.js';
+import type { SliceLabel } from '../core/vote.js';
+import { heatmapKey } from '../lambdas/shared/messages.js';
+import { PIPELINE_DEFAULTS } from '../lambdas/shared/resources.js';
+import {
+  type Classifier,
+  checkSliceFits,
+  classifyPixels,
+  type HeatmapRenderer,
+  labelOf,
+  type SlicePredictor,
+} from '../models/diagnose.js';
+import type { Probabilities } from '../models/predict.js';
+
+/** One slice to classify, as an inference message names it. */
+export interface SliceJob {
+  readonly hospital: string;
+  readonly studyId: string;
+  readonly seriesId: string;
+  /** `incoming/{hospital}/{study}/{series}/{slice}`. */
+  readonly key: string;
+  /** SHA-256 (hex) the manifest gave for the object. */
+  readonly sha256: string;
+}
+
+/** A classified slice. */
+export interface SliceResult {
+  readonly ok: true;
+  readonly probabilities: Probabilities;
+  readonly label: SliceLabel;
+  /** Key of the Grad-CAM PNG, for COVID slices when heatmaps are on. */
+  readonly heatmapKey?: string;
+}
+
+/**
+ * A slice that could not be classified. `permanent`: the input itself is bad (hash mismatch, not a
+ * slice, wrong size) and a retry cannot help; otherwise (S3 or a worker thread failed) it may.
+ */
+export interface SliceFailure {
+  readonly ok: false;
+  readonly permanent: boolean;
+  /** One line, no PHI: the key and what is wrong. */
+  readonly error: string;
+}
+
+/** What became of one slice. */
+export type SliceOutcome = SliceResult | SliceFailure;
+
+/** Which slices get a Grad-CAM overlay (`COVIDCT_HEATMAPS`). */
+export type HeatmapMode = 'covid' | 'none';
+
+/** Parse `COVIDCT_HEATMAPS` (default `covid`). */
+export function parseHeatmapMode(value: string | undefined): HeatmapMode {
+  const v = value?.trim().toLowerCase() ?? '';
+  if (v === '' || v === 'covid') return 'covid';
+  if (v === 'none') return 'none';
+  throw new InputError('COVIDCT_HEATMAPS', `'${value}' is not a heatmap mode: expected covid or none`);
+}
+
+/** What {@link classifySlices} works with; built once per process. */
+export interface ClassifyContext {
+  readonly s3: S3Client;
+  readonly bucket: string;
+  readonly classifier: Classifier;
+  readonly predictor: SlicePredictor;
+  readonly heatmaps: HeatmapMode;
+  /** Objects fetched at once. @default 8 */
+  readonly fetchConcurrency?: number;
+  /** Slices per forward pass. @default DEFAULT_BATCH_SIZE of models/predict.ts */
+  readonly forwardBatch?: number;
+  /** How overlays are drawn. @default gradCamOverlay (models/diagnose.ts) */
+  readonly renderHeatmap?: HeatmapRenderer;
+}
+
+/** Milliseconds per stage of one batch, for metrics. */
+export interface BatchTimings {
+  readonly fetchDecodeMs: number;
+  readonly classifyMs: number;
+  readonly heatmapsMs: number;
+}
+
+/** The outcome of a batch: one entry per job, in job order. */
+export interface BatchOutcome {
+  readonly outcomes: SliceOutcome[];
+  readonly timings: BatchTimings;
+  /** Distinct slices classified (duplicates in a batch are classified once). */
+  readonly classified: number;
+  readonly heatmaps: number;
+  /** Overlays that could not be drawn (their slices are voted without one). */
+  readonly warnings: string[];
+}
+
+/** SHA-256 (hex) of bytes. */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Fetch one slice object and check it against its hash. Missing objects and hash mismatches are
+ * {@link InputError}s (permanent); S3 failures are thrown as they are (transient).
+ */
+export async function fetchSlice(s3: S3Client, bucket: string, job: SliceJob): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: job.key }));
+    if (out.ContentLength !== undefined && out.ContentLength > PIPELINE_DEFAULTS.maxSliceBytes) {
+      throw new InputError(
+        job.key,
+        `${out.ContentLength} bytes, above the ${PIPELINE_DEFAULTS.maxSliceBytes} allowed`,
+      );
+    }
+    bytes = (await out.Body?.transformToByteArray()) ?? new Uint8Array(0);
+  } catch (error) {
+    if ((error as { name?: string }).name === 'NoSuchKey') {
+      throw new InputError(job.key, 'slice object is missing');
+    }
+    throw error;
+  }
+  const actual = sha256Hex(bytes);
+  if (actual !== job.sha256.toLowerCase()) {
+    throw new InputError(
+      job.key,
+      `content hash ${actual.slice(0, 12)}… does not match the manifest's ${job.sha256.slice(0, 12)}…`,
+    );
+  }
+  return bytes;
+}
+
+interface Distinct {
+  readonly job: SliceJob;
+  /** Indexes of the jobs it stands for. */
+  readonly indexes: number[];
+  pixels?: Uint16Array;
+  width?: number;
+  height?: number;
+  outcome?: SliceOutcome;
+}
+
+function failure(error: unknown): SliceFailure {
+  return { ok: false, permanent: error instanceof InputError, error: describeError(error) };
+}
+
+/**
+ * Classify a batch of slice jobs. Never throws for a slice's sake: each job gets its outcome
+ * (jobs naming the same key and hash share one). A failed heatmap upload fails its slice
+ * (transiently), so a vote never points at an overlay that is not there.
+ */
+export async function classifySlices(jobs: readonly SliceJob[], ctx: ClassifyContext): Promise<BatchOutcome> {
+  const byKey = new Map<string, Distinct>();
+  jobs.forEach((job, i) => {
+    const id = `${job.key}\n${job.sha256}`;
+    const d = byKey.get(id);
+    if (d) d.indexes.push(i);
+    else byKey.set(id, { job, indexes: [i] });
+  });
+  const distinct = [...byKey.values()];
+
+  const t0 = performance.now();
+  await forEachLimited(distinct, ctx.fetchConcurrency ?? 8, async (d) => {
+    try {
+      const bytes = await fetchSlice(ctx.s3, ctx.bucket, d.job);
+      const rows = await decodeSlice(bytes, d.job.key);
+      checkSliceFits(d.job.key, rows.header.width, rows.header.height, ctx.predictor.inputShape);
+      d.pixels = rows.pixels;
+      d.width = rows.header.width;
+      d.height = rows.header.height;
+    } catch (error) {
+      d.outcome = failure(error);
+    }
+  });
+  const t1 = performance.now();
+
+  const ready = distinct.filter((d) => d.outcome === undefined);
+  if (ready.length > 0) {
+    try {
+      const probabilities = await classifyPixels(
+        ctx.predictor,
+        ready.map((d) => d.pixels!),
+        ctx.forwardBatch === undefined ? {} : { batchSize: ctx.forwardBatch },
+      );
+      ready.forEach((d, i) => {
+        const p = probabilities[i]!;
+        d.outcome = { ok: true, probabilities: p, label: labelOf(p) };
+      });
+    } catch (error) {
+      // A worker thread or the backend failed: nothing in this batch is classified; try again later.
+      for (const d of ready) d.outcome = { ok: false, permanent: false, error: describeError(error) };
+    }
+  }
+  const t2 = performance.now();
+
+  let heatmaps = 0;
+  const warnings: string[] = [];
+  if (ctx.heatmaps === 'covid') {
+    const covid = ready.filter((d) => d.outcome?.ok === true && d.outcome.label === 'covid');
+    if (covid.length > 0) {
+      const render = ctx.renderHeatmap ?? (await import('../models/diagnose.js')).gradCamOverlay;
+      const model = await ctx.classifier.model();
+      // One at a time: Grad-CAM runs on this thread's backend, and uploads overlap the next render.
+      const uploads: Promise<void>[] = [];
+      for (const d of covid) {
+        const result = d.outcome as SliceResult;
+        try {
+          const png = await render(model, d.pixels!, d.width!, d.height!);
+          const key = heatmapKey(d.job.hospital, d.job.studyId, d.job.seriesId, d.job.key);
+          uploads.push(
+            ctx.s3
+              .send(
+                new PutObjectCommand({ Bucket: ctx.bucket, Key: key, Body: png, ContentType: 'image/png' }),
+              )
+              .then(
+                () => {
+                  d.outcome = { ...result, heatmapKey: key };
+                  heatmaps++;
+                },
+                (error: unknown) => {
+                  d.outcome = { ok: false, permanent: false, error: `${key}: ${describeError(error)}` };
+                },
+              ),
+          );
+        } catch (error) {
+          // The vote matters more than its picture, and a retry would fail the same way: vote without it.
+          warnings.push(`${d.job.key}: Grad-CAM failed: ${describeError(error)}`);
+        }
+      }
+      await Promise.all(uploads);
+    }
+  }
+  const t3 = performance.now();
+
+  const outcomes: SliceOutcome[] = new Array(jobs.length);
+  for (const d of distinct) for (const i of d.indexes) outcomes[i] = d.outcome!;
+  return {
+    outcomes,
+    classified: ready.length,
+    heatmaps,
+    warnings,
+    timings: { fetchDecodeMs: t1 - t0, classifyMs: t2 - t1, heatmapsMs: t3 - t2 },
+  };
+}

@@ -1,0 +1,276 @@
+/**
+ * The GPU worker process (`node dist/gpu-worker/main.js`): stateless and long-running. It loads the
+ * model named by `COVIDCT_MODEL` from the bucket, consumes the inference queue, sends votes to the
+ * votes queue, writes Grad-CAM overlays, serves a health check, and drains on SIGTERM (ECS scale-in,
+ * Spot interruption) before exiting 0. It needs S3 and SQS only, never DynamoDB.
+ *
+ * Settings (environment): the shared ones of lambdas/shared/config.ts (`COVIDCT_BUCKET`,
+ * `COVIDCT_INFERENCE_QUEUE_URL`, `COVIDCT_VOTES_QUEUE_URL`, `COVIDCT_MODEL`, `COVIDCT_ENDPOINT`) and
+ * the worker's own, {@link WORKER_ENV}.
+ */
+import { pathToFileURL } from 'node:url';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { describeError, InputError } from '../core/errors.js';
+import { type AwsClients, createClients } from '../lambdas/shared/clients.js';
+import { ENV, requireEnv } from '../lambdas/shared/config.js';
+import { initBackend } from '../models/backend.js';
+import { createPredictor, type SlicePredictor } from '../models/diagnose.js';
+import { classifySlices, type HeatmapMode, parseHeatmapMode } from './classify.js';
+import { type ConsumerOptions, InferenceConsumer, type WorkerLog } from './consumer.js';
+import { type HealthReport, startHealthServer } from './health.js';
+import { parseModelRef, readStoredModel, storedClassifier } from './model-store.js';
+
+/** The worker's own settings (the shared ones are in lambdas/shared/config.ts ENV). */
+export const WORKER_ENV = {
+  /** Health check port; default 8080, 0 for any free port (logged). */
+  healthPort: 'COVIDCT_HEALTH_PORT',
+  /** `covid` (default): a Grad-CAM overlay per COVID slice; `none`: no overlays (Grad-CAM takes seconds on CPU). */
+  heatmaps: 'COVIDCT_HEATMAPS',
+  /** Slices per batch, gathered across messages; default 32. */
+  batchSlices: 'COVIDCT_WORKER_BATCH_SLICES',
+  /** wasm worker threads; default the available cores. */
+  poolSize: 'COVIDCT_POOL_SIZE',
+  /** Long-poll wait in seconds; default QUEUES.inference.consumer.waitSeconds (tests shorten it). */
+  waitSeconds: 'COVIDCT_WORKER_WAIT_SECONDS',
+  /** Visibility timeout asked for on receive and heartbeat; default the queue's (tests shorten it). */
+  visibilitySeconds: 'COVIDCT_WORKER_VISIBILITY_SECONDS',
+} as const;
+
+/** Everything {@link startWorker} needs; {@link workerConfigFromEnv} reads it from the environment. */
+export interface WorkerConfig {
+  readonly bucket: string;
+  readonly inferenceQueueUrl: string;
+  readonly votesQueueUrl: string;
+  /** `{name}/{version}` under `models/`. */
+  readonly model: string;
+  readonly heatmaps: HeatmapMode;
+  readonly healthPort: number;
+  readonly batchSlices?: number;
+  readonly poolSize?: number;
+  readonly waitSeconds?: number;
+  readonly visibilitySeconds?: number;
+}
+
+function optionalNumber(env: NodeJS.ProcessEnv, name: string, min: number, max: number): number | undefined {
+  const text = env[name];
+  if (text === undefined || text.trim() === '') return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new InputError(name, `'${text}' is not a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+/** Read the worker's configuration; a missing or bad setting is a one-line error naming it. */
+export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const batchSlices = optionalNumber(env, WORKER_ENV.batchSlices, 1, 1024);
+  const poolSize = optionalNumber(env, WORKER_ENV.poolSize, 1, 256);
+  const waitSeconds = optionalNumber(env, WORKER_ENV.waitSeconds, 0, 20);
+  const visibilitySeconds = optionalNumber(env, WORKER_ENV.visibilitySeconds, 1, 43_200);
+  return {
+    bucket: requireEnv(ENV.bucket, env),
+    inferenceQueueUrl: requireEnv(ENV.inferenceQueueUrl, env),
+    votesQueueUrl: requireEnv(ENV.votesQueueUrl, env),
+    model: requireEnv(ENV.model, env),
+    heatmaps: parseHeatmapMode(env[WORKER_ENV.heatmaps]),
+    healthPort: optionalNumber(env, WORKER_ENV.healthPort, 0, 65535) ?? 8080,
+    ...(batchSlices === undefined ? {} : { batchSlices }),
+    ...(poolSize === undefined ? {} : { poolSize }),
+    ...(waitSeconds === undefined ? {} : { waitSeconds }),
+    ...(visibilitySeconds === undefined ? {} : { visibilitySeconds }),
+  };
+}
+
+/** What the health check looks at. */
+export interface WorkerHealthInput {
+  /** `starting` (model loading), `ready`, `draining`. */
+  readonly state: 'starting' | 'ready' | 'draining';
+  readonly consumer?: Pick<InferenceConsumer, 'isAlive' | 'heldCount' | 'counts'> | undefined;
+  readonly model?: { readonly id: string; readonly sha256: string } | undefined;
+  readonly backend?: string | undefined;
+}
+
+/**
+ * The health report: healthy only when the model is loaded and the poll loop is alive; a ready
+ * worker whose loop stopped showing life reports `stalled` (ECS then replaces it).
+ */
+export function workerHealth(input: WorkerHealthInput): HealthReport {
+  const alive = input.consumer?.isAlive() ?? false;
+  return {
+    healthy: input.state === 'ready' && input.model !== undefined && alive,
+    state: input.state === 'ready' && !alive ? 'stalled' : input.state,
+    model: input.model ?? null,
+    backend: input.backend ?? null,
+    held: input.consumer?.heldCount ?? 0,
+    counts: input.consumer?.counts ?? null,
+  };
+}
+
+/** A started worker. */
+export interface RunningWorker {
+  /** The health check's port. */
+  readonly healthPort: number;
+  readonly consumer: InferenceConsumer;
+  /** Resolves when the consumer has stopped (after {@link stop}). */
+  readonly done: Promise<void>;
+  /** Drain: stop polling, finish the batch in flight, close the pool and the health server. */
+  stop(): Promise<void>;
+}
+
+/** Options of {@link startWorker} beyond the configuration (tests inject clients and a log). */
+export interface StartOptions {
+  readonly clients?: Pick<AwsClients, 's3' | 'sqs'>;
+  readonly log?: WorkerLog;
+  readonly metrics?: Metrics;
+  /** Passed through to the consumer (tests shorten the heartbeat). */
+  readonly consumer?: Partial<Pick<ConsumerOptions, 'heartbeatSeconds' | 'maxBatchSlices'>>;
+}
+
+/** A Powertools logger as the consumer's {@link WorkerLog}. */
+export function powertoolsLog(logger: Logger): WorkerLog {
+  return {
+    info: (message, attributes) => logger.info(message, attributes ?? {}),
+    warn: (message, attributes) => logger.warn(message, attributes ?? {}),
+    error: (message, attributes) => logger.error(message, attributes ?? {}),
+  };
+}
+
+/**
+ * Start the worker: health server first (503 while the model loads), then the backend, the model
+ * from S3, the predictor (a wasm pool or tfjs-node's own threads), then the consumer.
+ */
+export async function startWorker(config: WorkerConfig, options: StartOptions = {}): Promise<RunningWorker> {
+  const log = options.log ?? powertoolsLog(new Logger({ serviceName: 'covidct-worker' }));
+  const metrics = options.metrics ?? new Metrics({ namespace: 'covidct', serviceName: 'covidct-worker' });
+  const { s3, sqs } = options.clients ?? createClients();
+  const ref = parseModelRef(config.model);
+
+  let state: WorkerHealthInput['state'] = 'starting';
+  let consumer: InferenceConsumer | undefined;
+  let model: { id: string; sha256: string } | undefined;
+  let backendName: string | undefined;
+  const health = await startHealthServer(config.healthPort, () =>
+    workerHealth({ state, consumer, model, backend: backendName }),
+  );
+
+  let predictor: SlicePredictor | undefined;
+  try {
+    const loadStart = performance.now();
+    const choice = await initBackend({ log: (line) => log.info(line.replace(/^covidct: /, '')) });
+    backendName = choice.name;
+    const stored = await readStoredModel(s3, config.bucket, ref);
+    const classifier = await storedClassifier(stored);
+    predictor = await createPredictor(classifier, {
+      backend: choice.name,
+      ...(config.poolSize === undefined ? {} : { poolSize: config.poolSize }),
+    });
+    model = { id: stored.id, sha256: stored.sha256 };
+    log.info('model loaded', {
+      model: stored.id,
+      sha256: stored.sha256,
+      bytes: stored.bytes,
+      backend: predictor.backend,
+      workers: predictor.workers,
+      ms: Math.round(performance.now() - loadStart),
+    });
+    const ctx = { s3, bucket: config.bucket, classifier, predictor, heatmaps: config.heatmaps };
+    consumer = new InferenceConsumer({
+      sqs,
+      queueUrl: config.inferenceQueueUrl,
+      votesQueueUrl: config.votesQueueUrl,
+      model,
+      classify: (jobs) => classifySlices(jobs, ctx),
+      log,
+      ...(config.batchSlices === undefined ? {} : { maxBatchSlices: config.batchSlices }),
+      ...(config.waitSeconds === undefined ? {} : { waitSeconds: config.waitSeconds }),
+      ...(config.visibilitySeconds === undefined
+        ? {}
+        : { visibilityTimeoutSeconds: config.visibilitySeconds }),
+      ...options.consumer,
+      onBatch: (r) => {
+        metrics.addMetric('batches', MetricUnit.Count, 1);
+        metrics.addMetric('slicesClassified', MetricUnit.Count, r.slices);
+        metrics.addMetric('messagesCompleted', MetricUnit.Count, r.completed);
+        metrics.addMetric('messagesRetried', MetricUnit.Count, r.retried);
+        metrics.addMetric('heatmaps', MetricUnit.Count, r.heatmaps);
+        metrics.addMetric('fetchDecodeMs', MetricUnit.Milliseconds, r.outcome.fetchDecodeMs);
+        metrics.addMetric('classifyMs', MetricUnit.Milliseconds, r.outcome.classifyMs);
+        metrics.addMetric('heatmapsMs', MetricUnit.Milliseconds, r.outcome.heatmapsMs);
+        metrics.addMetric('batchMs', MetricUnit.Milliseconds, r.outcome.totalMs);
+        metrics.publishStoredMetrics();
+        log.info('batch done', {
+          messages: r.messages,
+          slices: r.slices,
+          completed: r.completed,
+          retried: r.retried,
+          heatmaps: r.heatmaps,
+          fetchDecodeMs: Math.round(r.outcome.fetchDecodeMs),
+          classifyMs: Math.round(r.outcome.classifyMs),
+          heatmapsMs: Math.round(r.outcome.heatmapsMs),
+          totalMs: Math.round(r.outcome.totalMs),
+        });
+      },
+    });
+  } catch (error) {
+    await predictor?.close();
+    await health.close();
+    throw error;
+  }
+  const done = consumer.start();
+  state = 'ready';
+  log.info('polling', { queue: config.inferenceQueueUrl, healthPort: health.port });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    healthPort: health.port,
+    consumer,
+    done,
+    stop: () => {
+      stopping ??= (async () => {
+        state = 'draining';
+        log.info('draining');
+        await consumer.stop();
+        await predictor.close();
+        await health.close();
+        log.info('stopped', { ...consumer.counts });
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Run as the process's main module: start from the environment, drain on SIGTERM/SIGINT, exit 0. */
+async function runMain(): Promise<void> {
+  const logger = new Logger({ serviceName: 'covidct-worker' });
+  let worker: RunningWorker;
+  try {
+    worker = await startWorker(workerConfigFromEnv(), { log: powertoolsLog(logger) });
+  } catch (error) {
+    logger.error('worker failed to start', { error: describeError(error) });
+    process.exit(1);
+  }
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      // A second signal: the operator wants out now; held messages simply reappear.
+      logger.warn('second signal, exiting without draining', { signal });
+      process.exit(1);
+    }
+    logger.info('signal received, draining', { signal });
+    worker.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error('drain failed', { error: describeError(error) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await runMain();
+}
