@@ -1,0 +1,145 @@
+/**
+ * select Lambda: the ingest queue's S3 manifest events → selection recorded, selected slices on
+ * the inference queue (select.ts). Partial batch failures: a record fails (and SQS redelivers it)
+ * only for transient errors; bad input ends the study FAILED and the message is consumed, so the
+ * DLQ only ever holds what the code could not handle.
+ */
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { InputError } from '../../core/errors.js';
+import { type AwsClients, sharedClients } from '../shared/clients.js';
+import { ENV, requireEnv } from '../shared/config.js';
+import { parseS3EventBody } from '../shared/messages.js';
+import { createObservability, msSince, type Observability } from '../shared/powertools.js';
+import { StudyStore } from '../shared/store.js';
+import { selectManifest } from './select.js';
+
+/** What the select Lambda is configured with. */
+export interface SelectConfig {
+  readonly bucket: string;
+  readonly tableName: string;
+  readonly inferenceQueueUrl: string;
+  readonly topicArn: string;
+  /** Slices read at once. @default 8 */
+  readonly concurrency?: number;
+}
+
+/** The configuration from the environment (ENV names). */
+export function selectConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SelectConfig {
+  return {
+    bucket: requireEnv(ENV.bucket, env),
+    tableName: requireEnv(ENV.table, env),
+    inferenceQueueUrl: requireEnv(ENV.inferenceQueueUrl, env),
+    topicArn: requireEnv(ENV.topicArn, env),
+  };
+}
+
+/** The handler over given clients and configuration (tests pass their own). */
+export function makeSelectHandler(
+  clients: AwsClients,
+  config: SelectConfig,
+  observability: Observability = createObservability('covidct-select'),
+): (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse> {
+  const { logger, metrics, tracer } = observability;
+  if (tracer.isTracingEnabled()) {
+    tracer.captureAWSv3Client(clients.s3);
+    tracer.captureAWSv3Client(clients.sqs);
+  }
+  const store = new StudyStore(clients.dynamo, config.tableName);
+  const deps = {
+    s3: clients.s3,
+    sqs: clients.sqs,
+    sns: clients.sns,
+    store,
+    bucket: config.bucket,
+    inferenceQueueUrl: config.inferenceQueueUrl,
+    topicArn: config.topicArn,
+    logger,
+    ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
+  };
+
+  const record = async (sqsRecord: SQSRecord): Promise<void> => {
+    let body: ReturnType<typeof parseS3EventBody>;
+    try {
+      body = parseS3EventBody(sqsRecord.body);
+    } catch (error) {
+      // Not an S3 event: nothing to retry, nothing to fail. Logged, consumed.
+      logger.error('ingest message is not an S3 event', {
+        messageId: sqsRecord.messageId,
+        error: (error as Error).message,
+      });
+      return;
+    }
+    if (body.kind === 'test') return; // S3 sends s3:TestEvent once when notifications are configured
+    for (const event of body.records) {
+      const started = performance.now();
+      const outcome = await selectManifest(deps, event);
+      const where = event.key.split('/');
+      const keys = { hospital: where[1], study: where[2] };
+      switch (outcome.kind) {
+        case 'ignored':
+          logger.warn('manifest event ignored', { ...keys, why: outcome.why });
+          break;
+        case 'duplicate':
+          logger.info('duplicate manifest event', { ...keys, status: outcome.status });
+          metrics.addMetric('DuplicateManifestEvents', MetricUnit.Count, 1);
+          break;
+        case 'failed':
+          metrics.addMetric('StudiesFailed', MetricUnit.Count, 1);
+          metrics.addMetric('SlicesRead', MetricUnit.Count, outcome.slicesRead);
+          break;
+        case 'classifying':
+          logger.info('study queued for inference', {
+            ...keys,
+            selectedCount: outcome.selectedCount,
+            messages: outcome.messages,
+          });
+          metrics.addMetric('StudiesSelected', MetricUnit.Count, 1);
+          metrics.addMetric('SlicesRead', MetricUnit.Count, outcome.slicesRead);
+          metrics.addMetric('SlicesSelected', MetricUnit.Count, outcome.selectedCount);
+          metrics.addMetric('SelectDuration', MetricUnit.Milliseconds, msSince(started));
+          break;
+      }
+    }
+  };
+
+  return async (event, context) => {
+    // One processor per invocation: processors keep per-batch state.
+    const processor = new BatchProcessor(EventType.SQS);
+    try {
+      return await processPartialResponse(
+        event,
+        async (r: SQSRecord) => {
+          try {
+            await record(r);
+          } catch (error) {
+            // Transient (AWS errors, throttling): fail the record so SQS redelivers it.
+            const detail =
+              error instanceof InputError
+                ? error.message
+                : `${(error as Error).name}: ${(error as Error).message}`;
+            logger.error('ingest record failed, will be retried', { messageId: r.messageId, error: detail });
+            throw error;
+          }
+        },
+        processor,
+        { ...(context ? { context } : {}), throwOnFullBatchFailure: false },
+      );
+    } finally {
+      metrics.publishStoredMetrics();
+    }
+  };
+}
+
+/** The Lambda entry point. */
+export const handler = makeSelectHandlerFromEnv();
+
+/** The handler with the process's shared clients; configuration errors surface on the first call. */
+function makeSelectHandlerFromEnv(): (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse> {
+  let made: ReturnType<typeof makeSelectHandler> | undefined;
+  return (event, context) => {
+    made ??= makeSelectHandler(sharedClients(), selectConfigFromEnv());
+    return made(event, context);
+  };
+}

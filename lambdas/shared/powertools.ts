@@ -1,0 +1,40 @@
+/**
+ * Lambda Powertools for the handlers: structured JSON logs (keys `hospital` and `study`, never
+ * patient data), CloudWatch EMF metrics (silenced locally by `POWERTOOLS_DEV`), and X-Ray tracing
+ * only where a daemon is configured (on Lambda with active tracing; never on the local stack).
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+
+/** The namespace of the pipeline's metrics. */
+export const METRICS_NAMESPACE = 'covidct';
+
+/** Logger, metrics and tracer of one function. */
+export interface Observability {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly tracer: Tracer;
+}
+
+/** Whether an X-Ray daemon is there to receive segments (Lambda sets the address with active tracing). */
+export function tracingAvailable(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(env.AWS_XRAY_DAEMON_ADDRESS) && env.POWERTOOLS_TRACE_ENABLED !== 'false';
+}
+
+/** Create the Powertools utilities of a function (`serviceName`: `covidct-select`, …). */
+export function createObservability(
+  serviceName: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Observability {
+  return {
+    logger: new Logger({ serviceName }),
+    metrics: new Metrics({ namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE, serviceName }),
+    tracer: new Tracer({ serviceName, enabled: tracingAvailable(env) }),
+  };
+}
+
+/** Milliseconds since `start` (a `performance.now()` reading). */
+export function msSince(start: number): number {
+  return Math.round(performance.now() - start);
+}

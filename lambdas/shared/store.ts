@@ -1,0 +1,612 @@
+/**
+ * The pipeline's state in the one DynamoDB table (TABLE in resources.ts), single-table design:
+ *
+ * | item     | pk                              | sk                 | notes                                       |
+ * |----------|---------------------------------|--------------------|---------------------------------------------|
+ * | study    | `STUDY#{hospital}#{studyId}`    | `STUDY`            | status, selection, counts; gsi1pk/gsi1sk    |
+ * | vote     | `STUDY#{hospital}#{studyId}`    | `VOTE#{sliceKey}`  | one per classified slice, written once      |
+ * | API key  | `APIKEY#{sha256(key)}`          | `APIKEY`           | → hospital; the key itself is never stored  |
+ *
+ * Exactly-once without transactions (dynalite has none): every status change is a conditional
+ * update on the current status, a vote is a conditional put (`attribute_not_exists(sk)`), and a
+ * study's progress is the COUNT of its stored vote items, never a counter that a retried
+ * increment could drift. No PHI: only ids the API generated, object keys and figures.
+ */
+import { createHash } from 'node:crypto';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import {
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  type QueryCommandInput,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import { ConditionFailedError, HttpError } from './errors.js';
+import type { SliceVote } from './messages.js';
+import { TABLE } from './resources.js';
+
+/** A study's lifecycle: RECEIVED → SELECTING → CLASSIFYING → COMPLETE, or FAILED from any non-terminal state. */
+export type StudyStatus = 'RECEIVED' | 'SELECTING' | 'CLASSIFYING' | 'COMPLETE' | 'FAILED';
+/** All statuses, for validating API query parameters. */
+export const STUDY_STATUSES: readonly StudyStatus[] = [
+  'RECEIVED',
+  'SELECTING',
+  'CLASSIFYING',
+  'COMPLETE',
+  'FAILED',
+];
+/** Statuses a study can still leave. */
+const OPEN_STATUSES: readonly StudyStatus[] = ['RECEIVED', 'SELECTING', 'CLASSIFYING'];
+
+/** One slice's selection figures as stored. */
+export interface StoredSlice {
+  readonly key: string;
+  readonly darkPixels: number;
+  readonly selected: boolean;
+}
+
+/** One series' selection as stored: its slices in series order, or why it failed. */
+export interface StoredSeries {
+  readonly id: string;
+  readonly status: 'SELECTED' | 'FAILED';
+  /** One line, for a FAILED series. */
+  readonly reason?: string;
+  /** `(max − min) / 1.5` of the counts; `null` when the series failed before counting. */
+  readonly threshold: number | null;
+  readonly selectedCount: number;
+  readonly slices: readonly StoredSlice[];
+}
+
+/** The figures of a finished vote, stored on COMPLETE so that reads need no vote query. */
+export interface StoredOutcome {
+  readonly decision: 'covid' | 'normal' | null;
+  readonly covidFraction: number | null;
+  readonly covidCount: number;
+  readonly classifiedCount: number;
+}
+
+/** When each stage began and ended (ISO 8601), as far as the study got. */
+export interface StudyTimings {
+  readonly createdAt: string;
+  readonly selectingAt?: string;
+  readonly classifyingAt?: string;
+  readonly completedAt?: string;
+  readonly failedAt?: string;
+  /** Milliseconds the select Lambda spent reading and selecting. */
+  readonly selectMs?: number;
+}
+
+/** A study item. */
+export interface StudyRecord {
+  readonly hospital: string;
+  readonly studyId: string;
+  readonly status: StudyStatus;
+  /** One line, for a FAILED study. */
+  readonly reason?: string;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  /** The vote threshold (the deployment's default, or the manifest's setting once selected). */
+  readonly threshold: number;
+  /** Per-series selection; present from CLASSIFYING on (and on studies that failed in selection). */
+  readonly series?: readonly StoredSeries[];
+  readonly selectedCount: number;
+  /** Votes needed to complete: one per selected slice. */
+  readonly expectedVotes: number;
+  /** The model that voted (from the votes), once complete. */
+  readonly model?: { readonly id: string; readonly sha256: string };
+  readonly outcome?: StoredOutcome;
+  readonly timings: StudyTimings;
+  readonly reportKey?: string;
+  /** Whether every selected slice was sent to the inference queue (a retried select re-sends only when not). */
+  readonly enqueued: boolean;
+  /** Whether the study's SNS notification went out. */
+  readonly notified: boolean;
+}
+
+/** A study in a hospital's listing (no per-slice data). */
+export type StudySummary = Omit<StudyRecord, 'series'>;
+
+/** A stored vote. */
+export interface StoredVote extends SliceVote {
+  readonly modelId: string;
+  readonly modelSha256: string;
+  readonly recordedAt: string;
+}
+
+/** A page of a hospital's studies. */
+export interface StudyPage {
+  readonly studies: readonly StudySummary[];
+  /** Opaque; pass back for the next page. Absent on the last page. */
+  readonly cursor?: string;
+}
+
+const STUDY_SK = 'STUDY';
+const VOTE_PREFIX = 'VOTE#';
+const APIKEY_SK = 'APIKEY';
+
+/** `STUDY#{hospital}#{studyId}`. */
+export function studyPk(hospital: string, studyId: string): string {
+  return `STUDY#${hospital}#${studyId}`;
+}
+
+/** `HOSPITAL#{hospital}`: the listing index's partition. */
+function hospitalGsiPk(hospital: string): string {
+  return `HOSPITAL#${hospital}`;
+}
+
+/** The SHA-256 (hex) under which an API key is stored. */
+export function hashApiKey(apiKey: string): string {
+  return createHash('sha256').update(apiKey, 'utf8').digest('hex');
+}
+
+/** Stage times are top-level attributes (each transition sets its own); `timings` is built on read. */
+const TIMING_ATTRIBUTES = ['selectingAt', 'classifyingAt', 'completedAt', 'failedAt', 'selectMs'] as const;
+
+/** Attributes a study summary reads (everything but the per-slice selection). */
+const SUMMARY_ATTRIBUTES = [
+  'hospital',
+  'studyId',
+  'status',
+  'reason',
+  'createdAt',
+  'updatedAt',
+  'threshold',
+  'selectedCount',
+  'expectedVotes',
+  'model',
+  'outcome',
+  ...TIMING_ATTRIBUTES,
+  'reportKey',
+  'enqueued',
+  'notified',
+] as const;
+
+/** Whether a DynamoDB call failed its condition. */
+function isConditionFailure(error: unknown): boolean {
+  return (
+    error instanceof ConditionalCheckFailedException ||
+    (error as Error | undefined)?.name === 'ConditionalCheckFailedException'
+  );
+}
+
+/** The pipeline's DynamoDB access: every method is one or a few requests, conditional where state changes. */
+export class StudyStore {
+  constructor(
+    private readonly dynamo: DynamoDBDocumentClient,
+    /** The table's name (TABLE.name locally; generated on AWS). */
+    readonly tableName: string,
+    /** Clock, injectable for tests. */
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Create a RECEIVED study; a {@link ConditionFailedError} when the id is taken. */
+  async createStudy(input: { hospital: string; studyId: string; threshold: number }): Promise<StudyRecord> {
+    const at = this.now().toISOString();
+    const record: StudyRecord = {
+      hospital: input.hospital,
+      studyId: input.studyId,
+      status: 'RECEIVED',
+      createdAt: at,
+      updatedAt: at,
+      threshold: input.threshold,
+      selectedCount: 0,
+      expectedVotes: 0,
+      timings: { createdAt: at },
+      enqueued: false,
+      notified: false,
+    };
+    try {
+      await this.dynamo.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: {
+            pk: studyPk(input.hospital, input.studyId),
+            sk: STUDY_SK,
+            gsi1pk: hospitalGsiPk(input.hospital),
+            gsi1sk: `${at}#${input.studyId}`,
+            ...withoutTimings(record),
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+    } catch (error) {
+      if (isConditionFailure(error)) throw new ConditionFailedError(`study ${input.studyId} already exists`);
+      throw error;
+    }
+    return record;
+  }
+
+  /** A study, or `undefined` (strongly consistent: the handlers decide on it). */
+  async getStudy(hospital: string, studyId: string): Promise<StudyRecord | undefined> {
+    const out = await this.dynamo.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { pk: studyPk(hospital, studyId), sk: STUDY_SK },
+        ConsistentRead: true,
+      }),
+    );
+    return out.Item ? toStudy(out.Item) : undefined;
+  }
+
+  /**
+   * Change a study's status from `from` (one status or any of several) to `to`, setting `set` too.
+   * Returns false when the study is not in `from` (a repeat or a lost race): the caller stops.
+   */
+  private async transition(
+    hospital: string,
+    studyId: string,
+    from: readonly StudyStatus[],
+    to: StudyStatus,
+    set: Record<string, unknown>,
+  ): Promise<boolean> {
+    const at = this.now().toISOString();
+    const names: Record<string, string> = { '#status': 'status', '#updatedAt': 'updatedAt' };
+    const values: Record<string, unknown> = { ':to': to, ':at': at };
+    const assignments = ['#status = :to', '#updatedAt = :at'];
+    Object.entries(set).forEach(([name, value], i) => {
+      if (value === undefined) return;
+      names[`#a${i}`] = name;
+      values[`:a${i}`] = value;
+      assignments.push(`#a${i} = :a${i}`);
+    });
+    const froms = from.map((status, i) => {
+      values[`:from${i}`] = status;
+      return `:from${i}`;
+    });
+    try {
+      await this.dynamo.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pk: studyPk(hospital, studyId), sk: STUDY_SK },
+          UpdateExpression: `SET ${assignments.join(', ')}`,
+          ConditionExpression: `attribute_exists(pk) AND #status IN (${froms.join(', ')})`,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw error;
+    }
+  }
+
+  /** RECEIVED → SELECTING. False when the study is elsewhere (a duplicate manifest event). */
+  async beginSelecting(hospital: string, studyId: string): Promise<boolean> {
+    return this.transition(hospital, studyId, ['RECEIVED'], 'SELECTING', {
+      selectingAt: this.now().toISOString(),
+    });
+  }
+
+  /**
+   * SELECTING → CLASSIFYING with the selection: every series' slices with their dark counts, the
+   * selected count (= the votes expected) and the study's threshold. False when another delivery
+   * recorded it first.
+   */
+  async recordSelection(
+    hospital: string,
+    studyId: string,
+    selection: { series: readonly StoredSeries[]; threshold: number; selectMs: number },
+  ): Promise<boolean> {
+    const selectedCount = selection.series.reduce((sum, s) => sum + s.selectedCount, 0);
+    return this.transition(hospital, studyId, ['SELECTING'], 'CLASSIFYING', {
+      series: selection.series,
+      selectedCount,
+      expectedVotes: selectedCount,
+      threshold: selection.threshold,
+      selectMs: Math.round(selection.selectMs),
+      classifyingAt: this.now().toISOString(),
+    });
+  }
+
+  /** Note that every selected slice is on the inference queue. */
+  async markEnqueued(hospital: string, studyId: string): Promise<void> {
+    await this.setFlag(hospital, studyId, 'enqueued');
+  }
+
+  /**
+   * Any non-terminal status → FAILED with a one-line reason (and the selection, when the failure
+   * came from it). False when the study had already finished.
+   */
+  async failStudy(
+    hospital: string,
+    studyId: string,
+    reason: string,
+    extra: { series?: readonly StoredSeries[]; threshold?: number; selectMs?: number } = {},
+  ): Promise<boolean> {
+    return this.transition(hospital, studyId, OPEN_STATUSES, 'FAILED', {
+      reason: reason.split('\n')[0],
+      series: extra.series,
+      threshold: extra.threshold,
+      selectMs: extra.selectMs === undefined ? undefined : Math.round(extra.selectMs),
+      failedAt: this.now().toISOString(),
+    });
+  }
+
+  /**
+   * Record a slice's vote once: a conditional put on the vote's key. `duplicate` when the slice
+   * already has a vote (a redelivered message or a re-run batch): nothing is written.
+   */
+  async putVote(
+    hospital: string,
+    studyId: string,
+    vote: SliceVote,
+    model: { id: string; sha256: string },
+  ): Promise<'recorded' | 'duplicate'> {
+    const item: StoredVote & { pk: string; sk: string } = {
+      pk: studyPk(hospital, studyId),
+      sk: `${VOTE_PREFIX}${vote.key}`,
+      seriesId: vote.seriesId,
+      key: vote.key,
+      probabilities: [vote.probabilities[0], vote.probabilities[1]],
+      label: vote.label,
+      ...(vote.heatmapKey !== undefined ? { heatmapKey: vote.heatmapKey } : {}),
+      modelId: model.id,
+      modelSha256: model.sha256,
+      recordedAt: this.now().toISOString(),
+    };
+    try {
+      await this.dynamo.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: item,
+          ConditionExpression: 'attribute_not_exists(sk)',
+        }),
+      );
+      return 'recorded';
+    } catch (error) {
+      if (isConditionFailure(error)) return 'duplicate';
+      throw error;
+    }
+  }
+
+  /** The number of stored votes of a study (Query with Select COUNT over `VOTE#`, all pages, consistent). */
+  async countVotes(hospital: string, studyId: string): Promise<number> {
+    let count = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.dynamo.send(
+        new QueryCommand({
+          ...this.votesQuery(hospital, studyId),
+          Select: 'COUNT',
+          ExclusiveStartKey: start,
+        }),
+      );
+      count += out.Count ?? 0;
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return count;
+  }
+
+  /** Every stored vote of a study, in key order. */
+  async listVotes(hospital: string, studyId: string): Promise<StoredVote[]> {
+    const votes: StoredVote[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.dynamo.send(
+        new QueryCommand({ ...this.votesQuery(hospital, studyId), ExclusiveStartKey: start }),
+      );
+      for (const item of out.Items ?? []) {
+        const { pk: _pk, sk: _sk, ...vote } = item;
+        votes.push(vote as StoredVote);
+      }
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return votes;
+  }
+
+  private votesQuery(hospital: string, studyId: string): QueryCommandInput {
+    return {
+      TableName: this.tableName,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :vote)',
+      ExpressionAttributeValues: { ':pk': studyPk(hospital, studyId), ':vote': VOTE_PREFIX },
+      ConsistentRead: true,
+    };
+  }
+
+  /** CLASSIFYING → COMPLETE with the outcome, model and report key. False for everyone but the first caller. */
+  async completeStudy(
+    hospital: string,
+    studyId: string,
+    result: { outcome: StoredOutcome; model?: { id: string; sha256: string }; reportKey: string },
+  ): Promise<boolean> {
+    return this.transition(hospital, studyId, ['CLASSIFYING'], 'COMPLETE', {
+      outcome: result.outcome,
+      model: result.model,
+      reportKey: result.reportKey,
+      completedAt: this.now().toISOString(),
+    });
+  }
+
+  /**
+   * Claim the right to publish a finished study's notification: a conditional write that only one
+   * caller wins, unless the earlier claim is older than `staleAfterSeconds` (its holder crashed
+   * before marking the study notified; its message came back after the visibility timeout).
+   */
+  async claimNotification(hospital: string, studyId: string, staleAfterSeconds: number): Promise<boolean> {
+    const now = this.now();
+    try {
+      await this.dynamo.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pk: studyPk(hospital, studyId), sk: STUDY_SK },
+          UpdateExpression: 'SET #claim = :now',
+          ConditionExpression:
+            'attribute_exists(pk) AND #status IN (:complete, :failed) AND #notified <> :true AND (attribute_not_exists(#claim) OR #claim < :stale)',
+          ExpressionAttributeNames: {
+            '#claim': 'notifyClaimedAt',
+            '#status': 'status',
+            '#notified': 'notified',
+          },
+          ExpressionAttributeValues: {
+            ':now': now.toISOString(),
+            ':stale': new Date(now.getTime() - staleAfterSeconds * 1000).toISOString(),
+            ':complete': 'COMPLETE',
+            ':failed': 'FAILED',
+            ':true': true,
+          },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw error;
+    }
+  }
+
+  /** Note that the study's notification went out. */
+  async markNotified(hospital: string, studyId: string): Promise<void> {
+    await this.setFlag(hospital, studyId, 'notified');
+  }
+
+  private async setFlag(hospital: string, studyId: string, flag: 'enqueued' | 'notified'): Promise<void> {
+    await this.dynamo.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { pk: studyPk(hospital, studyId), sk: STUDY_SK },
+        UpdateExpression: 'SET #flag = :true, #updatedAt = :at',
+        ConditionExpression: 'attribute_exists(pk)',
+        ExpressionAttributeNames: { '#flag': flag, '#updatedAt': 'updatedAt' },
+        ExpressionAttributeValues: { ':true': true, ':at': this.now().toISOString() },
+      }),
+    );
+  }
+
+  /**
+   * A hospital's studies, newest first, optionally of one status. The cursor is opaque (base64url
+   * of the last returned study's index key) and only valid for the same hospital: another
+   * hospital's cursor is a 400, so it cannot be used to read across tenants.
+   */
+  async listStudies(
+    hospital: string,
+    options: { status?: StudyStatus; limit: number; cursor?: string },
+  ): Promise<StudyPage> {
+    const index = TABLE.byHospitalIndex;
+    const gsi1pk = hospitalGsiPk(hospital);
+    let start = options.cursor !== undefined ? decodeCursor(options.cursor, gsi1pk) : undefined;
+    const studies: StudySummary[] = [];
+    const names: Record<string, string> = { '#gpk': index.partitionKey };
+    SUMMARY_ATTRIBUTES.forEach((attr, i) => {
+      names[`#p${i}`] = attr;
+    });
+    const values: Record<string, unknown> = { ':gpk': gsi1pk };
+    if (options.status) {
+      names['#status'] = 'status';
+      values[':status'] = options.status;
+    }
+    let last: Record<string, unknown> | undefined;
+    let more = false;
+    // A filter applies after Limit, so pages may come back short: query until the page is full.
+    do {
+      const out = await this.dynamo.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          IndexName: index.name,
+          KeyConditionExpression: '#gpk = :gpk',
+          ...(options.status ? { FilterExpression: '#status = :status' } : {}),
+          ProjectionExpression: [
+            ...SUMMARY_ATTRIBUTES.map((_, i) => `#p${i}`),
+            'pk',
+            'sk',
+            '#gpk',
+            index.sortKey,
+          ].join(', '),
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+          ScanIndexForward: false,
+          Limit: options.limit - studies.length,
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        studies.push(toSummary(item));
+        last = {
+          pk: item.pk,
+          sk: item.sk,
+          [index.partitionKey]: item[index.partitionKey],
+          [index.sortKey]: item[index.sortKey],
+        };
+      }
+      start = out.LastEvaluatedKey;
+      more = start !== undefined;
+    } while (more && studies.length < options.limit);
+    return { studies, ...(more && last ? { cursor: encodeCursor(last) } : {}) };
+  }
+
+  /** Map an API key (stored as its SHA-256 only) to a hospital; overwrites an existing mapping. */
+  async putApiKey(apiKey: string, hospital: string): Promise<void> {
+    await this.dynamo.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: {
+          pk: `APIKEY#${hashApiKey(apiKey)}`,
+          sk: APIKEY_SK,
+          hospital,
+          createdAt: this.now().toISOString(),
+        },
+      }),
+    );
+  }
+
+  /** The hospital an API key belongs to, or `undefined`. */
+  async hospitalForApiKey(apiKey: string): Promise<string | undefined> {
+    const out = await this.dynamo.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { pk: `APIKEY#${hashApiKey(apiKey)}`, sk: APIKEY_SK },
+      }),
+    );
+    const hospital = out.Item?.hospital;
+    return typeof hospital === 'string' ? hospital : undefined;
+  }
+}
+
+function withoutTimings(record: StudyRecord): Omit<StudyRecord, 'timings'> {
+  const { timings: _timings, ...rest } = record;
+  return rest;
+}
+
+/** A study item without its key attributes, its stage times gathered into `timings`. */
+function toStudy(item: Record<string, unknown>): StudyRecord {
+  const { pk: _pk, sk: _sk, gsi1pk: _g1, gsi1sk: _g2, notifyClaimedAt: _claim, ...rest } = item;
+  const timings: Record<string, unknown> = { createdAt: rest.createdAt };
+  for (const name of TIMING_ATTRIBUTES) {
+    if (rest[name] !== undefined) timings[name] = rest[name];
+    delete rest[name];
+  }
+  return { ...(rest as unknown as StudyRecord), timings: timings as unknown as StudyTimings };
+}
+
+function toSummary(item: Record<string, unknown>): StudySummary {
+  const { series: _series, ...summary } = toStudy(item);
+  return summary;
+}
+
+function encodeCursor(key: Record<string, unknown>): string {
+  return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
+}
+
+/** Decode a listing cursor; anything malformed, or another hospital's, is a 400. */
+function decodeCursor(cursor: string, gsi1pk: string): Record<string, unknown> {
+  let key: unknown;
+  try {
+    key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    key = undefined;
+  }
+  const index = TABLE.byHospitalIndex;
+  const k = key as Record<string, unknown> | undefined;
+  if (
+    !k ||
+    typeof k !== 'object' ||
+    k[index.partitionKey] !== gsi1pk ||
+    typeof k[index.sortKey] !== 'string' ||
+    typeof k.pk !== 'string' ||
+    k.sk !== STUDY_SK ||
+    Object.keys(k).length !== 4
+  ) {
+    throw new HttpError(400, 'cursor: not a cursor this listing returned');
+  }
+  return k;
+}
