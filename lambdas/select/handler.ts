@@ -90,6 +90,10 @@ export function makeSelectHandler(
           metrics.addMetric('SlicesRead', MetricUnit.Count, outcome.slicesRead);
           break;
         case 'classifying':
+          if (outcome.resent) {
+            metrics.addMetric('SelectionsResent', MetricUnit.Count, 1);
+            break;
+          }
           logger.info('study queued for inference', {
             ...keys,
             selectedCount: outcome.selectedCount,
@@ -127,7 +131,7 @@ export function makeSelectHandler(
         { ...(context ? { context } : {}), throwOnFullBatchFailure: false },
       );
     } finally {
-      metrics.publishStoredMetrics();
+      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
     }
   };
 }
