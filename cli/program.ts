@@ -3,11 +3,14 @@ import { Command } from 'commander';
 import { describeError, InputError } from '../core/errors.js';
 import { registerBench } from './commands/bench.js';
 import { registerClassify } from './commands/classify.js';
+import { registerDev } from './commands/dev.js';
 import { registerDiagnose } from './commands/diagnose.js';
+import { registerEvaluate } from './commands/evaluate.js';
 import { registerImportKeras } from './commands/import-keras.js';
 import { registerModel } from './commands/model.js';
 import { registerPhantom } from './commands/phantom.js';
 import { registerSelect } from './commands/select.js';
+import { registerTrain } from './commands/train.js';
 import { warn } from './io.js';
 
 /** Build the program with every command registered. */
@@ -24,6 +27,9 @@ export function buildProgram(): Command {
   registerClassify(program);
   registerDiagnose(program);
   registerBench(program);
+  registerDev(program);
+  registerTrain(program);
+  registerEvaluate(program);
   return program;
 }
 

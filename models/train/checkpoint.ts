@@ -19,11 +19,24 @@ export const OPTIMIZER_BIN = 'optimizer.bin';
 export interface TrainSettings {
   readonly arch: string;
   readonly inputSize: number;
+  /** Width multiplier the model was built with (1 = the paper's); for the record. */
+  readonly width?: number;
   readonly batchSize: number;
   readonly learningRate: number;
   readonly seed: number;
   readonly trainable: 'all' | 'heads';
   readonly augment: boolean;
+  /** Where the slices came from (absolute paths), so `--resume` alone can go on. */
+  readonly data?: TrainDataSources;
+}
+
+/** The training command's data options, as given. */
+export interface TrainDataSources {
+  readonly trainCsv?: string;
+  readonly valCsv?: string;
+  readonly images?: string;
+  readonly data?: string;
+  readonly valData?: string;
 }
 
 /** `training-state.json`. */

@@ -22,7 +22,7 @@ import {
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { LabelledSlice } from '../../core/dataset.js';
 import { InputError } from '../../core/errors.js';
-import { initBackend } from '../backend.js';
+import { type BackendName, initBackend } from '../backend.js';
 import { modelInputShape } from '../predict.js';
 import { type AugmentConfig, NO_AUGMENTATION, PAPER_AUGMENTATION, randomAffine } from './augment.js';
 import { saveCheckpoint, type TrainingState, type TrainSettings } from './checkpoint.js';
@@ -97,8 +97,11 @@ export interface TrainResult {
  * (ECOSYSTEM.md), so training switches to the pure-JS cpu backend and says so through `log`.
  * Returns the tfjs backend name training runs on.
  */
-export async function ensureGradientBackend(log: (line: string) => void): Promise<string> {
-  const choice = await initBackend();
+export async function ensureGradientBackend(
+  log: (line: string) => void,
+  prefer?: BackendName,
+): Promise<string> {
+  const choice = await initBackend(prefer === undefined ? {} : { prefer });
   if (choice.name !== 'wasm') return getBackend();
   await import('@tensorflow/tfjs-backend-cpu');
   if (!(await setBackend('cpu'))) throw new Error('the cpu backend did not initialise');

@@ -1,0 +1,287 @@
+/**
+ * `covidct train`: the authors' recipe (Nadam 1e-4, categorical cross-entropy, batch 14, their
+ * augmentation on raw 16-bit values, best checkpoint by validation accuracy), resumable.
+ * TensorFlow.js is loaded inside the action, so other commands never pay for it.
+ */
+import { existsSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { InputError } from '../../core/errors.js';
+import type { TrainDataSources } from '../../models/train/checkpoint.js';
+import { parseInteger, parseNumber, warn } from '../io.js';
+import { startProgress } from '../progress.js';
+import { ARCHITECTURES_HELP } from './model.js';
+
+/** The options as commander hands them over. */
+export interface TrainCliOptions {
+  readonly arch?: string;
+  readonly trainCsv?: string;
+  readonly valCsv?: string;
+  readonly images?: string;
+  readonly data?: string;
+  readonly valData?: string;
+  readonly epochs?: number;
+  readonly lr?: number;
+  readonly batch?: number;
+  readonly inputSize?: number;
+  readonly width?: string;
+  readonly initWeights?: string;
+  readonly resume?: string;
+  readonly out?: string;
+  readonly seed?: number;
+  readonly trainable?: string;
+  readonly augment?: boolean;
+  readonly backend?: string;
+}
+
+/** A width multiplier: a number in (0, 1] or a fraction such as `1/16`. */
+export function parseWidth(value: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*(\d+(?:\.\d+)?))?\s*$/.exec(value);
+  const w = m ? Number(m[1]) / (m[2] === undefined ? 1 : Number(m[2])) : Number.NaN;
+  if (!Number.isFinite(w) || w <= 0 || w > 1) {
+    throw new InputError('--width', `must be a number in (0, 1] such as 0.25 or 1/16, got '${value}'`);
+  }
+  return w;
+}
+
+/** The data options given, as absolute paths (recorded in checkpoints for --resume). */
+function dataSources(o: TrainCliOptions): TrainDataSources {
+  const out: Record<string, string> = {};
+  for (const key of ['trainCsv', 'valCsv', 'images', 'data', 'valData'] as const) {
+    const v = o[key];
+    if (v !== undefined) out[key] = resolve(v);
+  }
+  return out;
+}
+
+/** Where the slices come from: fold CSVs + image folder, or folders per class. */
+async function readSets(o: TrainDataSources) {
+  const { readSliceCsv, readSliceFolders } = await import('../../core/dataset.js');
+  if (o.trainCsv !== undefined) {
+    if (o.data !== undefined) throw new InputError('--data', 'give either --train-csv or --data, not both');
+    if (o.images === undefined)
+      throw new InputError('--train-csv', 'needs --images DIR (the folder the CSV names files in)');
+    return {
+      train: await readSliceCsv(o.trainCsv, o.images),
+      validation: o.valCsv === undefined ? [] : await readSliceCsv(o.valCsv, o.images),
+    };
+  }
+  if (o.data !== undefined) {
+    return {
+      train: await readSliceFolders(o.data),
+      validation: o.valData === undefined ? [] : await readSliceFolders(o.valData),
+    };
+  }
+  throw new InputError('train', 'no training data: give --train-csv F --images DIR, or --data DIR');
+}
+
+/** Register `train`. */
+export function registerTrain(program: Command): void {
+  program
+    .command('train')
+    .description(
+      "train a classifier with the authors' recipe: Nadam (lr 1e-4), categorical cross-entropy, batch 14, " +
+        'flips, rotation up to 360°, zoom/shift/shear 0.05 on the raw 16-bit values; best/ by validation accuracy, ' +
+        'last/ to resume from, metrics.jsonl. Full size (512×512, the paper) needs a GPU (tfjs-node-gpu); on a CPU ' +
+        'train at a small --input-size or only the heads (--trainable heads)',
+    )
+    .option('--train-csv <file>', "a COVID-CTset fold CSV 'filename,class' (e.g. CSV/train1.csv)")
+    .option('--val-csv <file>', 'the fold’s validation CSV (e.g. CSV/validation1.csv); picks best/')
+    .option('--images <dir>', 'the folder the CSVs name files in')
+    .option('--data <dir>', 'instead of CSVs: a folder with covid/ and normal/ slice folders')
+    .option('--val-data <dir>', 'with --data: the validation folder (covid/, normal/)')
+    .option('--out <dir>', 'output folder: best/, last/, metrics.jsonl (default: the --resume checkpoint’s)')
+    .option('--arch <name>', `architecture (${ARCHITECTURES_HELP}); default resnet50v2-fpn`)
+    .option(
+      '--epochs <n>',
+      'total epochs (a resumed run continues up to this); default 50, the paper’s',
+      parseInteger('--epochs', 1, 100000),
+    )
+    .option('--lr <rate>', 'Nadam learning rate; default 1e-4, the paper’s', parseNumber('--lr'))
+    .option('--batch <n>', 'slices per step; default 14, the paper’s', parseInteger('--batch', 1, 4096))
+    .option(
+      '--input-size <n>',
+      'resize slices to n×n (area averaging on raw values) and build the model for it; the paper uses 512 ' +
+        '(no resizing); small sizes (64, 96) are for tests and CPU training',
+      parseInteger('--input-size', 16, 4096),
+    )
+    .option('--width <w>', 'width multiplier of every convolution, e.g. 1/16 (default 1, the paper’s)')
+    .option(
+      '--init-weights <dir>',
+      'start from this model folder (import-keras or an earlier train run) instead of random weights',
+    )
+    .option(
+      '--resume <dir>',
+      'continue a run from its checkpoint (OUT/last, or OUT): weights, optimizer, epoch and random state',
+    )
+    .option(
+      '--seed <s>',
+      'whole number every random choice follows (default 1)',
+      parseInteger('--seed', 0, 2 ** 32 - 1),
+    )
+    .option(
+      '--trainable <which>',
+      "'all' (default) or 'heads': train only the final Dense layers, everything else frozen",
+    )
+    .option('--no-augment', 'no augmentation')
+    .option(
+      '--backend <name>',
+      'force a backend: gpu, node, wasm or cpu (wasm switches to cpu: it has no convolution gradients)',
+    )
+    .action(async (o: TrainCliOptions) => {
+      const trainable = o.trainable ?? 'all';
+      if (trainable !== 'all' && trainable !== 'heads') {
+        throw new InputError('--trainable', `must be 'all' or 'heads', got '${trainable}'`);
+      }
+      const width = o.width === undefined ? undefined : parseWidth(o.width);
+      const [backendMod, io, registry, train, checkpoint, predict] = await Promise.all([
+        import('../../models/backend.js'),
+        import('../../models/io.js'),
+        import('../../models/registry.js'),
+        import('../../models/train/train.js'),
+        import('../../models/train/checkpoint.js'),
+        import('../../models/predict.js'),
+      ]);
+      let prefer: import('../../models/backend.js').BackendName | undefined;
+      if (o.backend !== undefined) {
+        const b = o.backend.trim().toLowerCase();
+        if (!backendMod.isBackendName(b)) {
+          throw new InputError(
+            '--backend',
+            `'${o.backend}' is not a backend: expected one of ${backendMod.BACKENDS.join(', ')}`,
+          );
+        }
+        prefer = b;
+      }
+      const backend = await train.ensureGradientBackend((line) => process.stderr.write(`${line}\n`), prefer);
+
+      let model: import('@tensorflow/tfjs-layers').LayersModel;
+      let settings: import('../../models/train/checkpoint.js').TrainSettings;
+      let start: import('../../models/train/train.js').TrainStart | undefined;
+      let optimizer: import('../../models/train/nadam.js').NadamOptimizer | undefined;
+      let outDir = o.out;
+      if (o.resume !== undefined) {
+        const dir = existsSync(join(o.resume, checkpoint.TRAINING_STATE_JSON))
+          ? o.resume
+          : join(o.resume, 'last');
+        const state = await checkpoint.readTrainingState(dir);
+        settings = state.settings;
+        const clash = (
+          [
+            ['--arch', o.arch, settings.arch],
+            ['--lr', o.lr, settings.learningRate],
+            ['--batch', o.batch, settings.batchSize],
+            ['--input-size', o.inputSize, settings.inputSize],
+            ['--seed', o.seed, settings.seed],
+            ['--trainable', o.trainable, settings.trainable],
+          ] as const
+        ).find(([, given, saved]) => given !== undefined && given !== saved);
+        if (clash) {
+          throw new InputError(
+            clash[0],
+            `${clash[1]} differs from the checkpoint's ${clash[2]}; a resumed run keeps its settings`,
+          );
+        }
+        if (o.initWeights !== undefined) throw new InputError('--init-weights', 'does not go with --resume');
+        model = (await io.loadModel(dir)).model;
+        const { NadamOptimizer } = await import('../../models/train/nadam.js');
+        optimizer = new NadamOptimizer(settings.learningRate);
+        await checkpoint.restoreOptimizer(dir, state, model, optimizer);
+        start = { epoch: state.epoch, rngState: state.rngState, best: state.best };
+        outDir ??= basename(dir) === 'last' || basename(dir) === 'best' ? dirname(dir) : dir;
+        process.stderr.write(`covidct: resuming ${dir} after epoch ${state.epoch}\n`);
+      } else {
+        if (outDir === undefined)
+          throw new InputError('train', 'give --out DIR for the checkpoints and metrics');
+        const seed = o.seed ?? 1;
+        let arch = o.arch ?? registry.DEFAULT_ARCHITECTURE;
+        if (o.initWeights !== undefined) {
+          const loaded = await io.loadModel(o.initWeights);
+          model = loaded.model;
+          arch = o.arch ?? loaded.manifest?.arch ?? model.name;
+          const [h] = predict.modelInputShape(model);
+          if (o.inputSize !== undefined && o.inputSize !== h) {
+            throw new InputError(
+              '--input-size',
+              `${o.inputSize} differs from the --init-weights model's input ${h}`,
+            );
+          }
+          if (width !== undefined)
+            throw new InputError('--width', 'does not go with --init-weights (the model has its width)');
+        } else {
+          if (!registry.isArchitecture(arch)) {
+            throw new InputError(
+              '--arch',
+              `must be one of ${registry.ARCHITECTURES.join(', ')}, got '${arch}'`,
+            );
+          }
+          const inputSize = o.inputSize ?? 512;
+          const name = arch;
+          try {
+            model = train.buildSeeded(seed, () =>
+              registry.buildArchitecture(name, { inputSize, ...(width === undefined ? {} : { width }) }),
+            );
+          } catch (error) {
+            throw new InputError('--input-size', (error as Error).message);
+          }
+        }
+        settings = {
+          arch,
+          inputSize: predict.modelInputShape(model)[0],
+          ...(width === undefined ? {} : { width }),
+          batchSize: o.batch ?? train.PAPER_BATCH_SIZE,
+          learningRate: o.lr ?? train.PAPER_LEARNING_RATE,
+          seed,
+          trainable,
+          augment: o.augment !== false,
+        };
+      }
+      const given = dataSources(o);
+      const sets = await readSets(Object.keys(given).length > 0 ? given : (settings.data ?? {}));
+      if (Object.keys(given).length > 0) settings = { ...settings, data: given };
+      const epochs = o.epochs ?? 50;
+      process.stderr.write(
+        `covidct: training ${settings.arch} at ${settings.inputSize}×${settings.inputSize} on ${backend}: ` +
+          `${sets.train.length} training slices, ${sets.validation.length} validation slices, batch ${settings.batchSize}, ` +
+          `lr ${settings.learningRate}, ${settings.trainable === 'heads' ? 'heads only' : 'all layers'}, epochs ${start?.epoch ?? 0}→${epochs}, out ${outDir}\n`,
+      );
+      if (sets.validation.length === 0) {
+        warn('no validation set: best/ follows the training accuracy');
+      }
+      let progress = startProgress('epoch', 1);
+      const result = await train.trainModel({
+        model,
+        train: sets.train,
+        validation: sets.validation,
+        settings,
+        epochs,
+        outDir,
+        createdBy: `covidct train (${settings.arch}, ${settings.inputSize}×${settings.inputSize})`,
+        ...(optimizer === undefined ? {} : { optimizer }),
+        ...(start === undefined ? {} : { start }),
+        onStep: (epoch, done, total) => {
+          if (done === 1) {
+            progress.stop();
+            progress = startProgress(`epoch ${epoch}/${epochs}`, 1);
+          }
+          progress.update(done, total);
+        },
+        onEpoch: (m) => {
+          progress.stop();
+          const val =
+            m.valAccuracy === null
+              ? ''
+              : `  val_loss ${m.valLoss!.toFixed(4)}  val_accuracy ${m.valAccuracy.toFixed(4)}`;
+          process.stderr.write(
+            `epoch ${m.epoch}/${epochs}  loss ${m.loss.toFixed(4)}  accuracy ${m.accuracy.toFixed(4)}${val}` +
+              `${m.best ? '  (best)' : ''}  ${m.seconds.toFixed(1)} s, ${m.secondsPerStep.toFixed(2)} s/step\n`,
+          );
+        },
+      });
+      progress.stop();
+      const best = result.best;
+      process.stdout.write(
+        `${outDir}: best/ from epoch ${best.epoch} (${best.monitor} ${best.value?.toFixed(4) ?? '-'}), last/ after epoch ${result.epochs.at(-1)?.epoch ?? start?.epoch ?? 0}, metrics in metrics.jsonl\n`,
+      );
+    });
+}
