@@ -123,6 +123,8 @@ describe('compileForInference: same outputs as model.predict', () => {
         }
         const graph = compileForInference(model, { log: () => {} });
         expect(graph.stats.foldedBatchNorms).toBeGreaterThan(0);
+        // P3 runs on the 2× upsampled concatenation's small maps.
+        expect(graph.stats.upsampledConcatConvs).toBe(arch === 'resnet50v2-fpn' ? 1 : 0);
         const expected = model.predict(x) as Tensor2D;
         const actual = graph.run(x);
         expect(await maxAbsDifference(expected, actual)).toBeLessThan(TOLERANCE);

@@ -23,6 +23,7 @@ import {
   avgPool,
   concat,
   type DataId,
+  depthToSpace,
   depthwiseConv2d,
   elu,
   fused,
@@ -82,6 +83,8 @@ export interface CompileStats {
   readonly foldedPads: number;
   /** Activation layers fused into the op before them. */
   readonly fusedActivations: number;
+  /** 3×3 convs over a concatenation with 2× upsampled inputs, run on the small maps (FPN's P3). */
+  readonly upsampledConcatConvs: number;
 }
 
 /** Options of {@link compileForInference}. */
@@ -118,6 +121,16 @@ interface Op {
   readonly inputs: readonly number[];
   readonly output: number;
   readonly fn: (inputs: Tensor[]) => Tensor;
+}
+
+/** One input of a concatenation feeding a conv: plain, or a 2× upsampling of `source`. */
+interface ConcatPart {
+  readonly tensor: SymbolicTensor;
+  readonly source?: SymbolicTensor;
+  /** First channel of this part in the concatenation. */
+  readonly offset: number;
+  readonly channels: number;
+  readonly upsampled: boolean;
 }
 
 /** Thrown while compiling when a layer or configuration is outside what the compiler covers. */
@@ -275,6 +288,7 @@ class Compiler {
   standaloneBatchNorms = 0;
   foldedPads = 0;
   fusedActivations = 0;
+  upsampledConcatConvs = 0;
 
   constructor(
     nodes: GraphNode[],
@@ -483,6 +497,11 @@ class Compiler {
     checkActivation(own, `Conv2D '${node.layer.name}'`);
     if (c.padding !== 'valid' && c.padding !== 'same')
       throw new Unsupported(`Conv2D padding ${String(c.padding)}`);
+    const parts = this.upsampledConcat(node, kh, kw, strides, dilations);
+    if (parts !== undefined) {
+      this.convOverUpsampledConcat(node, parts, kernel, bias, own, outC);
+      return;
+    }
     let input = node.inputs[0]!;
     let padding: 'valid' | 'same' | [[0, 0], [number, number], [number, number], [0, 0]] = c.padding;
     const folded = this.foldablePad(node);
@@ -517,6 +536,145 @@ class Compiler {
         activation,
       });
       return applyActivation(y, after);
+    });
+  }
+
+  /**
+   * A 3×3, stride-1, 'valid' conv whose only input is a last-axis Concatenate (used only here) of
+   * which some inputs are exact 2× nearest-neighbour UpsampleLikes (used only there): the FPN's P3.
+   * Returns the concatenation's parts, or undefined when the pattern does not apply.
+   */
+  upsampledConcat(
+    node: GraphNode,
+    kh: number,
+    kw: number,
+    strides: [number, number],
+    dilations: [number, number],
+  ): ConcatPart[] | undefined {
+    if (kh !== 3 || kw !== 3 || node.config.padding !== 'valid') return undefined;
+    if (strides.some((s) => s !== 1) || dilations.some((d) => d !== 1)) return undefined;
+    const input = node.inputs[0]!;
+    const concat = this.producer.get(input.id);
+    if (concat?.className !== 'Concatenate' || this.uses.get(input.id) !== 1 || input.id === this.outputId)
+      return undefined;
+    const axis = concat.config.axis;
+    if (axis !== -1 && axis !== 3) return undefined;
+    const parts: ConcatPart[] = [];
+    let offset = 0;
+    for (const t of concat.inputs) {
+      const channels = t.shape[3];
+      if (typeof channels !== 'number') return undefined;
+      const up = this.producer.get(t.id);
+      const [source, target] = up?.inputs ?? [];
+      const doubled =
+        up?.className === 'UpsampleLike' &&
+        this.uses.get(t.id) === 1 &&
+        t.id !== this.outputId &&
+        source !== undefined &&
+        target !== undefined &&
+        typeof source.shape[1] === 'number' &&
+        typeof source.shape[2] === 'number' &&
+        target.shape[1] === 2 * source.shape[1] &&
+        target.shape[2] === 2 * source.shape[2];
+      parts.push(
+        doubled
+          ? { tensor: t, source, offset, channels, upsampled: true }
+          : { tensor: t, offset, channels, upsampled: false },
+      );
+      offset += channels;
+    }
+    return parts.some((p) => p.upsampled) ? parts : undefined;
+  }
+
+  /**
+   * conv3×3(concat(up2(a), b)) = d2s(conv2×2(a, K′)) + conv3×3(b, K_b): a 3×3 kernel over a 2×
+   * nearest-neighbour upsampled map sees each source pixel through 2×2 taps whose weights are sums
+   * of the 3×3 kernel's, one 2×2 kernel per output parity; the four run as one conv with 4× the
+   * filters, rearranged by depthToSpace. Exact (sums regrouped), and 4/9 of the upsampled part's
+   * multiply-adds, without building the upsampled map or the concatenation.
+   */
+  convOverUpsampledConcat(
+    node: GraphNode,
+    parts: ConcatPart[],
+    kernel: Tensor,
+    bias: Float32Array | Int32Array | Uint8Array | undefined,
+    own: string,
+    outC: number,
+  ): void {
+    const inC = kernel.shape[2]!;
+    const { affine, activation, output } = this.absorbAfter(node, outC, own, true);
+    const k = kernel.dataSync();
+    const scale = (o: number) => (affine === undefined ? 1 : affine.scale[o]!);
+    const at = (ky: number, kx: number, ch: number, o: number) => k[((ky * 3 + kx) * inC + ch) * outC + o]!;
+    const b = new Float32Array(outC);
+    for (let o = 0; o < outC; o++) {
+      const b0 = bias === undefined ? 0 : bias[o]!;
+      b[o] = affine === undefined ? b0 : b0 * affine.scale[o]! + affine.shift[o]!;
+    }
+    // Taps of the 3×3 kernel that land on source row/column r (0, 1) for output parity p (0, 1).
+    const taps = [
+      [[0, 1], [2]],
+      [[0], [1, 2]],
+    ];
+    const inputs: SymbolicTensor[] = [];
+    const steps: { filter: Tensor4D; upsampled: boolean }[] = [];
+    for (const part of parts) {
+      const { offset, channels: cp } = part;
+      if (part.upsampled) {
+        const w = new Float32Array(4 * cp * 4 * outC);
+        for (let ry = 0; ry < 2; ry++)
+          for (let rx = 0; rx < 2; rx++)
+            for (let ch = 0; ch < cp; ch++)
+              for (let py = 0; py < 2; py++)
+                for (let px = 0; px < 2; px++)
+                  for (let o = 0; o < outC; o++) {
+                    let sum = 0;
+                    for (const ky of taps[py]![ry]!)
+                      for (const kx of taps[px]![rx]!) sum += at(ky, kx, offset + ch, o);
+                    w[((ry * 2 + rx) * cp + ch) * 4 * outC + (py * 2 + px) * outC + o] = sum * scale(o);
+                  }
+        steps.push({ filter: this.keep(tensor4d(w, [2, 2, cp, 4 * outC])), upsampled: true });
+        inputs.push(part.source!);
+        this.dropOpFor(part.tensor.id);
+      } else {
+        const w = new Float32Array(9 * cp * outC);
+        for (let t = 0; t < 9; t++)
+          for (let ch = 0; ch < cp; ch++)
+            for (let o = 0; o < outC; o++)
+              w[(t * cp + ch) * outC + o] = k[(t * inC + offset + ch) * outC + o]! * scale(o);
+        steps.push({ filter: this.keep(tensor4d(w, [3, 3, cp, outC])), upsampled: false });
+        inputs.push(part.tensor);
+      }
+    }
+    this.dropOpFor(node.inputs[0]!.id);
+    this.upsampledConcatConvs++;
+    // The bias rides on the first conv (every parity's copy of it when that one is upsampled); the
+    // activation waits for the sum.
+    const first = steps[0]!;
+    const biasT = this.keep(
+      tensor1d(first.upsampled ? Float32Array.from({ length: 4 * outC }, (_, i) => b[i % outC]!) : b),
+    );
+    this.emit(inputs, output, (xs) => {
+      let sum: Tensor | undefined;
+      steps.forEach((step, i) => {
+        const y = fused.conv2d({
+          x: xs[i] as Tensor4D,
+          filter: step.filter,
+          strides: 1,
+          pad: 'valid',
+          ...(i === 0 ? { bias: biasT } : {}),
+        });
+        const z = step.upsampled ? depthToSpace(y, 2, 'NHWC') : y;
+        if (z !== y) y.dispose();
+        if (sum === undefined) sum = z;
+        else {
+          const next = add(sum, z);
+          sum.dispose();
+          z.dispose();
+          sum = next;
+        }
+      });
+      return applyActivation(applyActivation(sum!, activation), FUSABLE.includes(own) ? 'linear' : own);
     });
   }
 
@@ -764,6 +922,7 @@ export function compileForInference(model: LayersModel, options: CompileOptions 
         standaloneBatchNorms: 0,
         foldedPads: 0,
         fusedActivations: 0,
+        upsampledConcatConvs: 0,
       },
       run: (x) => {
         checkInput(x, input);
@@ -791,6 +950,7 @@ export function compileForInference(model: LayersModel, options: CompileOptions 
       standaloneBatchNorms: c.standaloneBatchNorms,
       foldedPads: c.foldedPads,
       fusedActivations: c.fusedActivations,
+      upsampledConcatConvs: c.upsampledConcatConvs,
     },
     run: (x) => {
       if (disposed) throw new Error(`the compiled graph of model '${model.name}' was disposed`);
