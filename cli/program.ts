@@ -4,6 +4,7 @@ import { describeError, InputError } from '../core/errors.js';
 import { registerBench } from './commands/bench.js';
 import { registerClassify } from './commands/classify.js';
 import { registerDev } from './commands/dev.js';
+import { registerDev } from './commands/dev.js';
 import { registerDiagnose } from './commands/diagnose.js';
 import { registerEvaluate } from './commands/evaluate.js';
 import { registerImportKeras } from './commands/import-keras.js';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerClassify(program);
   registerDiagnose(program);
   registerBench(program);
+  registerDev(program);
   registerDev(program);
   registerTrain(program);
   registerEvaluate(program);

@@ -47,6 +47,17 @@ export interface EnvOptions {
   readonly model?: string;
 }
 
+/**
+ * Settings the AWS runtime gives Lambda and ECS that the local processes need instead: a region,
+ * Powertools' dev mode (readable logs, metrics not flushed to EMF), no X-Ray daemon.
+ */
+export const LOCAL_RUNTIME_ENV: Readonly<Record<string, string>> = {
+  AWS_REGION: 'us-east-1',
+  POWERTOOLS_DEV: 'true',
+  POWERTOOLS_TRACE_ENABLED: 'false',
+  POWERTOOLS_METRICS_NAMESPACE: 'covidct-local',
+};
+
 const QUEUE_IDS = Object.keys(QUEUES) as QueueId[];
 
 /** Create the bucket, queues with DLQs, table and topic the shared definitions describe. */

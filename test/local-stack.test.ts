@@ -5,6 +5,7 @@
  * folder. Fake handlers only: the real ones are tested by their own files.
  */
 
+import { fileURLToPath } from 'node:url';
 import { DescribeTableCommand, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, HeadBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
@@ -28,11 +29,13 @@ import { createClients } from '../lambdas/shared/clients.js';
 import { ENV } from '../lambdas/shared/config.js';
 import { parseS3EventBody } from '../lambdas/shared/messages.js';
 import { BUCKET, QUEUES, type QueueId, TABLE, TOPIC } from '../lambdas/shared/resources.js';
+import { StudyStore } from '../lambdas/shared/store.js';
 import { type ApiHandler, PIPELINE_API_ROUTES, startApiServer } from '../local/api-server.js';
 import { startEventSource } from '../local/event-source.js';
 import { createLocalResources, envFor } from '../local/resources.js';
 import { startS3EventRouter } from '../local/s3-events.js';
 import { startLocalServers } from '../local/servers.js';
+import { type LocalStack, startLocalStack, type WorkerStatus } from '../local/stack.js';
 import { startLocalTestStack, useLocalStack } from './helpers/local-stack.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -505,5 +508,93 @@ describe('persistence with a data folder', () => {
       await servers.stop();
       await servers.stop();
     }
+  });
+});
+
+describe('the whole local stack', () => {
+  it('drives select → worker process → aggregate from the queues, serves the API, and kills, restarts and drains the worker', async () => {
+    const aggregated: string[] = [];
+    const workerLines: string[] = [];
+    let running: LocalStack | undefined;
+    const fakeWorker = fileURLToPath(new URL('./fixtures/local-stack/fake-worker.mjs', import.meta.url));
+    const stack = await startLocalStack({
+      hospitals: [{ hospital: 'h1', apiKey: 'key-1' }],
+      model: 'fake/1',
+      workerCommand: [process.execPath, fakeWorker],
+      onWorkerLine: (line) => workerLines.push(line),
+      pollWaitSeconds: 1,
+      // A killed worker's last long poll still takes a message (fauxqs, like SQS, completes it):
+      // that message reappears after this timeout.
+      visibilityTimeoutSeconds: 2,
+      handlers: {
+        // select: the manifest's key to the inference queue.
+        select: async (event) => {
+          for (const record of event.Records) {
+            const parsed = parseS3EventBody(record.body);
+            if (parsed.kind !== 'records') continue;
+            for (const object of parsed.records) {
+              await running!.clients.sqs.send(
+                new SendMessageCommand({
+                  QueueUrl: running!.resources.queueUrls.inference,
+                  MessageBody: object.key,
+                }),
+              );
+            }
+          }
+          return { batchItemFailures: [] };
+        },
+        aggregate: async (event) => {
+          aggregated.push(...event.Records.map((r) => r.body));
+        },
+        api: async (event) => ({
+          statusCode: 200,
+          body: JSON.stringify({ resource: event.resource, id: event.pathParameters?.id }),
+        }),
+      },
+    });
+    running = stack;
+    try {
+      expect(stack.env[ENV.model]).toBe('fake/1');
+      expect(
+        await new StudyStore(stack.clients.dynamo, stack.resources.tableName).hospitalForApiKey('key-1'),
+      ).toBe('h1');
+      const health = (await (await fetch(`${stack.apiUrl}/health`)).json()) as {
+        status: string;
+        worker: WorkerStatus;
+      };
+      expect(health).toMatchObject({ status: 'ok', worker: { running: true, starts: 1 } });
+      expect(await (await fetch(`${stack.apiUrl}/studies/s-1`)).json()).toEqual({
+        resource: '/studies/{id}',
+        id: 's-1',
+      });
+
+      const upload = (study: string) =>
+        stack.clients.s3.send(
+          new PutObjectCommand({
+            Bucket: stack.resources.bucket,
+            Key: `incoming/h1/${study}/manifest.json`,
+            Body: '{}',
+          }),
+        );
+      await upload('s-1');
+      await expect
+        .poll(() => aggregated, { timeout: 15_000, interval: 50 })
+        .toEqual(['incoming/h1/s-1/manifest.json']);
+
+      const killed = await stack.killWorker('SIGKILL');
+      expect(killed).toMatchObject({ running: false, lastExit: { signal: 'SIGKILL' } });
+      const restarted = await stack.restartWorker();
+      expect(restarted).toMatchObject({ running: true, starts: 2 });
+      await upload('s-2');
+      await expect
+        .poll(() => aggregated, { timeout: 15_000, interval: 50 })
+        .toEqual(['incoming/h1/s-1/manifest.json', 'incoming/h1/s-2/manifest.json']);
+    } finally {
+      await stack.stop();
+    }
+    // Stopped with SIGTERM: the worker drained and exited 0.
+    expect(stack.worker()).toMatchObject({ running: false, lastExit: { code: 0, signal: null } });
+    expect(workerLines.filter((l) => l.includes('fake worker stopped'))).toHaveLength(1);
+    await expect(fetch(`${stack.apiUrl}/health`)).rejects.toThrow();
   });
 });

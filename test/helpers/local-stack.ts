@@ -11,7 +11,13 @@
  */
 import { afterAll, beforeAll } from 'vitest';
 import { type AwsClients, createClients } from '../../lambdas/shared/clients.js';
-import { createLocalResources, type EnvOptions, envFor, type LocalResources } from '../../local/resources.js';
+import {
+  createLocalResources,
+  type EnvOptions,
+  envFor,
+  LOCAL_RUNTIME_ENV,
+  type LocalResources,
+} from '../../local/resources.js';
 import { type LocalServers, type LocalServersOptions, startLocalServers } from '../../local/servers.js';
 
 /** Servers, clients, resources and environment of one test file. */
@@ -31,13 +37,8 @@ export interface LocalTestStackOptions extends LocalServersOptions, EnvOptions {
   readonly applyEnv?: boolean;
 }
 
-/** Powertools settings for local runs: readable logs, no metrics flush warnings, no X-Ray daemon. */
-export const LOCAL_POWERTOOLS_ENV: Readonly<Record<string, string>> = {
-  POWERTOOLS_DEV: 'true',
-  POWERTOOLS_TRACE_ENABLED: 'false',
-  POWERTOOLS_METRICS_NAMESPACE: 'covidct-local',
-  AWS_REGION: 'us-east-1',
-};
+/** Powertools settings for local runs (readable logs, no metrics flush, no X-Ray daemon) and a region. */
+export const LOCAL_POWERTOOLS_ENV = LOCAL_RUNTIME_ENV;
 
 /** Start servers and create the resources (for use outside a vitest hook). */
 export async function startLocalTestStack(options: LocalTestStackOptions = {}): Promise<LocalTestStack> {

@@ -1,0 +1,150 @@
+/**
+ * `covidct dev [--port P] [--hospital NAME=KEY]… [--data DIR] [--model REF [--model-dir DIR]]`:
+ * the whole pipeline on this machine (local/stack.ts) until Ctrl-C. Thin: options in, the stack's
+ * addresses out; the AWS SDK, the servers and the handlers load only when the command runs.
+ */
+import { randomBytes } from 'node:crypto';
+import { type Command, Option } from 'commander';
+import { OptionValueError, parseInteger, parseNumber, printJson, warn } from '../io.js';
+
+/** Options of `covidct dev`. */
+interface DevOptions {
+  port: number;
+  host: string;
+  hospital: string[];
+  data?: string;
+  model?: string;
+  modelDir?: string;
+  worker: boolean;
+  threshold?: number;
+  heatmaps?: string;
+  json?: boolean;
+}
+
+/** `NAME=KEY`, collected over repeated options. */
+function collectHospital(value: string, previous: string[]): string[] {
+  const at = value.indexOf('=');
+  if (at <= 0 || at === value.length - 1) {
+    throw new OptionValueError(`--hospital must be NAME=KEY, got '${value}'`);
+  }
+  return [...previous, value];
+}
+
+/** Register `dev`. */
+export function registerDev(program: Command): void {
+  program
+    .command('dev')
+    .description(
+      'run the whole pipeline locally (S3/SQS/SNS and DynamoDB servers, the Lambdas, the GPU worker, the API) until Ctrl-C',
+    )
+    .option('--port <port>', 'API port', parseInteger('--port', 0, 65535), 3000)
+    .option('--host <host>', 'address the API and DynamoDB listen on', '127.0.0.1')
+    .addOption(
+      new Option('--hospital <name=key>', 'a hospital and its API key (repeatable)')
+        .argParser(collectHospital)
+        .default([], 'one hospital "demo" with a random key'),
+    )
+    .option('--data <dir>', 'keep state in this folder so it survives a restart (default: in memory)')
+    .option('--model <ref>', 'the model the worker loads, {name}/{version} under models/ in the bucket')
+    .option('--model-dir <dir>', 'upload this model folder first (as --model, default dev/1)')
+    .option('--no-worker', 'do not start the GPU worker (studies stop at CLASSIFYING)')
+    .option(
+      '--threshold <fraction>',
+      'default vote threshold (COVIDCT_VOTE_THRESHOLD)',
+      parseNumber('--threshold'),
+    )
+    .option('--heatmaps <mode>', 'worker Grad-CAM overlays: covid (default) or none')
+    .option('--json', 'print the addresses as one JSON object')
+    .action(async (options: DevOptions) => {
+      const { ID_PATTERN } = await import('../../lambdas/shared/messages.js');
+      const hospitals = options.hospital.map((pair) => {
+        const at = pair.indexOf('=');
+        return { hospital: pair.slice(0, at), apiKey: pair.slice(at + 1) };
+      });
+      for (const { hospital } of hospitals) {
+        if (!ID_PATTERN.test(hospital)) {
+          throw new OptionValueError(`--hospital: '${hospital}' is not a valid id (letters, digits, . _ -)`);
+        }
+      }
+      if (hospitals.length === 0)
+        hospitals.push({ hospital: 'demo', apiKey: randomBytes(16).toString('hex') });
+      if (options.heatmaps !== undefined && !['covid', 'none'].includes(options.heatmaps)) {
+        throw new OptionValueError(`--heatmaps must be covid or none, got '${options.heatmaps}'`);
+      }
+
+      const { LOCAL_RUNTIME_ENV } = await import('../../local/resources.js');
+      // The in-process handlers build their Powertools loggers from process.env.
+      for (const [name, value] of Object.entries(LOCAL_RUNTIME_ENV)) process.env[name] ??= value;
+      const { startLocalStack } = await import('../../local/stack.js');
+      const modelRef = options.model ?? (options.modelDir ? 'dev/1' : undefined);
+      const [name, version] = modelRef?.split('/') ?? [];
+      if (options.modelDir && (!name || !version)) {
+        throw new OptionValueError(`--model must be {name}/{version}, got '${modelRef}'`);
+      }
+      const stack = await startLocalStack({
+        port: options.port,
+        host: options.host,
+        hospitals,
+        worker: options.worker,
+        ...(options.data ? { dataDir: options.data } : {}),
+        ...(options.modelDir && name && version
+          ? { uploadModel: { dir: options.modelDir, name, version } }
+          : modelRef
+            ? { model: modelRef }
+            : {}),
+        ...(options.threshold !== undefined ? { voteThreshold: options.threshold } : {}),
+        ...(options.heatmaps ? { workerEnv: { COVIDCT_HEATMAPS: options.heatmaps } } : {}),
+      });
+
+      const worker = stack.worker();
+      const info = {
+        apiUrl: stack.apiUrl,
+        hospitals: stack.hospitals,
+        endpoints: stack.endpoints,
+        bucket: stack.resources.bucket,
+        table: stack.resources.tableName,
+        queues: stack.resources.queueUrls,
+        topicArn: stack.resources.topicArn,
+        model: stack.model ?? null,
+        worker: worker.running ? { pid: worker.pid, healthPort: worker.healthPort } : null,
+        dataDir: options.data ?? null,
+      };
+      if (options.json) {
+        printJson(info);
+      } else {
+        const lines = [
+          `API          ${stack.apiUrl}   (health: ${stack.apiUrl}/health)`,
+          ...stack.hospitals.map((h) => `hospital     ${h.hospital}   key ${h.apiKey}`),
+          `S3/SQS/SNS   ${stack.endpoints.endpoint}   bucket ${stack.resources.bucket}`,
+          `DynamoDB     ${stack.endpoints.dynamoDbEndpoint}   table ${stack.resources.tableName}`,
+          worker.running
+            ? `worker       pid ${worker.pid}, model ${stack.model}, health http://127.0.0.1:${worker.healthPort}/health`
+            : `worker       not running (${options.worker ? 'no --model' : '--no-worker'}): studies stop at CLASSIFYING`,
+          `state        ${options.data ? `${options.data} (kept on a clean stop)` : 'in memory'}`,
+          '',
+          `try:  covidct upload STUDY --api ${stack.apiUrl} --key ${stack.hospitals[0]!.apiKey}`,
+          'Ctrl-C stops everything.',
+        ];
+        process.stdout.write(`${lines.join('\n')}\n`);
+      }
+
+      await new Promise<void>((resolve) => {
+        let signals = 0;
+        const onSignal = (signal: NodeJS.Signals) => {
+          signals++;
+          if (signals > 1) {
+            warn(`${signal} again: exiting without a clean stop`);
+            process.exit(1);
+          }
+          warn(`${signal}: stopping (the worker drains its batch${options.data ? ', state is saved' : ''})`);
+          stack.stop().then(resolve, (error: unknown) => {
+            warn(`stop failed: ${error instanceof Error ? error.message : String(error)}`);
+            resolve();
+          });
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+      });
+      warn('stopped');
+    });
+}

@@ -1,0 +1,363 @@
+/**
+ * The whole pipeline on one machine, as it runs on AWS: local S3/SQS/SNS and DynamoDB, the
+ * resources of the shared definitions, S3 manifest events on the ingest queue, the select and
+ * aggregate handlers driven by emulated event source mappings, the GPU worker as a separate
+ * process, and the api handler behind an emulated API Gateway. `covidct dev`, the demo and the
+ * integration tests all start it here.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { type AwsClients, createClients } from '../lambdas/shared/clients.js';
+import { QUEUES } from '../lambdas/shared/resources.js';
+import { StudyStore } from '../lambdas/shared/store.js';
+import { type ApiHandler, PIPELINE_API_ROUTES, startApiServer } from './api-server.js';
+import { type EventSource, type SqsEventHandler, startEventSource } from './event-source.js';
+import { createLocalResources, envFor, LOCAL_RUNTIME_ENV, type LocalResources } from './resources.js';
+import { type S3EventRouter, startS3EventRouter } from './s3-events.js';
+import { type LocalServers, startLocalServers } from './servers.js';
+
+/** A hospital and its API key (stored hashed by the store). */
+export interface HospitalKey {
+  readonly hospital: string;
+  readonly apiKey: string;
+}
+
+/** The three handlers the stack drives. */
+export interface PipelineHandlers {
+  readonly select: SqsEventHandler;
+  readonly aggregate: SqsEventHandler;
+  readonly api: ApiHandler;
+}
+
+/** A model folder to upload before the worker starts (what `covidct model upload` does). */
+export interface ModelUpload {
+  readonly dir: string;
+  readonly name: string;
+  readonly version: string;
+}
+
+/** Options of {@link startLocalStack}. */
+export interface LocalStackOptions {
+  /** API port. @default 0 (a free port) */
+  readonly port?: number;
+  /** @default '127.0.0.1' */
+  readonly host?: string;
+  /** State folder (DynamoDB in LevelDB, a fauxqs snapshot on stop); memory only when absent. */
+  readonly dataDir?: string;
+  readonly s3SqsSnsPort?: number;
+  readonly dynamoPort?: number;
+  readonly hospitals?: readonly HospitalKey[];
+  /** The worker's `COVIDCT_MODEL` (`{name}/{version}`); no worker without it (or `uploadModel`). */
+  readonly model?: string;
+  /** Upload this folder first and run the worker on it. */
+  readonly uploadModel?: ModelUpload;
+  /** `COVIDCT_VOTE_THRESHOLD` of the deployment. */
+  readonly voteThreshold?: number;
+  /** Handlers to drive instead of the real ones (tests of the stack itself). */
+  readonly handlers?: Partial<PipelineHandlers>;
+  /** Run the worker process. @default true when a model is configured */
+  readonly worker?: boolean;
+  /** The worker's command line. @default [node, dist/gpu-worker/main.js] */
+  readonly workerCommand?: readonly string[];
+  /** Extra worker environment (`COVIDCT_HEATMAPS=none`, `COVIDCT_POOL_SIZE`, shorter waits…). */
+  readonly workerEnv?: Readonly<Record<string, string>>;
+  /** The worker's output, a line at a time; inherited (shown as is) when absent. */
+  readonly onWorkerLine?: (line: string, stream: 'stdout' | 'stderr') => void;
+  /** Visibility timeout the Lambda pollers ask for (tests: retries in seconds). @default the queues' */
+  readonly visibilityTimeoutSeconds?: number;
+  /** Long-poll wait of the Lambda pollers. @default 2 */
+  readonly pollWaitSeconds?: number;
+  /** Problems of the local machinery (a failed event delivery, a handler that threw). @default stderr */
+  readonly onError?: (error: unknown, where: string) => void;
+}
+
+/** The worker process's state. */
+export interface WorkerStatus {
+  readonly running: boolean;
+  readonly pid?: number;
+  readonly healthPort?: number;
+  readonly starts: number;
+  /** How the last run ended, if it did. */
+  readonly lastExit?: { readonly code: number | null; readonly signal: NodeJS.Signals | null };
+}
+
+/** A running local stack. */
+export interface LocalStack {
+  readonly apiUrl: string;
+  readonly endpoints: { readonly endpoint: string; readonly dynamoDbEndpoint: string };
+  readonly resources: LocalResources;
+  readonly clients: AwsClients;
+  readonly servers: LocalServers;
+  /** The environment the handlers and the worker run with. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly hospitals: readonly HospitalKey[];
+  /** The worker's model (`{name}/{version}`), if one runs. */
+  readonly model?: string;
+  readonly eventSources: { readonly select: EventSource; readonly aggregate: EventSource };
+  readonly router: S3EventRouter;
+  worker(): WorkerStatus;
+  /** Send the worker a signal; resolves when it has exited (immediately when none runs). */
+  killWorker(signal?: NodeJS.Signals): Promise<WorkerStatus>;
+  /** Stop the worker (SIGTERM, drain) if it runs and start a fresh one. */
+  restartWorker(): Promise<WorkerStatus>;
+  /** Stop everything in order: API, worker (drained), pollers (drained), router, servers. */
+  stop(): Promise<void>;
+}
+
+/** `node dist/gpu-worker/main.js`, from the repository root whether this runs from source or dist. */
+function defaultWorkerCommand(): string[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // From dist/local/stack.js the worker is dist/gpu-worker/main.js; from local/stack.ts, the built one.
+  const root = here.endsWith(join('dist', 'local')) ? join(here, '..', '..') : join(here, '..');
+  return [process.execPath, join(root, 'dist', 'gpu-worker', 'main.js')];
+}
+
+/** A free TCP port on 127.0.0.1 (for the worker's health check, so it can be reported). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The real handlers, made over the stack's clients and configured from `env` (not process.env, so
+ * several stacks can share a process). Each handler module exports `make{Name}Handler(clients,
+ * config)` and `{name}ConfigFromEnv(env)`.
+ */
+export async function loadPipelineHandlers(
+  clients: AwsClients,
+  env: Readonly<Record<string, string>>,
+): Promise<PipelineHandlers> {
+  const load = async <T>(name: 'select' | 'aggregate' | 'api'): Promise<T> => {
+    const specifier = `../lambdas/${name}/handler.js`;
+    const Name = name[0]!.toUpperCase() + name.slice(1);
+    // A computed specifier keeps this module free of compile-time ties to the handler modules.
+    const module = (await import(specifier)) as Record<string, unknown>;
+    const make = module[`make${Name}Handler`];
+    const configFromEnv = module[`${name}ConfigFromEnv`];
+    if (typeof make !== 'function' || typeof configFromEnv !== 'function') {
+      throw new Error(`${specifier}: expected exports make${Name}Handler and ${name}ConfigFromEnv`);
+    }
+    return make(clients, configFromEnv({ ...process.env, ...env })) as T;
+  };
+  const [select, aggregate, api] = await Promise.all([
+    load<SqsEventHandler>('select'),
+    load<SqsEventHandler>('aggregate'),
+    load<ApiHandler>('api'),
+  ]);
+  return { select, aggregate, api };
+}
+
+/** Start the local pipeline. */
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const onError =
+    options.onError ??
+    ((error: unknown, where: string) =>
+      console.error(`covidct dev: ${where}: ${error instanceof Error ? error.message : String(error)}`));
+  const cleanups: (() => Promise<void>)[] = [];
+  const unwind = async () => {
+    for (const cleanup of cleanups.reverse())
+      await cleanup().catch((error: unknown) => onError(error, 'stop'));
+    cleanups.length = 0;
+  };
+
+  try {
+    const servers = await startLocalServers({
+      ...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
+      ...(options.host !== undefined ? { host: options.host } : {}),
+      ...(options.s3SqsSnsPort !== undefined ? { s3SqsSnsPort: options.s3SqsSnsPort } : {}),
+      ...(options.dynamoPort !== undefined ? { dynamoPort: options.dynamoPort } : {}),
+    });
+    cleanups.push(() => servers.stop());
+    const endpoints = { endpoint: servers.endpoint, dynamoDbEndpoint: servers.dynamoDbEndpoint };
+    const clients = createClients(endpoints);
+    cleanups.push(async () => {
+      clients.s3.destroy();
+      clients.sqs.destroy();
+      clients.sns.destroy();
+      clients.dynamo.destroy();
+    });
+    const resources = await createLocalResources(clients);
+
+    const store = new StudyStore(clients.dynamo, resources.tableName);
+    for (const { hospital, apiKey } of options.hospitals ?? []) await store.putApiKey(apiKey, hospital);
+
+    let model = options.model;
+    if (options.uploadModel) {
+      const { uploadModel } = await import('../cli/commands/model-upload.js');
+      const uploaded = await uploadModel({
+        ...options.uploadModel,
+        bucket: resources.bucket,
+        s3: clients.s3,
+      });
+      model = uploaded.id;
+    }
+    const env: Record<string, string> = {
+      ...LOCAL_RUNTIME_ENV,
+      ...envFor(resources, endpoints, {
+        ...(options.voteThreshold !== undefined ? { voteThreshold: options.voteThreshold } : {}),
+        ...(model !== undefined ? { model } : {}),
+      }),
+    };
+
+    const router = startS3EventRouter({
+      fauxqs: servers.fauxqs,
+      clients,
+      bucket: resources.bucket,
+      queueUrl: resources.queueUrls.ingest,
+      onError: (error, key) => onError(error, `S3 event for ${key}`),
+    });
+    cleanups.push(() => router.stop());
+
+    const given = options.handlers ?? {};
+    const handlers: PipelineHandlers =
+      given.select && given.aggregate && given.api
+        ? (given as PipelineHandlers)
+        : { ...(await loadPipelineHandlers(clients, env)), ...given };
+
+    const poller = (queue: 'ingest' | 'votes', handler: SqsEventHandler, functionName: string) => {
+      const source = startEventSource({
+        sqs: clients.sqs,
+        queueUrl: resources.queueUrls[queue],
+        queueArn: resources.queueArns[queue],
+        definition: QUEUES[queue].consumer,
+        handler,
+        context: { functionName },
+        ...(options.visibilityTimeoutSeconds !== undefined
+          ? { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds }
+          : {}),
+        ...(options.pollWaitSeconds !== undefined ? { pollWaitSeconds: options.pollWaitSeconds } : {}),
+        onError: (error) => onError(error, functionName),
+      });
+      cleanups.push(() => source.stop());
+      return source;
+    };
+    const eventSources = {
+      select: poller('ingest', handlers.select, 'covidct-select'),
+      aggregate: poller('votes', handlers.aggregate, 'covidct-aggregate'),
+    };
+
+    // The worker: a child process, as on ECS. Stopped before the pollers so its last votes count.
+    let child: ChildProcess | undefined;
+    let exited: Promise<void> = Promise.resolve();
+    let healthPort: number | undefined;
+    let starts = 0;
+    let lastExit: WorkerStatus['lastExit'];
+    const wantWorker = (options.worker ?? true) && model !== undefined;
+    const status = (): WorkerStatus => ({
+      running: child !== undefined,
+      ...(child?.pid !== undefined ? { pid: child.pid } : {}),
+      ...(healthPort !== undefined ? { healthPort } : {}),
+      starts,
+      ...(lastExit ? { lastExit } : {}),
+    });
+    const startWorker = async (): Promise<void> => {
+      if (!model) throw new Error('no model configured: the worker needs COVIDCT_MODEL');
+      const [command, ...args] = options.workerCommand ?? defaultWorkerCommand();
+      healthPort = await freePort();
+      const proc = spawn(command!, args, {
+        env: {
+          ...process.env,
+          ...env,
+          COVIDCT_HEALTH_PORT: String(healthPort),
+          ...(options.visibilityTimeoutSeconds !== undefined
+            ? { COVIDCT_WORKER_VISIBILITY_SECONDS: String(options.visibilityTimeoutSeconds) }
+            : {}),
+          ...options.workerEnv,
+        },
+        stdio: [
+          'ignore',
+          options.onWorkerLine ? 'pipe' : 'inherit',
+          options.onWorkerLine ? 'pipe' : 'inherit',
+        ],
+      });
+      starts++;
+      child = proc;
+      const onLine = options.onWorkerLine;
+      if (onLine) {
+        createInterface({ input: proc.stdout! }).on('line', (line) => onLine(line, 'stdout'));
+        createInterface({ input: proc.stderr! }).on('line', (line) => onLine(line, 'stderr'));
+      }
+      exited = new Promise<void>((resolve) => {
+        proc.once('error', (error) => {
+          onError(error, 'worker');
+          if (child === proc) child = undefined;
+          resolve();
+        });
+        proc.once('exit', (code, signal) => {
+          lastExit = { code, signal };
+          if (child === proc) child = undefined;
+          if (!stopping && !killing) onError(new Error(`exited (code ${code}, signal ${signal})`), 'worker');
+          resolve();
+        });
+      });
+    };
+    let killing = false;
+    const killWorker = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<WorkerStatus> => {
+      const proc = child;
+      if (proc) {
+        killing = true;
+        proc.kill(signal);
+        // A draining worker finishes its batch; past a minute it is killed, as ECS's stopTimeout would.
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+        await exited;
+        clearTimeout(timer);
+        killing = false;
+      }
+      return status();
+    };
+    if (wantWorker) {
+      await startWorker();
+      cleanups.push(async () => {
+        await killWorker('SIGTERM');
+      });
+    }
+
+    const api = await startApiServer({
+      handler: handlers.api,
+      routes: PIPELINE_API_ROUTES,
+      ...(options.port !== undefined ? { port: options.port } : {}),
+      ...(options.host !== undefined ? { host: options.host } : {}),
+      health: () => ({ worker: status() }),
+      onError: (error) => onError(error, 'covidct-api'),
+    });
+    cleanups.push(() => api.stop());
+
+    let stopping: Promise<void> | undefined;
+    return {
+      apiUrl: api.url,
+      endpoints,
+      resources,
+      clients,
+      servers,
+      env,
+      hospitals: options.hospitals ?? [],
+      ...(model !== undefined ? { model } : {}),
+      eventSources,
+      router,
+      worker: status,
+      killWorker,
+      async restartWorker() {
+        await killWorker('SIGTERM');
+        await startWorker();
+        return status();
+      },
+      stop() {
+        stopping ??= unwind();
+        return stopping;
+      },
+    };
+  } catch (error) {
+    await unwind();
+    throw error;
+  }
+}
