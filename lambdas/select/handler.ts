@@ -11,7 +11,7 @@ import { InputError } from '../../core/errors.js';
 import { type AwsClients, sharedClients } from '../shared/clients.js';
 import { ENV, requireEnv } from '../shared/config.js';
 import { parseS3EventBody } from '../shared/messages.js';
-import { createObservability, msSince, type Observability } from '../shared/powertools.js';
+import { createObservability, lazyHandler, msSince, type Observability } from '../shared/powertools.js';
 import { StudyStore } from '../shared/store.js';
 import { selectManifest } from './select.js';
 
@@ -136,14 +136,5 @@ export function makeSelectHandler(
   };
 }
 
-/** The Lambda entry point. */
-export const handler = makeSelectHandlerFromEnv();
-
-/** The handler with the process's shared clients; configuration errors surface on the first call. */
-function makeSelectHandlerFromEnv(): (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse> {
-  let made: ReturnType<typeof makeSelectHandler> | undefined;
-  return (event, context) => {
-    made ??= makeSelectHandler(sharedClients(), selectConfigFromEnv());
-    return made(event, context);
-  };
-}
+/** The Lambda entry point (clients and configuration made on the first call, so importing is free). */
+export const handler = lazyHandler(() => makeSelectHandler(sharedClients(), selectConfigFromEnv()));

@@ -117,7 +117,12 @@ function validate<S extends v.GenericSchema>(kind: string, schema: S, value: unk
   const result = v.safeParse(schema, value);
   if (result.success) return result.output;
   const issue = result.issues[0];
-  throw new MessageError(issuePath(kind, issue), issue.message.split('\n')[0] ?? 'is invalid');
+  // An absent key reports "Invalid key: Expected "x" but received undefined"; say it plainly.
+  const missing = issue.kind === 'schema' && issue.received === 'undefined' && issue.type === 'object';
+  throw new MessageError(
+    issuePath(kind, issue),
+    missing ? 'is missing' : (issue.message.split('\n')[0] ?? 'is invalid'),
+  );
 }
 
 const id = (what: string) =>

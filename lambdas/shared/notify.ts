@@ -66,7 +66,13 @@ export async function notifyOnce(
 ): Promise<boolean> {
   if (study.notified) return false;
   if (!(await store.claimNotification(study.hospital, study.studyId, claimTtlSeconds))) return false;
-  await publishNotification(sns, topicArn, notificationFor(study));
+  try {
+    await publishNotification(sns, topicArn, notificationFor(study));
+  } catch (error) {
+    // Nothing went out: give the claim back so the redelivery publishes at once.
+    await store.releaseNotificationClaim(study.hospital, study.studyId).catch(() => undefined);
+    throw error;
+  }
   await store.markNotified(study.hospital, study.studyId);
   return true;
 }

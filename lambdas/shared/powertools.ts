@@ -6,6 +6,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
+import type { Context } from 'aws-lambda';
 
 /** The namespace of the pipeline's metrics. */
 export const METRICS_NAMESPACE = 'covidct';
@@ -37,4 +38,19 @@ export function createObservability(
 /** Milliseconds since `start` (a `performance.now()` reading). */
 export function msSince(start: number): number {
   return Math.round(performance.now() - start);
+}
+
+/**
+ * A Lambda entry point whose handler is made on the first call: importing a handler module (tests,
+ * the local stack) then needs no environment, and a missing variable fails the first invocation
+ * with a one-line error instead of the module load.
+ */
+export function lazyHandler<E, R>(
+  make: () => (event: E, context?: Context) => Promise<R>,
+): (event: E, context?: Context) => Promise<R> {
+  let made: ((event: E, context?: Context) => Promise<R>) | undefined;
+  return (event, context) => {
+    made ??= make();
+    return made(event, context);
+  };
 }

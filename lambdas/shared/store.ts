@@ -455,6 +455,19 @@ export class StudyStore {
     }
   }
 
+  /** Give a claim back after a publish that failed, so that the retry need not wait for it to go stale. */
+  async releaseNotificationClaim(hospital: string, studyId: string): Promise<void> {
+    await this.dynamo.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { pk: studyPk(hospital, studyId), sk: STUDY_SK },
+        UpdateExpression: 'REMOVE #claim',
+        ConditionExpression: 'attribute_exists(pk)',
+        ExpressionAttributeNames: { '#claim': 'notifyClaimedAt' },
+      }),
+    );
+  }
+
   /** Note that the study's notification went out. */
   async markNotified(hospital: string, studyId: string): Promise<void> {
     await this.setFlag(hospital, studyId, 'notified');

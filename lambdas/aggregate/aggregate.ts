@@ -1,0 +1,336 @@
+/**
+ * The aggregate stage as plain functions over injected clients: record each slice's vote once,
+ * and when every selected slice has one, decide from the stored votes, write the report, move the
+ * study to COMPLETE once and notify once. The Lambda handler (handler.ts) only parses the batch.
+ *
+ * Exactly once without transactions: a vote is a conditional put (a repeat is a no-op); the
+ * decision is taken when the COUNT of stored vote items reaches the expected number, from the
+ * stored items themselves; CLASSIFYING → COMPLETE is conditional, so of several deliveries that
+ * see the last vote only one completes; the notification is claimed before it is published.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import { InputError } from '../../core/errors.js';
+import { forEachLimited } from '../../core/study.js';
+import { type SliceLabel, type StudyVote, voteStudy } from '../../core/vote.js';
+import {
+  MAX_MANIFEST_BYTES,
+  type Manifest,
+  manifestKey,
+  parseManifest,
+  reportKey,
+  type VotesMessage,
+} from '../shared/messages.js';
+import { notifyOnce } from '../shared/notify.js';
+import { QUEUES } from '../shared/resources.js';
+import type { StoredOutcome, StoredVote, StudyRecord, StudyStore } from '../shared/store.js';
+
+/** What the aggregate stage needs. */
+export interface AggregateDeps {
+  readonly s3: S3Client;
+  readonly sns: SNSClient;
+  readonly store: StudyStore;
+  readonly bucket: string;
+  readonly topicArn: string;
+  readonly logger?: Logger;
+}
+
+/** What recording a votes message did. */
+export interface RecordOutcome {
+  readonly recorded: number;
+  readonly duplicates: number;
+  /** Votes for slices the study did not select, or for a study that is gone or FAILED. */
+  readonly ignored: number;
+  /** The study, as loaded before recording (undefined when missing). */
+  readonly study?: StudyRecord;
+}
+
+/** What checking a study for completion did. */
+export type FinishOutcome =
+  | { readonly kind: 'waiting'; readonly votes: number; readonly expected: number }
+  | {
+      readonly kind: 'completed';
+      readonly outcome: StoredOutcome;
+      readonly notified: boolean;
+      readonly study: StudyRecord;
+    }
+  | { readonly kind: 'renotified' }
+  | { readonly kind: 'nothing'; readonly status: string };
+
+/** Record every vote of a message once. Votes for slices the study did not select are ignored. */
+export async function recordVotes(deps: AggregateDeps, message: VotesMessage): Promise<RecordOutcome> {
+  const { hospital, studyId } = message;
+  const study = await deps.store.getStudy(hospital, studyId);
+  if (!study || (study.status !== 'CLASSIFYING' && study.status !== 'COMPLETE')) {
+    return { recorded: 0, duplicates: 0, ignored: message.votes.length, ...(study ? { study } : {}) };
+  }
+  const selected = new Map<string, string>();
+  for (const series of study.series ?? []) {
+    for (const slice of series.slices) if (slice.selected) selected.set(slice.key, series.id);
+  }
+  let recorded = 0;
+  let duplicates = 0;
+  let ignored = 0;
+  await forEachLimited(message.votes, 8, async (vote) => {
+    if (selected.get(vote.key) !== vote.seriesId) {
+      ignored++;
+      return;
+    }
+    const result = await deps.store.putVote(hospital, studyId, vote, message.model);
+    if (result === 'recorded') recorded++;
+    else duplicates++;
+  });
+  return { recorded, duplicates, ignored, study };
+}
+
+/** One slice in the report. */
+export interface ReportSlice {
+  readonly key: string;
+  readonly sha256?: string;
+  readonly size?: number;
+  readonly darkPixels: number;
+  readonly selected: boolean;
+  readonly vote?: {
+    readonly label: SliceLabel;
+    readonly probabilities: readonly [number, number];
+    readonly heatmapKey?: string;
+    readonly modelId: string;
+  };
+}
+
+/** The report written to `results/{hospital}/{studyId}/report.json`. No patient data. */
+export interface StudyReport {
+  readonly version: 1;
+  readonly hospital: string;
+  readonly studyId: string;
+  readonly status: 'COMPLETE';
+  readonly decision: 'covid' | 'normal' | null;
+  readonly covidFraction: number | null;
+  readonly covidCount: number;
+  readonly classifiedCount: number;
+  readonly selectedCount: number;
+  readonly threshold: number;
+  /** The model of the votes (the most frequent one when a model changed mid-study). */
+  readonly model: { readonly id: string; readonly sha256: string };
+  /** Every model that voted, with its vote count. */
+  readonly models: ReadonlyArray<{ readonly id: string; readonly sha256: string; readonly votes: number }>;
+  readonly series: ReadonlyArray<{
+    readonly id: string;
+    readonly status: 'SELECTED' | 'FAILED';
+    readonly reason?: string;
+    /** The selection threshold on dark-pixel counts. */
+    readonly selectionThreshold: number | null;
+    readonly selectedCount: number;
+    readonly covidCount: number;
+    readonly classifiedCount: number;
+    readonly covidFraction: number | null;
+    readonly decision: 'covid' | 'normal' | null;
+    readonly slices: readonly ReportSlice[];
+  }>;
+  /** The inputs as the manifest declared them (per-slice hashes are in `series[].slices[]`). */
+  readonly inputs: {
+    readonly manifestKey: string;
+    readonly manifestSha256?: string;
+    readonly slices: number;
+  };
+  readonly timings: {
+    readonly createdAt: string;
+    readonly selectingAt?: string;
+    readonly classifyingAt?: string;
+    readonly decidedAt: string;
+    readonly selectMs?: number;
+    /** From CLASSIFYING to the decision: queueing, worker and vote recording. */
+    readonly classifyMs?: number;
+    /** From the API's POST /studies to the decision (includes the upload). */
+    readonly totalMs: number;
+  };
+}
+
+/** Read the manifest for the report's input hashes; `undefined` if it is gone or no longer valid. */
+async function readManifestForReport(
+  deps: AggregateDeps,
+  study: StudyRecord,
+): Promise<{ manifest: Manifest; sha256: string } | undefined> {
+  try {
+    const out = await deps.s3.send(
+      new GetObjectCommand({ Bucket: deps.bucket, Key: manifestKey(study.hospital, study.studyId) }),
+    );
+    const bytes = (await out.Body?.transformToByteArray()) ?? new Uint8Array();
+    if (bytes.length > MAX_MANIFEST_BYTES) return undefined;
+    const manifest = parseManifest(new TextDecoder().decode(bytes), study);
+    return { manifest, sha256: createHash('sha256').update(bytes).digest('hex') };
+  } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (error instanceof InputError || status === 404) return undefined;
+    throw error;
+  }
+}
+
+/** The study decision from its stored votes: pooled over every selected series, and per series. */
+export function decide(study: StudyRecord, votes: readonly StoredVote[]): StudyVote {
+  const bySeries = new Map<string, SliceLabel[]>();
+  for (const v of votes) {
+    const labels = bySeries.get(v.seriesId) ?? [];
+    labels.push(v.label);
+    bySeries.set(v.seriesId, labels);
+  }
+  const series = (study.series ?? [])
+    .filter((s) => s.status === 'SELECTED')
+    .map((s) => ({ id: s.id, labels: bySeries.get(s.id) ?? [], selectedCount: s.selectedCount }));
+  return voteStudy(series, study.threshold);
+}
+
+/** Build the report of a study whose votes are all in. */
+export function buildReport(
+  study: StudyRecord,
+  votes: readonly StoredVote[],
+  result: StudyVote,
+  inputs: { manifest?: Manifest; manifestSha256?: string },
+  decidedAt: Date,
+): StudyReport {
+  const byKey = new Map(votes.map((v) => [v.key, v]));
+  const declared = new Map<string, { sha256: string; size: number }>();
+  for (const s of inputs.manifest?.series ?? []) for (const slice of s.slices) declared.set(slice.key, slice);
+  const models = new Map<string, { id: string; sha256: string; votes: number }>();
+  for (const v of votes) {
+    const id = `${v.modelId}\u0000${v.modelSha256}`;
+    const entry = models.get(id) ?? { id: v.modelId, sha256: v.modelSha256, votes: 0 };
+    entry.votes++;
+    models.set(id, entry);
+  }
+  const modelList = [...models.values()].sort((a, b) => b.votes - a.votes);
+  const seriesVotes = new Map(result.series.map((s) => [s.id, s]));
+  const ms = (from?: string) => (from === undefined ? undefined : decidedAt.getTime() - Date.parse(from));
+  const classifyMs = ms(study.timings.classifyingAt);
+  return {
+    version: 1,
+    hospital: study.hospital,
+    studyId: study.studyId,
+    status: 'COMPLETE',
+    decision: result.study.decision,
+    covidFraction: result.study.covidFraction,
+    covidCount: result.study.covidCount,
+    classifiedCount: result.study.classifiedCount,
+    selectedCount: result.study.selectedCount,
+    threshold: study.threshold,
+    model: modelList[0] ?? { id: 'none', sha256: '' },
+    models: modelList,
+    series: (study.series ?? []).map((s) => {
+      const sv = seriesVotes.get(s.id);
+      return {
+        id: s.id,
+        status: s.status,
+        ...(s.reason !== undefined ? { reason: s.reason } : {}),
+        selectionThreshold: s.threshold,
+        selectedCount: s.selectedCount,
+        covidCount: sv?.covidCount ?? 0,
+        classifiedCount: sv?.classifiedCount ?? 0,
+        covidFraction: sv?.covidFraction ?? null,
+        decision: sv?.decision ?? null,
+        slices: s.slices.map((slice): ReportSlice => {
+          const vote = byKey.get(slice.key);
+          const input = declared.get(slice.key);
+          return {
+            key: slice.key,
+            ...(input ? { sha256: input.sha256, size: input.size } : {}),
+            darkPixels: slice.darkPixels,
+            selected: slice.selected,
+            ...(vote
+              ? {
+                  vote: {
+                    label: vote.label,
+                    probabilities: vote.probabilities,
+                    ...(vote.heatmapKey !== undefined ? { heatmapKey: vote.heatmapKey } : {}),
+                    modelId: vote.modelId,
+                  },
+                }
+              : {}),
+          };
+        }),
+      };
+    }),
+    inputs: {
+      manifestKey: manifestKey(study.hospital, study.studyId),
+      ...(inputs.manifestSha256 !== undefined ? { manifestSha256: inputs.manifestSha256 } : {}),
+      slices: declared.size,
+    },
+    timings: {
+      createdAt: study.timings.createdAt,
+      ...(study.timings.selectingAt !== undefined ? { selectingAt: study.timings.selectingAt } : {}),
+      ...(study.timings.classifyingAt !== undefined ? { classifyingAt: study.timings.classifyingAt } : {}),
+      decidedAt: decidedAt.toISOString(),
+      ...(study.timings.selectMs !== undefined ? { selectMs: study.timings.selectMs } : {}),
+      ...(classifyMs !== undefined ? { classifyMs } : {}),
+      totalMs: decidedAt.getTime() - Date.parse(study.timings.createdAt),
+    },
+  };
+}
+
+/**
+ * Complete a study if all its votes are in: count the stored votes, decide from them, write the
+ * report, CLASSIFYING → COMPLETE (only one caller wins), notify. A COMPLETE study that was never
+ * notified (a crash after completing) is notified now.
+ */
+export async function finishStudy(
+  deps: AggregateDeps,
+  hospital: string,
+  studyId: string,
+): Promise<FinishOutcome> {
+  const study = await deps.store.getStudy(hospital, studyId);
+  if (!study) return { kind: 'nothing', status: 'missing' };
+  const claimTtl = QUEUES.votes.visibilityTimeoutSeconds;
+  if (study.status === 'COMPLETE') {
+    return (await notifyOnce(deps.store, deps.sns, deps.topicArn, study, claimTtl))
+      ? { kind: 'renotified' }
+      : { kind: 'nothing', status: study.status };
+  }
+  if (study.status !== 'CLASSIFYING') return { kind: 'nothing', status: study.status };
+  const count = await deps.store.countVotes(hospital, studyId);
+  if (count < study.expectedVotes) return { kind: 'waiting', votes: count, expected: study.expectedVotes };
+
+  const votes = await deps.store.listVotes(hospital, studyId);
+  const result = decide(study, votes);
+  const inputs = await readManifestForReport(deps, study);
+  const decidedAt = new Date();
+  const report = buildReport(
+    study,
+    votes,
+    result,
+    inputs ? { manifest: inputs.manifest, manifestSha256: inputs.sha256 } : {},
+    decidedAt,
+  );
+  const key = reportKey(hospital, studyId);
+  // Written before COMPLETE so that a COMPLETE study always has its report; racers write the same figures.
+  await deps.s3.send(
+    new PutObjectCommand({
+      Bucket: deps.bucket,
+      Key: key,
+      Body: JSON.stringify(report, null, 1),
+      ContentType: 'application/json',
+    }),
+  );
+  const outcome: StoredOutcome = {
+    decision: result.study.decision,
+    covidFraction: result.study.covidFraction,
+    covidCount: result.study.covidCount,
+    classifiedCount: result.study.classifiedCount,
+  };
+  const won = await deps.store.completeStudy(hospital, studyId, {
+    outcome,
+    ...(report.models.length > 0 ? { model: { id: report.model.id, sha256: report.model.sha256 } } : {}),
+    reportKey: key,
+  });
+  if (!won) return { kind: 'nothing', status: 'COMPLETE' };
+  const completed = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
+  const notified = await notifyOnce(deps.store, deps.sns, deps.topicArn, completed, claimTtl);
+  deps.logger?.info('study complete', {
+    hospital,
+    study: studyId,
+    decision: outcome.decision,
+    covidFraction: outcome.covidFraction,
+    classifiedCount: outcome.classifiedCount,
+  });
+  return { kind: 'completed', outcome, notified, study: completed };
+}

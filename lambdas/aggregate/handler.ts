@@ -1,0 +1,129 @@
+/**
+ * aggregate Lambda: the votes queue → each vote recorded once; a study whose votes are all in is
+ * decided, reported, completed and notified once (aggregate.ts). Partial batch failures: a record
+ * fails (and is redelivered) only for transient errors; a malformed message is logged and consumed.
+ */
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { InputError } from '../../core/errors.js';
+import { type AwsClients, sharedClients } from '../shared/clients.js';
+import { ENV, requireEnv } from '../shared/config.js';
+import { parseVotesMessage, type VotesMessage } from '../shared/messages.js';
+import { createObservability, lazyHandler, type Observability } from '../shared/powertools.js';
+import { StudyStore } from '../shared/store.js';
+import { finishStudy, recordVotes } from './aggregate.js';
+
+/** What the aggregate Lambda is configured with. */
+export interface AggregateConfig {
+  readonly bucket: string;
+  readonly tableName: string;
+  readonly topicArn: string;
+}
+
+/** The configuration from the environment (ENV names). */
+export function aggregateConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AggregateConfig {
+  return {
+    bucket: requireEnv(ENV.bucket, env),
+    tableName: requireEnv(ENV.table, env),
+    topicArn: requireEnv(ENV.topicArn, env),
+  };
+}
+
+/** The handler over given clients and configuration (tests pass their own). */
+export function makeAggregateHandler(
+  clients: AwsClients,
+  config: AggregateConfig,
+  observability: Observability = createObservability('covidct-aggregate'),
+): (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse> {
+  const { logger, metrics, tracer } = observability;
+  if (tracer.isTracingEnabled()) {
+    tracer.captureAWSv3Client(clients.s3);
+    tracer.captureAWSv3Client(clients.sns);
+  }
+  const store = new StudyStore(clients.dynamo, config.tableName);
+  const deps = {
+    s3: clients.s3,
+    sns: clients.sns,
+    store,
+    bucket: config.bucket,
+    topicArn: config.topicArn,
+    logger,
+  };
+
+  const record = async (sqsRecord: SQSRecord): Promise<void> => {
+    let message: VotesMessage;
+    try {
+      message = parseVotesMessage(sqsRecord.body);
+    } catch (error) {
+      // A malformed message will not get better with retries: logged (one line, no body) and consumed.
+      logger.error('votes message rejected', {
+        messageId: sqsRecord.messageId,
+        error: (error as Error).message,
+      });
+      metrics.addMetric('VotesMessagesRejected', MetricUnit.Count, 1);
+      return;
+    }
+    const keys = { hospital: message.hospital, study: message.studyId };
+    const recorded = await recordVotes(deps, message);
+    metrics.addMetric('VotesRecorded', MetricUnit.Count, recorded.recorded);
+    if (recorded.duplicates > 0) metrics.addMetric('VotesDuplicate', MetricUnit.Count, recorded.duplicates);
+    if (recorded.ignored > 0) {
+      logger.warn('votes ignored', {
+        ...keys,
+        ignored: recorded.ignored,
+        status: recorded.study?.status ?? 'missing',
+      });
+      metrics.addMetric('VotesIgnored', MetricUnit.Count, recorded.ignored);
+    }
+    if (!recorded.study) return;
+    const finished = await finishStudy(deps, message.hospital, message.studyId);
+    if (finished.kind === 'completed') {
+      const timings = finished.study.timings;
+      metrics.addMetric('StudiesCompleted', MetricUnit.Count, 1);
+      metrics.addMetric(
+        finished.outcome.decision === 'covid' ? 'CovidDecisions' : 'NormalDecisions',
+        MetricUnit.Count,
+        1,
+      );
+      if (timings.classifyingAt && timings.completedAt) {
+        const ms = Date.parse(timings.completedAt) - Date.parse(timings.classifyingAt);
+        metrics.addMetric('ClassifyDuration', MetricUnit.Milliseconds, ms);
+      }
+      if (timings.completedAt) {
+        const ms = Date.parse(timings.completedAt) - Date.parse(timings.createdAt);
+        metrics.addMetric('StudyDuration', MetricUnit.Milliseconds, ms);
+      }
+    } else if (finished.kind === 'renotified') {
+      logger.info('notification published after a redelivery', keys);
+    }
+  };
+
+  return async (event, context) => {
+    const processor = new BatchProcessor(EventType.SQS);
+    try {
+      return await processPartialResponse(
+        event,
+        async (r: SQSRecord) => {
+          try {
+            await record(r);
+          } catch (error) {
+            const detail =
+              error instanceof InputError
+                ? error.message
+                : `${(error as Error).name}: ${(error as Error).message}`;
+            logger.error('votes record failed, will be retried', { messageId: r.messageId, error: detail });
+            throw error;
+          }
+        },
+        processor,
+        { ...(context ? { context } : {}), throwOnFullBatchFailure: false },
+      );
+    } finally {
+      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+    }
+  };
+}
+
+/** The Lambda entry point (clients and configuration made on the first call, so importing is free). */
+export const handler = lazyHandler(() => makeAggregateHandler(sharedClients(), aggregateConfigFromEnv()));
