@@ -22,7 +22,7 @@ import {
 import { readTrainingState, restoreOptimizer } from '../models/train/checkpoint.js';
 import { NadamOptimizer } from '../models/train/nadam.js';
 import { TrainRng } from '../models/train/random.js';
-import { buildSeeded, type TrainOptions, trainModel } from '../models/train/train.js';
+import { buildSeeded, setTrainable, type TrainOptions, trainModel } from '../models/train/train.js';
 import { tempDir } from './helpers/tmp.js';
 
 beforeAll(async () => {
@@ -166,6 +166,48 @@ describe('training', () => {
     const losses = result.epochs.map((e) => e.loss);
     expect(losses[losses.length - 1]!).toBeLessThan(losses[0]!);
     expect(result.optimizer.scalars.iterations).toBe(4);
+  });
+
+  it('--trainable heads trains only the Dense layers; frozen batch norms keep their statistics', async () => {
+    const fpn = buildArchitecture('resnet50v2-fpn', { inputSize: 96, width: 1 / 16 });
+    expect(setTrainable(fpn, 'heads')).toBe(6);
+    expect(fpn.trainableWeights.map((w) => w.originalName)).toEqual([
+      ...['P3', 'P4', 'P5', 'P6', 'P7'].flatMap((p) => [`${p}_dense/kernel`, `${p}_dense/bias`]),
+      'predictions/kernel',
+      'predictions/bias',
+    ]);
+    fpn.dispose();
+    const size = 32;
+    const { items, pixels } = toySet(4, size);
+    const model = buildSeeded(2, () => buildArchitecture('resnet50v2', { inputSize: size, width: 1 / 16 }));
+    const byName = async () =>
+      new Map(
+        await Promise.all(
+          model.weights.map(async (w) => [w.originalName, Array.from(await w.read().data())] as const),
+        ),
+      );
+    const before = await byName();
+    await trainModel({
+      model,
+      train: items,
+      settings: {
+        arch: 'resnet50v2',
+        inputSize: size,
+        batchSize: 4,
+        learningRate: 1e-2,
+        seed: 2,
+        trainable: 'heads',
+        augment: true,
+      },
+      epochs: 1,
+      loader: async (path) => pixels.get(path)!,
+    });
+    const after = await byName();
+    expect(after.size).toBe(before.size);
+    for (const [name, values] of after) {
+      if (name.startsWith('predictions/')) expect(values, name).not.toEqual(before.get(name));
+      else expect(values, name).toEqual(before.get(name));
+    }
   });
 
   it('resuming from a checkpoint gives the same weights as an uninterrupted run', async () => {

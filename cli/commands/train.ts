@@ -134,6 +134,9 @@ export function registerTrain(program: Command): void {
         throw new InputError('--trainable', `must be 'all' or 'heads', got '${trainable}'`);
       }
       const width = o.width === undefined ? undefined : parseWidth(o.width);
+      const given = dataSources(o);
+      // A fresh run's data are read before tfjs starts, so a bad CSV fails in one line at once.
+      const freshSets = o.resume === undefined ? await readSets(given) : undefined;
       const [backendMod, io, registry, train, checkpoint, predict] = await Promise.all([
         import('../../models/backend.js'),
         import('../../models/io.js'),
@@ -236,8 +239,8 @@ export function registerTrain(program: Command): void {
           augment: o.augment !== false,
         };
       }
-      const given = dataSources(o);
-      const sets = await readSets(Object.keys(given).length > 0 ? given : (settings.data ?? {}));
+      const sets =
+        freshSets ?? (await readSets(Object.keys(given).length > 0 ? given : (settings.data ?? {})));
       if (Object.keys(given).length > 0) settings = { ...settings, data: given };
       const epochs = o.epochs ?? 50;
       process.stderr.write(

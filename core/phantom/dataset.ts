@@ -103,7 +103,6 @@ export function assignFolds(patients: readonly FoldPatient[], seed: number, fold
   const normal = shuffle(patients.filter((p) => !p.covid));
   const result: Fold[] = [];
   for (let k = 0; k < folds; k++) {
-    const covidVal = covid.filter((_, i) => i % folds === k);
     const covidTrain = covid.filter((_, i) => i % folds !== k);
     const target = covidTrain.reduce((n, p) => n + p.images, 0);
     const start = Math.floor((k * normal.length) / folds);

@@ -195,8 +195,8 @@ export function applyAffine(
       // fill_mode 'nearest': clamping the sample point equals repeating the edge pixels.
       let sr = snap(a * r + b * col + c);
       let sc = snap(d * r + e * col + f);
-      sr = sr < 0 ? 0 : sr > maxR ? maxR : sr;
-      sc = sc < 0 ? 0 : sc > maxC ? maxC : sc;
+      sr = Math.max(0, Math.min(sr, maxR));
+      sc = Math.max(0, Math.min(sc, maxC));
       const r0 = Math.floor(sr);
       const c0 = Math.floor(sc);
       const fr = sr - r0;
