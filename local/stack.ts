@@ -56,7 +56,7 @@ export interface LocalStackOptions {
   readonly uploadModel?: ModelUpload;
   /** `COVIDCT_VOTE_THRESHOLD` of the deployment. */
   readonly voteThreshold?: number;
-  /** Handlers to drive instead of the real ones (tests of the stack itself). */
+  /** Handlers to drive instead of the real ones (tests of the stack itself); the others are loaded. */
   readonly handlers?: Partial<PipelineHandlers>;
   /** Run the worker process. @default true when a model is configured */
   readonly worker?: boolean;
@@ -128,16 +128,20 @@ function freePort(): Promise<number> {
   });
 }
 
+/** The handler modules, by name: `lambdas/{name}/handler.ts`. */
+export type HandlerName = keyof PipelineHandlers;
+
 /**
  * The real handlers, made over the stack's clients and configured from `env` (not process.env, so
  * several stacks can share a process). Each handler module exports `make{Name}Handler(clients,
- * config)` and `{name}ConfigFromEnv(env)`.
+ * config)` and `{name}ConfigFromEnv(env)`; only the modules of `names` are loaded.
  */
 export async function loadPipelineHandlers(
   clients: AwsClients,
   env: Readonly<Record<string, string>>,
-): Promise<PipelineHandlers> {
-  const load = async <T>(name: 'select' | 'aggregate' | 'api'): Promise<T> => {
+  names: readonly HandlerName[] = ['select', 'aggregate', 'api'],
+): Promise<Partial<PipelineHandlers>> {
+  const load = async (name: HandlerName): Promise<[HandlerName, unknown]> => {
     const specifier = `../lambdas/${name}/handler.js`;
     const Name = name[0]!.toUpperCase() + name.slice(1);
     // A computed specifier keeps this module free of compile-time ties to the handler modules.
@@ -147,14 +151,9 @@ export async function loadPipelineHandlers(
     if (typeof make !== 'function' || typeof configFromEnv !== 'function') {
       throw new Error(`${specifier}: expected exports make${Name}Handler and ${name}ConfigFromEnv`);
     }
-    return make(clients, configFromEnv({ ...process.env, ...env })) as T;
+    return [name, make(clients, configFromEnv({ ...process.env, ...env }))];
   };
-  const [select, aggregate, api] = await Promise.all([
-    load<SqsEventHandler>('select'),
-    load<SqsEventHandler>('aggregate'),
-    load<ApiHandler>('api'),
-  ]);
-  return { select, aggregate, api };
+  return Object.fromEntries(await Promise.all(names.map(load))) as Partial<PipelineHandlers>;
 }
 
 /** Start the local pipeline. */
@@ -219,10 +218,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     cleanups.push(() => router.stop());
 
     const given = options.handlers ?? {};
-    const handlers: PipelineHandlers =
-      given.select && given.aggregate && given.api
-        ? (given as PipelineHandlers)
-        : { ...(await loadPipelineHandlers(clients, env)), ...given };
+    const missing = (['select', 'aggregate', 'api'] as const).filter((name) => !given[name]);
+    const handlers = {
+      ...(missing.length > 0 ? await loadPipelineHandlers(clients, env, missing) : {}),
+      ...given,
+    } as PipelineHandlers;
 
     const poller = (queue: 'ingest' | 'votes', handler: SqsEventHandler, functionName: string) => {
       const source = startEventSource({

@@ -41,13 +41,12 @@ import { tempDir } from './helpers/tmp.js';
 
 const stack = useLocalStack();
 
-async function receiveAll(queueUrl: string, waitSeconds = 0) {
-  const { sqs } = stack.clients;
+async function receiveAll(queueUrl: string, sqs = stack.clients.sqs) {
   const response = await sqs.send(
     new ReceiveMessageCommand({
       QueueUrl: queueUrl,
       MaxNumberOfMessages: 10,
-      WaitTimeSeconds: waitSeconds,
+      WaitTimeSeconds: 0,
       MessageSystemAttributeNames: ['All'],
     }),
   );
@@ -596,5 +595,31 @@ describe('the whole local stack', () => {
     expect(stack.worker()).toMatchObject({ running: false, lastExit: { code: 0, signal: null } });
     expect(workerLines.filter((l) => l.includes('fake worker stopped'))).toHaveLength(1);
     await expect(fetch(`${stack.apiUrl}/health`)).rejects.toThrow();
+  });
+});
+
+describe('handler loading', () => {
+  it('loads the real select handler from lambdas/select/handler.ts, configured from the stack env, and drives it', async () => {
+    const stack = await startLocalStack({
+      worker: false,
+      pollWaitSeconds: 1,
+      handlers: { aggregate: async () => {}, api: async () => ({ statusCode: 204, body: '' }) },
+    });
+    try {
+      await stack.clients.s3.send(
+        new PutObjectCommand({
+          Bucket: stack.resources.bucket,
+          Key: 'incoming/h1/s-9/manifest.json',
+          Body: 'not json',
+        }),
+      );
+      await expect
+        .poll(() => stack.eventSources.select.stats.deleted, { timeout: 15_000, interval: 50 })
+        .toBe(1);
+      expect(stack.eventSources.select.stats).toMatchObject({ batches: 1, records: 1, failed: 0 });
+      expect(await receiveAll(stack.resources.queueUrls.ingestDlq, stack.clients.sqs)).toHaveLength(0);
+    } finally {
+      await stack.stop();
+    }
   });
 });
