@@ -4,14 +4,16 @@ import { describeError, InputError } from '../core/errors.js';
 import { registerBench } from './commands/bench.js';
 import { registerClassify } from './commands/classify.js';
 import { registerDev } from './commands/dev.js';
-import { registerDev } from './commands/dev.js';
 import { registerDiagnose } from './commands/diagnose.js';
 import { registerEvaluate } from './commands/evaluate.js';
 import { registerImportKeras } from './commands/import-keras.js';
 import { registerModel } from './commands/model.js';
 import { registerPhantom } from './commands/phantom.js';
 import { registerSelect } from './commands/select.js';
+import { registerStatus } from './commands/status.js';
 import { registerTrain } from './commands/train.js';
+import { registerUpload } from './commands/upload.js';
+import { registerWait } from './commands/wait.js';
 import { warn } from './io.js';
 
 /** Build the program with every command registered. */
@@ -28,7 +30,9 @@ export function buildProgram(): Command {
   registerClassify(program);
   registerDiagnose(program);
   registerBench(program);
-  registerDev(program);
+  registerUpload(program);
+  registerStatus(program);
+  registerWait(program);
   registerDev(program);
   registerTrain(program);
   registerEvaluate(program);

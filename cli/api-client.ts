@@ -1,0 +1,321 @@
+/**
+ * The hospital side of the pipeline's HTTP API: create a study and upload it (de-identified, manifest
+ * last), read a study's status, wait for it to finish. Used by `covidct upload`, `status` and `wait`;
+ * loaded only inside their actions.
+ *
+ * API (lambdas/api): `POST /studies` with `{ series: [ { id, slices: [ { name, sha256, size } ] } ],
+ * settings?: { voteThreshold } }` → `{ studyId, uploads: [ { key, url } ], manifest: { key, url, body } }`;
+ * `GET /studies/{id}` → the study's status. Every request carries the hospital's key in `x-api-key`.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { deidentifyDicom } from '../core/dicom/deidentify.js';
+import { fileSystemError, InputError, UnknownFormatError } from '../core/errors.js';
+import { detectFormat } from '../core/read.js';
+import { discoverStudy, forEachLimited } from '../core/study.js';
+
+/** A failed API call: `<METHOD> <path>: <status> <the server's message>`, one line. */
+export class ApiError extends InputError {
+  override name = 'ApiError';
+  constructor(
+    /** `POST /studies`, `PUT <key>`. */
+    request: string,
+    readonly status: number,
+    message: string,
+  ) {
+    super(request, `${status} ${message}`.trim());
+  }
+}
+
+/** Where the API is and who is calling. */
+export interface ApiTarget {
+  /** Base URL, e.g. `http://127.0.0.1:4566` or the API Gateway stage URL. */
+  readonly api: string;
+  readonly key: string;
+}
+
+function url(target: ApiTarget, path: string): string {
+  return `${target.api.replace(/\/+$/, '')}${path}`;
+}
+
+/** Call the API; JSON in and out; non-2xx responses become one-line {@link ApiError}s. */
+async function call<T>(target: ApiTarget, method: string, path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(url(target, path), {
+      method,
+      headers: {
+        'x-api-key': target.key,
+        accept: 'application/json',
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch (error) {
+    throw new InputError(
+      `${method} ${url(target, path)}`,
+      `cannot reach the API (${(error as Error).cause ?? (error as Error).message})`,
+    );
+  }
+  const text = await res.text();
+  if (!res.ok) {
+    let message = text.trim().split('\n')[0] ?? '';
+    try {
+      const parsed = JSON.parse(text) as { message?: unknown; error?: unknown };
+      message = String(parsed.message ?? parsed.error ?? message);
+    } catch {
+      // Not JSON: keep the first line of the text.
+    }
+    throw new ApiError(`${method} ${path}`, res.status, message || res.statusText);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new InputError(`${method} ${path}`, 'the response is not JSON');
+  }
+}
+
+/** One slice as the upload request lists it. */
+export interface UploadSlice {
+  /** File name in the bucket (one key segment). */
+  readonly name: string;
+  /** SHA-256 (hex) of the bytes uploaded (after de-identification). */
+  readonly sha256: string;
+  readonly size: number;
+}
+
+/** `POST /studies` body. */
+export interface CreateStudyRequest {
+  readonly series: readonly { readonly id: string; readonly slices: readonly UploadSlice[] }[];
+  readonly settings?: { readonly voteThreshold?: number };
+}
+
+/** `POST /studies` response. */
+export interface CreateStudyResponse {
+  readonly studyId: string;
+  readonly uploads: readonly { readonly key: string; readonly url: string }[];
+  readonly manifest: { readonly key: string; readonly url: string; readonly body: string };
+}
+
+/** `GET /studies/{id}` response (the fields the client shows; the API may send more). */
+export interface StudyStatus {
+  readonly studyId: string;
+  readonly status: 'RECEIVED' | 'SELECTING' | 'CLASSIFYING' | 'COMPLETE' | 'FAILED' | string;
+  readonly reason?: string;
+  readonly selectedCount?: number;
+  readonly classifiedCount?: number;
+  readonly covidCount?: number;
+  readonly covidFraction?: number | null;
+  readonly decision?: 'covid' | 'normal' | null;
+  readonly series?: readonly unknown[];
+  readonly [key: string]: unknown;
+}
+
+/** Ids and names the API accepts (lambdas/shared/messages.ts ID_PATTERN, NAME_PATTERN). */
+const ID_OK = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const NAME_OK = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** A local name as a key-safe segment: other characters become `_`, unique within `taken`. */
+export function safeSegment(name: string, maxLength: number, taken: Set<string>): string {
+  let base = name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._-]+/, '');
+  if (base === '') base = 'x';
+  base = base.slice(0, maxLength);
+  let candidate = base;
+  for (let n = 2; taken.has(candidate); n++) {
+    const suffix = `-${n}`;
+    candidate = `${base.slice(0, maxLength - suffix.length)}${suffix}`;
+  }
+  taken.add(candidate);
+  return candidate;
+}
+
+/**
+ * The bytes that leave the machine for one slice file: gunzipped, and for DICOM with patient
+ * identity stripped (core/dicom/deidentify.ts). TIFF slices carry no patient headers and go as they are.
+ */
+export async function uploadBytes(path: string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    throw fileSystemError(path, error);
+  }
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzipSync(bytes);
+  const format = detectFormat(bytes);
+  if (format === 'dicom') return deidentifyDicom(bytes, path).bytes;
+  if (format === 'tiff') return bytes;
+  throw new UnknownFormatError(path, 'not a TIFF or DICOM file, expected a CT slice');
+}
+
+interface PlannedSlice extends UploadSlice {
+  readonly path: string;
+}
+
+interface PlannedSeries {
+  readonly id: string;
+  readonly slices: PlannedSlice[];
+}
+
+/** What {@link uploadStudy} did. */
+export interface UploadResult {
+  readonly studyId: string;
+  readonly series: number;
+  readonly slices: number;
+  readonly bytes: number;
+}
+
+/** Options of {@link uploadStudy}. */
+export interface UploadOptions extends ApiTarget {
+  /** A slice file, a series folder or a study folder. */
+  readonly path: string;
+  readonly threshold?: number;
+  /** PUTs at once. @default 8 */
+  readonly concurrency?: number;
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+/** PUT bytes to a presigned URL, retrying twice on network errors and 5xx. */
+async function put(target: string, body: Uint8Array | string, what: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await fetch(target, { method: 'PUT', body });
+      if (res.ok) return;
+      if (res.status < 500 || attempt >= 3) {
+        const text = (await res.text()).replace(/\s+/g, ' ').slice(0, 200);
+        throw new ApiError(`PUT ${what}`, res.status, text);
+      }
+    } catch (error) {
+      if (error instanceof ApiError || attempt >= 3) {
+        if (error instanceof ApiError) throw error;
+        throw new InputError(
+          `PUT ${what}`,
+          `upload failed (${(error as Error).cause ?? (error as Error).message})`,
+        );
+      }
+    }
+    await new Promise((r) => setTimeout(r, 250 * attempt));
+  }
+}
+
+/**
+ * Upload a study: discover its series, de-identify and hash every slice (nothing is sent until
+ * every file has been read), create the study, PUT every slice with bounded concurrency, then the
+ * manifest, last, which starts the pipeline.
+ */
+export async function uploadStudy(options: UploadOptions): Promise<UploadResult> {
+  const layout = await discoverStudy(options.path);
+  const seriesIds = new Set<string>();
+  const planned: PlannedSeries[] = [];
+  let total = 0;
+  for (const folder of layout.folders) {
+    const id = safeSegment(folder.id === '.' ? basename(folder.folder) : folder.id, 64, seriesIds);
+    const names = new Set<string>();
+    const slices: PlannedSlice[] = [];
+    for (const path of folder.files) {
+      const bytes = await uploadBytes(path);
+      slices.push({
+        path,
+        name: safeSegment(basename(path).replace(/\.gz$/i, ''), 128, names),
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        size: bytes.length,
+      });
+    }
+    planned.push({ id, slices });
+    total += slices.length;
+  }
+  for (const s of planned) {
+    if (!ID_OK.test(s.id)) throw new InputError(s.id, 'series id is not key-safe');
+    for (const slice of s.slices)
+      if (!NAME_OK.test(slice.name)) throw new InputError(slice.path, 'name is not key-safe');
+  }
+
+  const request: CreateStudyRequest = {
+    series: planned.map((s) => ({
+      id: s.id,
+      slices: s.slices.map(({ name, sha256, size }) => ({ name, sha256, size })),
+    })),
+    ...(options.threshold === undefined ? {} : { settings: { voteThreshold: options.threshold } }),
+  };
+  const created = await call<CreateStudyResponse>(options, 'POST', '/studies', request);
+  if (
+    typeof created?.studyId !== 'string' ||
+    !Array.isArray(created.uploads) ||
+    created.manifest === undefined
+  ) {
+    throw new InputError('POST /studies', 'expected { studyId, uploads, manifest } in the response');
+  }
+  const jobs = planned.flatMap((s) =>
+    s.slices.map((slice) => {
+      const suffix = `/${s.id}/${slice.name}`;
+      const match = created.uploads.find((u) => u.key.endsWith(suffix));
+      if (match === undefined) throw new InputError('POST /studies', `no upload URL for ${suffix.slice(1)}`);
+      return { slice, url: match.url, key: match.key };
+    }),
+  );
+  let done = 0;
+  let bytes = 0;
+  await forEachLimited(jobs, options.concurrency ?? 8, async ({ slice, url: target, key }) => {
+    const body = await uploadBytes(slice.path);
+    // Same bytes as hashed: de-identification is deterministic; a file changed meanwhile is caught here.
+    const sha = createHash('sha256').update(body).digest('hex');
+    if (sha !== slice.sha256) throw new InputError(slice.path, 'the file changed during the upload');
+    await put(target, body, key);
+    bytes += body.length;
+    options.onProgress?.(++done, total);
+  });
+  await put(created.manifest.url, created.manifest.body, created.manifest.key);
+  return { studyId: created.studyId, series: planned.length, slices: total, bytes };
+}
+
+/** `GET /studies/{id}`. */
+export function getStudy(target: ApiTarget, studyId: string): Promise<StudyStatus> {
+  return call<StudyStatus>(target, 'GET', `/studies/${encodeURIComponent(studyId)}`);
+}
+
+/** Whether a status is final. */
+export function isFinished(status: StudyStatus): boolean {
+  return status.status === 'COMPLETE' || status.status === 'FAILED';
+}
+
+/** Options of {@link waitForStudy}. */
+export interface WaitOptions extends ApiTarget {
+  readonly studyId: string;
+  /** Give up after this many seconds. @default 600 */
+  readonly timeoutSeconds?: number;
+  /** Poll period. @default 2 */
+  readonly intervalSeconds?: number;
+  readonly onProgress?: (status: StudyStatus) => void;
+}
+
+/** Poll until the study is COMPLETE or FAILED; resolves with the last status and whether it timed out. */
+export async function waitForStudy(
+  options: WaitOptions,
+): Promise<{ status: StudyStatus; timedOut: boolean }> {
+  const deadline = Date.now() + (options.timeoutSeconds ?? 600) * 1000;
+  const interval = (options.intervalSeconds ?? 2) * 1000;
+  for (;;) {
+    const status = await getStudy(options, options.studyId);
+    options.onProgress?.(status);
+    if (isFinished(status)) return { status, timedOut: false };
+    if (Date.now() + interval > deadline) return { status, timedOut: true };
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+/** A status as a few lines for people. */
+export function formatStatus(s: StudyStatus): string {
+  const lines = [`${s.studyId}: ${s.status}${s.reason ? ` (${s.reason})` : ''}`];
+  if (s.selectedCount !== undefined) {
+    lines.push(
+      `  classified ${s.classifiedCount ?? 0} of ${s.selectedCount} selected slices, ${s.covidCount ?? 0} COVID`,
+    );
+  }
+  if (s.decision !== undefined && s.decision !== null) {
+    const fraction =
+      typeof s.covidFraction === 'number' ? ` (${(s.covidFraction * 100).toFixed(1)} % COVID slices)` : '';
+    lines.push(`  decision: ${s.decision}${fraction}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
