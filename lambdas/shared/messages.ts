@@ -286,6 +286,114 @@ export function parseManifest(json: string, where: { hospital: string; studyId: 
 }
 
 // ---------------------------------------------------------------------------------------------
+// POST /studies request body
+
+const createStudySchema = v.strictObject(
+  {
+    series: v.pipe(
+      v.array(
+        v.strictObject(
+          {
+            id: id('series id'),
+            slices: v.pipe(
+              v.array(
+                v.strictObject(
+                  {
+                    name: v.pipe(
+                      v.string('expected a file name'),
+                      v.regex(NAME_PATTERN, "expected a file name of 1-128 letters, digits, '.', '_' or '-'"),
+                    ),
+                    sha256,
+                    size: v.pipe(
+                      v.number('expected a number of bytes'),
+                      v.integer('expected a whole number of bytes'),
+                      v.minValue(1, 'expected at least 1 byte'),
+                      v.maxValue(
+                        PIPELINE_DEFAULTS.maxSliceBytes,
+                        `expected at most ${PIPELINE_DEFAULTS.maxSliceBytes} bytes`,
+                      ),
+                    ),
+                  },
+                  (issue) =>
+                    issue.expected === 'never' ? 'unknown field' : 'expected { name, sha256, size }',
+                ),
+                'expected an array of slices',
+              ),
+              v.minLength(1, 'expected at least one slice'),
+              v.maxLength(
+                PIPELINE_DEFAULTS.maxSlicesPerStudy,
+                `expected at most ${PIPELINE_DEFAULTS.maxSlicesPerStudy} slices`,
+              ),
+            ),
+          },
+          (issue) => (issue.expected === 'never' ? 'unknown field' : 'expected { id, slices }'),
+        ),
+        'expected an array of series',
+      ),
+      v.minLength(1, 'expected at least one series'),
+    ),
+    settings: v.optional(
+      v.strictObject({ voteThreshold: v.optional(threshold) }, (issue) =>
+        issue.expected === 'never' ? 'unknown setting (known: voteThreshold)' : 'expected { voteThreshold? }',
+      ),
+    ),
+  },
+  (issue) => (issue.expected === 'never' ? 'unknown field' : 'expected { series, settings? }'),
+);
+
+/** The body of `POST /studies`: what the client will upload (names, hashes, sizes), not yet where. */
+export interface CreateStudyRequest {
+  readonly series: ReadonlyArray<{
+    readonly id: string;
+    readonly slices: ReadonlyArray<{ readonly name: string; readonly sha256: string; readonly size: number }>;
+  }>;
+  readonly settings?: { readonly voteThreshold?: number };
+}
+
+/** Parse a `POST /studies` body: schema, no duplicate series ids or names within a series, the slice bound. */
+export function parseCreateStudyRequest(json: string): CreateStudyRequest {
+  const request: CreateStudyRequest = validate('body', createStudySchema, parseJson('body', json));
+  checkUnique(
+    request.series.map((s) => s.id),
+    (i) => `body.series[${i}].id`,
+    'series id',
+  );
+  let total = 0;
+  request.series.forEach((s, i) => {
+    checkUnique(
+      s.slices.map((slice) => slice.name),
+      (j) => `body.series[${i}].slices[${j}].name`,
+      'slice name',
+    );
+    total += s.slices.length;
+  });
+  if (total > PIPELINE_DEFAULTS.maxSlicesPerStudy) {
+    throw new MessageError(
+      'body.series',
+      `${total} slices in all, expected at most ${PIPELINE_DEFAULTS.maxSlicesPerStudy}`,
+    );
+  }
+  return request;
+}
+
+/** The manifest a created study must upload last: the request's slices at their keys. */
+export function manifestFor(hospital: string, studyId: string, request: CreateStudyRequest): Manifest {
+  return {
+    version: 1,
+    studyId,
+    series: request.series.map((s) => ({
+      id: s.id,
+      slices: s.slices.map((slice) => ({
+        key: sliceKey(hospital, studyId, s.id, slice.name),
+        sha256: slice.sha256,
+        size: slice.size,
+      })),
+    })),
+    ...(request.settings ? { settings: request.settings } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // S3 event records (as S3 sends them to SQS)
 
 const s3RecordSchema = v.object({

@@ -1,0 +1,229 @@
+/**
+ * The status API's routes as plain functions over injected clients (handler.ts maps API Gateway
+ * REST proxy events onto them). Every route runs as one hospital, the one its API key maps to;
+ * a study of another hospital is looked up under that hospital's key and so is simply not found.
+ */
+import { randomUUID } from 'node:crypto';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { vote } from '../../core/vote.js';
+import { ConditionFailedError, HttpError } from '../shared/errors.js';
+import {
+  ID_PATTERN,
+  manifestFor,
+  manifestKey,
+  parseCreateStudyRequest,
+  parseManifest,
+} from '../shared/messages.js';
+import { PIPELINE_DEFAULTS } from '../shared/resources.js';
+import {
+  STUDY_STATUSES,
+  type StudyRecord,
+  type StudyStatus,
+  type StudyStore,
+  type StudySummary,
+} from '../shared/store.js';
+
+/** What the API routes need. */
+export interface ApiDeps {
+  readonly s3: S3Client;
+  /** Signs URLs; see {@link presignClientFor}. */
+  readonly presigner: S3Client;
+  readonly store: StudyStore;
+  readonly bucket: string;
+  /** The deployment's vote threshold when a study sets none. */
+  readonly defaultThreshold: number;
+  /** @default PIPELINE_DEFAULTS.presignSeconds */
+  readonly presignSeconds?: number;
+}
+
+/**
+ * A client for presigning that computes no flexible checksums: with the SDK's default
+ * (`WHEN_SUPPORTED`) a presigned PUT carries the CRC32 of an empty body and S3 rejects the upload.
+ * Same region, credentials and endpoint as `s3`.
+ */
+export function presignClientFor(s3: S3Client): S3Client {
+  const c = s3.config;
+  return new S3Client({
+    region: c.region,
+    credentials: c.credentials,
+    ...(c.isCustomEndpoint && c.endpoint ? { endpoint: c.endpoint } : {}),
+    forcePathStyle: c.forcePathStyle,
+    useFipsEndpoint: c.useFipsEndpoint,
+    useDualstackEndpoint: c.useDualstackEndpoint,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+/** A route's answer: status and JSON body. */
+export interface ApiResult {
+  readonly statusCode: number;
+  readonly body: unknown;
+}
+
+const NOT_FOUND = (): HttpError => new HttpError(404, 'study not found');
+
+/** `POST /studies`: create the study (RECEIVED) and hand out upload URLs under the hospital's prefix. */
+export async function createStudy(deps: ApiDeps, hospital: string, body: string): Promise<ApiResult> {
+  const request = parseCreateStudyRequest(body);
+  const threshold = request.settings?.voteThreshold ?? deps.defaultThreshold;
+  let studyId = randomUUID();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await deps.store.createStudy({ hospital, studyId, threshold });
+      break;
+    } catch (error) {
+      // A UUID collision is all but impossible; a second try costs nothing.
+      if (!(error instanceof ConditionFailedError) || attempt > 0) throw error;
+      studyId = randomUUID();
+    }
+  }
+  const manifest = manifestFor(hospital, studyId, request);
+  parseManifest(JSON.stringify(manifest), { hospital, studyId }); // the select Lambda will check the same
+  const expiresIn = deps.presignSeconds ?? PIPELINE_DEFAULTS.presignSeconds;
+  const put = (key: string) =>
+    getSignedUrl(deps.presigner, new PutObjectCommand({ Bucket: deps.bucket, Key: key }), { expiresIn });
+  const uploads = [];
+  for (const series of manifest.series) {
+    for (const slice of series.slices)
+      uploads.push({ seriesId: series.id, key: slice.key, url: await put(slice.key) });
+  }
+  const key = manifestKey(hospital, studyId);
+  return {
+    statusCode: 201,
+    body: {
+      studyId,
+      status: 'RECEIVED',
+      expiresIn,
+      uploads,
+      manifest: { key, url: await put(key), body: manifest },
+    },
+  };
+}
+
+/** The study of this hospital, or a 404 that looks the same for a missing id and another hospital's. */
+async function ownStudy(deps: ApiDeps, hospital: string, studyId: string): Promise<StudyRecord> {
+  if (!ID_PATTERN.test(studyId)) throw NOT_FOUND();
+  const study = await deps.store.getStudy(hospital, studyId);
+  if (!study) throw NOT_FOUND();
+  return study;
+}
+
+/** `GET /studies/{id}`: status, counts and the decision (null until COMPLETE), per series too. */
+export async function getStudyStatus(deps: ApiDeps, hospital: string, studyId: string): Promise<ApiResult> {
+  const study = await ownStudy(deps, hospital, studyId);
+  const counted = study.status === 'CLASSIFYING' || study.status === 'COMPLETE';
+  const votes = counted ? await deps.store.listVotes(hospital, studyId) : [];
+  const labels = new Map<string, ('covid' | 'normal')[]>();
+  for (const v of votes) labels.set(v.seriesId, [...(labels.get(v.seriesId) ?? []), v.label]);
+  const complete = study.status === 'COMPLETE';
+  const overall = vote(
+    votes.map((v) => v.label),
+    study.threshold,
+    study.selectedCount,
+  );
+  return {
+    statusCode: 200,
+    body: {
+      studyId: study.studyId,
+      status: study.status,
+      ...(study.reason !== undefined ? { reason: study.reason } : {}),
+      selectedCount: study.selectedCount,
+      classifiedCount: overall.classifiedCount,
+      covidCount: overall.covidCount,
+      covidFraction: overall.covidFraction,
+      // A partial vote is no decision: it is given once every selected slice has voted.
+      decision: complete ? (study.outcome?.decision ?? overall.decision) : null,
+      threshold: study.threshold,
+      createdAt: study.createdAt,
+      updatedAt: study.updatedAt,
+      ...(study.model ? { model: study.model } : {}),
+      timings: study.timings,
+      series: (study.series ?? []).map((s) => {
+        const sv = vote(labels.get(s.id) ?? [], study.threshold, s.selectedCount);
+        return {
+          id: s.id,
+          status: s.status,
+          ...(s.reason !== undefined ? { reason: s.reason } : {}),
+          sliceCount: s.slices.length,
+          selectedCount: s.selectedCount,
+          classifiedCount: sv.classifiedCount,
+          covidCount: sv.covidCount,
+          covidFraction: sv.covidFraction,
+          decision: complete && s.status === 'SELECTED' ? sv.decision : null,
+        };
+      }),
+    },
+  };
+}
+
+/** One study in a listing. */
+function listed(study: StudySummary) {
+  return {
+    studyId: study.studyId,
+    status: study.status,
+    ...(study.reason !== undefined ? { reason: study.reason } : {}),
+    createdAt: study.createdAt,
+    updatedAt: study.updatedAt,
+    selectedCount: study.selectedCount,
+    decision: study.outcome?.decision ?? null,
+    covidFraction: study.outcome?.covidFraction ?? null,
+  };
+}
+
+/** `GET /studies?status=&limit=&cursor=`: this hospital's studies, newest first. */
+export async function listStudies(
+  deps: ApiDeps,
+  hospital: string,
+  query: Readonly<Record<string, string | undefined>>,
+): Promise<ApiResult> {
+  const status = query.status;
+  if (status !== undefined && !STUDY_STATUSES.includes(status as StudyStatus)) {
+    throw new HttpError(400, `status: '${status}' is not one of ${STUDY_STATUSES.join(', ')}`);
+  }
+  const limitText = query.limit ?? '20';
+  const limit = Number(limitText);
+  if (!/^\d+$/.test(limitText) || limit < 1 || limit > 100) {
+    throw new HttpError(400, `limit: '${limitText}' is not a whole number from 1 to 100`);
+  }
+  const page = await deps.store.listStudies(hospital, {
+    limit,
+    ...(status !== undefined ? { status: status as StudyStatus } : {}),
+    ...(query.cursor !== undefined ? { cursor: query.cursor } : {}),
+  });
+  return {
+    statusCode: 200,
+    body: {
+      studies: page.studies.map(listed),
+      ...(page.cursor !== undefined ? { cursor: page.cursor } : {}),
+    },
+  };
+}
+
+/** `GET /studies/{id}/report`: the stored report, each heatmap with a presigned GET URL. */
+export async function getReport(deps: ApiDeps, hospital: string, studyId: string): Promise<ApiResult> {
+  const study = await ownStudy(deps, hospital, studyId);
+  if (study.status !== 'COMPLETE' || !study.reportKey) {
+    throw new HttpError(409, `study is ${study.status}: the report exists once it is COMPLETE`);
+  }
+  const out = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: study.reportKey }));
+  const report = JSON.parse(await out.Body!.transformToString()) as {
+    series?: { slices?: { vote?: { heatmapKey?: string; heatmapUrl?: string } }[] }[];
+  };
+  const expiresIn = deps.presignSeconds ?? PIPELINE_DEFAULTS.presignSeconds;
+  for (const series of report.series ?? []) {
+    for (const slice of series.slices ?? []) {
+      const key = slice.vote?.heatmapKey;
+      // The aggregate Lambda only stores heatmap keys under this study's results prefix.
+      if (slice.vote && key) {
+        slice.vote.heatmapUrl = await getSignedUrl(
+          deps.presigner,
+          new GetObjectCommand({ Bucket: deps.bucket, Key: key }),
+          { expiresIn },
+        );
+      }
+    }
+  }
+  return { statusCode: 200, body: { ...report, expiresIn } };
+}
