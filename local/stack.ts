@@ -238,13 +238,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         ...(options.pollWaitSeconds !== undefined ? { pollWaitSeconds: options.pollWaitSeconds } : {}),
         onError: (error) => onError(error, functionName),
       });
-      cleanups.push(() => source.stop());
       return source;
     };
     const eventSources = {
       select: poller('ingest', handlers.select, 'covidct-select'),
       aggregate: poller('votes', handlers.aggregate, 'covidct-aggregate'),
     };
+    // Both drain at once (each waits out at most one short poll and its batch in flight).
+    cleanups.push(async () => {
+      await Promise.all([eventSources.select.stop(), eventSources.aggregate.stop()]);
+    });
 
     // The worker: a child process, as on ECS. Stopped before the pollers so its last votes count.
     let child: ChildProcess | undefined;
