@@ -133,27 +133,31 @@ export type HandlerName = keyof PipelineHandlers;
 
 /**
  * The real handlers, made over the stack's clients and configured from `env` (not process.env, so
- * several stacks can share a process). Each handler module exports `make{Name}Handler(clients,
- * config)` and `{name}ConfigFromEnv(env)`; only the modules of `names` are loaded.
+ * several stacks can share a process); only the modules of `names` are loaded.
  */
 export async function loadPipelineHandlers(
   clients: AwsClients,
   env: Readonly<Record<string, string>>,
   names: readonly HandlerName[] = ['select', 'aggregate', 'api'],
 ): Promise<Partial<PipelineHandlers>> {
-  const load = async (name: HandlerName): Promise<[HandlerName, unknown]> => {
-    const specifier = `../lambdas/${name}/handler.js`;
-    const Name = name[0]!.toUpperCase() + name.slice(1);
-    // A computed specifier keeps this module free of compile-time ties to the handler modules.
-    const module = (await import(specifier)) as Record<string, unknown>;
-    const make = module[`make${Name}Handler`];
-    const configFromEnv = module[`${name}ConfigFromEnv`];
-    if (typeof make !== 'function' || typeof configFromEnv !== 'function') {
-      throw new Error(`${specifier}: expected exports make${Name}Handler and ${name}ConfigFromEnv`);
-    }
-    return [name, make(clients, configFromEnv({ ...process.env, ...env }))];
+  const config = { ...process.env, ...env };
+  const loaders: { [K in HandlerName]: () => Promise<PipelineHandlers[K]> } = {
+    select: async () => {
+      const m = await import('../lambdas/select/handler.js');
+      return m.makeSelectHandler(clients, m.selectConfigFromEnv(config));
+    },
+    aggregate: async () => {
+      const m = await import('../lambdas/aggregate/handler.js');
+      return m.makeAggregateHandler(clients, m.aggregateConfigFromEnv(config));
+    },
+    api: async () => {
+      const m = await import('../lambdas/api/handler.js');
+      return m.makeApiHandler(clients, m.apiConfigFromEnv(config));
+    },
   };
-  return Object.fromEntries(await Promise.all(names.map(load))) as Partial<PipelineHandlers>;
+  return Object.fromEntries(
+    await Promise.all(names.map(async (name) => [name, await loaders[name]()] as const)),
+  ) as Partial<PipelineHandlers>;
 }
 
 /** Start the local pipeline. */

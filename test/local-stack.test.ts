@@ -599,11 +599,12 @@ describe('the whole local stack', () => {
 });
 
 describe('handler loading', () => {
-  it('loads the real select handler from lambdas/select/handler.ts, configured from the stack env, and drives it', async () => {
+  it('loads the real handlers from lambdas/*/handler.ts, configured from the stack env, and drives them', async () => {
     const stack = await startLocalStack({
       worker: false,
       pollWaitSeconds: 1,
-      handlers: { aggregate: async () => {}, api: async () => ({ statusCode: 204, body: '' }) },
+      hospitals: [{ hospital: 'h1', apiKey: 'key-1' }],
+      onError: () => {},
     });
     try {
       await stack.clients.s3.send(
@@ -618,6 +619,11 @@ describe('handler loading', () => {
         .toBe(1);
       expect(stack.eventSources.select.stats).toMatchObject({ batches: 1, records: 1, failed: 0 });
       expect(await receiveAll(stack.resources.queueUrls.ingestDlq, stack.clients.sqs)).toHaveLength(0);
+      // The api handler answers through the emulated API Gateway with the registered key only.
+      const listed = await fetch(`${stack.apiUrl}/studies`, { headers: { 'x-api-key': 'key-1' } });
+      expect(listed.status).toBe(200);
+      const denied = await fetch(`${stack.apiUrl}/studies`, { headers: { 'x-api-key': 'wrong' } });
+      expect(denied.status).toBeGreaterThanOrEqual(400);
     } finally {
       await stack.stop();
     }
