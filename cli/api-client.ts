@@ -96,7 +96,8 @@ export interface CreateStudyRequest {
 export interface CreateStudyResponse {
   readonly studyId: string;
   readonly uploads: readonly { readonly key: string; readonly url: string }[];
-  readonly manifest: { readonly key: string; readonly url: string; readonly body: string };
+  /** `body` is the manifest to PUT: the API sends it as a JSON object (a string is taken as is). */
+  readonly manifest: { readonly key: string; readonly url: string; readonly body: unknown };
 }
 
 /** `GET /studies/{id}` response (the fields the client shows; the API may send more). */
@@ -265,7 +266,9 @@ export async function uploadStudy(options: UploadOptions): Promise<UploadResult>
     bytes += body.length;
     options.onProgress?.(++done, total);
   });
-  await put(created.manifest.url, created.manifest.body, created.manifest.key);
+  const manifestBody =
+    typeof created.manifest.body === 'string' ? created.manifest.body : JSON.stringify(created.manifest.body);
+  await put(created.manifest.url, manifestBody, created.manifest.key);
   return { studyId: created.studyId, series: planned.length, slices: total, bytes };
 }
 

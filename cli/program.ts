@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { describeError, InputError } from '../core/errors.js';
 import { registerBench } from './commands/bench.js';
 import { registerClassify } from './commands/classify.js';
+import { registerDemo } from './commands/demo.js';
 import { registerDev } from './commands/dev.js';
 import { registerDiagnose } from './commands/diagnose.js';
 import { registerEvaluate } from './commands/evaluate.js';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerWait(program);
   registerDev(program);
+  registerDemo(program);
   registerTrain(program);
   registerEvaluate(program);
   return program;
