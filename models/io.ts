@@ -8,6 +8,7 @@ import { io } from '@tensorflow/tfjs-core';
 import { type LayersModel, loadLayersModel } from '@tensorflow/tfjs-layers';
 import { InputError } from '../core/errors.js';
 import { CLASS_NAMES } from './classes.js';
+import { isSeededManifest, materializeSeeded } from './seeded.js';
 // Registers UpsampleLike so saved FPN models deserialize.
 import './layers/upsample-like.js';
 
@@ -146,7 +147,10 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
   const manifest = await readManifest(dir);
   const artifacts = await readArtifacts(dir);
   try {
-    const model = await loadLayersModel(io.fromMemory(artifacts));
+    // A compact seeded folder (models/seeded.ts): fixed weights regenerated, stored ones set.
+    const model = isSeededManifest(manifest)
+      ? await materializeSeeded(artifacts, manifest)
+      : await loadLayersModel(io.fromMemory(artifacts));
     return { model, manifest };
   } catch (error) {
     throw new ModelFolderError(

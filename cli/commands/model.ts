@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { printJson } from '../io.js';
+import { registerModelSeed } from './model-seed.js';
 import { registerModelUpload } from './model-upload.js';
 
 /** What `model info --json` prints. */
@@ -22,6 +23,7 @@ export const ARCHITECTURES_HELP = 'resnet50v2-fpn, resnet50v2, xception';
 export function registerModel(program: Command): void {
   const model = program.command('model').description('inspect classifier models');
   registerModelUpload(model);
+  registerModelSeed(model);
   model
     .command('info')
     .description('architecture, parameter count, input shape and layer names of a model')

@@ -156,9 +156,15 @@ export function registerTrain(program: Command): void {
         }
         prefer = b;
       }
-      const backend = await train.ensureGradientBackend((line) => process.stderr.write(`${line}\n`), prefer);
+      // Heads only without augmentation: the frozen part's features are cached once per slice
+      // (models/train/cached.ts); they are computed on the inference backend (wasm), the heads on cpu.
+      const cached = trainable === 'heads' && o.augment === false && o.resume === undefined;
+      const backend = cached
+        ? (await backendMod.initBackend(prefer === undefined ? {} : { prefer })).name
+        : await train.ensureGradientBackend((line) => process.stderr.write(`${line}\n`), prefer);
 
       let model: import('@tensorflow/tfjs-layers').LayersModel;
+      let seededInit: import('../../models/seeded.js').SeededManifest | undefined;
       let settings: import('../../models/train/checkpoint.js').TrainSettings;
       let start: import('../../models/train/train.js').TrainStart | undefined;
       let optimizer: import('../../models/train/nadam.js').NadamOptimizer | undefined;
@@ -201,6 +207,8 @@ export function registerTrain(program: Command): void {
         if (o.initWeights !== undefined) {
           const loaded = await io.loadModel(o.initWeights);
           model = loaded.model;
+          const seeded = await import('../../models/seeded.js');
+          if (seeded.isSeededManifest(loaded.manifest)) seededInit = loaded.manifest;
           arch = o.arch ?? loaded.manifest?.arch ?? model.name;
           const [h] = predict.modelInputShape(model);
           if (o.inputSize !== undefined && o.inputSize !== h) {
@@ -251,6 +259,10 @@ export function registerTrain(program: Command): void {
       if (sets.validation.length === 0) {
         warn('no validation set: best/ follows the training accuracy');
       }
+      if (cached) {
+        await trainCached(model, sets, settings, epochs, outDir!, seededInit);
+        return;
+      }
       let progress = startProgress('epoch', 1);
       const result = await train.trainModel({
         model,
@@ -287,4 +299,85 @@ export function registerTrain(program: Command): void {
         `${outDir}: best/ from epoch ${best.epoch} (${best.monitor} ${best.value?.toFixed(4) ?? '-'}), last/ after epoch ${result.epochs.at(-1)?.epoch ?? start?.epoch ?? 0}, metrics in metrics.jsonl\n`,
       );
     });
+}
+
+/** Print one epoch's line (both training paths). */
+function epochLine(m: import('../../models/train/train.js').EpochMetrics, epochs: number): string {
+  const val =
+    m.valAccuracy === null
+      ? ''
+      : `  val_loss ${m.valLoss!.toFixed(4)}  val_accuracy ${m.valAccuracy.toFixed(4)}`;
+  return (
+    `epoch ${m.epoch}/${epochs}  loss ${m.loss.toFixed(4)}  accuracy ${m.accuracy.toFixed(4)}${val}` +
+    `${m.best ? '  (best)' : ''}  ${m.seconds.toFixed(2)} s\n`
+  );
+}
+
+/**
+ * Heads only, no augmentation: features cached once, heads trained on them. best/ and last/ are
+ * compact seeded folders when the initial weights were one, plain model folders otherwise; no
+ * optimizer state is written (epochs cost seconds: rerun rather than resume).
+ */
+async function trainCached(
+  model: import('@tensorflow/tfjs-layers').LayersModel,
+  sets: {
+    train: import('../../core/dataset.js').LabelledSlice[];
+    validation: import('../../core/dataset.js').LabelledSlice[];
+  },
+  settings: import('../../models/train/checkpoint.js').TrainSettings,
+  epochs: number,
+  outDir: string,
+  seededInit: import('../../models/seeded.js').SeededManifest | undefined,
+): Promise<void> {
+  const [cachedMod, io, seeded] = await Promise.all([
+    import('../../models/train/cached.js'),
+    import('../../models/io.js'),
+    import('../../models/seeded.js'),
+  ]);
+  const createdBy = `covidct train (${settings.arch}, ${settings.inputSize}×${settings.inputSize}, heads on cached features)`;
+  const save = async (m: import('@tensorflow/tfjs-layers').LayersModel, dir: string) => {
+    if (seededInit === undefined) {
+      await io.saveModel(m, dir, { arch: settings.arch, classes: ['covid', 'normal'], createdBy });
+      return;
+    }
+    await seeded.saveSeededModel(m, dir, {
+      arch: seededInit.arch,
+      width: seededInit.width,
+      inputSize: seededInit.inputSize,
+      seed: seededInit.seed,
+      createdBy,
+      ...(seededInit.notes === undefined ? {} : { notes: seededInit.notes }),
+    });
+  };
+  process.stderr.write(
+    'covidct: heads only without augmentation: caching the frozen features once per slice\n',
+  );
+  let progress = startProgress('features', 1);
+  let phase = '';
+  const result = await cachedMod.trainHeadsCached({
+    model,
+    train: sets.train,
+    validation: sets.validation,
+    settings,
+    epochs,
+    outDir,
+    save,
+    onFeatures: (set, done, total) => {
+      if (set !== phase) {
+        progress.stop();
+        phase = set;
+        progress = startProgress(`features (${set})`, 1);
+      }
+      progress.update(done, total);
+    },
+    onEpoch: (m) => {
+      progress.stop();
+      process.stderr.write(epochLine(m, epochs));
+    },
+  });
+  progress.stop();
+  const best = result.best;
+  process.stdout.write(
+    `${outDir}: features cached in ${result.featureSeconds.toFixed(0)} s; best/ from epoch ${best.epoch} (${best.monitor} ${best.value?.toFixed(4) ?? '-'}), last/ after epoch ${result.epochs.at(-1)?.epoch ?? 0}, metrics in metrics.jsonl\n`,
+  );
 }
