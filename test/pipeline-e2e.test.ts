@@ -1,0 +1,318 @@
+/**
+ * The whole pipeline on the local stack with the real worker process: the real sample series
+ * uploaded as a hospital's PACS would send it (DICOM headers with the patient's name and ID, not
+ * de-identified) completes with its 12 selected slices counted once; a repeated manifest event and
+ * a repeated inference message change nothing; a worker killed with SIGKILL in the middle of a
+ * study and restarted still completes it with every slice counted once and one notification; and
+ * no DynamoDB item, S3 result object, notification or log line carries the patient's identity.
+ * The model is the paper's architecture at 1/16 width (fast on this machine): what is tested
+ * here is the plumbing, not the decision.
+ */
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { SubscribeCommand } from '@aws-sdk/client-sns';
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+} from '@aws-sdk/client-sqs';
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getStudy, uploadStudy, waitForStudy } from '../cli/api-client.js';
+import { writePhantomSeries } from '../cli/commands/phantom.js';
+import {
+  makeS3EventBody,
+  manifestKey,
+  parseStudyNotification,
+  sliceKey,
+} from '../lambdas/shared/messages.js';
+import { TOPIC } from '../lambdas/shared/resources.js';
+import { StudyStore } from '../lambdas/shared/store.js';
+import { type LocalStack, startLocalStack } from '../local/stack.js';
+import { initBackend } from '../models/backend.js';
+import { CLASS_NAMES } from '../models/classes.js';
+import { saveModel } from '../models/io.js';
+import { buildArchitecture } from '../models/registry.js';
+import { tempDir } from './helpers/tmp.js';
+
+const B70F = join(import.meta.dirname, 'fixtures/lung-pet-ct-dx-A0002/B70f');
+/** What the fixture's DICOM headers say of the patient (PatientName and PatientID). */
+const PHI = ['Lung_Dx-A0002', 'Lung_Dx', 'A0002'];
+const A = { hospital: 'hospital-a', apiKey: 'e2e-key-hospital-a-0123456789' };
+const B = { hospital: 'hospital-b', apiKey: 'e2e-key-hospital-b-0123456789' };
+
+const work = tempDir('covidct-e2e-');
+let stack: LocalStack;
+let store: StudyStore;
+let notifications: string;
+const logs: string[] = [];
+const errors: string[] = [];
+const restoreStdout = process.stdout.write.bind(process.stdout);
+
+beforeAll(async () => {
+  await initBackend({ prefer: 'wasm', log: () => {} });
+  const model = buildArchitecture('resnet50v2-fpn', { width: 1 / 16 });
+  await saveModel(model, join(work, 'model'), {
+    arch: 'resnet50v2-fpn',
+    classes: [...CLASS_NAMES],
+    createdBy: 'covidct e2e test',
+  });
+  model.dispose();
+  // The in-process Lambdas log to stdout: keep every line for the patient-data scan.
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    logs.push(String(chunk));
+    return (restoreStdout as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
+  }) as typeof process.stdout.write;
+  stack = await startLocalStack({
+    hospitals: [A, B],
+    uploadModel: { dir: join(work, 'model'), name: 'e2e', version: '1' },
+    workerEnv: { COVIDCT_POOL_SIZE: '1', COVIDCT_WORKER_BATCH_SLICES: '4', COVIDCT_WORKER_WAIT_SECONDS: '1' },
+    onWorkerLine: (line) => logs.push(line),
+    visibilityTimeoutSeconds: 5,
+    pollWaitSeconds: 1,
+    onError: (error, where) =>
+      errors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`),
+  });
+  store = new StudyStore(stack.clients.dynamo, stack.resources.tableName);
+  notifications = (await stack.clients.sqs.send(new CreateQueueCommand({ QueueName: 'e2e-notify-a' })))
+    .QueueUrl!;
+  const arn = (
+    await stack.clients.sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: notifications, AttributeNames: ['QueueArn'] }),
+    )
+  ).Attributes!.QueueArn!;
+  await stack.clients.sns.send(
+    new SubscribeCommand({
+      TopicArn: stack.resources.topicArn,
+      Protocol: 'sqs',
+      Endpoint: arn,
+      Attributes: { FilterPolicy: JSON.stringify({ [TOPIC.hospitalAttribute]: [A.hospital] }) },
+    }),
+  );
+}, 300_000);
+
+afterAll(async () => {
+  process.stdout.write = restoreStdout;
+  await stack?.stop();
+});
+
+const api = (h: { apiKey: string }) => ({ api: stack.apiUrl, key: h.apiKey });
+
+/** Upload a folder of (gzipped) DICOM slices as they are, headers and all, through the API's presigned URLs. */
+async function uploadRaw(folder: string, seriesId: string): Promise<string> {
+  const slices = readdirSync(folder)
+    .filter((f) => f.endsWith('.dcm.gz'))
+    .map((f) => {
+      const bytes = gunzipSync(readFileSync(join(folder, f)));
+      return {
+        name: f.replace(/\.gz$/, ''),
+        bytes,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+      };
+    });
+  const res = await fetch(`${stack.apiUrl}/studies`, {
+    method: 'POST',
+    headers: { 'x-api-key': A.apiKey, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      series: [
+        {
+          id: seriesId,
+          slices: slices.map((s) => ({ name: s.name, sha256: s.sha256, size: s.bytes.length })),
+        },
+      ],
+    }),
+  });
+  expect(res.status).toBe(201);
+  const created = (await res.json()) as {
+    studyId: string;
+    uploads: { key: string; url: string }[];
+    manifest: { url: string; body: unknown };
+  };
+  for (const s of slices) {
+    const upload = created.uploads.find((u) => u.key.endsWith(`/${s.name}`))!;
+    expect((await fetch(upload.url, { method: 'PUT', body: s.bytes })).ok).toBe(true);
+  }
+  expect(
+    (await fetch(created.manifest.url, { method: 'PUT', body: JSON.stringify(created.manifest.body) })).ok,
+  ).toBe(true);
+  return created.studyId;
+}
+
+/** The sha256 of the fixture slice an object key names (`…/1-05.dcm` → B70f/1-05.dcm.gz, unzipped). */
+function sha256OfFixture(key: string): string {
+  const bytes = gunzipSync(readFileSync(join(B70F, `${key.split('/').pop()}.gz`)));
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Every notification on hospital A's filtered subscription so far (they are consumed). */
+async function receiveNotifications(waitSeconds = 2): Promise<string[]> {
+  const out: string[] = [];
+  for (;;) {
+    const got = await stack.clients.sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: notifications,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: waitSeconds,
+      }),
+    );
+    if (!got.Messages?.length) return out;
+    // SNS delivers to SQS inside its envelope: the study's notification is the envelope's Message.
+    for (const m of got.Messages) out.push((JSON.parse(m.Body!) as { Message: string }).Message);
+  }
+}
+
+/** Wait until the pipeline's queues are empty and nothing is in flight. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 120; i++) {
+    let busy = 0;
+    for (const url of [
+      stack.resources.queueUrls.inference,
+      stack.resources.queueUrls.votes,
+      stack.resources.queueUrls.ingest,
+    ]) {
+      const a = (
+        await stack.clients.sqs.send(
+          new GetQueueAttributesCommand({
+            QueueUrl: url,
+            AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+          }),
+        )
+      ).Attributes!;
+      busy += Number(a.ApproximateNumberOfMessages) + Number(a.ApproximateNumberOfMessagesNotVisible);
+    }
+    if (busy === 0) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error('the pipeline did not settle within a minute');
+}
+
+async function dlqDepths(): Promise<number[]> {
+  const q = stack.resources.queueUrls;
+  return Promise.all(
+    [q.ingestDlq, q.inferenceDlq, q.votesDlq].map(async (url) => {
+      const a = await stack.clients.sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages'] }),
+      );
+      return Number(a.Attributes!.ApproximateNumberOfMessages);
+    }),
+  );
+}
+
+describe('the pipeline end to end with the real worker', () => {
+  let realStudy: string;
+
+  it('completes the real B70f series with its 12 selected slices counted once and notifies once', {
+    timeout: 300_000,
+  }, async () => {
+    const t0 = performance.now();
+    realStudy = await uploadRaw(B70F, 'B70f');
+    const { status, timedOut } = await waitForStudy({
+      ...api(A),
+      studyId: realStudy,
+      timeoutSeconds: 240,
+      intervalSeconds: 0.5,
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    expect(timedOut).toBe(false);
+    expect(status.status).toBe('COMPLETE');
+    expect(status.selectedCount).toBe(12);
+    expect(status.classifiedCount).toBe(12);
+    expect(await store.countVotes(A.hospital, realStudy)).toBe(12);
+    const sent = await receiveNotifications();
+    expect(sent).toHaveLength(1);
+    expect(parseStudyNotification(sent[0]!)).toMatchObject({
+      studyId: realStudy,
+      hospital: A.hospital,
+      status: 'COMPLETE',
+    });
+    console.info(`real B70f series, upload → decision: ${seconds.toFixed(1)} s`);
+  });
+
+  it('changes nothing on a repeated manifest event or a repeated inference message', async () => {
+    const before = await store.getStudy(A.hospital, realStudy);
+    const bucket = stack.resources.bucket;
+    await stack.clients.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: stack.resources.queueUrls.ingest,
+        MessageBody: makeS3EventBody({ bucket, key: manifestKey(A.hospital, realStudy), size: 100 }),
+      }),
+    );
+    const selected = before!.series!.flatMap((s) =>
+      s.slices.filter((x) => x.selected).map((x) => ({ seriesId: s.id, key: x.key })),
+    );
+    const first = selected[0]!;
+    await stack.clients.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: stack.resources.queueUrls.inference,
+        MessageBody: JSON.stringify({
+          hospital: A.hospital,
+          studyId: realStudy,
+          seriesId: first.seriesId,
+          slices: [{ key: first.key, sha256: sha256OfFixture(first.key) }],
+        }),
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 3000));
+    await settle();
+    const after = await store.getStudy(A.hospital, realStudy);
+    expect(after).toEqual(before);
+    expect(await store.countVotes(A.hospital, realStudy)).toBe(12);
+    expect(await receiveNotifications(1)).toEqual([]);
+    expect(sliceKey(A.hospital, realStudy, 'B70f', '1-05.dcm')).toMatch(/^incoming\/hospital-a\//);
+  });
+
+  it('completes a study with every slice counted once after the worker is killed mid-study and restarted', {
+    timeout: 400_000,
+  }, async () => {
+    const folder = join(work, 'phantom-kill', 'SR_2');
+    await writePhantomSeries(folder, { covid: true, seed: 4242, slices: 60, format: 'dicom', force: false });
+    const { studyId } = await uploadStudy({ ...api(A), path: join(folder, '..') });
+    // Kill once the worker has sent the first votes of this study but not all of them.
+    let midway = await getStudy(api(A), studyId);
+    for (let i = 0; i < 1200 && (midway.classifiedCount ?? 0) === 0 && midway.status !== 'COMPLETE'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      midway = await getStudy(api(A), studyId);
+    }
+    await stack.killWorker('SIGKILL');
+    expect(midway.status).toBe('CLASSIFYING');
+    expect(midway.classifiedCount ?? 0).toBeLessThan(midway.selectedCount ?? 0);
+    await stack.restartWorker();
+    const { status, timedOut } = await waitForStudy({
+      ...api(A),
+      studyId,
+      timeoutSeconds: 300,
+      intervalSeconds: 0.5,
+    });
+    expect(timedOut).toBe(false);
+    expect(status.status).toBe('COMPLETE');
+    expect(status.classifiedCount).toBe(status.selectedCount);
+    expect(await store.countVotes(A.hospital, studyId)).toBe(status.selectedCount);
+    const sent = (await receiveNotifications()).map((b) => parseStudyNotification(b));
+    expect(sent.filter((n) => n.studyId === studyId)).toHaveLength(1);
+  });
+
+  it('leaves every DLQ empty and no patient identity anywhere: DynamoDB, S3 results, notifications, logs', async () => {
+    await settle();
+    expect(await dlqDepths()).toEqual([0, 0, 0]);
+    const items = await stack.clients.dynamo.send(new ScanCommand({ TableName: stack.resources.tableName }));
+    const texts: string[] = [JSON.stringify(items.Items)];
+    const listed = await stack.clients.s3.send(
+      new ListObjectsV2Command({ Bucket: stack.resources.bucket, Prefix: 'results/' }),
+    );
+    expect(listed.Contents?.length ?? 0).toBeGreaterThan(0);
+    for (const o of listed.Contents ?? []) {
+      const got = await stack.clients.s3.send(
+        new GetObjectCommand({ Bucket: stack.resources.bucket, Key: o.Key! }),
+      );
+      texts.push(Buffer.from(await got.Body!.transformToByteArray()).toString('latin1'));
+    }
+    texts.push(...logs);
+    expect(logs.length).toBeGreaterThan(10);
+    for (const text of texts) for (const phi of PHI) expect(text).not.toContain(phi);
+    expect(errors).toEqual([]);
+  });
+});
