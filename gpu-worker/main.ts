@@ -243,14 +243,18 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
 /** Run as the process's main module: start from the environment, drain on SIGTERM/SIGINT, exit 0. */
 async function runMain(): Promise<void> {
   const logger = new Logger({ serviceName: 'covidct-worker' });
-  let worker: RunningWorker;
-  try {
-    worker = await startWorker(workerConfigFromEnv(), { log: powertoolsLog(logger) });
-  } catch (error) {
-    logger.error('worker failed to start', { error: describeError(error) });
-    process.exit(1);
-  }
+  let worker: RunningWorker | undefined;
+  let signalled: NodeJS.Signals | undefined;
   let signals = 0;
+  const drain = (running: RunningWorker) => {
+    running.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error('drain failed', { error: describeError(error) });
+        process.exit(1);
+      },
+    );
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals > 1) {
@@ -259,16 +263,20 @@ async function runMain(): Promise<void> {
       process.exit(1);
     }
     logger.info('signal received, draining', { signal });
-    worker.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error('drain failed', { error: describeError(error) });
-        process.exit(1);
-      },
-    );
+    // A signal during start-up drains as soon as the worker is up (it may already hold messages).
+    if (worker) drain(worker);
+    else signalled = signal;
   };
+  // Installed before the worker starts polling, so no received message can outlive an unhandled SIGTERM.
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  try {
+    worker = await startWorker(workerConfigFromEnv(), { log: powertoolsLog(logger) });
+  } catch (error) {
+    logger.error('worker failed to start', { error: describeError(error) });
+    process.exit(1);
+  }
+  if (signalled) drain(worker);
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
