@@ -1,0 +1,610 @@
+/**
+ * The CDK stack, synthesized here (no AWS account) and checked with aws-cdk-lib/assertions:
+ * encryption, public access and TLS, DLQs, visibility timeouts against consumer timeouts, the GPU
+ * task and its scaling from zero, PITR, the API's key check, the alarms, the Lambdas' environment,
+ * cdk-nag's packs with no unacknowledged finding, and the queues and table against the shared
+ * definitions and against what `covidct dev` creates on the local servers.
+ *
+ * Lambda code is given inline and the worker image by name so no test bundles or stages Docker
+ * context; `npx cdk synth` bundles for real (CI runs it).
+ */
+import { readFileSync } from 'node:fs';
+import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
+import { App, type CfnElement, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import type { IConstruct } from 'constructs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rulePacks } from '../cdk/compliance.js';
+import { API_KEY_HEADER } from '../cdk/constructs/api.js';
+import { DEFAULT_SETTINGS, type DeploymentSettings, settingsFromContext } from '../cdk/settings.js';
+import { CovidCtStack } from '../cdk/stack.js';
+import { ENV } from '../lambdas/shared/config.js';
+import { KEYS, QUEUES, type QueueId, TABLE, TOPIC } from '../lambdas/shared/resources.js';
+import { type LocalTestStack, startLocalTestStack } from './helpers/local-stack.js';
+
+type Resource = { Type: string; Properties: Record<string, unknown>; DependsOn?: unknown };
+
+function build(settings: DeploymentSettings = DEFAULT_SETTINGS) {
+  // The built-in CloudFormation schema validation costs ~10 s per synth; `cdk synth` keeps it on.
+  const app = new App({ builtinCloudFormationValidation: false });
+  const stack = new CovidCtStack(app, 'Test', {
+    settings,
+    functionCode: () => lambda.Code.fromInline('export const handler = async () => ({});'),
+    workerImage: ecs.ContainerImage.fromRegistry('example.invalid/covidct-worker:test'),
+    subscriptions: [{ hospital: 'st-mary', protocol: 'https', endpoint: 'https://st-mary.example/hook' }],
+  });
+  return { app, stack, template: Template.fromStack(stack) };
+}
+
+const idOf = (c: IConstruct): string => Stack.of(c).getLogicalId(c.node.defaultChild as CfnElement);
+const ref = (c: IConstruct) => ({ Ref: idOf(c) });
+
+let stack: CovidCtStack;
+let template: Template;
+let resources: Record<string, Resource>;
+
+beforeAll(() => {
+  ({ stack, template } = build());
+  resources = template.toJSON().Resources as Record<string, Resource>;
+});
+
+const ofType = (type: string): Array<[string, Resource]> =>
+  Object.entries(resources).filter(([, r]) => r.Type === type);
+
+function queueOf(id: QueueId) {
+  return { ingest: stack.ingest.queue, inference: stack.inference.queue, votes: stack.results.votesQueue }[
+    id
+  ];
+}
+
+describe('encryption, public access and TLS', () => {
+  it('encrypts the bucket, every queue, the table and both topics with the stack key', () => {
+    const key = { 'Fn::GetAtt': [idOf(stack.key), 'Arn'] };
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          { ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: key } },
+        ],
+      },
+      VersioningConfiguration: { Status: 'Enabled' },
+    });
+    const queues = ofType('AWS::SQS::Queue');
+    expect(queues).toHaveLength(6);
+    for (const [id, q] of queues) {
+      expect(q.Properties.KmsMasterKeyId, id).toBeDefined();
+    }
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: key },
+    });
+    const topics = ofType('AWS::SNS::Topic');
+    expect(topics).toHaveLength(2);
+    for (const [id, t] of topics) expect(t.Properties.KmsMasterKeyId, id).toBeDefined();
+    template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    for (const [id, k] of ofType('AWS::KMS::Key')) expect(k.Properties.EnableKeyRotation, id).toBe(true);
+  });
+
+  it('blocks all public access and denies plain HTTP on both buckets', () => {
+    const buckets = ofType('AWS::S3::Bucket');
+    expect(buckets).toHaveLength(2);
+    for (const [id, b] of buckets) {
+      expect(b.Properties.PublicAccessBlockConfiguration, id).toEqual({
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      });
+    }
+    for (const bucket of [stack.storage.bucket, stack.storage.accessLogs]) {
+      template.hasResourceProperties('AWS::S3::BucketPolicy', {
+        Bucket: ref(bucket),
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: 'Deny',
+              Action: 's3:*',
+              Principal: { AWS: '*' },
+              Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+            }),
+          ]),
+        },
+      });
+    }
+    // Queues and topics refuse plain HTTP too.
+    expect(ofType('AWS::SQS::QueuePolicy').length).toBeGreaterThanOrEqual(6);
+  });
+
+  it('logs access to the data bucket, expires uploads after the setting, keeps results', () => {
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      LoggingConfiguration: { DestinationBucketName: ref(stack.storage.accessLogs) },
+      LifecycleConfiguration: {
+        Rules: Match.arrayWith([
+          Match.objectLike({
+            Prefix: KEYS.incoming,
+            ExpirationInDays: DEFAULT_SETTINGS.incomingExpirationDays,
+            Status: 'Enabled',
+          }),
+        ]),
+      },
+    });
+    const data = resources[idOf(stack.storage.bucket)]!;
+    const rules = (data.Properties.LifecycleConfiguration as { Rules: Array<Record<string, unknown>> }).Rules;
+    for (const rule of rules) {
+      if (rule.Prefix !== KEYS.incoming) expect(rule.ExpirationInDays).toBeUndefined();
+    }
+    expect(data.Properties.CorsConfiguration).toBeUndefined();
+  });
+});
+
+describe('queues: the shared definitions, their DLQs and their consumers', () => {
+  it('gives every main queue its DLQ with the defined maxReceiveCount and retentions', () => {
+    for (const id of Object.keys(QUEUES) as QueueId[]) {
+      const d = QUEUES[id];
+      const q = queueOf(id);
+      const queue = resources[idOf(q.queue)]!.Properties;
+      const dlq = resources[idOf(q.deadLetterQueue)]!.Properties;
+      expect(queue.RedrivePolicy, id).toEqual({
+        deadLetterTargetArn: { 'Fn::GetAtt': [idOf(q.deadLetterQueue), 'Arn'] },
+        maxReceiveCount: d.maxReceiveCount,
+      });
+      expect(queue.VisibilityTimeout, id).toBe(d.visibilityTimeoutSeconds);
+      expect(queue.MessageRetentionPeriod, id).toBe(d.retentionSeconds);
+      expect(dlq.MessageRetentionPeriod, id).toBe(d.deadLetterRetentionSeconds);
+      expect(dlq.RedrivePolicy, id).toBeUndefined();
+    }
+  });
+
+  it('makes each visibility timeout longer than its consumer may take', () => {
+    for (const id of ['ingest', 'votes'] as const) {
+      const mapping = ofType('AWS::Lambda::EventSourceMapping').find(
+        ([, m]) =>
+          JSON.stringify(m.Properties.EventSourceArn) ===
+          JSON.stringify({ 'Fn::GetAtt': [idOf(queueOf(id).queue), 'Arn'] }),
+      );
+      expect(mapping, id).toBeDefined();
+      const props = mapping![1].Properties;
+      expect(props.BatchSize).toBe(QUEUES[id].consumer.batchSize);
+      expect(props.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
+      const fnId = (props.FunctionName as { Ref: string }).Ref;
+      const timeout = resources[fnId]!.Properties.Timeout as number;
+      expect(timeout).toBe(QUEUES[id].consumer.timeoutSeconds);
+      // AWS asks for 6× the function timeout on an event source's queue.
+      expect(QUEUES[id].visibilityTimeoutSeconds).toBeGreaterThanOrEqual(6 * timeout);
+    }
+    const worker = QUEUES.inference;
+    expect(worker.visibilityTimeoutSeconds).toBeGreaterThan(worker.consumer.timeoutSeconds);
+  });
+
+  it('matches, queue for queue and key for key, what `covidct dev` creates on the local servers', async () => {
+    for (const id of Object.keys(QUEUES) as QueueId[]) {
+      const attributes = (
+        await local.clients.sqs.send(
+          new GetQueueAttributesCommand({ QueueUrl: local.resources.queueUrls[id], AttributeNames: ['All'] }),
+        )
+      ).Attributes!;
+      const dlqAttributes = (
+        await local.clients.sqs.send(
+          new GetQueueAttributesCommand({
+            QueueUrl: local.resources.queueUrls[`${id}Dlq`],
+            AttributeNames: ['All'],
+          }),
+        )
+      ).Attributes!;
+      const q = queueOf(id);
+      const deployed = resources[idOf(q.queue)]!.Properties;
+      const deployedDlq = resources[idOf(q.deadLetterQueue)]!.Properties;
+      expect(Number(attributes.VisibilityTimeout), id).toBe(deployed.VisibilityTimeout);
+      expect(Number(attributes.MessageRetentionPeriod), id).toBe(deployed.MessageRetentionPeriod);
+      expect(Number(dlqAttributes.MessageRetentionPeriod), id).toBe(deployedDlq.MessageRetentionPeriod);
+      const redrive = JSON.parse(attributes.RedrivePolicy!) as { maxReceiveCount: number | string };
+      expect(Number(redrive.maxReceiveCount), id).toBe(
+        (deployed.RedrivePolicy as { maxReceiveCount: number }).maxReceiveCount,
+      );
+    }
+
+    const table = (await local.clients.dynamo.send(new DescribeTableCommand({ TableName: TABLE.name })))
+      .Table!;
+    const deployed = resources[idOf(stack.results.table)]!.Properties;
+    const sortedKeys = (keys: unknown) =>
+      (keys as Array<{ AttributeName: string; KeyType: string }>).map(
+        (k) => `${k.KeyType}:${k.AttributeName}`,
+      );
+    expect(sortedKeys(deployed.KeySchema)).toEqual(sortedKeys(table.KeySchema));
+    expect(sortedKeys(deployed.KeySchema)).toEqual([`HASH:${TABLE.partitionKey}`, `RANGE:${TABLE.sortKey}`]);
+    const deployedIndexes = deployed.GlobalSecondaryIndexes as Array<Record<string, unknown>>;
+    expect(deployedIndexes.map((i) => i.IndexName)).toEqual(
+      table.GlobalSecondaryIndexes!.map((i) => i.IndexName),
+    );
+    expect(deployedIndexes.map((i) => i.IndexName)).toEqual([TABLE.byHospitalIndex.name]);
+    expect(sortedKeys(deployedIndexes[0]!.KeySchema)).toEqual(
+      sortedKeys(table.GlobalSecondaryIndexes![0]!.KeySchema),
+    );
+    expect(deployedIndexes[0]!.Projection).toEqual({
+      ProjectionType: table.GlobalSecondaryIndexes![0]!.Projection!.ProjectionType,
+    });
+    const attrs = (defs: unknown) =>
+      (defs as Array<{ AttributeName: string; AttributeType: string }>)
+        .map((a) => `${a.AttributeName}:${a.AttributeType}`)
+        .sort();
+    expect(attrs(deployed.AttributeDefinitions)).toEqual(attrs(table.AttributeDefinitions));
+    expect(deployed.BillingMode).toBe('PAY_PER_REQUEST');
+    expect(table.BillingModeSummary?.BillingMode ?? 'PAY_PER_REQUEST').toBe('PAY_PER_REQUEST');
+  }, 30_000);
+});
+
+describe('results', () => {
+  it('turns on point-in-time recovery and deletion protection, and keeps the table', () => {
+    template.hasResource('AWS::DynamoDB::Table', {
+      Properties: {
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        DeletionProtectionEnabled: true,
+      },
+      DeletionPolicy: 'Retain',
+    });
+  });
+
+  it('filters each hospital subscription on the hospital attribute', () => {
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      TopicArn: ref(stack.results.topic),
+      Protocol: 'https',
+      FilterPolicy: { [TOPIC.hospitalAttribute]: ['st-mary'] },
+    });
+  });
+});
+
+describe('inference on GPUs', () => {
+  it('asks for one GPU and wires the container health check to the worker health port', () => {
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          ResourceRequirements: [{ Type: 'GPU', Value: '1' }],
+          Environment: Match.arrayWith([
+            { Name: ENV.model, Value: DEFAULT_SETTINGS.model },
+            { Name: 'COVIDCT_HEALTH_PORT', Value: '8080' },
+          ]),
+          HealthCheck: Match.objectLike({
+            Command: ['CMD-SHELL', Match.stringLikeRegexp('127\\.0\\.0\\.1:8080/health')],
+          }),
+        }),
+      ],
+    });
+  });
+
+  it('runs on the ECS GPU AMI with managed scaling and termination protection', () => {
+    template.hasResourceProperties('AWS::ECS::CapacityProvider', {
+      AutoScalingGroupProvider: {
+        ManagedScaling: Match.objectLike({ Status: 'ENABLED' }),
+        ManagedTerminationProtection: 'ENABLED',
+      },
+    });
+    template.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', {
+      MinSize: '0',
+      MaxSize: String(DEFAULT_SETTINGS.maxGpuTasks),
+      NewInstancesProtectedFromScaleIn: true,
+    });
+    const params = template.toJSON().Parameters as Record<string, { Default?: string }>;
+    expect(Object.values(params).some((p) => /amazon-linux-2\/gpu\/recommended/.test(p.Default ?? ''))).toBe(
+      true,
+    );
+    template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({
+        InstanceType: DEFAULT_SETTINGS.gpuInstanceType,
+        MetadataOptions: Match.objectLike({ HttpTokens: 'required' }),
+        BlockDeviceMappings: [Match.objectLike({ Ebs: Match.objectLike({ Encrypted: true }) })],
+      }),
+    });
+  });
+
+  it('scales from zero on visible messages per running task, with a step to leave zero', () => {
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+      MinCapacity: 0,
+      MaxCapacity: DEFAULT_SETTINGS.maxGpuTasks,
+      ScalableDimension: 'ecs:service:DesiredCount',
+    });
+    const queueName = { 'Fn::GetAtt': [idOf(stack.inference.queue.queue), 'QueueName'] };
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+      PolicyType: 'TargetTrackingScaling',
+      TargetTrackingScalingPolicyConfiguration: Match.objectLike({
+        TargetValue: DEFAULT_SETTINGS.backlogPerTask,
+        CustomizedMetricSpecification: {
+          Metrics: [
+            Match.objectLike({
+              Id: 'visible',
+              MetricStat: Match.objectLike({
+                Metric: Match.objectLike({
+                  MetricName: 'ApproximateNumberOfMessagesVisible',
+                  Dimensions: [{ Name: 'QueueName', Value: queueName }],
+                }),
+              }),
+            }),
+            Match.objectLike({
+              Id: 'running',
+              MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: 'RunningTaskCount' }) }),
+            }),
+            Match.objectLike({ Expression: 'visible / running', ReturnData: true }),
+          ],
+        },
+      }),
+    });
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+      PolicyType: 'StepScaling',
+      StepScalingPolicyConfiguration: Match.objectLike({
+        AdjustmentType: 'ExactCapacity',
+        StepAdjustments: [{ MetricIntervalLowerBound: 0, ScalingAdjustment: 1 }],
+      }),
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Threshold: 1,
+      Metrics: Match.arrayWith([Match.objectLike({ Expression: 'IF(FILL(running, 0) < 1, visible, 0)' })]),
+    });
+  });
+
+  it('lets the worker read incoming/ and models/, write results/, consume and send, and never touch DynamoDB', () => {
+    const taskRole = stack.inference.taskDefinition.taskRole;
+    const policies = ofType('AWS::IAM::Policy').filter(([, p]) =>
+      JSON.stringify(p.Properties.Roles).includes(idOf(taskRole)),
+    );
+    const text = JSON.stringify(policies.map(([, p]) => p.Properties.PolicyDocument));
+    expect(text).not.toMatch(/dynamodb:/);
+    expect(text).toMatch(/sqs:ReceiveMessage/);
+    expect(text).toMatch(/sqs:SendMessage/);
+    for (const prefix of [KEYS.incoming, KEYS.models, KEYS.results]) expect(text).toContain(`/${prefix}*`);
+    expect(text).not.toMatch(/"s3:PutObject[^"]*"[^\]]*\/incoming\/\*/);
+  });
+
+  it('needs no NAT: isolated subnets with endpoints for S3, DynamoDB, SQS, ECR and Logs', () => {
+    expect(ofType('AWS::EC2::NatGateway')).toHaveLength(0);
+    expect(ofType('AWS::EC2::InternetGateway')).toHaveLength(0);
+    const services = JSON.stringify(ofType('AWS::EC2::VPCEndpoint').map(([, e]) => e.Properties.ServiceName));
+    for (const s of ['.s3', '.dynamodb', '.sqs', '.ecr.api', '.ecr.dkr', '.logs', '.ecs'])
+      expect(services).toContain(s);
+  });
+});
+
+describe('API', () => {
+  it('checks the hospital key: every method requires x-api-key (validated) and proxies to the api Lambda', () => {
+    const methods = ofType('AWS::ApiGateway::Method').filter(
+      ([, m]) => m.Properties.HttpMethod !== 'OPTIONS',
+    );
+    expect(methods.map(([, m]) => m.Properties.HttpMethod).sort()).toEqual(['GET', 'GET', 'GET', 'POST']);
+    for (const [id, m] of methods) {
+      expect(m.Properties.RequestParameters, id).toEqual({
+        [`method.request.header.${API_KEY_HEADER}`]: true,
+      });
+      const validator = resources[(m.Properties.RequestValidatorId as { Ref: string }).Ref]!;
+      expect(validator.Properties.ValidateRequestParameters, id).toBe(true);
+      expect((m.Properties.Integration as { Type: string }).Type, id).toBe('AWS_PROXY');
+      expect(JSON.stringify(m.Properties.Integration), id).toContain(idOf(stack.api.handler.function));
+    }
+    // The key's hash is looked up in the table the api Lambda is given.
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ [ENV.table]: ref(stack.results.table) }) },
+      Timeout: 29,
+    });
+  });
+
+  it('throttles, traces and logs access on the stage; no WAF unless one is given', () => {
+    template.hasResourceProperties('AWS::ApiGateway::Stage', {
+      TracingEnabled: true,
+      AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }),
+      MethodSettings: [
+        Match.objectLike({
+          ThrottlingRateLimit: DEFAULT_SETTINGS.apiRateLimit,
+          ThrottlingBurstLimit: DEFAULT_SETTINGS.apiBurstLimit,
+          DataTraceEnabled: false,
+        }),
+      ],
+    });
+    template.resourceCountIs('AWS::WAFv2::WebACLAssociation', 0);
+  });
+});
+
+describe('operations', () => {
+  it('alarms on every DLQ, the oldest inference message, Lambda errors and throttles and worker task failures', () => {
+    const alarmTopic = ref(stack.operations.alarmTopic);
+    const alarms = ofType('AWS::CloudWatch::Alarm').filter(([, a]) =>
+      JSON.stringify(a.Properties.AlarmActions ?? []).includes(JSON.stringify(alarmTopic)),
+    );
+    const find = (metricName: string, dimension?: unknown) =>
+      alarms.filter(
+        ([, a]) =>
+          a.Properties.MetricName === metricName &&
+          (dimension === undefined ||
+            JSON.stringify(a.Properties.Dimensions).includes(JSON.stringify(dimension))),
+      );
+    for (const id of Object.keys(QUEUES) as QueueId[]) {
+      const dlqName = { 'Fn::GetAtt': [idOf(queueOf(id).deadLetterQueue), 'QueueName'] };
+      expect(find('ApproximateNumberOfMessagesVisible', dlqName), id).toHaveLength(1);
+    }
+    const inferenceName = { 'Fn::GetAtt': [idOf(stack.inference.queue.queue), 'QueueName'] };
+    expect(find('ApproximateAgeOfOldestMessage', inferenceName)).toHaveLength(1);
+    for (const fn of [stack.ingest.select, stack.results.aggregate, stack.api.handler]) {
+      expect(find('Errors', ref(fn.function))).toHaveLength(1);
+      expect(find('Throttles', ref(fn.function))).toHaveLength(1);
+    }
+    expect(find('TriggeredRules')).toHaveLength(1);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: Match.objectLike({
+        source: ['aws.ecs'],
+        detail: Match.objectLike({ lastStatus: ['STOPPED'] }),
+      }),
+    });
+    expect(alarms).toHaveLength(3 + 1 + 6 + 1);
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+  });
+
+  it('keeps logs for the set retention, encrypted, and traces the Lambdas', () => {
+    for (const [id, g] of ofType('AWS::Logs::LogGroup')) {
+      expect(g.Properties.RetentionInDays, id).toBe(DEFAULT_SETTINGS.logRetentionDays);
+      expect(g.Properties.KmsKeyId, id).toBeDefined();
+    }
+    for (const fn of [stack.ingest.select, stack.results.aggregate, stack.api.handler]) {
+      const props = resources[idOf(fn.function)]!.Properties;
+      expect(props.TracingConfig).toEqual({ Mode: 'Active' });
+      expect(props.Runtime).toBe('nodejs22.x');
+      expect(props.Architectures).toEqual(['arm64']);
+      expect(props.ReservedConcurrentExecutions).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('the Lambdas’ environment names the resources they use', () => {
+  const env = (fn: lambda.Function) =>
+    (resources[idOf(fn)]!.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+  it('select: bucket, table, inference queue, topic', () => {
+    expect(env(stack.ingest.select.function)).toMatchObject({
+      [ENV.bucket]: ref(stack.storage.bucket),
+      [ENV.table]: ref(stack.results.table),
+      [ENV.inferenceQueueUrl]: ref(stack.inference.queue.queue),
+      [ENV.topicArn]: ref(stack.results.topic),
+    });
+  });
+  it('aggregate: bucket, table, topic', () => {
+    expect(env(stack.results.aggregate.function)).toMatchObject({
+      [ENV.bucket]: ref(stack.storage.bucket),
+      [ENV.table]: ref(stack.results.table),
+      [ENV.topicArn]: ref(stack.results.topic),
+    });
+  });
+  it('api: bucket, table; worker: bucket, both queues, model', () => {
+    expect(env(stack.api.handler.function)).toMatchObject({
+      [ENV.bucket]: ref(stack.storage.bucket),
+      [ENV.table]: ref(stack.results.table),
+    });
+    expect(env(stack.api.handler.function)[ENV.voteThreshold]).toBeUndefined();
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Environment: Match.arrayWith([
+            { Name: ENV.bucket, Value: ref(stack.storage.bucket) },
+            { Name: ENV.inferenceQueueUrl, Value: ref(stack.inference.queue.queue) },
+            { Name: ENV.votesQueueUrl, Value: ref(stack.results.votesQueue.queue) },
+          ]),
+        }),
+      ],
+    });
+  });
+  it('the S3 manifest notification goes to the ingest queue', () => {
+    template.hasResourceProperties('Custom::S3BucketNotifications', {
+      NotificationConfiguration: {
+        QueueConfigurations: [
+          {
+            Events: ['s3:ObjectCreated:*'],
+            Filter: {
+              Key: {
+                FilterRules: Match.arrayWith([
+                  { Name: 'suffix', Value: `/${KEYS.manifest}` },
+                  { Name: 'prefix', Value: KEYS.incoming },
+                ]),
+              },
+            },
+            QueueArn: { 'Fn::GetAtt': [idOf(stack.ingest.queue.queue), 'Arn'] },
+          },
+        ],
+      },
+    });
+  });
+});
+
+describe('compliance: cdk-nag AwsSolutions and HIPAA Security', () => {
+  it('leaves no unacknowledged finding with the defaults', () => {
+    for (const pack of rulePacks()) {
+      const report = pack.validateScope(stack);
+      expect(report.violations.map((v) => v.ruleName)).toEqual([]);
+    }
+  });
+
+  it('leaves none with WAF, Spot, e-mail, CORS and a threshold set, and those settings arrive', () => {
+    const settings: DeploymentSettings = {
+      ...DEFAULT_SETTINGS,
+      wafAclArn: 'arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/covidct/abc',
+      spot: true,
+      alarmEmail: 'ops@example.org',
+      corsOrigins: ['https://viewer.example.org'],
+      voteThreshold: 0.1,
+      gpuInstanceType: 'g5.xlarge',
+      maxGpuTasks: 7,
+    };
+    const built = build(settings);
+    for (const pack of rulePacks()) {
+      expect(pack.validateScope(built.stack).violations.map((v) => v.ruleName)).toEqual([]);
+    }
+    const t = built.template;
+    t.resourceCountIs('AWS::WAFv2::WebACLAssociation', 1);
+    t.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.org' });
+    t.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({
+        InstanceType: 'g5.xlarge',
+        InstanceMarketOptions: Match.objectLike({ MarketType: 'spot' }),
+      }),
+    });
+    t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MaxCapacity: 7 });
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ [ENV.voteThreshold]: '0.1' }) },
+    });
+    t.hasResourceProperties('AWS::S3::Bucket', {
+      CorsConfiguration: {
+        CorsRules: [Match.objectLike({ AllowedOrigins: ['https://viewer.example.org'] })],
+      },
+    });
+  });
+
+  it('reports a finding that nobody acknowledged (the packs are live)', () => {
+    const { stack: s } = build();
+    new s3.Bucket(s, 'Careless');
+    const names = rulePacks().flatMap((p) => p.validateScope(s).violations.map((v) => v.ruleName));
+    expect(names).toContain('AwsSolutions-S10');
+  });
+});
+
+describe('settings from context', () => {
+  const app = (context: Record<string, string>) => new App({ context }).node;
+  it('reads -c values and defaults the rest', () => {
+    const s = settingsFromContext(
+      app({ maxGpuTasks: '4', spot: 'true', voteThreshold: '0.25', corsOrigins: 'https://a, https://b' }),
+    );
+    expect(s).toMatchObject({
+      maxGpuTasks: 4,
+      spot: true,
+      voteThreshold: 0.25,
+      corsOrigins: ['https://a', 'https://b'],
+    });
+    expect(s.gpuInstanceType).toBe(DEFAULT_SETTINGS.gpuInstanceType);
+  });
+  it('rejects bad values in one line naming the setting', () => {
+    expect(() => settingsFromContext(app({ maxGpuTasks: 'many' }))).toThrow(/^context maxGpuTasks: 'many'/);
+    expect(() => settingsFromContext(app({ voteThreshold: '3' }))).toThrow(/^context voteThreshold/);
+    expect(() => settingsFromContext(app({ spot: 'yes' }))).toThrow(/^context spot/);
+    expect(() => settingsFromContext(app({ wafAclArn: 'acl-1' }))).toThrow(/^context wafAclArn/);
+  });
+});
+
+describe('the worker Dockerfile', () => {
+  const text = readFileSync(new URL('../gpu-worker/Dockerfile', import.meta.url), 'utf8');
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    optionalDependencies: Record<string, string>;
+  };
+  it('pins its base images (CUDA 11.2 with cuDNN 8 for libtensorflow 2.9) and tfjs-node-gpu to the lock', () => {
+    const args = Object.fromEntries([...text.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1], m[2]]));
+    expect(args.CUDA_IMAGE).toMatch(/^nvidia\/cuda:11\.2\.\d+-cudnn8-runtime-ubuntu\d+\.\d+$/);
+    expect(args.NODE_IMAGE).toMatch(/^node:\d+\.\d+\.\d+-/);
+    for (const from of text.matchAll(/^FROM (\S+)/gm)) {
+      expect(from[1]).toMatch(/^\$\{(CUDA|NODE)_IMAGE\}$/);
+    }
+    const gpu = /@tensorflow\/tfjs-node-gpu@(\S+)/.exec(text)?.[1];
+    expect(gpu).toBe(pkg.optionalDependencies['@tensorflow/tfjs-node-gpu']);
+    expect(text).toMatch(/^CMD \["node", "dist\/gpu-worker\/main\.js"\]$/m);
+    expect(text).toMatch(/npm ci /);
+  });
+});
+
+let local: LocalTestStack;
+beforeAll(async () => {
+  local = await startLocalTestStack();
+}, 30_000);
+afterAll(async () => {
+  await local?.stop();
+});
