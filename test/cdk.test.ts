@@ -17,6 +17,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { IConstruct } from 'constructs';
+import { validate as validateDockerfile } from 'dockerfile-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rulePacks } from '../cdk/compliance.js';
 import { API_KEY_HEADER } from '../cdk/constructs/api.js';
@@ -598,6 +599,12 @@ describe('the worker Dockerfile', () => {
     expect(gpu).toBe(pkg.optionalDependencies['@tensorflow/tfjs-node-gpu']);
     expect(text).toMatch(/^CMD \["node", "dist\/gpu-worker\/main\.js"\]$/m);
     expect(text).toMatch(/npm ci /);
+  });
+
+  it('parses cleanly with dockerfile-utils (instructions, arguments, flags, ARG/FROM use)', () => {
+    expect(validateDockerfile(text).map((d) => `${d.range.start.line + 1}: ${d.message}`)).toEqual([]);
+    // The checker does report a broken file.
+    expect(validateDockerfile('FROM\nRUNN x\nCOPY a\n').length).toBeGreaterThanOrEqual(3);
   });
 });
 
