@@ -3,7 +3,7 @@
  * built from the shared resource definitions (lambdas/shared/resources.ts) and the deployment's
  * settings. Environment-agnostic: synthesizes without an AWS account (no lookups).
  */
-import { RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -144,6 +144,12 @@ export class CovidCtStack extends Stack {
       service: this.inference.service,
       ...(s.alarmEmail === undefined ? {} : { alarmEmail: s.alarmEmail }),
     });
+    // What the README's steps need after a deploy (model upload, API keys, subscriptions).
+    new CfnOutput(this, 'BucketName', { value: bucket.bucketName });
+    new CfnOutput(this, 'TableName', { value: this.results.table.tableName });
+    new CfnOutput(this, 'ResultsTopicArn', { value: this.results.topic.topicArn });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.operations.alarmTopic.topicArn });
+    new CfnOutput(this, 'ApiUrl', { value: this.api.api.url });
     acknowledgeFindings(this, { wafAssociated: s.wafAclArn !== undefined });
   }
 }
