@@ -53,11 +53,15 @@ export interface PipelineFunctionProps {
   readonly name: PipelineFunctionName;
   /** Prebuilt code. @default - bundle the TypeScript entry with esbuild */
   readonly code?: FunctionCodeProvider;
+  /** MB; also sets the CPU share (1769 MB = one vCPU). */
   readonly memorySize: number;
+  /** The consumer's timeout from the queue definition (API: API Gateway's 29 s). */
   readonly timeout: Duration;
   /** @default - none reserved */
   readonly reservedConcurrentExecutions?: number;
+  /** The `COVIDCT_*` variables (names from lambdas/shared/config.ts ENV). */
   readonly environment: Record<string, string>;
+  /** How long the function's log group keeps logs. */
   readonly logRetention: logs.RetentionDays;
   /** Encrypts the function's log group and environment. */
   readonly key: kms.IKey;
