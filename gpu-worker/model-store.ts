@@ -14,6 +14,7 @@ import type { Classifier } from '../models/diagnose.js';
 import { topologyInputShape } from '../models/diagnose.js';
 import { MANIFEST_JSON, MODEL_JSON, type ModelManifest } from '../models/io.js';
 import { modelInputShape } from '../models/predict.js';
+import { isSeededManifest, materializeSeeded, type SeededManifest } from '../models/seeded.js';
 // Registers UpsampleLike so the paper's FPN deserializes.
 import '../models/layers/upsample-like.js';
 
@@ -115,6 +116,23 @@ function parseJson<T>(bytes: Uint8Array, key: string): T {
   }
 }
 
+/** The full artifacts of a compact seeded model. */
+async function materializedArtifacts(
+  stored: io.ModelArtifacts,
+  manifest: SeededManifest,
+): Promise<io.ModelArtifacts> {
+  const model = await materializeSeeded(stored, manifest);
+  let full: io.ModelArtifacts | undefined;
+  await model.save(
+    io.withSaveHandler(async (artifacts) => {
+      full = artifacts;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  model.dispose();
+  return full!;
+}
+
 /** Read the model `ref` from the bucket: model.json, its weight files, and manifest.json when present. */
 export async function readStoredModel(s3: S3Client, bucket: string, ref: ModelRef): Promise<StoredModel> {
   const prefix = modelPrefix(ref);
@@ -138,13 +156,19 @@ export async function readStoredModel(s3: S3Client, bucket: string, ref: ModelRe
     // A plain tfjs model has no manifest; anything else (a damaged one, S3 down) is an error.
     if (!(error instanceof InputError && error.detail.startsWith('missing'))) throw error;
   }
-  const artifacts = await io.getModelArtifactsForJSON(modelJson, async (groups) => {
+  const stored = await io.getModelArtifactsForJSON(modelJson, async (groups) => {
     const specs = groups.flatMap((g) => g.weights);
     const buffers = weights.map(
       (w) => w.buffer.slice(w.byteOffset, w.byteOffset + w.byteLength) as ArrayBuffer,
     );
     return [specs, io.CompositeArrayBuffer.join(buffers)];
   });
+  // A compact seeded folder (the shipped default) stores only what was trained: rebuild the full
+  // weights here, once, so the pool workers and Grad-CAM get an ordinary model.
+  const artifacts =
+    manifest !== undefined && isSeededManifest(manifest)
+      ? await materializedArtifacts(stored, manifest)
+      : stored;
   return {
     id: modelId(ref),
     sha256: modelSha256(jsonBytes, weights),

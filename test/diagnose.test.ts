@@ -7,7 +7,7 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { tensor1d, tensor2d } from '@tensorflow/tfjs-core';
@@ -321,18 +321,6 @@ describe('covidct diagnose', () => {
     expect(lines[3]).toMatch(/^model mean-rule@[0-9a-f]{12}, backend wasm/);
     expect(lines[4]).toMatch(/^time: read\+select .*, total /);
   });
-
-  it.skipIf(existsSync(join(defaultModelDir(), 'model.json')))(
-    'without --model and no default model installed: one line, exit 1, before loading tfjs',
-    () => {
-      const run = runCli(['diagnose', SAMPLE]);
-      expect(run.code).toBe(1);
-      expect(run.stdout).toBe('');
-      expect(run.stderr).toBe(
-        'covidct: no default model installed yet: pass --model DIR (a folder from `covidct import-keras` or `covidct train`)\n',
-      );
-    },
-  );
 
   it.each(['0', '1.5', '-0.1', 'abc', ''])('rejects --threshold %j in one line', (value) => {
     const run = runCli(['diagnose', SAMPLE, '--model', modelDir, '--threshold', value]);

@@ -118,6 +118,13 @@ export async function runDemo(options: {
         `  heatmaps: ${relative(process.cwd(), result.heatmaps)}/ (${copied - 1} Grad-CAM PNGs of COVID slices)`,
       );
     }
+    if (options.modelDir === undefined) {
+      say(
+        '\nThe default model is trained on synthetic phantoms only and is at chance on held-out phantoms' +
+          ' (models/default/EVALUATION.md): these decisions show the pipeline working, not a diagnosis.' +
+          " Import the authors' checkpoints (covidct import-keras) or train on real data, then --model-dir.",
+      );
+    }
     if (options.keep) {
       say(`\nthe local stack keeps running: API ${stack.apiUrl}`);
       for (const h of hospitals) say(`  ${h.hospital}: x-api-key ${h.apiKey}`);
