@@ -3,14 +3,17 @@
  * decided, reported, completed and notified once (aggregate.ts). Partial batch failures: a record
  * fails (and is redelivered) only for transient errors; a malformed message is logged and consumed.
  */
-import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { InputError } from '../../core/errors.js';
 import { type AwsClients, sharedClients } from '../shared/clients.js';
 import { ENV, requireEnv } from '../shared/config.js';
 import { parseVotesMessage, type VotesMessage } from '../shared/messages.js';
-import { createObservability, lazyHandler, type Observability } from '../shared/powertools.js';
+import {
+  createObservability,
+  lazyHandler,
+  type Observability,
+  sqsBatchHandler,
+} from '../shared/powertools.js';
 import { StudyStore } from '../shared/store.js';
 import { finishStudy, recordVotes } from './aggregate.js';
 
@@ -99,30 +102,7 @@ export function makeAggregateHandler(
     }
   };
 
-  return async (event, context) => {
-    const processor = new BatchProcessor(EventType.SQS);
-    try {
-      return await processPartialResponse(
-        event,
-        async (r: SQSRecord) => {
-          try {
-            await record(r);
-          } catch (error) {
-            const detail =
-              error instanceof InputError
-                ? error.message
-                : `${(error as Error).name}: ${(error as Error).message}`;
-            logger.error('votes record failed, will be retried', { messageId: r.messageId, error: detail });
-            throw error;
-          }
-        },
-        processor,
-        { ...(context ? { context } : {}), throwOnFullBatchFailure: false },
-      );
-    } finally {
-      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
-    }
-  };
+  return sqsBatchHandler({ logger, metrics }, 'votes', record);
 }
 
 /** The Lambda entry point (clients and configuration made on the first call, so importing is free). */

@@ -4,14 +4,18 @@
  * only for transient errors; bad input ends the study FAILED and the message is consumed, so the
  * DLQ only ever holds what the code could not handle.
  */
-import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { InputError } from '../../core/errors.js';
 import { type AwsClients, sharedClients } from '../shared/clients.js';
 import { ENV, requireEnv } from '../shared/config.js';
 import { parseS3EventBody } from '../shared/messages.js';
-import { createObservability, lazyHandler, msSince, type Observability } from '../shared/powertools.js';
+import {
+  createObservability,
+  lazyHandler,
+  msSince,
+  type Observability,
+  sqsBatchHandler,
+} from '../shared/powertools.js';
 import { StudyStore } from '../shared/store.js';
 import { selectManifest } from './select.js';
 
@@ -108,32 +112,7 @@ export function makeSelectHandler(
     }
   };
 
-  return async (event, context) => {
-    // One processor per invocation: processors keep per-batch state.
-    const processor = new BatchProcessor(EventType.SQS);
-    try {
-      return await processPartialResponse(
-        event,
-        async (r: SQSRecord) => {
-          try {
-            await record(r);
-          } catch (error) {
-            // Transient (AWS errors, throttling): fail the record so SQS redelivers it.
-            const detail =
-              error instanceof InputError
-                ? error.message
-                : `${(error as Error).name}: ${(error as Error).message}`;
-            logger.error('ingest record failed, will be retried', { messageId: r.messageId, error: detail });
-            throw error;
-          }
-        },
-        processor,
-        { ...(context ? { context } : {}), throwOnFullBatchFailure: false },
-      );
-    } finally {
-      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
-    }
-  };
+  return sqsBatchHandler({ logger, metrics }, 'ingest', record);
 }
 
 /** The Lambda entry point (clients and configuration made on the first call, so importing is free). */

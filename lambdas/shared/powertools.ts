@@ -3,10 +3,13 @@
  * patient data), CloudWatch EMF metrics (silenced locally by `POWERTOOLS_DEV`), and X-Ray tracing
  * only where a daemon is configured (on Lambda with active tracing; never on the local stack).
  */
+
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
-import type { Context } from 'aws-lambda';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { InputError } from '../../core/errors.js';
 
 /** The namespace of the pipeline's metrics. */
 export const METRICS_NAMESPACE = 'covidct';
@@ -52,5 +55,44 @@ export function lazyHandler<E, R>(
   return (event, context) => {
     made ??= make();
     return made(event, context);
+  };
+}
+
+/**
+ * An SQS batch handler with partial batch responses: each record goes to `record`; a record that
+ * throws is logged (`what` names the stage) and reported in `batchItemFailures`, so SQS redelivers
+ * only it. Metrics are flushed after every batch.
+ */
+export function sqsBatchHandler(
+  observability: Pick<Observability, 'logger' | 'metrics'>,
+  what: string,
+  record: (r: SQSRecord) => Promise<void>,
+): (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse> {
+  const { logger, metrics } = observability;
+  return async (event, context) => {
+    // One processor per invocation: processors keep per-batch state.
+    const processor = new BatchProcessor(EventType.SQS);
+    try {
+      return await processPartialResponse(
+        event,
+        async (r: SQSRecord) => {
+          try {
+            await record(r);
+          } catch (error) {
+            // Transient (AWS errors, throttling): fail the record so SQS redelivers it.
+            const detail =
+              error instanceof InputError
+                ? error.message
+                : `${(error as Error).name}: ${(error as Error).message}`;
+            logger.error(`${what} record failed, will be retried`, { messageId: r.messageId, error: detail });
+            throw error;
+          }
+        },
+        processor,
+        { ...(context ? { context } : {}), throwOnFullBatchFailure: false },
+      );
+    } finally {
+      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+    }
   };
 }
