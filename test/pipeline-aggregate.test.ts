@@ -6,8 +6,7 @@
  * retried by the redelivery; a crashed claim goes stale.
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { SubscribeCommand } from '@aws-sdk/client-sns';
-import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeAggregateHandler } from '../lambdas/aggregate/handler.js';
 import {
@@ -21,7 +20,7 @@ import {
 import { TOPIC } from '../lambdas/shared/resources.js';
 import { type StoredSeries, StudyStore } from '../lambdas/shared/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
-import { quietObservability, sqsEvent, uploadStudy } from './helpers/pipeline.js';
+import { quietObservability, sqsEvent, subscribeHospitalQueue, uploadStudy } from './helpers/pipeline.js';
 
 const stack = useLocalStack();
 let store: StudyStore;
@@ -42,20 +41,11 @@ beforeAll(async () => {
   );
   // Each hospital subscribes its own queue with a filter policy on the `hospital` attribute.
   for (const hospital of ['hospital-a', 'hospital-b']) {
-    const url = (await stack.clients.sqs.send(new CreateQueueCommand({ QueueName: `results-${hospital}` })))
-      .QueueUrl!;
-    const arn = (
-      await stack.clients.sqs.send(
-        new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }),
-      )
-    ).Attributes!.QueueArn!;
-    await stack.clients.sns.send(
-      new SubscribeCommand({
-        TopicArn: stack.resources.topicArn,
-        Protocol: 'sqs',
-        Endpoint: arn,
-        Attributes: { FilterPolicy: JSON.stringify({ [TOPIC.hospitalAttribute]: [hospital] }) },
-      }),
+    const url = await subscribeHospitalQueue(
+      stack.clients,
+      stack.resources.topicArn,
+      `results-${hospital}`,
+      hospital,
     );
     subscribed[hospital] = url;
   }

@@ -13,13 +13,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { SubscribeCommand } from '@aws-sdk/client-sns';
-import {
-  CreateQueueCommand,
-  GetQueueAttributesCommand,
-  ReceiveMessageCommand,
-  SendMessageCommand,
-} from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getStudy, uploadStudy, waitForStudy } from '../cli/api-client.js';
@@ -30,13 +24,13 @@ import {
   parseStudyNotification,
   sliceKey,
 } from '../lambdas/shared/messages.js';
-import { TOPIC } from '../lambdas/shared/resources.js';
 import { StudyStore } from '../lambdas/shared/store.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
 import { initBackend } from '../models/backend.js';
 import { CLASS_NAMES } from '../models/classes.js';
 import { saveModel } from '../models/io.js';
 import { buildArchitecture } from '../models/registry.js';
+import { subscribeHospitalQueue } from './helpers/pipeline.js';
 import { tempDir } from './helpers/tmp.js';
 
 const B70F = join(import.meta.dirname, 'fixtures/lung-pet-ct-dx-A0002/B70f');
@@ -78,20 +72,11 @@ beforeAll(async () => {
       errors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`),
   });
   store = new StudyStore(stack.clients.dynamo, stack.resources.tableName);
-  notifications = (await stack.clients.sqs.send(new CreateQueueCommand({ QueueName: 'e2e-notify-a' })))
-    .QueueUrl!;
-  const arn = (
-    await stack.clients.sqs.send(
-      new GetQueueAttributesCommand({ QueueUrl: notifications, AttributeNames: ['QueueArn'] }),
-    )
-  ).Attributes!.QueueArn!;
-  await stack.clients.sns.send(
-    new SubscribeCommand({
-      TopicArn: stack.resources.topicArn,
-      Protocol: 'sqs',
-      Endpoint: arn,
-      Attributes: { FilterPolicy: JSON.stringify({ [TOPIC.hospitalAttribute]: [A.hospital] }) },
-    }),
+  notifications = await subscribeHospitalQueue(
+    stack.clients,
+    stack.resources.topicArn,
+    'e2e-notify-a',
+    A.hospital,
   );
 }, 300_000);
 

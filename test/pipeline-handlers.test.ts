@@ -8,9 +8,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SubscribeCommand } from '@aws-sdk/client-sns';
 import {
-  CreateQueueCommand,
   DeleteMessageCommand,
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
@@ -23,8 +21,8 @@ import {
   parseStudyNotification,
   type VotesMessage,
 } from '../lambdas/shared/messages.js';
-import { TOPIC } from '../lambdas/shared/resources.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
+import { subscribeHospitalQueue } from './helpers/pipeline.js';
 
 const B40F = join(import.meta.dirname, 'fixtures/lung-pet-ct-dx-A0002-tiff/B40f');
 const KEY = 'pipeline-test-key-a-0123456789';
@@ -43,19 +41,11 @@ beforeAll(async () => {
     onError: (error, where) =>
       errors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`),
   });
-  resultsQueue = (await stack.clients.sqs.send(new CreateQueueCommand({ QueueName: 'results-a' }))).QueueUrl!;
-  const arn = (
-    await stack.clients.sqs.send(
-      new GetQueueAttributesCommand({ QueueUrl: resultsQueue, AttributeNames: ['QueueArn'] }),
-    )
-  ).Attributes!.QueueArn!;
-  await stack.clients.sns.send(
-    new SubscribeCommand({
-      TopicArn: stack.resources.topicArn,
-      Protocol: 'sqs',
-      Endpoint: arn,
-      Attributes: { FilterPolicy: JSON.stringify({ [TOPIC.hospitalAttribute]: ['hospital-a'] }) },
-    }),
+  resultsQueue = await subscribeHospitalQueue(
+    stack.clients,
+    stack.resources.topicArn,
+    'results-a',
+    'hospital-a',
   );
 });
 

@@ -7,11 +7,19 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { SubscribeCommand } from '@aws-sdk/client-sns';
+import {
+  CreateQueueCommand,
+  DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
 import type { SQSEvent } from 'aws-lambda';
 import type { AwsClients } from '../../lambdas/shared/clients.js';
 import { type Manifest, makeS3EventBody, manifestKey, sliceKey } from '../../lambdas/shared/messages.js';
 import type { Observability } from '../../lambdas/shared/powertools.js';
+import { TOPIC } from '../../lambdas/shared/resources.js';
 
 /** Log lines and EMF metric lines the handlers wrote, as parsed JSON objects. */
 export interface CapturedLogs {
@@ -125,4 +133,29 @@ export async function drainQueue(sqs: SQSClient, queueUrl: string): Promise<stri
       }),
     );
   }
+}
+
+/**
+ * Create an SQS queue and subscribe it to the results topic with a filter policy on the
+ * `hospital` attribute, as a hospital would; resolves to the queue's URL.
+ */
+export async function subscribeHospitalQueue(
+  clients: Pick<AwsClients, 'sqs' | 'sns'>,
+  topicArn: string,
+  queueName: string,
+  hospital: string,
+): Promise<string> {
+  const url = (await clients.sqs.send(new CreateQueueCommand({ QueueName: queueName }))).QueueUrl!;
+  const arn = (
+    await clients.sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }))
+  ).Attributes!.QueueArn!;
+  await clients.sns.send(
+    new SubscribeCommand({
+      TopicArn: topicArn,
+      Protocol: 'sqs',
+      Endpoint: arn,
+      Attributes: { FilterPolicy: JSON.stringify({ [TOPIC.hospitalAttribute]: [hospital] }) },
+    }),
+  );
+  return url;
 }
