@@ -10,7 +10,7 @@ import { startLocalStack } from '../../local/stack.js';
 import { defaultModelDir, resolveModelDir } from '../../models/default-model.js';
 import { formatStatus, uploadStudy, waitForStudy } from '../api-client.js';
 import { warn } from '../io.js';
-import type { DemoResult } from './demo.js';
+import type { DemoOptions, DemoResult } from './demo.js';
 import { writePhantomSeries } from './phantom.js';
 
 /** The bundled real study (two series of Lung-PET-CT-Dx patient A0002). */
@@ -23,15 +23,7 @@ interface PlannedStudy {
 }
 
 /** Run the demo; resolves with every study's outcome. */
-export async function runDemo(options: {
-  readonly modelDir?: string;
-  readonly slices: number;
-  readonly keep?: boolean;
-  readonly json?: boolean;
-  readonly timeout: number;
-  readonly out: string;
-  readonly verbose?: boolean;
-}): Promise<DemoResult[]> {
+export async function runDemo(options: DemoOptions): Promise<DemoResult[]> {
   const say = (line: string) => {
     if (!options.json) process.stdout.write(`${line}\n`);
   };

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { parseInteger, printJson } from '../io.js';
 
 /** Options of `covidct demo`. */
-interface DemoOptions {
+export interface DemoOptions {
   readonly modelDir?: string;
   readonly slices: number;
   readonly keep?: boolean;
