@@ -10,12 +10,9 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { tensor1d, tensor2d } from '@tensorflow/tfjs-core';
-import { input, layers, model as tfModel } from '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ARCHITECTURES_HELP } from '../cli/commands/model.js';
 import { readSlice } from '../core/read.js';
-import { REFERENCE_REGION } from '../core/selection.js';
 import { selectStudy } from '../core/study.js';
 import { initBackend } from '../models/backend.js';
 import { CLASS_NAMES } from '../models/classes.js';
@@ -31,29 +28,16 @@ import {
 import { saveModel } from '../models/io.js';
 import { ARCHITECTURES } from '../models/registry.js';
 import { CLI, runCli } from './helpers/cli.js';
+import { buildRuleModel, ruleLabel } from './helpers/rule-model.js';
 import { tempDir } from './helpers/tmp.js';
 
 const SAMPLE = 'test/fixtures/lung-pet-ct-dx-A0002';
-/** Mean raw value of the selection region above which the test model says COVID. */
-const RULE_LIMIT = 540;
-/** Logit gain per raw unit: a margin of 5 raw is 0.5 in logits, far above float rounding. */
-const GAIN = 0.1;
 
 const work = tempDir('covidct-diagnose-');
 const modelDir = join(work, 'rule-model');
 const phantom = join(work, 'phantom-study');
 /** A study with a good one-slice series and a series of 128×128 slices. */
 const mixed = join(work, 'mixed');
-
-/** The rule, computed independently from a decoded slice. */
-function ruleLabel(pixels: Uint16Array, width: number): 'covid' | 'normal' {
-  const r = REFERENCE_REGION;
-  let sum = 0;
-  for (let y = r.rowStart; y < r.rowEnd; y++)
-    for (let x = r.colStart; x < r.colEnd; x++) sum += pixels[y * width + x]!;
-  const mean = sum / ((r.rowEnd - r.rowStart) * (r.colEnd - r.colStart));
-  return mean > RULE_LIMIT ? 'covid' : 'normal';
-}
 
 /** Expected labels of every selected slice of a study, by series id and file. */
 async function expectedLabels(path: string): Promise<Map<string, 'covid' | 'normal'>> {
@@ -65,27 +49,6 @@ async function expectedLabels(path: string): Promise<Map<string, 'covid' | 'norm
     }
   }
   return out;
-}
-
-/** Crop to the selection region, average, and one Dense(2, softmax): logits ±GAIN × (mean − limit). */
-function buildRuleModel() {
-  const r = REFERENCE_REGION;
-  const x = input({ shape: [512, 512, 1], name: 'slice' });
-  const cropped = layers
-    .cropping2D({
-      cropping: [
-        [r.rowStart, 512 - r.rowEnd],
-        [r.colStart, 512 - r.colEnd],
-      ],
-      name: 'lungs',
-    })
-    .apply(x);
-  const pooled = layers.globalAveragePooling2d({ name: 'mean' }).apply(cropped);
-  const dense = layers.dense({ units: 2, activation: 'softmax', name: 'predictions' });
-  const out = dense.apply(pooled);
-  const m = tfModel({ inputs: x, outputs: out as never, name: 'mean_rule' });
-  dense.setWeights([tensor2d([[GAIN, -GAIN]]), tensor1d([-GAIN * RULE_LIMIT, GAIN * RULE_LIMIT])]);
-  return m;
 }
 
 function checkFigures(

@@ -19,11 +19,9 @@ import {
   SendMessageBatchCommand,
 } from '@aws-sdk/client-sqs';
 import { tensor1d, tensor2d } from '@tensorflow/tfjs-core';
-import { input, layers, model as tfModel } from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { uploadModel } from '../cli/commands/model-upload.js';
 import { encodeDicomCt } from '../core/dicom/encode.js';
-import { REFERENCE_REGION } from '../core/selection.js';
 import type { WorkerLog } from '../gpu-worker/consumer.js';
 import { startHealthServer } from '../gpu-worker/health.js';
 import {
@@ -40,14 +38,12 @@ import { CLASS_NAMES } from '../models/classes.js';
 import { modelFolderSha256 } from '../models/diagnose.js';
 import { saveModel } from '../models/io.js';
 import { useLocalStack } from './helpers/local-stack.js';
+import { buildRuleModel, RULE_LIMIT } from './helpers/rule-model.js';
 import { tempDir } from './helpers/tmp.js';
 
 process.env.POWERTOOLS_DEV = 'true';
 
 const MODEL = 'rule/t1';
-/** Mean raw value of the selection region above which the rule model says COVID. */
-const RULE_LIMIT = 540;
-const GAIN = 0.1;
 /** Synthetic patient name written into every test slice: must never reach a log. */
 const PATIENT_NAME = 'WORKERTEST^SECRET';
 
@@ -55,27 +51,6 @@ const stack = useLocalStack();
 const work = tempDir('covidct-worker-');
 const modelDir = join(work, 'rule-model');
 let modelSha = '';
-
-/** Crop to the selection region, average, one Dense(2, softmax): COVID when the mean raw value > 540. */
-function buildRuleModel() {
-  const r = REFERENCE_REGION;
-  const x = input({ shape: [512, 512, 1], name: 'slice' });
-  const cropped = layers
-    .cropping2D({
-      cropping: [
-        [r.rowStart, 512 - r.rowEnd],
-        [r.colStart, 512 - r.colEnd],
-      ],
-      name: 'lungs',
-    })
-    .apply(x);
-  const pooled = layers.globalAveragePooling2d({ name: 'mean' }).apply(cropped);
-  const dense = layers.dense({ units: 2, activation: 'softmax', name: 'predictions' });
-  const out = dense.apply(pooled);
-  const m = tfModel({ inputs: x, outputs: out as never, name: 'mean_rule' });
-  dense.setWeights([tensor2d([[GAIN, -GAIN]]), tensor1d([-GAIN * RULE_LIMIT, GAIN * RULE_LIMIT])]);
-  return m;
-}
 
 let sliceCounter = 0;
 
