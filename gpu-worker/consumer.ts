@@ -2,7 +2,9 @@
  * The inference queue consumer (in the manner of bbc/sqs-consumer, written out because the worker
  * batches across messages): long-poll, gather messages up to a slice budget, classify them as one
  * batch, send the votes, and only then delete the messages. While a batch works, a heartbeat keeps
- * every held message invisible. A message whose slices cannot all be voted on is not deleted: it
+ * every held message invisible. A slice that can never be classified (a permanent failure: hash
+ * mismatch, undecodable, wrong size) is reported in the votes message as a failure, so the study
+ * can finish without it. A message with a transient failure (S3, a worker thread) is not deleted: it
  * reappears, and after `maxReceiveCount` tries lands in the dead-letter queue. Stopping (SIGTERM)
  * stops polling, hands back messages not yet started, finishes the batch in flight and resolves.
  *
@@ -20,8 +22,10 @@ import {
 import { describeError } from '../core/errors.js';
 import {
   type InferenceMessage,
+  MAX_FAILURE_REASON_CHARS,
   MAX_VOTES_PER_MESSAGE,
   parseInferenceMessage,
+  type SliceFailureReport,
   type SliceVote,
   type VotesMessage,
 } from '../lambdas/shared/messages.js';
@@ -39,8 +43,10 @@ export interface WorkerLog {
 export interface BatchReport {
   readonly messages: number;
   readonly slices: number;
-  /** Messages deleted (their votes were sent). */
+  /** Messages deleted (their votes and permanent failures were sent). */
   readonly completed: number;
+  /** Slices reported as permanently unclassifiable. */
+  readonly failedSlices: number;
   /** Messages left on the queue to reappear. */
   readonly retried: number;
   readonly votesMessages: number;
@@ -300,25 +306,35 @@ export class InferenceConsumer {
     if (overBudget) this.log.warn('batch over budget', { ms: Math.round(performance.now() - started) });
     for (const w of outcome.warnings) this.log.warn('heatmap skipped', { error: w });
 
-    // A message is voted on only when every slice of it is classified: never half-done.
+    // A message is reported only when every slice of it is classified or permanently failed:
+    // never half-done. A transient failure leaves the whole message to reappear.
     const ready: Held[] = [];
     const retry: Held[] = [];
     batch.forEach((h, i) => {
       const [from, to] = ranges[i]!;
       const failed = outcome.outcomes.slice(from, to).filter((o) => !o.ok);
-      if (failed.length === 0) {
+      const transient = failed.filter((o) => !o.permanent);
+      if (transient.length === 0) {
         ready.push(h);
+        if (failed.length > 0) {
+          this.log.warn('slices cannot be classified; reported as failed', {
+            hospital: h.message.hospital,
+            studyId: h.message.studyId,
+            seriesId: h.message.seriesId,
+            failed: failed.length,
+            error: failed[0]!.error,
+          });
+        }
         return;
       }
       retry.push(h);
-      const first = failed[0]!;
       this.log.error('slices not classified; message left to reappear', {
         hospital: h.message.hospital,
         studyId: h.message.studyId,
         seriesId: h.message.seriesId,
         failed: failed.length,
-        permanent: !first.ok && first.permanent,
-        error: first.ok ? undefined : first.error,
+        transient: transient.length,
+        error: transient[0]!.error,
       });
     });
 
@@ -326,7 +342,13 @@ export class InferenceConsumer {
     // only when all of its votes were sent.
     const byStudy = new Map<
       string,
-      { hospital: string; studyId: string; votes: SliceVote[]; members: Held[] }
+      {
+        hospital: string;
+        studyId: string;
+        votes: SliceVote[];
+        failures: SliceFailureReport[];
+        members: Held[];
+      }
     >();
     for (const h of ready) {
       const i = batch.indexOf(h);
@@ -335,13 +357,18 @@ export class InferenceConsumer {
       const id = `${m.hospital}/${m.studyId}`;
       let group = byStudy.get(id);
       if (group === undefined) {
-        group = { hospital: m.hospital, studyId: m.studyId, votes: [], members: [] };
+        group = { hospital: m.hospital, studyId: m.studyId, votes: [], failures: [], members: [] };
         byStudy.set(id, group);
       }
       group.members.push(h);
       for (let j = from; j < to; j++) {
         const o = outcome.outcomes[j]!;
-        if (!o.ok) continue;
+        if (!o.ok) {
+          // Permanent here (transient ones sent the message to retry): one line, bounded.
+          const reason = o.error.split('\n')[0]!.slice(0, MAX_FAILURE_REASON_CHARS) || 'unclassifiable';
+          group.failures.push({ seriesId: m.seriesId, key: jobs[j]!.key, reason });
+          continue;
+        }
         group.votes.push({
           seriesId: m.seriesId,
           key: jobs[j]!.key,
@@ -353,15 +380,21 @@ export class InferenceConsumer {
     }
     const deletable: Held[] = [];
     let votesMessages = 0;
+    let failedSlices = 0;
     await Promise.all(
       [...byStudy.values()].map(async (group) => {
         try {
-          for (const votes of chunks(group.votes, MAX_VOTES_PER_MESSAGE)) {
+          const voteChunks = chunks(group.votes, MAX_VOTES_PER_MESSAGE);
+          const failureChunks = chunks(group.failures, MAX_VOTES_PER_MESSAGE);
+          const messages = Math.max(voteChunks.length, failureChunks.length);
+          for (let k = 0; k < messages; k++) {
+            const failures = failureChunks[k] ?? [];
             const body: VotesMessage = {
               hospital: group.hospital,
               studyId: group.studyId,
               model: this.options.model,
-              votes,
+              votes: voteChunks[k] ?? [],
+              ...(failures.length > 0 ? { failures } : {}),
             };
             await this.options.sqs.send(
               new SendMessageCommand({
@@ -372,11 +405,13 @@ export class InferenceConsumer {
             votesMessages++;
           }
           deletable.push(...group.members);
+          failedSlices += group.failures.length;
           this.log.info('votes sent', {
             hospital: group.hospital,
             studyId: group.studyId,
             votes: group.votes.length,
             covid: group.votes.filter((v) => v.label === 'covid').length,
+            failed: group.failures.length,
           });
         } catch (error) {
           retry.push(...group.members);
@@ -401,6 +436,7 @@ export class InferenceConsumer {
       messages: batch.length,
       slices: jobs.length,
       completed: deletable.length,
+      failedSlices,
       retried: retry.length,
       votesMessages,
       heatmaps: outcome.heatmaps,

@@ -353,16 +353,27 @@ describe('GPU worker (in process)', () => {
     );
   });
 
-  it('a slice whose bytes do not match the manifest hash is never voted on', async () => {
+  it('a slice whose bytes do not match the manifest hash is reported as failed, never voted on', async () => {
     const m = await makeMessage({ hospital: 'h1', studyId: 'tampered', seriesId: 'A' }, [700, 400]);
     const bad = { ...m, slices: [m.slices[0]!, { ...m.slices[1]!, sha256: '0'.repeat(64) }] };
     const retriedBefore = worker!.consumer.counts.retried;
     await send(bad);
-    await waitFor('the batch', () => worker!.consumer.counts.retried > retriedBefore);
-    expect(await collectVotes(0)).toEqual([]);
-    expect(logLines.some((l) => l.includes('does not match the manifest'))).toBe(true);
-    // Drop it so the other tests see an empty queue (it would go to the DLQ after maxReceiveCount).
-    await purgeInference();
+    const messages = await collectVotes(1);
+    expect(messages).toHaveLength(1);
+    expect(messages[0]!.votes.map((v) => [v.key, v.label])).toEqual([[m.slices[0]!.key, 'covid']]);
+    expect(messages[0]!.failures).toHaveLength(1);
+    const failure = messages[0]!.failures![0]!;
+    expect(failure.seriesId).toBe('A');
+    expect(failure.key).toBe(m.slices[1]!.key);
+    expect(failure.reason).toMatch(/does not match the manifest/);
+    expect(failure.reason).not.toMatch(/\n/);
+    expect(failure.reason).not.toContain(PATIENT_NAME);
+    // A permanent failure is reported, so the message is deleted like a voted one, not retried.
+    await waitFor(
+      'the message to be deleted',
+      () => inferenceQueue().ready + inferenceQueue().inflight === 0,
+    );
+    expect(worker!.consumer.counts.retried).toBe(retriedBefore);
   });
 
   it('health: 200 with counts while polling; the report is 503 while starting, draining or stalled', async () => {

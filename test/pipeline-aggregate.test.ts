@@ -274,6 +274,96 @@ describe('aggregate Lambda', () => {
     expect(await muchLater.claimNotification(h, 'agg-4', 360)).toBe(false);
   });
 
+  it('completes from the voted slices when one slice failed, and lists the failure in the report', async () => {
+    const h = 'hospital-a';
+    const series = await classifyingStudy(h, 'agg-part', { s: [true, true, true, true] });
+    const votes = votesFor(h, 'agg-part', series, (i) => i === 0);
+    const failed = votes[3]!;
+    const failure = {
+      seriesId: failed.seriesId,
+      key: failed.key,
+      reason: `${failed.key}: sha256 does not match the manifest`,
+    };
+    const message: VotesMessage = {
+      hospital: h,
+      studyId: 'agg-part',
+      model: MODEL,
+      votes: votes.slice(0, 3),
+      failures: [failure],
+    };
+    expect((await aggregate(sqsEvent([JSON.stringify(message)]))).batchItemFailures).toEqual([]);
+    expect(await store.countVotes(h, 'agg-part')).toBe(4);
+    expect(await store.listVotes(h, 'agg-part')).toHaveLength(3);
+    const study = await store.getStudy(h, 'agg-part');
+    expect(study?.status).toBe('COMPLETE');
+    // 1 COVID of the 3 classified = 0.33 ≥ 0.3: the failed slice is not in the vote.
+    expect(study?.outcome).toEqual({
+      decision: 'covid',
+      covidFraction: 1 / 3,
+      covidCount: 1,
+      classifiedCount: 3,
+    });
+    const report = JSON.parse(
+      await (
+        await stack.clients.s3.send(
+          new GetObjectCommand({ Bucket: stack.resources.bucket, Key: reportKey(h, 'agg-part') }),
+        )
+      ).Body!.transformToString(),
+    );
+    expect(report).toMatchObject({ classifiedCount: 3, selectedCount: 4, failedCount: 1 });
+    expect(report.failures).toEqual([failure]);
+    expect(report.series[0].slices[3]).toMatchObject({ failure: { reason: failure.reason } });
+    expect(report.series[0].slices[3].vote).toBeUndefined();
+    const received = await receiveAll(subscribed[h]!);
+    expect(received.map((r) => parseStudyNotification(JSON.parse(r).Message))).toMatchObject([
+      { status: 'COMPLETE', decision: 'covid', classifiedCount: 3, selectedCount: 4 },
+    ]);
+  });
+
+  it('fails a study none of whose slices could be classified; a repeated failure is a no-op', async () => {
+    const h = 'hospital-a';
+    const series = await classifyingStudy(h, 'agg-none', { s: [true, true] });
+    const failures = series[0]!.slices.map((sl, i) => ({
+      seriesId: 's',
+      key: sl.key,
+      reason: `${sl.key}: not decodable (${i})`,
+    }));
+    const first: VotesMessage = {
+      hospital: h,
+      studyId: 'agg-none',
+      model: MODEL,
+      votes: [],
+      failures: [failures[0]!],
+    };
+    const second: VotesMessage = { ...first, failures: [failures[1]!] };
+    expect(
+      (await aggregate(sqsEvent([JSON.stringify(first), JSON.stringify(first)]))).batchItemFailures,
+    ).toEqual([]);
+    expect(await store.countVotes(h, 'agg-none')).toBe(1);
+    expect((await store.getStudy(h, 'agg-none'))?.status).toBe('CLASSIFYING');
+    // A vote for an already failed slice is a duplicate too: a slice is voted or failed, once.
+    const lateVote = votesFor(h, 'agg-none', series, () => true)[0]!;
+    expect((await aggregate(sqsEvent([body(h, 'agg-none', [lateVote])]))).batchItemFailures).toEqual([]);
+    expect(await store.countVotes(h, 'agg-none')).toBe(1);
+    expect(await store.listVotes(h, 'agg-none')).toEqual([]);
+
+    expect((await aggregate(sqsEvent([JSON.stringify(second)]))).batchItemFailures).toEqual([]);
+    const study = await store.getStudy(h, 'agg-none');
+    expect(study?.status).toBe('FAILED');
+    expect(study?.reason).toBe(`no slice could be classified: ${failures[0]!.reason}`);
+    expect(study?.notified).toBe(true);
+    const received = await receiveAll(subscribed[h]!);
+    expect(received.map((r) => parseStudyNotification(JSON.parse(r).Message))).toMatchObject([
+      { status: 'FAILED', reason: study?.reason, decision: null, classifiedCount: 0 },
+    ]);
+    // Redelivered after FAILED: nothing recorded, nothing published.
+    expect(
+      (await aggregate(sqsEvent([JSON.stringify(second), JSON.stringify(first)]))).batchItemFailures,
+    ).toEqual([]);
+    expect(await store.countVotes(h, 'agg-none')).toBe(2);
+    expect(await receiveAll(subscribed[h]!)).toEqual([]);
+  });
+
   it('consumes malformed messages and ignores votes of unknown or failed studies', async () => {
     const logs = quietObservability();
     const quiet = makeAggregateHandler(

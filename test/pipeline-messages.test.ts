@@ -213,6 +213,28 @@ describe('inference and votes messages', () => {
       'votes.model.sha256: is missing',
     );
   });
+
+  it('carries permanent slice failures, with or without votes, scoped to the study', () => {
+    const failure = { seriesId: 'ser', key: 'incoming/h1/s1/ser/2.dcm', reason: '2.dcm: sha256 mismatch' };
+    const onlyFailures = { ...votes, votes: [], failures: [failure] };
+    expect(parseVotesMessage(JSON.stringify(onlyFailures)).failures).toEqual([failure]);
+    expect(parseVotesMessage(JSON.stringify({ ...votes, failures: [failure] })).votes).toHaveLength(1);
+    expect(error(() => parseVotesMessage(JSON.stringify({ ...votes, votes: [] })))).toBe(
+      'votes.votes: expected at least one vote or failure',
+    );
+    expect(
+      error(() =>
+        parseVotesMessage(
+          JSON.stringify({ ...onlyFailures, failures: [{ ...failure, key: 'incoming/h2/s1/ser/2.dcm' }] }),
+        ),
+      ),
+    ).toBe("votes.failures[0].key: 'incoming/h2/s1/ser/2.dcm' is not an object under incoming/h1/s1/");
+    expect(
+      error(() =>
+        parseVotesMessage(JSON.stringify({ ...onlyFailures, failures: [{ ...failure, reason: 'a\nb' }] })),
+      ),
+    ).toBe('votes.failures[0].reason: expected one line');
+  });
 });
 
 describe('POST /studies body', () => {

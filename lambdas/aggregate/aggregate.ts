@@ -1,7 +1,9 @@
 /**
- * The aggregate stage as plain functions over injected clients: record each slice's vote once,
- * and when every selected slice has one, decide from the stored votes, write the report, move the
- * study to COMPLETE once and notify once. The Lambda handler (handler.ts) only parses the batch.
+ * The aggregate stage as plain functions over injected clients: record each slice's vote (or
+ * permanent failure) once, and when every selected slice is accounted for, decide from the stored
+ * labelled votes, write the report, move the study to COMPLETE once and notify once; a study none
+ * of whose slices could be classified goes to FAILED instead. The Lambda handler (handler.ts) only
+ * parses the batch.
  *
  * Exactly once without transactions: a vote is a conditional put (a repeat is a no-op); the
  * decision is taken when the COUNT of stored vote items reaches the expected number, from the
@@ -25,7 +27,10 @@ import {
 } from '../shared/messages.js';
 import { notifyOnce } from '../shared/notify.js';
 import { QUEUES } from '../shared/resources.js';
-import type { StoredOutcome, StoredVote, StudyRecord, StudyStore } from '../shared/store.js';
+import type { StoredFailure, StoredOutcome, StoredVote, StudyRecord, StudyStore } from '../shared/store.js';
+
+/** The FAILED reason of a study none of whose selected slices could be classified (then `: <first reason>`). */
+export const NO_SLICE_CLASSIFIED = 'no slice could be classified';
 
 /** What the aggregate stage needs. */
 export interface AggregateDeps {
@@ -39,9 +44,12 @@ export interface AggregateDeps {
 
 /** What recording a votes message did. */
 export interface RecordOutcome {
+  /** Votes and failures newly recorded. */
   readonly recorded: number;
+  /** Of `recorded`, the failures. */
+  readonly failed: number;
   readonly duplicates: number;
-  /** Votes for slices the study did not select, or for a study that is gone or FAILED. */
+  /** Votes or failures for slices the study did not select, or for a study that is gone or FAILED. */
   readonly ignored: number;
   /** The study, as loaded before recording (undefined when missing). */
   readonly study?: StudyRecord;
@@ -56,15 +64,26 @@ export type FinishOutcome =
       readonly notified: boolean;
       readonly study: StudyRecord;
     }
+  | {
+      readonly kind: 'failed';
+      readonly reason: string;
+      readonly notified: boolean;
+      readonly study: StudyRecord;
+    }
   | { readonly kind: 'renotified' }
   | { readonly kind: 'nothing'; readonly status: string };
 
-/** Record every vote of a message once. Votes for slices the study did not select are ignored. */
+/**
+ * Record every vote and failure of a message once. Entries for slices the study did not select
+ * are ignored; a slice already voted or failed is a duplicate.
+ */
 export async function recordVotes(deps: AggregateDeps, message: VotesMessage): Promise<RecordOutcome> {
   const { hospital, studyId } = message;
+  const failures = message.failures ?? [];
   const study = await deps.store.getStudy(hospital, studyId);
   if (!study || (study.status !== 'CLASSIFYING' && study.status !== 'COMPLETE')) {
-    return { recorded: 0, duplicates: 0, ignored: message.votes.length, ...(study ? { study } : {}) };
+    const ignored = message.votes.length + failures.length;
+    return { recorded: 0, failed: 0, duplicates: 0, ignored, ...(study ? { study } : {}) };
   }
   const selected = new Map<string, string>();
   for (const series of study.series ?? []) {
@@ -82,7 +101,19 @@ export async function recordVotes(deps: AggregateDeps, message: VotesMessage): P
     if (result === 'recorded') recorded++;
     else duplicates++;
   });
-  return { recorded, duplicates, ignored, study };
+  let failed = 0;
+  await forEachLimited(failures, 8, async (failure) => {
+    if (selected.get(failure.key) !== failure.seriesId) {
+      ignored++;
+      return;
+    }
+    const result = await deps.store.putFailure(hospital, studyId, failure, message.model);
+    if (result === 'recorded') {
+      recorded++;
+      failed++;
+    } else duplicates++;
+  });
+  return { recorded, failed, duplicates, ignored, study };
 }
 
 /** One slice in the report. */
@@ -98,6 +129,8 @@ export interface ReportSlice {
     readonly heatmapKey?: string;
     readonly modelId: string;
   };
+  /** Why a selected slice could never be classified (it has no vote). */
+  readonly failure?: { readonly reason: string };
 }
 
 /** The report written to `results/{hospital}/{studyId}/report.json`. No patient data. */
@@ -111,6 +144,13 @@ export interface StudyReport {
   readonly covidCount: number;
   readonly classifiedCount: number;
   readonly selectedCount: number;
+  /** Selected slices that could never be classified (not in the vote), with their reasons. */
+  readonly failedCount: number;
+  readonly failures: ReadonlyArray<{
+    readonly seriesId: string;
+    readonly key: string;
+    readonly reason: string;
+  }>;
   readonly threshold: number;
   /** The model of the votes (the most frequent one when a model changed mid-study). */
   readonly model: { readonly id: string; readonly sha256: string };
@@ -182,15 +222,17 @@ export function decide(study: StudyRecord, votes: readonly StoredVote[]): StudyV
   return voteStudy(series, study.threshold);
 }
 
-/** Build the report of a study whose votes are all in. */
+/** Build the report of a study whose selected slices are all voted or failed. */
 export function buildReport(
   study: StudyRecord,
   votes: readonly StoredVote[],
   result: StudyVote,
   inputs: { manifest?: Manifest; manifestSha256?: string },
   decidedAt: Date,
+  failures: readonly StoredFailure[] = [],
 ): StudyReport {
   const byKey = new Map(votes.map((v) => [v.key, v]));
+  const failedByKey = new Map(failures.map((f) => [f.key, f]));
   const declared = new Map<string, { sha256: string; size: number }>();
   for (const s of inputs.manifest?.series ?? []) for (const slice of s.slices) declared.set(slice.key, slice);
   const models = new Map<string, { id: string; sha256: string; votes: number }>();
@@ -214,6 +256,8 @@ export function buildReport(
     covidCount: result.study.covidCount,
     classifiedCount: result.study.classifiedCount,
     selectedCount: result.study.selectedCount,
+    failedCount: failures.length,
+    failures: failures.map((f) => ({ seriesId: f.seriesId, key: f.key, reason: f.reason })),
     threshold: study.threshold,
     model: modelList[0] ?? { id: 'none', sha256: '' },
     models: modelList,
@@ -231,6 +275,7 @@ export function buildReport(
         decision: sv?.decision ?? null,
         slices: s.slices.map((slice): ReportSlice => {
           const vote = byKey.get(slice.key);
+          const failure = failedByKey.get(slice.key);
           const input = declared.get(slice.key);
           return {
             key: slice.key,
@@ -247,6 +292,7 @@ export function buildReport(
                   },
                 }
               : {}),
+            ...(failure && !vote ? { failure: { reason: failure.reason } } : {}),
           };
         }),
       };
@@ -269,9 +315,10 @@ export function buildReport(
 }
 
 /**
- * Complete a study if all its votes are in: count the stored votes, decide from them, write the
- * report, CLASSIFYING → COMPLETE (only one caller wins), notify. A COMPLETE study that was never
- * notified (a crash after completing) is notified now.
+ * Complete a study if all its selected slices are accounted for: count the stored votes and
+ * failures, decide from the labelled votes, write the report, CLASSIFYING → COMPLETE (only one
+ * caller wins), notify. With no labelled vote at all the study goes CLASSIFYING → FAILED instead.
+ * A finished study that was never notified (a crash after finishing) is notified now.
  */
 export async function finishStudy(
   deps: AggregateDeps,
@@ -281,7 +328,9 @@ export async function finishStudy(
   const study = await deps.store.getStudy(hospital, studyId);
   if (!study) return { kind: 'nothing', status: 'missing' };
   const claimTtl = QUEUES.votes.visibilityTimeoutSeconds;
-  if (study.status === 'COMPLETE') {
+  // A FAILED study is this stage's to renotify only when this stage failed it.
+  const failedHere = study.status === 'FAILED' && study.reason?.startsWith(NO_SLICE_CLASSIFIED) === true;
+  if (study.status === 'COMPLETE' || failedHere) {
     return (await notifyOnce(deps.store, deps.sns, deps.topicArn, study, claimTtl))
       ? { kind: 'renotified' }
       : { kind: 'nothing', status: study.status };
@@ -290,7 +339,22 @@ export async function finishStudy(
   const count = await deps.store.countVotes(hospital, studyId);
   if (count < study.expectedVotes) return { kind: 'waiting', votes: count, expected: study.expectedVotes };
 
-  const votes = await deps.store.listVotes(hospital, studyId);
+  const { votes, failures } = await deps.store.listSliceResults(hospital, studyId);
+  if (votes.length === 0) {
+    const first = failures[0]?.reason ?? 'no votes recorded';
+    const reason = `${NO_SLICE_CLASSIFIED}: ${first}`;
+    if (!(await deps.store.failStudy(hospital, studyId, reason))) {
+      return { kind: 'nothing', status: 'FAILED' };
+    }
+    const failedStudy = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
+    const notified = await notifyOnce(deps.store, deps.sns, deps.topicArn, failedStudy, claimTtl);
+    deps.logger?.warn('study failed: no slice could be classified', {
+      hospital,
+      study: studyId,
+      failed: failures.length,
+    });
+    return { kind: 'failed', reason: failedStudy.reason ?? reason, notified, study: failedStudy };
+  }
   const result = decide(study, votes);
   const inputs = await readManifestForReport(deps, study);
   const decidedAt = new Date();
@@ -300,6 +364,7 @@ export async function finishStudy(
     result,
     inputs ? { manifest: inputs.manifest, manifestSha256: inputs.sha256 } : {},
     decidedAt,
+    failures,
   );
   const key = reportKey(hospital, studyId);
   // Written before COMPLETE so that a COMPLETE study always has its report; racers write the same figures.
@@ -331,6 +396,7 @@ export async function finishStudy(
     decision: outcome.decision,
     covidFraction: outcome.covidFraction,
     classifiedCount: outcome.classifiedCount,
+    failedCount: failures.length,
   });
   return { kind: 'completed', outcome, notified, study: completed };
 }

@@ -69,7 +69,8 @@ export function makeAggregateHandler(
     }
     const keys = { hospital: message.hospital, study: message.studyId };
     const recorded = await recordVotes(deps, message);
-    metrics.addMetric('VotesRecorded', MetricUnit.Count, recorded.recorded);
+    metrics.addMetric('VotesRecorded', MetricUnit.Count, recorded.recorded - recorded.failed);
+    if (recorded.failed > 0) metrics.addMetric('SliceFailuresRecorded', MetricUnit.Count, recorded.failed);
     if (recorded.duplicates > 0) metrics.addMetric('VotesDuplicate', MetricUnit.Count, recorded.duplicates);
     if (recorded.ignored > 0) {
       logger.warn('votes ignored', {
@@ -97,6 +98,9 @@ export function makeAggregateHandler(
         const ms = Date.parse(timings.completedAt) - Date.parse(timings.createdAt);
         metrics.addMetric('StudyDuration', MetricUnit.Milliseconds, ms);
       }
+    } else if (finished.kind === 'failed') {
+      logger.warn('study failed', { ...keys, reason: finished.reason });
+      metrics.addMetric('StudiesFailed', MetricUnit.Count, 1);
     } else if (finished.kind === 'renotified') {
       logger.info('notification published after a redelivery', keys);
     }

@@ -32,6 +32,8 @@ export const MAX_MANIFEST_BYTES = 1024 * 1024;
 export const MAX_SLICES_PER_INFERENCE_MESSAGE = 64;
 /** The most votes one votes message may carry (a worker batch; far below SQS's 256 KB). */
 export const MAX_VOTES_PER_MESSAGE = 256;
+/** The longest reason a slice failure may carry (one line; the worker truncates). */
+export const MAX_FAILURE_REASON_CHARS = 300;
 
 /** `incoming/{hospital}/{studyId}/`: everything a study uploads lies under it. */
 export function studyPrefix(hospital: string, studyId: string): string {
@@ -584,8 +586,25 @@ const votesSchema = v.object({
       }),
       'expected an array of votes',
     ),
-    v.minLength(1, 'expected at least one vote'),
     v.maxLength(MAX_VOTES_PER_MESSAGE, `expected at most ${MAX_VOTES_PER_MESSAGE} votes`),
+  ),
+  failures: v.optional(
+    v.pipe(
+      v.array(
+        v.object({
+          seriesId: id('series id'),
+          key: objectKey,
+          reason: v.pipe(
+            v.string('expected a reason string'),
+            v.minLength(1, 'expected a reason'),
+            v.maxLength(MAX_FAILURE_REASON_CHARS, `expected at most ${MAX_FAILURE_REASON_CHARS} characters`),
+            v.check((r) => !/[\r\n]/.test(r), 'expected one line'),
+          ),
+        }),
+        'expected an array of failures',
+      ),
+      v.maxLength(MAX_VOTES_PER_MESSAGE, `expected at most ${MAX_VOTES_PER_MESSAGE} failures`),
+    ),
   ),
 });
 
@@ -601,13 +620,26 @@ export interface SliceVote {
   readonly heatmapKey?: string;
 }
 
-/** A batch of votes of one study, from one model. */
+/**
+ * A selected slice the worker can never classify (hash mismatch, undecodable, wrong size): reported
+ * so that the study can finish without it. `reason` is one line naming the file and the fault, no PHI.
+ */
+export interface SliceFailureReport {
+  readonly seriesId: string;
+  /** The slice's object key (as in the inference message). */
+  readonly key: string;
+  readonly reason: string;
+}
+
+/** A batch of votes (and permanent slice failures) of one study, from one model. */
 export interface VotesMessage {
   readonly hospital: string;
   readonly studyId: string;
   /** The model's id (`<arch>@<12 hex>`) and the SHA-256 of its files. */
   readonly model: { readonly id: string; readonly sha256: string };
+  /** May be empty when `failures` has entries. */
   readonly votes: readonly SliceVote[];
+  readonly failures?: readonly SliceFailureReport[];
 }
 
 /** Parse a votes queue message body; slice keys under the study's prefix, heatmaps under its results. */
@@ -625,6 +657,17 @@ export function parseVotesMessage(json: string): VotesMessage {
       throw new MessageError(`votes.votes[${i}].heatmapKey`, `'${vote.heatmapKey}' is not under ${results}`);
     }
   });
+  (message.failures ?? []).forEach((failure, i) => {
+    if (!isStudyObjectKey(failure.key, message.hospital, message.studyId)) {
+      throw new MessageError(
+        `votes.failures[${i}].key`,
+        `'${failure.key}' is not an object under ${studyPrefix(message.hospital, message.studyId)}`,
+      );
+    }
+  });
+  if (message.votes.length === 0 && (message.failures ?? []).length === 0) {
+    throw new MessageError('votes.votes', 'expected at least one vote or failure');
+  }
   return message;
 }
 

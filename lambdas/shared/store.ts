@@ -5,6 +5,7 @@
  * |----------|---------------------------------|--------------------|---------------------------------------------|
  * | study    | `STUDY#{hospital}#{studyId}`    | `STUDY`            | status, selection, counts; gsi1pk/gsi1sk    |
  * | vote     | `STUDY#{hospital}#{studyId}`    | `VOTE#{sliceKey}`  | one per classified slice, written once      |
+ * |          |                                 |                    | (or `failed: true, reason`: never classifiable) |
  * | API key  | `APIKEY#{sha256(key)}`          | `APIKEY`           | → hospital; the key itself is never stored  |
  *
  * Exactly-once without transactions (dynalite has none): every status change is a conditional
@@ -23,7 +24,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { ConditionFailedError, HttpError } from './errors.js';
-import type { SliceVote } from './messages.js';
+import type { SliceFailureReport, SliceVote } from './messages.js';
 import { TABLE } from './resources.js';
 
 /** A study's lifecycle: RECEIVED → SELECTING → CLASSIFYING → COMPLETE, or FAILED from any non-terminal state. */
@@ -109,6 +110,17 @@ export type StudySummary = Omit<StudyRecord, 'series'>;
 
 /** A stored vote. */
 export interface StoredVote extends SliceVote {
+  readonly modelId: string;
+  readonly modelSha256: string;
+  readonly recordedAt: string;
+}
+
+/**
+ * A selected slice that can never be classified, stored under the same `VOTE#{key}` as a vote would
+ * be: a slice is either voted or failed, once, and the completion count covers both.
+ */
+export interface StoredFailure extends SliceFailureReport {
+  readonly failed: true;
   readonly modelId: string;
   readonly modelSha256: string;
   readonly recordedAt: string;
@@ -361,7 +373,46 @@ export class StudyStore {
     }
   }
 
-  /** The number of stored votes of a study (Query with Select COUNT over `VOTE#`, all pages, consistent). */
+  /**
+   * Record that a slice can never be classified, once: a conditional put on the key its vote would
+   * have. `duplicate` when the slice already has a vote or a failure: nothing is written.
+   */
+  async putFailure(
+    hospital: string,
+    studyId: string,
+    failure: SliceFailureReport,
+    model: { id: string; sha256: string },
+  ): Promise<'recorded' | 'duplicate'> {
+    const item: StoredFailure & { pk: string; sk: string } = {
+      pk: studyPk(hospital, studyId),
+      sk: `${VOTE_PREFIX}${failure.key}`,
+      seriesId: failure.seriesId,
+      key: failure.key,
+      failed: true,
+      reason: failure.reason.split('\n')[0] ?? '',
+      modelId: model.id,
+      modelSha256: model.sha256,
+      recordedAt: this.now().toISOString(),
+    };
+    try {
+      await this.dynamo.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: item,
+          ConditionExpression: 'attribute_not_exists(sk)',
+        }),
+      );
+      return 'recorded';
+    } catch (error) {
+      if (isConditionFailure(error)) return 'duplicate';
+      throw error;
+    }
+  }
+
+  /**
+   * The number of a study's slices accounted for: stored votes and failures (Query with Select
+   * COUNT over `VOTE#`, all pages, consistent).
+   */
   async countVotes(hospital: string, studyId: string): Promise<number> {
     let count = 0;
     let start: Record<string, unknown> | undefined;
@@ -379,21 +430,31 @@ export class StudyStore {
     return count;
   }
 
-  /** Every stored vote of a study, in key order. */
+  /** Every labelled vote of a study, in key order (failed slices are not votes). */
   async listVotes(hospital: string, studyId: string): Promise<StoredVote[]> {
+    return (await this.listSliceResults(hospital, studyId)).votes;
+  }
+
+  /** Every stored vote and failure of a study, in key order. */
+  async listSliceResults(
+    hospital: string,
+    studyId: string,
+  ): Promise<{ votes: StoredVote[]; failures: StoredFailure[] }> {
     const votes: StoredVote[] = [];
+    const failures: StoredFailure[] = [];
     let start: Record<string, unknown> | undefined;
     do {
       const out = await this.dynamo.send(
         new QueryCommand({ ...this.votesQuery(hospital, studyId), ExclusiveStartKey: start }),
       );
       for (const item of out.Items ?? []) {
-        const { pk: _pk, sk: _sk, ...vote } = item;
-        votes.push(vote as StoredVote);
+        const { pk: _pk, sk: _sk, ...rest } = item;
+        if (rest.failed === true) failures.push(rest as StoredFailure);
+        else votes.push(rest as StoredVote);
       }
       start = out.LastEvaluatedKey;
     } while (start);
-    return votes;
+    return { votes, failures };
   }
 
   private votesQuery(hospital: string, studyId: string): QueryCommandInput {
