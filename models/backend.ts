@@ -43,6 +43,19 @@ export function isBackendName(name: string): name is BackendName {
   return (BACKENDS as readonly string[]).includes(name);
 }
 
+/**
+ * A `--backend` option's value as a backend name (case and spaces ignored); `undefined` when the
+ * option was not given. Anything else is a one-line {@link BackendError} naming the option.
+ */
+export function parseBackendOption(name: string | undefined): BackendName | undefined {
+  if (name === undefined) return undefined;
+  const value = name.trim().toLowerCase();
+  if (!isBackendName(value)) {
+    throw new BackendError('--backend', `'${name}' is not a backend: expected one of ${BACKENDS.join(', ')}`);
+  }
+  return value;
+}
+
 // Module specifiers in variables: the optional packages are absent on most machines, and TypeScript
 // must not try to resolve them.
 const NODE_GPU_PACKAGE = '@tensorflow/tfjs-node-gpu';

@@ -20,12 +20,11 @@ import {
   voteStudy,
 } from '../core/vote.js';
 import {
-  BACKENDS,
   type BackendChoice,
   BackendError,
   type BackendName,
   initBackend,
-  isBackendName,
+  parseBackendOption,
 } from './backend.js';
 import { COVID_INDEX, NORMAL_INDEX } from './classes.js';
 import { loadModel, MODEL_JSON, readManifest } from './io.js';
@@ -38,12 +37,8 @@ import { DEFAULT_BATCH_SIZE, modelInputShape, type Probabilities, predictBatch }
  * undefined; an unknown name is a one-line {@link BackendError}.
  */
 export async function initBackendOption(name: string | undefined): Promise<BackendChoice> {
-  if (name === undefined) return initBackend();
-  const value = name.trim().toLowerCase();
-  if (!isBackendName(value)) {
-    throw new BackendError('--backend', `'${name}' is not a backend: expected one of ${BACKENDS.join(', ')}`);
-  }
-  return initBackend({ prefer: value });
+  const prefer = parseBackendOption(name);
+  return initBackend(prefer === undefined ? {} : { prefer });
 }
 
 /** A model ready to classify, with what identifies it in results. */

@@ -132,17 +132,7 @@ export function registerEvaluate(program: Command): void {
         import('../../models/evaluate/evaluate.js'),
         import('../../models/predict.js'),
       ]);
-      let prefer: import('../../models/backend.js').BackendName | undefined;
-      if (o.backend !== undefined) {
-        const b = o.backend.trim().toLowerCase();
-        if (!backendMod.isBackendName(b)) {
-          throw new InputError(
-            '--backend',
-            `'${o.backend}' is not a backend: expected one of ${backendMod.BACKENDS.join(', ')}`,
-          );
-        }
-        prefer = b;
-      }
+      const prefer = backendMod.parseBackendOption(o.backend);
       const backend = await backendMod.initBackend(prefer === undefined ? {} : { prefer });
       const { model, manifest } = await io.loadModel(modelDir);
       const [size] = predict.modelInputShape(model);

@@ -145,17 +145,7 @@ export function registerTrain(program: Command): void {
         import('../../models/train/checkpoint.js'),
         import('../../models/predict.js'),
       ]);
-      let prefer: import('../../models/backend.js').BackendName | undefined;
-      if (o.backend !== undefined) {
-        const b = o.backend.trim().toLowerCase();
-        if (!backendMod.isBackendName(b)) {
-          throw new InputError(
-            '--backend',
-            `'${o.backend}' is not a backend: expected one of ${backendMod.BACKENDS.join(', ')}`,
-          );
-        }
-        prefer = b;
-      }
+      const prefer = backendMod.parseBackendOption(o.backend);
       // Heads only without augmentation: the frozen part's features are cached once per slice
       // (models/train/cached.ts); they are computed on the inference backend (wasm), the heads on cpu.
       const cached = trainable === 'heads' && o.augment === false && o.resume === undefined;

@@ -358,19 +358,7 @@ export class StudyStore {
       modelSha256: model.sha256,
       recordedAt: this.now().toISOString(),
     };
-    try {
-      await this.dynamo.send(
-        new PutCommand({
-          TableName: this.tableName,
-          Item: item,
-          ConditionExpression: 'attribute_not_exists(sk)',
-        }),
-      );
-      return 'recorded';
-    } catch (error) {
-      if (isConditionFailure(error)) return 'duplicate';
-      throw error;
-    }
+    return this.putSliceResultOnce(item);
   }
 
   /**
@@ -394,6 +382,11 @@ export class StudyStore {
       modelSha256: model.sha256,
       recordedAt: this.now().toISOString(),
     };
+    return this.putSliceResultOnce(item);
+  }
+
+  /** Put a slice's vote or failure unless the slice already has one (`attribute_not_exists(sk)`). */
+  private async putSliceResultOnce(item: { pk: string; sk: string }): Promise<'recorded' | 'duplicate'> {
     try {
       await this.dynamo.send(
         new PutCommand({
