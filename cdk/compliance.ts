@@ -96,7 +96,7 @@ export function acknowledgeFindings(stack: Stack, options: AcknowledgeOptions): 
     ],
     [
       'HIPAA.Security-LambdaDLQ',
-      "select and aggregate are SQS-triggered: failed records go to the source queue's DLQ (alarmed); the api Lambda is synchronous. A function DLQ only applies to async invokes",
+      "select and aggregate are SQS-triggered: failed records go to the source queue's DLQ (alarmed); the api Lambda is synchronous. A function DLQ only applies to async invokes: the sweeper's, whose scheduled event carries no data (the next run is its retry; its errors are alarmed)",
     ],
     [
       'HIPAA.Security-LambdaInsideVPC',

@@ -139,6 +139,7 @@ export class CovidCtStack extends Stack {
         select: this.ingest.select.function,
         aggregate: this.results.aggregate.function,
         api: this.api.handler.function,
+        sweeper: this.results.sweeper.function,
       },
       cluster: this.inference.cluster,
       service: this.inference.service,

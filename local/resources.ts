@@ -6,7 +6,12 @@
  * changes nothing but drifted queue attributes.
  */
 
-import { CreateTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  type GlobalSecondaryIndex,
+  UpdateTableCommand,
+} from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, HeadBucketCommand } from '@aws-sdk/client-s3';
 import { CreateTopicCommand } from '@aws-sdk/client-sns';
 import {
@@ -137,9 +142,36 @@ async function ensureQueue(
   return { url, arn };
 }
 
+/** The sweeper's sparse index (TABLE.openIndex): keys and the few attributes it reads. */
+function openIndex(): GlobalSecondaryIndex {
+  const open = TABLE.openIndex;
+  return {
+    IndexName: open.name,
+    KeySchema: [
+      { AttributeName: open.partitionKey, KeyType: 'HASH' },
+      { AttributeName: open.sortKey, KeyType: 'RANGE' },
+    ],
+    Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: [...open.attributes] },
+  };
+}
+
 async function ensureTable(clients: AwsClients): Promise<void> {
+  const open = TABLE.openIndex;
   try {
-    await clients.dynamo.send(new DescribeTableCommand({ TableName: TABLE.name }));
+    const table = (await clients.dynamo.send(new DescribeTableCommand({ TableName: TABLE.name }))).Table;
+    // A data folder from before the sweeper's index: add it.
+    if (!table?.GlobalSecondaryIndexes?.some((g) => g.IndexName === open.name)) {
+      await clients.dynamo.send(
+        new UpdateTableCommand({
+          TableName: TABLE.name,
+          AttributeDefinitions: [
+            { AttributeName: open.partitionKey, AttributeType: 'S' },
+            { AttributeName: open.sortKey, AttributeType: 'S' },
+          ],
+          GlobalSecondaryIndexUpdates: [{ Create: openIndex() }],
+        }),
+      );
+    }
     return;
   } catch (error) {
     if (!isError(error, 'ResourceNotFoundException')) throw error;
@@ -155,6 +187,8 @@ async function ensureTable(clients: AwsClients): Promise<void> {
           { AttributeName: TABLE.sortKey, AttributeType: 'S' },
           { AttributeName: gsi.partitionKey, AttributeType: 'S' },
           { AttributeName: gsi.sortKey, AttributeType: 'S' },
+          { AttributeName: open.partitionKey, AttributeType: 'S' },
+          { AttributeName: open.sortKey, AttributeType: 'S' },
         ],
         KeySchema: [
           { AttributeName: TABLE.partitionKey, KeyType: 'HASH' },
@@ -169,6 +203,7 @@ async function ensureTable(clients: AwsClients): Promise<void> {
             ],
             Projection: { ProjectionType: 'ALL' },
           },
+          openIndex(),
         ],
       }),
     );

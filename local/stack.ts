@@ -11,8 +11,10 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { type AwsClients, createClients } from '../lambdas/shared/clients.js';
-import { QUEUES } from '../lambdas/shared/resources.js';
+import { ENV } from '../lambdas/shared/config.js';
+import { PIPELINE_DEFAULTS, QUEUES } from '../lambdas/shared/resources.js';
 import { StudyStore } from '../lambdas/shared/store.js';
+import type { SweepResult } from '../lambdas/sweeper/sweeper.js';
 import { type ApiHandler, PIPELINE_API_ROUTES, startApiServer } from './api-server.js';
 import { type EventSource, type SqsEventHandler, startEventSource } from './event-source.js';
 import { createLocalResources, envFor, LOCAL_RUNTIME_ENV, type LocalResources } from './resources.js';
@@ -72,6 +74,12 @@ export interface LocalStackOptions {
   readonly pollWaitSeconds?: number;
   /** Problems of the local machinery (a failed event delivery, a handler that threw). @default stderr */
   readonly onError?: (error: unknown, where: string) => void;
+  /**
+   * The sweeper, run on a timer as EventBridge runs it on AWS; `false` runs none (`sweep()` still
+   * runs it once). @default every PIPELINE_DEFAULTS.sweepEverySeconds, failing studies without
+   * progress for `COVIDCT_STALLED_SECONDS` or PIPELINE_DEFAULTS.stalledStudySeconds
+   */
+  readonly sweeper?: false | { readonly everySeconds?: number; readonly stalledSeconds?: number };
 }
 
 /** The worker process's state. */
@@ -103,6 +111,8 @@ export interface LocalStack {
   killWorker(signal?: NodeJS.Signals): Promise<WorkerStatus>;
   /** Stop the worker (SIGTERM, drain) if it runs and start a fresh one. */
   restartWorker(): Promise<WorkerStatus>;
+  /** Run the sweeper now (after the run in progress, if any); rejects when a study was not handled. */
+  sweep(): Promise<SweepResult>;
   /** Stop everything in order: API, worker (drained), pollers (drained), router, servers. */
   stop(): Promise<void>;
 }
@@ -204,12 +214,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       });
       model = uploaded.id;
     }
+    const stalledSeconds = options.sweeper ? options.sweeper.stalledSeconds : undefined;
     const env: Record<string, string> = {
       ...LOCAL_RUNTIME_ENV,
       ...envFor(resources, endpoints, {
         ...(options.voteThreshold !== undefined ? { voteThreshold: options.voteThreshold } : {}),
         ...(model !== undefined ? { model } : {}),
       }),
+      ...(stalledSeconds !== undefined ? { [ENV.stalledSeconds]: String(stalledSeconds) } : {}),
     };
 
     const router = startS3EventRouter({
@@ -339,6 +351,32 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     cleanups.push(() => api.stop());
 
+    // The sweeper: one run at a time; the timer's runs report through onError.
+    const { makeSweeperHandler, sweeperConfigFromEnv } = await import('../lambdas/sweeper/handler.js');
+    const sweeper = makeSweeperHandler(clients, sweeperConfigFromEnv({ ...process.env, ...env }));
+    let sweeping: Promise<SweepResult> | undefined;
+    const sweepNow = async (): Promise<SweepResult> => {
+      while (sweeping) await sweeping.catch(() => undefined);
+      const run = sweeper();
+      sweeping = run;
+      try {
+        return await run;
+      } finally {
+        sweeping = undefined;
+      }
+    };
+    if (options.sweeper !== false) {
+      const everySeconds = options.sweeper?.everySeconds ?? PIPELINE_DEFAULTS.sweepEverySeconds;
+      const timer = setInterval(() => {
+        if (!sweeping) sweepNow().catch((error: unknown) => onError(error, 'covidct-sweeper'));
+      }, everySeconds * 1000);
+      timer.unref();
+      cleanups.push(async () => {
+        clearInterval(timer);
+        await sweeping?.catch(() => undefined);
+      });
+    }
+
     let stopping: Promise<void> | undefined;
     return {
       apiUrl: api.url,
@@ -358,6 +396,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         await startWorker();
         return status();
       },
+      sweep: sweepNow,
       stop() {
         stopping ??= unwind();
         return stopping;

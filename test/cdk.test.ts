@@ -24,7 +24,7 @@ import { API_KEY_HEADER } from '../cdk/constructs/api.js';
 import { DEFAULT_SETTINGS, type DeploymentSettings, settingsFromContext } from '../cdk/settings.js';
 import { CovidCtStack } from '../cdk/stack.js';
 import { ENV } from '../lambdas/shared/config.js';
-import { KEYS, QUEUES, type QueueId, TABLE, TOPIC } from '../lambdas/shared/resources.js';
+import { KEYS, PIPELINE_DEFAULTS, QUEUES, type QueueId, TABLE, TOPIC } from '../lambdas/shared/resources.js';
 import { type LocalTestStack, startLocalTestStack } from './helpers/local-stack.js';
 
 type Resource = { Type: string; Properties: Record<string, unknown>; DependsOn?: unknown };
@@ -216,16 +216,22 @@ describe('queues: the shared definitions, their DLQs and their consumers', () =>
     expect(sortedKeys(deployed.KeySchema)).toEqual(sortedKeys(table.KeySchema));
     expect(sortedKeys(deployed.KeySchema)).toEqual([`HASH:${TABLE.partitionKey}`, `RANGE:${TABLE.sortKey}`]);
     const deployedIndexes = deployed.GlobalSecondaryIndexes as Array<Record<string, unknown>>;
-    expect(deployedIndexes.map((i) => i.IndexName)).toEqual(
-      table.GlobalSecondaryIndexes!.map((i) => i.IndexName),
+    const localIndexes = table.GlobalSecondaryIndexes!;
+    expect(deployedIndexes.map((i) => i.IndexName).sort()).toEqual(
+      localIndexes.map((i) => i.IndexName).sort(),
     );
-    expect(deployedIndexes.map((i) => i.IndexName)).toEqual([TABLE.byHospitalIndex.name]);
-    expect(sortedKeys(deployedIndexes[0]!.KeySchema)).toEqual(
-      sortedKeys(table.GlobalSecondaryIndexes![0]!.KeySchema),
+    expect(deployedIndexes.map((i) => i.IndexName).sort()).toEqual(
+      [TABLE.byHospitalIndex.name, TABLE.openIndex.name].sort(),
     );
-    expect(deployedIndexes[0]!.Projection).toEqual({
-      ProjectionType: table.GlobalSecondaryIndexes![0]!.Projection!.ProjectionType,
-    });
+    for (const index of deployedIndexes) {
+      const local = localIndexes.find((i) => i.IndexName === index.IndexName)!;
+      expect(sortedKeys(index.KeySchema), String(index.IndexName)).toEqual(sortedKeys(local.KeySchema));
+      const projection = index.Projection as { ProjectionType: string; NonKeyAttributes?: string[] };
+      expect(projection.ProjectionType, String(index.IndexName)).toBe(local.Projection!.ProjectionType);
+      expect([...(projection.NonKeyAttributes ?? [])].sort(), String(index.IndexName)).toEqual(
+        [...(local.Projection!.NonKeyAttributes ?? [])].sort(),
+      );
+    }
     const attrs = (defs: unknown) =>
       (defs as Array<{ AttributeName: string; AttributeType: string }>)
         .map((a) => `${a.AttributeName}:${a.AttributeType}`)
@@ -253,6 +259,45 @@ describe('results', () => {
       Protocol: 'https',
       FilterPolicy: { [TOPIC.hospitalAttribute]: ['st-mary'] },
     });
+  });
+});
+
+describe('the sweeper', () => {
+  it('runs on a schedule every PIPELINE_DEFAULTS.sweepEverySeconds, one at a time, without async retries', () => {
+    expect(PIPELINE_DEFAULTS.sweepEverySeconds).toBe(300);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(5 minutes)',
+      State: 'ENABLED',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [idOf(stack.results.sweeper.function), 'Arn'] } })],
+    });
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+      FunctionName: { 'Fn::GetAtt': [idOf(stack.results.sweeper.function), 'Arn'] },
+      SourceArn: { 'Fn::GetAtt': [idOf(stack.results.sweepSchedule), 'Arn'] },
+    });
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: ref(stack.results.sweeper.function),
+      MaximumRetryAttempts: 0,
+    });
+    expect(resources[idOf(stack.results.sweeper.function)]!.Properties.ReservedConcurrentExecutions).toBe(1);
+  });
+
+  it('may read and write the table and publish to the results topic, and touches neither the bucket nor a queue', () => {
+    const role = (
+      resources[idOf(stack.results.sweeper.function)]!.Properties.Role as { 'Fn::GetAtt': [string, string] }
+    )['Fn::GetAtt'][0];
+    const statements = ofType('AWS::IAM::Policy')
+      .filter(([, p]) => JSON.stringify(p.Properties.Roles).includes(JSON.stringify({ Ref: role })))
+      .flatMap(
+        ([, p]) => (p.Properties.PolicyDocument as { Statement: Array<Record<string, unknown>> }).Statement,
+      );
+    const text = JSON.stringify(statements);
+    expect(text).toContain('dynamodb:UpdateItem');
+    expect(text).toContain('dynamodb:Query');
+    expect(text).toContain('sns:Publish');
+    expect(text).toContain(JSON.stringify(ref(stack.results.topic)));
+    expect(text).not.toMatch(/"s3:|"sqs:/);
   });
 });
 
@@ -422,7 +467,12 @@ describe('operations', () => {
     }
     const inferenceName = { 'Fn::GetAtt': [idOf(stack.inference.queue.queue), 'QueueName'] };
     expect(find('ApproximateAgeOfOldestMessage', inferenceName)).toHaveLength(1);
-    for (const fn of [stack.ingest.select, stack.results.aggregate, stack.api.handler]) {
+    for (const fn of [
+      stack.ingest.select,
+      stack.results.aggregate,
+      stack.api.handler,
+      stack.results.sweeper,
+    ]) {
       expect(find('Errors', ref(fn.function))).toHaveLength(1);
       expect(find('Throttles', ref(fn.function))).toHaveLength(1);
     }
@@ -433,7 +483,7 @@ describe('operations', () => {
         detail: Match.objectLike({ lastStatus: ['STOPPED'] }),
       }),
     });
-    expect(alarms).toHaveLength(3 + 1 + 6 + 1);
+    expect(alarms).toHaveLength(3 + 1 + 8 + 1);
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
 
@@ -442,7 +492,12 @@ describe('operations', () => {
       expect(g.Properties.RetentionInDays, id).toBe(DEFAULT_SETTINGS.logRetentionDays);
       expect(g.Properties.KmsKeyId, id).toBeDefined();
     }
-    for (const fn of [stack.ingest.select, stack.results.aggregate, stack.api.handler]) {
+    for (const fn of [
+      stack.ingest.select,
+      stack.results.aggregate,
+      stack.api.handler,
+      stack.results.sweeper,
+    ]) {
       const props = resources[idOf(fn.function)]!.Properties;
       expect(props.TracingConfig).toEqual({ Mode: 'Active' });
       expect(props.Runtime).toBe('nodejs22.x');
@@ -461,6 +516,16 @@ describe('the Lambdas’ environment names the resources they use', () => {
       [ENV.table]: ref(stack.results.table),
       [ENV.inferenceQueueUrl]: ref(stack.inference.queue.queue),
       [ENV.topicArn]: ref(stack.results.topic),
+    });
+  });
+  it('sweeper: table, topic, the stalled-study timeout', () => {
+    expect(env(stack.results.sweeper.function)).toEqual({
+      [ENV.table]: ref(stack.results.table),
+      [ENV.topicArn]: ref(stack.results.topic),
+      [ENV.stalledSeconds]: String(PIPELINE_DEFAULTS.stalledStudySeconds),
+      POWERTOOLS_SERVICE_NAME: 'covidct-sweeper',
+      POWERTOOLS_METRICS_NAMESPACE: 'covidct',
+      NODE_OPTIONS: '--enable-source-maps',
     });
   });
   it('aggregate: bucket, table, topic', () => {

@@ -1,10 +1,13 @@
 /**
  * Results: the table (studies, votes, listing index, API keys; lambdas/shared/resources.ts TABLE),
- * the votes queue, the aggregate Lambda that decides each study once, and the topic that tells
- * each hospital about its own finished studies (subscriptions filter on the `hospital` attribute).
+ * the votes queue, the aggregate Lambda that decides each study once, the topic that tells each
+ * hospital about its own finished studies (subscriptions filter on the `hospital` attribute), and
+ * the sweeper that fails studies which stopped making progress, on a schedule.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as logs from 'aws-cdk-lib/aws-logs';
@@ -13,7 +16,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { ENV } from '../../lambdas/shared/config.js';
-import { KEYS, QUEUES, TABLE, TOPIC } from '../../lambdas/shared/resources.js';
+import { KEYS, PIPELINE_DEFAULTS, QUEUES, TABLE, TOPIC } from '../../lambdas/shared/resources.js';
 import { type FunctionCodeProvider, PipelineFunction, PipelineQueue } from '../parts.js';
 
 /** A hospital's subscription to its own results. */
@@ -37,16 +40,21 @@ export interface ResultsProps {
   readonly subscriptions?: readonly HospitalSubscription[];
   /** @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
-  /** @default - bundle lambdas/aggregate/handler.ts */
+  /** Seconds without progress after which the sweeper fails a study. @default PIPELINE_DEFAULTS.stalledStudySeconds */
+  readonly stalledStudySeconds?: number;
+  /** @default - bundle lambdas/aggregate/handler.ts and lambdas/sweeper/handler.ts */
   readonly code?: FunctionCodeProvider;
 }
 
-/** The table, the votes queue, the aggregate Lambda and the results topic. */
+/** The table, the votes queue, the aggregate Lambda, the results topic and the sweeper. */
 export class Results extends Construct {
   readonly table: dynamodb.Table;
   readonly votesQueue: PipelineQueue;
   readonly topic: sns.Topic;
   readonly aggregate: PipelineFunction;
+  readonly sweeper: PipelineFunction;
+  /** The schedule that invokes the sweeper. */
+  readonly sweepSchedule: events.Rule;
 
   constructor(scope: Construct, id: string, props: ResultsProps) {
     super(scope, id);
@@ -66,6 +74,15 @@ export class Results extends Construct {
       partitionKey: { name: gsi.partitionKey, type: dynamodb.AttributeType.STRING },
       sortKey: { name: gsi.sortKey, type: dynamodb.AttributeType.STRING },
       projectionType: dynamodb.ProjectionType.ALL,
+    });
+    // Sparse: only studies in flight carry its key; the sweeper reads a few attributes.
+    const open = TABLE.openIndex;
+    this.table.addGlobalSecondaryIndex({
+      indexName: open.name,
+      partitionKey: { name: open.partitionKey, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: open.sortKey, type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.INCLUDE,
+      nonKeyAttributes: [...open.attributes],
     });
 
     this.topic = new sns.Topic(this, 'Topic', { masterKey: props.key, enforceSSL: true });
@@ -113,5 +130,32 @@ export class Results extends Construct {
         reportBatchItemFailures: true,
       }),
     );
+
+    this.sweeper = new PipelineFunction(this, 'Sweeper', {
+      name: 'sweeper',
+      serviceName: 'covidct-sweeper',
+      memorySize: 256,
+      timeout: Duration.minutes(2),
+      // One sweep at a time (a slow sweep and the next schedule must not race each other).
+      reservedConcurrentExecutions: 1,
+      key: props.key,
+      logRetention: props.logRetention,
+      environment: {
+        [ENV.table]: this.table.tableName,
+        [ENV.topicArn]: this.topic.topicArn,
+        [ENV.stalledSeconds]: String(props.stalledStudySeconds ?? PIPELINE_DEFAULTS.stalledStudySeconds),
+      },
+      ...(props.code ? { code: props.code } : {}),
+    });
+    const sweeperFn = this.sweeper.function;
+    this.table.grantReadWriteData(sweeperFn);
+    this.topic.grantPublish(sweeperFn);
+    this.sweepSchedule = new events.Rule(this, 'SweepSchedule', {
+      description: 'covidct: fail studies that stopped making progress',
+      schedule: events.Schedule.rate(Duration.seconds(PIPELINE_DEFAULTS.sweepEverySeconds)),
+    });
+    this.sweepSchedule.addTarget(new targets.LambdaFunction(sweeperFn));
+    // A failed sweep is not retried: the next scheduled run, minutes later, is its retry.
+    sweeperFn.configureAsyncInvoke({ retryAttempts: 0 });
   }
 }

@@ -113,6 +113,8 @@ export async function recordVotes(deps: AggregateDeps, message: VotesMessage): P
       failed++;
     } else duplicates++;
   });
+  // Progress: the sweeper fails only studies whose updatedAt stopped moving.
+  if (recorded > 0 && study.status === 'CLASSIFYING') await deps.store.touchProgress(hospital, studyId);
   return { recorded, failed, duplicates, ignored, study };
 }
 

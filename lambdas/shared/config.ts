@@ -15,6 +15,8 @@ export const ENV = {
   voteThreshold: 'COVIDCT_VOTE_THRESHOLD',
   /** The model the worker loads: `{name}/{version}` under `models/` in the bucket. */
   model: 'COVIDCT_MODEL',
+  /** Sweeper: seconds without progress after which a study fails (default PIPELINE_DEFAULTS.stalledStudySeconds). */
+  stalledSeconds: 'COVIDCT_STALLED_SECONDS',
   /** Local stack only: one endpoint for S3/SQS/SNS and one for DynamoDB. Unset on AWS. */
   endpointS3SqsSns: 'COVIDCT_ENDPOINT',
   endpointDynamoDb: 'COVIDCT_DYNAMODB_ENDPOINT',

@@ -87,6 +87,19 @@ export const TABLE = {
   sortKey: 'sk',
   /** Lists a hospital's studies newest first: gsi1pk = `HOSPITAL#{hospital}`, gsi1sk = `{createdAt}#{studyId}`. */
   byHospitalIndex: { name: 'byHospital', partitionKey: 'gsi1pk', sortKey: 'gsi1sk' },
+  /**
+   * Studies in the pipeline (SELECTING, CLASSIFYING) or finished but not yet notified, by their last
+   * progress: a sparse index (only those items carry gsi2pk = `OPEN`) that the sweeper queries for
+   * `updatedAt` older than its timeout, instead of scanning every vote of every study. One partition
+   * value: it holds only the studies in flight, and is written once per votes message.
+   */
+  openIndex: {
+    name: 'open',
+    partitionKey: 'gsi2pk',
+    sortKey: 'updatedAt',
+    /** What the sweeper reads from the index (besides the keys). */
+    attributes: ['hospital', 'studyId', 'status', 'notified'],
+  },
 } as const;
 
 /** The SNS topic of finished studies; each message carries the `hospital` attribute for filter policies. */
@@ -105,4 +118,13 @@ export const PIPELINE_DEFAULTS = {
   maxSlicesPerStudy: 2000,
   /** How long presigned upload and download URLs live. */
   presignSeconds: 900,
+  /**
+   * A study in SELECTING or CLASSIFYING without progress (a transition or a recorded vote) for this
+   * long is moved to FAILED by the sweeper. Longer than the slowest legitimate gap: a select that
+   * crashed is retried after the ingest queue's visibility timeout (30 min), and a backlog on the
+   * inference queue delays a study's first vote.
+   */
+  stalledStudySeconds: 60 * 60,
+  /** How often the sweeper runs (an EventBridge schedule on AWS, a timer on the local stack). */
+  sweepEverySeconds: 5 * 60,
 } as const;

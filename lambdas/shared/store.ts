@@ -8,6 +8,10 @@
  * |          |                                 |                    | (or `failed: true, reason`: never classifiable) |
  * | API key  | `APIKEY#{sha256(key)}`          | `APIKEY`           | → hospital; the key itself is never stored  |
  *
+ * A study carries `gsi2pk = OPEN` (the sparse `open` index, by `updatedAt`) from SELECTING until its
+ * notification went out, so the sweeper finds studies that stopped making progress; `updatedAt` is
+ * the study's progress: every transition sets it, and so does every votes message that recorded a vote.
+ *
  * Exactly-once without transactions (dynalite has none): every status change is a conditional
  * update on the current status, a vote is a conditional put (`attribute_not_exists(sk)`), and a
  * study's progress is the COUNT of its stored vote items, never a counter that a retried
@@ -126,6 +130,15 @@ export interface StoredFailure extends SliceFailureReport {
   readonly recordedAt: string;
 }
 
+/** A study the sweeper looks at: in the pipeline or finished but not notified, no progress since `updatedAt`. */
+export interface IdleStudy {
+  readonly hospital: string;
+  readonly studyId: string;
+  readonly status: StudyStatus;
+  readonly updatedAt: string;
+  readonly notified: boolean;
+}
+
 /** A page of a hospital's studies. */
 export interface StudyPage {
   readonly studies: readonly StudySummary[];
@@ -136,6 +149,8 @@ export interface StudyPage {
 const STUDY_SK = 'STUDY';
 const VOTE_PREFIX = 'VOTE#';
 const APIKEY_SK = 'APIKEY';
+/** The `open` index's one partition value (the attribute is absent on every other item). */
+const OPEN = 'OPEN';
 
 /** `STUDY#{hospital}#{studyId}`. */
 export function studyPk(hospital: string, studyId: string): string {
@@ -251,10 +266,13 @@ export class StudyStore {
     from: readonly StudyStatus[],
     to: StudyStatus,
     set: Record<string, unknown>,
+    /** Only if the study made no progress since (its `updatedAt` is still this). */
+    unchangedSince?: string,
   ): Promise<boolean> {
     const at = this.now().toISOString();
     const names: Record<string, string> = { '#status': 'status', '#updatedAt': 'updatedAt' };
     const values: Record<string, unknown> = { ':to': to, ':at': at };
+    if (unchangedSince !== undefined) values[':seen'] = unchangedSince;
     const assignments = ['#status = :to', '#updatedAt = :at'];
     Object.entries(set).forEach(([name, value], i) => {
       if (value === undefined) return;
@@ -272,7 +290,9 @@ export class StudyStore {
           TableName: this.tableName,
           Key: { pk: studyPk(hospital, studyId), sk: STUDY_SK },
           UpdateExpression: `SET ${assignments.join(', ')}`,
-          ConditionExpression: `attribute_exists(pk) AND #status IN (${froms.join(', ')})`,
+          ConditionExpression: `attribute_exists(pk) AND #status IN (${froms.join(', ')})${
+            unchangedSince !== undefined ? ' AND #updatedAt = :seen' : ''
+          }`,
           ExpressionAttributeNames: names,
           ExpressionAttributeValues: values,
         }),
@@ -288,6 +308,7 @@ export class StudyStore {
   async beginSelecting(hospital: string, studyId: string): Promise<boolean> {
     return this.transition(hospital, studyId, ['RECEIVED'], 'SELECTING', {
       selectingAt: this.now().toISOString(),
+      gsi2pk: OPEN,
     });
   }
 
@@ -334,6 +355,83 @@ export class StudyStore {
       selectMs: extra.selectMs === undefined ? undefined : Math.round(extra.selectMs),
       failedAt: this.now().toISOString(),
     });
+  }
+
+  /**
+   * Fail a study the sweeper found without progress, only if it is still in `seen.status` and made
+   * no progress since `seen.updatedAt`: a vote recorded or a study completed meanwhile wins.
+   */
+  async failStalledStudy(
+    hospital: string,
+    studyId: string,
+    seen: { status: StudyStatus; updatedAt: string },
+    reason: string,
+  ): Promise<boolean> {
+    return this.transition(
+      hospital,
+      studyId,
+      [seen.status],
+      'FAILED',
+      { reason: reason.split('\n')[0], failedAt: this.now().toISOString() },
+      seen.updatedAt,
+    );
+  }
+
+  /**
+   * Note progress on a CLASSIFYING study (votes were recorded): its `updatedAt` moves on, so the
+   * sweeper leaves it alone. False when the study is no longer CLASSIFYING.
+   */
+  async touchProgress(hospital: string, studyId: string): Promise<boolean> {
+    try {
+      await this.dynamo.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pk: studyPk(hospital, studyId), sk: STUDY_SK },
+          UpdateExpression: 'SET #updatedAt = :at',
+          ConditionExpression: 'attribute_exists(pk) AND #status = :classifying',
+          ExpressionAttributeNames: { '#updatedAt': 'updatedAt', '#status': 'status' },
+          ExpressionAttributeValues: { ':at': this.now().toISOString(), ':classifying': 'CLASSIFYING' },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw error;
+    }
+  }
+
+  /**
+   * Studies in the pipeline, or finished but not notified, whose last progress is older than
+   * `before` (the `open` index, all pages; eventually consistent: the sweeper's conditional
+   * transition re-checks).
+   */
+  async listIdleStudies(before: Date): Promise<IdleStudy[]> {
+    const index = TABLE.openIndex;
+    const found: IdleStudy[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.dynamo.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          IndexName: index.name,
+          KeyConditionExpression: '#pk = :open AND #sk < :before',
+          ExpressionAttributeNames: { '#pk': index.partitionKey, '#sk': index.sortKey },
+          ExpressionAttributeValues: { ':open': OPEN, ':before': before.toISOString() },
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        found.push({
+          hospital: String(item.hospital),
+          studyId: String(item.studyId),
+          status: item.status as StudyStatus,
+          updatedAt: String(item.updatedAt),
+          notified: item.notified === true,
+        });
+      }
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return found;
   }
 
   /**
@@ -528,11 +626,13 @@ export class StudyStore {
   }
 
   private async setFlag(hospital: string, studyId: string, flag: 'enqueued' | 'notified'): Promise<void> {
+    // A notified study has nothing left to do: it leaves the sweeper's index.
+    const leave = flag === 'notified' ? ` REMOVE ${TABLE.openIndex.partitionKey}` : '';
     await this.dynamo.send(
       new UpdateCommand({
         TableName: this.tableName,
         Key: { pk: studyPk(hospital, studyId), sk: STUDY_SK },
-        UpdateExpression: 'SET #flag = :true, #updatedAt = :at',
+        UpdateExpression: `SET #flag = :true, #updatedAt = :at${leave}`,
         ConditionExpression: 'attribute_exists(pk)',
         ExpressionAttributeNames: { '#flag': flag, '#updatedAt': 'updatedAt' },
         ExpressionAttributeValues: { ':true': true, ':at': this.now().toISOString() },
@@ -636,7 +736,15 @@ function withoutTimings(record: StudyRecord): Omit<StudyRecord, 'timings'> {
 
 /** A study item without its key attributes, its stage times gathered into `timings`. */
 function toStudy(item: Record<string, unknown>): StudyRecord {
-  const { pk: _pk, sk: _sk, gsi1pk: _g1, gsi1sk: _g2, notifyClaimedAt: _claim, ...rest } = item;
+  const {
+    pk: _pk,
+    sk: _sk,
+    gsi1pk: _g1,
+    gsi1sk: _g2,
+    gsi2pk: _open,
+    notifyClaimedAt: _claim,
+    ...rest
+  } = item;
   const timings: Record<string, unknown> = { createdAt: rest.createdAt };
   for (const name of TIMING_ATTRIBUTES) {
     if (rest[name] !== undefined) timings[name] = rest[name];

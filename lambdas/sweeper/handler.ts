@@ -1,0 +1,81 @@
+/**
+ * sweeper Lambda: invoked on a schedule (EventBridge, every PIPELINE_DEFAULTS.sweepEverySeconds),
+ * fails the studies that stopped making progress and notifies finished studies that never were
+ * (sweeper.ts). Throws after the sweep when a study could not be handled, so the function's Errors
+ * alarm fires; the next run tries again.
+ */
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { Context } from 'aws-lambda';
+import { type AwsClients, sharedClients } from '../shared/clients.js';
+import { ENV, requireEnv } from '../shared/config.js';
+import { createObservability, lazyHandler, type Observability } from '../shared/powertools.js';
+import { PIPELINE_DEFAULTS } from '../shared/resources.js';
+import { StudyStore } from '../shared/store.js';
+import { type SweepResult, sweep } from './sweeper.js';
+
+/** What the sweeper Lambda is configured with. */
+export interface SweeperConfig {
+  readonly tableName: string;
+  readonly topicArn: string;
+  /** Seconds without progress after which a study fails. */
+  readonly stalledSeconds: number;
+}
+
+/** The configuration from the environment (ENV names; the timeout defaults to PIPELINE_DEFAULTS). */
+export function sweeperConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SweeperConfig {
+  const raw = env[ENV.stalledSeconds];
+  const stalledSeconds =
+    raw === undefined || raw === '' ? PIPELINE_DEFAULTS.stalledStudySeconds : Number(raw);
+  if (!Number.isInteger(stalledSeconds) || stalledSeconds < 1) {
+    throw new Error(
+      `environment variable ${ENV.stalledSeconds}: expected a whole number of seconds ≥ 1, got ${raw}`,
+    );
+  }
+  return { tableName: requireEnv(ENV.table, env), topicArn: requireEnv(ENV.topicArn, env), stalledSeconds };
+}
+
+/** The handler over given clients and configuration (tests and the local stack pass their own). */
+export function makeSweeperHandler(
+  clients: Pick<AwsClients, 'dynamo' | 'sns'>,
+  config: SweeperConfig,
+  observability: Observability = createObservability('covidct-sweeper'),
+  now?: () => Date,
+): (event?: unknown, context?: Context) => Promise<SweepResult> {
+  const { logger, metrics, tracer } = observability;
+  if (tracer.isTracingEnabled()) tracer.captureAWSv3Client(clients.sns);
+  const store = new StudyStore(clients.dynamo, config.tableName);
+  return async () => {
+    try {
+      const result = await sweep({
+        store,
+        sns: clients.sns,
+        topicArn: config.topicArn,
+        stalledSeconds: config.stalledSeconds,
+        logger,
+        ...(now ? { now } : {}),
+      });
+      metrics.addMetric('StudiesStalled', MetricUnit.Count, result.failed.length);
+      if (result.notified > 0) metrics.addMetric('SweeperNotifications', MetricUnit.Count, result.notified);
+      if (result.examined > 0 || result.errors.length > 0) {
+        logger.info('sweep', {
+          examined: result.examined,
+          failed: result.failed.length,
+          notified: result.notified,
+          skipped: result.skipped,
+          errors: result.errors.length,
+        });
+      }
+      if (result.errors.length > 0) {
+        for (const line of result.errors)
+          logger.error('sweep: study not handled, next run retries', { error: line });
+        throw new Error(`sweep: ${result.errors.length} studies not handled (first: ${result.errors[0]})`);
+      }
+      return result;
+    } finally {
+      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+    }
+  };
+}
+
+/** The Lambda entry point (clients and configuration made on the first call, so importing is free). */
+export const handler = lazyHandler(() => makeSweeperHandler(sharedClients(), sweeperConfigFromEnv()));
