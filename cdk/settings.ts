@@ -61,6 +61,25 @@ export const DEFAULT_SETTINGS: DeploymentSettings = {
   maxAzs: 2,
 };
 
+/**
+ * How the GPU worker service scales. cdk/constructs/inference.ts builds its scaling policies and
+ * alarm from these numbers and the surge simulation (core/simulate/) models the same ones, so the
+ * model cannot drift from what is deployed. Plain numbers (no CDK types): core/ may import them.
+ */
+export const GPU_SCALING = {
+  /** Period of the queue and running-task metrics the policies read, seconds. */
+  metricPeriodSeconds: 60,
+  /** Target tracking on backlog per task (target: {@link DeploymentSettings.backlogPerTask}). */
+  targetTracking: { scaleOutCooldownSeconds: 60, scaleInCooldownSeconds: 300 },
+  /**
+   * Step policy that leaves zero: while messages wait (at least `thresholdMessages` visible over
+   * `evaluationPeriods` periods) and no task runs, set exactly `tasks` tasks.
+   */
+  startFromZero: { tasks: 1, cooldownSeconds: 60, evaluationPeriods: 1, thresholdMessages: 1 },
+  /** Seconds ECS gives a stopping worker (scale-in, Spot interruption) to finish its batch. */
+  stopTimeoutSeconds: 120,
+} as const;
+
 /** A context value as text (`-c` gives strings; cdk.json may give numbers or booleans). */
 function text(node: Node, key: string): string | undefined {
   const value: unknown = node.tryGetContext(key);

@@ -11,6 +11,7 @@ import { registerImportKeras } from './commands/import-keras.js';
 import { registerModel } from './commands/model.js';
 import { registerPhantom } from './commands/phantom.js';
 import { registerSelect } from './commands/select.js';
+import { registerSimulate } from './commands/simulate.js';
 import { registerStatus } from './commands/status.js';
 import { registerTrain } from './commands/train.js';
 import { registerUpload } from './commands/upload.js';
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerTrain(program);
   registerEvaluate(program);
+  registerSimulate(program);
   return program;
 }
 

@@ -21,6 +21,7 @@ import { Construct } from 'constructs';
 import { ENV } from '../../lambdas/shared/config.js';
 import { KEYS, QUEUES } from '../../lambdas/shared/resources.js';
 import { PipelineQueue, REPO_ROOT } from '../parts.js';
+import { GPU_SCALING } from '../settings.js';
 
 /** Worker settings the task passes as environment (names from gpu-worker/main.ts WORKER_ENV). */
 const WORKER_HEALTH_PORT_ENV = 'COVIDCT_HEALTH_PORT';
@@ -192,7 +193,7 @@ export class Inference extends Construct {
       memoryReservationMiB: props.memoryReservationMiB ?? 12_288,
       essential: true,
       // The worker finishes the batch in flight on SIGTERM (scale-in, Spot interruption).
-      stopTimeout: Duration.seconds(120),
+      stopTimeout: Duration.seconds(GPU_SCALING.stopTimeoutSeconds),
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'worker', logGroup: this.logGroup }),
       environment: {
         [ENV.bucket]: props.bucket.bucketName,
@@ -242,15 +243,14 @@ export class Inference extends Construct {
       minCapacity: 0,
       maxCapacity: props.maxTasks,
     });
-    const visible = this.queue.queue.metricApproximateNumberOfMessagesVisible({
-      period: Duration.minutes(1),
-    });
+    const period = Duration.seconds(GPU_SCALING.metricPeriodSeconds);
+    const visible = this.queue.queue.metricApproximateNumberOfMessagesVisible({ period });
     const running = new cloudwatch.Metric({
       namespace: 'ECS/ContainerInsights',
       metricName: 'RunningTaskCount',
       dimensionsMap: { ClusterName: this.cluster.clusterName, ServiceName: this.service.serviceName },
       statistic: 'Average',
-      period: Duration.minutes(1),
+      period,
     });
 
     // Backlog per task = visible messages ÷ running tasks (metric math: the L2 target tracking
@@ -262,8 +262,8 @@ export class Inference extends Construct {
       scalingTargetId: this.scalingTarget.scalableTargetId,
       targetTrackingScalingPolicyConfiguration: {
         targetValue: props.backlogPerTask,
-        scaleOutCooldown: 60,
-        scaleInCooldown: 300,
+        scaleOutCooldown: GPU_SCALING.targetTracking.scaleOutCooldownSeconds,
+        scaleInCooldown: GPU_SCALING.targetTracking.scaleInCooldownSeconds,
         customizedMetricSpecification: {
           metrics: [
             {
@@ -308,20 +308,20 @@ export class Inference extends Construct {
     const fromZero = new appscaling.StepScalingAction(this, 'StartFromZero', {
       scalingTarget: this.scalingTarget,
       adjustmentType: appscaling.AdjustmentType.EXACT_CAPACITY,
-      cooldown: Duration.seconds(60),
+      cooldown: Duration.seconds(GPU_SCALING.startFromZero.cooldownSeconds),
       metricAggregationType: appscaling.MetricAggregationType.MAXIMUM,
     });
-    fromZero.addAdjustment({ lowerBound: 0, adjustment: 1 });
+    fromZero.addAdjustment({ lowerBound: 0, adjustment: GPU_SCALING.startFromZero.tasks });
     const waitingWithNoTask = new cloudwatch.MathExpression({
       expression: 'IF(FILL(running, 0) < 1, visible, 0)',
       usingMetrics: { visible, running },
       label: 'messages waiting with no task running',
-      period: Duration.minutes(1),
+      period,
     });
     new cloudwatch.Alarm(this, 'WorkWaitingAtZero', {
       metric: waitingWithNoTask,
-      threshold: 1,
-      evaluationPeriods: 1,
+      threshold: GPU_SCALING.startFromZero.thresholdMessages,
+      evaluationPeriods: GPU_SCALING.startFromZero.evaluationPeriods,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       alarmDescription: 'Inference messages are waiting and no worker runs: start one',
