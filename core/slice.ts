@@ -60,6 +60,13 @@ export interface DecodeOptions {
 /** Decodes a whole file's bytes into raw-domain rows. Throws {@link InputError}s for bad input. */
 export type SliceDecoder = (bytes: Uint8Array, file: string, options?: DecodeOptions) => Promise<RawRows>;
 
+/**
+ * Most pixels a slice may have: 4096×4096 (32 MiB decoded), 64 times a 512×512 CT slice. The
+ * decoders refuse larger sizes from the header, before allocating anything for the pixels, so a
+ * damaged or hostile header cannot make them allocate gigabytes.
+ */
+export const MAX_SLICE_PIXELS = 4096 * 4096;
+
 /** Lowest and highest raw value (uint16). */
 export const RAW_MIN = 0;
 export const RAW_MAX = 65535;

@@ -121,8 +121,80 @@ function runWasm(create: () => WasmDecoder, what: string, frame: Uint8Array, sha
   }
 }
 
+/** Width, height and components of a frame as its codestream header says. */
+interface CodestreamSize {
+  readonly width: number;
+  readonly height: number;
+  readonly componentCount: number;
+}
+
+/**
+ * The frame header (SOFn, or SOF55 for JPEG-LS) of a JPEG codestream: markers are walked from SOI
+ * to the first frame header. Undefined when the data reaches a scan or its end without one.
+ */
+function jpegFrameSize(frame: Uint8Array): CodestreamSize | undefined {
+  if (frame[0] !== 0xff || frame[1] !== 0xd8) return undefined;
+  let p = 2;
+  while (p + 4 <= frame.length) {
+    if (frame[p] !== 0xff) return undefined;
+    const marker = frame[p + 1]!;
+    if (marker === 0xff) {
+      p++; // fill byte
+      continue;
+    }
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd8)) {
+      p += 2; // markers without a length
+      continue;
+    }
+    const isFrameHeader =
+      (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) ||
+      marker === 0xf7;
+    if (isFrameHeader) {
+      if (p + 10 > frame.length) return undefined;
+      return {
+        height: (frame[p + 5]! << 8) | frame[p + 6]!,
+        width: (frame[p + 7]! << 8) | frame[p + 8]!,
+        componentCount: frame[p + 9]!,
+      };
+    }
+    if (marker === 0xda || marker === 0xd9) return undefined; // a scan or the end before any frame header
+    p += 2 + ((frame[p + 2]! << 8) | frame[p + 3]!);
+  }
+  return undefined;
+}
+
+/** The SIZ segment of a JPEG 2000 codestream, which must follow SOC. */
+function j2kFrameSize(frame: Uint8Array): CodestreamSize | undefined {
+  if (frame.length < 42 || frame[0] !== 0xff || frame[1] !== 0x4f || frame[2] !== 0xff || frame[3] !== 0x51) {
+    return undefined;
+  }
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  return {
+    width: view.getUint32(8) - view.getUint32(16),
+    height: view.getUint32(12) - view.getUint32(20),
+    componentCount: view.getUint16(40),
+  };
+}
+
+/**
+ * Check the codestream's own size against the DICOM header before decoding: the codecs allocate
+ * and loop by the codestream's size, so a damaged one (65535×65535 in a 512×512 slice) would cost
+ * gigabytes and minutes before the size check after decoding could refuse it.
+ */
+function checkCodestream(encoding: PixelEncoding, frame: Uint8Array, shape: FrameShape): void {
+  const what = encoding === 'jpeg2000' ? 'JPEG 2000' : encoding === 'jpeg-ls' ? 'JPEG-LS' : 'JPEG';
+  const size = encoding === 'jpeg2000' ? j2kFrameSize(frame) : jpegFrameSize(frame);
+  if (!size) {
+    throw new Error(
+      `no ${what} ${encoding === 'jpeg2000' ? 'SOC and SIZ markers' : 'frame header'} at the start of the frame`,
+    );
+  }
+  checkFrame(what, size, shape);
+}
+
 async function decodeWith(encoding: PixelEncoding, frame: Uint8Array, shape: FrameShape, rowEnd: number) {
   const count = shape.rows * shape.columns;
+  if (encoding !== 'rle') checkCodestream(encoding, frame, shape);
   switch (encoding) {
     case 'rle':
       return decodeRle16(frame, count, rowEnd * shape.columns);

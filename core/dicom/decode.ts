@@ -16,6 +16,7 @@ import {
 } from '../errors.js';
 import {
   type DecodeOptions,
+  MAX_SLICE_PIXELS,
   type RawRows,
   resolveRows,
   type SliceDecoder,
@@ -38,9 +39,21 @@ export { isDicom } from './sniff.js';
 /** SOP classes that are CT images, for files that lack a Modality. */
 const CT_SOP_CLASSES = new Set(['1.2.840.10008.5.1.4.1.1.2', '1.2.840.10008.5.1.4.1.1.2.1']);
 
+/** Largest inflated data set of a deflated file: a 4096×4096 slice with headers (a deflate bomb stops early). */
+const MAX_INFLATED_BYTES = 64 * 1024 * 1024;
+
 /** Deflated files: dicom-parser's own inflater needs a Node Buffer; this one takes any bytes. */
 function inflater(bytes: Uint8Array, position: number): Uint8Array {
-  const inflated = inflateRawSync(bytes.subarray(position));
+  let inflated: Uint8Array;
+  try {
+    inflated = inflateRawSync(bytes.subarray(position), { maxOutputLength: MAX_INFLATED_BYTES });
+  } catch (error) {
+    throw new Error(
+      error instanceof RangeError
+        ? 'the deflated data set is larger than 64 MiB inflated'
+        : 'the deflated data set is damaged or truncated',
+    );
+  }
   const whole = new Uint8Array(position + inflated.length);
   whole.set(bytes.subarray(0, position));
   whole.set(inflated, position);
@@ -162,6 +175,12 @@ function describeImage(ds: DataSet, file: string): Image {
   const columns = ds.uint16('x00280011') ?? 0;
   if (rows === 0 || columns === 0) {
     throw new CorruptFileError(file, `image size ${columns}×${rows} (Columns × Rows), expected both above 0`);
+  }
+  if (rows * columns > MAX_SLICE_PIXELS) {
+    throw new CorruptFileError(
+      file,
+      `absurd image size ${columns}×${rows} (Columns × Rows), expected at most ${MAX_SLICE_PIXELS} pixels (a CT slice is 512×512)`,
+    );
   }
   const bitsStored = ds.uint16('x00280101') ?? 16;
   const highBit = ds.uint16('x00280102') ?? bitsStored - 1;

@@ -6,13 +6,15 @@
  * samples, bits, offsets inside the file) must give a one-line {@link InputError}, and strip files
  * — uncompressed, as COVID-CTset ships them, or LZW/Deflate/PackBits — are read strip by strip,
  * only the strips holding the rows asked for: uncompressed rows straight from the buffer, the
- * others through strips.ts (geotiff 3.0.5 was 4–12× slower than OpenCV there). Tiled files go to
- * geotiff with a window over the rows asked for.
+ * others through strips.ts (geotiff 3.0.5 was 4–12× slower than OpenCV there). Tiled files are
+ * read tile by tile with the same codecs, only the tile rows holding the rows asked for. (They went
+ * to geotiff until fuzzing found that its LZW decoder loops forever, growing an array until the
+ * process dies, on a damaged tile; every decompression here stops at the bytes a block holds.)
  */
 import { CorruptFileError, NotCtSliceError, UnknownFormatError } from '../errors.js';
 import type { DecodeOptions, RawRows, RowRange, SliceDecoder, SliceHeader } from '../slice.js';
-import { resolveRows } from '../slice.js';
-import { decompressStrip, isStripCodec } from './strips.js';
+import { MAX_SLICE_PIXELS, resolveRows } from '../slice.js';
+import { decompressStrip } from './strips.js';
 
 /** Whether the bytes start with a TIFF signature: classic (`II*\0`, `MM\0*`) or BigTIFF (`II+\0`, `MM\0+`). */
 export function isTiff(bytes: Uint8Array): boolean {
@@ -165,10 +167,16 @@ export function parseTiffLayout(source: TiffByteSource, file: string): TiffLayou
   if (width === undefined || height === undefined) {
     throw new CorruptFileError(file, 'TIFF without ImageWidth or ImageLength, expected both');
   }
-  if (width < 1 || height < 1 || width > MAX_TIFF_SIDE || height > MAX_TIFF_SIDE) {
+  if (
+    width < 1 ||
+    height < 1 ||
+    width > MAX_TIFF_SIDE ||
+    height > MAX_TIFF_SIDE ||
+    width * height > MAX_SLICE_PIXELS
+  ) {
     throw new CorruptFileError(
       file,
-      `absurd TIFF size ${width}×${height} pixels, expected 1 to ${MAX_TIFF_SIDE} per side (a CT slice is 512×512)`,
+      `absurd TIFF size ${width}×${height} pixels, expected 1 to ${MAX_TIFF_SIDE} per side and at most ${MAX_SLICE_PIXELS} pixels (a CT slice is 512×512)`,
     );
   }
 
@@ -244,10 +252,17 @@ export function parseTiffLayout(source: TiffByteSource, file: string): TiffLayou
   if (tiled) {
     blockWidth = readInt(TAG.TileWidth, 0)!;
     blockHeight = readInt(TAG.TileLength, 0)!;
-    if (blockWidth < 1 || blockHeight < 1 || blockWidth > MAX_TIFF_SIDE || blockHeight > MAX_TIFF_SIDE) {
+    if (
+      blockWidth < 1 ||
+      blockHeight < 1 ||
+      blockWidth > MAX_TIFF_SIDE ||
+      blockHeight > MAX_TIFF_SIDE ||
+      blockWidth * blockHeight > MAX_SLICE_PIXELS
+    ) {
+      // A tile is decoded whole, so a huge tile over a small image is refused like a huge image.
       throw new CorruptFileError(
         file,
-        `TIFF tile size ${blockWidth}×${blockHeight}, expected 1 to ${MAX_TIFF_SIDE}`,
+        `TIFF tile size ${blockWidth}×${blockHeight}, expected 1 to ${MAX_TIFF_SIDE} per side and at most ${MAX_SLICE_PIXELS} pixels`,
       );
     }
     blocks = Math.ceil(width / blockWidth) * Math.ceil(height / blockHeight);
@@ -460,14 +475,6 @@ export function tiffHeader(file: string, layout: Pick<TiffLayout, 'width' | 'hei
   };
 }
 
-/**
- * Whether {@link readStripRows} reads this layout (strips, uncompressed or with a codec of
- * strips.ts); tiled files go to geotiff.
- */
-export function isStripPath(layout: TiffLayout): boolean {
-  return !layout.tiled && (layout.compression === 1 || isStripCodec(layout.compression));
-}
-
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** How {@link readStripRows} gets at the file's bytes: from memory or by reads at offsets. */
@@ -479,10 +486,11 @@ export interface StripAccess {
 }
 
 /**
- * Rows `[range.start, range.end)` of a strip TIFF, touching only the strips that hold them.
- * Uncompressed rows are copied straight into the result, byte ranges that follow each other in
- * the file in one call; compressed strips are decompressed up to the last row needed. Values are
- * then swapped when the file's byte order is not the host's, and the predictor is undone.
+ * Rows `[range.start, range.end)` of a strip or tiled TIFF, touching only the strips (or rows of
+ * tiles) that hold them. Uncompressed strip rows are copied straight into the result, byte ranges
+ * that follow each other in the file in one call; compressed strips are decompressed up to the
+ * last row needed. Values are then swapped when the file's byte order is not the host's, and the
+ * predictor is undone.
  */
 export function readStripRows(
   layout: TiffLayout,
@@ -490,6 +498,7 @@ export function readStripRows(
   file: string,
   access: StripAccess,
 ): Uint16Array {
+  if (layout.tiled) return readTileRows(layout, range, file, access);
   const rowBytes = layout.width * 2;
   const rowCount = range.end - range.start;
   const pixels = new Uint16Array(rowCount * layout.width);
@@ -541,89 +550,42 @@ function swap16(bytes: Uint8Array): void {
   Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).swap16();
 }
 
-type GeoTiffModule = typeof import('geotiff');
-let geotiffModule: Promise<GeoTiffModule> | undefined;
-/** geotiff is loaded on first use: strip files never need it, and it costs start-up time. */
-function loadGeotiff(): Promise<GeoTiffModule> {
-  geotiffModule ??= import('geotiff');
-  return geotiffModule;
-}
-
 /**
- * Decode rows of a TIFF with geotiff (used for tiled files), reading a window over the rows only.
- * Anything geotiff throws becomes a {@link CorruptFileError} naming `file`.
+ * Rows `[range.start, range.end)` of a tiled TIFF: for each row of tiles that holds wanted rows,
+ * every tile across is decoded (compressed ones only down to the last row needed), put in host
+ * byte order, its predictor undone (differences run along each tile row), and its columns copied
+ * into the result. Edge tiles are padded in the file; their padding is dropped.
  */
-export async function readRowsWithGeotiff(
-  bytes: Uint8Array,
-  file: string,
-  layout: TiffLayout,
-  range: RowRange,
-): Promise<Uint16Array> {
-  const { fromArrayBuffer } = await loadGeotiff();
-  // geotiff wants an ArrayBuffer of the file alone. Buffer#slice is a view, so copy through
-  // Uint8Array's own slice when the bytes are part of a larger buffer (Node's pooled Buffers).
-  const whole =
-    bytes.byteOffset === 0 &&
-    bytes.byteLength === bytes.buffer.byteLength &&
-    bytes.buffer instanceof ArrayBuffer
-      ? bytes.buffer
-      : Uint8Array.prototype.slice.call(bytes).buffer;
-  const expected = (range.end - range.start) * layout.width;
-  let raster: unknown;
-  try {
-    const tiff = await fromArrayBuffer(whole);
-    const image = await tiff.getImage(0);
-    raster = await image.readRasters({
-      window: [0, range.start, layout.width, range.end],
-      samples: [0],
-      interleave: true,
-    });
-  } catch (error) {
-    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
-    throw new CorruptFileError(
-      file,
-      `cannot decode ${compressionName(layout.compression)} TIFF data (${reason}): damaged file`,
-    );
-  }
-  if (!(raster instanceof Uint16Array) || raster.length !== expected) {
-    throw new CorruptFileError(
-      file,
-      `${compressionName(layout.compression)} TIFF data decoded to the wrong size, expected ${expected} 16-bit values: damaged file`,
-    );
-  }
-  if (layout.predictor === 2 && !layout.littleEndian) undoGeotiffBigEndianPredictor(raster, layout);
-  return raster;
-}
-
-/**
- * geotiff 3.0.5 undoes horizontal differencing on the decompressed bytes viewed in host order, so
- * big-endian files come out wrong; the step is reversible (all sums are modulo 2^16), so redo it
- * right: swap back, take differences, swap to the file's true differences, and accumulate again.
- * Each row of each strip or tile starts its own sum. Covered by the big-endian predictor fixtures.
- */
-function undoGeotiffBigEndianPredictor(px: Uint16Array, layout: TiffLayout): void {
-  const { width, blockWidth } = layout;
-  const rows = px.length / width;
-  for (let y = 0; y < rows; y++) {
-    const row = y * width;
-    for (let x0 = 0; x0 < width; x0 += blockWidth) {
-      const end = row + Math.min(width, x0 + blockWidth);
-      let previous = 0;
-      let sum = 0;
-      for (let i = row + x0; i < end; i++) {
-        const v = px[i]!;
-        const c = ((v & 0xff) << 8) | (v >> 8);
-        const u = (c - previous) & 0xffff;
-        previous = c;
-        sum = (sum + (((u & 0xff) << 8) | (u >> 8))) & 0xffff;
-        px[i] = sum;
+function readTileRows(layout: TiffLayout, range: RowRange, file: string, access: StripAccess): Uint16Array {
+  const { width, blockWidth: tw, blockHeight: th } = layout;
+  const across = Math.ceil(width / tw);
+  const pixels = new Uint16Array((range.end - range.start) * width);
+  for (let ty = Math.floor(range.start / th); ty * th < range.end; ty++) {
+    const top = ty * th;
+    const first = Math.max(range.start, top);
+    const last = Math.min(range.end, top + th);
+    const rows = last - top; // tile rows decoded: from the tile's top to the last one wanted
+    const bytes = rows * tw * 2;
+    for (let tx = 0; tx < across; tx++) {
+      const index = ty * across + tx;
+      const data = access.bytes(layout.offsets[index]!, layout.byteCounts[index]!);
+      const decoded =
+        layout.compression === 1
+          ? data.subarray(0, bytes)
+          : decompressStrip(layout.compression, data, bytes, file, index, 'tile');
+      const words = new Uint16Array(rows * tw);
+      new Uint8Array(words.buffer).set(decoded.subarray(0, bytes));
+      if (layout.littleEndian !== HOST_LITTLE_ENDIAN) swap16(new Uint8Array(words.buffer));
+      if (layout.predictor === 2) undoHorizontalDifferencing(words, tw);
+      const x0 = tx * tw;
+      const columns = Math.min(tw, width - x0);
+      for (let y = first; y < last; y++) {
+        const from = (y - top) * tw;
+        pixels.set(words.subarray(from, from + columns), (y - range.start) * width + x0);
       }
     }
   }
-}
-
-function compressionName(code: number): string {
-  return SUPPORTED_COMPRESSION.get(code) ?? String(code);
+  return pixels;
 }
 
 /**
@@ -637,11 +599,9 @@ export const decodeTiff: SliceDecoder = async (bytes, file, options?: DecodeOpti
   const layout = parseTiffLayout(memorySource(bytes), file);
   const header = tiffHeader(file, layout);
   const range = resolveRows(header, options);
-  const pixels = isStripPath(layout)
-    ? readStripRows(layout, range, file, {
-        copy: (from, length, target, at) => target.set(bytes.subarray(from, from + length), at),
-        bytes: (from, length) => bytes.subarray(from, from + length),
-      })
-    : await readRowsWithGeotiff(bytes, file, layout, range);
+  const pixels = readStripRows(layout, range, file, {
+    copy: (from, length, target, at) => target.set(bytes.subarray(from, from + length), at),
+    bytes: (from, length) => bytes.subarray(from, from + length),
+  });
   return { header, rowStart: range.start, rowCount: range.end - range.start, pixels };
 };

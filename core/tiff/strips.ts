@@ -5,7 +5,7 @@
  * 11 ms (Deflate) and 32 ms (LZW) for the 100 rows selection needs, where OpenCV reads the whole
  * slice in 2.5 ms; its LZW builds every string as a JS array. Strips are independent, so decoding
  * only those that hold the requested rows, with native inflate and a table-driven LZW, is both
- * simpler to keep correct and an order of magnitude faster. Tiled files still go to geotiff.
+ * simpler to keep correct and an order of magnitude faster. Tiles are decoded the same way.
  */
 import { inflateSync } from 'node:zlib';
 import { CorruptFileError } from '../errors.js';
@@ -14,6 +14,9 @@ import { CorruptFileError } from '../errors.js';
 export function isStripCodec(compression: number): boolean {
   return compression === 5 || compression === 8 || compression === 32946 || compression === 32773;
 }
+
+/** Output a Deflate strip may have beyond its rows (writers pad; libtiff drops the excess). */
+const INFLATE_SLACK_BYTES = 1024 * 1024;
 
 /**
  * Decompress one strip to exactly `expected` bytes (output beyond them is dropped, as libtiff
@@ -25,6 +28,8 @@ export function decompressStrip(
   expected: number,
   file: string,
   strip: number,
+  /** What the block is called in messages. */
+  what: 'strip' | 'tile' = 'strip',
 ): Uint8Array {
   let out: Uint8Array;
   let produced: number;
@@ -32,17 +37,24 @@ export function decompressStrip(
     out = new Uint8Array(expected);
     produced = lzwDecode(data, out);
     if (produced < 0)
-      throw new CorruptFileError(file, `LZW strip ${strip} holds an invalid code: damaged file`);
+      throw new CorruptFileError(file, `LZW ${what} ${strip} holds an invalid code: damaged file`);
   } else if (compression === 32773) {
     out = new Uint8Array(expected);
     produced = packBitsDecode(data, out);
   } else {
     let inflated: Uint8Array;
     try {
-      inflated = inflateSync(data);
+      // Bounded: a strip holds `expected` bytes; a deflate bomb must not inflate to gigabytes first.
+      inflated = inflateSync(data, { maxOutputLength: expected + INFLATE_SLACK_BYTES });
     } catch (error) {
+      if (error instanceof RangeError) {
+        throw new CorruptFileError(
+          file,
+          `Deflate ${what} ${strip} inflates to more than ${expected + INFLATE_SLACK_BYTES} bytes, expected ${expected}: damaged file`,
+        );
+      }
       const reason = (error as Error).message.split('\n')[0];
-      throw new CorruptFileError(file, `cannot inflate Deflate strip ${strip} (${reason}): damaged file`);
+      throw new CorruptFileError(file, `cannot inflate Deflate ${what} ${strip} (${reason}): damaged file`);
     }
     out = inflated.subarray(0, expected);
     produced = inflated.length;
@@ -50,7 +62,7 @@ export function decompressStrip(
   if (produced < expected) {
     throw new CorruptFileError(
       file,
-      `strip ${strip} decodes to ${produced} bytes, expected ${expected}: damaged file`,
+      `${what} ${strip} decodes to ${produced} bytes, expected ${expected}: damaged file`,
     );
   }
   return out;
