@@ -95,12 +95,35 @@ export function isStudyObjectKey(key: string, hospital: string, studyId: string)
 // ---------------------------------------------------------------------------------------------
 // Parsing helpers
 
+/** Longest subject or detail of an error: quoted input (a 1024-character key) is cut to fit one line. */
+const MAX_MESSAGE_PART_CHARS = 300;
+
+/**
+ * Text from the input made printable on one line: control characters and line separators as
+ * `\uXXXX` escapes, cut to `max` characters.
+ */
+function printable(text: string, max = MAX_MESSAGE_PART_CHARS): string {
+  const line = text.replace(
+    /[\p{Cc}\u2028\u2029]/gu,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/**
+ * A {@link MessageError} whose subject and detail are one line each, however hostile the input
+ * they quote (keys with line breaks, 5000-character values, JSON syntax errors around them).
+ */
+function messageError(subject: string, detail: string): MessageError {
+  return new MessageError(printable(subject), printable(detail));
+}
+
 /** Parse JSON text, with a one-line error naming the message kind. */
 function parseJson(kind: string, json: string): unknown {
   try {
     return JSON.parse(json) as unknown;
   } catch (error) {
-    throw new MessageError(kind, `is not JSON (${(error as Error).message.split('\n')[0]})`);
+    throw messageError(kind, `is not JSON (${(error as Error).message.split('\n')[0]})`);
   }
 }
 
@@ -109,7 +132,13 @@ function issuePath(kind: string, issue: v.BaseIssue<unknown>): string {
   let path = kind;
   for (const item of issue.path ?? []) {
     const key = (item as { key: unknown }).key;
-    path += typeof key === 'number' ? `[${key}]` : `.${String(key)}`;
+    // Unknown fields are named as sent: anything but a plain name is shown quoted.
+    path +=
+      typeof key === 'number'
+        ? `[${key}]`
+        : /^[A-Za-z_$][\w$]{0,63}$/.test(String(key))
+          ? `.${String(key)}`
+          : `['${printable(String(key), 80)}']`;
   }
   return path;
 }
@@ -121,9 +150,9 @@ function validate<S extends v.GenericSchema>(kind: string, schema: S, value: unk
   const issue = result.issues[0];
   // An absent key reports "Invalid key: Expected "x" but received undefined"; say it plainly.
   const missing = issue.kind === 'schema' && issue.received === 'undefined' && issue.type === 'object';
-  throw new MessageError(
+  throw messageError(
     issuePath(kind, issue),
-    missing ? 'is missing' : (issue.message.split('\n')[0] ?? 'is invalid'),
+    missing ? 'is missing' : issue.message || 'is invalid',
   );
 }
 
@@ -157,7 +186,7 @@ const probability = v.pipe(
 function checkUnique(values: readonly string[], path: (index: number) => string, what: string): void {
   const seen = new Set<string>();
   values.forEach((value, index) => {
-    if (seen.has(value)) throw new MessageError(path(index), `duplicate ${what} '${value}'`);
+    if (seen.has(value)) throw messageError(path(index), `duplicate ${what} '${value}'`);
     seen.add(value);
   });
 }
@@ -252,7 +281,7 @@ export interface Manifest {
 export function parseManifest(json: string, where: { hospital: string; studyId: string }): Manifest {
   const manifest: Manifest = validate('manifest', manifestSchema, parseJson('manifest', json));
   if (manifest.studyId !== where.studyId) {
-    throw new MessageError(
+    throw messageError(
       'manifest.studyId',
       `'${manifest.studyId}' does not match the manifest's folder '${where.studyId}'`,
     );
@@ -268,7 +297,7 @@ export function parseManifest(json: string, where: { hospital: string; studyId: 
     series.slices.forEach((slice, j) => {
       const path = `manifest.series[${i}].slices[${j}].key`;
       if (!isStudyObjectKey(slice.key, where.hospital, where.studyId)) {
-        throw new MessageError(
+        throw messageError(
           path,
           `'${slice.key}' is not an object under ${studyPrefix(where.hospital, where.studyId)}`,
         );
@@ -278,7 +307,7 @@ export function parseManifest(json: string, where: { hospital: string; studyId: 
     });
   });
   if (keys.length > PIPELINE_DEFAULTS.maxSlicesPerStudy) {
-    throw new MessageError(
+    throw messageError(
       'manifest.series',
       `${keys.length} slices in all, expected at most ${PIPELINE_DEFAULTS.maxSlicesPerStudy}`,
     );
@@ -370,7 +399,7 @@ export function parseCreateStudyRequest(json: string): CreateStudyRequest {
     total += s.slices.length;
   });
   if (total > PIPELINE_DEFAULTS.maxSlicesPerStudy) {
-    throw new MessageError(
+    throw messageError(
       'body.series',
       `${total} slices in all, expected at most ${PIPELINE_DEFAULTS.maxSlicesPerStudy}`,
     );
@@ -461,7 +490,7 @@ export function parseS3EventBody(json: string): S3EventBody {
       try {
         key = decodeS3EventKey(r.s3.object.key);
       } catch {
-        throw new MessageError(`s3Event.Records[${i}].s3.object.key`, 'is not a valid URL-encoded key');
+        throw messageError(`s3Event.Records[${i}].s3.object.key`, 'is not a valid URL-encoded key');
       }
       return {
         eventName: r.eventName,
@@ -552,7 +581,7 @@ export function parseInferenceMessage(json: string): InferenceMessage {
   const message: InferenceMessage = validate('inference', inferenceSchema, parseJson('inference', json));
   message.slices.forEach((slice, i) => {
     if (!isStudyObjectKey(slice.key, message.hospital, message.studyId)) {
-      throw new MessageError(
+      throw messageError(
         `inference.slices[${i}].key`,
         `'${slice.key}' is not an object under ${studyPrefix(message.hospital, message.studyId)}`,
       );
@@ -648,25 +677,25 @@ export function parseVotesMessage(json: string): VotesMessage {
   const results = resultsPrefix(message.hospital, message.studyId);
   message.votes.forEach((vote, i) => {
     if (!isStudyObjectKey(vote.key, message.hospital, message.studyId)) {
-      throw new MessageError(
+      throw messageError(
         `votes.votes[${i}].key`,
         `'${vote.key}' is not an object under ${studyPrefix(message.hospital, message.studyId)}`,
       );
     }
     if (vote.heatmapKey !== undefined && !vote.heatmapKey.startsWith(results)) {
-      throw new MessageError(`votes.votes[${i}].heatmapKey`, `'${vote.heatmapKey}' is not under ${results}`);
+      throw messageError(`votes.votes[${i}].heatmapKey`, `'${vote.heatmapKey}' is not under ${results}`);
     }
   });
   (message.failures ?? []).forEach((failure, i) => {
     if (!isStudyObjectKey(failure.key, message.hospital, message.studyId)) {
-      throw new MessageError(
+      throw messageError(
         `votes.failures[${i}].key`,
         `'${failure.key}' is not an object under ${studyPrefix(message.hospital, message.studyId)}`,
       );
     }
   });
   if (message.votes.length === 0 && (message.failures ?? []).length === 0) {
-    throw new MessageError('votes.votes', 'expected at least one vote or failure');
+    throw messageError('votes.votes', 'expected at least one vote or failure');
   }
   return message;
 }
