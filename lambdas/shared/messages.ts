@@ -150,10 +150,7 @@ function validate<S extends v.GenericSchema>(kind: string, schema: S, value: unk
   const issue = result.issues[0];
   // An absent key reports "Invalid key: Expected "x" but received undefined"; say it plainly.
   const missing = issue.kind === 'schema' && issue.received === 'undefined' && issue.type === 'object';
-  throw messageError(
-    issuePath(kind, issue),
-    missing ? 'is missing' : issue.message || 'is invalid',
-  );
+  throw messageError(issuePath(kind, issue), missing ? 'is missing' : issue.message || 'is invalid');
 }
 
 const id = (what: string) =>
