@@ -43,6 +43,8 @@ export const WORKER_IMAGE_CONTEXT = [
   '!lambdas',
   '!gpu-worker',
   '!local',
+  // The deployment defaults (plain data) that core/simulate imports: the image's build compiles it.
+  '!cdk/settings.ts',
   '**/*.test.ts',
 ] as const;
 

@@ -19,6 +19,7 @@ export interface SimulateCliOptions {
   readonly minTasks?: number;
   readonly backlogPerTask?: number;
   readonly warmPool?: number;
+  readonly scalingMetric?: string;
   readonly instanceType?: string;
   readonly gpuRate?: number;
   readonly instanceStart?: number;
@@ -40,6 +41,11 @@ export function parseSlices(text: string): SliceDistribution {
     return { kind: 'uniform', min: Number(range[1]), max: Number(range[2]) };
   }
   throw new InputError('--slices', `must be N or MIN-MAX (whole numbers, MIN ≤ MAX), got '${text}'`);
+}
+
+function scalingMetric(text: string): 'visible' | 'visible+in-flight' {
+  if (text === 'visible' || text === 'visible+in-flight') return text;
+  throw new InputError('--scaling-metric', `must be visible or visible+in-flight, got '${text}'`);
 }
 
 function minutes(seconds: number): string {
@@ -79,6 +85,10 @@ export function registerSimulate(program: Command): void {
       '--warm-pool <n>',
       'stopped GPU hosts kept in a warm pool (default 0)',
       parseInteger('--warm-pool', 0, 1000),
+    )
+    .option(
+      '--scaling-metric <m>',
+      'backlog the policy counts: visible (as deployed) or visible+in-flight (what-if)',
     )
     .option('--instance-type <type>', 'GPU instance type (default: the stack’s gpuInstanceType)')
     .option(
@@ -146,6 +156,7 @@ export function registerSimulate(program: Command): void {
         ...(o.minTasks === undefined ? {} : { minTasks: o.minTasks }),
         ...(o.backlogPerTask === undefined ? {} : { backlogPerTask: o.backlogPerTask }),
         ...(o.warmPool === undefined ? {} : { warmPoolSize: o.warmPool }),
+        ...(o.scalingMetric === undefined ? {} : { scalingMetric: scalingMetric(o.scalingMetric) }),
         ...(o.instanceStart === undefined ? {} : { instanceStartSeconds: o.instanceStart }),
         ...(o.taskStart === undefined ? {} : { taskStartSeconds: o.taskStart }),
         ...(o.slices === undefined ? {} : { slices: parseSlices(o.slices) }),
@@ -199,7 +210,7 @@ export function registerSimulate(program: Command): void {
       const result = simulate(arrivals, p, { horizonSeconds });
       if (o.plot !== undefined) {
         const { renderSimulationPng } = await import('../../core/simulate/plot.js');
-        const title = `${o.profile ?? 'arrivals'}: max ${p.maxTasks} tasks, min ${p.minTasks}, backlog ${p.backlogPerTask}/task${p.warmPoolSize > 0 ? `, warm pool ${p.warmPoolSize}` : ''}`;
+        const title = `${o.profile ?? 'arrivals'}: max ${p.maxTasks} tasks, min ${p.minTasks}, backlog ${p.backlogPerTask}/task${p.warmPoolSize > 0 ? `, warm pool ${p.warmPoolSize}` : ''}${p.scalingMetric === 'visible' ? '' : `, ${p.scalingMetric}`}`;
         await writeFile(o.plot, renderSimulationPng(result, { title }));
       }
       if (o.json) {
@@ -209,7 +220,7 @@ export function registerSimulate(program: Command): void {
       const q = result.timeToResultSeconds;
       const lines = [
         `${source}; ${result.studies} studies, ${result.selectedSlices} selected slices of ${result.slices}`,
-        `settings: ${p.instanceType}, tasks ${p.minTasks}–${p.maxTasks}, backlog per task ${p.backlogPerTask}, warm pool ${p.warmPoolSize}, ${p.gpuSlicesPerSecond.toFixed(1)} slices/s per task`,
+        `settings: ${p.instanceType}, tasks ${p.minTasks}–${p.maxTasks}, backlog per task ${p.backlogPerTask} (${p.scalingMetric}), warm pool ${p.warmPoolSize}, ${p.gpuSlicesPerSecond.toFixed(1)} slices/s per task`,
         `time to result: p50 ${minutes(q.p50)}, p95 ${minutes(q.p95)}, p99 ${minutes(q.p99)}, max ${minutes(q.max)}`,
         `peak: ${result.peakTasks} running tasks (desired ${result.peakDesired}), ${result.peakHosts} hosts, ${result.peakVisible} visible messages; ${result.scalingEvents.length} scaling actions`,
         `GPU: ${result.gpuHours.toFixed(2)} host-hours (${result.busyGpuHours.toFixed(2)} h classifying) over ${(result.endSeconds / 3600).toFixed(2)} h`,

@@ -532,7 +532,8 @@ export function simulate(
   let stopped = false;
   let end = 0;
   const tick = () => {
-    samples.push({ visible: queue.length, running: running() });
+    const backlog = queue.length + (p.scalingMetric === 'visible+in-flight' ? inFlight : 0);
+    samples.push({ visible: backlog, running: running() });
     evaluatePolicies();
     const liveCount = liveHosts().length;
     timeline.push({

@@ -47,6 +47,12 @@ export interface SimulationParams {
   readonly minTasks: number;
   /** Target visible inference messages per running task. */
   readonly backlogPerTask: number;
+  /**
+   * What the backlog counts: `visible` (ApproximateNumberOfMessagesVisible, as deployed) or
+   * `visible+in-flight` (plus ApproximateNumberOfMessagesNotVisible: the messages tasks hold), a
+   * what-if: with `visible` alone, tasks that keep up see a backlog near zero and scale in.
+   */
+  readonly scalingMetric: 'visible' | 'visible+in-flight';
   readonly spot: boolean;
   // Scaling (GPU_SCALING and AWS's behaviour).
   readonly metricPeriodSeconds: number;
@@ -119,6 +125,7 @@ export function defaultParams(): SimulationParams {
     maxTasks: s.maxGpuTasks,
     minTasks: 0,
     backlogPerTask: s.backlogPerTask,
+    scalingMetric: 'visible',
     spot: s.spot,
     metricPeriodSeconds: GPU_SCALING.metricPeriodSeconds,
     metricLagPeriods: 1,
