@@ -100,7 +100,14 @@ async function readObject(s3: S3Client, bucket: string, key: string, maxBytes: n
 export async function readManifest(deps: SelectDeps, hospital: string, studyId: string): Promise<Manifest> {
   const key = manifestKey(hospital, studyId);
   const bytes = await readObject(deps.s3, deps.bucket, key, MAX_MANIFEST_BYTES);
-  return parseManifest(new TextDecoder().decode(bytes), { hospital, studyId });
+  let text: string;
+  try {
+    // Fatal: bytes that are not UTF-8 would otherwise become U+FFFD and a confusing key error.
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new SliceError(key, 'not UTF-8 text, expected the JSON manifest');
+  }
+  return parseManifest(text, { hospital, studyId });
 }
 
 /** One slice's figures after reading. */
@@ -255,10 +262,10 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
 
   if (study.status === 'RECEIVED') {
     if (!(await deps.store.beginSelecting(hospital, studyId))) {
-      return {
-        kind: 'duplicate',
-        status: (await deps.store.getStudy(hospital, studyId))?.status ?? 'missing',
-      };
+      // Another delivery began, or this one did and the response was lost (the SDK's retry then
+      // fails the condition): SELECTING is selected again below, as after a crash.
+      const now = await deps.store.getStudy(hospital, studyId);
+      if (now?.status !== 'SELECTING') return { kind: 'duplicate', status: now?.status ?? 'missing' };
     }
   } else if (study.status === 'CLASSIFYING' && !study.enqueued) {
     return resend(deps, study);
@@ -273,13 +280,15 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
   const started = performance.now();
   const fail = async (reason: string, extra: Parameters<StudyStore['failStudy']>[3] = {}, slicesRead = 0) => {
     log?.warn('study failed', { ...keys, reason });
-    if (
-      await deps.store.failStudy(hospital, studyId, reason, {
-        ...extra,
-        selectMs: performance.now() - started,
-      })
-    ) {
-      study = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
+    await deps.store.failStudy(hospital, studyId, reason, {
+      ...extra,
+      selectMs: performance.now() - started,
+    });
+    // Notified even when the transition reports false: its response may have been lost after it
+    // was carried out (notifyOnce publishes once, and only for a finished study not yet notified).
+    const failed = await deps.store.getStudy(hospital, studyId);
+    if (failed?.status === 'FAILED') {
+      study = failed;
       await notifyOnce(deps.store, deps.sns, deps.topicArn, study, QUEUES.ingest.visibilityTimeoutSeconds);
     }
     return { kind: 'failed', reason, slicesRead } as const;
@@ -308,7 +317,11 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
     return fail(`nothing to classify: ${reasons.join('; ')}`, { series, threshold }, slicesRead);
   }
   if (!(await deps.store.recordSelection(hospital, studyId, { series, threshold, selectMs }))) {
-    return { kind: 'duplicate', status: (await deps.store.getStudy(hospital, studyId))?.status ?? 'missing' };
+    // Recorded by another delivery, or by this one with its response lost: whoever gets here with
+    // the selection not yet queued queues it (a repeat is counted once by the votes' conditional puts).
+    const now = await deps.store.getStudy(hospital, studyId);
+    if (now?.status === 'CLASSIFYING' && !now.enqueued) return resend(deps, now);
+    return { kind: 'duplicate', status: now?.status ?? 'missing' };
   }
   const messages = inferenceMessages(hospital, studyId, series, manifest, threshold, deps.slicesPerMessage);
   await sendInferenceMessages(deps.sqs, deps.inferenceQueueUrl, messages);
