@@ -345,10 +345,17 @@ export async function finishStudy(
   if (votes.length === 0) {
     const first = failures[0]?.reason ?? 'no votes recorded';
     const reason = `${NO_SLICE_CLASSIFIED}: ${first}`;
-    if (!(await deps.store.failStudy(hospital, studyId, reason))) {
-      return { kind: 'nothing', status: 'FAILED' };
-    }
+    const won = await deps.store.failStudy(hospital, studyId, reason);
     const failedStudy = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
+    if (!won) {
+      // As for COMPLETE below: the transition may have been this delivery's, its response lost.
+      const ours =
+        failedStudy.status === 'FAILED' && failedStudy.reason?.startsWith(NO_SLICE_CLASSIFIED) === true;
+      if (ours && (await notifyOnce(deps.store, deps.sns, deps.topicArn, failedStudy, claimTtl))) {
+        return { kind: 'renotified' };
+      }
+      return { kind: 'nothing', status: failedStudy.status };
+    }
     const notified = await notifyOnce(deps.store, deps.sns, deps.topicArn, failedStudy, claimTtl);
     deps.logger?.warn('study failed: no slice could be classified', {
       hospital,
@@ -389,8 +396,18 @@ export async function finishStudy(
     ...(report.models.length > 0 ? { model: { id: report.model.id, sha256: report.model.sha256 } } : {}),
     reportKey: key,
   });
-  if (!won) return { kind: 'nothing', status: 'COMPLETE' };
   const completed = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
+  if (!won) {
+    // Another delivery completed it, or this one did and the response was lost (the SDK's retry
+    // then fails the condition): notify unless done, or the notification waits for the sweeper.
+    if (
+      completed.status === 'COMPLETE' &&
+      (await notifyOnce(deps.store, deps.sns, deps.topicArn, completed, claimTtl))
+    ) {
+      return { kind: 'renotified' };
+    }
+    return { kind: 'nothing', status: completed.status };
+  }
   const notified = await notifyOnce(deps.store, deps.sns, deps.topicArn, completed, claimTtl);
   deps.logger?.info('study complete', {
     hospital,
