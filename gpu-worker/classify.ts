@@ -21,7 +21,7 @@ import {
   labelOf,
   type SlicePredictor,
 } from '../models/diagnose.js';
-import type { Probabilities } from '../models/predict.js';
+import { DEFAULT_BATCH_SIZE, type Probabilities } from '../models/predict.js';
 
 /** One slice to classify, as an inference message names it. */
 export interface SliceJob {
@@ -79,11 +79,21 @@ export interface ClassifyContext {
   readonly fetchConcurrency?: number;
   /** Slices per forward pass. @default DEFAULT_BATCH_SIZE of models/predict.ts */
   readonly forwardBatch?: number;
+  /**
+   * Overlap fetch + decode with inference (a forward pass starts as soon as its slices are decoded)
+   * and reuse input buffers. `false`: fetch and decode every slice first, then classify (the former
+   * behaviour, kept so `covidct bench worker` can compare the two in one run). @default true
+   */
+  readonly overlap?: boolean;
   /** How overlays are drawn. @default gradCamOverlay (models/diagnose.ts) */
   readonly renderHeatmap?: HeatmapRenderer;
 }
 
-/** Milliseconds per stage of one batch, for metrics. */
+/**
+ * Milliseconds per stage of one batch, for metrics. With overlap (the default) the first two
+ * overlap: fetch + decode runs until the last slice is decoded, classify from the first forward
+ * pass until the last one ends.
+ */
 export interface BatchTimings {
   readonly fetchDecodeMs: number;
   readonly classifyMs: number;
@@ -152,6 +162,107 @@ function failure(error: unknown): SliceFailure {
 }
 
 /**
+ * Float32 input buffers kept per predictor and reused batch after batch, so the hot path allocates
+ * no input per slice or batch. A pool predictor takes its buffer away (transferred to the worker
+ * thread, leaving it detached): such buffers are simply not returned, and a fresh one is made.
+ */
+const inputBuffers = new WeakMap<SlicePredictor, Float32Array[]>();
+
+function takeBuffer(predictor: SlicePredictor, length: number): Float32Array {
+  const free = inputBuffers.get(predictor);
+  const i = free?.findIndex((b) => b.length === length) ?? -1;
+  return i >= 0 ? free!.splice(i, 1)[0]! : new Float32Array(length);
+}
+
+function giveBuffer(predictor: SlicePredictor, buffer: Float32Array): void {
+  if (buffer.length === 0) return; // detached: the pool transferred it
+  let free = inputBuffers.get(predictor);
+  if (free === undefined) {
+    free = [];
+    inputBuffers.set(predictor, free);
+  }
+  // Enough for every batch in flight at once; more would only hold memory.
+  if (free.length < 2 * Math.max(1, predictor.workers)) free.push(buffer);
+}
+
+/** Fetch, check and decode one slice into `d` (its pixels, or its failure). */
+async function fetchDecode(d: Distinct, ctx: ClassifyContext): Promise<void> {
+  try {
+    const bytes = await fetchSlice(ctx.s3, ctx.bucket, d.job);
+    const rows = await decodeSlice(bytes, d.job.key);
+    checkSliceFits(d.job.key, rows.header.width, rows.header.height, ctx.predictor.inputShape);
+    d.pixels = rows.pixels;
+    d.width = rows.header.width;
+    d.height = rows.header.height;
+  } catch (error) {
+    d.outcome = failure(error);
+  }
+}
+
+/** Classify a group of decoded slices in one forward pass, packed into a reused buffer. */
+async function predictGroup(group: readonly Distinct[], ctx: ClassifyContext): Promise<void> {
+  const [h, w, c] = ctx.predictor.inputShape;
+  const per = h * w * c;
+  const packed = takeBuffer(ctx.predictor, group.length * per);
+  try {
+    group.forEach((d, i) => {
+      packed.set(d.pixels!, i * per);
+    });
+    const flat = await ctx.predictor.predictBatch(packed, group.length);
+    group.forEach((d, i) => {
+      const p: Probabilities = [flat[2 * i]!, flat[2 * i + 1]!];
+      d.outcome = { ok: true, probabilities: p, label: labelOf(p) };
+    });
+  } catch (error) {
+    // A worker thread or the backend failed: nothing in this group is classified; try again later.
+    for (const d of group) d.outcome = { ok: false, permanent: false, error: describeError(error) };
+  } finally {
+    giveBuffer(ctx.predictor, packed);
+  }
+}
+
+/**
+ * Fetch + decode and inference overlapped: slices are fetched and decoded `fetchConcurrency` at a
+ * time, and as soon as `forwardBatch` of them are decoded they go to the predictor (up to two
+ * forward passes per predictor worker in flight), while the rest are still being fetched.
+ */
+async function pipelined(
+  distinct: readonly Distinct[],
+  ctx: ClassifyContext,
+): Promise<{ decodedAt: number; firstAt: number }> {
+  const forward = Math.max(1, ctx.forwardBatch ?? DEFAULT_BATCH_SIZE);
+  const slots = Math.max(1, ctx.predictor.workers) * 2;
+  const ready: Distinct[] = [];
+  let decoded = false;
+  let decodedAt = 0;
+  let firstAt = 0;
+  let notify: () => void = () => {};
+  const producer = forEachLimited(distinct, ctx.fetchConcurrency ?? 8, async (d) => {
+    await fetchDecode(d, ctx);
+    if (d.outcome === undefined) ready.push(d);
+    notify();
+  }).finally(() => {
+    decoded = true;
+    decodedAt = performance.now();
+    notify();
+  });
+  const inflight = new Set<Promise<void>>();
+  for (;;) {
+    while (ready.length < forward && !decoded) await new Promise<void>((r) => (notify = r));
+    if (ready.length === 0) break;
+    while (inflight.size >= slots) await Promise.race(inflight);
+    if (firstAt === 0) firstAt = performance.now();
+    const run: Promise<void> = predictGroup(ready.splice(0, forward), ctx).finally(() =>
+      inflight.delete(run),
+    );
+    inflight.add(run);
+  }
+  await Promise.all(inflight);
+  await producer;
+  return { decodedAt, firstAt: firstAt || decodedAt };
+}
+
+/**
  * Classify a batch of slice jobs. Never throws for a slice's sake: each job gets its outcome
  * (jobs naming the same key and hash share one). A failed heatmap upload fails its slice
  * (transiently), so a vote never points at an overlay that is not there.
@@ -167,37 +278,36 @@ export async function classifySlices(jobs: readonly SliceJob[], ctx: ClassifyCon
   const distinct = [...byKey.values()];
 
   const t0 = performance.now();
-  await forEachLimited(distinct, ctx.fetchConcurrency ?? 8, async (d) => {
-    try {
-      const bytes = await fetchSlice(ctx.s3, ctx.bucket, d.job);
-      const rows = await decodeSlice(bytes, d.job.key);
-      checkSliceFits(d.job.key, rows.header.width, rows.header.height, ctx.predictor.inputShape);
-      d.pixels = rows.pixels;
-      d.width = rows.header.width;
-      d.height = rows.header.height;
-    } catch (error) {
-      d.outcome = failure(error);
-    }
-  });
-  const t1 = performance.now();
-
-  const ready = distinct.filter((d) => d.outcome === undefined);
-  if (ready.length > 0) {
-    try {
-      const probabilities = await classifyPixels(
-        ctx.predictor,
-        ready.map((d) => d.pixels!),
-        ctx.forwardBatch === undefined ? {} : { batchSize: ctx.forwardBatch },
-      );
-      ready.forEach((d, i) => {
-        const p = probabilities[i]!;
-        d.outcome = { ok: true, probabilities: p, label: labelOf(p) };
-      });
-    } catch (error) {
-      // A worker thread or the backend failed: nothing in this batch is classified; try again later.
-      for (const d of ready) d.outcome = { ok: false, permanent: false, error: describeError(error) };
+  let t1: number;
+  let fetchDecodeMs: number;
+  if (ctx.overlap !== false) {
+    const { decodedAt, firstAt } = await pipelined(distinct, ctx);
+    // The stages overlap: fetch+decode until the last slice was decoded, classify from the first forward pass.
+    t1 = firstAt;
+    fetchDecodeMs = decodedAt - t0;
+  } else {
+    // One stage after the other (the behaviour before the pipeline; kept for `bench worker`).
+    await forEachLimited(distinct, ctx.fetchConcurrency ?? 8, (d) => fetchDecode(d, ctx));
+    t1 = performance.now();
+    fetchDecodeMs = t1 - t0;
+    const waiting = distinct.filter((d) => d.outcome === undefined);
+    if (waiting.length > 0) {
+      try {
+        const probabilities = await classifyPixels(
+          ctx.predictor,
+          waiting.map((d) => d.pixels!),
+          ctx.forwardBatch === undefined ? {} : { batchSize: ctx.forwardBatch },
+        );
+        waiting.forEach((d, i) => {
+          const p = probabilities[i]!;
+          d.outcome = { ok: true, probabilities: p, label: labelOf(p) };
+        });
+      } catch (error) {
+        for (const d of waiting) d.outcome = { ok: false, permanent: false, error: describeError(error) };
+      }
     }
   }
+  const ready = distinct.filter((d) => d.pixels !== undefined);
   const t2 = performance.now();
 
   let heatmaps = 0;
@@ -246,6 +356,6 @@ export async function classifySlices(jobs: readonly SliceJob[], ctx: ClassifyCon
     classified: ready.length,
     heatmaps,
     warnings,
-    timings: { fetchDecodeMs: t1 - t0, classifyMs: t2 - t1, heatmapsMs: t3 - t2 },
+    timings: { fetchDecodeMs, classifyMs: t2 - t1, heatmapsMs: t3 - t2 },
   };
 }

@@ -65,6 +65,13 @@ export interface ConsumerOptions {
   readonly classify: (jobs: readonly SliceJob[]) => Promise<BatchOutcome>;
   /** Slices per batch, gathered across messages (a single larger message still goes alone). @default 32 */
   readonly maxBatchSlices?: number;
+  /**
+   * Batches worked on at once. 2 (the default) prefetches: while one batch is classified, the next
+   * is received, fetched and decoded (and its forward passes queue behind the first's), so the
+   * predictor never waits on S3, decoding, sending votes or deleting messages. 1 works one batch at a time.
+   * @default 2
+   */
+  readonly batchesInFlight?: number;
   /** Messages per ReceiveMessage (SQS allows 1…10). @default QUEUES.inference.consumer.batchSize */
   readonly receiveBatch?: number;
   /** Long-poll wait when nothing is held. @default QUEUES.inference.consumer.waitSeconds */
@@ -128,9 +135,10 @@ export class InferenceConsumer {
   private poll: AbortController | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private lastActivity = Date.now();
-  private inBatch = false;
+  private inBatch = 0;
   private readonly log: WorkerLog;
   private readonly maxBatchSlices: number;
+  private readonly batchesInFlight: number;
   private readonly receiveBatch: number;
   private readonly waitSeconds: number;
   private readonly visibility: number;
@@ -141,6 +149,7 @@ export class InferenceConsumer {
     const c = QUEUES.inference.consumer;
     this.log = options.log ?? SILENT;
     this.maxBatchSlices = options.maxBatchSlices ?? 32;
+    this.batchesInFlight = Math.max(1, options.batchesInFlight ?? 2);
     this.receiveBatch = Math.min(10, Math.max(1, options.receiveBatch ?? c.batchSize));
     this.waitSeconds = options.waitSeconds ?? c.waitSeconds;
     this.visibility = options.visibilityTimeoutSeconds ?? QUEUES.inference.visibilityTimeoutSeconds;
@@ -182,7 +191,13 @@ export class InferenceConsumer {
 
   private async run(): Promise<void> {
     let backoffMs = 0;
+    const inflight = new Set<Promise<void>>();
     while (!this.stopping) {
+      if (inflight.size >= this.batchesInFlight) {
+        // Full: wait for a batch to finish before holding more messages.
+        await Promise.race(inflight);
+        continue;
+      }
       let got = 0;
       if (this.bufferedSlices() < this.maxBatchSlices) {
         try {
@@ -202,14 +217,18 @@ export class InferenceConsumer {
       if (this.buffer.length === 0) continue;
       // Top up before working while messages keep coming and the batch has room.
       if (got > 0 && this.bufferedSlices() < this.maxBatchSlices) continue;
-      this.inBatch = true;
-      try {
-        await this.processBatch(this.takeBatch());
-      } finally {
-        this.inBatch = false;
-      }
-      this.lastActivity = Date.now();
+      this.inBatch++;
+      const work: Promise<void> = this.processBatch(this.takeBatch())
+        .catch((error: unknown) => this.log.error('batch failed', { error: describeError(error) }))
+        .finally(() => {
+          this.inBatch--;
+          this.lastActivity = Date.now();
+          inflight.delete(work);
+        });
+      inflight.add(work);
     }
+    // Draining: batches already started finish; messages not yet started go back at once.
+    await Promise.all(inflight);
     await this.release(this.buffer.splice(0));
   }
 
@@ -473,7 +492,7 @@ export class InferenceConsumer {
 
   private async extendVisibility(): Promise<void> {
     // A batch in flight keeps the loop busy, legitimately: the heartbeat vouches for it meanwhile.
-    if (this.inBatch) this.lastActivity = Date.now();
+    if (this.inBatch > 0) this.lastActivity = Date.now();
     await this.changeVisibility([...this.held.values()], this.visibility);
   }
 

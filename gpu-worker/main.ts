@@ -16,10 +16,12 @@ import { type AwsClients, createClients } from '../lambdas/shared/clients.js';
 import { ENV, requireEnv } from '../lambdas/shared/config.js';
 import { initBackend } from '../models/backend.js';
 import { createPredictor, type SlicePredictor } from '../models/diagnose.js';
-import { classifySlices, type HeatmapMode, parseHeatmapMode } from './classify.js';
+import { DEFAULT_BATCH_SIZE } from '../models/predict.js';
+import { type ClassifyContext, classifySlices, type HeatmapMode, parseHeatmapMode } from './classify.js';
 import { type ConsumerOptions, InferenceConsumer, type WorkerLog } from './consumer.js';
 import { type HealthReport, startHealthServer } from './health.js';
 import { parseModelRef, readStoredModel, storedClassifier } from './model-store.js';
+import { autoCandidates, warmUp } from './warmup.js';
 
 /** The worker's own settings (the shared ones are in lambdas/shared/config.ts ENV). */
 export const WORKER_ENV = {
@@ -35,6 +37,13 @@ export const WORKER_ENV = {
   waitSeconds: 'COVIDCT_WORKER_WAIT_SECONDS',
   /** Visibility timeout asked for on receive and heartbeat; default the queue's (tests shorten it). */
   visibilitySeconds: 'COVIDCT_WORKER_VISIBILITY_SECONDS',
+  /**
+   * Slices per forward pass: a number, or `auto` to time 1, 2, 4, … (up to the batch slices) during
+   * warm-up and take the fastest (see bench/README.md); default DEFAULT_BATCH_SIZE of models/predict.ts.
+   */
+  forwardBatch: 'COVIDCT_FORWARD_BATCH',
+  /** Batches in flight: 2 (default) prefetches the next batch while one is classified; 1 does one at a time. */
+  batchesInFlight: 'COVIDCT_WORKER_BATCHES_IN_FLIGHT',
 } as const;
 
 /** Everything {@link startWorker} needs; {@link workerConfigFromEnv} reads it from the environment. */
@@ -50,6 +59,9 @@ export interface WorkerConfig {
   readonly poolSize?: number;
   readonly waitSeconds?: number;
   readonly visibilitySeconds?: number;
+  /** Slices per forward pass, or `auto` (measured at warm-up). */
+  readonly forwardBatch?: number | 'auto';
+  readonly batchesInFlight?: number;
 }
 
 function optionalNumber(env: NodeJS.ProcessEnv, name: string, min: number, max: number): number | undefined {
@@ -68,6 +80,11 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Worke
   const poolSize = optionalNumber(env, WORKER_ENV.poolSize, 1, 256);
   const waitSeconds = optionalNumber(env, WORKER_ENV.waitSeconds, 0, 20);
   const visibilitySeconds = optionalNumber(env, WORKER_ENV.visibilitySeconds, 1, 43_200);
+  const forwardBatch =
+    env[WORKER_ENV.forwardBatch]?.trim().toLowerCase() === 'auto'
+      ? ('auto' as const)
+      : optionalNumber(env, WORKER_ENV.forwardBatch, 1, 256);
+  const batchesInFlight = optionalNumber(env, WORKER_ENV.batchesInFlight, 1, 8);
   return {
     bucket: requireEnv(ENV.bucket, env),
     inferenceQueueUrl: requireEnv(ENV.inferenceQueueUrl, env),
@@ -79,6 +96,8 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Worke
     ...(poolSize === undefined ? {} : { poolSize }),
     ...(waitSeconds === undefined ? {} : { waitSeconds }),
     ...(visibilitySeconds === undefined ? {} : { visibilitySeconds }),
+    ...(forwardBatch === undefined ? {} : { forwardBatch }),
+    ...(batchesInFlight === undefined ? {} : { batchesInFlight }),
   };
 }
 
@@ -124,7 +143,9 @@ export interface StartOptions {
   readonly log?: WorkerLog;
   readonly metrics?: Metrics;
   /** Passed through to the consumer (tests shorten the heartbeat). */
-  readonly consumer?: Partial<Pick<ConsumerOptions, 'heartbeatSeconds' | 'maxBatchSlices'>>;
+  readonly consumer?: Partial<
+    Pick<ConsumerOptions, 'heartbeatSeconds' | 'maxBatchSlices' | 'batchesInFlight'>
+  >;
 }
 
 /** A Powertools logger as the consumer's {@link WorkerLog}. */
@@ -138,7 +159,8 @@ export function powertoolsLog(logger: Logger): WorkerLog {
 
 /**
  * Start the worker: health server first (503 while the model loads), then the backend, the model
- * from S3, the predictor (a wasm pool or tfjs-node's own threads), then the consumer.
+ * from S3, the predictor (a wasm pool or tfjs-node's own threads), a warm-up pass on every
+ * predictor worker (and, with `COVIDCT_FORWARD_BATCH=auto`, the batch size measured), then the consumer.
  */
 export async function startWorker(config: WorkerConfig, options: StartOptions = {}): Promise<RunningWorker> {
   const log = options.log ?? powertoolsLog(new Logger({ serviceName: 'covidct-worker' }));
@@ -165,6 +187,14 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
       backend: choice.name,
       ...(config.poolSize === undefined ? {} : { poolSize: config.poolSize }),
     });
+    // Warm up before declaring health: the first pass on each worker compiles kernels and grows memory.
+    const batchSlices = config.batchSlices ?? 32;
+    const warm = await warmUp(
+      predictor,
+      config.forwardBatch === 'auto' ? { candidates: autoCandidates(batchSlices) } : {},
+    );
+    const forwardBatch =
+      warm.chosenBatch ?? (typeof config.forwardBatch === 'number' ? config.forwardBatch : undefined);
     model = { id: stored.id, sha256: stored.sha256 };
     log.info('model loaded', {
       model: stored.id,
@@ -173,8 +203,24 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
       backend: predictor.backend,
       workers: predictor.workers,
       ms: Math.round(performance.now() - loadStart),
+      warmUpMs: Math.round(warm.warmUpMs),
+      forwardBatch: forwardBatch ?? DEFAULT_BATCH_SIZE,
+      ...(warm.measured.length === 0
+        ? {}
+        : {
+            measuredSlicesPerSecond: Object.fromEntries(
+              warm.measured.map((m) => [m.batch, Math.round(m.slicesPerSecond * 100) / 100]),
+            ),
+          }),
     });
-    const ctx = { s3, bucket: config.bucket, classifier, predictor, heatmaps: config.heatmaps };
+    const ctx: ClassifyContext = {
+      s3,
+      bucket: config.bucket,
+      classifier,
+      predictor,
+      heatmaps: config.heatmaps,
+      ...(forwardBatch === undefined ? {} : { forwardBatch }),
+    };
     consumer = new InferenceConsumer({
       sqs,
       queueUrl: config.inferenceQueueUrl,
@@ -183,6 +229,7 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
       classify: (jobs) => classifySlices(jobs, ctx),
       log,
       ...(config.batchSlices === undefined ? {} : { maxBatchSlices: config.batchSlices }),
+      ...(config.batchesInFlight === undefined ? {} : { batchesInFlight: config.batchesInFlight }),
       ...(config.waitSeconds === undefined ? {} : { waitSeconds: config.waitSeconds }),
       ...(config.visibilitySeconds === undefined
         ? {}
