@@ -1,0 +1,128 @@
+/**
+ * Pieces every `covidct bench` mode shares: timing (warm-up, then the median of timed runs),
+ * running a Python reference that prints JSON, and finding the repository's bundled files whether
+ * covidct runs from source or from dist/.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+
+/** Median of some numbers (NaN for none). */
+export function medianOf(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Run `fn` once to warm up, then `runs` times; the median ms of the timed runs. */
+export async function medianMs(runs: number, fn: () => unknown): Promise<number> {
+  await fn();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await fn();
+    times.push(performance.now() - t);
+  }
+  return medianOf(times);
+}
+
+/** A figure and the baseline it is compared with, measured in the same run. */
+export interface Compared {
+  /** ms per unit (slice, study) of ours. */
+  readonly ms: number;
+  /** ms per unit of the baseline; null when the baseline could not run (see `baselineError`). */
+  readonly baselineMs: number | null;
+  /** What the baseline is. */
+  readonly baseline: string;
+  /** baselineMs / ms: above 1 means ours is faster. Null without a baseline. */
+  readonly speedup: number | null;
+  readonly baselineError?: string;
+}
+
+/** Build a {@link Compared}. */
+export function compared(ms: number, baseline: string, baselineMs: number | null, error?: string): Compared {
+  return {
+    ms,
+    baseline,
+    baselineMs,
+    speedup: baselineMs === null ? null : baselineMs / ms,
+    ...(error === undefined ? {} : { baselineError: error }),
+  };
+}
+
+/** Where a bench ran: what a figure means depends on it. */
+export interface MachineInfo {
+  readonly date: string;
+  readonly node: string;
+  readonly cpus: number;
+  readonly cpuModel: string;
+  readonly memoryGiB: number;
+  /** 1-minute load average at the start: above the core count, other work shared the CPUs. */
+  readonly loadAverage: number;
+}
+
+/** Describe this machine now. */
+export function machineInfo(): MachineInfo {
+  const list = cpus();
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: list.length,
+    cpuModel: list[0]?.model.trim() ?? 'unknown',
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    loadAverage: Math.round(loadavg()[0]! * 100) / 100,
+  };
+}
+
+/** The repository root (holding `bench/` and `test/fixtures/`), from source or dist alike. */
+export function repoRoot(): string {
+  let dir = import.meta.dirname;
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'bench', 'reference_select.py'))) return dir;
+    dir = dirname(dir);
+  }
+  throw new Error('the covidct repository (bench/, test/fixtures/) is not beside the installed covidct');
+}
+
+/** The Python the references run with: `$COVIDCT_PYTHON` or Debian's /usr/bin/python3 (numpy, OpenCV, pydicom). */
+export function referencePython(python?: string): string {
+  return python ?? process.env.COVIDCT_PYTHON ?? '/usr/bin/python3';
+}
+
+/** Run `python script args…` and parse its stdout as JSON; a failure is an Error with stderr's last line. */
+export async function runPythonJson<T>(script: string, args: readonly string[], python?: string): Promise<T> {
+  const exe = referencePython(python);
+  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+    (resolve, reject) => {
+      const child = spawn(exe, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
+      child.on('error', (e) => reject(new Error(`cannot run ${exe}: ${e.message}`)));
+      child.on('close', (c) => resolve({ code: c, stdout: out, stderr: err }));
+    },
+  );
+  if (code !== 0) {
+    const last = stderr.trim().split('\n').pop() ?? '';
+    throw new Error(`${exe} ${basename(script)} failed (exit ${code}): ${last}`);
+  }
+  try {
+    return JSON.parse(stdout) as T;
+  } catch {
+    throw new Error(`${basename(script)} printed no JSON`);
+  }
+}
+
+/** Round for JSON output: figures are noisy well before the third significant digit. */
+export function round(value: number, digits = 3): number {
+  if (!Number.isFinite(value) || value === 0) return value;
+  const scale = 10 ** Math.max(0, digits - 1 - Math.floor(Math.log10(Math.abs(value))));
+  return Math.round(value * scale) / scale;
+}
