@@ -124,10 +124,7 @@ export function registerTrain(program: Command): void {
       "'all' (default) or 'heads': train only the final Dense layers, everything else frozen",
     )
     .option('--no-augment', 'no augmentation')
-    .option(
-      '--backend <name>',
-      'force a backend: gpu, node, wasm or cpu (wasm switches to cpu: it has no convolution gradients)',
-    )
+    .option('--backend <name>', 'force a backend: gpu, node, wasm or cpu')
     .action(async (o: TrainCliOptions) => {
       const trainable = o.trainable ?? 'all';
       if (trainable !== 'all' && trainable !== 'heads') {

@@ -263,6 +263,7 @@ function window(t: Tensor4D, axis: 1 | 2, start: number, length: number): Tensor
   const from = Math.max(start, 0);
   const take = Math.max(0, Math.min(size - from, length - before));
   const after = length - before - take;
+  if (before === 0 && after === 0 && take === size) return t;
   const begin = [0, 0, 0, 0];
   const extent = [...t.shape] as number[];
   begin[axis] = from;
@@ -318,6 +319,13 @@ function rotateKernel(kernel: Tensor4D): Tensor4D {
   const cached = rotatedKernels.get(kernel);
   if (cached !== undefined && cached.dataId === kernel.dataId) return cached.rotated;
   cached?.rotated.dispose();
+  const rotated = keep(rotateKernelOnce(kernel));
+  rotatedKernels.set(kernel, { dataId: kernel.dataId, rotated });
+  return rotated;
+}
+
+/** {@link rotateKernel} without the cache, for kernels that change on every call (training). */
+function rotateKernelOnce(kernel: Tensor4D): Tensor4D {
   const [kh, kw, cin, cout] = kernel.shape;
   // In JS: one pass over the values, several times faster than wasm's Reverse + Transpose here.
   const source = kernel.dataSync() as Float32Array;
@@ -332,9 +340,7 @@ function rotateKernel(kernel: Tensor4D): Tensor4D {
       }
     }
   }
-  const rotated = keep(tensor4d(target, [kh, kw, cout, cin]));
-  rotatedKernels.set(kernel, { dataId: kernel.dataId, rotated });
-  return rotated;
+  return tensor4d(target, [kh, kw, cout, cin]);
 }
 
 /**
@@ -349,6 +355,7 @@ export function conv2dInputGradient(
   inputShape: readonly [number, number, number, number],
   strides: readonly [number, number],
   padding: 'same' | 'valid',
+  cacheRotated = true,
 ): Tensor4D {
   const [, height, width] = inputShape;
   const [kh, kw] = kernel.shape;
@@ -359,7 +366,7 @@ export function conv2dInputGradient(
   let z = zeroStuff(zeroStuff(dy, 1, strides[0]), 2, strides[1]);
   z = window(z, 1, padTop - (kh - 1), height + kh - 1);
   z = window(z, 2, padLeft - (kw - 1), width + kw - 1);
-  return conv2d(z, rotateKernel(kernel), 1, 'valid');
+  return conv2d(z, cacheRotated ? rotateKernel(kernel) : rotateKernelOnce(kernel), 1, 'valid');
 }
 
 /**
