@@ -177,7 +177,7 @@ describe('a whole ResNet50V2-FPN', () => {
       const opt = tf.train.sgd(1e-3);
       const counts: number[] = [];
       for (let s = 0; s < 2; s++) {
-        tf.dispose(opt.minimize(loss as () => tf.Scalar, true));
+        tf.dispose(opt.minimize(loss as () => tf.Scalar, true) ?? []);
         counts.push(tf.memory().numTensors);
       }
       tf.dispose([x, y]);
