@@ -212,7 +212,9 @@ export function inferenceMessages(
         seriesId: s.id,
         slices: selected.slice(i, i + perMessage).map((slice) => {
           const sha256 = hashes.get(slice.key);
-          if (sha256 === undefined) throw new Error(`${slice.key}: selected but not in the manifest`);
+          // Only after a crash: the selection was recorded from a manifest since replaced.
+          if (sha256 === undefined)
+            throw new SliceError(slice.key, 'selected, but no longer in the manifest');
           return { key: slice.key, sha256 };
         }),
         threshold,
@@ -332,11 +334,21 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
 /** A retry after a crash between recording the selection and queueing it: queue it (again). */
 async function resend(deps: SelectDeps, study: StudyRecord): Promise<SelectOutcome> {
   let manifest: Manifest;
+  let messages: InferenceMessage[];
   try {
     manifest = await readManifest(deps, study.hospital, study.studyId);
+    messages = inferenceMessages(
+      study.hospital,
+      study.studyId,
+      study.series ?? [],
+      manifest,
+      study.threshold,
+      deps.slicesPerMessage,
+    );
   } catch (error) {
     if (!(error instanceof InputError)) throw error;
-    // Valid when selected, unreadable now (overwritten or deleted): nothing to resend from.
+    // Valid when selected, unreadable or without a selected slice now (uploaded again with other
+    // content): nothing to resend from. Retrying would only fill the DLQ and leave the study stuck.
     const reason = `manifest changed after selection: ${error.message}`;
     if (await deps.store.failStudy(study.hospital, study.studyId, reason)) {
       const failed = (await deps.store.getStudy(study.hospital, study.studyId)) as StudyRecord;
@@ -344,14 +356,6 @@ async function resend(deps: SelectDeps, study: StudyRecord): Promise<SelectOutco
     }
     return { kind: 'failed', reason, slicesRead: 0 };
   }
-  const messages = inferenceMessages(
-    study.hospital,
-    study.studyId,
-    study.series ?? [],
-    manifest,
-    study.threshold,
-    deps.slicesPerMessage,
-  );
   await sendInferenceMessages(deps.sqs, deps.inferenceQueueUrl, messages);
   await deps.store.markEnqueued(study.hospital, study.studyId);
   deps.logger?.info('selection re-sent', {
