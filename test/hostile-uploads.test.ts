@@ -161,7 +161,12 @@ async function expectFailed(
   reason: RegExp,
 ): Promise<StudyRecord> {
   await put(created.manifest.url, manifest);
-  const study = await settled(created.studyId);
+  let study = await settled(created.studyId);
+  // A study already past selection (the resend case) fails when the event is handled.
+  for (let i = 0; i < 100 && study.status !== 'FAILED'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    study = (await store.getStudy(A.hospital, created.studyId))!;
+  }
   expect(study.status).toBe('FAILED');
   expect(study.reason).toMatch(reason);
   expect(study.reason).not.toMatch(/[\r\n]/);
@@ -508,6 +513,37 @@ describe('manifests', () => {
     record(
       'manifest uploaded twice, different content, after selection',
       'second one logged as a duplicate; study and selection unchanged',
+    );
+  });
+
+  it('fails (not retries forever) a study whose manifest lost a selected slice between a crash and the resend', async () => {
+    const created = await createStudy();
+    await uploadSlices(created);
+    // A select Lambda that recorded the selection (slice s3 selected) and died before queueing it.
+    const s3Key = created.uploads.find((u) => u.key.endsWith('/s3.dcm'))!.key;
+    expect(await store.beginSelecting(A.hospital, created.studyId)).toBe(true);
+    const series = [
+      {
+        id: 'S1',
+        status: 'SELECTED' as const,
+        threshold: 1,
+        selectedCount: 1,
+        slices: [{ key: s3Key, darkPixels: 9, selected: true }],
+      },
+    ];
+    expect(
+      await store.recordSelection(A.hospital, created.studyId, { series, threshold: 0.3, selectMs: 1 }),
+    ).toBe(true);
+    // The hospital uploads the manifest again, without s3: the redelivered event finds nothing to resend.
+    const manifest = editedManifest(created, (slices) => slices.filter((sl) => sl.key !== s3Key));
+    const study = await expectFailed(
+      created,
+      manifest,
+      /^manifest changed after selection: incoming\/hospital-a\/[^/]+\/S1\/s3\.dcm: selected, but no longer in the manifest$/,
+    );
+    record(
+      'manifest uploaded again without a selected slice, after a crash before queueing',
+      `FAILED "${study.reason}"`,
     );
   });
 
