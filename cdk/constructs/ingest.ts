@@ -32,10 +32,11 @@ export interface IngestProps {
   /** Reserved concurrency of the select Lambda. */
   readonly reservedConcurrency: number;
   /**
-   * Memory (and so CPU share) of the select Lambda. Decoding and counting cost 0.4–3 ms of CPU per
-   * slice (bench/README.md); the S3 GETs dominate: 2000 slices, 8 at a time, at ~50 ms each is
-   * ~13 s, far inside the 300 s timeout, so ~0.6 vCPU suffices.
-   * @default 1024
+   * Memory (and so CPU share) of the select Lambda: from the measured peak RSS of the handler for a
+   * 600-slice series, 383 MiB × 1.5 headroom, rounded up to 128 MB (`covidct bench memory`,
+   * bench/README.md). Decoding and counting cost 0.4–3 ms of CPU per slice; the S3 GETs dominate,
+   * so the ~0.36 vCPU this buys keeps a long series well inside the 300 s timeout.
+   * @default 640
    */
   readonly memorySize?: number;
   /** @default - bundle lambdas/select/handler.ts */
@@ -66,7 +67,7 @@ export class Ingest extends Construct {
     this.select = new PipelineFunction(this, 'Select', {
       name: 'select',
       serviceName: 'covidct-select',
-      memorySize: props.memorySize ?? 1024,
+      memorySize: props.memorySize ?? 640,
       timeout: Duration.seconds(definition.consumer.timeoutSeconds),
       reservedConcurrentExecutions: props.reservedConcurrency,
       key: props.key,

@@ -126,3 +126,22 @@ export function round(value: number, digits = 3): number {
   const scale = 10 ** Math.max(0, digits - 1 - Math.floor(Math.log10(Math.abs(value))));
   return Math.round(value * scale) / scale;
 }
+
+/**
+ * Quiet the in-process Lambdas of a local stack (their logs and metrics would bury a bench's
+ * output): warnings only, no metrics, until the returned function restores the environment.
+ */
+export function quietPowertools(): () => void {
+  const saved = {
+    POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL,
+    POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED,
+  };
+  process.env.POWERTOOLS_LOG_LEVEL = 'WARN';
+  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+  return () => {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  };
+}

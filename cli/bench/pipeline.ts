@@ -16,7 +16,7 @@ import { initBackend } from '../../models/backend.js';
 import { diagnoseStudy, loadClassifier } from '../../models/diagnose.js';
 import { uploadStudy, waitForStudy } from '../api-client.js';
 import { writePhantomSeries } from '../commands/phantom.js';
-import { repoRoot, round } from './common.js';
+import { quietPowertools, repoRoot, round } from './common.js';
 import { saveTinyModel } from './tiny-model.js';
 
 /**
@@ -151,13 +151,7 @@ export async function benchPipeline(options: BenchPipelineOptions = {}): Promise
     POWERTOOLS_METRICS_DISABLED: 'true',
     POWERTOOLS_DEV: 'false',
   };
-  const saved = {
-    POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL,
-    POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED,
-  };
-  // The in-process Lambdas' logs and metrics would bury the output: warnings only.
-  process.env.POWERTOOLS_LOG_LEVEL = 'WARN';
-  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+  const restore = quietPowertools();
   try {
     stack = await startLocalStack({
       hospitals: [hospital],
@@ -284,10 +278,7 @@ export async function benchPipeline(options: BenchPipelineOptions = {}): Promise
     }
     return { model: { id: modelId, tiny }, workerPool: pool, studies: out };
   } finally {
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
+    restore();
     await stack?.stop();
     await rm(work, { recursive: true, force: true });
     if (tiny) await rm(dirname(modelDir), { recursive: true, force: true });
