@@ -115,7 +115,18 @@ function parse(bytes: Uint8Array, file: string): Parsed {
   }
   const syntaxUid = assumed ?? dataSet.string('x00020010')?.replace(/\0/g, '').trim();
   if (!syntaxUid) throw new CorruptFileError(file, 'no transfer syntax (0002,0010) in the file meta');
+  if (!/^[0-9.]{1,64}$/.test(syntaxUid)) {
+    throw new CorruptFileError(file, `transfer syntax ${quoted(syntaxUid)} is not a UID (digits and dots)`);
+  }
   return { dataSet, syntaxUid };
+}
+
+/**
+ * A header value as a message quotes it: in double quotes, control characters escaped, cut to 40
+ * characters, so that a damaged value cannot break the one-line message or flood it.
+ */
+function quoted(text: string): string {
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
 }
 
 /** A finite number from a DS/IS element, undefined when absent or empty. */
@@ -123,7 +134,7 @@ function decimal(ds: DataSet, tag: string, file: string, name: string, index = 0
   const text = ds.string(tag, index);
   if (text === undefined || text === '') return undefined;
   const value = Number(text);
-  if (!Number.isFinite(value)) throw new CorruptFileError(file, `${name} "${text}" is not a number`);
+  if (!Number.isFinite(value)) throw new CorruptFileError(file, `${name} ${quoted(text)} is not a number`);
   return value;
 }
 
@@ -147,7 +158,10 @@ function describeImage(ds: DataSet, file: string): Image {
   if (modality !== 'CT') {
     const sopClass = ds.string('x00080016')?.replace(/\0/g, '').trim();
     if (modality !== undefined && modality !== '') {
-      throw new NotCtSliceError(file, `modality ${modality}, expected CT`);
+      throw new NotCtSliceError(
+        file,
+        `modality ${/^[\w ]{1,16}$/.test(modality) ? modality : quoted(modality)}, expected CT`,
+      );
     }
     if (!sopClass || !CT_SOP_CLASSES.has(sopClass)) {
       throw new NotCtSliceError(file, 'no modality (0008,0060) and not a CT image SOP class, expected CT');
@@ -162,7 +176,10 @@ function describeImage(ds: DataSet, file: string): Image {
     );
   }
   if (photometric !== undefined && photometric !== 'MONOCHROME2' && photometric !== 'MONOCHROME1') {
-    throw new NotCtSliceError(file, `photometric interpretation ${photometric}, expected MONOCHROME2`);
+    throw new NotCtSliceError(
+      file,
+      `photometric interpretation ${/^[\w ]{1,16}$/.test(photometric) ? photometric : quoted(photometric)}, expected MONOCHROME2`,
+    );
   }
   const bitsAllocated = ds.uint16('x00280100');
   if (bitsAllocated === undefined) throw new CorruptFileError(file, 'no BitsAllocated (0028,0100)');
