@@ -1099,6 +1099,19 @@ describe('reader regressions found by fuzzing', () => {
     await expectRejected(() => decodeSlice(bytes, 'bomb.dcm'), /larger than 64 MiB inflated/);
   });
 
+  it('quotes damaged DICOM header text on one line (a RescaleIntercept holding a line break broke the message)', async () => {
+    // Found by the long form (seed 20240607): CT_small.dcm's RescaleIntercept rewritten to "\x01\x01\x01\n4".
+    const bytes = seedNamed('CT_small.dcm');
+    const tag = [0x28, 0x00, 0x52, 0x10]; // (0028,1052) RescaleIntercept, explicit VR "DS"
+    const at = bytes.findIndex((_, i) => tag.every((b, k) => bytes[i + k] === b));
+    const length = bytes[at + 6]!;
+    bytes.set(Buffer.from('\x01\x01\x01\n4'.padEnd(length, ' '), 'latin1'), at + 8);
+    await expectRejected(
+      () => decodeSlice(bytes, 'ct.dcm'),
+      /^ct\.dcm: RescaleIntercept "\\u0001\\u0001\\u0001\\n4 *" is not a number$/,
+    );
+  });
+
   it('refuses a TIFF over 4096×4096 pixels (sides up to 32768 allowed) before allocating its rows', async () => {
     const bytes = seedNamed('lzw-le.tif');
     setDimensions(bytes, 8192, 8192);
