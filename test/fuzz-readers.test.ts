@@ -855,7 +855,11 @@ function applyEdit(root: unknown, edit: JsonEdit): unknown {
       // Repeat an array's first element (10,000 slices, 257 votes, …).
       if (Array.isArray(container) && container.length > 0) {
         const first = container[0];
-        for (let i = 1; i < edit.times; i++) container.push(structuredClone(first));
+        // Bounded (4 MiB of JSON per edit): growing a grown array again would build 10,000² objects
+        // and exhaust the test's own heap (the long form did) before any parser saw them.
+        const size = (JSON.stringify(first) ?? 'null').length + 1;
+        const times = Math.min(edit.times, Math.max(1, Math.floor((4 * 1024 * 1024) / size)));
+        for (let i = 1; i < times; i++) container.push(structuredClone(first));
       }
       return copy;
   }
