@@ -1,10 +1,18 @@
-/** `covidct bench select`: quick runs print valid figures, the reference runs and its counts are compared. */
+/**
+ * `covidct bench`: `bench select` quick runs print valid figures, the reference runs and its counts
+ * are compared; `bench all --quick` runs every bench and prints one JSON document whose shape and
+ * figures are sane (it needs dist/ for the worker and select child processes: npm test builds first).
+ */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { BenchAllResult } from '../cli/bench/all.js';
+import { unionMs } from '../cli/bench/pipeline.js';
+import { recommendMemoryMb } from '../cli/bench/select-memory.js';
 import { benchSelect, compareCounts, median, registerBench } from '../cli/commands/bench.js';
+import { autoCandidates, chooseBatch } from '../gpu-worker/warmup.js';
 
 const REAL = join(import.meta.dirname, 'fixtures', 'lung-pet-ct-dx-A0002-tiff', 'B70f');
 // Four real slices (two selected, two not) keep the runs quick on a shared two-core machine.
@@ -110,4 +118,144 @@ describe('bench select', () => {
       ]),
     ).toEqual([]);
   });
+});
+
+describe('bench helpers', () => {
+  it('unionMs counts overlapping intervals once, clipped', () => {
+    expect(unionMs([], 0, 10)).toBe(0);
+    expect(
+      unionMs(
+        [
+          [0, 4],
+          [2, 6],
+          [8, 9],
+        ],
+        0,
+        10,
+      ),
+    ).toBe(7);
+    expect(
+      unionMs(
+        [
+          [-5, 3],
+          [9, 20],
+        ],
+        0,
+        10,
+      ),
+    ).toBe(4);
+  });
+
+  it('recommendMemoryMb: peak × 1.5 rounded up to 128 MB, at least 256', () => {
+    expect(recommendMemoryMb(383)).toBe(640);
+    expect(recommendMemoryMb(100)).toBe(256);
+    expect(recommendMemoryMb(427)).toBe(768);
+  });
+
+  it('chooseBatch takes the fastest, the smallest within 5 %', () => {
+    expect(
+      chooseBatch([
+        { batch: 1, slicesPerSecond: 10 },
+        { batch: 2, slicesPerSecond: 19 },
+        { batch: 4, slicesPerSecond: 20 },
+        { batch: 8, slicesPerSecond: 15 },
+      ]),
+    ).toBe(2);
+    expect(chooseBatch([{ batch: 4, slicesPerSecond: 1 }])).toBe(4);
+    expect(() => chooseBatch([])).toThrow();
+    expect(autoCandidates(32)).toEqual([1, 2, 4, 8, 16, 32]);
+    expect(autoCandidates(5)).toEqual([1, 2, 4]);
+  });
+});
+
+describe('bench all --quick', () => {
+  it('runs every bench and prints sane JSON, each figure beside its baseline', async () => {
+    const out: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const program = new Command('covidct').exitOverride();
+    registerBench(program);
+    await program.parseAsync(['node', 'covidct', 'bench', 'all', '--quick', '--json']);
+    const r = JSON.parse(out.join('')) as BenchAllResult;
+    const positive = (n: number) => expect(Number.isFinite(n) && n > 0, String(n)).toBe(true);
+
+    expect(r.quick).toBe(true);
+    expect(r.machine.cpus).toBeGreaterThan(0);
+    expect(Object.keys(r.seconds)).toEqual(['select', 'decode', 'classify', 'worker', 'pipeline', 'memory']);
+
+    positive(r.select.msPerSlice);
+    if (hasOpenCv) expect(r.select.countsMatch).toBe(true);
+
+    expect(r.decode.cases.map((c) => c.name)).toEqual([
+      'tiff-none',
+      'tiff-deflate',
+      'tiff-lzw',
+      'dicom-implicit-le',
+      'dicom-rle',
+      'dicom-jpeg-lossless',
+      'dicom-jpeg-ls',
+      'dicom-jpeg2000',
+      'dicom-jpeg-extended',
+    ]);
+    for (const c of r.decode.cases) {
+      positive(c.ms);
+      expect([c.width, c.height]).toEqual([512, 512]);
+      if (c.baselineMs === null) expect(typeof c.baselineError).toBe('string');
+      else expect(c.speedup).toBeCloseTo(c.baselineMs / c.ms, 1);
+    }
+    expect(
+      r.decode.cases
+        .filter((c) => c.name.endsWith('-none') || c.name.endsWith('-le'))
+        .map((c) => c.vsUncompressed),
+    ).toEqual([1, 1]);
+    if (hasOpenCv && r.decode.reference !== null) {
+      // OpenCV reads every TIFF; pydicom reads uncompressed and RLE without extra codecs.
+      for (const name of ['tiff-none', 'tiff-deflate', 'tiff-lzw', 'dicom-implicit-le', 'dicom-rle'])
+        positive(r.decode.cases.find((c) => c.name === name)!.baselineMs!);
+    }
+
+    expect(r.classify.batches.map((b) => b.batch)).toEqual([1, 2]);
+    for (const b of r.classify.batches) {
+      expect(b.variants.length).toBeGreaterThan(0);
+      for (const v of b.variants) {
+        expect(v.backend).toMatch(/^(wasm|cpu|node|gpu)$/);
+        positive(v.msPerSlice);
+        positive(v.speedup);
+      }
+    }
+    expect(r.classify.batches[0]!.variants[0]!.speedup).toBe(1);
+
+    expect(r.worker.scenarios.map((s) => s.name)).toEqual(['cpu', 'accelerator']);
+    for (const s of r.worker.scenarios) {
+      expect(s.variants.map((v) => v.name)).toEqual(['before', 'overlap', 'after']);
+      expect(s.variants[0]!.speedup).toBe(1);
+      for (const v of s.variants) {
+        positive(v.slicesPerSecond);
+        expect(v.slicesPerSecond * v.msPerSlice).toBeCloseTo(1000, -1);
+        // Noise on a shared machine moves ratios, but not by an order of magnitude.
+        expect(v.speedup).toBeGreaterThan(0.1);
+        expect(v.speedup).toBeLessThan(20);
+      }
+    }
+
+    expect(r.pipeline.studies).toHaveLength(2);
+    for (const s of r.pipeline.studies) {
+      positive(s.stages.totalMs);
+      expect(s.selected).toBeGreaterThan(0);
+      expect(['covid', 'normal']).toContain(s.decision);
+      expect(s.decisionsMatch).toBe(true);
+      const shares = Object.values(s.stages.share);
+      for (const x of shares) expect(x).toBeGreaterThanOrEqual(0);
+      expect(shares.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 1);
+      expect(s.busy.workerBatches).toBeGreaterThan(0);
+      positive(s.baseline.ms);
+    }
+
+    expect(r.memory.slices).toBe(20);
+    expect(r.memory.peakRssMiB).toBeGreaterThan(r.memory.startRssMiB);
+    expect(r.memory.recommendedMemoryMb).toBe(recommendMemoryMb(r.memory.peakRssMiB));
+  }, 240_000);
 });

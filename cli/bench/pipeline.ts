@@ -94,6 +94,8 @@ export interface BenchPipelineOptions {
   readonly modelDir?: string;
   /** Worker pool size in the worker and the baseline. @default the available cores */
   readonly workers?: number;
+  /** Only this series of the real sample study (quick runs: `B70f`, 30 slices). @default both */
+  readonly realSeries?: string;
   /** Give up on a study after this long. @default 600 */
   readonly timeoutSeconds?: number;
 }
@@ -113,11 +115,14 @@ export async function benchPipeline(options: BenchPipelineOptions = {}): Promise
   const work = await mkdtemp(join(tmpdir(), 'covidct-bench-pipeline-'));
   const pool = options.workers ?? availableParallelism();
   const phantomSlices = options.phantomSlices ?? 300;
+  const sample = join(repoRoot(), 'test', 'fixtures', 'lung-pet-ct-dx-A0002');
   const studies = [
-    {
-      name: 'Lung-PET-CT-Dx A0002 (2 series, 60 slices, .dcm.gz)',
-      path: join(repoRoot(), 'test', 'fixtures', 'lung-pet-ct-dx-A0002'),
-    },
+    options.realSeries === undefined
+      ? { name: 'Lung-PET-CT-Dx A0002 (2 series, 60 slices, .dcm.gz)', path: sample }
+      : {
+          name: `Lung-PET-CT-Dx A0002 ${options.realSeries} (.dcm.gz)`,
+          path: join(sample, options.realSeries),
+        },
     { name: `phantom (DICOM, ${phantomSlices} slices)`, path: join(work, 'phantom') },
   ];
   await writePhantomSeries(join(work, 'phantom', 'SR_2'), {

@@ -12,7 +12,12 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { PurgeQueueCommand, SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import {
+  CreateQueueCommand,
+  DeleteQueueCommand,
+  SendMessageBatchCommand,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
 import { type ClassifyContext, classifySlices } from '../../gpu-worker/classify.js';
 import { type BatchReport, InferenceConsumer } from '../../gpu-worker/consumer.js';
 import { warmUp } from '../../gpu-worker/warmup.js';
@@ -49,7 +54,7 @@ export interface WorkerHarness {
 }
 
 const HOSPITAL = 'bench';
-/** Long-poll wait of the measured consumers (short: each run ends with one abandoned poll). */
+/** Long-poll wait of the measured consumers. */
 const CONSUMER_WAIT_SECONDS = 1;
 const STUDY = 'bench-study';
 const SERIES = 'series-1';
@@ -122,8 +127,11 @@ export async function runConsumer(
   onBatch?: (report: BatchReport) => void,
 ): Promise<number> {
   const { sqs } = harness.clients;
-  const queueUrl = harness.resources.queueUrls.inference;
-  const votesQueueUrl = harness.resources.queueUrls.votes;
+  // Fresh queues per run: a stopped consumer's abandoned long poll stays open on the server for its
+  // wait, and on a shared queue it would take (and hide) the next run's first messages.
+  const run = `${Date.now().toString(36)}-${(runs++).toString(36)}`;
+  const queueUrl = await createQueue(sqs, `bench-inference-${run}`);
+  const votesQueueUrl = await createQueue(sqs, `bench-votes-${run}`);
   const per = PIPELINE_DEFAULTS.slicesPerInferenceMessage;
   const messages: InferenceMessage[] = [];
   for (let i = 0; i < total; i += per) {
@@ -170,13 +178,18 @@ export async function runConsumer(
   const loop = consumer.start();
   await Promise.race([finished, loop]);
   await consumer.stop();
-  // A stopped consumer's abandoned long poll stays open on the server for its wait and would take
-  // (and hide for the visibility timeout) the next run's first messages: let it expire.
-  await new Promise((r) => setTimeout(r, CONSUMER_WAIT_SECONDS * 1000 + 300));
-  // The votes are not what is measured: empty the queue so runs do not pile them up.
-  await sqs.send(new PurgeQueueCommand({ QueueUrl: votesQueueUrl })).catch(() => {});
+  for (const url of [queueUrl, votesQueueUrl])
+    await sqs.send(new DeleteQueueCommand({ QueueUrl: url })).catch(() => {});
   if (done < total) throw new Error(`the consumer stopped after ${done} of ${total} slices`);
   return endedAt - start;
+}
+
+let runs = 0;
+
+async function createQueue(sqs: SQSClient, name: string): Promise<string> {
+  const out = await sqs.send(new CreateQueueCommand({ QueueName: name }));
+  if (out.QueueUrl === undefined) throw new Error(`could not create queue ${name}`);
+  return out.QueueUrl;
 }
 
 async function sendAll(

@@ -282,10 +282,11 @@ export function compareCounts(
   return out.slice(0, 20);
 }
 
-/** Register `bench` and its `select` and `classify` subcommands. */
+/** Register `bench` and its subcommands (select, classify, decode, worker, pipeline, memory, all). */
 export function registerBench(program: Command): void {
   const bench = program.command('bench').description('measure how fast covidct works on your files');
   registerBenchClassify(bench);
+  registerBenchSuite(bench);
   bench
     .command('select')
     .description(
@@ -408,6 +409,130 @@ function registerBenchClassify(bench: Command): void {
         process.stdout.write(`${lines.join('\n')}\n`);
       },
     );
+}
+
+/**
+ * The suite's benches (cli/bench/): each module is loaded only when its command runs, so `bench
+ * select` never pays for TensorFlow.js or the local stack.
+ */
+function registerBenchSuite(bench: Command): void {
+  const emit = (json: boolean | undefined, result: unknown, text: () => string) => {
+    if (json) printJson(result);
+    else process.stdout.write(`${text()}\n`);
+  };
+  bench
+    .command('decode')
+    .description(
+      'time full decoding of one 512×512 slice per format (TIFF none/LZW/Deflate, DICOM uncompressed and each compressed syntax) against OpenCV and pydicom on the same bytes',
+    )
+    .option('--runs <n>', 'timed decodes per format after a warm-up', parseInteger('--runs', 1, 10000), 20)
+    .option('--no-reference', 'skip the OpenCV/pydicom reference')
+    .option('--json', 'print JSON')
+    .action(async (opts: { runs: number; reference: boolean; json?: boolean }) => {
+      const { benchDecode, formatDecode } = await import('../bench/decode.js');
+      const result = await benchDecode({ runs: opts.runs, reference: opts.reference });
+      emit(opts.json, result, () => formatDecode(result));
+    });
+  bench
+    .command('worker')
+    .description(
+      'time the worker loop (real consumer and classify code, local S3 and SQS) before and after the throughput work — fetch/decode/inference overlap and batch prefetch — on this machine’s backend and on a simulated accelerator, alternating in one run',
+    )
+    .option('--slices <n>', 'slice jobs per run', parseInteger('--slices', 8, 100000), 240)
+    .option('--rounds <n>', 'alternating rounds', parseInteger('--rounds', 1, 100), 3)
+    .option('--model <dir>', 'model folder (default: a tiny 512×512 model, see cli/bench/tiny-model.ts)')
+    .option('--workers <n>', 'wasm pool workers (1: this thread)', parseInteger('--workers', 1, 256))
+    .option('--forward-batch <n>', 'slices per forward pass', parseInteger('--forward-batch', 1, 256))
+    .option(
+      '--accelerator-ms <ms>',
+      'simulated accelerator: ms per slice',
+      parseNumber('--accelerator-ms'),
+      10,
+    )
+    .option(
+      '--latency-ms <ms>',
+      'S3/SQS latency added in the accelerator scenario',
+      parseNumber('--latency-ms'),
+      20,
+    )
+    .option('--json', 'print JSON')
+    .action(
+      async (opts: {
+        slices: number;
+        rounds: number;
+        model?: string;
+        workers?: number;
+        forwardBatch?: number;
+        acceleratorMs: number;
+        latencyMs: number;
+        json?: boolean;
+      }) => {
+        const { benchWorker } = await import('../bench/worker.js');
+        const result = await benchWorker({
+          slices: opts.slices,
+          rounds: opts.rounds,
+          acceleratorMs: opts.acceleratorMs,
+          s3LatencyMs: opts.latencyMs,
+          ...(opts.model === undefined ? {} : { modelDir: opts.model }),
+          ...(opts.workers === undefined ? {} : { workers: opts.workers }),
+          ...(opts.forwardBatch === undefined ? {} : { forwardBatch: opts.forwardBatch }),
+        });
+        emit(opts.json, result, () =>
+          result.scenarios
+            .flatMap((sc) => [
+              `${sc.name}: ${sc.description}`,
+              ...sc.variants.map(
+                (v) =>
+                  `  ${v.name.padEnd(8)} ${v.msPerSlice.toFixed(2).padStart(8)} ms/slice  ${v.slicesPerSecond.toFixed(1).padStart(7)} slices/s  ×${v.speedup.toFixed(2)}`,
+              ),
+            ])
+            .join('\n'),
+        );
+      },
+    );
+  bench
+    .command('pipeline')
+    .description(
+      'time the real sample study and a phantom series through the whole local pipeline (upload → decision), with the share of each stage, against diagnose in one process',
+    )
+    .option('--phantom-slices <n>', 'phantom series length', parseInteger('--phantom-slices', 10, 1000), 300)
+    .option('--model <dir>', 'model folder (default: a tiny 512×512 model)')
+    .option('--workers <n>', 'wasm pool workers', parseInteger('--workers', 1, 256))
+    .option('--json', 'print JSON')
+    .action(async (opts: { phantomSlices: number; model?: string; workers?: number; json?: boolean }) => {
+      const { benchPipeline } = await import('../bench/pipeline.js');
+      const result = await benchPipeline({
+        phantomSlices: opts.phantomSlices,
+        ...(opts.model === undefined ? {} : { modelDir: opts.model }),
+        ...(opts.workers === undefined ? {} : { workers: opts.workers }),
+      });
+      emit(opts.json, result, () => JSON.stringify(result, null, 2));
+    });
+  bench
+    .command('memory')
+    .description(
+      'measure the select Lambda’s peak RSS for one phantom series (a fresh process running only the handler) and derive its memory setting (needs dist/: npm run build)',
+    )
+    .option('--slices <n>', 'series length', parseInteger('--slices', 10, 1000), 600)
+    .option('--json', 'print JSON')
+    .action(async (opts: { slices: number; json?: boolean }) => {
+      const { benchSelectMemory } = await import('../bench/select-memory.js');
+      const result = await benchSelectMemory({ slices: opts.slices });
+      emit(opts.json, result, () => `${result.slices} slices: ${result.derivation}`);
+    });
+  bench
+    .command('all')
+    .description('run every bench; --quick: a small version of each (CI checks the suite with it)')
+    .option('--quick', 'a few slices, one run, small models: checks the suite, not figures to quote')
+    .option('--json', 'print JSON')
+    .action(async (opts: { quick?: boolean; json?: boolean }) => {
+      const { benchAll, summarizeAll } = await import('../bench/all.js');
+      const result = await benchAll({
+        quick: opts.quick === true,
+        onBench: (name) => process.stderr.write(`covidct: bench ${name}…\n`),
+      });
+      emit(opts.json, result, () => summarizeAll(result));
+    });
 }
 
 function describe(m: BenchSelectResult['mismatches'][number]): string {
