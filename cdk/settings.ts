@@ -11,6 +11,12 @@ export interface DeploymentSettings {
   readonly gpuInstanceType: string;
   /** Most GPU worker tasks (and GPU instances) at once. Context `maxGpuTasks`. */
   readonly maxGpuTasks: number;
+  /**
+   * GPU worker tasks kept running when idle. 0 scales to zero (cheapest; the first study after a quiet
+   * spell waits ~8 min for a host and task to start); 1 keeps p95 under 5 min through a surge
+   * (bench/SURGE.md) for one always-on host. Context `minGpuTasks`.
+   */
+  readonly minGpuTasks: number;
   /** Target inference-queue backlog (visible messages) per running task. Context `backlogPerTask`. */
   readonly backlogPerTask: number;
   /** Spot instances for the GPU hosts (interruptions are safe: the worker drains, SQS redelivers). Context `spot`. */
@@ -47,6 +53,7 @@ export interface DeploymentSettings {
 export const DEFAULT_SETTINGS: DeploymentSettings = {
   gpuInstanceType: 'g4dn.xlarge',
   maxGpuTasks: 2,
+  minGpuTasks: 0,
   backlogPerTask: 20,
   spot: false,
   model: 'covidct/1',
@@ -120,6 +127,7 @@ export function settingsFromContext(node: Node): DeploymentSettings {
   return {
     gpuInstanceType: text(node, 'gpuInstanceType') ?? d.gpuInstanceType,
     maxGpuTasks: integer(node, 'maxGpuTasks', d.maxGpuTasks, 1, 100),
+    minGpuTasks: integer(node, 'minGpuTasks', d.minGpuTasks, 0, 100),
     backlogPerTask: integer(node, 'backlogPerTask', d.backlogPerTask, 1, 10_000),
     spot: spot === undefined ? d.spot : spot === 'true',
     ...(voteThreshold === undefined ? {} : { voteThreshold }),

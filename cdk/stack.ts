@@ -96,6 +96,7 @@ export class CovidCtStack extends Stack {
       key: this.key,
       instanceType: s.gpuInstanceType,
       maxTasks: s.maxGpuTasks,
+      minTasks: s.minGpuTasks,
       backlogPerTask: s.backlogPerTask,
       spot: s.spot,
       model: s.model,

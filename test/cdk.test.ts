@@ -593,6 +593,7 @@ describe('compliance: cdk-nag AwsSolutions and HIPAA Security', () => {
       voteThreshold: 0.1,
       gpuInstanceType: 'g5.xlarge',
       maxGpuTasks: 7,
+      minGpuTasks: 1,
     };
     const built = build(settings);
     for (const pack of rulePacks()) {
@@ -607,7 +608,11 @@ describe('compliance: cdk-nag AwsSolutions and HIPAA Security', () => {
         InstanceMarketOptions: Match.objectLike({ MarketType: 'spot' }),
       }),
     });
-    t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MaxCapacity: 7 });
+    t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+      MinCapacity: 1,
+      MaxCapacity: 7,
+    });
+    t.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', { MinSize: '1', MaxSize: '7' });
     t.hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: Match.objectLike({ [ENV.voteThreshold]: '0.1' }) },
     });
@@ -630,10 +635,17 @@ describe('settings from context', () => {
   const app = (context: Record<string, string>) => new App({ context }).node;
   it('reads -c values and defaults the rest', () => {
     const s = settingsFromContext(
-      app({ maxGpuTasks: '4', spot: 'true', voteThreshold: '0.25', corsOrigins: 'https://a, https://b' }),
+      app({
+        maxGpuTasks: '4',
+        minGpuTasks: '1',
+        spot: 'true',
+        voteThreshold: '0.25',
+        corsOrigins: 'https://a, https://b',
+      }),
     );
     expect(s).toMatchObject({
       maxGpuTasks: 4,
+      minGpuTasks: 1,
       spot: true,
       voteThreshold: 0.25,
       corsOrigins: ['https://a', 'https://b'],
@@ -644,6 +656,8 @@ describe('settings from context', () => {
     expect(() => settingsFromContext(app({ maxGpuTasks: 'many' }))).toThrow(/^context maxGpuTasks: 'many'/);
     expect(() => settingsFromContext(app({ voteThreshold: '3' }))).toThrow(/^context voteThreshold/);
     expect(() => settingsFromContext(app({ spot: 'yes' }))).toThrow(/^context spot/);
+    expect(() => settingsFromContext(app({ minGpuTasks: '-1' }))).toThrow(/^context minGpuTasks/);
+    expect(() => build({ ...DEFAULT_SETTINGS, minGpuTasks: 3, maxGpuTasks: 2 })).toThrow(/minTasks must be/);
     expect(() => settingsFromContext(app({ wafAclArn: 'acl-1' }))).toThrow(/^context wafAclArn/);
   });
 });

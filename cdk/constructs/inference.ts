@@ -58,6 +58,11 @@ export interface InferenceProps {
   readonly instanceType: string;
   /** Most worker tasks (one per GPU instance). */
   readonly maxTasks: number;
+  /**
+   * Worker tasks (and GPU instances) kept running when the queue is empty.
+   * @default 0 (scale to zero)
+   */
+  readonly minTasks?: number;
   /** Target of visible inference messages per running task. */
   readonly backlogPerTask: number;
   /** Spot instances for the GPU hosts. */
@@ -90,6 +95,12 @@ export class Inference extends Construct {
 
   constructor(scope: Construct, id: string, props: InferenceProps) {
     super(scope, id);
+    const minTasks = props.minTasks ?? 0;
+    if (!Number.isInteger(minTasks) || minTasks < 0 || minTasks > props.maxTasks) {
+      throw new Error(
+        `Inference: minTasks must be a whole number from 0 to maxTasks (${props.maxTasks}), got ${minTasks}`,
+      );
+    }
     const definition = QUEUES.inference;
     this.queue = new PipelineQueue(this, 'Queue', { definition, key: props.key });
 
@@ -163,7 +174,7 @@ export class Inference extends Construct {
       vpc: this.vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
       launchTemplate,
-      minCapacity: 0,
+      minCapacity: minTasks,
       maxCapacity: props.maxTasks,
     });
     const capacityProvider = new ecs.AsgCapacityProvider(this, 'GpuCapacity', {
@@ -242,7 +253,7 @@ export class Inference extends Construct {
       serviceNamespace: appscaling.ServiceNamespace.ECS,
       resourceId: `service/${this.cluster.clusterName}/${this.service.serviceName}`,
       scalableDimension: 'ecs:service:DesiredCount',
-      minCapacity: 0,
+      minCapacity: minTasks,
       maxCapacity: props.maxTasks,
     });
     const period = Duration.seconds(GPU_SCALING.metricPeriodSeconds);

@@ -123,7 +123,7 @@ export function defaultParams(): SimulationParams {
     seed: 1,
     instanceType: s.gpuInstanceType,
     maxTasks: s.maxGpuTasks,
-    minTasks: 0,
+    minTasks: DEFAULT_SETTINGS.minGpuTasks,
     backlogPerTask: s.backlogPerTask,
     scalingMetric: 'visible',
     spot: s.spot,
