@@ -31,6 +31,7 @@ export interface TrainCliOptions {
   readonly seed?: number;
   readonly trainable?: string;
   readonly augment?: boolean;
+  readonly calibrateBn?: number;
   readonly backend?: string;
 }
 
@@ -124,6 +125,12 @@ export function registerTrain(program: Command): void {
       "'all' (default) or 'heads': train only the final Dense layers, everything else frozen",
     )
     .option('--no-augment', 'no augmentation')
+    .option(
+      '--calibrate-bn <n>',
+      'after each epoch, set BatchNorm statistics from n training slices before validating (short runs: ' +
+        'the running averages need hundreds of steps); default off, as in the paper',
+      parseInteger('--calibrate-bn', 1, 1000),
+    )
     .option('--backend <name>', 'force a backend: gpu, node, wasm or cpu')
     .action(async (o: TrainCliOptions) => {
       const trainable = o.trainable ?? 'all';
@@ -232,6 +239,7 @@ export function registerTrain(program: Command): void {
           seed,
           trainable,
           augment: o.augment !== false,
+          ...(o.calibrateBn === undefined ? {} : { batchNormCalibration: o.calibrateBn }),
         };
       }
       const sets =

@@ -26,6 +26,14 @@ export interface TrainSettings {
   readonly seed: number;
   readonly trainable: 'all' | 'heads';
   readonly augment: boolean;
+  /**
+   * After each epoch, set every BatchNorm layer's moving statistics to those of this many training
+   * slices (no augmentation) before validating; 0 or absent: Keras's running averages only (the
+   * paper's). For short runs: with momentum 0.99 the running averages need a few hundred steps to
+   * forget their initial 0/1, and until then inference-mode outputs (validation, the saved model)
+   * are far off on raw values up to 3000.
+   */
+  readonly batchNormCalibration?: number;
   /** Where the slices came from (absolute paths), so `--resume` alone can go on. */
   readonly data?: TrainDataSources;
 }

@@ -16,6 +16,7 @@ import type { LabelledSlice } from '../../core/dataset.js';
 import { InputError } from '../../core/errors.js';
 import { type BackendName, initBackend } from '../backend.js';
 import { modelInputShape } from '../predict.js';
+import { calibrateBatchNorm } from '../seeded.js';
 import { type AugmentConfig, NO_AUGMENTATION, PAPER_AUGMENTATION, randomAffine } from './augment.js';
 import { saveCheckpoint, type TrainingState, type TrainSettings } from './checkpoint.js';
 import { batches, loadSlicePixels, type PixelLoader } from './data.js';
@@ -258,6 +259,13 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
       options.onStep?.(epoch, steps, total, lossSum / seen, accSum / seen);
     }
     const trainSeconds = (performance.now() - began) / 1000;
+    const calibration = settings.batchNormCalibration ?? 0;
+    if (calibration > 0 && settings.trainable === 'all') {
+      // The epoch's first slices in its shuffled order: a different sample each epoch, same for a seed.
+      const picked = Array.from(order.slice(0, calibration), (i) => options.train[i]!);
+      const pixels = await Promise.all(picked.map((s) => loader(s.path, size)));
+      calibrateBatchNorm(model, pixels);
+    }
     const val =
       validation.length > 0
         ? await validate(model, validation, size, Math.max(settings.batchSize, 10), loader)
