@@ -15,7 +15,8 @@ import {
   sliceMetrics,
   thresholdSweep,
 } from '../core/metrics.js';
-import { assignFolds, sliceSetLabel, writePhantomDataset } from '../core/phantom/dataset.js';
+import { assignFolds, planPatients, sliceSetLabel, writePhantomDataset } from '../core/phantom/dataset.js';
+import { createPhantom } from '../core/phantom/phantom.js';
 import { encodeTiff16 } from '../core/tiff/encode.js';
 import { evaluatePatients, evaluateSlices, type SliceClassifier } from '../models/evaluate/evaluate.js';
 import { renderSweepPng } from '../models/evaluate/plot.js';
@@ -256,6 +257,35 @@ describe('phantom dataset', () => {
     expect(sliceSetLabel(true, { lungOpen: false, lesion: true })).toBeUndefined();
     expect(sliceSetLabel(false, { lungOpen: true, lesion: false })).toBe('normal');
     expect(sliceSetLabel(false, { lungOpen: false, lesion: false })).toBeUndefined();
+  });
+
+  it('--paired gives each COVID patient the next normal patient’s body: only the lesions differ', () => {
+    const plain = planPatients(6, 7);
+    const paired = planPatients(6, 7, true);
+    expect(paired.map((p) => p.covid)).toEqual([true, false, true, false, true, false]);
+    expect(new Set(plain.map((p) => p.seed)).size).toBe(6);
+    expect(paired.map((p) => p.seed)).toEqual([
+      plain[0]!.seed,
+      plain[0]!.seed,
+      plain[2]!.seed,
+      plain[2]!.seed,
+      plain[4]!.seed,
+      plain[4]!.seed,
+    ]);
+    // Same seed with and without COVID: identical pixels wherever the COVID phantom has no lesion.
+    const covid = createPhantom({ seed: paired[0]!.seed, covid: true, slices: 20 });
+    const normal = createPhantom({ seed: paired[1]!.seed, covid: false, slices: 20 });
+    const c = [...covid.slices()];
+    const n = [...normal.slices()];
+    let lesionSlices = 0;
+    c.forEach((slice, i) => {
+      if (slice.truth.lesion) lesionSlices++;
+      else if (slice.truth.lesionPixels === 0) {
+        // Compared as bytes: vitest's deep equality on 262,144-value arrays takes seconds.
+        expect(Buffer.compare(Buffer.from(slice.pixels.buffer), Buffer.from(n[i]!.pixels.buffer))).toBe(0);
+      }
+    });
+    expect(lesionSlices).toBeGreaterThan(0);
   });
 
   it('folds by patient like the paper: each COVID patient validates once, training balanced', () => {

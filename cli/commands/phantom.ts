@@ -27,6 +27,7 @@ export interface PhantomCliOptions {
   readonly seed?: string;
   readonly format?: string;
   readonly force?: boolean;
+  readonly paired?: boolean;
 }
 
 /** Parsed and checked options of `covidct phantom`. */
@@ -117,6 +118,7 @@ export function parseDatasetOptions(options: PhantomCliOptions): {
   patients: number;
   seed: number;
   slices: number;
+  paired: boolean;
   force: boolean;
 } {
   if (options.covid)
@@ -127,7 +129,15 @@ export function parseDatasetOptions(options: PhantomCliOptions): {
   if (options.patients === undefined) throw new InputError('--dataset', 'needs --patients N');
   const base = parsePhantomOptions({ ...options, covid: false, format: 'tiff' });
   const patients = wholeNumber('--patients', options.patients, MIN_DATASET_PATIENTS, 10000);
-  return { ...checkDatasetOptions({ patients, seed: base.seed, slices: base.slices }), force: base.force };
+  return {
+    ...checkDatasetOptions({
+      patients,
+      seed: base.seed,
+      slices: base.slices,
+      paired: options.paired === true,
+    }),
+    force: base.force,
+  };
 }
 
 /** Register `phantom`. */
@@ -157,6 +167,11 @@ export function registerPhantom(program: Command): void {
       'tiff',
     )
     .option('--force', 'write into a folder that already holds files')
+    .option(
+      '--paired',
+      'with --dataset: each COVID patient’s body is also the next normal patient’s, without lesions ' +
+        '(a training set where only the lesions tell the classes apart)',
+    )
     .action(async (outDir: string, raw: PhantomCliOptions) => {
       if (raw.dataset) {
         const d = parseDatasetOptions(raw);

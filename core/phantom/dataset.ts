@@ -48,6 +48,13 @@ export interface PhantomDatasetOptions {
   readonly seed: number;
   /** Slices per series (default 60). */
   readonly slices?: number;
+  /**
+   * Pair the patients: each COVID patient's body (anatomy, scanner noise) is also the next normal
+   * patient's, without the lesions, so within a pair only the lesions differ. A training set, not a
+   * test set: a network trained on unpaired phantoms can tell the classes apart by memorising the
+   * training bodies (every COVID slice comes from a COVID patient) instead of finding lesions.
+   */
+  readonly paired?: boolean;
 }
 
 /** One planned patient. */
@@ -59,12 +66,15 @@ export interface DatasetPatient {
   readonly seed: number;
 }
 
-/** Plan the patients: alternating COVID and normal, seeds derived from the dataset seed. */
-export function planPatients(count: number, seed: number): DatasetPatient[] {
+/**
+ * Plan the patients: alternating COVID and normal, seeds derived from the dataset seed; `paired`:
+ * patients 2k+1 (COVID) and 2k+2 (normal) share one body seed.
+ */
+export function planPatients(count: number, seed: number, paired = false): DatasetPatient[] {
   return Array.from({ length: count }, (_, i) => ({
     id: `patient${i + 1}`,
     covid: i % 2 === 0,
-    seed: hash32(seed, 0xda7a5e7, i),
+    seed: hash32(seed, 0xda7a5e7, paired ? i - (i % 2) : i),
   }));
 }
 
@@ -170,7 +180,7 @@ export function checkDatasetOptions(options: PhantomDatasetOptions): Required<Ph
       `must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, got ${seed}`,
     );
   }
-  return { patients, seed, slices };
+  return { patients, seed, slices, paired: options.paired === true };
 }
 
 function csv(rows: readonly DatasetImage[]): string {
@@ -187,7 +197,7 @@ export async function writePhantomDataset(
   options: PhantomDatasetOptions & { readonly force?: boolean },
   onProgress?: (done: number, total: number) => void,
 ): Promise<PhantomDatasetSummary> {
-  const { patients: count, seed, slices } = checkDatasetOptions(options);
+  const { patients: count, seed, slices, paired } = checkDatasetOptions(options);
   const existing = await stat(outDir).catch(() => undefined);
   if (existing !== undefined) {
     if (!existing.isDirectory()) throw new InputError(outDir, 'exists and is not a folder');
@@ -198,7 +208,7 @@ export async function writePhantomDataset(
   const imagesDir = join(outDir, 'images');
   await mkdir(imagesDir, { recursive: true });
   await mkdir(join(outDir, 'CSV'), { recursive: true });
-  const plan = planPatients(count, seed);
+  const plan = planPatients(count, seed, paired);
   const images: DatasetImage[] = [];
   const written: (DatasetPatient & { images: number })[] = [];
   let done = 0;
@@ -245,7 +255,7 @@ export async function writePhantomDataset(
   }
   const manifest = {
     generator: 'covidct phantom --dataset',
-    options: { patients: count, seed, slices },
+    options: { patients: count, seed, slices, paired },
     series: DATASET_SERIES,
     sliceSetRule:
       'open-lung slices only; COVID patients: slices with a lesion (covid), lesion-free slices left out; normal patients: every open-lung slice (normal)',
