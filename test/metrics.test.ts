@@ -15,7 +15,13 @@ import {
   sliceMetrics,
   thresholdSweep,
 } from '../core/metrics.js';
-import { assignFolds, planPatients, sliceSetLabel, writePhantomDataset } from '../core/phantom/dataset.js';
+import {
+  assignFolds,
+  assignPairedFolds,
+  planPatients,
+  sliceSetLabel,
+  writePhantomDataset,
+} from '../core/phantom/dataset.js';
 import { createPhantom } from '../core/phantom/phantom.js';
 import { encodeTiff16 } from '../core/tiff/encode.js';
 import { evaluatePatients, evaluateSlices, type SliceClassifier } from '../models/evaluate/evaluate.js';
@@ -286,6 +292,19 @@ describe('phantom dataset', () => {
       }
     });
     expect(lesionSlices).toBeGreaterThan(0);
+  });
+
+  it('keeps pairs together in folds, so no body is seen in training with one class and validated with the other', () => {
+    const patients = planPatients(20, 3, true).map((p) => ({ ...p, images: 5 }));
+    const folds = assignPairedFolds(patients, 3);
+    expect(folds).toHaveLength(5);
+    const validated = folds.flatMap((f) => f.validation);
+    expect(new Set(validated).size).toBe(20);
+    for (const fold of folds) {
+      const val = new Set(fold.validation);
+      expect(fold.train.length + val.size).toBe(20);
+      for (let i = 0; i < 20; i += 2) expect(val.has(`patient${i + 1}`)).toBe(val.has(`patient${i + 2}`));
+    }
   });
 
   it('folds by patient like the paper: each COVID patient validates once, training balanced', () => {

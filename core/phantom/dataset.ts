@@ -134,6 +134,34 @@ export function assignFolds(patients: readonly FoldPatient[], seed: number, fold
   return result;
 }
 
+/**
+ * Folds for a paired dataset ({@link PhantomDatasetOptions.paired}): pairs (a COVID patient and the
+ * normal patient with its body) stay together, in five seeded groups, group k validating in fold k.
+ * Split pairs would reward memorising bodies: a body seen in training only as COVID would make its
+ * normal twin in validation look COVID.
+ */
+export function assignPairedFolds(
+  patients: readonly FoldPatient[],
+  seed: number,
+  folds = DATASET_FOLDS,
+): Fold[] {
+  const rng = createRng(hash32(seed, 0xf01d));
+  const pairs: string[][] = [];
+  for (let i = 0; i < patients.length; i += 2) pairs.push(patients.slice(i, i + 2).map((p) => p.id));
+  for (let i = pairs.length - 1; i > 0; i--) {
+    const j = Math.floor(rng.next() * (i + 1));
+    [pairs[i], pairs[j]] = [pairs[j]!, pairs[i]!];
+  }
+  return Array.from({ length: folds }, (_, k) => {
+    const validation = new Set(pairs.filter((_, i) => i % folds === k).flat());
+    return {
+      fold: k + 1,
+      train: patients.filter((p) => !validation.has(p.id)).map((p) => p.id),
+      validation: patients.filter((p) => validation.has(p.id)).map((p) => p.id),
+    };
+  });
+}
+
 /** The class of a slice in the slice set, or undefined when it stays out (see the module comment). */
 export function sliceSetLabel(
   covidPatient: boolean,
@@ -236,7 +264,7 @@ export async function writePhantomDataset(
     }
     written.push({ ...patient, images: n });
   }
-  const folds = assignFolds(
+  const folds = (paired ? assignPairedFolds : assignFolds)(
     written.map((p) => ({ id: p.id, covid: p.covid, images: p.images })),
     seed,
   );
