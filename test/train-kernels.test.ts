@@ -111,16 +111,14 @@ describe('kernels tfjs 4.22 gets wrong', () => {
           const both = tf
             .engine()
             .runKernel('ResizeNearestNeighborGrad', { images: x, dy }, attrs) as tf.Tensor;
-          const one = tf
-            .engine()
-            .runKernel(
-              'ResizeNearestNeighborGrad',
-              {
-                images: tf.slice(x, [1, 0, 0, 0], [1, -1, -1, -1]),
-                dy: tf.slice(dy, [1, 0, 0, 0], [1, -1, -1, -1]),
-              },
-              attrs,
-            ) as tf.Tensor;
+          const one = tf.engine().runKernel(
+            'ResizeNearestNeighborGrad',
+            {
+              images: tf.slice(x, [1, 0, 0, 0], [1, -1, -1, -1]),
+              dy: tf.slice(dy, [1, 0, 0, 0], [1, -1, -1, -1]),
+            },
+            attrs,
+          ) as tf.Tensor;
           return [both.dataSync().slice(16), one.dataSync()];
         }),
       );
