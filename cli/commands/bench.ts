@@ -3,7 +3,6 @@
  * the authors' numpy + OpenCV way of doing the same (bench/reference_select.py), measured in the
  * same run on the same files.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +15,7 @@ import type { SliceFormat } from '../../core/slice.js';
 import { discoverStudy, type StudySelection, selectStudy } from '../../core/study.js';
 import { encodeTiff16 } from '../../core/tiff/encode.js';
 import { isTiffFile, readTiffFile } from '../../core/tiff/file.js';
+import { runPythonJson } from '../bench/common.js';
 import { parseInteger, parseNumber, printJson, warn } from '../io.js';
 
 /** The reference implementation's figures, as `bench select --json` reports them. */
@@ -219,32 +219,7 @@ export function referenceScript(): string {
 }
 
 async function runReference(path: string, runs: number, python?: string): Promise<ReferenceOutput> {
-  const exe = python ?? process.env.COVIDCT_PYTHON ?? '/usr/bin/python3';
-  const script = referenceScript();
-  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
-    (resolve, reject) => {
-      const child = spawn(exe, [script, path, '--runs', String(runs)], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-      });
-      child.stderr.on('data', (d: Buffer) => {
-        err += d.toString();
-      });
-      child.on('error', (e) => reject(new Error(`cannot run ${exe}: ${e.message}`)));
-      child.on('close', (c) => resolve({ code: c, stdout: out, stderr: err }));
-    },
-  );
-  if (code !== 0) {
-    const last = stderr.trim().split('\n').pop() ?? '';
-    throw new Error(`${exe} ${basename(script)} failed (exit ${code}): ${last}`);
-  }
-  try {
-    return JSON.parse(stdout) as ReferenceOutput;
-  } catch {
-    throw new Error(`${basename(script)} printed no JSON`);
-  }
+  return runPythonJson<ReferenceOutput>(referenceScript(), [path, '--runs', String(runs)], python);
 }
 
 /**
