@@ -316,6 +316,31 @@ export function buildReport(
   };
 }
 
+/** How long a notification claim holds before another delivery (or the sweeper) may take it over. */
+const CLAIM_TTL_SECONDS = QUEUES.votes.visibilityTimeoutSeconds;
+
+/**
+ * A study this stage finished: COMPLETE, or FAILED by this stage for want of a classified slice
+ * (a FAILED study is this stage's to notify only then).
+ */
+function finishedHere(study: StudyRecord): boolean {
+  return (
+    study.status === 'COMPLETE' ||
+    (study.status === 'FAILED' && study.reason?.startsWith(NO_SLICE_CLASSIFIED) === true)
+  );
+}
+
+/** Notify a study this stage finished if nobody has yet; every path that finds one ends here. */
+async function renotify(deps: AggregateDeps, study: StudyRecord): Promise<FinishOutcome> {
+  if (
+    finishedHere(study) &&
+    (await notifyOnce(deps.store, deps.sns, deps.topicArn, study, CLAIM_TTL_SECONDS))
+  ) {
+    return { kind: 'renotified' };
+  }
+  return { kind: 'nothing', status: study.status };
+}
+
 /**
  * Complete a study if all its selected slices are accounted for: count the stored votes and
  * failures, decide from the labelled votes, write the report, CLASSIFYING → COMPLETE (only one
@@ -329,14 +354,7 @@ export async function finishStudy(
 ): Promise<FinishOutcome> {
   const study = await deps.store.getStudy(hospital, studyId);
   if (!study) return { kind: 'nothing', status: 'missing' };
-  const claimTtl = QUEUES.votes.visibilityTimeoutSeconds;
-  // A FAILED study is this stage's to renotify only when this stage failed it.
-  const failedHere = study.status === 'FAILED' && study.reason?.startsWith(NO_SLICE_CLASSIFIED) === true;
-  if (study.status === 'COMPLETE' || failedHere) {
-    return (await notifyOnce(deps.store, deps.sns, deps.topicArn, study, claimTtl))
-      ? { kind: 'renotified' }
-      : { kind: 'nothing', status: study.status };
-  }
+  if (finishedHere(study)) return renotify(deps, study);
   if (study.status !== 'CLASSIFYING') return { kind: 'nothing', status: study.status };
   const count = await deps.store.countVotes(hospital, studyId);
   if (count < study.expectedVotes) return { kind: 'waiting', votes: count, expected: study.expectedVotes };
@@ -347,16 +365,9 @@ export async function finishStudy(
     const reason = `${NO_SLICE_CLASSIFIED}: ${first}`;
     const won = await deps.store.failStudy(hospital, studyId, reason);
     const failedStudy = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
-    if (!won) {
-      // As for COMPLETE below: the transition may have been this delivery's, its response lost.
-      const ours =
-        failedStudy.status === 'FAILED' && failedStudy.reason?.startsWith(NO_SLICE_CLASSIFIED) === true;
-      if (ours && (await notifyOnce(deps.store, deps.sns, deps.topicArn, failedStudy, claimTtl))) {
-        return { kind: 'renotified' };
-      }
-      return { kind: 'nothing', status: failedStudy.status };
-    }
-    const notified = await notifyOnce(deps.store, deps.sns, deps.topicArn, failedStudy, claimTtl);
+    // As for COMPLETE below: the transition may have been this delivery's, its response lost.
+    if (!won) return renotify(deps, failedStudy);
+    const notified = await notifyOnce(deps.store, deps.sns, deps.topicArn, failedStudy, CLAIM_TTL_SECONDS);
     deps.logger?.warn('study failed: no slice could be classified', {
       hospital,
       study: studyId,
@@ -397,18 +408,10 @@ export async function finishStudy(
     reportKey: key,
   });
   const completed = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
-  if (!won) {
-    // Another delivery completed it, or this one did and the response was lost (the SDK's retry
-    // then fails the condition): notify unless done, or the notification waits for the sweeper.
-    if (
-      completed.status === 'COMPLETE' &&
-      (await notifyOnce(deps.store, deps.sns, deps.topicArn, completed, claimTtl))
-    ) {
-      return { kind: 'renotified' };
-    }
-    return { kind: 'nothing', status: completed.status };
-  }
-  const notified = await notifyOnce(deps.store, deps.sns, deps.topicArn, completed, claimTtl);
+  // Another delivery completed it, or this one did and the response was lost (the SDK's retry
+  // then fails the condition): notify unless done, or the notification waits for the sweeper.
+  if (!won) return renotify(deps, completed);
+  const notified = await notifyOnce(deps.store, deps.sns, deps.topicArn, completed, CLAIM_TTL_SECONDS);
   deps.logger?.info('study complete', {
     hospital,
     study: studyId,
