@@ -303,3 +303,30 @@ describe('training', () => {
     expect(await weightsOf(other)).not.toEqual(await weightsOf(whole));
   });
 });
+
+describe('progressive resizing (--init-weights at another --input-size)', () => {
+  it('carries every convolution and batch norm over, keeps only the Dense heads fresh', async () => {
+    const { resizeModel } = await import('../models/train/transfer.js');
+    const small = buildSeeded(3, () => buildArchitecture('resnet50v2-fpn', { inputSize: 96, width: 1 / 16 }));
+    const { model, width, report } = resizeModel(small, 'resnet50v2-fpn', 256, (make) =>
+      buildSeeded(4, make),
+    );
+    expect(width).toBe(1 / 16);
+    expect(model.inputs[0]!.shape).toEqual([null, 256, 256, 1]);
+    expect([...report.fresh].sort()).toEqual(
+      ['P3_dense', 'P4_dense', 'P5_dense', 'P6_dense', 'P7_dense'].sort(),
+    );
+    // The final Dense sees the five heads' 2 units each at any size: its shape agrees, so it carries.
+    expect(report.copied).toContain('predictions');
+    for (const name of ['conv1_conv', 'conv5_block3_3_conv', 'post_bn', 'C5_reduced', 'P7']) {
+      const a = small.getLayer(name).getWeights();
+      const b = model.getLayer(name).getWeights();
+      expect(b.length).toBeGreaterThan(0);
+      for (let i = 0; i < a.length; i++) expect(b[i]!.dataSync()).toEqual(a[i]!.dataSync());
+    }
+    const before = small.getLayer('P3_dense').getWeights()[0]!.shape;
+    expect(model.getLayer('P3_dense').getWeights()[0]!.shape).not.toEqual(before);
+    small.dispose();
+    model.dispose();
+  }, 60_000);
+});

@@ -109,7 +109,8 @@ export function registerTrain(program: Command): void {
     .option('--width <w>', 'width multiplier of every convolution, e.g. 1/16 (default 1, the paper’s)')
     .option(
       '--init-weights <dir>',
-      'start from this model folder (import-keras or an earlier train run) instead of random weights',
+      'start from this model folder (import-keras or an earlier train run) instead of random weights; with a ' +
+        'different --input-size its convolutions carry over and its Dense heads start fresh (progressive resizing)',
     )
     .option(
       '--resume <dir>',
@@ -197,6 +198,7 @@ export function registerTrain(program: Command): void {
         if (outDir === undefined)
           throw new InputError('train', 'give --out DIR for the checkpoints and metrics');
         const seed = o.seed ?? 1;
+        let resizedWidth: number | undefined;
         let arch = o.arch ?? registry.DEFAULT_ARCHITECTURE;
         if (o.initWeights !== undefined) {
           const loaded = await io.loadModel(o.initWeights);
@@ -204,15 +206,32 @@ export function registerTrain(program: Command): void {
           const seeded = await import('../../models/seeded.js');
           if (seeded.isSeededManifest(loaded.manifest)) seededInit = loaded.manifest;
           arch = o.arch ?? loaded.manifest?.arch ?? model.name;
-          const [h] = predict.modelInputShape(model);
-          if (o.inputSize !== undefined && o.inputSize !== h) {
-            throw new InputError(
-              '--input-size',
-              `${o.inputSize} differs from the --init-weights model's input ${h}`,
-            );
-          }
           if (width !== undefined)
             throw new InputError('--width', 'does not go with --init-weights (the model has its width)');
+          const [h] = predict.modelInputShape(model);
+          if (o.inputSize !== undefined && o.inputSize !== h) {
+            // Progressive resizing: the convolutions carry over, the Dense heads start fresh.
+            if (seededInit !== undefined) {
+              throw new InputError('--input-size', `a seeded model stays at its input ${h}`);
+            }
+            const { resizeModel } = await import('../../models/train/transfer.js');
+            const inputSize = o.inputSize;
+            const from = model;
+            let resized: ReturnType<typeof resizeModel>;
+            try {
+              resized = resizeModel(from, arch, inputSize, (make) => train.buildSeeded(seed, make));
+            } catch (error) {
+              if (error instanceof InputError) throw error;
+              throw new InputError('--input-size', (error as Error).message);
+            }
+            from.dispose();
+            model = resized.model;
+            resizedWidth = resized.width;
+            process.stderr.write(
+              `covidct: ${o.initWeights} moved from ${h}×${h} to ${inputSize}×${inputSize}: ` +
+                `${resized.report.copied.length} layers carried over, fresh: ${resized.report.fresh.join(', ') || 'none'}\n`,
+            );
+          }
         } else {
           if (!registry.isArchitecture(arch)) {
             throw new InputError(
@@ -230,10 +249,11 @@ export function registerTrain(program: Command): void {
             throw new InputError('--input-size', (error as Error).message);
           }
         }
+        const recordedWidth = width ?? resizedWidth;
         settings = {
           arch,
           inputSize: predict.modelInputShape(model)[0],
-          ...(width === undefined ? {} : { width }),
+          ...(recordedWidth === undefined ? {} : { width: recordedWidth }),
           batchSize: o.batch ?? train.PAPER_BATCH_SIZE,
           learningRate: o.lr ?? train.PAPER_LEARNING_RATE,
           seed,
