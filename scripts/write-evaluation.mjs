@@ -13,25 +13,28 @@ const epochs = readFileSync(join(modelDir, 'training-metrics.jsonl'), 'utf8')
   .trim()
   .split('\n')
   .map((l) => JSON.parse(l));
-const best = epochs.filter((e) => e.best).at(-1);
+// The last stage (512×512) decides what ships; earlier stages' lines carry their inputSize.
+const final = epochs.filter((e) => e.inputSize === undefined || e.inputSize === 512);
+const best = final.filter((e) => e.best).at(-1);
 const pct = (x) => (x === null || x === undefined ? '–' : `${(100 * x).toFixed(1)}%`);
 const command = 'scripts/build-default-model.sh /tmp/covidct-default-build';
 const report = {
   model: {
     dir: 'models/default',
     arch: manifest.arch,
-    inputSize: manifest.inputSize,
-    seed: manifest.seed,
-    materializedSha256: manifest.materializedSha256,
+    inputSize: manifest.inputSize ?? 512,
+    width: 1 / 16,
+    training: manifest.notes?.training ?? null,
   },
   heldOut:
-    'covidct phantom held --dataset --patients 40 --slices 30 --seed 9100 (20 COVID, 20 normal; training used seed 4100)',
+    'covidct phantom held --dataset --patients 40 --slices 30 --seed 9100 (20 COVID, 20 normal, unpaired; training used --paired seed 5100)',
   command,
   backend: sliceReport.backend,
   training: {
     bestEpoch: best?.epoch ?? null,
     bestValAccuracy: best?.valAccuracy ?? null,
     epochs: epochs.length,
+    stages: [...new Set(epochs.map((e) => e.inputSize ?? 512))],
   },
   slices,
   patients: {
@@ -47,17 +50,18 @@ const t = patients.table;
 const c = slices.confusion;
 const row = (name, m) =>
   `| ${name} | ${pct(m.sensitivity)} | ${pct(m.specificity)} | ${pct(m.precision)} | ${pct(m.accuracy)} |`;
+const wrongPatients = patients.patients.filter((p) => p.decision !== null && p.decision !== p.truth);
 const md = `# Default model: evaluation on held-out phantom patients
 
 **Synthetic data only — these figures say nothing about real CT scans.** See [MODEL_CARD.md](MODEL_CARD.md).
 
-Model: \`${manifest.arch}\` at ${manifest.inputSize}×${manifest.inputSize}, fixed random backbone + FPN (seed ${manifest.seed}, BatchNorm calibrated), heads trained on phantoms (best epoch ${best?.epoch ?? '–'} of ${epochs.length}, validation accuracy ${pct(best?.valAccuracy)}).
-Held-out set: 40 phantom patients (20 COVID, 20 normal), \`covidct phantom … --dataset --patients 40 --slices 30 --seed 9100\`; the training phantoms used seed 4100 (20 patients).
+Model: \`${manifest.arch}\` at ${manifest.inputSize ?? 512}×${manifest.inputSize ?? 512}, 1/16 width, every layer trained on paired phantoms by progressive resizing (96 → 256 → 512; ${epochs.length} epochs in all; at 512, best epoch ${best?.epoch ?? '–'}, validation accuracy ${pct(best?.valAccuracy)} on the fold's validation patients).
+Held-out set: 40 phantom patients (20 COVID, 20 normal), \`covidct phantom … --dataset --patients 40 --slices 30 --seed 9100\`, never seen in training (the training phantoms: \`--paired\`, 240 patients, seed 5100).
 Backend: ${sliceReport.backend}.
 
-**Verdict:** ${t.correct >= 0.9 * t.patients ? 'decides held-out phantom patients correctly.' : `does NOT generalise to held-out phantoms: ${t.correct} of ${t.patients} patients and ${pct(slices.overallAccuracy)} of slices correct, about chance. The heads fit the training slices perfectly but random backbone features do not carry what separates COVID from normal phantoms across patients.`}
+**Verdict:** ${t.correct === t.patients ? `every held-out phantom patient decided correctly (${t.correct} of ${t.patients}).` : `${t.correct} of ${t.patients} held-out phantom patients decided correctly.`} Slice accuracy ${pct(slices.overallAccuracy)}.${wrongPatients.length === 0 ? '' : ` Wrong at ${t.threshold}: ${wrongPatients.map((p) => `${p.id} (${p.truth}, ${p.covidCount} of ${p.classifiedCount} slices voted COVID)`).join('; ')}.`}
 
-Reproduce (about an hour on two busy CPU cores): \`npm run build && ${command}\`
+Reproduce (about 1.5 h on two CPU cores; the figures may move by float rounding across machines): \`npm run build && ${command}\`
 
 ## Patient level (whole SR_2 series → slice selection → classify → vote, threshold ${t.threshold})
 
