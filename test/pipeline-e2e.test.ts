@@ -5,8 +5,9 @@
  * a repeated inference message change nothing; a worker killed with SIGKILL in the middle of a
  * study and restarted still completes it with every slice counted once and one notification; and
  * no DynamoDB item, S3 result object, notification or log line carries the patient's identity.
- * The model is the paper's architecture at 1/16 width (fast on this machine): what is tested
- * here is the plumbing, not the decision.
+ * The worker runs covidct's shipped default model (models/default: the paper's architecture at
+ * 1/16 width, trained on phantoms), uploaded to the stack's S3 as `covidct model upload` would, so
+ * held-out phantom COVID and normal studies also get the right decisions.
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -26,10 +27,7 @@ import {
 } from '../lambdas/shared/messages.js';
 import { StudyStore } from '../lambdas/shared/store.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
-import { initBackend } from '../models/backend.js';
-import { CLASS_NAMES } from '../models/classes.js';
-import { saveModel } from '../models/io.js';
-import { buildArchitecture } from '../models/registry.js';
+import { defaultModelDir } from '../models/default-model.js';
 import { subscribeHospitalQueue } from './helpers/pipeline.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -48,14 +46,6 @@ const errors: string[] = [];
 const restoreStdout = process.stdout.write.bind(process.stdout);
 
 beforeAll(async () => {
-  await initBackend({ prefer: 'wasm', log: () => {} });
-  const model = buildArchitecture('resnet50v2-fpn', { width: 1 / 16 });
-  await saveModel(model, join(work, 'model'), {
-    arch: 'resnet50v2-fpn',
-    classes: [...CLASS_NAMES],
-    createdBy: 'covidct e2e test',
-  });
-  model.dispose();
   // The in-process Lambdas log to stdout: keep every line for the patient-data scan.
   process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
     logs.push(String(chunk));
@@ -63,7 +53,7 @@ beforeAll(async () => {
   }) as typeof process.stdout.write;
   stack = await startLocalStack({
     hospitals: [A, B],
-    uploadModel: { dir: join(work, 'model'), name: 'e2e', version: '1' },
+    uploadModel: { dir: defaultModelDir(), name: 'default', version: '1' },
     workerEnv: { COVIDCT_POOL_SIZE: '1', COVIDCT_WORKER_BATCH_SLICES: '4', COVIDCT_WORKER_WAIT_SECONDS: '1' },
     onWorkerLine: (line) => logs.push(line),
     visibilityTimeoutSeconds: 5,
@@ -278,6 +268,53 @@ describe('the pipeline end to end with the real worker', () => {
     expect(await store.countVotes(A.hospital, studyId)).toBe(status.selectedCount);
     const sent = (await receiveNotifications()).map((b) => parseStudyNotification(b));
     expect(sent.filter((n) => n.studyId === studyId)).toHaveLength(1);
+  });
+
+  it('decides a phantom COVID study and a phantom normal study correctly, one notification each', {
+    timeout: 400_000,
+  }, async () => {
+    // Held-out phantoms (seeds far from the default model's training and evaluation sets).
+    const cases = [
+      { covid: true, seed: 515151, expected: 'covid' },
+      { covid: false, seed: 515152, expected: 'normal' },
+    ] as const;
+    const studies: string[] = [];
+    for (const c of cases) {
+      const folder = join(work, `phantom-${c.expected}`, 'SR_2');
+      await writePhantomSeries(folder, {
+        covid: c.covid,
+        seed: c.seed,
+        slices: 40,
+        format: 'dicom',
+        force: false,
+      });
+      studies.push((await uploadStudy({ ...api(A), path: join(folder, '..') })).studyId);
+    }
+    const sent: ReturnType<typeof parseStudyNotification>[] = [];
+    for (const [i, studyId] of studies.entries()) {
+      const { status, timedOut } = await waitForStudy({
+        ...api(A),
+        studyId,
+        timeoutSeconds: 300,
+        intervalSeconds: 0.5,
+      });
+      expect(timedOut).toBe(false);
+      expect(status.status).toBe('COMPLETE');
+      expect(status.classifiedCount).toBe(status.selectedCount);
+      expect(status.decision, `phantom seed ${cases[i]!.seed}`).toBe(cases[i]!.expected);
+    }
+    for (let i = 0; i < 10 && sent.length < 2; i++) {
+      sent.push(...(await receiveNotifications()).map((b) => parseStudyNotification(b)));
+    }
+    for (const [i, studyId] of studies.entries()) {
+      const mine = sent.filter((n) => n.studyId === studyId);
+      expect(mine).toHaveLength(1);
+      expect(mine[0]).toMatchObject({
+        hospital: A.hospital,
+        status: 'COMPLETE',
+        decision: cases[i]!.expected,
+      });
+    }
   });
 
   it('leaves every DLQ empty and no patient identity anywhere: DynamoDB, S3 results, notifications, logs', async () => {
