@@ -112,8 +112,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult[]> {
     }
     if (options.modelDir === undefined) {
       say(
-        '\nThe default model is trained on synthetic phantoms only and is at chance on held-out phantoms' +
-          ' (models/default/EVALUATION.md): these decisions show the pipeline working, not a diagnosis.' +
+        '\nThe default model is trained on synthetic phantoms only (models/default/MODEL_CARD.md): it tells' +
+          ' phantom COVID from phantom normal patients, and its decisions on real scans mean nothing.' +
           " Import the authors' checkpoints (covidct import-keras) or train on real data, then --model-dir.",
       );
     }
