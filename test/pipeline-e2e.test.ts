@@ -140,6 +140,20 @@ async function receiveNotifications(waitSeconds = 2): Promise<string[]> {
   }
 }
 
+/** Wait for hospital A's study to finish; it must be COMPLETE with every selected slice classified. */
+async function waitComplete(studyId: string) {
+  const { status, timedOut } = await waitForStudy({
+    ...api(A),
+    studyId,
+    timeoutSeconds: 300,
+    intervalSeconds: 0.5,
+  });
+  expect(timedOut).toBe(false);
+  expect(status.status).toBe('COMPLETE');
+  expect(status.classifiedCount).toBe(status.selectedCount);
+  return status;
+}
+
 /** Wait until the pipeline's queues are empty and nothing is in flight. */
 async function settle(): Promise<void> {
   for (let i = 0; i < 120; i++) {
@@ -256,15 +270,7 @@ describe('the pipeline end to end with the real worker', () => {
     expect(midway.status).toBe('CLASSIFYING');
     expect(midway.classifiedCount ?? 0).toBeLessThan(midway.selectedCount ?? 0);
     await stack.restartWorker();
-    const { status, timedOut } = await waitForStudy({
-      ...api(A),
-      studyId,
-      timeoutSeconds: 300,
-      intervalSeconds: 0.5,
-    });
-    expect(timedOut).toBe(false);
-    expect(status.status).toBe('COMPLETE');
-    expect(status.classifiedCount).toBe(status.selectedCount);
+    const status = await waitComplete(studyId);
     expect(await store.countVotes(A.hospital, studyId)).toBe(status.selectedCount);
     const sent = (await receiveNotifications()).map((b) => parseStudyNotification(b));
     expect(sent.filter((n) => n.studyId === studyId)).toHaveLength(1);
@@ -292,15 +298,7 @@ describe('the pipeline end to end with the real worker', () => {
     }
     const sent: ReturnType<typeof parseStudyNotification>[] = [];
     for (const [i, studyId] of studies.entries()) {
-      const { status, timedOut } = await waitForStudy({
-        ...api(A),
-        studyId,
-        timeoutSeconds: 300,
-        intervalSeconds: 0.5,
-      });
-      expect(timedOut).toBe(false);
-      expect(status.status).toBe('COMPLETE');
-      expect(status.classifiedCount).toBe(status.selectedCount);
+      const status = await waitComplete(studyId);
       expect(status.decision, `phantom seed ${cases[i]!.seed}`).toBe(cases[i]!.expected);
     }
     for (let i = 0; i < 10 && sent.length < 2; i++) {
