@@ -212,6 +212,18 @@ async function collectNotifications(): Promise<void> {
   }
 }
 
+/** Lose the response of the first conditional status transition to `to`: the write is carried out, the SDK retries it and fails the condition. */
+function lostTransitionResponse(to: 'CLASSIFYING' | 'COMPLETE'): FaultRule {
+  return {
+    service: 'dynamodb',
+    mode: 'lost-response',
+    rate: 1,
+    limit: 1,
+    command: /UpdateItem/,
+    input: new RegExp(`":to":(\\{"S":)?"${to}"`),
+  };
+}
+
 describe('the pipeline under faults', { timeout: 400_000 }, () => {
   let lostStudy: Uploaded;
 
@@ -264,15 +276,7 @@ describe('the pipeline under faults', { timeout: 400_000 }, () => {
     // The first UpdateItem to CLASSIFYING is the select stage's recordSelection: carried out, its
     // response lost, the SDK's retry fails the condition. Before the fix the study stayed CLASSIFYING
     // with nothing queued until the sweeper failed it.
-    const rule: FaultRule = {
-      service: 'dynamodb',
-      mode: 'lost-response',
-      rate: 1,
-      limit: 1,
-      command: /UpdateItem/,
-      input: /":to":(\{"S":)?"CLASSIFYING"/,
-    };
-    faults.on([lostMessages, rule]);
+    faults.on([lostMessages, lostTransitionResponse('CLASSIFYING')]);
     const studies = await upload('lost-selection', 1);
     const result = await check('recordSelection response lost', studies, 1);
     faults.on([lostMessages]);
@@ -281,15 +285,7 @@ describe('the pipeline under faults', { timeout: 400_000 }, () => {
   });
 
   it('notifies a study whose completion succeeded but whose response was lost, without waiting for the sweeper', async () => {
-    const rule: FaultRule = {
-      service: 'dynamodb',
-      mode: 'lost-response',
-      rate: 1,
-      limit: 1,
-      command: /UpdateItem/,
-      input: /":to":(\{"S":)?"COMPLETE"/,
-    };
-    faults.on([lostMessages, rule]);
+    faults.on([lostMessages, lostTransitionResponse('COMPLETE')]);
     const studies = await upload('lost-completion', 1);
     await check('completeStudy response lost', studies, 1);
     faults.on([lostMessages]);

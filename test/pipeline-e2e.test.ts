@@ -14,7 +14,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getStudy, uploadStudy, waitForStudy } from '../cli/api-client.js';
@@ -22,13 +22,14 @@ import { writePhantomSeries } from '../cli/commands/phantom.js';
 import {
   makeS3EventBody,
   manifestKey,
-  parseStudyNotification,
+  type StudyNotification,
   sliceKey,
 } from '../lambdas/shared/messages.js';
 import { StudyStore } from '../lambdas/shared/store.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
 import { defaultModelDir } from '../models/default-model.js';
 import { subscribeHospitalQueue } from './helpers/pipeline.js';
+import { createAndUploadRaw, dlqDepths, receiveNotifications, settle } from './helpers/studies.js';
 import { tempDir } from './helpers/tmp.js';
 
 const B70F = join(import.meta.dirname, 'fixtures/lung-pet-ct-dx-A0002/B70f');
@@ -81,40 +82,8 @@ const api = (h: { apiKey: string }) => ({ api: stack.apiUrl, key: h.apiKey });
 async function uploadRaw(folder: string, seriesId: string): Promise<string> {
   const slices = readdirSync(folder)
     .filter((f) => f.endsWith('.dcm.gz'))
-    .map((f) => {
-      const bytes = gunzipSync(readFileSync(join(folder, f)));
-      return {
-        name: f.replace(/\.gz$/, ''),
-        bytes,
-        sha256: createHash('sha256').update(bytes).digest('hex'),
-      };
-    });
-  const res = await fetch(`${stack.apiUrl}/studies`, {
-    method: 'POST',
-    headers: { 'x-api-key': A.apiKey, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      series: [
-        {
-          id: seriesId,
-          slices: slices.map((s) => ({ name: s.name, sha256: s.sha256, size: s.bytes.length })),
-        },
-      ],
-    }),
-  });
-  expect(res.status).toBe(201);
-  const created = (await res.json()) as {
-    studyId: string;
-    uploads: { key: string; url: string }[];
-    manifest: { url: string; body: unknown };
-  };
-  for (const s of slices) {
-    const upload = created.uploads.find((u) => u.key.endsWith(`/${s.name}`))!;
-    expect((await fetch(upload.url, { method: 'PUT', body: s.bytes })).ok).toBe(true);
-  }
-  expect(
-    (await fetch(created.manifest.url, { method: 'PUT', body: JSON.stringify(created.manifest.body) })).ok,
-  ).toBe(true);
-  return created.studyId;
+    .map((f) => ({ name: f.replace(/\.gz$/, ''), bytes: gunzipSync(readFileSync(join(folder, f))) }));
+  return (await createAndUploadRaw(stack.apiUrl, A.apiKey, seriesId, slices)).studyId;
 }
 
 /** The sha256 of the fixture slice an object key names (`…/1-05.dcm` → B70f/1-05.dcm.gz, unzipped). */
@@ -123,22 +92,8 @@ function sha256OfFixture(key: string): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** Every notification on hospital A's filtered subscription so far (they are consumed). */
-async function receiveNotifications(waitSeconds = 2): Promise<string[]> {
-  const out: string[] = [];
-  for (;;) {
-    const got = await stack.clients.sqs.send(
-      new ReceiveMessageCommand({
-        QueueUrl: notifications,
-        MaxNumberOfMessages: 10,
-        WaitTimeSeconds: waitSeconds,
-      }),
-    );
-    if (!got.Messages?.length) return out;
-    // SNS delivers to SQS inside its envelope: the study's notification is the envelope's Message.
-    for (const m of got.Messages) out.push((JSON.parse(m.Body!) as { Message: string }).Message);
-  }
-}
+/** Every notification on hospital A's filtered subscription so far (consumed), waiting up to `wait` s for each. */
+const notified = (wait = 2) => receiveNotifications(stack.clients, notifications, wait);
 
 /** Wait for hospital A's study to finish; it must be COMPLETE with every selected slice classified. */
 async function waitComplete(studyId: string) {
@@ -152,43 +107,6 @@ async function waitComplete(studyId: string) {
   expect(status.status).toBe('COMPLETE');
   expect(status.classifiedCount).toBe(status.selectedCount);
   return status;
-}
-
-/** Wait until the pipeline's queues are empty and nothing is in flight. */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 120; i++) {
-    let busy = 0;
-    for (const url of [
-      stack.resources.queueUrls.inference,
-      stack.resources.queueUrls.votes,
-      stack.resources.queueUrls.ingest,
-    ]) {
-      const a = (
-        await stack.clients.sqs.send(
-          new GetQueueAttributesCommand({
-            QueueUrl: url,
-            AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-          }),
-        )
-      ).Attributes!;
-      busy += Number(a.ApproximateNumberOfMessages) + Number(a.ApproximateNumberOfMessagesNotVisible);
-    }
-    if (busy === 0) return;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error('the pipeline did not settle within a minute');
-}
-
-async function dlqDepths(): Promise<number[]> {
-  const q = stack.resources.queueUrls;
-  return Promise.all(
-    [q.ingestDlq, q.inferenceDlq, q.votesDlq].map(async (url) => {
-      const a = await stack.clients.sqs.send(
-        new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages'] }),
-      );
-      return Number(a.Attributes!.ApproximateNumberOfMessages);
-    }),
-  );
 }
 
 describe('the pipeline end to end with the real worker', () => {
@@ -211,9 +129,9 @@ describe('the pipeline end to end with the real worker', () => {
     expect(status.selectedCount).toBe(12);
     expect(status.classifiedCount).toBe(12);
     expect(await store.countVotes(A.hospital, realStudy)).toBe(12);
-    const sent = await receiveNotifications();
+    const sent = await notified();
     expect(sent).toHaveLength(1);
-    expect(parseStudyNotification(sent[0]!)).toMatchObject({
+    expect(sent[0]).toMatchObject({
       studyId: realStudy,
       hospital: A.hospital,
       status: 'COMPLETE',
@@ -246,11 +164,11 @@ describe('the pipeline end to end with the real worker', () => {
       }),
     );
     await new Promise((r) => setTimeout(r, 3000));
-    await settle();
+    await settle(stack.clients, stack.resources);
     const after = await store.getStudy(A.hospital, realStudy);
     expect(after).toEqual(before);
     expect(await store.countVotes(A.hospital, realStudy)).toBe(12);
-    expect(await receiveNotifications(1)).toEqual([]);
+    expect(await notified(1)).toEqual([]);
     expect(sliceKey(A.hospital, realStudy, 'B70f', '1-05.dcm')).toMatch(/^incoming\/hospital-a\//);
   });
 
@@ -272,7 +190,7 @@ describe('the pipeline end to end with the real worker', () => {
     await stack.restartWorker();
     const status = await waitComplete(studyId);
     expect(await store.countVotes(A.hospital, studyId)).toBe(status.selectedCount);
-    const sent = (await receiveNotifications()).map((b) => parseStudyNotification(b));
+    const sent = await notified();
     expect(sent.filter((n) => n.studyId === studyId)).toHaveLength(1);
   });
 
@@ -296,13 +214,13 @@ describe('the pipeline end to end with the real worker', () => {
       });
       studies.push((await uploadStudy({ ...api(A), path: join(folder, '..') })).studyId);
     }
-    const sent: ReturnType<typeof parseStudyNotification>[] = [];
+    const sent: StudyNotification[] = [];
     for (const [i, studyId] of studies.entries()) {
       const status = await waitComplete(studyId);
       expect(status.decision, `phantom seed ${cases[i]!.seed}`).toBe(cases[i]!.expected);
     }
     for (let i = 0; i < 10 && sent.length < 2; i++) {
-      sent.push(...(await receiveNotifications()).map((b) => parseStudyNotification(b)));
+      sent.push(...(await notified()));
     }
     for (const [i, studyId] of studies.entries()) {
       const mine = sent.filter((n) => n.studyId === studyId);
@@ -316,8 +234,8 @@ describe('the pipeline end to end with the real worker', () => {
   });
 
   it('leaves every DLQ empty and no patient identity anywhere: DynamoDB, S3 results, notifications, logs', async () => {
-    await settle();
-    expect(await dlqDepths()).toEqual([0, 0, 0]);
+    await settle(stack.clients, stack.resources);
+    expect(await dlqDepths(stack.clients, stack.resources)).toEqual({ ingest: 0, inference: 0, votes: 0 });
     const items = await stack.clients.dynamo.send(new ScanCommand({ TableName: stack.resources.tableName }));
     const texts: string[] = [JSON.stringify(items.Items)];
     const listed = await stack.clients.s3.send(

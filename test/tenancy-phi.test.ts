@@ -10,7 +10,6 @@
  *   birth date runs through the pipeline, then every DynamoDB item, every S3 object under
  *   results/, every SNS message and every captured log line is scanned for them: zero hits.
  */
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
@@ -24,11 +23,8 @@ import { presignClientFor } from '../lambdas/api/api.js';
 import type { ApiHandler } from '../local/api-server.js';
 import type { SqsEventHandler } from '../local/event-source.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
-import { initBackend } from '../models/backend.js';
-import { CLASS_NAMES } from '../models/classes.js';
-import { saveModel } from '../models/io.js';
 import { quietObservability, subscribeHospitalQueue } from './helpers/pipeline.js';
-import { buildRuleModel } from './helpers/rule-model.js';
+import { type CreatedStudy, createAndUploadRaw, saveRuleModel } from './helpers/studies.js';
 import { tempDir } from './helpers/tmp.js';
 
 const A = { hospital: 'hospital-a', apiKey: 'tenancy-key-hospital-a-0123456789' };
@@ -93,12 +89,7 @@ function phiSlices(): { name: string; bytes: Uint8Array }[] {
 }
 
 beforeAll(async () => {
-  await initBackend({ prefer: 'wasm', log: () => {} });
-  await saveModel(buildRuleModel(), join(work, 'model'), {
-    arch: 'mean-rule',
-    classes: [...CLASS_NAMES],
-    createdBy: 'tenancy-phi.test',
-  });
+  await saveRuleModel(join(work, 'model'));
   stack = await startLocalStack({
     hospitals: [A, B],
     uploadModel: { dir: join(work, 'model'), name: 'tenancy', version: '1' },
@@ -158,40 +149,6 @@ async function call(
   return { status: res.status, body: JSON.parse(text) as unknown, text };
 }
 
-interface Created {
-  studyId: string;
-  expiresIn: number;
-  uploads: { key: string; url: string }[];
-  manifest: { key: string; url: string; body: unknown };
-}
-
-async function createAndUpload(key: string, slices: { name: string; bytes: Uint8Array }[]): Promise<Created> {
-  const res = await call('/studies', key, {
-    body: JSON.stringify({
-      series: [
-        {
-          id: 'S1',
-          slices: slices.map((s) => ({
-            name: s.name,
-            sha256: createHash('sha256').update(s.bytes).digest('hex'),
-            size: s.bytes.length,
-          })),
-        },
-      ],
-    }),
-  });
-  expect(res.status, res.text).toBe(201);
-  const created = res.body as Created;
-  for (const s of slices) {
-    const upload = created.uploads.find((u) => u.key.endsWith(`/${s.name}`))!;
-    expect((await fetch(upload.url, { method: 'PUT', body: s.bytes })).ok).toBe(true);
-  }
-  expect(
-    (await fetch(created.manifest.url, { method: 'PUT', body: JSON.stringify(created.manifest.body) })).ok,
-  ).toBe(true);
-  return created;
-}
-
 async function waitFor(
   studyId: string,
   key: string,
@@ -207,7 +164,7 @@ async function waitFor(
   throw new Error(`study ${studyId} is ${body.status} after ${seconds} s`);
 }
 
-let phiStudy: Created;
+let phiStudy: CreatedStudy;
 
 describe('a study of slices carrying patient identity', () => {
   it('completes through the pipeline (select, worker, aggregate)', { timeout: 180_000 }, async () => {
@@ -215,7 +172,7 @@ describe('a study of slices carrying patient identity', () => {
     // The fixtures really carry the identity: the scan below would see it if it leaked.
     const header = Buffer.from(slices[0]!.bytes.subarray(0, 2048)).toString('latin1');
     for (const s of [PATIENT.name, PATIENT.id, PATIENT.birthDate]) expect(header).toContain(s);
-    phiStudy = await createAndUpload(A.apiKey, slices);
+    phiStudy = await createAndUploadRaw(stack.apiUrl, A.apiKey, 'S1', slices);
     const done = await waitFor(phiStudy.studyId, A.apiKey, ['COMPLETE', 'FAILED']);
     expect(done.status).toBe('COMPLETE');
   });
@@ -274,7 +231,7 @@ describe('tenancy: hospital B against hospital A’s study', () => {
       }),
     });
     expect(res.status).toBe(201);
-    const created = res.body as Created;
+    const created = res.body as CreatedStudy;
     const prefix = `incoming/${B.hospital}/${created.studyId}/`;
     for (const url of [...created.uploads.map((u) => u.url), created.manifest.url]) {
       const u = new URL(url);

@@ -5,6 +5,7 @@
  * after every run: each study COMPLETE or FAILED with a reason, each selected slice counted exactly
  * once (read from the per-slice vote items), dead-letter queues empty, nothing left in the queues.
  */
+import { createHash } from 'node:crypto';
 import { cp, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -186,15 +187,20 @@ export async function settle(
   }
 }
 
-/** Receive (and delete) every notification on a hospital's subscribed queue so far. */
+/** Receive (and delete) every notification on a hospital's subscribed queue so far; each receive waits up to `waitSeconds` (long poll) for one. */
 export async function receiveNotifications(
   clients: Pick<AwsClients, 'sqs'>,
   queueUrl: string,
+  waitSeconds = 0,
 ): Promise<StudyNotification[]> {
   const out: StudyNotification[] = [];
   for (;;) {
     const got = await clients.sqs.send(
-      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }),
+      new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: waitSeconds,
+      }),
     );
     const messages = got.Messages ?? [];
     if (messages.length === 0) return out;
@@ -215,4 +221,54 @@ export function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
   return sorted[rank - 1]!;
+}
+
+/** What `POST /studies` answers. */
+export interface CreatedStudy {
+  readonly studyId: string;
+  readonly expiresIn: number;
+  readonly uploads: readonly { readonly key: string; readonly url: string }[];
+  readonly manifest: { readonly key: string; readonly url: string; readonly body: unknown };
+}
+
+/**
+ * Create a one-series study through the API and PUT each slice's bytes exactly as given (no
+ * de-identification, unlike `covidct upload`: a PACS sending straight), then the manifest the API
+ * handed out, last. Throws on any answer that is not a success.
+ */
+export async function createAndUploadRaw(
+  apiUrl: string,
+  apiKey: string,
+  seriesId: string,
+  slices: readonly { readonly name: string; readonly bytes: Uint8Array }[],
+): Promise<CreatedStudy> {
+  const res = await fetch(`${apiUrl}/studies`, {
+    method: 'POST',
+    headers: { 'x-api-key': apiKey, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      series: [
+        {
+          id: seriesId,
+          slices: slices.map((s) => ({
+            name: s.name,
+            sha256: createHash('sha256').update(s.bytes).digest('hex'),
+            size: s.bytes.length,
+          })),
+        },
+      ],
+    }),
+  });
+  if (res.status !== 201) throw new Error(`POST /studies answered ${res.status}: ${await res.text()}`);
+  const created = (await res.json()) as CreatedStudy;
+  const put = async (url: string, body: Uint8Array | string, what: string) => {
+    const r = await fetch(url, { method: 'PUT', body });
+    if (!r.ok) throw new Error(`PUT ${what} answered ${r.status}`);
+  };
+  for (const s of slices) {
+    const upload = created.uploads.find((u) => u.key.endsWith(`/${s.name}`));
+    if (upload === undefined) throw new Error(`no upload URL for ${s.name}`);
+    await put(upload.url, s.bytes, s.name);
+  }
+  await put(created.manifest.url, JSON.stringify(created.manifest.body), 'manifest');
+  return created;
 }
