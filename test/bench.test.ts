@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { BenchAllResult } from '../cli/bench/all.js';
+import { median } from '../cli/bench/common.js';
 import { unionMs } from '../cli/bench/pipeline.js';
 import { recommendMemoryMb } from '../cli/bench/select-memory.js';
-import { benchSelect, compareCounts, median, registerBench } from '../cli/commands/bench.js';
+import { benchSelect, compareCounts, registerBench } from '../cli/commands/bench.js';
 import { autoCandidates, chooseBatch } from '../gpu-worker/warmup.js';
 
 const REAL = join(import.meta.dirname, 'fixtures', 'lung-pet-ct-dx-A0002-tiff', 'B70f');

@@ -9,23 +9,26 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 
 /** Median of some numbers (NaN for none). */
-export function medianOf(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-/** Run `fn` once to warm up, then `runs` times; the median ms of the timed runs. */
-export async function medianMs(runs: number, fn: () => unknown): Promise<number> {
-  await fn();
+/** Run `fn` once to warm up, then `runs` times; the median ms of the timed runs and the last result. */
+export async function timeRuns<T>(
+  runs: number,
+  fn: () => T | Promise<T>,
+): Promise<{ ms: number; result: T }> {
+  let result = await fn();
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const t = performance.now();
-    await fn();
+    result = await fn();
     times.push(performance.now() - t);
   }
-  return medianOf(times);
+  return { ms: median(times), result };
 }
 
 /** A figure and the baseline it is compared with, measured in the same run. */

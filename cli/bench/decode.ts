@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { decodeSlice } from '../../core/read.js';
 import { encodeTiff16 } from '../../core/tiff/encode.js';
-import { type Compared, compared, medianMs, repoRoot, round, runPythonJson } from './common.js';
+import { type Compared, compared, repoRoot, round, runPythonJson, timeRuns } from './common.js';
 
 /** One slice file to decode. */
 interface DecodeCase {
@@ -141,7 +141,7 @@ export async function benchDecode(options: BenchDecodeOptions = {}): Promise<Ben
   const ours = new Map<string, { ms: number; width: number; height: number }>();
   for (const c of list) {
     const rows = await decodeSlice(c.bytes, c.name);
-    const ms = await medianMs(runs, () => decodeSlice(c.bytes, c.name));
+    const { ms } = await timeRuns(runs, () => decodeSlice(c.bytes, c.name));
     ours.set(c.name, { ms, width: rows.header.width, height: rows.header.height });
   }
 

@@ -34,7 +34,7 @@ import {
   type SlicePredictor,
 } from '../../models/diagnose.js';
 import { DEFAULT_BATCH_SIZE } from '../../models/predict.js';
-import { medianOf, repoRoot, round } from './common.js';
+import { median, repoRoot, round } from './common.js';
 import { saveTinyModel } from './tiny-model.js';
 
 /** A slice object to put in the bucket. */
@@ -379,7 +379,7 @@ export async function benchWorker(options: BenchWorkerOptions = {}): Promise<Ben
             times.get(s.name)!.push(ms);
           }
         }
-        const beforeMs = medianOf(times.get('before')!);
+        const beforeMs = median(times.get('before')!);
         scenarios.push({
           name: plan.name,
           description: plan.description,
@@ -388,7 +388,7 @@ export async function benchWorker(options: BenchWorkerOptions = {}): Promise<Ben
           s3LatencyMs: plan.latency,
           ...(plan.name === 'accelerator' ? { acceleratorMsPerSlice: acceleratorMs } : {}),
           variants: SETUPS.map((s) => {
-            const ms = medianOf(times.get(s.name)!);
+            const ms = median(times.get(s.name)!);
             return {
               ...s,
               ms: round(ms),

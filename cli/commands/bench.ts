@@ -15,7 +15,7 @@ import type { SliceFormat } from '../../core/slice.js';
 import { discoverStudy, type StudySelection, selectStudy } from '../../core/study.js';
 import { encodeTiff16 } from '../../core/tiff/encode.js';
 import { isTiffFile, readTiffFile } from '../../core/tiff/file.js';
-import { runPythonJson } from '../bench/common.js';
+import { runPythonJson, timeRuns } from '../bench/common.js';
 import { parseInteger, parseNumber, printJson, warn } from '../io.js';
 
 /** The reference implementation's figures, as `bench select --json` reports them. */
@@ -73,25 +73,6 @@ export interface BenchSelectOptions {
   readonly reference?: boolean;
   /** Python with numpy and OpenCV. @default $COVIDCT_PYTHON or /usr/bin/python3 */
   readonly python?: string;
-}
-
-/** Median of some numbers. */
-export function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-/** Time `run` once to warm up, then `runs` times; resolves to the median in ms and the last result. */
-async function timeRuns<T>(runs: number, run: () => Promise<T>): Promise<{ ms: number; result: T }> {
-  let result = await run();
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const start = performance.now();
-    result = await run();
-    times.push(performance.now() - start);
-  }
-  return { ms: median(times), result };
 }
 
 /** Measure read + selection of the series or study at `path`, and the reference on the same slices. */
