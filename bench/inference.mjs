@@ -1,14 +1,17 @@
 #!/usr/bin/env node
 /**
- * Inference speed of tfjs-layers' model.predict against the compiled graph (models/fast), measured
- * in the same run, interleaved round by round so a busy machine slows both alike: one wasm thread
- * in this process, and the worker pool, at batch 1 and 4. Wall and CPU time (process.cpuUsage, which
- * counts the pool's threads too) per slice; medians and best over the rounds. Prints JSON.
+ * Inference speed of three ways to run the same model, measured in the same run and interleaved
+ * round by round so a busy machine slows them alike: `layers` (tfjs-layers' model.predict),
+ * `direct` (the compiled graph of models/fast with tfjs's own convolutions) and `winograd` (the
+ * compiled graph with its 3×3 stride-1 convolutions as Winograd F(4×4, 3×3), the default on wasm).
+ * One wasm thread in this process, and the worker pool, at batch 1 and 4. Wall and CPU time
+ * (process.cpuUsage, which counts the pool's threads too) per slice; medians and best over the
+ * rounds. Prints JSON.
  *
  *   npm run build && node bench/inference.mjs [--arch resnet50v2-fpn] [--size 512] [--rounds 3]
  *     [--batches 1,4] [--pool 2] [--no-pool] [--no-single]
  *
- * Weights are random (speed only). See bench/README.md, "Inference", for the figures.
+ * Weights are random (speed only). See bench/INFERENCE.md for the figures.
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -36,6 +39,9 @@ const { buildArchitecture } = await import(new URL('registry.js', dist).href);
 const { compileForInference } = await import(new URL('fast/compile.js', dist).href);
 const { PredictionPool } = await import(new URL('pool.js', dist).href);
 const { INFERENCE_ENV } = await import(new URL('fast/graph-cache.js', dist).href);
+const { WINOGRAD_ENV } = await import(new URL('fast/winograd/kernel.js', dist).href);
+
+const WAYS = ['layers', 'direct', 'winograd'];
 
 const log = (line) => process.stderr.write(`${line}\n`);
 
@@ -74,23 +80,22 @@ function summary(samples) {
   };
 }
 
-/** Interleave the two ways round by round; returns per-way summaries and the speed-up ratios. */
+/** Interleave the ways round by round; returns per-way summaries and the speed-up ratios. */
 async function compare(label, batch, ways) {
-  const samples = { layers: [], compiled: [] };
+  const samples = Object.fromEntries(WAYS.map((name) => [name, []]));
   for (let r = 0; r < rounds; r++) {
-    for (const name of ['layers', 'compiled']) samples[name].push(await ways[name]());
+    for (const name of WAYS) samples[name].push(await ways[name]());
   }
-  const layers = summary(samples.layers);
-  const compiled = summary(samples.compiled);
-  const row = {
-    variant: label,
-    batch,
-    layers,
-    compiled,
-    speedupWall: +(layers.wallMsPerSlice / compiled.wallMsPerSlice).toFixed(2),
-    speedupCpu: +(layers.cpuMsPerSlice / compiled.cpuMsPerSlice).toFixed(2),
+  const row = { variant: label, batch };
+  for (const name of WAYS) row[name] = summary(samples[name]);
+  const ratio = (a, b, k) => +(row[a][k] / row[b][k]).toFixed(2);
+  row.speedup = {
+    winogradOverDirectWall: ratio('direct', 'winograd', 'wallMsPerSlice'),
+    winogradOverDirectCpu: ratio('direct', 'winograd', 'cpuMsPerSlice'),
+    winogradOverLayersWall: ratio('layers', 'winograd', 'wallMsPerSlice'),
+    directOverLayersCpu: ratio('layers', 'direct', 'cpuMsPerSlice'),
   };
-  log(`${label} batch ${batch}: layers ${JSON.stringify(layers)} compiled ${JSON.stringify(compiled)}`);
+  log(`${label} batch ${batch}: ${WAYS.map((n) => `${n} ${JSON.stringify(row[n])}`).join(' ')}`);
   return row;
 }
 
@@ -106,10 +111,12 @@ if (!args['no-single']) {
   const graph = compileForInference(model);
   const compileMs = Math.round(performance.now() - t0);
   log(`compiled in ${compileMs} ms: ${JSON.stringify(graph.stats)}`);
-  // Convolution FLOPs (2 per multiply-add) of one slice, from the compiled graph's kernels.
+  const direct = compileForInference(model, { winograd: false });
+  // Convolution FLOPs (2 per multiply-add) of one slice, counted from the direct graph's kernels
+  // (the Winograd layers are not tfjs kernels; the FLOPs they replace are the same).
   {
     const x = tf.tensor4d(pixels(1), [1, size, size, 1]);
-    const info = await tf.profile(() => graph.run(x));
+    const info = await tf.profile(() => direct.run(x));
     convGflop = 0;
     for (const k of info.kernels) {
       if (k.name !== 'FusedConv2D' && k.name !== 'FusedDepthwiseConv2D' && k.name !== 'DepthwiseConv2dNative')
@@ -129,12 +136,17 @@ if (!args['no-single']) {
         await y.data();
         y.dispose();
       });
-    const ways = { layers: run(() => model.predict(x)), compiled: run(() => graph.run(x)) };
-    await ways.layers(); // warm-up: XNNPACK operators are created on first use
-    await ways.compiled();
+    const ways = {
+      layers: run(() => model.predict(x)),
+      direct: run(() => direct.run(x)),
+      winograd: run(() => graph.run(x)),
+    };
+    // Warm-up: XNNPACK operators are created on first use.
+    for (const name of WAYS) await ways[name]();
     results.push({ ...(await compare('wasm-1-thread', batch, ways)), compileMs });
     x.dispose();
   }
+  direct.dispose();
   graph.dispose();
   model.dispose();
 }
@@ -142,15 +154,24 @@ if (!args['no-single']) {
 if (!args['no-pool'] && poolSize > 1) {
   for (const batch of batches) {
     const pools = {};
-    for (const name of ['layers', 'compiled']) {
-      // Workers copy the environment when they start: this picks their inference path.
-      process.env[INFERENCE_ENV] = name;
+    // Workers copy the environment when they start: it picks their inference path.
+    const env = {
+      layers: { [INFERENCE_ENV]: 'layers' },
+      direct: { [INFERENCE_ENV]: 'compiled', [WINOGRAD_ENV]: '0' },
+      winograd: { [INFERENCE_ENV]: 'compiled' },
+    };
+    for (const name of WAYS) {
+      const saved = { ...process.env };
+      Object.assign(process.env, env[name]);
       pools[name] = await PredictionPool.create(
         { kind: 'arch', arch: args.arch, options: { inputSize: size } },
         { size: poolSize },
       );
+      for (const key of [INFERENCE_ENV, WINOGRAD_ENV]) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
     }
-    delete process.env[INFERENCE_ENV];
     const template = pixels(batch);
     // Each round: one batch per worker, queued at once (transferred, so each gets its own copy).
     const jobs = poolSize;
@@ -158,16 +179,14 @@ if (!args['no-pool'] && poolSize > 1) {
       timed(jobs * batch, () =>
         Promise.all(Array.from({ length: jobs }, () => pool.predictBatch(template.slice(), batch))),
       );
-    const ways = { layers: round(pools.layers), compiled: round(pools.compiled) };
-    await Promise.all(
-      Array.from({ length: poolSize }, () => pools.layers.predictBatch(template.slice(), batch)),
-    );
-    await Promise.all(
-      Array.from({ length: poolSize }, () => pools.compiled.predictBatch(template.slice(), batch)),
-    );
+    const ways = Object.fromEntries(WAYS.map((name) => [name, round(pools[name])]));
+    for (const name of WAYS) {
+      await Promise.all(
+        Array.from({ length: poolSize }, () => pools[name].predictBatch(template.slice(), batch)),
+      );
+    }
     results.push({ ...(await compare(`wasm-pool-${poolSize}`, batch, ways)), workers: poolSize });
-    await pools.layers.close();
-    await pools.compiled.close();
+    for (const name of WAYS) await pools[name].close();
   }
 }
 
@@ -178,7 +197,7 @@ const limitMs = [Math.round((48 / 190) * 1000 * area), Math.round((48 / 170) * 1
 const best = results
   .filter((r) => r.variant.startsWith('wasm-pool'))
   .reduce(
-    (b, r) => (b === undefined || r.compiled.wallMsPerSlice < b.compiled.wallMsPerSlice ? r : b),
+    (b, r) => (b === undefined || r.winograd.wallMsPerSlice < b.winograd.wallMsPerSlice ? r : b),
     undefined,
   );
 console.log(
@@ -200,11 +219,11 @@ console.log(
           ? null
           : {
               batch: best.batch,
-              wallMsPerSlice: best.compiled.wallMsPerSlice,
-              bestWallMsPerSlice: best.compiled.bestWallMsPerSlice,
+              wallMsPerSlice: best.winograd.wallMsPerSlice,
+              bestWallMsPerSlice: best.winograd.bestWallMsPerSlice,
               percentOfMachineLimit: [
-                Math.round((100 * limitMs[0]) / best.compiled.bestWallMsPerSlice),
-                Math.round((100 * limitMs[1]) / best.compiled.bestWallMsPerSlice),
+                Math.round((100 * limitMs[0]) / best.winograd.bestWallMsPerSlice),
+                Math.round((100 * limitMs[1]) / best.winograd.bestWallMsPerSlice),
               ],
             },
     },

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { enableProdMode, getBackend, ready, setBackend } from '@tensorflow/tfjs-core';
 import { InputError } from '../core/errors.js';
+import { prepareWinograd } from './fast/winograd/kernel.js';
 
 /** covidct's names for the backends, in preference order. */
 export const BACKENDS = ['gpu', 'node', 'wasm', 'cpu'] as const;
@@ -78,6 +79,8 @@ async function tryWasm(): Promise<void> {
   const main = require.resolve('@tensorflow/tfjs-backend-wasm');
   wasm.setWasmPaths(`${dirname(main)}/`);
   if (!(await setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+  // Our Winograd 3×3 kernels run inside this backend's memory; without them tfjs's convolutions run.
+  await prepareWinograd();
 }
 
 async function tryCpu(): Promise<void> {
