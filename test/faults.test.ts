@@ -296,6 +296,32 @@ describe('the pipeline under faults', { timeout: 400_000 }, () => {
     expect(Date.now() - completedAt).toBeLessThan(STALLED_SECONDS * 1000);
   });
 
+  it('notifies a study whose notification claim was written but whose response was lost, without waiting for the sweeper', async () => {
+    // The SDK's retry of the claim fails its condition on the caller's own claim. Before the fix the
+    // caller took that for a rival's claim and published nothing: the study waited a claim TTL for
+    // the sweeper (seen as a flaky "notified every study" under random lost responses).
+    const before = faults.injected.get('dynamodb:lost-response') ?? 0;
+    faults.on([
+      lostMessages,
+      {
+        service: 'dynamodb',
+        mode: 'lost-response',
+        rate: 1,
+        limit: 1,
+        command: /UpdateItem/,
+        input: /notifyClaimedAt/,
+      },
+    ]);
+    const studies = await upload('lost-claim', 1);
+    await check('notification claim response lost', studies, 1);
+    faults.on([lostMessages]);
+    expect(faults.injected.get('dynamodb:lost-response')).toBe(before + 1);
+    const study = studies[0]!;
+    await expect
+      .poll(async () => (await store.getStudy(study.hospital, study.studyId))?.notified, { timeout: 10_000 })
+      .toBe(true);
+  });
+
   it('counts once when every S3 event, inference message and votes batch is delivered twice', async () => {
     const before = faults.total();
     faults.on([lostMessages, { service: 'sqs', mode: 'duplicate', rate: 1, command: /SendMessage/ }]);

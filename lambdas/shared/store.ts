@@ -17,7 +17,7 @@
  * study's progress is the COUNT of its stored vote items, never a counter that a retried
  * increment could drift. No PHI: only ids the API generated, object keys and figures.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
   type DynamoDBDocumentClient,
@@ -578,21 +578,28 @@ export class StudyStore {
    */
   async claimNotification(hospital: string, studyId: string, staleAfterSeconds: number): Promise<boolean> {
     const now = this.now();
+    const key = { pk: studyPk(hospital, studyId), sk: STUDY_SK };
+    // This attempt's token: when the claim is written but its response is lost, the SDK's retry
+    // fails the condition on our own claim; reading the token back tells that from a rival's claim
+    // (without it the study stayed unnotified until the sweeper, a claim TTL later).
+    const token = randomUUID();
     try {
       await this.dynamo.send(
         new UpdateCommand({
           TableName: this.tableName,
-          Key: { pk: studyPk(hospital, studyId), sk: STUDY_SK },
-          UpdateExpression: 'SET #claim = :now',
+          Key: key,
+          UpdateExpression: 'SET #claim = :now, #token = :token',
           ConditionExpression:
             'attribute_exists(pk) AND #status IN (:complete, :failed) AND #notified <> :true AND (attribute_not_exists(#claim) OR #claim < :stale)',
           ExpressionAttributeNames: {
             '#claim': 'notifyClaimedAt',
+            '#token': 'notifyClaimToken',
             '#status': 'status',
             '#notified': 'notified',
           },
           ExpressionAttributeValues: {
             ':now': now.toISOString(),
+            ':token': token,
             ':stale': new Date(now.getTime() - staleAfterSeconds * 1000).toISOString(),
             ':complete': 'COMPLETE',
             ':failed': 'FAILED',
@@ -602,8 +609,17 @@ export class StudyStore {
       );
       return true;
     } catch (error) {
-      if (isConditionFailure(error)) return false;
-      throw error;
+      if (!isConditionFailure(error)) throw error;
+      const out = await this.dynamo.send(
+        new GetCommand({
+          TableName: this.tableName,
+          Key: key,
+          ConsistentRead: true,
+          ProjectionExpression: '#token, #notified',
+          ExpressionAttributeNames: { '#token': 'notifyClaimToken', '#notified': 'notified' },
+        }),
+      );
+      return out.Item?.notifyClaimToken === token && out.Item.notified !== true;
     }
   }
 
@@ -613,9 +629,9 @@ export class StudyStore {
       new UpdateCommand({
         TableName: this.tableName,
         Key: { pk: studyPk(hospital, studyId), sk: STUDY_SK },
-        UpdateExpression: 'REMOVE #claim',
+        UpdateExpression: 'REMOVE #claim, #token',
         ConditionExpression: 'attribute_exists(pk)',
-        ExpressionAttributeNames: { '#claim': 'notifyClaimedAt' },
+        ExpressionAttributeNames: { '#claim': 'notifyClaimedAt', '#token': 'notifyClaimToken' },
       }),
     );
   }
