@@ -317,6 +317,7 @@ class Compiler {
     nodes: GraphNode[],
     readonly outputId: number,
     readonly useWinograd: boolean,
+    readonly log: (line: string) => void,
   ) {
     this.nodes = nodes;
     for (const node of nodes) {
@@ -592,7 +593,16 @@ class Compiler {
         : padding === 'same'
           ? [1, 1, 1, 1]
           : [padding[1][0], padding[1][1], padding[2][0], padding[2][1]];
-    const conv = new WinogradConv2D({ filter: w, bias: b, inC, outC, pads, relu: activation === 'relu' });
+    let conv: WinogradConv2D;
+    try {
+      conv = new WinogradConv2D({ filter: w, bias: b, inC, outC, pads, relu: activation === 'relu' });
+    } catch (error) {
+      // Correct either way: tfjs's own convolution runs instead (winogradAvailable() is now false).
+      this.log(
+        `covidct: Winograd kernels unavailable (${error instanceof Error ? error.message : String(error)}); direct convolutions run`,
+      );
+      return undefined;
+    }
     this.winograd.push(conv);
     this.winogradConvs++;
     return conv;
@@ -976,17 +986,18 @@ export function compileForInference(model: LayersModel, options: CompileOptions 
     const now = weightIds(model);
     return now.length !== ids.length || now.some((id, i) => id !== ids[i]);
   };
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   let compiler: Compiler | undefined;
   try {
     const nodes = collectNodes(output);
-    compiler = new Compiler(nodes, output.id, options.winograd ?? true);
+    compiler = new Compiler(nodes, output.id, options.winograd ?? true, log);
     compiler.compile();
   } catch (error) {
     for (const t of compiler?.owned ?? []) t.dispose();
     for (const conv of compiler?.winograd ?? []) conv.dispose();
     if (!(error instanceof Unsupported)) throw error;
     const reason = error.message;
-    (options.log ?? ((line: string) => process.stderr.write(`${line}\n`)))(
+    log(
       `covidct: inference compiler: ${reason} is not supported; model '${model.name}' runs through model.predict`,
     );
     return {

@@ -110,7 +110,12 @@ export function prepareWinograd(): Promise<boolean> {
 
 /** True when a compiled graph built now may use Winograd convolutions (wasm backend, assembler loaded). */
 export function winogradAvailable(): boolean {
-  return assembler !== undefined && getBackend() === 'wasm' && !winogradDisabled();
+  return (
+    assembler !== undefined &&
+    unavailableReason === undefined &&
+    getBackend() === 'wasm' &&
+    !winogradDisabled()
+  );
 }
 
 /** Whether a conv of this shape is one we run: 3×3, stride and dilation 1, channels fitting the kernels. */
@@ -151,6 +156,10 @@ function compiledModule(spec: WinogradModuleSpec): object {
     setFlagsFromString('--no-liftoff');
     try {
       module = new wasmApi.Module(wat.toBinary({}).buffer);
+    } catch (error) {
+      // A runtime without wasm SIMD or bulk memory: stop trying; tfjs's convolutions run instead.
+      unavailableReason = error instanceof Error ? error.message : String(error);
+      throw error;
     } finally {
       setFlagsFromString('--liftoff');
       wat.destroy();
