@@ -28,6 +28,7 @@ import { compileForInference, NotAClassifierError } from '../models/fast/compile
 import { INFERENCE_ENV, inferenceGraphFor } from '../models/fast/graph-cache.js';
 import { predictBatch } from '../models/predict.js';
 import { buildArchitecture } from '../models/registry.js';
+import { relativeError } from './helpers/tensors.js';
 
 beforeAll(async () => {
   await initBackend({ prefer: 'wasm', log: () => {} });
@@ -59,20 +60,6 @@ function upTo(model: LayersModel, layerName: string): LayersModel {
 
 function slices(count: number, size: number, seed: number): Tensor4D {
   return randomUniform([count, size, size, 1], 0, 2000, 'float32', seed) as Tensor4D;
-}
-
-async function relativeError(expected: Tensor, actual: Tensor): Promise<number> {
-  expect(actual.shape).toEqual(expected.shape);
-  const a = (await expected.data()) as Float32Array;
-  const b = (await actual.data()) as Float32Array;
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff += (a[i]! - b[i]!) ** 2;
-    norm += a[i]! ** 2;
-  }
-  expect(norm).toBeGreaterThan(0);
-  return Math.sqrt(diff / norm);
 }
 
 async function maxAbsDifference(expected: Tensor, actual: Tensor): Promise<number> {

@@ -13,7 +13,6 @@ import {
   memory,
   randomUniform,
   setBackend,
-  type Tensor,
   type Tensor1D,
   type Tensor4D,
 } from '@tensorflow/tfjs-core';
@@ -29,6 +28,7 @@ import {
 } from '../models/fast/winograd/kernel.js';
 import { F2, F4, type WinogradMatrices } from '../models/fast/winograd/matrices.js';
 import { buildArchitecture } from '../models/registry.js';
+import { relativeError } from './helpers/tensors.js';
 
 beforeAll(async () => {
   await initBackend({ prefer: 'wasm', log: () => {} });
@@ -41,20 +41,6 @@ function sequence(count: number, seed: number): number[] {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     return s / 2 ** 31 - 1;
   });
-}
-
-async function relativeError(expected: Tensor, actual: Tensor): Promise<number> {
-  expect(actual.shape).toEqual(expected.shape);
-  const a = await expected.data();
-  const b = await actual.data();
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff += (a[i]! - b[i]!) ** 2;
-    norm += a[i]! ** 2;
-  }
-  expect(norm).toBeGreaterThan(0);
-  return Math.sqrt(diff / norm);
 }
 
 describe('Winograd matrices', () => {
