@@ -311,7 +311,6 @@ class Compiler {
   foldedPads = 0;
   fusedActivations = 0;
   upsampledConcatConvs = 0;
-  winogradConvs = 0;
 
   constructor(
     nodes: GraphNode[],
@@ -548,7 +547,7 @@ class Compiler {
       b[o] = affine === undefined ? b0 : b0 * affine.scale[o]! + affine.shift[o]!;
     }
     const after = FUSABLE.includes(own) ? 'linear' : own;
-    const winograd = this.winogradConv(w, b, kh, kw, inC, outC, strides, dilations, padding, activation);
+    const winograd = this.winogradConv({ w, b, kh, kw, inC, outC, strides, dilations, padding, activation });
     if (winograd !== undefined) {
       this.emit([input], output, ([x]) => applyActivation(winograd.run(x as Tensor4D), after));
       return;
@@ -573,18 +572,19 @@ class Compiler {
    * The conv as a Winograd layer, when the backend and the shape allow it (3×3, stride 1, channels
    * in multiples of 4 and 8, linear or ReLU): `w` and `b` are the folded kernel and bias.
    */
-  winogradConv(
-    w: Float32Array,
-    b: Float32Array,
-    kh: number,
-    kw: number,
-    inC: number,
-    outC: number,
-    strides: [number, number],
-    dilations: [number, number],
-    padding: 'valid' | 'same' | [[0, 0], [number, number], [number, number], [0, 0]],
-    activation: Activation,
-  ): WinogradConv2D | undefined {
+  winogradConv(conv: {
+    readonly w: Float32Array;
+    readonly b: Float32Array;
+    readonly kh: number;
+    readonly kw: number;
+    readonly inC: number;
+    readonly outC: number;
+    readonly strides: [number, number];
+    readonly dilations: [number, number];
+    readonly padding: 'valid' | 'same' | [[0, 0], [number, number], [number, number], [0, 0]];
+    readonly activation: Activation;
+  }): WinogradConv2D | undefined {
+    const { w, b, kh, kw, inC, outC, strides, dilations, padding, activation } = conv;
     if (!this.useWinograd || !winogradAvailable() || activation === 'relu6') return undefined;
     if (!winogradApplies(kh, kw, strides, dilations, inC, outC)) return undefined;
     const pads: [number, number, number, number] =
@@ -593,9 +593,9 @@ class Compiler {
         : padding === 'same'
           ? [1, 1, 1, 1]
           : [padding[1][0], padding[1][1], padding[2][0], padding[2][1]];
-    let conv: WinogradConv2D;
+    let layer: WinogradConv2D;
     try {
-      conv = new WinogradConv2D({ filter: w, bias: b, inC, outC, pads, relu: activation === 'relu' });
+      layer = new WinogradConv2D({ filter: w, bias: b, inC, outC, pads, relu: activation === 'relu' });
     } catch (error) {
       // Correct either way: tfjs's own convolution runs instead (winogradAvailable() is now false).
       this.log(
@@ -603,9 +603,8 @@ class Compiler {
       );
       return undefined;
     }
-    this.winograd.push(conv);
-    this.winogradConvs++;
-    return conv;
+    this.winograd.push(layer);
+    return layer;
   }
 
   /**
@@ -712,30 +711,33 @@ class Compiler {
             for (let o = 0; o < outC; o++)
               w[(t * cp + ch) * outC + o] = k[(t * inC + offset + ch) * outC + o]! * scale(o);
         // The bias rides on the first step (below); the activation waits for the sum.
-        const winograd = this.winogradConv(
+        const winograd = this.winogradConv({
           w,
-          steps.length === 0 ? b : new Float32Array(outC),
-          3,
-          3,
-          cp,
+          b: steps.length === 0 ? b : new Float32Array(outC),
+          kh: 3,
+          kw: 3,
+          inC: cp,
           outC,
-          [1, 1],
-          [1, 1],
-          'valid',
-          'linear',
-        );
+          strides: [1, 1],
+          dilations: [1, 1],
+          padding: 'valid',
+          activation: 'linear',
+        });
         steps.push({ filter: winograd ?? this.keep(tensor4d(w, [3, 3, cp, outC])), upsampled: false });
         inputs.push(part.tensor);
       }
     }
     this.dropOpFor(node.inputs[0]!.id);
     this.upsampledConcatConvs++;
-    // The bias rides on the first conv (every parity's copy of it when that one is upsampled); the
-    // activation waits for the sum.
+    // The bias rides on the first conv (every parity's copy of it when that one is upsampled; a
+    // Winograd first step holds it already); the activation waits for the sum.
     const first = steps[0]!;
-    const biasT = this.keep(
-      tensor1d(first.upsampled ? Float32Array.from({ length: 4 * outC }, (_, i) => b[i % outC]!) : b),
-    );
+    const biasT =
+      first.filter instanceof WinogradConv2D
+        ? undefined
+        : this.keep(
+            tensor1d(first.upsampled ? Float32Array.from({ length: 4 * outC }, (_, i) => b[i % outC]!) : b),
+          );
     this.emit(inputs, output, (xs) => {
       let sum: Tensor | undefined;
       steps.forEach((step, i) => {
@@ -748,7 +750,7 @@ class Compiler {
                 filter: step.filter,
                 strides: 1,
                 pad: 'valid',
-                ...(i === 0 ? { bias: biasT } : {}),
+                ...(i === 0 && biasT !== undefined ? { bias: biasT } : {}),
               });
         const z = step.upsampled ? interleaveParities(y) : y;
         if (z !== y) y.dispose();
@@ -1040,7 +1042,7 @@ export function compileForInference(model: LayersModel, options: CompileOptions 
       foldedPads: c.foldedPads,
       fusedActivations: c.fusedActivations,
       upsampledConcatConvs: c.upsampledConcatConvs,
-      winogradConvs: c.winogradConvs,
+      winogradConvs: c.winograd.length,
     },
     run: (x) => {
       if (disposed) throw new Error(`the compiled graph of model '${model.name}' was disposed`);

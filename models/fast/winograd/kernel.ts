@@ -77,7 +77,7 @@ interface WabtModule {
 let preparing: Promise<boolean> | undefined;
 let unavailableReason: string | undefined;
 
-/** Why {@link prepareWinograd} could not load the assembler, if it failed. */
+/** Why Winograd is off for good in this thread: the assembler did not load, or a module did not compile. */
 export function winogradUnavailableReason(): string | undefined {
   return unavailableReason;
 }
