@@ -33,28 +33,36 @@ async function round(predictor: SlicePredictor, batch: number): Promise<void> {
   await Promise.all(Array.from({ length: n }, () => predictor.predictBatch(dummy(predictor, batch), batch)));
 }
 
+/** Options of {@link warmUp}. */
+export interface WarmUpOptions {
+  /** Batch sizes to time; none: only warm. */
+  readonly candidates?: readonly number[];
+  /** Timed rounds per candidate. @default 2 */
+  readonly rounds?: number;
+  /** The clock, ms (tests inject one so the choice does not hang on timer jitter). @default performance.now */
+  readonly now?: () => number;
+}
+
 /**
  * Warm every worker of `predictor` with one dummy pass; with `candidates`, also time each
  * candidate batch size (`rounds` rounds of one pass per worker after a warm pass) and choose the one
  * with the most slices per second, the smaller one when two are within 5 % (less memory, less latency).
  */
-export async function warmUp(
-  predictor: SlicePredictor,
-  options: { readonly candidates?: readonly number[]; readonly rounds?: number } = {},
-): Promise<WarmUpReport> {
-  const start = performance.now();
+export async function warmUp(predictor: SlicePredictor, options: WarmUpOptions = {}): Promise<WarmUpReport> {
+  const now = options.now ?? (() => performance.now());
+  const start = now();
   await round(predictor, 1);
-  const warmUpMs = performance.now() - start;
+  const warmUpMs = now() - start;
   const candidates = [...new Set(options.candidates ?? [])].filter((b) => b >= 1).sort((a, b) => a - b);
   if (candidates.length === 0) return { warmUpMs, measured: [] };
   const rounds = options.rounds ?? 2;
   const measured: BatchMeasurement[] = [];
   for (const batch of candidates) {
     if (batch > 1) await round(predictor, batch); // the first pass at a new shape is slower
-    const t = performance.now();
+    const t = now();
     for (let i = 0; i < rounds; i++) await round(predictor, batch);
     const slices = rounds * batch * Math.max(1, predictor.workers);
-    measured.push({ batch, slicesPerSecond: (slices * 1000) / (performance.now() - t) });
+    measured.push({ batch, slicesPerSecond: (slices * 1000) / (now() - t) });
   }
   return { warmUpMs, chosenBatch: chooseBatch(measured), measured };
 }

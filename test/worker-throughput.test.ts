@@ -154,24 +154,31 @@ describe('consumer', () => {
 describe('warmUp', () => {
   it('runs one pass per predictor worker, then picks the batch size with the most slices per second', async () => {
     const calls: number[] = [];
-    // A pass costs 20 ms + 5 ms per slice + 40 ms per slice beyond 4: batch 4 has the most slices/s.
+    // A virtual clock, so the choice does not depend on how busy the machine is: a pass costs
+    // 20 ms + 5 ms per slice + 40 ms per slice beyond 4, so batch 4 has the most slices/s
+    // (1: 40, 2: 67, 4: 100, 8: 36 per second per worker).
+    let clock = 0;
     const predictor: SlicePredictor = {
       backend: 'test',
       workers: 2,
       inputShape: [SIZE, SIZE, 1],
       predictBatch: async (_pixels, count) => {
         calls.push(count);
-        await new Promise((r) => setTimeout(r, 20 + 5 * count + (count > 4 ? 40 * (count - 4) : 0)));
+        clock += 20 + 5 * count + (count > 4 ? 40 * (count - 4) : 0);
+        await Promise.resolve();
         return new Float32Array(count * 2);
       },
       close: async () => {},
     };
-    const plain = await warmUp(predictor);
+    const now = () => clock;
+    const plain = await warmUp(predictor, { now });
     expect(calls).toEqual([1, 1]);
     expect(plain.chosenBatch).toBeUndefined();
+    expect(plain.warmUpMs).toBe(50);
     calls.length = 0;
-    const measured = await warmUp(predictor, { candidates: [1, 2, 4, 8] });
+    const measured = await warmUp(predictor, { candidates: [1, 2, 4, 8], now });
     expect(measured.measured.map((m) => m.batch)).toEqual([1, 2, 4, 8]);
+    expect(measured.measured.map((m) => Math.round(m.slicesPerSecond))).toEqual([40, 67, 100, 36]);
     expect(measured.chosenBatch).toBe(4);
     expect(calls.length).toBeGreaterThan(2);
   });
