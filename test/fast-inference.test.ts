@@ -1,6 +1,6 @@
 /**
  * The inference compiler (models/fast/compile.ts) against tfjs-layers' own `model.predict`, on the
- * three architectures with random, non-trivial BatchNormalization statistics (default init — mean 0,
+ * three architectures with seeded random weights and non-trivial BatchNormalization statistics (default init — mean 0,
  * variance 1, γ 1, β 0 — would make a folding bug invisible).
  *
  * Tolerance: 1e-4, normwise relative (‖a − b‖ / ‖a‖) on features and logits, absolute on softmax
@@ -34,19 +34,37 @@ beforeAll(async () => {
   await initBackend({ prefer: 'wasm', log: () => {} });
 });
 
-/** Random BN statistics and affine parameters, deterministic per layer. */
-function randomizeBatchNorms(model: LayersModel): number {
+/**
+ * Seeded weights for every layer, so each run compares the same network: random BN statistics and
+ * affine parameters; kernels uniform within Keras's Glorot limits; small non-zero biases (zero
+ * biases, the default, would hide a bias-folding bug). Unseeded kernels once left all ten ReLU head
+ * outputs at zero, with nothing to compare. Returns the number of BatchNormalization layers.
+ */
+function randomizeWeights(model: LayersModel, seed = 1000): number {
   let n = 0;
+  let next = seed;
   for (const layer of model.layers) {
-    if (layer.getClassName() !== 'BatchNormalization') continue;
-    const channels = layer.getWeights()[0]!.shape[0]!;
-    const seed = 1000 + n++;
-    const values = tidy(() => [
-      randomUniform([channels], 0.5, 1.5, 'float32', seed), // gamma
-      randomNormal([channels], 0, 0.5, 'float32', seed + 1), // beta
-      randomNormal([channels], 0, 0.5, 'float32', seed + 2), // moving mean
-      randomUniform([channels], 0.3, 2, 'float32', seed + 3), // moving variance
-    ]);
+    const weights = layer.getWeights();
+    if (weights.length === 0) continue;
+    const values = tidy(() => {
+      if (layer.getClassName() === 'BatchNormalization') {
+        n++;
+        const channels = weights[0]!.shape[0]!;
+        return [
+          randomUniform([channels], 0.5, 1.5, 'float32', next++), // gamma
+          randomNormal([channels], 0, 0.5, 'float32', next++), // beta
+          randomNormal([channels], 0, 0.5, 'float32', next++), // moving mean
+          randomUniform([channels], 0.3, 2, 'float32', next++), // moving variance
+        ];
+      }
+      return weights.map((w) => {
+        if (w.rank === 1) return randomNormal(w.shape, 0, 0.05, 'float32', next++);
+        // Keras's fans: the receptive field times the input (second to last) or output (last) axis.
+        const field = w.shape.slice(0, -2).reduce((a, b) => a * b, 1);
+        const limit = Math.sqrt(6 / (field * (w.shape.at(-2)! + w.shape.at(-1)!)));
+        return randomUniform(w.shape, -limit, limit, 'float32', next++);
+      });
+    });
     layer.setWeights(values);
     for (const v of values) v.dispose();
   }
@@ -99,9 +117,9 @@ const FEATURES: Record<string, string[]> = {
 
 describe('compileForInference: same outputs as model.predict', () => {
   for (const arch of ['resnet50v2-fpn', 'resnet50v2', 'xception'] as const) {
-    it(`${arch} at 96×96 (width 0.25), random BN statistics: features, logits and softmax within ${TOLERANCE}`, async () => {
+    it(`${arch} at 96×96 (width 0.25), seeded random weights and BN statistics: features, logits and softmax within ${TOLERANCE}`, async () => {
       const model = buildArchitecture(arch, { inputSize: 96, width: 0.25 });
-      expect(randomizeBatchNorms(model)).toBeGreaterThan(10);
+      expect(randomizeWeights(model)).toBeGreaterThan(10);
       const x = slices(2, 96, 7);
       try {
         for (const name of FEATURES[arch]!) {
@@ -172,7 +190,7 @@ describe('compileForInference: same outputs as model.predict', () => {
 
   it('also on the cpu backend', async () => {
     const model = buildArchitecture('resnet50v2-fpn', { inputSize: 96, width: 0.125 });
-    randomizeBatchNorms(model);
+    randomizeWeights(model);
     await setBackend('cpu');
     try {
       const x = slices(1, 96, 3);
@@ -236,7 +254,7 @@ describe('compileForInference: memory and fallback', () => {
     const model = buildArchitecture('resnet50v2', { inputSize: 64, width: 0.125 });
     const graph = compileForInference(model, { log: () => {} });
     expect(graph.isStale()).toBe(false);
-    randomizeBatchNorms(model);
+    randomizeWeights(model);
     expect(graph.isStale()).toBe(true);
     const wrong = slices(1, 32, 1);
     expect(() => graph.run(wrong)).toThrow(/does not fit/);
@@ -253,7 +271,7 @@ describe('predictBatch on wasm', () => {
   it('runs the cached compiled graph (COVIDCT_INFERENCE=layers: model.predict), same probabilities; model.dispose frees it', async () => {
     const before = memory().numTensors;
     const model = buildArchitecture('resnet50v2', { inputSize: 64, width: 0.125 });
-    randomizeBatchNorms(model);
+    randomizeWeights(model);
     const input = slices(2, 64, 9);
     const pixels = (await input.data()) as Float32Array;
     input.dispose();
@@ -269,7 +287,7 @@ describe('predictBatch on wasm', () => {
     } finally {
       delete process.env[INFERENCE_ENV];
     }
-    randomizeBatchNorms(model); // new weights: recompiled
+    randomizeWeights(model, 2000); // new weights: recompiled
     const again = inferenceGraphFor(model);
     expect(again).not.toBe(graph);
     model.dispose();
@@ -278,9 +296,9 @@ describe('predictBatch on wasm', () => {
 });
 
 describe('compileForInference at full size', () => {
-  it('resnet50v2-fpn at 512×512, one slice, random weights and BN statistics: every pyramid head input within 1e-4', async () => {
+  it('resnet50v2-fpn at 512×512, one slice, seeded random weights and BN statistics: the five heads (heads_concat) within 1e-4', async () => {
     const model = buildArchitecture('resnet50v2-fpn');
-    randomizeBatchNorms(model);
+    randomizeWeights(model);
     const x = slices(1, 512, 11);
     try {
       expect(await compare(upTo(model, 'heads_concat'), x)).toBeLessThan(TOLERANCE);
