@@ -28,6 +28,7 @@ import { compileForInference, NotAClassifierError } from '../models/fast/compile
 import { INFERENCE_ENV, inferenceGraphFor } from '../models/fast/graph-cache.js';
 import { predictBatch } from '../models/predict.js';
 import { buildArchitecture } from '../models/registry.js';
+import { fillSeededWeights } from '../models/seeded.js';
 import { relativeError } from './helpers/tensors.js';
 
 beforeAll(async () => {
@@ -35,12 +36,15 @@ beforeAll(async () => {
 });
 
 /**
- * Seeded weights for every layer, so each run compares the same network: random BN statistics and
- * affine parameters; kernels uniform within Keras's Glorot limits; small non-zero biases (zero
- * biases, the default, would hide a bias-folding bug). Unseeded kernels once left all ten ReLU head
- * outputs at zero, with nothing to compare. Returns the number of BatchNormalization layers.
+ * Seeded weights for every layer, so each run compares the same network: kernels from the seeded
+ * Glorot fill (models/seeded.ts), random BN statistics and affine parameters, small non-zero biases
+ * (zero biases, the default, would hide a bias-folding bug). The Dense(2, ReLU) heads are often all
+ * dead with random weights, leaving nothing to compare (unseeded, that failed CI now and then):
+ * seed 1 keeps 8 of 10 head outputs alive at 96×96 and 5 of 10 at 512×512.
+ * Returns the number of BatchNormalization layers.
  */
-function randomizeWeights(model: LayersModel, seed = 1000): number {
+function randomizeWeights(model: LayersModel, seed = 1): number {
+  fillSeededWeights(model, seed);
   let n = 0;
   let next = seed;
   for (const layer of model.layers) {
@@ -57,13 +61,9 @@ function randomizeWeights(model: LayersModel, seed = 1000): number {
           randomUniform([channels], 0.3, 2, 'float32', next++), // moving variance
         ];
       }
-      return weights.map((w) => {
-        if (w.rank === 1) return randomNormal(w.shape, 0, 0.05, 'float32', next++);
-        // Keras's fans: the receptive field times the input (second to last) or output (last) axis.
-        const field = w.shape.slice(0, -2).reduce((a, b) => a * b, 1);
-        const limit = Math.sqrt(6 / (field * (w.shape.at(-2)! + w.shape.at(-1)!)));
-        return randomUniform(w.shape, -limit, limit, 'float32', next++);
-      });
+      return weights.map((w) =>
+        w.rank === 1 ? randomNormal(w.shape, 0, 0.05, 'float32', next++) : w.clone(),
+      );
     });
     layer.setWeights(values);
     for (const v of values) v.dispose();

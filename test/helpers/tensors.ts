@@ -13,6 +13,6 @@ export async function relativeError(expected: Tensor, actual: Tensor): Promise<n
     diff += (a[i]! - b[i]!) ** 2;
     norm += a[i]! ** 2;
   }
-  expect(norm).toBeGreaterThan(0);
+  expect(norm, 'the reference is all zeros: nothing to compare (try another seed)').toBeGreaterThan(0);
   return Math.sqrt(diff / norm);
 }
