@@ -60,6 +60,32 @@ const tileCoordinates = `
       (local.set $tx (i32.rem_u (local.get $ty) (local.get $tilesW)))
       (local.set $ty (i32.div_u (local.get $ty) (local.get $tilesW)))`;
 
+/**
+ * The byte address of pixel (`$img`, `row`, `col`) of an NHWC tensor at `base` with `$rows`×`$cols`
+ * pixels of `pixelBytes` bytes: base + ((img·rows + row)·cols + col)·pixelBytes. `row` and `col`
+ * are i32 expressions; the other names are locals.
+ */
+function pixelAddress(
+  base: string,
+  rows: string,
+  cols: string,
+  row: string,
+  col: string,
+  pixelBytes: number,
+): string {
+  return `(i32.add ${get(base)}
+    (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $img) ${get(rows)}) ${row}) ${get(cols)}) ${col})
+             (i32.const ${pixelBytes})))`;
+}
+
+/** Lower local `$name` to `limit` when it is above it (unsigned or signed compare). */
+const clampAbove = (name: string, limit: number, signed: boolean) =>
+  `(if (i32.gt_${signed ? 's' : 'u'} ${get(name)} (i32.const ${limit})) (then (local.set $${name} (i32.const ${limit}))))`;
+
+/** Move each named pointer local on by one vector (16 bytes). */
+const advanceByVector = (names: readonly string[]) =>
+  names.map((p) => `(local.set $${p} (i32.add ${get(p)} (i32.const 16)))`).join('\n          ');
+
 function inputFunction(spec: WinogradModuleSpec): string {
   const { f, inC, tiles } = spec;
   const { n, m, BT } = f;
@@ -91,9 +117,7 @@ function inputFunction(spec: WinogradModuleSpec): string {
           range(n).map((s) => get(`s${i * n + s}`)),
         )})`,
       );
-  const advance = [...range(n).map((i) => `p${i}`), 'dst']
-    .map((p) => `(local.set $${p} (i32.add ${get(p)} (i32.const 16)))`)
-    .join('\n          ');
+  const advance = advanceByVector([...range(n).map((i) => `p${i}`), 'dst']);
   return `
   (func (export "input") (param $x i32) (param $H i32) (param $W i32) (param $pt i32) (param $pl i32)
       (param $tilesW i32) (param $tilesPerImage i32) (param $t0 i32) (param $t1 i32) (param $v i32)
@@ -113,17 +137,14 @@ function inputFunction(spec: WinogradModuleSpec): string {
                      (i32.le_s (i32.add (local.get $x0) (i32.const ${n})) (local.get $W))))
         (then
           (local.set $rs (i32.mul (local.get $W) (i32.const ${cBytes})))
-          (local.set $src (i32.add (local.get $x)
-            (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $img) (local.get $H)) (local.get $y0))
-                                       (local.get $W)) (local.get $x0))
-                     (i32.const ${cBytes})))))
+          (local.set $src ${pixelAddress('x', 'H', 'W', get('y0'), get('x0'), cBytes)}))
         (else
           ;; A window reaching past the image: copy its inside into the zeroed scratch tile.
           (memory.fill (local.get $tmp) (i32.const 0) (i32.const ${n * n * cBytes}))
           (local.set $lo (select (i32.const 0) (i32.sub (i32.const 0) (local.get $x0))
                                  (i32.ge_s (local.get $x0) (i32.const 0))))
           (local.set $hi (i32.sub (local.get $W) (local.get $x0)))
-          (if (i32.gt_s (local.get $hi) (i32.const ${n})) (then (local.set $hi (i32.const ${n}))))
+          ${clampAbove('hi', n, true)}
           (local.set $i (i32.const 0))
           (loop $rows
             (local.set $row (i32.add (local.get $y0) (local.get $i)))
@@ -133,11 +154,7 @@ function inputFunction(spec: WinogradModuleSpec): string {
                 (memory.copy
                   (i32.add (local.get $tmp)
                     (i32.mul (i32.add (i32.mul (local.get $i) (i32.const ${n})) (local.get $lo)) (i32.const ${cBytes})))
-                  (i32.add (local.get $x)
-                    (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $img) (local.get $H)) (local.get $row))
-                                               (local.get $W))
-                                      (i32.add (local.get $x0) (local.get $lo)))
-                             (i32.const ${cBytes})))
+                  ${pixelAddress('x', 'H', 'W', get('row'), '(i32.add (local.get $x0) (local.get $lo))', cBytes)}
                   (i32.mul (i32.sub (local.get $hi) (local.get $lo)) (i32.const ${cBytes})))))
             (local.set $i (i32.add (local.get $i) (i32.const 1)))
             (br_if $rows (i32.lt_u (local.get $i) (i32.const ${n}))))
@@ -260,9 +277,7 @@ function outputFunction(spec: WinogradModuleSpec): string {
         `(v128.store offset=${q * kBytes} (local.get $q${r}) ${relu ? `(f32x4.max ${value} (v128.const i32x4 0 0 0 0))` : value})`,
       );
     }
-  const advance = [...range(m).map((r) => `q${r}`), 'src', 'b']
-    .map((p) => `(local.set $${p} (i32.add ${get(p)} (i32.const 16)))`)
-    .join('\n          ');
+  const advance = advanceByVector([...range(m).map((r) => `q${r}`), 'src', 'b']);
   return `
   (func (export "output") (param $mm i32) (param $y i32) (param $bias i32) (param $OH i32) (param $OW i32)
       (param $tilesW i32) (param $tilesPerImage i32) (param $t0 i32) (param $t1 i32) (param $tmp i32)
@@ -280,10 +295,7 @@ function outputFunction(spec: WinogradModuleSpec): string {
       (if (local.get $full)
         (then
           (local.set $rs (i32.mul (local.get $OW) (i32.const ${kBytes})))
-          (local.set $dst (i32.add (local.get $y)
-            (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $img) (local.get $OH)) (local.get $oy))
-                                       (local.get $OW)) (local.get $ox))
-                     (i32.const ${kBytes})))))
+          (local.set $dst ${pixelAddress('y', 'OH', 'OW', get('oy'), get('ox'), kBytes)}))
         (else
           ;; A tile reaching past the output: compute into scratch, copy the inside below.
           (local.set $rs (i32.const ${m * kBytes}))
@@ -304,17 +316,13 @@ function outputFunction(spec: WinogradModuleSpec): string {
       (if (i32.eqz (local.get $full))
         (then
           (local.set $rowsLeft (i32.sub (local.get $OH) (local.get $oy)))
-          (if (i32.gt_u (local.get $rowsLeft) (i32.const ${m})) (then (local.set $rowsLeft (i32.const ${m}))))
+          ${clampAbove('rowsLeft', m, false)}
           (local.set $colsLeft (i32.sub (local.get $OW) (local.get $ox)))
-          (if (i32.gt_u (local.get $colsLeft) (i32.const ${m})) (then (local.set $colsLeft (i32.const ${m}))))
+          ${clampAbove('colsLeft', m, false)}
           (local.set $i (i32.const 0))
           (loop $rows
             (memory.copy
-              (i32.add (local.get $y)
-                (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $img) (local.get $OH))
-                                                    (i32.add (local.get $oy) (local.get $i)))
-                                           (local.get $OW)) (local.get $ox))
-                         (i32.const ${kBytes})))
+              ${pixelAddress('y', 'OH', 'OW', '(i32.add (local.get $oy) (local.get $i))', get('ox'), kBytes)}
               (i32.add (local.get $tmp) (i32.mul (local.get $i) (i32.const ${m * kBytes})))
               (i32.mul (local.get $colsLeft) (i32.const ${kBytes})))
             (local.set $i (i32.add (local.get $i) (i32.const 1)))
