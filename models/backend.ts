@@ -8,7 +8,11 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { enableProdMode, getBackend, ready, setBackend } from '@tensorflow/tfjs-core';
 import { InputError } from '../core/errors.js';
-import { prepareWinograd, winogradUnavailableReason } from './fast/winograd/kernel.js';
+import {
+  prepareWinograd,
+  winogradFallbackNotice,
+  winogradUnavailableReason,
+} from './fast/winograd/kernel.js';
 
 /** covidct's names for the backends, in preference order. */
 export const BACKENDS = ['gpu', 'node', 'wasm', 'cpu'] as const;
@@ -129,8 +133,7 @@ async function choose(options: BackendOptions): Promise<BackendChoice> {
       await ready();
       const choice: BackendChoice = { name, tfBackend: getBackend(), skipped };
       const noWinograd = name === 'wasm' ? winogradUnavailableReason() : undefined;
-      if (noWinograd !== undefined)
-        log(`covidct: Winograd kernels unavailable (${noWinograd}); direct convolutions run`);
+      if (noWinograd !== undefined) log(winogradFallbackNotice(noWinograd));
       log(
         `covidct: backend ${name}${forced === undefined ? '' : ' (forced)'}${skipped.length > 0 ? ` (${skipped.join('; ')})` : ''}`,
       );

@@ -49,7 +49,12 @@ import {
   transpose,
 } from '@tensorflow/tfjs-core';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
-import { WinogradConv2D, winogradApplies, winogradAvailable } from './winograd/kernel.js';
+import {
+  WinogradConv2D,
+  winogradApplies,
+  winogradAvailable,
+  winogradFallbackNotice,
+} from './winograd/kernel.js';
 
 /** A compiled classifier: one NHWC image batch in, one `[batch, classes]` tensor out. */
 export interface InferenceGraph {
@@ -598,9 +603,7 @@ class Compiler {
       layer = new WinogradConv2D({ filter: w, bias: b, inC, outC, pads, relu: activation === 'relu' });
     } catch (error) {
       // Correct either way: tfjs's own convolution runs instead (winogradAvailable() is now false).
-      this.log(
-        `covidct: Winograd kernels unavailable (${error instanceof Error ? error.message : String(error)}); direct convolutions run`,
-      );
+      this.log(winogradFallbackNotice(error instanceof Error ? error.message : String(error)));
       return undefined;
     }
     this.winograd.push(layer);

@@ -82,6 +82,11 @@ export function winogradUnavailableReason(): string | undefined {
   return unavailableReason;
 }
 
+/** The one line logged when the Winograd kernels cannot run for `reason` (tfjs's convolutions run instead). */
+export function winogradFallbackNotice(reason: string): string {
+  return `covidct: Winograd kernels unavailable (${reason}); direct convolutions run`;
+}
+
 /** Whether `COVIDCT_WINOGRAD` turns the Winograd convolutions off. */
 export function winogradDisabled(env: NodeJS.ProcessEnv = process.env): boolean {
   const value = env[WINOGRAD_ENV]?.trim().toLowerCase();
@@ -216,8 +221,16 @@ export class WinogradConv2D {
   /** Heap pointers: packed filters and bias. */
   readonly #u: number;
   readonly #bias: number;
-  /** Scratch bytes one chunk needs: V, M, then the input and output border tiles. */
-  readonly #scratchBytes: number;
+  /**
+   * Where one chunk's parts lie in the shared scratch, in bytes from its start: V (`[n²][tiles][inC]`),
+   * M (`[n²][tiles][outC]`), the input border tile (n²·inC), the output border tile (m²·outC); `bytes` in all.
+   */
+  readonly #layout: {
+    readonly mm: number;
+    readonly tmpIn: number;
+    readonly tmpOut: number;
+    readonly bytes: number;
+  };
   readonly #scratch: Scratch;
   #disposed = false;
 
@@ -239,7 +252,10 @@ export class WinogradConv2D {
     this.#u = this.#alloc(transformFilter(options.filter, inC, outC, f));
     this.#bias = this.#alloc(options.bias);
     const nk = f.n * f.n;
-    this.#scratchBytes = 4 * (nk * this.#tiles * (inC + outC) + nk * inC + f.m * f.m * outC);
+    const mm = 4 * nk * this.#tiles * inC;
+    const tmpIn = mm + 4 * nk * this.#tiles * outC;
+    const tmpOut = tmpIn + 4 * nk * inC;
+    this.#layout = { mm, tmpIn, tmpOut, bytes: tmpOut + 4 * f.m * f.m * outC };
     let scratch = scratches.get(this.#backend);
     if (scratch === undefined) {
       scratch = { pointer: 0, bytes: 0, users: 0 };
@@ -261,11 +277,12 @@ export class WinogradConv2D {
   /** The shared scratch, grown (and zeroed) to this layer's need. */
   #scratchPointer(): number {
     const scratch = this.#scratch;
-    if (scratch.bytes < this.#scratchBytes) {
+    const { bytes } = this.#layout;
+    if (scratch.bytes < bytes) {
       const { wasm } = this.#backend;
       if (scratch.pointer !== 0) wasm._free(scratch.pointer);
-      scratch.pointer = wasm._malloc(this.#scratchBytes);
-      scratch.bytes = this.#scratchBytes;
+      scratch.pointer = wasm._malloc(bytes);
+      scratch.bytes = bytes;
       new Uint8Array(wasm.asm.memory.buffer, scratch.pointer, scratch.bytes).fill(0);
     }
     return scratch.pointer;
@@ -291,11 +308,10 @@ export class WinogradConv2D {
       throw new Error('winograd conv: input is not a wasm float32 tensor');
     const out = this.#backend.makeOutput([N, OH, OW, this.#outC], 'float32');
     const y = this.#backend.dataIdMap.get(out.dataId)!.memoryOffset;
-    const { n } = this.#f;
     const v = this.#scratchPointer();
-    const mm = v + 4 * n * n * this.#tiles * this.#inC;
-    const tmpIn = mm + 4 * n * n * this.#tiles * this.#outC;
-    const tmpOut = tmpIn + 4 * n * n * this.#inC;
+    const mm = v + this.#layout.mm;
+    const tmpIn = v + this.#layout.tmpIn;
+    const tmpOut = v + this.#layout.tmpOut;
     const ex = this.#exports;
     for (let t0 = 0; t0 < total; t0 += this.#tiles) {
       const t1 = Math.min(total, t0 + this.#tiles);
