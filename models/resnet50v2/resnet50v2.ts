@@ -106,6 +106,9 @@ function stack2(
   return { out, firstPreact: first.preact };
 }
 
+/** Filters of the stem convolution (`conv1_conv`) at width 1: also the FPN's, which shares this backbone. */
+export const RESNET50V2_STEM_FILTERS = 64;
+
 /**
  * Keras `ResNet50V2(include_top=False)` on an `inputSize`×`inputSize`×1 input, up to `post_relu`.
  * At 512×512: 23,558,528 parameters (Keras's 23,564,800 less 6,272 for the two dropped input channels of conv1).
@@ -127,7 +130,7 @@ export function resnet50v2Backbone(options: BuildOptions = {}): Resnet50v2Featur
   );
   x = apply1(
     layers.conv2d({
-      filters: scaled(64, width),
+      filters: scaled(RESNET50V2_STEM_FILTERS, width),
       kernelSize: 7,
       strides: 2,
       useBias: true,

@@ -8,7 +8,7 @@
  */
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { InputError } from '../../core/errors.js';
-import { buildArchitecture } from '../registry.js';
+import { buildArchitecture, isArchitecture, STEM_FILTERS } from '../registry.js';
 
 /** What {@link transferWeights} did. */
 export interface TransferReport {
@@ -43,16 +43,9 @@ export function transferWeights(from: LayersModel, to: LayersModel): TransferRep
   return { copied, fresh };
 }
 
-/** The first convolution's filters at width 1, per architecture: how a model's width is read back. */
-const FULL_WIDTH_FIRST_FILTERS: Readonly<Record<string, number>> = {
-  'resnet50v2-fpn': 64,
-  resnet50v2: 64,
-  xception: 32,
-};
-
 /** The width multiplier a model of `arch` was built with, from its first convolution. */
 export function modelWidth(model: LayersModel, arch: string): number {
-  const full = FULL_WIDTH_FIRST_FILTERS[arch];
+  const full = isArchitecture(arch) ? STEM_FILTERS[arch] : undefined;
   const first = model.layers.find((l) => l.getClassName() === 'Conv2D');
   const filters = first?.weights[0]?.shape.at(-1);
   if (full === undefined || filters === undefined || filters === null) {

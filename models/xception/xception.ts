@@ -53,6 +53,9 @@ function pool(x: SymbolicTensor, name: string): SymbolicTensor {
   return apply1(layers.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same', name }), x);
 }
 
+/** Filters of the stem convolution (`block1_conv1`) at width 1. */
+export const XCEPTION_STEM_FILTERS = 32;
+
 /**
  * Build the Xception baseline. At 512×512×1: 20,865,002 parameters (Keras's 20,861,480 without top,
  * less 576 for block1_conv1's two dropped input channels, plus the 4,098 of Dense(2)).
@@ -64,7 +67,13 @@ export function buildXception(options: BuildOptions = {}): LayersModel {
   const input = tfInput({ shape: [size, size, 1], name: 'input_1', dtype: 'float32' });
 
   let x = apply1(
-    layers.conv2d({ filters: w(32), kernelSize: 3, strides: 2, useBias: false, name: 'block1_conv1' }),
+    layers.conv2d({
+      filters: w(XCEPTION_STEM_FILTERS),
+      kernelSize: 3,
+      strides: 2,
+      useBias: false,
+      name: 'block1_conv1',
+    }),
     input,
   );
   x = relu(bn(x, 'block1_conv1_bn'), 'block1_conv1_act');
