@@ -18,11 +18,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   heatmapKey,
   parseInferenceMessage,
-  parseStudyNotification,
+  type StudyNotification,
   type VotesMessage,
 } from '../lambdas/shared/messages.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
 import { subscribeHospitalQueue } from './helpers/pipeline.js';
+import { receiveNotifications } from './helpers/studies.js';
 
 const B40F = join(import.meta.dirname, 'fixtures/lung-pet-ct-dx-A0002-tiff/B40f');
 const KEY = 'pipeline-test-key-a-0123456789';
@@ -184,23 +185,14 @@ describe('pipeline handlers on the local stack', () => {
       decision: 'covid',
     });
 
-    // The notification follows COMPLETE: wait for it (a loaded machine may take seconds), then
-    // watch 1.5 s more so a duplicate would be seen.
-    const notifications: string[] = [];
-    let until = Date.now() + 30_000;
-    while (Date.now() < until) {
-      if (notifications.length > 0) until = Math.min(until, Date.now() + 1500);
-      const out = await stack.clients.sqs.send(
-        new ReceiveMessageCommand({ QueueUrl: resultsQueue, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }),
-      );
-      for (const m of out.Messages ?? []) notifications.push(m.Body!);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+    // The notification follows COMPLETE: wait up to 30 s for it (a loaded machine may take seconds).
+    // Each call returns once a 2 s long poll comes back empty, so a duplicate would be seen too.
+    let notifications: StudyNotification[] = [];
+    for (let i = 0; i < 15 && notifications.length === 0; i++) {
+      notifications = await receiveNotifications(stack.clients, resultsQueue, 2);
     }
     expect(notifications).toHaveLength(1);
-    expect(parseStudyNotification(JSON.parse(notifications[0]!).Message)).toMatchObject({
-      studyId,
-      status: 'COMPLETE',
-    });
+    expect(notifications[0]).toMatchObject({ studyId, status: 'COMPLETE' });
 
     const report = await api('GET', `/studies/${studyId}/report`);
     expect(report.status).toBe(200);
