@@ -51,6 +51,27 @@ const get = (name: string) => `(local.get $${name})`;
 const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 
 /**
+ * The first half of a 2-D transform, T = C·X for a constant matrix C and a grid X of v128 locals
+ * with `cols` columns: one `local.set` of `target(r, c)` = Σᵢ C[r][i]·`source(i, c)` per cell, row by row.
+ */
+function leftProduct(
+  coefs: readonly (readonly number[])[],
+  cols: number,
+  target: (row: number, col: number) => string,
+  source: (i: number, col: number) => string,
+): string[] {
+  return coefs.flatMap((row, r) =>
+    range(cols).map(
+      (c) =>
+        `(local.set $${target(r, c)} ${combination(
+          row,
+          range(row.length).map((i) => get(source(i, c))),
+        )})`,
+    ),
+  );
+}
+
+/**
  * The per-tile prologue shared by `input` and `output`: tile `$t` → image `$img`, tile row `$ty`
  * and column `$tx`.
  */
@@ -99,15 +120,15 @@ function inputFunction(spec: WinogradModuleSpec): string {
   for (let i = 0; i < n; i++)
     for (let j = 0; j < n; j++)
       body.push(`(local.set $d${i * n + j} (v128.load offset=${j * cBytes} ${get(`p${i}`)}))`);
-  // s = Bᵀ·d, column by column.
-  for (let i = 0; i < n; i++)
-    for (let j = 0; j < n; j++)
-      body.push(
-        `(local.set $s${i * n + j} ${combination(
-          BT[i]!,
-          range(n).map((r) => get(`d${r * n + j}`)),
-        )})`,
-      );
+  // s = Bᵀ·d.
+  body.push(
+    ...leftProduct(
+      BT,
+      n,
+      (i, j) => `s${i * n + j}`,
+      (r, j) => `d${r * n + j}`,
+    ),
+  );
   // V = s·B: row i of s against row j of Bᵀ; stored at position k = i·n + j.
   for (let i = 0; i < n; i++)
     for (let j = 0; j < n; j++)
@@ -259,14 +280,14 @@ function outputFunction(spec: WinogradModuleSpec): string {
     body.push(`(local.set $m${k} (v128.load offset=${k * plane} (local.get $src)))`);
   body.push('(local.set $bv (v128.load (local.get $b)))');
   // u = Aᵀ·M (m×n), then Y = u·A (m×m).
-  for (let r = 0; r < m; r++)
-    for (let s = 0; s < n; s++)
-      body.push(
-        `(local.set $u${r * n + s} ${combination(
-          AT[r]!,
-          range(n).map((i) => get(`m${i * n + s}`)),
-        )})`,
-      );
+  body.push(
+    ...leftProduct(
+      AT,
+      n,
+      (r, s) => `u${r * n + s}`,
+      (i, s) => `m${i * n + s}`,
+    ),
+  );
   for (let r = 0; r < m; r++)
     for (let q = 0; q < m; q++) {
       const value = `(f32x4.add ${combination(
