@@ -284,16 +284,16 @@ class Rewriter {
   private rewriteElement(p: Parsed, enc: Encoding, depth: number, parts: Uint8Array[]): void {
     const group = p.tag >>> 16;
     const elementNumber = p.tag & 0xffff;
+    // Written anew at the top level (see markers()), not counted as removed.
     if (
-      group % 2 === 1 ||
-      elementNumber === 0 ||
-      group === 0x0002 ||
-      p.tag === TRAILING_PADDING ||
-      (depth === 0 &&
-        (p.tag === PATIENT_IDENTITY_REMOVED ||
-          p.tag === DEIDENTIFICATION_METHOD_TAG ||
-          p.tag === DEIDENTIFICATION_CODE_SEQUENCE))
+      depth === 0 &&
+      (p.tag === PATIENT_IDENTITY_REMOVED ||
+        p.tag === DEIDENTIFICATION_METHOD_TAG ||
+        p.tag === DEIDENTIFICATION_CODE_SEQUENCE)
     ) {
+      return;
+    }
+    if (group % 2 === 1 || elementNumber === 0 || group === 0x0002 || p.tag === TRAILING_PADDING) {
       this.removed++;
       return;
     }
