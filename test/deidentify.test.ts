@@ -143,6 +143,7 @@ const PLANTED = [
   'PLANT_OVERLAY_COMMENTS',
   'PLANT_PADDING',
   'PLANT_REQUEST',
+  '1.2.826.0.1.3680043.99.77',
   ...Object.values(ORIGINAL),
 ];
 
@@ -156,6 +157,7 @@ const THICKNESS: El = { tag: tag(0x0018, 0x0050), vr: 'DS', value: '1.25' };
 function planted(sop: string, referenced: string, explicitUn: boolean): El[] {
   const un = (vr: string) => (explicitUn ? 'UN' : vr);
   return [
+    { tag: tag(0x0000, 0x0002), vr: 'UI', value: '1.2.826.0.1.3680043.99.77' }, // a command element
     { tag: tag(0x0008, 0x0000), vr: 'UL', value: new Uint8Array([0, 0, 0, 0]) }, // group length
     { tag: tag(0x0008, 0x0005), vr: 'CS', value: 'ISO_IR 100' },
     { tag: tag(0x0008, 0x0008), vr: 'CS', value: 'ORIGINAL\\PRIMARY\\AXIAL' },
