@@ -141,6 +141,7 @@ const PLANTED = [
   'PLANT_PRIVATE_TOP',
   'PLANT_TEXT_COMMENTS',
   'PLANT_OVERLAY_COMMENTS',
+  'PLANT_OVERLAY_DESCRIPTION',
   'PLANT_PADDING',
   'PLANT_REQUEST',
   '1.2.826.0.1.3680043.99.77',
@@ -247,6 +248,8 @@ function planted(sop: string, referenced: string, explicitUn: boolean): El[] {
       items: [[{ tag: tag(0x0040, 0x1001), vr: 'SH', value: 'PLANT_REQUEST' }]],
     },
     { tag: tag(0x4000, 0x4000), vr: 'LT', value: 'PLANT_TEXT_COMMENTS' },
+    // Not in the table: the whole overlay plane goes (its data is X, the module would be invalid).
+    { tag: tag(0x6000, 0x0022), vr: 'LO', value: 'PLANT_OVERLAY_DESCRIPTION' },
     { tag: tag(0x6000, 0x4000), vr: 'LT', value: 'PLANT_OVERLAY_COMMENTS' },
     { tag: tag(0x7fe0, 0x0010), vr: 'OW', value: PIXELS },
     { tag: tag(0xfffc, 0xfffc), vr: 'OB', value: 'PLANT_PADDING' },
@@ -378,6 +381,7 @@ describe('a planted data set', () => {
         '00101040',
         '00400275',
         '40004000',
+        '60000022',
         '60004000',
         'FFFCFFFC',
       ]) {

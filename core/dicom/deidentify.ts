@@ -15,7 +15,8 @@
  *   item would be made-up content), U every UID in it replaced through a {@link UidMapper}.
  *   Choices (X/Z, X/D, Z/D, X/Z/D, X/Z/U*) are resolved by {@link resolveAction}: what the CT
  *   image IOD needs at the top level is kept (type 1 a dummy, type 2 empty), the rest removed.
- * - Private elements (odd groups, creators included) are removed at any depth; so are group lengths
+ * - Private elements (odd groups, creators included) and whole overlay planes (60xx) are removed at
+ *   any depth; so are group lengths
  *   (gggg,0000), data set trailing padding (FFFC,FFFC) and stray command or file meta elements.
  * - Sequences are rewritten item by item, keeping their length form (defined lengths recomputed,
  *   undefined lengths and delimiters kept). UN elements are looked up by tag; a UN that holds a
@@ -301,6 +302,13 @@ class Rewriter {
       group === 0x0002 ||
       p.tag === TRAILING_PADDING
     ) {
+      this.removed++;
+      return;
+    }
+    // Overlay planes (60xx, even groups up to 601E): the table removes Overlay Data and Comments,
+    // and an Overlay Plane module without its data is invalid (dciodvfy: type 1 OverlayData
+    // missing). Overlays also carry drawn annotation, so the whole plane goes.
+    if (group >= 0x6000 && group <= 0x601e && group % 2 === 0) {
       this.removed++;
       return;
     }
