@@ -8,7 +8,11 @@
  *   and a URL's key cannot be changed without breaking its signature (where the local S3 checks);
  * - a study made of DICOM slices whose headers carry a recognisable fake patient name, ID and
  *   birth date runs through the pipeline, then every DynamoDB item, every S3 object under
- *   results/, every SNS message and every captured log line is scanned for them: zero hits.
+ *   results/, every SNS message and every captured log line is scanned for them: zero hits;
+ * - the planted-identity study of test/helpers/deid-plant.py (a real series, every PS3.15 Table
+ *   E.1-1 attribute planted, identifying folder and file names, TIFF tags, non-CT instances) goes
+ *   up with `covidct upload`, and every S3 object (keys and bytes, uploads included), DynamoDB item,
+ *   SNS message and log line is scanned for every planted value and name: zero hits (issue 14).
  */
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
@@ -23,7 +27,9 @@ import { presignClientFor } from '../lambdas/api/api.js';
 import type { ApiHandler } from '../local/api-server.js';
 import type { SqsEventHandler } from '../local/event-source.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
+import { type CliRun, runCliAsync } from './helpers/cli.js';
 import { quietObservability, subscribeHospitalQueue } from './helpers/pipeline.js';
+import { NON_CT_FILES, type PlantManifest, plantedStrings, plantStudy } from './helpers/planted.js';
 import { type CreatedStudy, createAndUploadRaw, saveRuleModel } from './helpers/studies.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -178,6 +184,37 @@ describe('a study of slices carrying patient identity', () => {
   });
 });
 
+let planted: PlantManifest;
+let plantedUpload: CliRun;
+let plantedStudyId: string;
+
+describe('the planted-identity study, uploaded with covidct upload', () => {
+  it('completes through the pipeline; the command names only the skipped non-CT files', {
+    timeout: 180_000,
+  }, async () => {
+    planted = plantStudy(join(work, 'planted'));
+    plantedUpload = await runCliAsync([
+      'upload',
+      planted.root,
+      '--api',
+      stack.apiUrl,
+      '--key',
+      A.apiKey,
+      '--json',
+    ]);
+    expect(plantedUpload.code, plantedUpload.stderr).toBe(0);
+    plantedStudyId = (JSON.parse(plantedUpload.stdout) as { studyId: string }).studyId;
+    // stdout: the study id and counts only; stderr: a line per skipped file, nothing planted.
+    expect(plantedStrings(planted).filter((m) => plantedUpload.stdout.includes(m))).toEqual([]);
+    const lines = plantedUpload.stderr.split('\n');
+    const naming = lines.filter((l) => planted.pathMarkers.some((m) => l.includes(m)));
+    expect(naming.filter((l) => !NON_CT_FILES.some((f) => l.includes(f)))).toEqual([]);
+    expect(planted.markers.map((m) => m.marker).filter((m) => plantedUpload.stderr.includes(m))).toEqual([]);
+    const done = await waitFor(plantedStudyId, A.apiKey, ['COMPLETE', 'FAILED']);
+    expect(done.status).toBe('COMPLETE');
+  });
+});
+
 describe('tenancy: hospital B against hospital A’s study', () => {
   it('gets exactly the answer a missing study gets, on every route', async () => {
     const missing = '00000000-0000-4000-8000-000000000000';
@@ -320,6 +357,31 @@ describe('patient data', () => {
       start = page.LastEvaluatedKey;
     } while (start);
     let objects = 0;
+    // Every object's key, and the uploaded slices' bytes: for the planted study's values only (the
+    // raw-upload study above carries its identity in its slices on purpose).
+    const everything: { where: string; text: string }[] = [];
+    {
+      let token: string | undefined;
+      do {
+        const listed = await stack.clients.s3.send(
+          new ListObjectsV2Command({ Bucket: stack.resources.bucket, ContinuationToken: token }),
+        );
+        for (const o of listed.Contents ?? []) {
+          everything.push({ where: `s3 key`, text: o.Key! });
+          if (!o.Key!.startsWith('incoming/')) continue;
+          const got = await stack.clients.s3.send(
+            new GetObjectCommand({ Bucket: stack.resources.bucket, Key: o.Key! }),
+          );
+          const bytes = Buffer.from(await got.Body!.transformToByteArray());
+          // Latin-1 and UTF-8 views, so planted names in either character set are found.
+          everything.push({
+            where: `s3 ${o.Key}`,
+            text: `${bytes.toString('latin1')}\n${bytes.toString('utf8')}`,
+          });
+        }
+        token = listed.NextContinuationToken;
+      } while (token);
+    }
     for (const prefix of ['results/', 'models/']) {
       let token: string | undefined;
       do {
@@ -371,14 +433,41 @@ describe('patient data', () => {
         (phi) => `${where}: ${phi}`,
       ),
     );
+    const plantedValues = plantedStrings(planted);
+    // Per planted value, where it was found.
+    const plantedHits = new Map<string, string[]>();
+    const anyPlanted = new RegExp(
+      [...plantedValues]
+        .sort((a, b) => b.length - a.length)
+        .map((v) => v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+        .join('|'),
+      'g',
+    );
+    for (const { where, text } of [...scanned, ...everything]) {
+      for (const v of new Set([...text.matchAll(anyPlanted)].map((m) => m[0]))) {
+        plantedHits.set(v, [...(plantedHits.get(v) ?? []), where]);
+      }
+    }
     console.info(
       `phi scan: ${items} DynamoDB items, ${objects} S3 objects (results/, model JSON), ${messages.length} SNS messages, ${logs.length} log lines; ${hits.length} hits`,
+    );
+    console.info(
+      `planted-study scan: ${plantedValues.length} planted values and names in ${everything.length} S3 keys and uploads plus the above; ${plantedHits.size} of them found`,
     );
     expect(items).toBeGreaterThan(4);
     expect(objects).toBeGreaterThan(0);
     expect(messages.some((m) => m.includes(phiStudy.studyId))).toBe(true);
     expect(logs.length).toBeGreaterThan(5);
     expect(hits).toEqual([]);
+    expect(messages.some((m) => m.includes(plantedStudyId))).toBe(true);
+    if (plantedHits.size > 0) {
+      const lines = [...plantedHits].map(
+        ([v, places]) => `${v}: ${places.length} places, e.g. ${[...new Set(places)].slice(0, 3).join('; ')}`,
+      );
+      throw new Error(
+        `${plantedHits.size} planted values or names left the hospital:\n  ${lines.join('\n  ')}`,
+      );
+    }
     expect(stackErrors).toEqual([]);
   });
 
