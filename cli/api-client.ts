@@ -1,6 +1,6 @@
 /**
- * The hospital side of the pipeline's HTTP API: create a study and upload it (de-identified, manifest
- * last), read a study's status, wait for it to finish. Used by `covidct upload`, `status` and `wait`;
+ * The hospital side of the pipeline's HTTP API: create a study and upload it (de-identified once into
+ * a private spool, neutral names, manifest last), read a study's status, wait for it to finish. Used by `covidct upload`, `status` and `wait`;
  * loaded only inside their actions.
  *
  * API (lambdas/api): `POST /studies` with `{ series: [ { id, slices: [ { name, sha256, size } ] } ],
@@ -8,13 +8,12 @@
  * `GET /studies/{id}` → the study's status. Every request carries the hospital's key in `x-api-key`.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
-import { gunzipSync } from 'node:zlib';
-import { deidentifyDicom } from '../core/dicom/deidentify.js';
-import { fileSystemError, InputError, UnknownFormatError } from '../core/errors.js';
-import { detectFormat } from '../core/read.js';
-import { discoverStudy, forEachLimited } from '../core/study.js';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { deidentifyStudy, writeMapFile } from '../core/deidentify.js';
+import { fileSystemError, InputError } from '../core/errors.js';
+import { forEachLimited } from '../core/study.js';
 
 /** A failed API call: `<METHOD> <path>: <status> <the server's message>`, one line. */
 export class ApiError extends InputError {
@@ -132,25 +131,8 @@ export function safeSegment(name: string, maxLength: number, taken: Set<string>)
   return candidate;
 }
 
-/**
- * The bytes that leave the machine for one slice file: gunzipped, and for DICOM with patient
- * identity stripped (core/dicom/deidentify.ts). TIFF slices carry no patient headers and go as they are.
- */
-export async function uploadBytes(path: string): Promise<Uint8Array> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (error) {
-    throw fileSystemError(path, error);
-  }
-  if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzipSync(bytes);
-  const format = detectFormat(bytes);
-  if (format === 'dicom') return deidentifyDicom(bytes, path).bytes;
-  if (format === 'tiff') return bytes;
-  throw new UnknownFormatError(path, 'not a TIFF or DICOM file, expected a CT slice');
-}
-
 interface PlannedSlice extends UploadSlice {
+  /** The spooled (de-identified) file. */
   readonly path: string;
 }
 
@@ -165,6 +147,8 @@ export interface UploadResult {
   readonly series: number;
   readonly slices: number;
   readonly bytes: number;
+  /** Files left behind as not CT images. */
+  readonly skipped: number;
 }
 
 /** Options of {@link uploadStudy}. */
@@ -175,6 +159,14 @@ export interface UploadOptions extends ApiTarget {
   /** PUTs at once. @default 8 */
   readonly concurrency?: number;
   readonly onProgress?: (done: number, total: number) => void;
+  /** Told of each file skipped as not a CT image. */
+  readonly onSkip?: (file: string, reason: string) => void;
+  /** HMAC key for new UIDs (see core/dicom/uids.ts); random per upload when omitted. */
+  readonly uidSecret?: Uint8Array;
+  /** Write the way back (original names and UIDs ↔ neutral ones) here, mode 0600. */
+  readonly mapFile?: string;
+  /** The de-identification step; tests wrap it. @default deidentifyStudy */
+  readonly deidentify?: typeof deidentifyStudy;
 }
 
 /** PUT bytes to a presigned URL, retrying twice on network errors and 5xx. */
@@ -200,36 +192,64 @@ async function put(target: string, body: Uint8Array | string, what: string): Pro
   }
 }
 
+async function readSpooled(path: string): Promise<Uint8Array> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    throw fileSystemError(path, error);
+  }
+}
+
 /**
- * Upload a study: discover its series, de-identify and hash every slice (nothing is sent until
- * every file has been read), create the study, PUT every slice with bounded concurrency, then the
- * manifest, last, which starts the pipeline.
+ * Upload a study: de-identify it once (core/deidentify.ts) into a private spool folder (mode 0700,
+ * removed afterwards, also on failure), hash every spooled slice, create the study with the
+ * neutral series ids and slice names (`series-1`, `slice-0001.dcm`: no folder or file name of the
+ * hospital's reaches the API), PUT the spooled bytes with bounded concurrency, then the manifest,
+ * last, which starts the pipeline.
  */
 export async function uploadStudy(options: UploadOptions): Promise<UploadResult> {
-  const layout = await discoverStudy(options.path);
-  const seriesIds = new Set<string>();
+  const spool = await mkdtemp(join(tmpdir(), 'covidct-upload-'));
+  try {
+    await chmod(spool, 0o700);
+    const out = join(spool, 'study');
+    const deidentify = options.deidentify ?? deidentifyStudy;
+    const done = await deidentify(options.path, out, {
+      ...(options.uidSecret === undefined ? {} : { uidSecret: options.uidSecret }),
+      ...(options.onSkip === undefined ? {} : { onSkip: options.onSkip }),
+    });
+    if (options.mapFile !== undefined) await writeMapFile(options.mapFile, options.path, done);
+    return await uploadSpooled(options, out, done);
+  } finally {
+    await rm(spool, { recursive: true, force: true });
+  }
+}
+
+async function uploadSpooled(
+  options: UploadOptions,
+  out: string,
+  done: Awaited<ReturnType<typeof deidentifyStudy>>,
+): Promise<UploadResult> {
   const planned: PlannedSeries[] = [];
   let total = 0;
-  for (const folder of layout.folders) {
-    const id = safeSegment(folder.id === '.' ? basename(folder.folder) : folder.id, 64, seriesIds);
-    const names = new Set<string>();
+  for (const series of done.series) {
     const slices: PlannedSlice[] = [];
-    for (const path of folder.files) {
-      const bytes = await uploadBytes(path);
+    for (const slice of series.slices) {
+      const path = join(out, slice.output);
+      const bytes = await readSpooled(path);
       slices.push({
         path,
-        name: safeSegment(basename(path).replace(/\.gz$/i, ''), 128, names),
+        name: basename(slice.output),
         sha256: createHash('sha256').update(bytes).digest('hex'),
         size: bytes.length,
       });
     }
-    planned.push({ id, slices });
+    planned.push({ id: series.id, slices });
     total += slices.length;
   }
   for (const s of planned) {
     if (!ID_OK.test(s.id)) throw new InputError(s.id, 'series id is not key-safe');
     for (const slice of s.slices)
-      if (!NAME_OK.test(slice.name)) throw new InputError(slice.path, 'name is not key-safe');
+      if (!NAME_OK.test(slice.name)) throw new InputError(slice.name, 'name is not key-safe');
   }
 
   const request: CreateStudyRequest = {
@@ -255,21 +275,27 @@ export async function uploadStudy(options: UploadOptions): Promise<UploadResult>
       return { slice, url: match.url, key: match.key };
     }),
   );
-  let done = 0;
+  let sent = 0;
   let bytes = 0;
   await forEachLimited(jobs, options.concurrency ?? 8, async ({ slice, url: target, key }) => {
-    const body = await uploadBytes(slice.path);
-    // Same bytes as hashed: de-identification is deterministic; a file changed meanwhile is caught here.
+    // The spooled bytes, as hashed: the spool is private to this process and written once.
+    const body = await readSpooled(slice.path);
     const sha = createHash('sha256').update(body).digest('hex');
-    if (sha !== slice.sha256) throw new InputError(slice.path, 'the file changed during the upload');
+    if (sha !== slice.sha256) throw new InputError(key, 'the spooled slice changed during the upload');
     await put(target, body, key);
     bytes += body.length;
-    options.onProgress?.(++done, total);
+    options.onProgress?.(++sent, total);
   });
   const manifestBody =
     typeof created.manifest.body === 'string' ? created.manifest.body : JSON.stringify(created.manifest.body);
   await put(created.manifest.url, manifestBody, created.manifest.key);
-  return { studyId: created.studyId, series: planned.length, slices: total, bytes };
+  return {
+    studyId: created.studyId,
+    series: planned.length,
+    slices: total,
+    bytes,
+    skipped: done.skipped.length,
+  };
 }
 
 /** `GET /studies/{id}`. */

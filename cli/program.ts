@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { describeError, InputError } from '../core/errors.js';
 import { registerBench } from './commands/bench.js';
 import { registerClassify } from './commands/classify.js';
+import { registerDeidentify } from './commands/deidentify.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDev } from './commands/dev.js';
 import { registerDiagnose } from './commands/diagnose.js';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerClassify(program);
   registerDiagnose(program);
   registerBench(program);
+  registerDeidentify(program);
   registerUpload(program);
   registerStatus(program);
   registerWait(program);

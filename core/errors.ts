@@ -50,6 +50,11 @@ export class SeriesError extends InputError {
   override name = 'SeriesError';
 }
 
+/** A CT slice declares burned-in annotation (0028,0301 = YES): its pixels may show who the patient is. */
+export class BurnedInAnnotationError extends InputError {
+  override name = 'BurnedInAnnotationError';
+}
+
 /** Format a caught value as one line for the user; unexpected errors keep their class name. */
 export function describeError(error: unknown): string {
   if (error instanceof InputError) return error.message;

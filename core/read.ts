@@ -82,6 +82,20 @@ function gunzip(bytes: Uint8Array, file: string): Uint8Array {
 }
 
 /**
+ * A slice file's bytes as a reader sees them: read whole and gunzipped when gzip-compressed (with the
+ * same 64 MiB limit). File-system errors become one-line {@link InputError}s.
+ */
+export async function readSliceBytes(path: string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    throw fileSystemError(path, error);
+  }
+  return bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzip(bytes, path) : bytes;
+}
+
+/**
  * Read and decode a slice file. TIFF files are read at offsets, only as far as the rows asked for
  * need (2–4× faster for selection, which needs 100 of 512 rows); other files are read whole.
  * File-system errors become one-line {@link InputError}s.

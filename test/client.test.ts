@@ -1,7 +1,7 @@
 /**
  * `covidct upload`, `status` and `wait` (the built command line) against a small fake of the
  * pipeline's API that hands out real presigned PUT URLs of the local S3 server: slices arrive
- * de-identified with the hashes the manifest lists, the manifest last; status and wait follow the
+ * de-identified under neutral names with the hashes the manifest lists, the manifest last; status and wait follow the
  * API; a FAILED study, a timeout, a wrong key and a bad file exit 1 with one line.
  */
 import { spawn } from 'node:child_process';
@@ -153,11 +153,11 @@ beforeAll(async () => {
   for (const n of [1, 2]) {
     const s = slice(n);
     await writeFile(join(a, `${n}.dcm`), s.bytes);
-    originals.set(`${n}.dcm`, s.pixels);
+    originals.set(`series-1/slice-000${n}.dcm`, s.pixels);
   }
   const s3 = slice(3);
   await writeFile(join(a, '3.dcm.gz'), gzipSync(s3.bytes));
-  originals.set('3.dcm', s3.pixels);
+  originals.set('series-1/slice-0003.dcm', s3.pixels);
   await writeFile(join(a, 'notes.txt'), `patient ${PATIENT}`); // a sidecar: never uploaded
   await copyFile(
     join(import.meta.dirname, 'fixtures', 'lung-pet-ct-dx-A0002-tiff', 'B40f', '1-01.tif'),
@@ -183,12 +183,14 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
     expect(keys).toEqual(
       [
         'incoming/h1/st-1/manifest.json',
-        'incoming/h1/st-1/series_A/1.dcm',
-        'incoming/h1/st-1/series_A/2.dcm',
-        'incoming/h1/st-1/series_A/3.dcm',
-        'incoming/h1/st-1/tiff/slice.tif',
+        'incoming/h1/st-1/series-1/slice-0001.dcm',
+        'incoming/h1/st-1/series-1/slice-0002.dcm',
+        'incoming/h1/st-1/series-1/slice-0003.dcm',
+        'incoming/h1/st-1/series-2/slice-0001.tif',
       ].sort(),
     );
+    // Neutral names only: no folder or file name of the hospital's reaches the bucket.
+    for (const key of keys) expect(key).not.toMatch(/series_A|series A|\/\d\.dcm|slice\.tif|tiff/);
     const get = async (Key: string) =>
       (await s3.send(new GetObjectCommand({ Bucket, Key }))).Body!.transformToByteArray();
     const manifest = JSON.parse(
@@ -203,7 +205,7 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
         const text = Buffer.from(bytes).toString('latin1');
         expect(text).not.toContain(PATIENT);
         expect(text).not.toContain(PATIENT_ID);
-        const name = entry.key.split('/').pop()!;
+        const name = entry.key.split('/').slice(-2).join('/');
         if (name.endsWith('.dcm')) {
           expect((await decodeDicom(bytes, name)).pixels).toEqual(originals.get(name));
         } else {

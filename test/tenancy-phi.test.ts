@@ -9,17 +9,22 @@
  * - a study made of DICOM slices whose headers carry a recognisable fake patient name, ID and
  *   birth date runs through the pipeline, then every DynamoDB item, every S3 object under
  *   results/, every SNS message and every captured log line is scanned for them: zero hits;
+ * - the same slices sent with the upload client (`covidct upload`) from a folder named after the
+ *   patient: the folder and file names and the header identity are in none of the above, nor in
+ *   the keys and bytes of what it uploaded, nor in the status API;
  * - the planted-identity study of test/helpers/deid-plant.py (a real series, every PS3.15 Table
  *   E.1-1 attribute planted, identifying folder and file names, TIFF tags, non-CT instances) goes
  *   up with `covidct upload`, and every S3 object (keys and bytes, uploads included), DynamoDB item,
  *   SNS message and log line is scanned for every planted value and name: zero hits (issue 14).
  */
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { uploadStudy } from '../cli/api-client.js';
 import { encodeDicomCt } from '../core/dicom/encode.js';
 import { phantomDicomMeta } from '../core/phantom/files.js';
 import { createPhantom } from '../core/phantom/phantom.js';
@@ -38,7 +43,11 @@ const B = { hospital: 'hospital-b', apiKey: 'tenancy-key-hospital-b-0123456789' 
 
 /** Fake patient identity written into the DICOM headers: none of it may leave the uploads. */
 const PATIENT = { name: 'ZZPHI^WILHELMINA^TESTPERSON', id: 'ZZPHI-ID-938172', birthDate: '19230405' };
+/** The hospital's folder name for the study sent with `covidct upload`: it must not leave either. */
+const PHI_FOLDER = 'ZZDOE_JOHN_MRN99887766';
 const PHI_STRINGS = [
+  'ZZDOE',
+  'MRN99887766',
   'ZZPHI',
   'WILHELMINA',
   'TESTPERSON',
@@ -171,6 +180,8 @@ async function waitFor(
 }
 
 let phiStudy: CreatedStudy;
+/** The same slices sent as `covidct upload` sends them: de-identified once, under neutral names. */
+let clientStudyId: string;
 
 describe('a study of slices carrying patient identity', () => {
   it('completes through the pipeline (select, worker, aggregate)', { timeout: 180_000 }, async () => {
@@ -180,6 +191,20 @@ describe('a study of slices carrying patient identity', () => {
     for (const s of [PATIENT.name, PATIENT.id, PATIENT.birthDate]) expect(header).toContain(s);
     phiStudy = await createAndUploadRaw(stack.apiUrl, A.apiKey, 'S1', slices);
     const done = await waitFor(phiStudy.studyId, A.apiKey, ['COMPLETE', 'FAILED']);
+    expect(done.status).toBe('COMPLETE');
+  });
+
+  it('sent with the upload client from a folder named after the patient, completes too', {
+    timeout: 180_000,
+  }, async () => {
+    const folder = join(work, 'hospital', PHI_FOLDER);
+    await mkdir(folder, { recursive: true });
+    for (const [i, s] of phiSlices().entries()) {
+      await writeFile(join(folder, `${PHI_FOLDER}_${String(i + 1).padStart(3, '0')}.dcm`), s.bytes);
+    }
+    clientStudyId = (await uploadStudy({ api: stack.apiUrl, key: A.apiKey, path: join(work, 'hospital') }))
+      .studyId;
+    const done = await waitFor(clientStudyId, A.apiKey, ['COMPLETE', 'FAILED']);
     expect(done.status).toBe('COMPLETE');
   });
 });
@@ -382,7 +407,17 @@ describe('patient data', () => {
         token = listed.NextContinuationToken;
       } while (token);
     }
-    for (const prefix of ['results/', 'models/']) {
+    // Everything the upload client sent (keys and bytes), the status API and the report of its study.
+    for (const route of [
+      `/studies/${clientStudyId}`,
+      `/studies/${clientStudyId}/report`,
+      `/studies/${plantedStudyId}`,
+      `/studies/${plantedStudyId}/report`,
+      '/studies',
+    ]) {
+      scanned.push({ where: `api ${route}`, text: (await call(route, A.apiKey)).text });
+    }
+    for (const prefix of ['results/', 'models/', `incoming/${A.hospital}/${clientStudyId}/`]) {
       let token: string | undefined;
       do {
         const listed = await stack.clients.s3.send(
@@ -399,7 +434,7 @@ describe('patient data', () => {
           );
           scanned.push({
             where: `s3 ${o.Key}`,
-            text: Buffer.from(await got.Body!.transformToByteArray()).toString('latin1'),
+            text: `${o.Key}\n${Buffer.from(await got.Body!.transformToByteArray()).toString('latin1')}`,
           });
           objects++;
         }
@@ -457,6 +492,7 @@ describe('patient data', () => {
     expect(items).toBeGreaterThan(4);
     expect(objects).toBeGreaterThan(0);
     expect(messages.some((m) => m.includes(phiStudy.studyId))).toBe(true);
+    expect(messages.some((m) => m.includes(clientStudyId))).toBe(true);
     expect(logs.length).toBeGreaterThan(5);
     expect(hits).toEqual([]);
     expect(messages.some((m) => m.includes(plantedStudyId))).toBe(true);

@@ -1,11 +1,11 @@
 /**
- * `covidct upload PATH --api URL --key KEY [--json] [--threshold F]`: create a study through the
- * pipeline's API and upload its slices with the presigned URLs, manifest last. DICOM headers are
- * stripped of patient identity before anything leaves the machine. The work is in ../api-client.ts,
- * imported inside the action.
+ * `covidct upload PATH --api URL --key KEY [--json] [--threshold F] [--map FILE] [--uid-secret-file FILE]`:
+ * create a study through the pipeline's API and upload its slices with the presigned URLs, manifest
+ * last. The study is de-identified first, once, as `covidct deidentify` does (neutral names, CT images
+ * only); what leaves is exactly what was hashed. The work is in ../api-client.ts, imported inside the action.
  */
 import type { Command } from 'commander';
-import { parseNumber, printJson } from '../io.js';
+import { parseNumber, printJson, warn } from '../io.js';
 
 /** The options `upload` takes. */
 export interface UploadCliOptions {
@@ -14,6 +14,8 @@ export interface UploadCliOptions {
   readonly json?: boolean;
   readonly threshold?: number;
   readonly concurrency?: number;
+  readonly map?: string;
+  readonly uidSecretFile?: string;
 }
 
 /** Register `upload`. */
@@ -27,14 +29,26 @@ export function registerUpload(program: Command): void {
     .requiredOption('--api <url>', 'the API base URL (`covidct dev` prints it)')
     .requiredOption('--key <key>', "the hospital's API key")
     .option('--threshold <fraction>', 'vote threshold for this study, in (0, 1]', parseNumber('--threshold'))
-    .option('--json', 'print JSON: { studyId, series, slices, bytes }')
+    .option(
+      '--map <file>',
+      'write original paths and UIDs ↔ the neutral ones sent to this file (mode 0600); keep it in the hospital',
+    )
+    .option(
+      '--uid-secret-file <file>',
+      'HMAC key for new UIDs (at least 16 bytes); default: random per upload',
+    )
+    .option('--json', 'print JSON: { studyId, series, slices, bytes, skipped }')
     .action(async (path: string, options: UploadCliOptions) => {
-      const [{ uploadStudy }, { startProgress }, { validateThreshold }] = await Promise.all([
-        import('../api-client.js'),
-        import('../progress.js'),
-        import('../../core/vote.js'),
-      ]);
+      const [{ uploadStudy }, { startProgress }, { validateThreshold }, { readUidSecret }] =
+        await Promise.all([
+          import('../api-client.js'),
+          import('../progress.js'),
+          import('../../core/vote.js'),
+          import('../../core/dicom/uids.js'),
+        ]);
       if (options.threshold !== undefined) validateThreshold(options.threshold, '--threshold');
+      const uidSecret =
+        options.uidSecretFile === undefined ? undefined : await readUidSecret(options.uidSecretFile);
       const progress = startProgress('upload');
       try {
         const result = await uploadStudy({
@@ -42,6 +56,9 @@ export function registerUpload(program: Command): void {
           api: options.api,
           key: options.key,
           ...(options.threshold === undefined ? {} : { threshold: options.threshold }),
+          ...(options.map === undefined ? {} : { mapFile: options.map }),
+          ...(uidSecret === undefined ? {} : { uidSecret }),
+          onSkip: (file, reason) => warn(`${file}: skipped, ${reason}`),
           onProgress: (done, total) => progress.update(done, total),
         });
         progress.stop();

@@ -1,134 +1,89 @@
 /**
- * Strip patient identity from a DICOM file before it leaves the hospital (DICOM PS3.15 Annex E,
- * Basic Application Level Confidentiality Profile, the parts that matter for CT slices), by
- * rewriting the top-level data elements in the byte stream: nothing is re-encoded, so the pixel
- * data, the transfer syntax and every attribute that decoding, selection and ordering read
- * (image pixel module, rescale, modality, SOP class, instance number, slice location, position,
- * spacing, series UID) come out byte for byte.
+ * Strip patient identity from a DICOM file before it leaves the hospital: DICOM PS3.15 Annex E,
+ * the Basic Application Level Confidentiality Profile, every attribute of Table E.1-1 (./profile.ts,
+ * data in ./confidentiality-profile.json) at any sequence depth.
  *
- * - Type 2 identity attributes (PatientName, PatientID, PatientBirthDate, PatientSex,
- *   ReferringPhysicianName, AccessionNumber, StudyID, StudyDate, StudyTime) are blanked (kept with
- *   an empty value, so the file stays a valid CT image).
- * - Other identity attributes (other IDs and names, address, institution, physicians, operators,
- *   station, device serial, descriptions, comments, the other dates and times) are removed.
- * - Private elements (odd groups) are removed: scanners put names and IDs there too.
- * - Top-level sequences are removed whole: identity hides in them (OtherPatientIDsSequence,
- *   RequestAttributesSequence, …) and reading a CT slice needs none.
- * - Retired group lengths (gggg,0000) outside the file meta are removed (they would be wrong).
- * - PatientIdentityRemoved (0012,0062) = YES and DeidentificationMethod (0012,0063) are written.
+ * Why a rewriter of its own rather than dcmjs or dicom-parser: both decode a data set into values
+ * and write it out again, which re-encodes what they do not change (number formats, padding, VRs
+ * of implicit files, encapsulated fragments) and cannot promise that pixel data and every kept
+ * attribute stay byte for byte. This module walks the byte stream and copies every element the
+ * table keeps as it was; only the elements the table names, the sequences holding them, and the
+ * file meta are written anew.
  *
- * UIDs are kept: they identify images, not people, and series splitting needs them. The file meta
- * (group 0002) is kept as it is. Deflated files are inflated, rewritten and deflated again.
+ * - Every element gets its table action: X removed, Z kept with a zero-length value (an empty
+ *   sequence for SQ), D a dummy value valid for its VR (a sequence marked D is emptied: a dummy
+ *   item would be made-up content), U every UID in it replaced through a {@link UidMapper}.
+ *   Choices (X/Z, X/D, Z/D, X/Z/D, X/Z/U*) are resolved by {@link resolveAction}: what the CT
+ *   image IOD needs at the top level is kept (type 1 a dummy, type 2 empty), the rest removed.
+ * - Private elements (odd groups, creators included) are removed at any depth; so are group lengths
+ *   (gggg,0000), data set trailing padding (FFFC,FFFC) and stray file meta elements.
+ * - Sequences are rewritten item by item, keeping their length form (defined lengths recomputed,
+ *   undefined lengths and delimiters kept). UN elements are looked up by tag; a UN that holds a
+ *   sequence is read as implicit VR little endian (PS3.5 6.2.2) and rewritten the same way.
+ * - Everything else, pixel data included (native or encapsulated), is copied byte for byte.
+ * - PatientIdentityRemoved (0012,0062) = YES, DeidentificationMethod (0012,0063) and
+ *   DeidentificationMethodCodeSequence (0012,0064) = (113100, DCM) are written.
+ * - The file meta is written anew: zero preamble, MediaStorageSOPClassUID, the new
+ *   MediaStorageSOPInstanceUID (the new SOPInstanceUID), the transfer syntax, covidct's
+ *   implementation class UID and version; no source/sending/receiving AE titles, no private
+ *   information. Files without file meta get one. Deflated data sets are inflated, rewritten and
+ *   deflated again.
  */
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { CorruptFileError, UnknownFormatError } from '../errors.js';
+import { COVIDCT_IMPLEMENTATION_UID, COVIDCT_IMPLEMENTATION_VERSION } from './encode.js';
+import {
+  CT_IMAGE_STORAGE_UID,
+  ENHANCED_CT_IMAGE_STORAGE_UID,
+  PROFILE_EDITION,
+  profileAttribute,
+  type ResolvedAction,
+  resolveAction,
+} from './profile.js';
 import { hasPreamble, leadingEncoding } from './sniff.js';
-import { DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, IMPLICIT_VR_LE } from './syntax.js';
+import { DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE } from './syntax.js';
+import { UidMapper } from './uids.js';
 
-/** What is done to an identity attribute. */
-export type DeidentifyAction = 'blank' | 'remove';
+/** The DeidentificationMethod (0012,0063) written into every file (LO: at most 64 characters). */
+export const DEIDENTIFICATION_METHOD = `covidct: PS3.15 ${PROFILE_EDITION} Basic Profile, UIDs replaced`;
 
-const t = (group: number, element: number) => ((group << 16) | element) >>> 0;
-
-/** Identity attributes and their action, keyed by tag `(group << 16) | element`. */
-export const IDENTITY_ATTRIBUTES: ReadonlyMap<number, DeidentifyAction> = new Map<number, DeidentifyAction>([
-  // Blanked: Type 2 in the CT image IOD's patient, study and series modules.
-  [t(0x0010, 0x0010), 'blank'], // PatientName
-  [t(0x0010, 0x0020), 'blank'], // PatientID
-  [t(0x0010, 0x0030), 'blank'], // PatientBirthDate
-  [t(0x0010, 0x0040), 'blank'], // PatientSex
-  [t(0x0008, 0x0090), 'blank'], // ReferringPhysicianName
-  [t(0x0008, 0x0050), 'blank'], // AccessionNumber
-  [t(0x0020, 0x0010), 'blank'], // StudyID
-  [t(0x0008, 0x0020), 'blank'], // StudyDate
-  [t(0x0008, 0x0030), 'blank'], // StudyTime
-  // Removed.
-  [t(0x0008, 0x0012), 'remove'], // InstanceCreationDate
-  [t(0x0008, 0x0013), 'remove'], // InstanceCreationTime
-  [t(0x0008, 0x0014), 'remove'], // InstanceCreatorUID
-  [t(0x0008, 0x0021), 'remove'], // SeriesDate
-  [t(0x0008, 0x0022), 'remove'], // AcquisitionDate
-  [t(0x0008, 0x0023), 'remove'], // ContentDate
-  [t(0x0008, 0x0024), 'remove'], // OverlayDate
-  [t(0x0008, 0x0025), 'remove'], // CurveDate
-  [t(0x0008, 0x002a), 'remove'], // AcquisitionDateTime
-  [t(0x0008, 0x0031), 'remove'], // SeriesTime
-  [t(0x0008, 0x0032), 'remove'], // AcquisitionTime
-  [t(0x0008, 0x0033), 'remove'], // ContentTime
-  [t(0x0008, 0x0034), 'remove'], // OverlayTime
-  [t(0x0008, 0x0035), 'remove'], // CurveTime
-  [t(0x0008, 0x0080), 'remove'], // InstitutionName
-  [t(0x0008, 0x0081), 'remove'], // InstitutionAddress
-  [t(0x0008, 0x0092), 'remove'], // ReferringPhysicianAddress
-  [t(0x0008, 0x0094), 'remove'], // ReferringPhysicianTelephoneNumbers
-  [t(0x0008, 0x0201), 'remove'], // TimezoneOffsetFromUTC
-  [t(0x0008, 0x1010), 'remove'], // StationName
-  [t(0x0008, 0x1030), 'remove'], // StudyDescription
-  [t(0x0008, 0x103e), 'remove'], // SeriesDescription
-  [t(0x0008, 0x1040), 'remove'], // InstitutionalDepartmentName
-  [t(0x0008, 0x1048), 'remove'], // PhysiciansOfRecord
-  [t(0x0008, 0x1050), 'remove'], // PerformingPhysicianName
-  [t(0x0008, 0x1060), 'remove'], // NameOfPhysiciansReadingStudy
-  [t(0x0008, 0x1070), 'remove'], // OperatorsName
-  [t(0x0008, 0x1080), 'remove'], // AdmittingDiagnosesDescription
-  [t(0x0008, 0x2111), 'remove'], // DerivationDescription
-  [t(0x0010, 0x0021), 'remove'], // IssuerOfPatientID
-  [t(0x0010, 0x0032), 'remove'], // PatientBirthTime
-  [t(0x0010, 0x1000), 'remove'], // OtherPatientIDs
-  [t(0x0010, 0x1001), 'remove'], // OtherPatientNames
-  [t(0x0010, 0x1005), 'remove'], // PatientBirthName
-  [t(0x0010, 0x1010), 'remove'], // PatientAge
-  [t(0x0010, 0x1020), 'remove'], // PatientSize
-  [t(0x0010, 0x1030), 'remove'], // PatientWeight
-  [t(0x0010, 0x1040), 'remove'], // PatientAddress
-  [t(0x0010, 0x1060), 'remove'], // PatientMotherBirthName
-  [t(0x0010, 0x1090), 'remove'], // MedicalRecordLocator
-  [t(0x0010, 0x2150), 'remove'], // CountryOfResidence
-  [t(0x0010, 0x2152), 'remove'], // RegionOfResidence
-  [t(0x0010, 0x2154), 'remove'], // PatientTelephoneNumbers
-  [t(0x0010, 0x2160), 'remove'], // EthnicGroup
-  [t(0x0010, 0x2180), 'remove'], // Occupation
-  [t(0x0010, 0x21a0), 'remove'], // SmokingStatus
-  [t(0x0010, 0x21b0), 'remove'], // AdditionalPatientHistory
-  [t(0x0010, 0x21c0), 'remove'], // PregnancyStatus
-  [t(0x0010, 0x21f0), 'remove'], // PatientReligiousPreference
-  [t(0x0010, 0x4000), 'remove'], // PatientComments
-  [t(0x0012, 0x0062), 'remove'], // PatientIdentityRemoved (rewritten below)
-  [t(0x0012, 0x0063), 'remove'], // DeidentificationMethod (rewritten below)
-  [t(0x0018, 0x1000), 'remove'], // DeviceSerialNumber
-  [t(0x0018, 0x1012), 'remove'], // DateOfSecondaryCapture
-  [t(0x0018, 0x1030), 'remove'], // ProtocolName
-  [t(0x0018, 0x1200), 'remove'], // DateOfLastCalibration
-  [t(0x0018, 0x1201), 'remove'], // TimeOfLastCalibration
-  [t(0x0020, 0x4000), 'remove'], // ImageComments
-  [t(0x0032, 0x1032), 'remove'], // RequestingPhysician
-  [t(0x0032, 0x1033), 'remove'], // RequestingService
-  [t(0x0032, 0x1060), 'remove'], // RequestedProcedureDescription
-  [t(0x0038, 0x0010), 'remove'], // AdmissionID
-  [t(0x0038, 0x0300), 'remove'], // CurrentPatientLocation
-  [t(0x0038, 0x0400), 'remove'], // PatientInstitutionResidence
-  [t(0x0040, 0x0006), 'remove'], // ScheduledPerformingPhysicianName
-  [t(0x0040, 0x0244), 'remove'], // PerformedProcedureStepStartDate
-  [t(0x0040, 0x0245), 'remove'], // PerformedProcedureStepStartTime
-  [t(0x0040, 0x0253), 'remove'], // PerformedProcedureStepID
-  [t(0x0040, 0x0254), 'remove'], // PerformedProcedureStepDescription
-  [t(0x0040, 0x1001), 'remove'], // RequestedProcedureID
-  [t(0x0040, 0xa123), 'remove'], // PersonName
-  [t(0x4008, 0x0114), 'remove'], // PhysicianApprovingInterpretation
-]);
-
-/** The DeidentificationMethod (0012,0063) written into every file. */
-export const DEIDENTIFICATION_METHOD = 'covidct: DICOM PS3.15 basic profile, UIDs retained';
+/** The code of DeidentificationMethodCodeSequence (0012,0064): CID 7050, DCM 113100. */
+export const BASIC_PROFILE_CODE = {
+  value: '113100',
+  scheme: 'DCM',
+  meaning: 'Basic Application Confidentiality Profile',
+} as const;
 
 /** What {@link deidentifyDicom} did. */
 export interface DeidentifyResult {
   /** The rewritten file. */
   readonly bytes: Uint8Array;
-  /** Elements removed (identity attributes, private elements, sequences, group lengths). */
+  /** Elements removed (X, private elements, group lengths, padding), at any depth. */
   readonly removed: number;
-  /** Elements kept with an empty value. */
-  readonly blanked: number;
+  /** Elements kept with a zero-length value (Z). */
+  readonly emptied: number;
+  /** Elements given a dummy value (D). */
+  readonly dummied: number;
+  /** Elements whose UIDs were replaced (U). */
+  readonly uidsReplaced: number;
 }
+
+/** Top-level facts of a DICOM file that decide whether it may leave (see {@link inspectDicom}). */
+export interface DicomFacts {
+  /** SOPClassUID (0008,0016), else MediaStorageSOPClassUID (0002,0002). */
+  readonly sopClassUid?: string;
+  readonly modality?: string;
+  /** BurnedInAnnotation (0028,0301) as written (upper case, trimmed). */
+  readonly burnedInAnnotation?: string;
+}
+
+/** Options of {@link deidentifyDicom}. */
+export interface DeidentifyDicomOptions {
+  /** Maps UIDs; share one across the files of a run. Default: a new one with a random secret. */
+  readonly uids?: UidMapper;
+}
+
+const t = (group: number, element: number) => ((group << 16) | element) >>> 0;
 
 /** VRs with a reserved field and a 32-bit length in explicit VR. */
 const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
@@ -136,42 +91,63 @@ const UNDEFINED = 0xffffffff;
 const ITEM = t(0xfffe, 0xe000);
 const ITEM_END = t(0xfffe, 0xe00d);
 const SEQUENCE_END = t(0xfffe, 0xe0dd);
+const TRAILING_PADDING = t(0xfffc, 0xfffc);
+const PIXEL_DATA = t(0x7fe0, 0x0010);
+const SOP_CLASS_UID = t(0x0008, 0x0016);
+const SOP_INSTANCE_UID = t(0x0008, 0x0018);
+const MODALITY = t(0x0008, 0x0060);
+const BURNED_IN_ANNOTATION = t(0x0028, 0x0301);
+const PATIENT_IDENTITY_REMOVED = t(0x0012, 0x0062);
+const DEIDENTIFICATION_METHOD_TAG = t(0x0012, 0x0063);
+const DEIDENTIFICATION_CODE_SEQUENCE = t(0x0012, 0x0064);
 
 interface Encoding {
   readonly little: boolean;
   readonly explicit: boolean;
 }
 
+/** UN content, and sequences inside it, are implicit VR little endian whatever the file's syntax. */
+const UN_CONTENT: Encoding = { little: true, explicit: false };
+
 interface Parsed {
   readonly tag: number;
+  /** The VR written in the file (explicit VR), else undefined. */
   readonly vr: string | undefined;
-  readonly headerLength: number;
-  /** Offset of the length field and its size. */
-  readonly lengthAt: number;
-  readonly lengthSize: 2 | 4;
+  readonly at: number;
   readonly valueAt: number;
-  /** Undefined length: the value runs to a delimiter. */
+  /** Where the length field is, relative to `at`, and its size. */
+  readonly lengthOffset: number;
+  readonly lengthSize: 2 | 4;
   readonly undefinedLength: boolean;
+  /** End of the value (after the sequence delimiter for undefined lengths). */
   readonly end: number;
+  /** End of the content (before the delimiter for undefined lengths). */
+  readonly contentEnd: number;
 }
 
-/** Walks data elements of one byte buffer; every read is bounds-checked into a one-line error. */
-class Walker {
+/** Parses and rewrites the data set of one file; every read is bounds-checked into a one-line error. */
+class Rewriter {
   private readonly view: DataView;
+  removed = 0;
+  emptied = 0;
+  dummied = 0;
+  uidsReplaced = 0;
+
   constructor(
     private readonly bytes: Uint8Array,
     private readonly file: string,
+    private readonly uids: UidMapper,
+    private readonly sopClassUid: string | undefined,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
+  private damaged(what = 'truncated or damaged: a data element runs past the end of the file'): never {
+    throw new CorruptFileError(this.file, what);
+  }
+
   private need(offset: number, n: number): void {
-    if (offset + n > this.bytes.length) {
-      throw new CorruptFileError(
-        this.file,
-        'truncated or damaged: a data element runs past the end of the file',
-      );
-    }
+    if (offset + n > this.bytes.length) this.damaged();
   }
 
   tagAt(offset: number, little: boolean): number {
@@ -179,248 +155,524 @@ class Walker {
     return t(this.view.getUint16(offset, little), this.view.getUint16(offset + 2, little));
   }
 
-  element(offset: number, enc: Encoding): Parsed {
-    const tag = this.tagAt(offset, enc.little);
-    const group = tag >>> 16;
+  element(at: number, enc: Encoding): Parsed {
+    const tag = this.tagAt(at, enc.little);
+    this.need(at, 8);
+    let vr: string | undefined;
+    let lengthOffset: number;
+    let lengthSize: 2 | 4;
     // Item and delimiter tags never carry a VR, whatever the syntax.
-    if (enc.explicit && group !== 0xfffe) {
-      this.need(offset, 8);
-      const vr = String.fromCharCode(this.bytes[offset + 4]!, this.bytes[offset + 5]!);
+    if (enc.explicit && tag >>> 16 !== 0xfffe) {
+      vr = String.fromCharCode(this.bytes[at + 4]!, this.bytes[at + 5]!);
       if (LONG_VRS.has(vr)) {
-        this.need(offset, 12);
-        const length = this.view.getUint32(offset + 8, enc.little);
-        return this.finish(
-          tag,
-          vr,
-          offset,
-          12,
-          offset + 8,
-          4,
-          length,
-          vr === 'UN' ? { ...enc, explicit: false } : enc,
-        );
+        this.need(at, 12);
+        lengthOffset = 8;
+        lengthSize = 4;
+      } else {
+        lengthOffset = 6;
+        lengthSize = 2;
       }
-      const length = this.view.getUint16(offset + 6, enc.little);
-      return this.finish(tag, vr, offset, 8, offset + 6, 2, length, enc);
+    } else {
+      lengthOffset = 4;
+      lengthSize = 4;
     }
-    this.need(offset, 8);
-    const length = this.view.getUint32(offset + 4, enc.little);
-    return this.finish(tag, undefined, offset, 8, offset + 4, 4, length, enc);
-  }
-
-  private finish(
-    tag: number,
-    vr: string | undefined,
-    offset: number,
-    headerLength: number,
-    lengthAt: number,
-    lengthSize: 2 | 4,
-    length: number,
-    nested: Encoding,
-  ): Parsed {
-    const valueAt = offset + headerLength;
-    if (length === UNDEFINED && lengthSize === 4) {
+    const length =
+      lengthSize === 2
+        ? this.view.getUint16(at + lengthOffset, enc.little)
+        : this.view.getUint32(at + lengthOffset, enc.little);
+    const valueAt = at + lengthOffset + lengthSize;
+    if (lengthSize === 4 && length === UNDEFINED) {
+      const nested = vr === 'UN' ? UN_CONTENT : enc;
+      const contentEnd = this.skipItems(valueAt, nested);
       return {
         tag,
         vr,
-        headerLength,
-        lengthAt,
-        lengthSize,
+        at,
         valueAt,
+        lengthOffset,
+        lengthSize,
         undefinedLength: true,
-        end: this.skipItems(valueAt, nested),
+        end: contentEnd + 8,
+        contentEnd,
       };
     }
     this.need(valueAt, length);
-    return {
-      tag,
-      vr,
-      headerLength,
-      lengthAt,
-      lengthSize,
-      valueAt,
-      undefinedLength: false,
-      end: valueAt + length,
-    };
+    const end = valueAt + length;
+    return { tag, vr, at, valueAt, lengthOffset, lengthSize, undefinedLength: false, end, contentEnd: end };
   }
 
-  /** Skip the items of an undefined-length value (a sequence or encapsulated pixel data) up to its delimiter. */
+  /** Skip the items of an undefined-length value to its delimiter; returns the delimiter's offset. */
   private skipItems(offset: number, enc: Encoding): number {
     let at = offset;
     for (;;) {
       const tag = this.tagAt(at, enc.little);
       this.need(at, 8);
       const length = this.view.getUint32(at + 4, enc.little);
-      if (tag === SEQUENCE_END) return at + 8;
-      if (tag !== ITEM) {
-        throw new CorruptFileError(this.file, 'damaged DICOM data: expected an item or a sequence delimiter');
-      }
+      if (tag === SEQUENCE_END) return at;
+      if (tag !== ITEM) this.damaged('damaged DICOM data: expected an item or a sequence delimiter');
+      at += 8;
       if (length !== UNDEFINED) {
-        this.need(at + 8, length);
-        at += 8 + length;
+        this.need(at, length);
+        at += length;
         continue;
       }
-      at += 8;
-      // An undefined-length item: its data set runs to the item delimiter.
       while (this.tagAt(at, enc.little) !== ITEM_END) at = this.element(at, enc).end;
       at += 8;
     }
   }
 
-  /** Whether a defined-length value starts like a sequence item (implicit VR has no VR to say SQ). */
-  startsWithItem(p: Parsed, little: boolean): boolean {
-    return p.end - p.valueAt >= 8 && this.tagAt(p.valueAt, little) === ITEM;
+  /** Whether an element's value is a sequence of items (SQ, or UN/implicit content made of items). */
+  private isSequence(p: Parsed, enc: Encoding): boolean {
+    if (p.vr === 'SQ') return true;
+    if (p.vr !== undefined && p.vr !== 'UN') return false;
+    if (p.tag >>> 16 === 0x7fe0) return false; // pixel data: encapsulated fragments are items too
+    if (p.undefinedLength) return true;
+    return p.end - p.valueAt >= 8 && this.tagAt(p.valueAt, p.vr === 'UN' ? true : enc.little) === ITEM;
+  }
+
+  /** A copy of an element's header with its length field set to `length`. */
+  private header(p: Parsed, length: number, enc: Encoding): Uint8Array {
+    const head = new Uint8Array(this.bytes.subarray(p.at, p.valueAt));
+    const view = new DataView(head.buffer);
+    const little = enc.little;
+    if (p.lengthSize === 2) {
+      if (length > 0xffff) this.damaged('a replacement value does not fit its element');
+      view.setUint16(p.lengthOffset, length, little);
+    } else view.setUint32(p.lengthOffset, length, little);
+    return head;
+  }
+
+  /**
+   * Rewrite the elements from `at` to `end`, or, when `end` is undefined, to the item delimiter
+   * (which is consumed). `extra` elements (already encoded, sorted) are merged in tag order.
+   */
+  dataSet(
+    at: number,
+    end: number | undefined,
+    enc: Encoding,
+    depth: number,
+    extra: readonly (readonly [number, Uint8Array])[] = [],
+  ): { parts: Uint8Array[]; next: number } {
+    const parts: Uint8Array[] = [];
+    let pending = 0;
+    const flushExtra = (before: number) => {
+      while (pending < extra.length && extra[pending]![0] < before) parts.push(extra[pending++]![1]);
+    };
+    for (;;) {
+      if (end !== undefined && at >= end) break;
+      if (end === undefined) {
+        if (this.tagAt(at, enc.little) === ITEM_END) {
+          this.need(at, 8);
+          at += 8;
+          break;
+        }
+      } else if (depth === 0 && end - at < 8) {
+        // Zero padding shorter than an element header is not an element; anything else is a cut file.
+        if (this.bytes.subarray(at, end).some((b) => b !== 0)) this.damaged();
+        break;
+      }
+      const p = this.element(at, enc);
+      if (end !== undefined && p.end > end) this.damaged();
+      at = p.end;
+      flushExtra(p.tag);
+      this.rewriteElement(p, enc, depth, parts);
+    }
+    flushExtra(0x100000000);
+    return { parts, next: at };
+  }
+
+  private rewriteElement(p: Parsed, enc: Encoding, depth: number, parts: Uint8Array[]): void {
+    const group = p.tag >>> 16;
+    const elementNumber = p.tag & 0xffff;
+    if (
+      group % 2 === 1 ||
+      elementNumber === 0 ||
+      group === 0x0002 ||
+      p.tag === TRAILING_PADDING ||
+      (depth === 0 &&
+        (p.tag === PATIENT_IDENTITY_REMOVED ||
+          p.tag === DEIDENTIFICATION_METHOD_TAG ||
+          p.tag === DEIDENTIFICATION_CODE_SEQUENCE))
+    ) {
+      this.removed++;
+      return;
+    }
+    if (depth === 0 && p.tag === PIXEL_DATA) {
+      parts.push(this.bytes.subarray(p.at, p.end));
+      return;
+    }
+    const row = profileAttribute(p.tag);
+    const sequence = this.isSequence(p, enc);
+    if (row !== undefined) {
+      let action: ResolvedAction = resolveAction(row, this.sopClassUid, depth === 0);
+      if (sequence && (action === 'D' || action === 'U')) action = 'Z';
+      if (action === 'X') {
+        this.removed++;
+        return;
+      }
+      if (action === 'Z') {
+        parts.push(this.header(p, 0, enc));
+        this.emptied++;
+        return;
+      }
+      const vr = p.vr !== undefined && p.vr !== 'UN' ? p.vr : (row.vr.split(' ')[0] ?? 'UN');
+      const value = action === 'U' ? this.replaceUids(p) : dummyValue(vr === '' ? 'UN' : vr);
+      if (action === 'U') this.uidsReplaced++;
+      else this.dummied++;
+      if (p.undefinedLength) {
+        parts.push(this.header(p, 0, enc));
+        return;
+      }
+      parts.push(this.header(p, value.length, enc), value);
+      return;
+    }
+    if (!sequence) {
+      parts.push(this.bytes.subarray(p.at, p.end));
+      return;
+    }
+    const nested = p.vr === 'UN' ? UN_CONTENT : enc;
+    const items = this.items(p, nested, depth + 1);
+    const length = items.reduce((n, b) => n + b.length, 0);
+    if (p.undefinedLength) {
+      parts.push(this.header(p, UNDEFINED, enc), ...items, delimiter(SEQUENCE_END, nested));
+    } else {
+      parts.push(this.header(p, length, enc), ...items);
+    }
+  }
+
+  /** The rewritten items of a sequence, each with its delimiters as found. */
+  private items(p: Parsed, enc: Encoding, depth: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let at = p.valueAt;
+    while (at < p.contentEnd) {
+      const tag = this.tagAt(at, enc.little);
+      this.need(at, 8);
+      if (tag !== ITEM) this.damaged('damaged DICOM data: expected a sequence item');
+      const length = this.view.getUint32(at + 4, enc.little);
+      if (length === UNDEFINED) {
+        const { parts, next } = this.dataSet(at + 8, undefined, enc, depth);
+        out.push(itemHeader(UNDEFINED, enc), ...parts, delimiter(ITEM_END, enc));
+        at = next;
+      } else {
+        this.need(at + 8, length);
+        const { parts } = this.dataSet(at + 8, at + 8 + length, enc, depth);
+        out.push(itemHeader(sum(parts), enc), ...parts);
+        at += 8 + length;
+      }
+    }
+    return out;
+  }
+
+  /** An element's value with every UID replaced, padded to even length with NUL. */
+  private replaceUids(p: Parsed): Uint8Array {
+    const text = latin1(this.bytes.subarray(p.valueAt, p.contentEnd));
+    const replaced = text
+      .replace(/[\0 ]+$/, '')
+      .split('\\')
+      .map((uid) => (uid.trim() === '' ? '' : this.uids.map(uid)))
+      .join('\\');
+    return padded(replaced, 0);
   }
 }
 
-/** One element encoded in the data set's encoding (short string VRs only). */
-function encodeElement(tag: number, vr: string, value: string, enc: Encoding): Uint8Array {
-  const text = value.length % 2 === 0 ? value : `${value} `;
-  const header = 8;
-  const out = new Uint8Array(header + text.length);
+function sum(parts: readonly Uint8Array[]): number {
+  return parts.reduce((n, b) => n + b.length, 0);
+}
+
+function latin1(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+}
+
+/** Text as even-length bytes, padded with `pad` (space for text VRs, NUL for UI). */
+function padded(text: string, pad: number): Uint8Array {
+  const bytes = Buffer.from(text, 'latin1');
+  if (bytes.length % 2 === 0) return new Uint8Array(bytes);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  out[bytes.length] = pad;
+  return out;
+}
+
+const DUMMY_TEXT: Readonly<Record<string, string>> = {
+  AE: 'ANONYMOUS',
+  AS: '000Y',
+  CS: 'ANONYMOUS',
+  DA: '19000101',
+  DS: '0',
+  DT: '19000101000000',
+  IS: '0',
+  LO: 'ANONYMOUS',
+  LT: 'ANONYMOUS',
+  PN: 'ANONYMOUS',
+  SH: 'ANONYMOUS',
+  ST: 'ANONYMOUS',
+  TM: '000000',
+  UC: 'ANONYMOUS',
+  UR: 'urn:anonymous',
+  UT: 'ANONYMOUS',
+};
+const DUMMY_BINARY_SIZE: Readonly<Record<string, number>> = {
+  AT: 4,
+  FD: 8,
+  FL: 4,
+  OB: 2,
+  OD: 8,
+  OF: 4,
+  OL: 4,
+  OV: 8,
+  OW: 2,
+  SL: 4,
+  SS: 2,
+  SV: 8,
+  UL: 4,
+  UN: 2,
+  US: 2,
+  UV: 8,
+};
+
+/** A dummy value valid for `vr` (D): a neutral text, or zeros of the VR's size. */
+function dummyValue(vr: string): Uint8Array {
+  if (vr === 'UI') return padded('2.25.0', 0);
+  const text = DUMMY_TEXT[vr];
+  if (text !== undefined) return padded(text, 0x20);
+  return new Uint8Array(DUMMY_BINARY_SIZE[vr] ?? 2);
+}
+
+function itemHeader(length: number, enc: Encoding): Uint8Array {
+  const out = new Uint8Array(8);
+  const view = new DataView(out.buffer);
+  view.setUint16(0, 0xfffe, enc.little);
+  view.setUint16(2, 0xe000, enc.little);
+  view.setUint32(4, length, enc.little);
+  return out;
+}
+
+function delimiter(tag: number, enc: Encoding): Uint8Array {
+  const out = new Uint8Array(8);
+  const view = new DataView(out.buffer);
+  view.setUint16(0, tag >>> 16, enc.little);
+  view.setUint16(2, tag & 0xffff, enc.little);
+  return out;
+}
+
+/** One element in `enc`: short text VRs, or SQ with an already encoded value. */
+function encodeElement(tag: number, vr: string, value: Uint8Array, enc: Encoding): Uint8Array {
+  const long = LONG_VRS.has(vr);
+  const headerLength = enc.explicit ? (long ? 12 : 8) : 8;
+  const out = new Uint8Array(headerLength + value.length);
   const view = new DataView(out.buffer);
   view.setUint16(0, tag >>> 16, enc.little);
   view.setUint16(2, tag & 0xffff, enc.little);
   if (enc.explicit) {
     out[4] = vr.charCodeAt(0);
     out[5] = vr.charCodeAt(1);
-    view.setUint16(6, text.length, enc.little);
-  } else {
-    view.setUint32(4, text.length, enc.little);
-  }
-  for (let i = 0; i < text.length; i++) out[header + i] = text.charCodeAt(i);
+    if (long) view.setUint32(8, value.length, enc.little);
+    else view.setUint16(6, value.length, enc.little);
+  } else view.setUint32(4, value.length, enc.little);
+  out.set(value, headerLength);
   return out;
 }
 
-/** Where the data set starts and how it is encoded. */
+/** PatientIdentityRemoved, DeidentificationMethod and the method code sequence, encoded in `enc`. */
+function markers(enc: Encoding): (readonly [number, Uint8Array])[] {
+  const code = [
+    encodeElement(t(0x0008, 0x0100), 'SH', padded(BASIC_PROFILE_CODE.value, 0x20), enc),
+    encodeElement(t(0x0008, 0x0102), 'SH', padded(BASIC_PROFILE_CODE.scheme, 0x20), enc),
+    encodeElement(t(0x0008, 0x0104), 'LO', padded(BASIC_PROFILE_CODE.meaning, 0x20), enc),
+  ];
+  const item = new Uint8Array(8 + sum(code));
+  item.set(itemHeader(sum(code), enc));
+  let o = 8;
+  for (const c of code) {
+    item.set(c, o);
+    o += c.length;
+  }
+  return [
+    [PATIENT_IDENTITY_REMOVED, encodeElement(PATIENT_IDENTITY_REMOVED, 'CS', padded('YES', 0x20), enc)],
+    [
+      DEIDENTIFICATION_METHOD_TAG,
+      encodeElement(DEIDENTIFICATION_METHOD_TAG, 'LO', padded(DEIDENTIFICATION_METHOD, 0x20), enc),
+    ],
+    [DEIDENTIFICATION_CODE_SEQUENCE, encodeElement(DEIDENTIFICATION_CODE_SEQUENCE, 'SQ', item, enc)],
+  ];
+}
+
+/** Where the data set starts, how it is encoded, and what the file meta said. */
 interface Layout {
   readonly dataStart: number;
   readonly enc: Encoding;
+  readonly syntax: string;
   readonly deflated: boolean;
+  readonly metaSopClassUid?: string;
+  readonly metaSopInstanceUid?: string;
 }
 
-function layoutOf(bytes: Uint8Array, file: string, walker: Walker): Layout {
+function text(bytes: Uint8Array, p: Parsed): string {
+  return latin1(bytes.subarray(p.valueAt, p.contentEnd))
+    .replace(/[\0 ]+$/, '')
+    .trim();
+}
+
+function layoutOf(bytes: Uint8Array, file: string): Layout {
+  const walker = new Rewriter(bytes, file, new UidMapper(new Uint8Array(16)), undefined);
   let metaStart: number;
   if (hasPreamble(bytes)) metaStart = 132;
   else {
     const lead = leadingEncoding(bytes);
     if (lead === undefined) throw new UnknownFormatError(file, 'not a DICOM file');
     if (!lead.meta) {
-      return { dataStart: 0, enc: { little: lead.littleEndian, explicit: lead.explicitVr }, deflated: false };
+      const enc = { little: lead.littleEndian, explicit: lead.explicitVr };
+      if (!enc.little && !enc.explicit) {
+        throw new UnknownFormatError(file, 'implicit VR big endian is not a DICOM transfer syntax');
+      }
+      const syntax = !enc.explicit ? IMPLICIT_VR_LE : enc.little ? EXPLICIT_VR_LE : EXPLICIT_VR_BE;
+      return { dataStart: 0, enc, syntax, deflated: false };
     }
     metaStart = 0;
   }
   // File meta: explicit VR little endian, group 0002 only.
   let at = metaStart;
   let syntax: string | undefined;
+  let metaSopClassUid: string | undefined;
+  let metaSopInstanceUid: string | undefined;
   const metaEnc = { little: true, explicit: true };
   while (at + 4 <= bytes.length && walker.tagAt(at, true) >>> 16 === 0x0002) {
     const e = walker.element(at, metaEnc);
-    if (e.tag === t(0x0002, 0x0010)) {
-      syntax = Buffer.from(bytes.subarray(e.valueAt, e.end))
-        .toString('latin1')
-        .replace(/[\0 ]+$/, '');
-    }
+    if (e.tag === t(0x0002, 0x0010)) syntax = text(bytes, e);
+    else if (e.tag === t(0x0002, 0x0002)) metaSopClassUid = text(bytes, e);
+    else if (e.tag === t(0x0002, 0x0003)) metaSopInstanceUid = text(bytes, e);
     at = e.end;
   }
   if (syntax === undefined)
     throw new CorruptFileError(file, 'no transfer syntax (0002,0010) in the file meta');
-  if (syntax === IMPLICIT_VR_LE)
-    return { dataStart: at, enc: { little: true, explicit: false }, deflated: false };
-  if (syntax === EXPLICIT_VR_BE)
-    return { dataStart: at, enc: { little: false, explicit: true }, deflated: false };
-  return {
+  const base = {
     dataStart: at,
-    enc: { little: true, explicit: true },
-    deflated: syntax === DEFLATED_EXPLICIT_VR_LE,
+    syntax,
+    ...(metaSopClassUid ? { metaSopClassUid } : {}),
+    ...(metaSopInstanceUid ? { metaSopInstanceUid } : {}),
+  };
+  if (syntax === IMPLICIT_VR_LE) return { ...base, enc: { little: true, explicit: false }, deflated: false };
+  if (syntax === EXPLICIT_VR_BE) return { ...base, enc: { little: false, explicit: true }, deflated: false };
+  return { ...base, enc: { little: true, explicit: true }, deflated: syntax === DEFLATED_EXPLICIT_VR_LE };
+}
+
+function dataSetOf(bytes: Uint8Array, layout: Layout, file: string): Uint8Array {
+  const data = bytes.subarray(layout.dataStart);
+  if (!layout.deflated) return data;
+  try {
+    return inflateRawSync(data);
+  } catch {
+    throw new CorruptFileError(file, 'deflated data set is damaged');
+  }
+}
+
+/** Top-level values of some tags (the walk stops after the last one asked for). */
+function topLevel(
+  data: Uint8Array,
+  enc: Encoding,
+  file: string,
+  tags: readonly number[],
+): Map<number, string> {
+  const walker = new Rewriter(data, file, new UidMapper(new Uint8Array(16)), undefined);
+  const wanted = new Set(tags);
+  const last = Math.max(...tags);
+  const found = new Map<number, string>();
+  let at = 0;
+  while (data.length - at >= 8) {
+    const p = walker.element(at, enc);
+    if (p.tag > last) break;
+    if (wanted.has(p.tag) && !p.undefinedLength) found.set(p.tag, text(data, p));
+    at = p.end;
+  }
+  return found;
+}
+
+/** The facts of a DICOM file that decide whether it may leave: SOP class, modality, burned-in annotation. */
+export function inspectDicom(bytes: Uint8Array, file: string): DicomFacts {
+  const layout = layoutOf(bytes, file);
+  const values = topLevel(dataSetOf(bytes, layout, file), layout.enc, file, [
+    SOP_CLASS_UID,
+    MODALITY,
+    BURNED_IN_ANNOTATION,
+  ]);
+  const sopClassUid = values.get(SOP_CLASS_UID) || layout.metaSopClassUid;
+  const modality = values.get(MODALITY)?.toUpperCase();
+  const burned = values.get(BURNED_IN_ANNOTATION)?.toUpperCase();
+  return {
+    ...(sopClassUid ? { sopClassUid } : {}),
+    ...(modality ? { modality } : {}),
+    ...(burned ? { burnedInAnnotation: burned } : {}),
   };
 }
 
-/** Rewrite one data set (see the module comment); returns the new bytes and counts. */
-function rewriteDataSet(data: Uint8Array, enc: Encoding, file: string) {
-  const walker = new Walker(data, file);
-  const parts: Uint8Array[] = [];
-  let removed = 0;
-  let blanked = 0;
-  let marked = false;
-  const mark = () => {
-    if (marked) return;
-    marked = true;
-    parts.push(encodeElement(t(0x0012, 0x0062), 'CS', 'YES', enc));
-    parts.push(encodeElement(t(0x0012, 0x0063), 'LO', DEIDENTIFICATION_METHOD, enc));
-  };
-  let at = 0;
-  while (at < data.length) {
-    // Zero padding shorter than an element header is not an element; anything else is a cut file.
-    if (data.length - at < 8) {
-      if (data.subarray(at).some((b) => b !== 0)) {
-        throw new CorruptFileError(
-          file,
-          'truncated or damaged: a data element runs past the end of the file',
-        );
-      }
-      parts.push(data.subarray(at));
-      break;
-    }
-    const e = walker.element(at, enc);
-    const group = e.tag >>> 16;
-    const element = e.tag & 0xffff;
-    if (e.tag > t(0x0012, 0x0063)) mark();
-    const action = IDENTITY_ATTRIBUTES.get(e.tag);
-    const isPixelData = e.tag === t(0x7fe0, 0x0010);
-    const isSequence =
-      !isPixelData &&
-      (e.vr === 'SQ' || (e.vr === undefined && (e.undefinedLength || walker.startsWithItem(e, enc.little))));
-    if (
-      group % 2 === 1 ||
-      (element === 0 && group !== 0x0002) ||
-      (isSequence && group !== 0x0002) ||
-      action === 'remove'
-    ) {
-      removed++;
-    } else if (action === 'blank' && (e.end > e.valueAt || e.undefinedLength)) {
-      // A copy (a Buffer's slice would share memory with the input).
-      const header = new Uint8Array(data.subarray(at, at + e.headerLength));
-      const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
-      if (e.lengthSize === 2) view.setUint16(e.lengthAt - at, 0, enc.little);
-      else view.setUint32(e.lengthAt - at, 0, enc.little);
-      parts.push(header);
-      blanked++;
-    } else {
-      parts.push(data.subarray(at, e.end));
-    }
-    at = e.end;
+/** Whether a file is a CT image: CT Image Storage or Enhanced CT, or no SOP class and modality CT. */
+export function isCtImage(facts: DicomFacts): boolean {
+  if (facts.sopClassUid !== undefined) {
+    return facts.sopClassUid === CT_IMAGE_STORAGE_UID || facts.sopClassUid === ENHANCED_CT_IMAGE_STORAGE_UID;
   }
-  mark();
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = new Uint8Array(total);
+  return facts.modality === 'CT';
+}
+
+/** The new file meta (group 0002), explicit VR little endian, with its group length. */
+function fileMeta(
+  sopClassUid: string | undefined,
+  sopInstanceUid: string | undefined,
+  syntax: string,
+): Uint8Array {
+  const le = { little: true, explicit: true };
+  const elements = [
+    encodeElement(t(0x0002, 0x0001), 'OB', new Uint8Array([0, 1]), le),
+    ...(sopClassUid ? [encodeElement(t(0x0002, 0x0002), 'UI', padded(sopClassUid, 0), le)] : []),
+    ...(sopInstanceUid ? [encodeElement(t(0x0002, 0x0003), 'UI', padded(sopInstanceUid, 0), le)] : []),
+    encodeElement(t(0x0002, 0x0010), 'UI', padded(syntax, 0), le),
+    encodeElement(t(0x0002, 0x0012), 'UI', padded(COVIDCT_IMPLEMENTATION_UID, 0), le),
+    encodeElement(t(0x0002, 0x0013), 'SH', padded(COVIDCT_IMPLEMENTATION_VERSION, 0x20), le),
+  ];
+  const groupLength = new Uint8Array(4);
+  new DataView(groupLength.buffer).setUint32(0, sum(elements), true);
+  return concat([encodeElement(t(0x0002, 0x0000), 'UL', groupLength, le), ...elements]);
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(sum(parts));
   let o = 0;
   for (const p of parts) {
     out.set(p, o);
     o += p.length;
   }
-  return { out, removed, blanked };
+  return out;
 }
 
 /**
  * De-identify a DICOM file's bytes (see the module comment). Throws an {@link InputError} naming
  * `file` for bytes that are not DICOM or are damaged.
  */
-export function deidentifyDicom(bytes: Uint8Array, file: string): DeidentifyResult {
-  const walker = new Walker(bytes, file);
-  const layout = layoutOf(bytes, file, walker);
-  let data = bytes.subarray(layout.dataStart);
-  if (layout.deflated) {
-    try {
-      data = inflateRawSync(data);
-    } catch {
-      throw new CorruptFileError(file, 'deflated data set is damaged');
-    }
-  }
-  const { out, removed, blanked } = rewriteDataSet(data, layout.enc, file);
-  const body = layout.deflated ? deflateRawSync(out) : out;
-  const result = new Uint8Array(layout.dataStart + body.length);
-  result.set(bytes.subarray(0, layout.dataStart));
-  result.set(body, layout.dataStart);
-  return { bytes: result, removed, blanked };
+export function deidentifyDicom(
+  bytes: Uint8Array,
+  file: string,
+  options: DeidentifyDicomOptions = {},
+): DeidentifyResult {
+  const uids = options.uids ?? new UidMapper();
+  const layout = layoutOf(bytes, file);
+  const data = dataSetOf(bytes, layout, file);
+  const top = topLevel(data, layout.enc, file, [SOP_CLASS_UID, SOP_INSTANCE_UID]);
+  const sopClassUid = top.get(SOP_CLASS_UID) || layout.metaSopClassUid;
+  const originalInstance = top.get(SOP_INSTANCE_UID) || layout.metaSopInstanceUid;
+  const rewriter = new Rewriter(data, file, uids, sopClassUid);
+  const { parts } = rewriter.dataSet(0, data.length, layout.enc, 0, markers(layout.enc));
+  const body = concat(parts);
+  const preamble = new Uint8Array(132);
+  preamble.set([0x44, 0x49, 0x43, 0x4d], 128);
+  const meta = fileMeta(
+    sopClassUid,
+    originalInstance ? uids.map(originalInstance) : undefined,
+    layout.syntax,
+  );
+  return {
+    bytes: concat([preamble, meta, layout.deflated ? deflateRawSync(body) : body]),
+    removed: rewriter.removed,
+    emptied: rewriter.emptied,
+    dummied: rewriter.dummied,
+    uidsReplaced: rewriter.uidsReplaced,
+  };
 }

@@ -26,6 +26,9 @@ export function deriveUid(...parts: readonly (string | number)[]): string {
 /** The implementation class UID covidct writes into file meta. */
 export const COVIDCT_IMPLEMENTATION_UID = deriveUid('covidct', 'implementation-class');
 
+/** The implementation version name covidct writes into file meta (SH: at most 16 characters). */
+export const COVIDCT_IMPLEMENTATION_VERSION = 'COVIDCT_0_1';
+
 /** Header values of {@link encodeDicomCt}. */
 export interface DicomCtMeta {
   readonly studyInstanceUid: string;
@@ -172,7 +175,7 @@ export function encodeDicomCt(
     text(0x0002, 0x0003, 'UI', meta.sopInstanceUid), // MediaStorageSOPInstanceUID
     text(0x0002, 0x0010, 'UI', EXPLICIT_VR_LITTLE_ENDIAN), // TransferSyntaxUID
     text(0x0002, 0x0012, 'UI', COVIDCT_IMPLEMENTATION_UID), // ImplementationClassUID
-    text(0x0002, 0x0013, 'SH', 'COVIDCT_0_1'), // ImplementationVersionName
+    text(0x0002, 0x0013, 'SH', COVIDCT_IMPLEMENTATION_VERSION), // ImplementationVersionName
   ];
   const metaLength = fileMeta.reduce((n, e) => n + elementSize(e), 0);
 
