@@ -243,6 +243,17 @@ describe('Orthanc 1.10 anonymization (DICOM 2021b) of the same input', () => {
   });
 });
 
+/**
+ * New dciodvfy errors that the table itself causes, with why: no de-identifier following Table
+ * E.1-1 can avoid them (Orthanc's output of the same source has them too).
+ */
+const TABLE_MADE_ERRORS: readonly { line: RegExp; why: string }[] = [
+  {
+    line: /Type 1C Conditional Element=<ClinicalTrialProtocolEthicsCommitteeName> Module=<ClinicalTrialSubject>/,
+    why: 'the table says D (keep, dummy) for the committee name and X for the approval number its condition depends on',
+  },
+];
+
 describe('dciodvfy (dicom3tools)', () => {
   it('reports no error on an output that it did not report on its source', () => {
     const errors = (file: string): Set<string> => {
@@ -270,7 +281,10 @@ describe('dciodvfy (dicom3tools)', () => {
       const b = errors(join(out, outPath));
       before += a.size;
       after += b.size;
-      for (const line of b) if (!a.has(line)) added.push(`${outPath} (${basename(srcPath)}): ${line}`);
+      for (const line of b) {
+        if (a.has(line) || TABLE_MADE_ERRORS.some((e) => e.line.test(line))) continue;
+        added.push(`${outPath} (${basename(srcPath)}): ${line}`);
+      }
     }
     console.info(
       `dciodvfy: ${before} distinct errors on the sources, ${after} on the outputs, ${added.length} new`,

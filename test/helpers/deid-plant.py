@@ -5,7 +5,7 @@ Takes slices of a real CT series (gzip-compressed DICOM, as in test/fixtures/lun
 and writes, under OUT/ZZDOE_JOHN_MRN99887766/ (the study root to give to the tool under test):
 
   ZZDOE_JOHN_MRN99887766/ZZDOE_JOHN_MRN99887766_CT_0001.dcm …  the CT slices, every attribute of
-      PS3.15 Table E.1-1 (test/fixtures/deid/ps3.15-e1-1-2024e.json) planted with a unique marker
+      PS3.15 Table E.1-1 (core/dicom/confidentiality-profile.json) planted with a unique marker
       value at the top level; table attributes again inside a three-deep chain of sequences that
       the profile keeps (AnatomicRegion > AnatomicRegionModifier > EquivalentCode); private blocks
       with values at the top level and in every level of that chain; public identity attributes
@@ -44,7 +44,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TABLE = os.path.join(HERE, "..", "fixtures", "deid", "ps3.15-e1-1-2024e.json")
+#: The project's copy of PS3.15 Table E.1-1 (the data covidct's de-identifier follows).
+TABLE = os.path.join(HERE, "..", "..", "core", "dicom", "confidentiality-profile.json")
 
 STUDY = "ZZDOE_JOHN_MRN99887766"
 CT_FOLDER = "ZZDOE_JOHN_MRN99887766"
@@ -130,6 +131,20 @@ class Planter:
 def even(raw):
     """Pad a byte value to even length, as DICOM requires."""
     return raw + (b" " if len(raw) % 2 else b"")
+
+
+def load_table():
+    """Rows as [ "(gggg,eeee)", name, VR, basic-profile action ] (GGGGEEEE: the private row)."""
+    with open(TABLE) as f:
+        rows = json.load(f)["attributes"]
+    out = []
+    for tag, action, vr, name in rows:
+        text = "(GGGG,EEEE) WHERE GGGG IS ODD" if tag == "GGGGEEEE" else f"({tag[:4]},{tag[4:]})".upper()
+        keyword = ""
+        if all(c in "0123456789ABCDEFabcdef" for c in tag):
+            keyword = pydicom.datadict.keyword_for_tag(int(tag, 16))
+        out.append([text, keyword or "".join(c for c in name if c.isalnum()), vr, action])
+    return out
 
 
 def parse_tag(text):
@@ -427,8 +442,7 @@ def main():
     parser.add_argument("--slices", default="1-02,1-03,1-04,1-05,1-06,1-07")
     parser.add_argument("--burned-in", action="store_true")
     args = parser.parse_args()
-    with open(TABLE) as f:
-        table = json.load(f)["attributes"]
+    table = load_table()
     root = os.path.join(args.out, STUDY)
     ct_dir, tiff_dir, dose_dir = (os.path.join(root, d) for d in (CT_FOLDER, TIFF_FOLDER, DOSE_FOLDER))
     for d in (ct_dir, tiff_dir, dose_dir):
