@@ -156,6 +156,19 @@ describe('covidct deidentify SRC OUT --map FILE', () => {
     }
   });
 
+  it('replaces UIDs consistently: one study, one series, one frame of reference, one new UID per planted UID', () => {
+    const dicom = checkFolder(join(work, 'plain'), out).dicom;
+    const distinct = (key: string) => new Set(dicom.map((d) => d.uids[key]));
+    expect(dicom).toHaveLength(manifest.ctFiles.length);
+    for (const key of ['study', 'series', 'frameOfReference', 'referencedSop']) {
+      // The sources share each of these (the planted ReferencedSOPInstanceUID too).
+      expect([...distinct(key)], key).toHaveLength(1);
+      expect([...distinct(key)][0], key).toMatch(/^[0-9.]{3,64}$/);
+    }
+    expect(distinct('sop').size).toBe(dicom.length);
+    for (const d of dicom) expect(d.uids.mediaSop, d.file).toBe(d.uids.sop);
+  });
+
   it('writes the map 0600 outside OUT, naming every slice; stdout holds no mapping, stderr only the skipped files', () => {
     expect(existsSync(mapFile)).toBe(true);
     expect(statSync(mapFile).mode & 0o777).toBe(0o600);
@@ -178,6 +191,19 @@ describe('covidct deidentify SRC OUT --map FILE', () => {
         naming.filter((l) => l.includes(s)),
         s,
       ).toHaveLength(1);
+    // The --json summary, too.
+    const json = runCli([
+      'deidentify',
+      src,
+      join(work, 'out-json'),
+      '--json',
+      '--map',
+      join(work, 'map-json.json'),
+    ]);
+    expect(json.code, json.stderr).toBe(0);
+    const summary = json.stdout.split(src).join('<SRC>');
+    expect(planted.filter((m) => summary.includes(m))).toEqual([]);
+    expect(srcFiles.map((f) => basename(f)).filter((name) => summary.includes(name))).toEqual([]);
   });
 
   it('refuses a study with a CT slice declaring burned-in annotation, naming the file, writing nothing', () => {

@@ -11,7 +11,7 @@ only the byte search did).
 Usage: deid-check.py MANIFEST DIR   → prints JSON:
   { files, dicomFiles, tiffFiles, survivors: [ { file, where, marker, keyword } ],
     privateLeft: [ { file, where } ], found: [markers seen], missing: [markers not seen],
-    dicom: [ { file, sopClass, identityRemoved, methodCodes } ] }
+    dicom: [ { file, sopClass, identityRemoved, methodCodes, uids: { study, series, sop, … } } ] }
        deid-check.py --pixels DIR        → prints JSON { relative path: SHA-256 of its pixels }
   (DICOM: the PixelData bytes as stored; TIFF: the decoded array), to pair outputs with sources.
 """
@@ -152,6 +152,14 @@ def main():
                         "identityRemoved": str(ds.get("PatientIdentityRemoved", "")),
                         "methodCodes": [str(i.get("CodeValue", "")) for i in
                                         ds.get("DeidentificationMethodCodeSequence", [])],
+                        "uids": {k: str(v) for k, v in (
+                            ("study", ds.get("StudyInstanceUID")),
+                            ("series", ds.get("SeriesInstanceUID")),
+                            ("sop", ds.get("SOPInstanceUID")),
+                            ("mediaSop", ds.file_meta.get("MediaStorageSOPInstanceUID")),
+                            ("frameOfReference", ds.get("FrameOfReferenceUID")),
+                            ("referencedSop", ds.get("ReferencedSOPInstanceUID")),
+                        ) if v is not None},
                     })
                     elements.append((f"{rel}:preamble", None, [preamble.decode("latin-1")]))
                 except Exception as error:

@@ -35,7 +35,14 @@ export interface CheckReport {
   readonly privateLeft: { file: string; where: string }[];
   readonly found: string[];
   readonly missing: string[];
-  readonly dicom: { file: string; sopClass: string; identityRemoved: string; methodCodes: string[] }[];
+  readonly dicom: {
+    file: string;
+    sopClass: string;
+    identityRemoved: string;
+    methodCodes: string[];
+    /** study, series, sop, mediaSop, frameOfReference, referencedSop (the top-level (0008,1155)), where present. */
+    uids: Record<string, string>;
+  }[];
 }
 
 /** Run one of the Python helpers; its stdout. */
