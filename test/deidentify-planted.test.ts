@@ -123,7 +123,7 @@ describe('the planted study', () => {
         `${manifest.ctFiles.length} CT slices, ${report.tiffFiles} TIFF slices, ${report.dicomFiles - manifest.ctFiles.length} non-CT instances) + ${manifest.pathMarkers.length} name markers`,
     );
     expect(report.missing).toEqual([]);
-    expect(report.found.length).toBe(manifest.markers.length + manifest.pathMarkers.length);
+    expect(report.found.length).toBeGreaterThanOrEqual(manifest.markers.length + manifest.pathMarkers.length);
     expect(report.privateLeft.length).toBeGreaterThan(0);
   });
 });

@@ -41,7 +41,7 @@ import tifffile
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: The project's copy of PS3.15 Table E.1-1 (the data covidct's de-identifier follows).
@@ -219,6 +219,16 @@ def private_block(ds, p, where, group, with_un=False):
         p.record(raw, "UN", f"{where}/({group:04X},1002)", f"({group:04X},1002)", "private UN", "X")
 
 
+def undefined_lengths(elem):
+    """Write a sequence and its items, at every depth, with undefined lengths (delimiters)."""
+    elem.is_undefined_length = True
+    for item in elem.value:
+        item.is_undefined_length_sequence_item = True
+        for child in item:
+            if child.VR == "SQ":
+                undefined_lengths(child)
+
+
 def deep_chain(p, table_subset, where):
     """AnatomicRegionSequence > AnatomicRegionModifierSequence > EquivalentCodeSequence, three deep,
     each item a real code plus table attributes, a private block and a public attribute as UN."""
@@ -281,13 +291,18 @@ def overlay_and_curve(ds, p, where):
 
 
 def charset_names(ds, p, index, where):
-    """Slice 0: ISO_IR 100 with Latin-1 names; slice 1: ISO_IR 192 with Japanese names."""
+    """Slice 0: ISO_IR 100 with Latin-1 names; slice 1: ISO_IR 192 and slice 2: ISO 2022 IR 87
+    (escape sequences) with Japanese names."""
     if index == 0:
         ds.SpecificCharacterSet = "ISO_IR 100"
         names = {0x00100010: "ZQMKÆØ{n}^Jürgen^Ñuñez", 0x00080080: "ZQMKKlinik Süd {n}"}
     elif index == 1:
         ds.SpecificCharacterSet = "ISO_IR 192"
         names = {0x00100010: "ZQMK山田{n}^太郎", 0x00080080: "ZQMKクリニック{n}"}
+    elif index == 2:
+        # Code extensions: ASCII, then JIS X 0208 behind escape sequences.
+        ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+        names = {0x00100010: "ZQMK{n}^TARO=ZQMK山田{n}^太郎", 0x00080080: "ZQMK病院{n}"}
     else:
         return
     for tag, template in names.items():
@@ -320,11 +335,16 @@ def ct_slices(args, p, table, ct_dir):
         private_block(ds, mark, where, 0x0035, with_un=True)
         # A private block inside a table-free sequence item, and the three-deep chain.
         ds.add_new(0x00082218, "SQ", deep_chain(mark, deep_subset, where))
+        undefined_lengths(ds[0x00082218])
         overlay_and_curve(ds, mark, where)
         plant_file_level(ds, mark, where)
         charset_names(ds, p, i, where)
         if args.burned_in and i == len(names) // 2:
             ds.BurnedInAnnotation = "YES"
+        if i == 3:
+            # One slice in implicit VR little endian: no VR in the stream, the reader must know each tag.
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+            ds.is_implicit_VR = True
         ds.save_as(os.path.join(ct_dir, out_name), write_like_original=False)
         written.append(out_name)
         p.high = max(p.high, p.count)
@@ -348,7 +368,8 @@ def tiff_slices(args, p, tiff_dir):
         where = os.path.join(TIFF_FOLDER, os.path.basename(out))
         tags = {}
         for code, tag_name in ((270, "ImageDescription"), (315, "Artist"), (269, "DocumentName"),
-                               (316, "HostComputer"), (305, "Software"), (285, "PageName")):
+                               (316, "HostComputer"), (305, "Software"), (285, "PageName"), (271, "Make"),
+                               (272, "Model"), (33432, "Copyright"), (700, "XMP"), (65000, "private")):
             m = p.text()
             tags[code] = f"{m} {tag_name}"
             p.record(m, "TIFF ASCII", f"{where}:{tag_name}", str(code), tag_name, "remove")
@@ -357,8 +378,9 @@ def tiff_slices(args, p, tiff_dir):
         p.record(stamp, "TIFF ASCII", f"{where}:DateTime", "306", "DateTime", "remove")
         tifffile.imwrite(out, raw, photometric="minisblack", description=tags[270], software=tags[305],
                          datetime=stamp, metadata=None,
-                         extratags=[(315, "s", 0, tags[315], True), (269, "s", 0, tags[269], True),
-                                    (316, "s", 0, tags[316], True), (285, "s", 0, tags[285], True)])
+                         extratags=[(code, "s", 0, tags[code], True)
+                                    for code in (315, 269, 316, 285, 271, 272, 33432, 65000)]
+                         + [(700, "B", len(tags[700]), tags[700].encode("ascii"), True)])
 
 
 def base_instance(p, sop_class, modality, where, study_uid, identity):
