@@ -238,6 +238,19 @@ describe('the planted-identity study, uploaded with covidct upload', () => {
     const done = await waitFor(plantedStudyId, A.apiKey, ['COMPLETE', 'FAILED']);
     expect(done.status).toBe('COMPLETE');
   });
+
+  it('with a CT slice declaring burned-in annotation, is refused before anything is sent', {
+    timeout: 60_000,
+  }, async () => {
+    const burned = plantStudy(join(work, 'planted-burned'), true);
+    const listed = async () =>
+      ((await call('/studies?limit=100', A.apiKey)).body as { studies: unknown[] }).studies;
+    const before = (await listed()).length;
+    const refused = await runCliAsync(['upload', burned.root, '--api', stack.apiUrl, '--key', A.apiKey]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/burn/i);
+    expect((await listed()).length).toBe(before);
+  });
 });
 
 describe('tenancy: hospital B against hospital A’s study', () => {
