@@ -6,16 +6,17 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { safeSegment } from '../cli/api-client.js';
+import { safeSegment, uploadStudy } from '../cli/api-client.js';
+import { deidentifyStudy } from '../core/deidentify.js';
 import { decodeDicom } from '../core/dicom/decode.js';
 import { encodeDicomCt } from '../core/dicom/encode.js';
 import { decodeSlice } from '../core/read.js';
@@ -294,6 +295,29 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
       `covidct: ${join(bad, '2.dcm')}: not a TIFF or DICOM file, expected a CT slice\n`,
     );
     expect(posts).toBe(before);
+  });
+});
+
+describe('uploadStudy', () => {
+  it('de-identifies once into a private spool (0700), uploads what it hashed, removes the spool, also on failure', async () => {
+    const spools: { out: string; mode: number }[] = [];
+    const once: typeof deidentifyStudy = async (src, out, options) => {
+      const result = await deidentifyStudy(src, out, options);
+      spools.push({ out, mode: statSync(dirname(out)).mode & 0o777 });
+      return result;
+    };
+    const result = await uploadStudy({ api, key: 'key-h1', path: study, deidentify: once });
+    expect(result).toMatchObject({ series: 2, slices: 4, skipped: 0 });
+    expect(spools).toHaveLength(1);
+    expect(spools[0]!.mode).toBe(0o700);
+    expect(existsSync(dirname(spools[0]!.out))).toBe(false);
+    // The bytes in S3 are the spooled bytes the manifest hashed (checked object by object above);
+    // a wrong key fails after the spool was written: it is removed all the same.
+    await expect(uploadStudy({ api, key: 'nope', path: study, deidentify: once })).rejects.toThrow(
+      /POST \/studies: 403/,
+    );
+    expect(spools).toHaveLength(2);
+    expect(existsSync(dirname(spools[1]!.out))).toBe(false);
   });
 });
 

@@ -16,7 +16,7 @@
  *   Choices (X/Z, X/D, Z/D, X/Z/D, X/Z/U*) are resolved by {@link resolveAction}: what the CT
  *   image IOD needs at the top level is kept (type 1 a dummy, type 2 empty), the rest removed.
  * - Private elements (odd groups, creators included) are removed at any depth; so are group lengths
- *   (gggg,0000), data set trailing padding (FFFC,FFFC) and stray file meta elements.
+ *   (gggg,0000), data set trailing padding (FFFC,FFFC) and stray command or file meta elements.
  * - Sequences are rewritten item by item, keeping their length form (defined lengths recomputed,
  *   undefined lengths and delimiters kept). UN elements are looked up by tag; a UN that holds a
  *   sequence is read as implicit VR little endian (PS3.5 6.2.2) and rewritten the same way.
@@ -284,15 +284,22 @@ class Rewriter {
   private rewriteElement(p: Parsed, enc: Encoding, depth: number, parts: Uint8Array[]): void {
     const group = p.tag >>> 16;
     const elementNumber = p.tag & 0xffff;
+    // Written anew at the top level (see markers()), not counted as removed.
+    if (
+      depth === 0 &&
+      (p.tag === PATIENT_IDENTITY_REMOVED ||
+        p.tag === DEIDENTIFICATION_METHOD_TAG ||
+        p.tag === DEIDENTIFICATION_CODE_SEQUENCE)
+    ) {
+      return;
+    }
+    // Command (0000) and file meta (0002) elements do not belong in a data set.
     if (
       group % 2 === 1 ||
       elementNumber === 0 ||
+      group === 0x0000 ||
       group === 0x0002 ||
-      p.tag === TRAILING_PADDING ||
-      (depth === 0 &&
-        (p.tag === PATIENT_IDENTITY_REMOVED ||
-          p.tag === DEIDENTIFICATION_METHOD_TAG ||
-          p.tag === DEIDENTIFICATION_CODE_SEQUENCE))
+      p.tag === TRAILING_PADDING
     ) {
       this.removed++;
       return;

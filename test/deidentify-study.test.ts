@@ -1,0 +1,289 @@
+/**
+ * `covidct deidentify SRC OUT` on whole studies (core/deidentify.ts, the built command line):
+ * neutral names in covidct's series and slice order so `select` agrees before and after, the map
+ * only in `--map` (mode 0600), non-CT instances skipped with one line each, a burned-in CT slice
+ * refusing the study with nothing written, TIFF slices down to their pixel tags with the pixels
+ * geotiff reads unchanged.
+ */
+import { spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { join, relative } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { fromArrayBuffer } from 'geotiff';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { deidentifyStudy, writeMapFile } from '../core/deidentify.js';
+import { encodeDicomCt } from '../core/dicom/encode.js';
+import { CT_IMAGE_STORAGE_UID } from '../core/dicom/profile.js';
+import { EXPLICIT_VR_LE } from '../core/dicom/syntax.js';
+import { BurnedInAnnotationError } from '../core/errors.js';
+import { phantomDicomMeta } from '../core/phantom/files.js';
+import { createPhantom } from '../core/phantom/phantom.js';
+import { selectStudy } from '../core/study.js';
+import { deidentifyTiff, TIFF_PIXEL_TAGS } from '../core/tiff/deidentify.js';
+import { CLI, runCli } from './helpers/cli.js';
+import { encodeFile, tag } from './helpers/dicom-builder.js';
+import { tempDir } from './helpers/tmp.js';
+
+const work = tempDir('covidct-deid-study-');
+const FOLDER = 'ZZDOE_JOHN_MRN99887766';
+const IDENTITY = ['ZZDOE', 'MRN99887766', 'JOHN^DOE', 'ZZ-PID-4411', 'ZZ_TIFF_ARTIST', 'ZZ_TIFF_HOST'];
+
+/** Every file under `dir`, relative, with `/`. */
+function files(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => relative(dir, join(e.parentPath, e.name)).split('\\').join('/'))
+    .sort();
+}
+
+/** TIFF slices with identifying tags, big endian, Deflate with a predictor (tifffile, Debian). */
+function writeTiffs(dir: string, n: number): void {
+  const script = `
+import sys, numpy, tifffile
+d = sys.argv[1]
+for i in range(int(sys.argv[2])):
+    y, x = numpy.mgrid[0:64, 0:64]
+    a = ((x * 37 + y * 11 + i * 500) % 2400).astype('uint16')
+    a[20:44, 20:44] = 100
+    tifffile.imwrite(f'{d}/{sys.argv[3]}_{i:02d}.tif', a, byteorder='>', compression='zlib', predictor=True,
+        description='ZZDOE JOHN MRN99887766', software='ZZDOE scanner', datetime='2020:01:02 03:04:05',
+        metadata=None, extratags=[(315, 's', 0, 'ZZ_TIFF_ARTIST', True), (316, 's', 0, 'ZZ_TIFF_HOST', True),
+        (269, 's', 0, 'ZZDOE document', True), (271, 's', 0, 'ZZDOE make', True), (272, 's', 0, 'ZZDOE model', True)])
+`;
+  const run = spawnSync('/usr/bin/python3', ['-W', 'ignore', '-c', script, dir, String(n), FOLDER], {
+    encoding: 'utf8',
+  });
+  if (run.status !== 0) throw new Error(`tifffile failed: ${run.stderr}`);
+}
+
+/** Phantom CT slices with identity in their headers; file names run against the instance numbers. */
+function writeDicoms(dir: string, n: number, seed: number): void {
+  const phantom = createPhantom({ seed, covid: true, slices: n });
+  for (let i = 0; i < n; i++) {
+    const slice = phantom.slice(i);
+    const bytes = encodeDicomCt(slice.pixels, phantom.info.width, phantom.info.height, {
+      ...phantomDicomMeta(phantom.info, slice),
+      patientName: 'JOHN^DOE',
+      patientId: 'ZZ-PID-4411',
+      bitsStored: 16,
+    });
+    const name = `${FOLDER}_${String(n - i).padStart(2, '0')}.dcm`;
+    if (i === 1) writeFileSync(join(dir, `${name}.gz`), gzipSync(bytes));
+    else writeFileSync(join(dir, name), bytes);
+  }
+}
+
+/** A DICOM file of SOP class `sopClass` (modality `modality`), optionally burned-in. */
+function otherDicom(sopClass: string, modality: string, burnedIn = false): Uint8Array {
+  return encodeFile(
+    [
+      { tag: tag(0x0002, 0x0002), vr: 'UI', value: sopClass },
+      { tag: tag(0x0002, 0x0010), vr: 'UI', value: EXPLICIT_VR_LE },
+    ],
+    [
+      { tag: tag(0x0008, 0x0016), vr: 'UI', value: sopClass },
+      { tag: tag(0x0008, 0x0060), vr: 'CS', value: modality },
+      { tag: tag(0x0010, 0x0010), vr: 'PN', value: 'JOHN^DOE' },
+      ...(burnedIn ? [{ tag: tag(0x0028, 0x0301), vr: 'CS', value: 'YES' }] : []),
+    ],
+    { explicit: true, little: true },
+  );
+}
+
+const study = join(work, 'study');
+beforeAll(() => {
+  mkdirSync(join(study, FOLDER), { recursive: true });
+  mkdirSync(join(study, `${FOLDER}_tiff`), { recursive: true });
+  writeDicoms(join(study, FOLDER), 8, 5);
+  writeTiffs(join(study, `${FOLDER}_tiff`), 4);
+});
+
+describe.skipIf(!existsSync(CLI))('covidct deidentify', () => {
+  it('writes neutral names in covidct order; select agrees; the map goes only to --map, mode 0600', async () => {
+    const out = join(work, 'out');
+    const map = join(work, 'private', 'map.json');
+    mkdirSync(join(work, 'private'));
+    const run = runCli(['deidentify', study, out, '--map', map, '--json']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({
+      series: [
+        { id: 'series-1', slices: 8 },
+        { id: 'series-2', slices: 4 },
+      ],
+      slices: 12,
+      skipped: 0,
+    });
+    expect(files(out)).toEqual([
+      ...Array.from({ length: 8 }, (_, i) => `series-1/slice-000${i + 1}.dcm`),
+      ...Array.from({ length: 4 }, (_, i) => `series-2/slice-000${i + 1}.tif`),
+    ]);
+    // Nothing identifying in OUT: paths, bytes of every file, the printed summary.
+    for (const f of files(out)) {
+      const text = `${f}\n${readFileSync(join(out, f)).toString('latin1')}`;
+      expect(
+        IDENTITY.filter((s) => text.includes(s)),
+        f,
+      ).toEqual([]);
+    }
+    expect(IDENTITY.filter((s) => run.stdout.includes(s))).toEqual([]);
+    // Same selection before and after, slice for slice.
+    const before = await selectStudy(study);
+    const after = await selectStudy(out);
+    const shape = (s: Awaited<ReturnType<typeof selectStudy>>) =>
+      s.series.map((x) => ({
+        threshold: x.threshold,
+        selectedCount: x.selectedCount,
+        slices: x.slices.map((y) => [y.darkPixels, y.selected, y.instanceNumber, y.sliceLocation]),
+      }));
+    expect(shape(after)).toEqual(shape(before));
+    expect(after.series.map((s) => s.id)).toEqual(['series-1', 'series-2']);
+    // The map: mode 0600, original path ↔ neutral name in covidct's order (instance 1 first).
+    expect(statSync(map).mode & 0o777).toBe(0o600);
+    const mapping = JSON.parse(readFileSync(map, 'utf8')) as {
+      series: { id: string; source: string; slices: { output: string; source: string }[] }[];
+      uids: { original: string; replacement: string }[];
+    };
+    expect(mapping.series[0]!.source).toBe(FOLDER);
+    expect(mapping.series[0]!.slices[0]).toEqual({
+      output: 'series-1/slice-0001.dcm',
+      source: `${FOLDER}/${FOLDER}_08.dcm`,
+    });
+    expect(mapping.series[0]!.slices[1]!.source).toBe(`${FOLDER}/${FOLDER}_07.dcm.gz`);
+    expect(mapping.uids.length).toBeGreaterThan(8);
+    // OUT not empty: refused, one line.
+    const again = runCli(['deidentify', study, out]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(`covidct: ${out}: exists and is not empty, expected a new or empty folder\n`);
+    // The map inside OUT would leave with it: refused.
+    const inside = runCli([
+      'deidentify',
+      study,
+      join(work, 'out-2'),
+      '--map',
+      join(work, 'out-2', 'map.json'),
+    ]);
+    expect(inside.code).toBe(1);
+    expect(inside.stderr).toMatch(/map\.json: the map file must not be inside OUT/);
+    expect(existsSync(join(work, 'out-2'))).toBe(false);
+  });
+
+  it('skips instances that are not CT images, one stderr line each naming the file', () => {
+    const mixed = join(work, 'mixed');
+    mkdirSync(join(mixed, 's'), { recursive: true });
+    writeDicoms(join(mixed, 's'), 3, 9);
+    writeFileSync(join(mixed, 's', 'dose-screen.dcm'), otherDicom('1.2.840.10008.5.1.4.1.1.7', 'CT'));
+    writeFileSync(join(mixed, 's', 'dose-report.dcm'), otherDicom('1.2.840.10008.5.1.4.1.1.88.67', 'SR'));
+    writeFileSync(join(mixed, 's', 'report.dcm'), otherDicom('1.2.840.10008.5.1.4.1.1.104.1', 'DOC', true));
+    const out = join(work, 'mixed-out');
+    const run = runCli(['deidentify', mixed, out, '--json']);
+    expect(run.code).toBe(0);
+    const lines = run.stderr.trim().split('\n').sort();
+    expect(lines).toHaveLength(3);
+    for (const [i, name] of ['dose-report.dcm', 'dose-screen.dcm', 'report.dcm'].entries()) {
+      expect(lines[i]).toMatch(new RegExp(`^covidct: ${join(mixed, 's', name)}: skipped, not a CT image`));
+    }
+    expect(JSON.parse(run.stdout)).toMatchObject({ slices: 3, skipped: 3 });
+    expect(files(out)).toEqual([
+      'series-1/slice-0001.dcm',
+      'series-1/slice-0002.dcm',
+      'series-1/slice-0003.dcm',
+    ]);
+  });
+
+  it('a CT slice with burned-in annotation refuses the study: one line naming it, nothing written', async () => {
+    const burned = join(work, 'burned');
+    mkdirSync(join(burned, 'a'), { recursive: true });
+    mkdirSync(join(burned, 'b'), { recursive: true });
+    writeDicoms(join(burned, 'a'), 3, 11);
+    writeFileSync(join(burned, 'b', 'x.dcm'), otherDicom(CT_IMAGE_STORAGE_UID, 'CT', true));
+    const out = join(work, 'burned-out');
+    const run = runCli(['deidentify', burned, out]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      `covidct: ${join(burned, 'b', 'x.dcm')}: BurnedInAnnotation (0028,0301) is YES, its pixels may show patient identity; the study is refused and nothing was written\n`,
+    );
+    expect(existsSync(out)).toBe(false);
+    // An OUT that existed empty stays empty.
+    mkdirSync(out);
+    await expect(deidentifyStudy(burned, out)).rejects.toBeInstanceOf(BurnedInAnnotationError);
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  it('a secret file keeps new UIDs stable across runs; without one they differ', () => {
+    const secret = join(work, 'secret');
+    writeFileSync(secret, Buffer.alloc(32, 9));
+    const uidsOf = (out: string, extra: string[]) => {
+      const map = `${out}.map.json`;
+      expect(runCli(['deidentify', join(study, FOLDER), out, '--map', map, ...extra]).code).toBe(0);
+      return (JSON.parse(readFileSync(map, 'utf8')) as { uids: unknown[] }).uids;
+    };
+    const one = uidsOf(join(work, 'k1'), ['--uid-secret-file', secret]);
+    const two = uidsOf(join(work, 'k2'), ['--uid-secret-file', secret]);
+    const three = uidsOf(join(work, 'k3'), []);
+    expect(two).toEqual(one);
+    expect(three).not.toEqual(one);
+    writeFileSync(join(work, 'short'), 'abc');
+    const short = runCli([
+      'deidentify',
+      join(study, FOLDER),
+      join(work, 'k4'),
+      '--uid-secret-file',
+      join(work, 'short'),
+    ]);
+    expect(short.code).toBe(1);
+    expect(short.stderr).toMatch(/short: UID secret file holds 3 bytes, expected at least 16/);
+  });
+});
+
+describe('map file', () => {
+  it('replaces an existing file atomically with mode 0600', async () => {
+    const path = join(work, 'old-map.json');
+    writeFileSync(path, 'old');
+    chmodSync(path, 0o644);
+    await writeMapFile(path, study, {
+      out: join(work, 'x'),
+      series: [],
+      skipped: [],
+      uids: [['1.2', '2.25.1']],
+    });
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(path, 'utf8')).uids).toEqual([{ original: '1.2', replacement: '2.25.1' }]);
+    expect(readdirSync(work).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('TIFF slices', () => {
+  it('keep only the pixel tags, the byte order and the pixels geotiff reads', async () => {
+    const folder = join(study, `${FOLDER}_tiff`);
+    for (const name of readdirSync(folder)) {
+      const original = readFileSync(join(folder, name));
+      expect(original.toString('latin1')).toContain('ZZ_TIFF_ARTIST');
+      const { bytes, removedTags } = deidentifyTiff(original, name);
+      expect(removedTags).toEqual(expect.arrayContaining([269, 270, 271, 272, 305, 306, 315, 316]));
+      expect(Buffer.from(bytes).toString('latin1')).not.toMatch(/ZZ/);
+      expect(Buffer.from(bytes.subarray(0, 2)).toString('latin1')).toBe('MM');
+      const read = async (b: Uint8Array) => {
+        const image = await (await fromArrayBuffer(new Uint8Array(b).buffer)).getImage();
+        const tags = Object.keys(image.getFileDirectory());
+        return { tags, rasters: Array.from((await image.readRasters())[0] as Uint16Array) };
+      };
+      const [a, b] = [await read(original), await read(bytes)];
+      expect(b.rasters).toEqual(a.rasters);
+      const tagIds = Object.keys(
+        (await (await fromArrayBuffer(new Uint8Array(bytes).buffer)).getImage()).fileDirectory,
+      );
+      expect(tagIds.length).toBeLessThanOrEqual(TIFF_PIXEL_TAGS.size);
+      expect(tagIds).not.toContain('Artist');
+      expect(tagIds).not.toContain('ImageDescription');
+    }
+  });
+});
