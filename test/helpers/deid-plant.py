@@ -55,7 +55,8 @@ DOSE_FOLDER = "ZZDOE_JOHN_DOSE"
 PATH_MARKERS = ["ZZDOE", "MRN99887766", "99887766"]
 #: Table attributes written with VR UN instead of their own (a reader must know the tag to see them).
 AS_UN = {"(0010,1080)", "(0010,2000)", "(0010,21F0)", "(0032,4000)"}
-#: Table rows that cannot be planted in a stored data set (command group 0000: never in a file).
+#: Table rows that cannot be planted in a stored data set: the command group 0000 (never in a file;
+#: pydicom's file writer drops it).
 SKIPPED_GROUPS = ("(0000,",)
 
 
@@ -483,7 +484,8 @@ def main():
         "pathMarkers": PATH_MARKERS,
         "tableRows": len(table),
         "tableRowsPlanted": planted_tags,
-        "notPlanted": [r[0] for r in table if r[0].startswith(SKIPPED_GROUPS)] + ["(GGGG,EEEE) as private blocks"],
+        "notPlanted": [r[0] for r in table if r[0].startswith(SKIPPED_GROUPS)]
+        + ["(GGGG,EEEE) private attributes: planted as private blocks, not as a row"],
         "markers": p.markers,
     }
     with open(args.manifest, "w") as f:
