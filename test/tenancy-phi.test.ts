@@ -11,7 +11,11 @@
  *   results/, every SNS message and every captured log line is scanned for them: zero hits;
  * - the same slices sent with the upload client (`covidct upload`) from a folder named after the
  *   patient: the folder and file names and the header identity are in none of the above, nor in
- *   the keys and bytes of what it uploaded, nor in the status API.
+ *   the keys and bytes of what it uploaded, nor in the status API;
+ * - the planted-identity study of test/helpers/deid-plant.py (a real series, every PS3.15 Table
+ *   E.1-1 attribute planted, identifying folder and file names, TIFF tags, non-CT instances) goes
+ *   up with `covidct upload`, and every S3 object (keys and bytes, uploads included), DynamoDB item,
+ *   SNS message and log line is scanned for every planted value and name: zero hits (issue 14).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -28,7 +32,9 @@ import { presignClientFor } from '../lambdas/api/api.js';
 import type { ApiHandler } from '../local/api-server.js';
 import type { SqsEventHandler } from '../local/event-source.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
+import { type CliRun, runCliAsync } from './helpers/cli.js';
 import { quietObservability, subscribeHospitalQueue } from './helpers/pipeline.js';
+import { NON_CT_FILES, type PlantManifest, plantedStrings, plantStudy } from './helpers/planted.js';
 import { type CreatedStudy, createAndUploadRaw, saveRuleModel } from './helpers/studies.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -203,6 +209,50 @@ describe('a study of slices carrying patient identity', () => {
   });
 });
 
+let planted: PlantManifest;
+let plantedUpload: CliRun;
+let plantedStudyId: string;
+
+describe('the planted-identity study, uploaded with covidct upload', () => {
+  it('completes through the pipeline; the command names only the skipped non-CT files', {
+    timeout: 180_000,
+  }, async () => {
+    planted = plantStudy(join(work, 'planted'));
+    plantedUpload = await runCliAsync([
+      'upload',
+      planted.root,
+      '--api',
+      stack.apiUrl,
+      '--key',
+      A.apiKey,
+      '--json',
+    ]);
+    expect(plantedUpload.code, plantedUpload.stderr).toBe(0);
+    plantedStudyId = (JSON.parse(plantedUpload.stdout) as { studyId: string }).studyId;
+    // stdout: the study id and counts only; stderr: a line per skipped file, nothing planted.
+    expect(plantedStrings(planted).filter((m) => plantedUpload.stdout.includes(m))).toEqual([]);
+    const lines = plantedUpload.stderr.split('\n');
+    const naming = lines.filter((l) => planted.pathMarkers.some((m) => l.includes(m)));
+    expect(naming.filter((l) => !NON_CT_FILES.some((f) => l.includes(f)))).toEqual([]);
+    expect(planted.markers.map((m) => m.marker).filter((m) => plantedUpload.stderr.includes(m))).toEqual([]);
+    const done = await waitFor(plantedStudyId, A.apiKey, ['COMPLETE', 'FAILED']);
+    expect(done.status).toBe('COMPLETE');
+  });
+
+  it('with a CT slice declaring burned-in annotation, is refused before anything is sent', {
+    timeout: 60_000,
+  }, async () => {
+    const burned = plantStudy(join(work, 'planted-burned'), true);
+    const listed = async () =>
+      ((await call('/studies?limit=100', A.apiKey)).body as { studies: unknown[] }).studies;
+    const before = (await listed()).length;
+    const refused = await runCliAsync(['upload', burned.root, '--api', stack.apiUrl, '--key', A.apiKey]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/burn/i);
+    expect((await listed()).length).toBe(before);
+  });
+});
+
 describe('tenancy: hospital B against hospital A’s study', () => {
   it('gets exactly the answer a missing study gets, on every route', async () => {
     const missing = '00000000-0000-4000-8000-000000000000';
@@ -345,8 +395,39 @@ describe('patient data', () => {
       start = page.LastEvaluatedKey;
     } while (start);
     let objects = 0;
+    // Every object's key, and the uploaded slices' bytes: for the planted study's values only (the
+    // raw-upload study above carries its identity in its slices on purpose).
+    const everything: { where: string; text: string }[] = [];
+    {
+      let token: string | undefined;
+      do {
+        const listed = await stack.clients.s3.send(
+          new ListObjectsV2Command({ Bucket: stack.resources.bucket, ContinuationToken: token }),
+        );
+        for (const o of listed.Contents ?? []) {
+          everything.push({ where: `s3 key`, text: o.Key! });
+          if (!o.Key!.startsWith('incoming/')) continue;
+          const got = await stack.clients.s3.send(
+            new GetObjectCommand({ Bucket: stack.resources.bucket, Key: o.Key! }),
+          );
+          const bytes = Buffer.from(await got.Body!.transformToByteArray());
+          // Latin-1 and UTF-8 views, so planted names in either character set are found.
+          everything.push({
+            where: `s3 ${o.Key}`,
+            text: `${bytes.toString('latin1')}\n${bytes.toString('utf8')}`,
+          });
+        }
+        token = listed.NextContinuationToken;
+      } while (token);
+    }
     // Everything the upload client sent (keys and bytes), the status API and the report of its study.
-    for (const route of [`/studies/${clientStudyId}`, `/studies/${clientStudyId}/report`, '/studies']) {
+    for (const route of [
+      `/studies/${clientStudyId}`,
+      `/studies/${clientStudyId}/report`,
+      `/studies/${plantedStudyId}`,
+      `/studies/${plantedStudyId}/report`,
+      '/studies',
+    ]) {
       scanned.push({ where: `api ${route}`, text: (await call(route, A.apiKey)).text });
     }
     for (const prefix of ['results/', 'models/', `incoming/${A.hospital}/${clientStudyId}/`]) {
@@ -400,8 +481,26 @@ describe('patient data', () => {
         (phi) => `${where}: ${phi}`,
       ),
     );
+    const plantedValues = plantedStrings(planted);
+    // Per planted value, where it was found.
+    const plantedHits = new Map<string, string[]>();
+    const anyPlanted = new RegExp(
+      [...plantedValues]
+        .sort((a, b) => b.length - a.length)
+        .map((v) => v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+        .join('|'),
+      'g',
+    );
+    for (const { where, text } of [...scanned, ...everything]) {
+      for (const v of new Set([...text.matchAll(anyPlanted)].map((m) => m[0]))) {
+        plantedHits.set(v, [...(plantedHits.get(v) ?? []), where]);
+      }
+    }
     console.info(
       `phi scan: ${items} DynamoDB items, ${objects} S3 objects (results/, model JSON), ${messages.length} SNS messages, ${logs.length} log lines; ${hits.length} hits`,
+    );
+    console.info(
+      `planted-study scan: ${plantedValues.length} planted values and names in ${everything.length} S3 keys and uploads plus the above; ${plantedHits.size} of them found`,
     );
     expect(items).toBeGreaterThan(4);
     expect(objects).toBeGreaterThan(0);
@@ -409,6 +508,15 @@ describe('patient data', () => {
     expect(messages.some((m) => m.includes(clientStudyId))).toBe(true);
     expect(logs.length).toBeGreaterThan(5);
     expect(hits).toEqual([]);
+    expect(messages.some((m) => m.includes(plantedStudyId))).toBe(true);
+    if (plantedHits.size > 0) {
+      const lines = [...plantedHits].map(
+        ([v, places]) => `${v}: ${places.length} places, e.g. ${[...new Set(places)].slice(0, 3).join('; ')}`,
+      );
+      throw new Error(
+        `${plantedHits.size} planted values or names left the hospital:\n  ${lines.join('\n  ')}`,
+      );
+    }
     expect(stackErrors).toEqual([]);
   });
 

@@ -1,0 +1,497 @@
+#!/usr/bin/python3
+"""Write a study with planted patient identity, for checking a de-identifier from the outside.
+
+Takes slices of a real CT series (gzip-compressed DICOM, as in test/fixtures/lung-pet-ct-dx-A0002)
+and writes, under OUT/ZZDOE_JOHN_MRN99887766/ (the study root to give to the tool under test):
+
+  ZZDOE_JOHN_MRN99887766/ZZDOE_JOHN_MRN99887766_CT_0001.dcm …  the CT slices, every attribute of
+      PS3.15 Table E.1-1 (core/dicom/confidentiality-profile.json) planted with a unique marker
+      value at the top level; table attributes again inside a three-deep chain of sequences that
+      the profile keeps (AnatomicRegion > AnatomicRegionModifier > EquivalentCode); private blocks
+      with values at the top level and in every level of that chain; public identity attributes
+      written with VR UN, and a private UN; the first slice in ISO_IR 100 with Latin-1 names, the
+      second in ISO_IR 192 with Japanese names; file meta SourceApplicationEntityTitle and private
+      information; a marker in the 128-byte preamble; data set trailing padding with a marker.
+  ZZDOE_JOHN_TIFF/ZZDOE_JOHN_MRN99887766_T_0001.tif …  TIFF slices (raw = HU + 1024) carrying
+      ImageDescription, Artist, DateTime, DocumentName, HostComputer, Software, PageName markers.
+  ZZDOE_JOHN_DOSE/…  instances that are not CT images: an X-Ray Radiation Dose SR, an encapsulated
+      PDF, and a secondary-capture dose screen whose Modality says CT, each with its own markers.
+
+With --burned-in, one CT slice also says BurnedInAnnotation=YES (the tool must refuse the study).
+
+The manifest (--manifest FILE, JSON) lists every planted value: the marker text, where it was
+planted (file, tag path), the attribute, its VR and its Table E.1-1 action; binary-valued plants
+(US) are checked by tag, not by text. Markers are built so that no pixel value of a 12-bit image
+can spell them (every marker holds two ASCII letters or digits in a row, ≥ 0x3030 as a 16-bit word).
+
+Usage: deid-plant.py SERIES_DIR OUT_DIR --manifest FILE [--slices 1-02,1-03,…] [--burned-in]
+Needs Debian's python3-pydicom, python3-numpy and python3-tifffile.
+"""
+import argparse
+import datetime
+import gzip
+import io
+import json
+import os
+import sys
+
+import numpy as np
+import pydicom
+import tifffile
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: The project's copy of PS3.15 Table E.1-1 (the data covidct's de-identifier follows).
+TABLE = os.path.join(HERE, "..", "..", "core", "dicom", "confidentiality-profile.json")
+
+STUDY = "ZZDOE_JOHN_MRN99887766"
+CT_FOLDER = "ZZDOE_JOHN_MRN99887766"
+TIFF_FOLDER = "ZZDOE_JOHN_TIFF"
+DOSE_FOLDER = "ZZDOE_JOHN_DOSE"
+#: Substrings of the identifying folder and file names: none may appear in any output path or byte.
+PATH_MARKERS = ["ZZDOE", "MRN99887766", "99887766"]
+#: Table attributes written with VR UN instead of their own (a reader must know the tag to see them).
+AS_UN = {"(0010,1080)", "(0010,2000)", "(0010,21F0)", "(0032,4000)"}
+#: Table rows that cannot be planted in a stored data set: the command group 0000 (never in a file;
+#: pydicom's file writer drops it).
+SKIPPED_GROUPS = ("(0000,",)
+
+
+class Planter:
+    def __init__(self):
+        self.count = 0
+        self.dates = 0
+        self.markers = []  # every planted value
+        self.seen = set()
+        self.high = 0
+
+    def text(self):
+        self.count += 1
+        return f"ZQMK{self.count:04d}"
+
+    def record(self, marker, vr, where, tag, keyword, action, check="text", value=None):
+        if marker in self.seen:
+            return marker  # the same value planted again in a later slice
+        self.seen.add(marker)
+        entry = {"marker": marker, "vr": vr, "where": where, "tag": tag, "keyword": keyword, "action": action,
+                 "check": check}
+        if value is not None:
+            entry["value"] = value
+        self.markers.append(entry)
+        return marker
+
+    def value(self, vr):
+        """A unique planted value for a VR, and the marker string that finds it (None: check by tag)."""
+        if vr in ("LO", "SH", "LT", "ST", "UT", "UC", "CS", "AE", "UR"):
+            m = self.text()
+            return m, m
+        if vr == "PN":
+            m = self.text()
+            return f"{m}^DOE^JOHN", m
+        if vr == "DA":
+            self.dates += 1
+            m = f"{1800 + self.dates:04d}0612"
+            return m, m
+        if vr == "DT":
+            self.dates += 1
+            m = f"{1700 + self.dates:04d}0612083015.{920000 + self.dates}"
+            return m, m
+        if vr == "TM":
+            self.dates += 1
+            m = f"0830{self.dates % 60:02d}.{930000 + self.dates}"
+            return m, m
+        if vr == "AS":
+            self.count += 1
+            m = f"{self.count % 1000:03d}Y"
+            return m, m
+        if vr == "DS":
+            self.count += 1
+            m = f"7{self.count:04d}.25"
+            return m, m
+        if vr == "IS":
+            self.count += 1
+            m = f"7{self.count:05d}"
+            return m, m
+        if vr == "UI":
+            self.count += 1
+            m = f"2.25.4242{self.count:06d}"
+            return m, m
+        if vr in ("OB", "UN", "OB or OW"):
+            m = self.text()
+            raw = f"{m} planted".encode("ascii")
+            return raw + (b"\0" if len(raw) % 2 else b""), m
+        if vr == "US":
+            self.count += 1
+            return 60000 + self.count, None
+        raise ValueError(f"no planted value for VR {vr}")
+
+
+def even(raw):
+    """Pad a byte value to even length, as DICOM requires."""
+    return raw + (b" " if len(raw) % 2 else b"")
+
+
+def load_table():
+    """Rows as [ "(gggg,eeee)", name, VR, basic-profile action ] (GGGGEEEE: the private row)."""
+    with open(TABLE) as f:
+        rows = json.load(f)["attributes"]
+    out = []
+    for tag, action, vr, name in rows:
+        text = "(GGGG,EEEE) WHERE GGGG IS ODD" if tag == "GGGGEEEE" else f"({tag[:4]},{tag[4:]})".upper()
+        keyword = ""
+        if all(c in "0123456789ABCDEFabcdef" for c in tag):
+            keyword = pydicom.datadict.keyword_for_tag(int(tag, 16))
+        out.append([text, keyword or "".join(c for c in name if c.isalnum()), vr, action])
+    return out
+
+
+def parse_tag(text):
+    return int(text[1:5], 16) << 16 | int(text[6:10], 16)
+
+
+def code_item(p, where, tag, keyword, action):
+    """A code item whose value and meaning are markers (for table sequences removed or replaced whole)."""
+    item = Dataset()
+    value = p.text()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = "99ZQ"
+    item.CodeMeaning = f"{value} meaning"
+    p.record(value, "SQ", where, tag, keyword, action)
+    return item
+
+
+def plant_table(ds, p, table, where, top):
+    """Plant every table attribute into `ds` (top: the file's own data set; else a sequence item)."""
+    for tag_text, keyword, vr, action in table:
+        if tag_text.startswith(SKIPPED_GROUPS) or "X" in tag_text[1:5] or tag_text.startswith("(GGGG"):
+            continue
+        tag = parse_tag(tag_text)
+        if tag >> 16 == 0x0002 or tag == 0xFFFCFFFC:
+            continue  # file meta and trailing padding: planted by plant_file_level
+        if not top and vr == "UI" and tag in (0x00080018, 0x0020000D, 0x0020000E, 0x00200052):
+            continue  # the instance's own UIDs: real ones at the top level
+        path = f"{where}/{tag_text}"
+        if top and tag in (0x00080018, 0x0020000D, 0x0020000E, 0x00200052):
+            # The real series' UIDs stay as they are (consistent across slices); they are markers too.
+            value = str(ds[tag].value)
+            p.record(value, "UI", path, tag_text, keyword, action)
+            continue
+        if vr == "SQ":
+            if action == "X/Z/U*":
+                # Kept-with-new-UIDs is allowed: only table attributes inside may be planted.
+                item = Dataset()
+                item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+                uid, m = p.value("UI")
+                item.ReferencedSOPInstanceUID = uid
+                p.record(m, "UI", f"{path}[0]/(0008,1155)", "(0008,1155)", "ReferencedSOPInstanceUID", "U")
+                name, m = p.value("PN")
+                item.add_new(0x0040A123, "PN", name)
+                p.record(m, "PN", f"{path}[0]/(0040,A123)", "(0040,A123)", "PersonName", "D")
+                ds.add_new(tag, "SQ", Sequence([item]))
+            else:
+                ds.add_new(tag, "SQ", Sequence([code_item(p, f"{path}[0]", tag_text, keyword, action)]))
+            continue
+        value, marker = p.value(vr)
+        write_vr = "UN" if (top and tag_text in AS_UN) else ("OW" if vr == "OB or OW" else vr)
+        if write_vr == "UN" and isinstance(value, str):
+            value = even(value.encode("ascii"))
+        if vr == "US":
+            ds.add_new(tag, "US", value)
+            p.record(str(value), "US", path, tag_text, keyword, action, check="tag", value=value)
+            continue
+        ds.add_new(tag, write_vr, value)
+        p.record(marker, vr if write_vr != "UN" else f"{vr} as UN", path, tag_text, keyword, action)
+
+
+def private_block(ds, p, where, group, with_un=False):
+    """A private creator block with values (a marker creator and a marker value, optionally a private UN)."""
+    creator = p.text()
+    ds.add_new(group << 16 | 0x0010, "LO", f"{creator} CREATOR")
+    p.record(creator, "LO", f"{where}/({group:04X},0010)", f"({group:04X},0010)", "PrivateCreator", "X")
+    value = p.text()
+    ds.add_new(group << 16 | 0x1001, "LO", value)
+    p.record(value, "LO", f"{where}/({group:04X},1001)", f"({group:04X},1001)", "private", "X")
+    if with_un:
+        raw = p.text()
+        ds.add_new(group << 16 | 0x1002, "UN", even(f"{raw} private UN".encode("ascii")))
+        p.record(raw, "UN", f"{where}/({group:04X},1002)", f"({group:04X},1002)", "private UN", "X")
+
+
+def undefined_lengths(elem):
+    """Write a sequence and its items, at every depth, with undefined lengths (delimiters)."""
+    elem.is_undefined_length = True
+    for item in elem.value:
+        item.is_undefined_length_sequence_item = True
+        for child in item:
+            if child.VR == "SQ":
+                undefined_lengths(child)
+
+
+def deep_chain(p, table_subset, where):
+    """AnatomicRegionSequence > AnatomicRegionModifierSequence > EquivalentCodeSequence, three deep,
+    each item a real code plus table attributes, a private block and a public attribute as UN."""
+    def level_item(code, meaning, level_where):
+        item = Dataset()
+        item.CodeValue = code
+        item.CodingSchemeDesignator = "SCT"
+        item.CodeMeaning = meaning
+        plant_table(item, p, table_subset, level_where, top=False)
+        private_block(item, p, level_where, 0x0041, with_un=True)
+        raw = p.text()
+        item.add_new(0x00101000, "UN", even(f"{raw} other id as UN".encode("ascii")))  # OtherPatientIDs as UN
+        p.record(raw, "LO as UN", f"{level_where}/(0010,1000)", "(0010,1000)", "OtherPatientIDs", "X")
+        return item
+
+    base = f"{where}/(0008,2218)[0]"
+    one = level_item("51185008", "Thorax", base)
+    two = level_item("24028007", "Right", f"{base}/(0008,2220)[0]")
+    three = level_item("7771000", "Left", f"{base}/(0008,2220)[0]/(0008,0121)[0]")
+    two.add_new(0x00080121, "SQ", Sequence([three]))
+    one.add_new(0x00082220, "SQ", Sequence([two]))
+    return Sequence([one])
+
+
+def plant_file_level(ds, p, name):
+    """File meta, preamble and trailing padding."""
+    ae = p.text()
+    ds.file_meta.SourceApplicationEntityTitle = ae
+    p.record(ae, "AE", f"{name}:meta/(0002,0016)", "(0002,0016)", "SourceApplicationEntityTitle", "X")
+    uid, m = p.value("UI")
+    ds.file_meta.add_new(0x00020100, "UI", uid)
+    p.record(m, "UI", f"{name}:meta/(0002,0100)", "(0002,0100)", "PrivateInformationCreatorUID", "X")
+    info = p.text()
+    ds.file_meta.add_new(0x00020102, "OB", even(f"{info} private information".encode("ascii")))
+    p.record(info, "OB", f"{name}:meta/(0002,0102)", "(0002,0102)", "PrivateInformation", "X")
+    pre = p.text()
+    ds.preamble = f"{pre} preamble".encode("ascii").ljust(128, b"\0")
+    p.record(pre, "preamble", f"{name}:preamble", "", "preamble", "X")
+    pad = p.text()
+    ds.add_new(0xFFFCFFFC, "OB", f"{pad} trailing padding".encode("ascii").ljust(64, b"\0"))
+    p.record(pad, "OB", f"{name}/(FFFC,FFFC)", "(FFFC,FFFC)", "DataSetTrailingPadding", "X")
+
+
+def overlay_and_curve(ds, p, where):
+    ds.add_new(0x60000010, "US", 16)
+    ds.add_new(0x60000011, "US", 16)
+    ds.add_new(0x60000040, "CS", "G")
+    ds.add_new(0x60000050, "SS", [1, 1])
+    ds.add_new(0x60000100, "US", 1)
+    ds.add_new(0x60000102, "US", 0)
+    bits = p.text()
+    ds.add_new(0x60003000, "OW", f"{bits} overlay bits".encode("ascii").ljust(32, b"\0"))
+    p.record(bits, "OW", f"{where}/(6000,3000)", "(60XX,3000)", "OverlayData", "X")
+    comment = p.text()
+    ds.add_new(0x60004000, "LT", comment)
+    p.record(comment, "LT", f"{where}/(6000,4000)", "(60XX,4000)", "OverlayComments", "X")
+    label = p.text()
+    ds.add_new(0x50002500, "LO", label)
+    p.record(label, "LO", f"{where}/(5000,2500)", "(50XX,XXXX)", "CurveLabel", "X")
+
+
+def charset_names(ds, p, index, where):
+    """Slice 0: ISO_IR 100 with Latin-1 names; slice 1: ISO_IR 192 and slice 2: ISO 2022 IR 87
+    (escape sequences) with Japanese names."""
+    if index == 0:
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        names = {0x00100010: "ZQMKÆØ{n}^Jürgen^Ñuñez", 0x00080080: "ZQMKKlinik Süd {n}"}
+    elif index == 1:
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        names = {0x00100010: "ZQMK山田{n}^太郎", 0x00080080: "ZQMKクリニック{n}"}
+    elif index == 2:
+        # Code extensions: ASCII, then JIS X 0208 behind escape sequences.
+        ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+        names = {0x00100010: "ZQMK{n}^TARO=ZQMK山田{n}^太郎", 0x00080080: "ZQMK病院{n}"}
+    else:
+        return
+    for tag, template in names.items():
+        p.count += 1
+        value = template.format(n=f"{p.count:04d}")
+        ds[tag].value = value
+        marker = value.split("^")[0]
+        p.record(marker, f"{ds[tag].VR} ({ds.SpecificCharacterSet})", f"{where}/({tag >> 16:04X},{tag & 0xFFFF:04X})",
+                 f"({tag >> 16:04X},{tag & 0xFFFF:04X})", pydicom.datadict.keyword_for_tag(tag), "Z")
+
+
+def ct_slices(args, p, table, ct_dir):
+    names = args.slices.split(",")
+    written = []
+    deep_subset = [r for r in table if r[1] in (
+        "PersonName", "InstitutionName", "ContentDate", "ReferencedSOPInstanceUID", "PatientBirthDate",
+        "StudyComments", "VerifyingObserverName", "MedicalAlerts", "PatientAddress")]
+    for i, name in enumerate(names):
+        src = os.path.join(args.series, f"{name}.dcm.gz")
+        with gzip.open(src) as f:
+            ds = pydicom.dcmread(io.BytesIO(f.read()))
+        out_name = f"{CT_FOLDER}_CT_{i + 1:04d}.dcm"
+        where = f"{os.path.join(CT_FOLDER, out_name)}"
+        # Every slice gets the same planted values (counters restart), except what a slice holds
+        # of its own (its real SOP instance UID, the character-set names).
+        p.count, p.dates = 0, 0
+        mark = p
+        plant_table(ds, mark, table, where, top=True)
+        private_block(ds, mark, where, 0x0033)
+        private_block(ds, mark, where, 0x0035, with_un=True)
+        # A private block inside a table-free sequence item, and the three-deep chain.
+        ds.add_new(0x00082218, "SQ", deep_chain(mark, deep_subset, where))
+        undefined_lengths(ds[0x00082218])
+        overlay_and_curve(ds, mark, where)
+        plant_file_level(ds, mark, where)
+        charset_names(ds, p, i, where)
+        if args.burned_in and i == len(names) // 2:
+            ds.BurnedInAnnotation = "YES"
+        if i == 3:
+            # One slice in implicit VR little endian: no VR in the stream, the reader must know each tag.
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+            ds.is_implicit_VR = True
+        ds.save_as(os.path.join(ct_dir, out_name), write_like_original=False)
+        written.append(out_name)
+        p.high = max(p.high, p.count)
+    p.count = p.high
+    return written
+
+
+def raw_domain(path):
+    with gzip.open(path) as f:
+        ds = pydicom.dcmread(io.BytesIO(f.read()))
+    stored = ds.pixel_array.astype(np.float64)
+    return np.clip(np.round(stored * float(ds.RescaleSlope) + float(ds.RescaleIntercept) + 1024), 0,
+                   65535).astype(np.uint16)
+
+
+def tiff_slices(args, p, tiff_dir):
+    names = args.slices.split(",")[:3]
+    for i, name in enumerate(names):
+        raw = raw_domain(os.path.join(args.series, f"{name}.dcm.gz"))
+        out = os.path.join(tiff_dir, f"{CT_FOLDER}_T_{i + 1:04d}.tif")
+        where = os.path.join(TIFF_FOLDER, os.path.basename(out))
+        tags = {}
+        for code, tag_name in ((270, "ImageDescription"), (315, "Artist"), (269, "DocumentName"),
+                               (316, "HostComputer"), (305, "Software"), (285, "PageName"), (271, "Make"),
+                               (272, "Model"), (33432, "Copyright"), (700, "XMP"), (65000, "private")):
+            m = p.text()
+            tags[code] = f"{m} {tag_name}"
+            p.record(m, "TIFF ASCII", f"{where}:{tag_name}", str(code), tag_name, "remove")
+        p.dates += 1
+        stamp = f"{1700 + p.dates:04d}:06:12 08:30:15"
+        p.record(stamp, "TIFF ASCII", f"{where}:DateTime", "306", "DateTime", "remove")
+        tifffile.imwrite(out, raw, photometric="minisblack", description=tags[270], software=tags[305],
+                         datetime=stamp, metadata=None,
+                         extratags=[(code, "s", 0, tags[code], True)
+                                    for code in (315, 269, 316, 285, 271, 272, 33432, 65000)]
+                         + [(700, "B", len(tags[700]), tags[700].encode("ascii"), True)])
+
+
+def base_instance(p, sop_class, modality, where, study_uid, identity):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    uid, m = p.value("UI")
+    meta.MediaStorageSOPInstanceUID = uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+    ds.is_little_endian = True
+    ds.is_implicit_VR = False
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = uid
+    p.record(m, "UI", f"{where}/(0008,0018)", "(0008,0018)", "SOPInstanceUID", "U")
+    ds.StudyInstanceUID = study_uid
+    series, m = p.value("UI")
+    ds.SeriesInstanceUID = series
+    p.record(m, "UI", f"{where}/(0020,000E)", "(0020,000E)", "SeriesInstanceUID", "U")
+    ds.Modality = modality
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.StudyDate = identity
+    ds.InstanceNumber = 1
+    ds.SeriesNumber = 99
+    return ds
+
+
+def non_ct(p, dose_dir, study_uid, identity):
+    # X-Ray Radiation Dose SR, its text naming the patient.
+    where = os.path.join(DOSE_FOLDER, "ZZDOE_JOHN_dose_sr.dcm")
+    sr = base_instance(p, "1.2.840.10008.5.1.4.1.1.88.67", "SR", where, study_uid, identity)
+    text = Dataset()
+    text.RelationshipType = "CONTAINS"
+    text.ValueType = "TEXT"
+    concept = Dataset()
+    concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = "121106", "DCM", "Comment"
+    text.ConceptNameCodeSequence = Sequence([concept])
+    m = p.text()
+    text.TextValue = f"{m} dose report for DOE^JOHN"
+    p.record(m, "UT", f"{where}/(0040,A730)[0]/(0040,A160)", "(0040,A160)", "TextValue", "skip file")
+    sr.ValueType = "CONTAINER"
+    sr.ContinuityOfContent = "SEPARATE"
+    sr.ContentSequence = Sequence([text])
+    sr.save_as(os.path.join(dose_dir, "ZZDOE_JOHN_dose_sr.dcm"), write_like_original=False)
+    # Encapsulated PDF.
+    where = os.path.join(DOSE_FOLDER, "ZZDOE_JOHN_report.dcm")
+    pdf = base_instance(p, "1.2.840.10008.5.1.4.1.1.104.1", "DOC", where, study_uid, identity)
+    m = p.text()
+    body = (f"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n% {m} Patient DOE JOHN MRN99887766\ntrailer<<>>\n%%EOF\n"
+            ).encode("ascii")
+    pdf.EncapsulatedDocument = body + (b"\0" if len(body) % 2 else b"")
+    pdf.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    pdf.BurnedInAnnotation = "YES"
+    p.record(m, "OB", f"{where}/(0042,0011)", "(0042,0011)", "EncapsulatedDocument", "skip file")
+    pdf.save_as(os.path.join(dose_dir, "ZZDOE_JOHN_report.dcm"), write_like_original=False)
+    # Secondary-capture dose screen: Modality CT, the patient's name in the pixels.
+    where = os.path.join(DOSE_FOLDER, "ZZDOE_JOHN_dose_screen.dcm")
+    sc = base_instance(p, "1.2.840.10008.5.1.4.1.1.7", "CT", where, study_uid, identity)
+    m = p.text()
+    pixels = np.zeros((64, 64), dtype=np.uint8)
+    text_bytes = np.frombuffer(f"{m} DOSE SCREEN DOE^JOHN".encode("ascii"), dtype=np.uint8)
+    pixels[10, : len(text_bytes)] = text_bytes
+    sc.ImageType = ["DERIVED", "SECONDARY", "SCREEN SAVE"]
+    sc.ConversionType = "WSD"
+    sc.BurnedInAnnotation = "YES"
+    sc.SamplesPerPixel, sc.PhotometricInterpretation = 1, "MONOCHROME2"
+    sc.Rows = sc.Columns = 64
+    sc.BitsAllocated, sc.BitsStored, sc.HighBit, sc.PixelRepresentation = 8, 8, 7, 0
+    sc.PixelData = pixels.tobytes()
+    p.record(m, "OB", f"{where}/(7FE0,0010)", "(7FE0,0010)", "PixelData", "skip file")
+    sc.save_as(os.path.join(dose_dir, "ZZDOE_JOHN_dose_screen.dcm"), write_like_original=False)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("series")
+    parser.add_argument("out")
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--slices", default="1-02,1-03,1-04,1-05,1-06,1-07")
+    parser.add_argument("--burned-in", action="store_true")
+    args = parser.parse_args()
+    table = load_table()
+    root = os.path.join(args.out, STUDY)
+    ct_dir, tiff_dir, dose_dir = (os.path.join(root, d) for d in (CT_FOLDER, TIFF_FOLDER, DOSE_FOLDER))
+    for d in (ct_dir, tiff_dir, dose_dir):
+        os.makedirs(d, exist_ok=True)
+    p = Planter()
+    ct = ct_slices(args, p, table, ct_dir)
+    first_ct = pydicom.dcmread(os.path.join(ct_dir, ct[0]))
+    identity = (str(first_ct.PatientName), first_ct.PatientID, first_ct.PatientBirthDate, first_ct.StudyDate)
+    tiff_slices(args, p, tiff_dir)
+    non_ct(p, dose_dir, first_ct.StudyInstanceUID, identity)
+    planted_tags = sum(1 for r in table if not (r[0].startswith(SKIPPED_GROUPS) or r[0].startswith("(GGGG")))
+    manifest = {
+        "root": root,
+        "ctFiles": [os.path.join(CT_FOLDER, n) for n in ct],
+        "burnedIn": args.burned_in,
+        "pathMarkers": PATH_MARKERS,
+        "tableRows": len(table),
+        "tableRowsPlanted": planted_tags,
+        "notPlanted": [r[0] for r in table if r[0].startswith(SKIPPED_GROUPS)]
+        + ["(GGGG,EEEE) private attributes: planted as private blocks, not as a row"],
+        "markers": p.markers,
+    }
+    with open(args.manifest, "w") as f:
+        json.dump(manifest, f, indent=1, ensure_ascii=False)
+    print(json.dumps({"root": root, "markers": len(p.markers), "ct": len(ct)}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+/**
+ * Debian's Orthanc (`/usr/sbin/Orthanc`) as a plain process for tests: HTTP on a free loopback
+ * port, no DICOM listener, no authentication but no remote access, storage in a temp folder.
+ * Stopped by its PID.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+/** Where Debian's package puts the server. */
+export const ORTHANC = '/usr/sbin/Orthanc';
+
+/** A running Orthanc. */
+export interface OrthancServer {
+  readonly url: string;
+  readonly log: string[];
+  /** Store one DICOM file; resolves with Orthanc's instance id. */
+  upload(bytes: Uint8Array): Promise<string>;
+  /** `POST /instances/{id}/anonymize` with `body`; resolves with the anonymized file. */
+  anonymize(id: string, body: Record<string, unknown>): Promise<Uint8Array>;
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** Start Orthanc with its storage under `dir`; resolves once `/system` answers. */
+export async function startOrthanc(dir: string): Promise<OrthancServer> {
+  const storage = join(dir, 'storage');
+  mkdirSync(storage, { recursive: true });
+  const [httpPort, dicomPort] = [await freePort(), await freePort()];
+  const config = join(dir, 'orthanc.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      Name: 'covidct-test',
+      StorageDirectory: storage,
+      IndexDirectory: storage,
+      HttpPort: httpPort,
+      DicomPort: dicomPort,
+      DicomServerEnabled: false,
+      RemoteAccessAllowed: false,
+      AuthenticationEnabled: false,
+      Plugins: [],
+      StorageCompression: false,
+    }),
+  );
+  const log: string[] = [];
+  const child: ChildProcess = spawn(ORTHANC, [config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const collect = (chunk: Buffer) => log.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  let exited: number | null | undefined;
+  child.once('exit', (code) => {
+    exited = code;
+  });
+  const url = `http://127.0.0.1:${httpPort}`;
+  const server: OrthancServer = {
+    url,
+    log,
+    async upload(bytes) {
+      const res = await fetch(`${url}/instances`, { method: 'POST', body: bytes });
+      const body = (await res.json()) as { ID?: string; Status?: string };
+      if (!res.ok || typeof body.ID !== 'string') {
+        throw new Error(`Orthanc refused an instance: ${res.status} ${JSON.stringify(body)}`);
+      }
+      return body.ID;
+    },
+    async anonymize(id, body) {
+      const res = await fetch(`${url}/instances/${id}/anonymize`, {
+        method: 'POST',
+        body: JSON.stringify(body),
+      });
+      if (!res.ok) throw new Error(`Orthanc anonymize ${id}: ${res.status} ${await res.text()}`);
+      return new Uint8Array(await res.arrayBuffer());
+    },
+    async stop() {
+      if (exited !== undefined || child.pid === undefined) return;
+      const done = new Promise((r) => child.once('exit', r));
+      process.kill(child.pid, 'SIGTERM');
+      const timer = setTimeout(() => child.pid !== undefined && process.kill(child.pid, 'SIGKILL'), 5000);
+      await done;
+      clearTimeout(timer);
+    },
+  };
+  for (let i = 0; i < 150; i++) {
+    if (exited !== undefined) throw new Error(`Orthanc exited (${exited}): ${log.slice(-5).join(' | ')}`);
+    try {
+      if ((await fetch(`${url}/system`)).ok) return server;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await server.stop();
+  throw new Error(`Orthanc did not answer on ${url} within 15 s: ${log.slice(-5).join(' | ')}`);
+}
