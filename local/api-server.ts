@@ -238,7 +238,10 @@ function toEvent(
 
 /** Whether an IAM-style resource pattern (`*` and `?` wildcards) matches an ARN. */
 function resourceMatches(pattern: string, arn: string): boolean {
-  const source = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const source = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${source}$`).test(arn);
 }
 
@@ -353,7 +356,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     authorizer: ApiAuthorizerOptions,
     response: ServerResponse,
   ): Promise<boolean> => {
-    const token = Object.entries(event.headers).find(([name]) => name.toLowerCase() === authorizer.header)?.[1];
+    const token = Object.entries(event.headers).find(
+      ([name]) => name.toLowerCase() === authorizer.header,
+    )?.[1];
     if (token === undefined || token === '') {
       sendJson(response, 401, { message: authorizer.messages.unauthorized });
       return false;

@@ -101,7 +101,14 @@ export async function createLocalResources(clients: AwsClients): Promise<LocalRe
   await ensureTable(clients);
   await ensureApiKeyTable(clients);
   const topicArn = (await clients.sns.send(new CreateTopicCommand({ Name: TOPIC.name }))).TopicArn!;
-  return { bucket, tableName: TABLE.name, apiKeyTableName: API_KEY_TABLE.name, queueUrls, queueArns, topicArn };
+  return {
+    bucket,
+    tableName: TABLE.name,
+    apiKeyTableName: API_KEY_TABLE.name,
+    queueUrls,
+    queueArns,
+    topicArn,
+  };
 }
 
 /** The environment the handlers and the worker read (names from lambdas/shared/config.ts). */

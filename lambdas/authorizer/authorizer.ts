@@ -96,6 +96,8 @@ export function authorizerResult(decision: KeyDecision, methodArn: string): APIG
         },
       ],
     },
-    ...(allow ? { context: { hospital: decision.hospital }, usageIdentifierKey: decision.usageIdentifierKey } : {}),
+    ...(allow
+      ? { context: { hospital: decision.hospital }, usageIdentifierKey: decision.usageIdentifierKey }
+      : {}),
   };
 }
