@@ -17,7 +17,7 @@ import type { QueueDefinition } from '../lambdas/shared/resources.js';
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** The pipeline's Lambda functions, by their folder under `lambdas/`. */
-export type PipelineFunctionName = 'select' | 'aggregate' | 'api' | 'sweeper';
+export type PipelineFunctionName = 'select' | 'aggregate' | 'api' | 'sweeper' | 'authorizer';
 
 /**
  * Prebuilt code for a function instead of bundling `lambdas/{name}/handler.ts` (assertion tests

@@ -39,6 +39,21 @@ export interface DeploymentSettings {
   readonly aggregateReservedConcurrency: number;
   /** Reserved concurrency of the api Lambda. Context `apiReservedConcurrency`. */
   readonly apiReservedConcurrency: number;
+  /**
+   * The hospitals that may call the API, each with its own usage plan (throttle and daily quota) and
+   * its usage-plan key, whose value is the SHA-256 of the hospital's API key. Context `hospitals`: a
+   * JSON array (`[{"id":"st-mary","keySha256":"…","rateLimit":5,"burstLimit":10,"quotaPerDay":5000}]`,
+   * limits optional), or `id:sha256,id:sha256` on the command line.
+   */
+  readonly hospitals: readonly HospitalSetting[];
+  /** A hospital's steady requests per second unless its entry says otherwise. Context `hospitalRateLimit`. */
+  readonly hospitalRateLimit: number;
+  /** A hospital's burst unless its entry says otherwise. Context `hospitalBurstLimit`. */
+  readonly hospitalBurstLimit: number;
+  /** A hospital's requests per day (UTC) unless its entry says otherwise. Context `hospitalQuotaPerDay`. */
+  readonly hospitalQuotaPerDay: number;
+  /** Seconds API Gateway caches the authorizer's answer per key (0: no cache). Context `authorizerCacheSeconds`. */
+  readonly authorizerCacheSeconds: number;
   /** API Gateway steady requests per second across the stage. Context `apiRateLimit`. */
   readonly apiRateLimit: number;
   /** API Gateway burst. Context `apiBurstLimit`. */
@@ -47,6 +62,20 @@ export interface DeploymentSettings {
   readonly corsOrigins: readonly string[];
   /** Availability zones of the VPC. Context `maxAzs`. */
   readonly maxAzs: number;
+}
+
+/** One hospital of the deployment (see {@link DeploymentSettings.hospitals}). */
+export interface HospitalSetting {
+  /** The hospital id the pipeline scopes its studies to (1-64 letters, digits, '.', '_' or '-'). */
+  readonly id: string;
+  /** SHA-256 (64 lowercase hex digits) of the hospital's API key; the key itself never enters the deployment. */
+  readonly keySha256: string;
+  /** @default DeploymentSettings.hospitalRateLimit */
+  readonly rateLimit?: number;
+  /** @default DeploymentSettings.hospitalBurstLimit */
+  readonly burstLimit?: number;
+  /** @default DeploymentSettings.hospitalQuotaPerDay */
+  readonly quotaPerDay?: number;
 }
 
 /** The defaults (`cdk deploy` with no `-c`). */
@@ -62,6 +91,11 @@ export const DEFAULT_SETTINGS: DeploymentSettings = {
   selectReservedConcurrency: 5,
   aggregateReservedConcurrency: 5,
   apiReservedConcurrency: 10,
+  hospitals: [],
+  hospitalRateLimit: 5,
+  hospitalBurstLimit: 10,
+  hospitalQuotaPerDay: 10_000,
+  authorizerCacheSeconds: 300,
   apiRateLimit: 20,
   apiBurstLimit: 40,
   corsOrigins: [],
@@ -102,6 +136,83 @@ function integer(node: Node, key: string, fallback: number, min: number, max: nu
     throw new Error(`context ${key}: '${value}' is not a whole number from ${min} to ${max}`);
   }
   return n;
+}
+
+/** Hospital ids as the pipeline accepts them (lambdas/shared/messages.ts ID_PATTERN). */
+const HOSPITAL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function limit(where: string, field: string, value: unknown, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new Error(
+      `context hospitals: ${where}.${field}: '${String(value)}' is not a whole number from ${min} to ${max}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * The `hospitals` setting: a JSON array of `{ id, keySha256, rateLimit?, burstLimit?, quotaPerDay? }`
+ * (cdk.json may give the array itself), or `id:sha256` pairs separated by commas. One-line errors
+ * naming the entry and field.
+ */
+export function parseHospitals(value: unknown): HospitalSetting[] {
+  if (value === undefined || value === null || value === '') return [];
+  let entries: unknown = value;
+  if (typeof value === 'string') {
+    const trimmed = value.trim();
+    if (trimmed.startsWith('[')) {
+      try {
+        entries = JSON.parse(trimmed);
+      } catch (error) {
+        throw new Error(`context hospitals: not valid JSON (${(error as Error).message.split('\n')[0]})`);
+      }
+    } else {
+      entries = trimmed
+        .split(',')
+        .map((pair) => pair.trim())
+        .filter((pair) => pair !== '')
+        .map((pair) => {
+          const at = pair.lastIndexOf(':');
+          return at < 0 ? { id: pair } : { id: pair.slice(0, at), keySha256: pair.slice(at + 1) };
+        });
+    }
+  }
+  if (!Array.isArray(entries)) throw new Error('context hospitals: expected a JSON array or id:sha256 pairs');
+  const seen = new Set<string>();
+  const keys = new Set<string>();
+  return entries.map((entry: unknown, i) => {
+    const where = `[${i}]`;
+    if (typeof entry !== 'object' || entry === null)
+      throw new Error(`context hospitals: ${where}: expected an object`);
+    const e = entry as Record<string, unknown>;
+    if (typeof e.id !== 'string' || !HOSPITAL_ID.test(e.id)) {
+      throw new Error(
+        `context hospitals: ${where}.id: '${String(e.id)}' is not 1-64 letters, digits, '.', '_' or '-'`,
+      );
+    }
+    if (typeof e.keySha256 !== 'string' || !SHA256_HEX.test(e.keySha256)) {
+      throw new Error(
+        `context hospitals: ${where}.keySha256 (${e.id}): expected the key's SHA-256 as 64 lowercase hex digits (printf %s "$KEY" | sha256sum)`,
+      );
+    }
+    if (seen.has(e.id)) throw new Error(`context hospitals: ${where}.id: '${e.id}' is listed twice`);
+    if (keys.has(e.keySha256))
+      throw new Error(`context hospitals: ${where}.keySha256 (${e.id}): the same key as another hospital`);
+    seen.add(e.id);
+    keys.add(e.keySha256);
+    const rateLimit = limit(where, 'rateLimit', e.rateLimit, 1, 10_000);
+    const burstLimit = limit(where, 'burstLimit', e.burstLimit, 1, 5_000);
+    const quotaPerDay = limit(where, 'quotaPerDay', e.quotaPerDay, 1, 100_000_000);
+    return {
+      id: e.id,
+      keySha256: e.keySha256,
+      ...(rateLimit === undefined ? {} : { rateLimit }),
+      ...(burstLimit === undefined ? {} : { burstLimit }),
+      ...(quotaPerDay === undefined ? {} : { quotaPerDay }),
+    };
+  });
 }
 
 /** Read the settings from the app's context (`-c key=value`), a one-line error for a bad value. */
@@ -151,6 +262,11 @@ export function settingsFromContext(node: Node): DeploymentSettings {
       1000,
     ),
     apiReservedConcurrency: integer(node, 'apiReservedConcurrency', d.apiReservedConcurrency, 1, 1000),
+    hospitals: parseHospitals(node.tryGetContext('hospitals')),
+    hospitalRateLimit: integer(node, 'hospitalRateLimit', d.hospitalRateLimit, 1, 10_000),
+    hospitalBurstLimit: integer(node, 'hospitalBurstLimit', d.hospitalBurstLimit, 1, 5_000),
+    hospitalQuotaPerDay: integer(node, 'hospitalQuotaPerDay', d.hospitalQuotaPerDay, 1, 100_000_000),
+    authorizerCacheSeconds: integer(node, 'authorizerCacheSeconds', d.authorizerCacheSeconds, 0, 3600),
     apiRateLimit: integer(node, 'apiRateLimit', d.apiRateLimit, 1, 10_000),
     apiBurstLimit: integer(node, 'apiBurstLimit', d.apiBurstLimit, 1, 5_000),
     corsOrigins: (text(node, 'corsOrigins') ?? '')

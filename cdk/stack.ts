@@ -122,6 +122,13 @@ export class CovidCtStack extends Stack {
       reservedConcurrency: s.apiReservedConcurrency,
       rateLimit: s.apiRateLimit,
       burstLimit: s.apiBurstLimit,
+      hospitals: s.hospitals,
+      hospitalDefaults: {
+        rateLimit: s.hospitalRateLimit,
+        burstLimit: s.hospitalBurstLimit,
+        quotaPerDay: s.hospitalQuotaPerDay,
+      },
+      authorizerCacheSeconds: s.authorizerCacheSeconds,
       ...(s.voteThreshold === undefined ? {} : { voteThreshold: s.voteThreshold }),
       ...(s.wafAclArn === undefined ? {} : { wafAclArn: s.wafAclArn }),
       ...(props.functionCode ? { code: props.functionCode } : {}),
@@ -140,6 +147,7 @@ export class CovidCtStack extends Stack {
         select: this.ingest.select.function,
         aggregate: this.results.aggregate.function,
         api: this.api.handler.function,
+        authorizer: this.api.authorizerFunction.function,
         sweeper: this.results.sweeper.function,
       },
       cluster: this.inference.cluster,
@@ -149,6 +157,7 @@ export class CovidCtStack extends Stack {
     // What the README's steps need after a deploy (model upload, API keys, subscriptions).
     new CfnOutput(this, 'BucketName', { value: bucket.bucketName });
     new CfnOutput(this, 'TableName', { value: this.results.table.tableName });
+    new CfnOutput(this, 'ApiKeyTableName', { value: this.api.keyTable.tableName });
     new CfnOutput(this, 'ResultsTopicArn', { value: this.results.topic.topicArn });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.operations.alarmTopic.topicArn });
     new CfnOutput(this, 'ApiUrl', { value: this.api.api.url });

@@ -4,16 +4,43 @@
  * `APIGatewayProxyResult` becomes the response. API Gateway's own answers are reproduced where the
  * handler never runs: 413 over the 10 MB payload limit, 403 "Missing Authentication Token" for a
  * path no resource matches, 502 for a failed or malformed invocation, 504 past 29 s.
+ * With an `authorizer`, a TOKEN authorizer runs first as API Gateway runs it: no (or an empty)
+ * identity header is a 401 without invoking it, a thrown `Unauthorized` a 401, a Deny (or no
+ * Allow for the method) a 403, any other failure a 500, and the handler runs only on an Allow, with
+ * the authorizer's context in `requestContext.authorizer` and its usage-identifier key in
+ * `requestContext.identity.apiKey`. Usage plans (throttle, quota) and the authorizer's result
+ * cache are not emulated: locally every stored key is accepted at once and without limits.
  * `GET /health` answers without the handler (the local stack's liveness check).
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import type {
+  APIGatewayAuthorizerResult,
+  APIGatewayProxyEvent,
+  APIGatewayProxyResult,
+  APIGatewayTokenAuthorizerEvent,
+  Context,
+} from 'aws-lambda';
 import { HandlerTimeoutError, lambdaContext, withTimeout } from './lambda-context.js';
 
 /** A Lambda proxy handler. */
 export type ApiHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+
+/** A Lambda TOKEN authorizer. */
+export type TokenAuthorizer = (
+  event: APIGatewayTokenAuthorizerEvent,
+  context: Context,
+) => Promise<APIGatewayAuthorizerResult>;
+
+/** The authorizer API Gateway runs before the handler, and how it answers a refusal. */
+export interface ApiAuthorizerOptions {
+  readonly handler: TokenAuthorizer;
+  /** The identity source: a request header (lowercase). */
+  readonly header: string;
+  /** Bodies of the gateway responses (the deployed API's UNAUTHORIZED and ACCESS_DENIED). */
+  readonly messages: { readonly unauthorized: string; readonly accessDenied: string };
+}
 
 /** The resources of the pipeline's REST API (issue 5): `{id}` is a path parameter. */
 export const PIPELINE_API_ROUTES: readonly string[] = ['/studies', '/studies/{id}', '/studies/{id}/report'];
@@ -39,6 +66,8 @@ export interface ApiServerOptions {
   readonly maxBodyBytes?: number;
   /** API Gateway's integration timeout. @default 29 */
   readonly timeoutSeconds?: number;
+  /** A TOKEN authorizer run before the handler on every route. @default - none */
+  readonly authorizer?: ApiAuthorizerOptions;
   /** Extra fields for `GET /health` (the stack reports its worker there). */
   readonly health?: () => Record<string, unknown>;
   /** A handler that threw (API Gateway answers 502). @default one line on stderr */
@@ -207,6 +236,30 @@ function toEvent(
   };
 }
 
+/** Whether an IAM-style resource pattern (`*` and `?` wildcards) matches an ARN. */
+function resourceMatches(pattern: string, arn: string): boolean {
+  const source = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
+  return new RegExp(`^${source}$`).test(arn);
+}
+
+/** API Gateway's evaluation of an authorizer's policy for one method: an explicit Deny wins, else an Allow is needed. */
+function policyAllows(result: APIGatewayAuthorizerResult, methodArn: string): boolean {
+  let allowed = false;
+  for (const statement of result.policyDocument?.Statement ?? []) {
+    const s = statement as { Effect?: string; Action?: string | string[]; Resource?: string | string[] };
+    const actions = ([] as string[]).concat(s.Action ?? []);
+    if (!actions.some((a) => resourceMatches(a, 'execute-api:Invoke'))) continue;
+    const hit = ([] as string[]).concat(s.Resource ?? []).some((r) => resourceMatches(r, methodArn));
+    if (!hit) continue;
+    if (s.Effect === 'Deny') return false;
+    if (s.Effect === 'Allow') allowed = true;
+  }
+  return allowed;
+}
+
 function sendJson(response: ServerResponse, status: number, value: unknown, close = false): void {
   const body = JSON.stringify(value);
   response.writeHead(status, {
@@ -272,6 +325,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       return;
     }
     const event = toEvent(request, url, body, route, stage);
+    if (options.authorizer && !(await authorize(event, options.authorizer, response))) return;
     let result: APIGatewayProxyResult;
     try {
       result = await withTimeout(
@@ -294,6 +348,48 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       return;
     }
     sendResult(response, result);
+  };
+
+  /** Run the authorizer as API Gateway does; false when it answered the request itself. */
+  const authorize = async (
+    event: APIGatewayProxyEvent,
+    authorizer: ApiAuthorizerOptions,
+    response: ServerResponse,
+  ): Promise<boolean> => {
+    const token = Object.entries(event.headers).find(
+      ([name]) => name.toLowerCase() === authorizer.header,
+    )?.[1];
+    if (token === undefined || token === '') {
+      sendJson(response, 401, { message: authorizer.messages.unauthorized });
+      return false;
+    }
+    const methodArn = `arn:aws:execute-api:us-east-1:${event.requestContext.accountId}:${event.requestContext.apiId}/${stage}/${event.httpMethod}${event.path}`;
+    let result: APIGatewayAuthorizerResult;
+    try {
+      result = await withTimeout(
+        authorizer.handler(
+          { type: 'TOKEN', authorizationToken: token, methodArn },
+          lambdaContext({ timeoutSeconds, functionName: 'covidct-local-authorizer', overrides: undefined }),
+        ),
+        timeoutSeconds,
+      );
+    } catch (error) {
+      if (error instanceof Error && error.message === 'Unauthorized') {
+        sendJson(response, 401, { message: authorizer.messages.unauthorized });
+      } else {
+        onError(error);
+        // API Gateway's AUTHORIZER_FAILURE.
+        sendJson(response, 500, { message: null });
+      }
+      return false;
+    }
+    if (!policyAllows(result, methodArn)) {
+      sendJson(response, 403, { message: authorizer.messages.accessDenied });
+      return false;
+    }
+    event.requestContext.authorizer = { ...result.context, principalId: result.principalId };
+    event.requestContext.identity.apiKey = result.usageIdentifierKey ?? null;
+    return true;
   };
 
   const server = createServer((request, response) => {

@@ -1,8 +1,8 @@
 /**
  * The pipeline's resources on the local servers, built from the shared definitions
  * (lambdas/shared/resources.ts) exactly as the CDK stack builds them on AWS: the bucket, each
- * queue with its dead-letter queue and redrive policy, the on-demand table with its GSI, and the
- * topic. Idempotent: running it against servers that already hold them (a restart with `--data`)
+ * queue with its dead-letter queue and redrive policy, the on-demand table with its GSI, the
+ * API-key table, and the topic. Idempotent: running it against servers that already hold them (a restart with `--data`)
  * changes nothing but drifted queue attributes.
  */
 
@@ -23,6 +23,7 @@ import {
 import type { AwsClients, ClientEndpoints } from '../lambdas/shared/clients.js';
 import { ENV } from '../lambdas/shared/config.js';
 import {
+  API_KEY_TABLE,
   BUCKET,
   QUEUES,
   type QueueDefinition,
@@ -38,6 +39,8 @@ export type QueueKey = QueueId | `${QueueId}Dlq`;
 export interface LocalResources {
   readonly bucket: string;
   readonly tableName: string;
+  /** The hospitals' hashed API keys (API_KEY_TABLE). */
+  readonly apiKeyTableName: string;
   /** `ingest`, `inference`, `votes` and their DLQs `ingestDlq`, `inferenceDlq`, `votesDlq`. */
   readonly queueUrls: Readonly<Record<QueueKey, string>>;
   readonly queueArns: Readonly<Record<QueueKey, string>>;
@@ -96,8 +99,16 @@ export async function createLocalResources(clients: AwsClients): Promise<LocalRe
   }
 
   await ensureTable(clients);
+  await ensureApiKeyTable(clients);
   const topicArn = (await clients.sns.send(new CreateTopicCommand({ Name: TOPIC.name }))).TopicArn!;
-  return { bucket, tableName: TABLE.name, queueUrls, queueArns, topicArn };
+  return {
+    bucket,
+    tableName: TABLE.name,
+    apiKeyTableName: API_KEY_TABLE.name,
+    queueUrls,
+    queueArns,
+    topicArn,
+  };
 }
 
 /** The environment the handlers and the worker read (names from lambdas/shared/config.ts). */
@@ -109,6 +120,7 @@ export function envFor(
   return {
     [ENV.bucket]: resources.bucket,
     [ENV.table]: resources.tableName,
+    [ENV.apiKeyTable]: resources.apiKeyTableName,
     [ENV.ingestQueueUrl]: resources.queueUrls.ingest,
     [ENV.inferenceQueueUrl]: resources.queueUrls.inference,
     [ENV.votesQueueUrl]: resources.queueUrls.votes,
@@ -209,6 +221,30 @@ async function ensureTable(clients: AwsClients): Promise<void> {
     );
   } catch (error) {
     // Another process created it between the describe and the create.
+    if (!isError(error, 'ResourceInUseException')) throw error;
+  }
+}
+
+/** The API-key table (API_KEY_TABLE): keys only, no index. */
+async function ensureApiKeyTable(clients: AwsClients): Promise<void> {
+  const t = API_KEY_TABLE;
+  try {
+    await clients.dynamo.send(
+      new CreateTableCommand({
+        TableName: t.name,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: t.partitionKey, AttributeType: 'S' },
+          { AttributeName: t.sortKey, AttributeType: 'S' },
+        ],
+        KeySchema: [
+          { AttributeName: t.partitionKey, KeyType: 'HASH' },
+          { AttributeName: t.sortKey, KeyType: 'RANGE' },
+        ],
+      }),
+    );
+  } catch (error) {
+    // There already (a restart with `--data`, or another process created it).
     if (!isError(error, 'ResourceInUseException')) throw error;
   }
 }

@@ -2,7 +2,8 @@
  * The whole pipeline on one machine, as it runs on AWS: local S3/SQS/SNS and DynamoDB, the
  * resources of the shared definitions, S3 manifest events on the ingest queue, the select and
  * aggregate handlers driven by emulated event source mappings, the GPU worker as a separate
- * process, and the api handler behind an emulated API Gateway. `covidct dev`, the demo and the
+ * process, and the api handler behind an emulated API Gateway that runs the key authorizer first
+ * (an unknown key is refused before the api handler, as on AWS). `covidct dev`, the demo and the
  * integration tests all start it here.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -10,10 +11,12 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { API_KEY_HEADER, REFUSAL_MESSAGES } from '../lambdas/authorizer/authorizer.js';
+import type { TokenAuthorizerHandler } from '../lambdas/authorizer/handler.js';
+import { ApiKeyStore } from '../lambdas/shared/api-keys.js';
 import { type AwsClients, createClients } from '../lambdas/shared/clients.js';
 import { ENV } from '../lambdas/shared/config.js';
 import { PIPELINE_DEFAULTS, QUEUES } from '../lambdas/shared/resources.js';
-import { StudyStore } from '../lambdas/shared/store.js';
 import type { SweepResult } from '../lambdas/sweeper/sweeper.js';
 import { type ApiHandler, PIPELINE_API_ROUTES, startApiServer } from './api-server.js';
 import { type EventSource, type SqsEventHandler, startEventSource } from './event-source.js';
@@ -27,11 +30,13 @@ export interface HospitalKey {
   readonly apiKey: string;
 }
 
-/** The three handlers the stack drives. */
+/** The handlers the stack drives. */
 export interface PipelineHandlers {
   readonly select: SqsEventHandler;
   readonly aggregate: SqsEventHandler;
   readonly api: ApiHandler;
+  /** The API's key check, run before `api` on every request. */
+  readonly authorizer: TokenAuthorizerHandler;
 }
 
 /** A model folder to upload before the worker starts (what `covidct model upload` does). */
@@ -148,7 +153,7 @@ export type HandlerName = keyof PipelineHandlers;
 export async function loadPipelineHandlers(
   clients: AwsClients,
   env: Readonly<Record<string, string>>,
-  names: readonly HandlerName[] = ['select', 'aggregate', 'api'],
+  names: readonly HandlerName[] = ['select', 'aggregate', 'api', 'authorizer'],
 ): Promise<Partial<PipelineHandlers>> {
   const config = { ...process.env, ...env };
   const loaders: { [K in HandlerName]: () => Promise<PipelineHandlers[K]> } = {
@@ -163,6 +168,10 @@ export async function loadPipelineHandlers(
     api: async () => {
       const m = await import('../lambdas/api/handler.js');
       return m.makeApiHandler(clients, m.apiConfigFromEnv(config));
+    },
+    authorizer: async () => {
+      const m = await import('../lambdas/authorizer/handler.js');
+      return m.makeAuthorizerHandler(clients, m.authorizerConfigFromEnv(config));
     },
   };
   return Object.fromEntries(
@@ -201,8 +210,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     const resources = await createLocalResources(clients);
 
-    const store = new StudyStore(clients.dynamo, resources.tableName);
-    for (const { hospital, apiKey } of options.hospitals ?? []) await store.putApiKey(apiKey, hospital);
+    const keys = new ApiKeyStore(clients.dynamo, resources.apiKeyTableName);
+    for (const { hospital, apiKey } of options.hospitals ?? []) await keys.put(apiKey, hospital);
 
     let model = options.model;
     if (options.uploadModel) {
@@ -234,7 +243,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     cleanups.push(() => router.stop());
 
     const given = options.handlers ?? {};
-    const missing = (['select', 'aggregate', 'api'] as const).filter((name) => !given[name]);
+    const missing = (['select', 'aggregate', 'api', 'authorizer'] as const).filter((name) => !given[name]);
     const handlers = {
       ...(missing.length > 0 ? await loadPipelineHandlers(clients, env, missing) : {}),
       ...given,
@@ -343,6 +352,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
     const api = await startApiServer({
       handler: handlers.api,
+      authorizer: {
+        handler: handlers.authorizer,
+        header: API_KEY_HEADER,
+        messages: { unauthorized: REFUSAL_MESSAGES.missing, accessDenied: REFUSAL_MESSAGES.unknown },
+      },
       routes: PIPELINE_API_ROUTES,
       ...(options.port !== undefined ? { port: options.port } : {}),
       ...(options.host !== undefined ? { host: options.host } : {}),

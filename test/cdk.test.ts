@@ -21,15 +21,44 @@ import { validate as validateDockerfile } from 'dockerfile-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rulePacks } from '../cdk/compliance.js';
 import { API_KEY_HEADER } from '../cdk/constructs/api.js';
-import { DEFAULT_SETTINGS, type DeploymentSettings, settingsFromContext } from '../cdk/settings.js';
+import { BLOCK_TASK_IMDS_COMMANDS } from '../cdk/constructs/inference.js';
+import {
+  DEFAULT_SETTINGS,
+  type DeploymentSettings,
+  parseHospitals,
+  settingsFromContext,
+} from '../cdk/settings.js';
 import { CovidCtStack } from '../cdk/stack.js';
+import { REFUSAL_MESSAGES } from '../lambdas/authorizer/authorizer.js';
+import { hashApiKey } from '../lambdas/shared/api-keys.js';
 import { ENV } from '../lambdas/shared/config.js';
-import { KEYS, PIPELINE_DEFAULTS, QUEUES, type QueueId, TABLE, TOPIC } from '../lambdas/shared/resources.js';
+import { heatmapKey, manifestKey, reportKey, sliceKey } from '../lambdas/shared/messages.js';
+import {
+  API_KEY_TABLE,
+  KEYS,
+  PIPELINE_DEFAULTS,
+  QUEUES,
+  type QueueId,
+  TABLE,
+  TOPIC,
+} from '../lambdas/shared/resources.js';
 import { type LocalTestStack, startLocalTestStack } from './helpers/local-stack.js';
 
 type Resource = { Type: string; Properties: Record<string, unknown>; DependsOn?: unknown };
 
-function build(settings: DeploymentSettings = DEFAULT_SETTINGS) {
+/** Two hospitals: one on the default limits, one with its own (keys are SHA-256 of made-up keys). */
+const HOSPITALS: DeploymentSettings['hospitals'] = [
+  { id: 'st-mary', keySha256: hashApiKey('key-of-st-mary') },
+  {
+    id: 'city-general',
+    keySha256: hashApiKey('key-of-city-general'),
+    rateLimit: 2,
+    burstLimit: 4,
+    quotaPerDay: 500,
+  },
+];
+
+function build(settings: DeploymentSettings = { ...DEFAULT_SETTINGS, hospitals: HOSPITALS }) {
   // The built-in CloudFormation schema validation costs ~10 s per synth; `cdk synth` keeps it on.
   const app = new App({ builtinCloudFormationValidation: false });
   const stack = new CovidCtStack(app, 'Test', {
@@ -239,6 +268,19 @@ describe('queues: the shared definitions, their DLQs and their consumers', () =>
     expect(attrs(deployed.AttributeDefinitions)).toEqual(attrs(table.AttributeDefinitions));
     expect(deployed.BillingMode).toBe('PAY_PER_REQUEST');
     expect(table.BillingModeSummary?.BillingMode ?? 'PAY_PER_REQUEST').toBe('PAY_PER_REQUEST');
+
+    // The API-key table: same keys, no index, on both.
+    const keyTable = (
+      await local.clients.dynamo.send(new DescribeTableCommand({ TableName: API_KEY_TABLE.name }))
+    ).Table!;
+    const deployedKeys = resources[idOf(stack.api.keyTable)]!.Properties;
+    expect(sortedKeys(deployedKeys.KeySchema)).toEqual(sortedKeys(keyTable.KeySchema));
+    expect(sortedKeys(deployedKeys.KeySchema)).toEqual([
+      `HASH:${API_KEY_TABLE.partitionKey}`,
+      `RANGE:${API_KEY_TABLE.sortKey}`,
+    ]);
+    expect(deployedKeys.GlobalSecondaryIndexes).toBeUndefined();
+    expect(keyTable.GlobalSecondaryIndexes ?? []).toEqual([]);
   }, 30_000);
 });
 
@@ -471,6 +513,7 @@ describe('operations', () => {
       stack.ingest.select,
       stack.results.aggregate,
       stack.api.handler,
+      stack.api.authorizerFunction,
       stack.results.sweeper,
     ]) {
       expect(find('Errors', ref(fn.function))).toHaveLength(1);
@@ -483,7 +526,7 @@ describe('operations', () => {
         detail: Match.objectLike({ lastStatus: ['STOPPED'] }),
       }),
     });
-    expect(alarms).toHaveLength(3 + 1 + 8 + 1);
+    expect(alarms).toHaveLength(3 + 1 + 10 + 1);
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
 
@@ -496,6 +539,7 @@ describe('operations', () => {
       stack.ingest.select,
       stack.results.aggregate,
       stack.api.handler,
+      stack.api.authorizerFunction,
       stack.results.sweeper,
     ]) {
       const props = resources[idOf(fn.function)]!.Properties;
@@ -572,6 +616,187 @@ describe('the Lambdas’ environment names the resources they use', () => {
         ],
       },
     });
+  });
+});
+
+/** The statements of every inline policy attached to a role. */
+function statementsOf(role: IConstruct): Statement[] {
+  const roleRef = JSON.stringify(ref(role));
+  return ofType('AWS::IAM::Policy')
+    .filter(([, p]) => JSON.stringify(p.Properties.Roles).includes(roleRef))
+    .flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
+}
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
+const actionsOf = (s: Statement) => ([] as string[]).concat(s.Action);
+const resourcesOf = (s: Statement) => ([] as unknown[]).concat(s.Resource);
+
+/** The object-key patterns (after the bucket ARN) a role may use an S3 action on. */
+function s3KeyPatterns(role: IConstruct, action: RegExp): string[] {
+  const patterns: string[] = [];
+  for (const s of statementsOf(role)) {
+    if (s.Effect !== 'Allow' || !actionsOf(s).some((a) => action.test(a))) continue;
+    for (const r of resourcesOf(s)) {
+      const join = (r as { 'Fn::Join'?: [string, unknown[]] })['Fn::Join'];
+      const tail = join?.[1].at(-1);
+      if (typeof tail === 'string' && tail.startsWith('/')) patterns.push(tail.slice(1));
+    }
+  }
+  return patterns;
+}
+
+/** Whether an IAM resource pattern (`*` matches across `/`) matches an object key. */
+const keyMatches = (pattern: string, key: string) =>
+  new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`).test(key);
+
+describe('least privilege and per-hospital limits', () => {
+  const roleOf = (fn: lambda.Function) => fn.role!;
+
+  it('puts a TOKEN authorizer on x-api-key in front of every method, with keys required and taken from it', () => {
+    const fnArn = { 'Fn::GetAtt': [idOf(stack.api.authorizerFunction.function), 'Arn'] };
+    template.hasResourceProperties('AWS::ApiGateway::Authorizer', {
+      Type: 'TOKEN',
+      IdentitySource: `method.request.header.${API_KEY_HEADER}`,
+      AuthorizerResultTtlInSeconds: DEFAULT_SETTINGS.authorizerCacheSeconds,
+    });
+    const authorizers = ofType('AWS::ApiGateway::Authorizer');
+    expect(authorizers).toHaveLength(1);
+    expect(JSON.stringify(authorizers[0]![1].Properties.AuthorizerUri)).toContain(JSON.stringify(fnArn));
+    template.hasResourceProperties('AWS::ApiGateway::RestApi', { ApiKeySourceType: 'AUTHORIZER' });
+    const methods = ofType('AWS::ApiGateway::Method').filter(
+      ([, m]) => m.Properties.HttpMethod !== 'OPTIONS',
+    );
+    expect(methods).toHaveLength(4);
+    for (const [id, m] of methods) {
+      expect(m.Properties.AuthorizationType, id).toBe('CUSTOM');
+      expect(m.Properties.AuthorizerId, id).toEqual({ Ref: authorizers[0]![0] });
+      expect(m.Properties.ApiKeyRequired, id).toBe(true);
+    }
+    // Refusals answer with the api Lambda's (and the local stack's) one-line messages.
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+      ResponseType: 'UNAUTHORIZED',
+      StatusCode: '401',
+      ResponseTemplates: { 'application/json': JSON.stringify({ message: REFUSAL_MESSAGES.missing }) },
+    });
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+      ResponseType: 'ACCESS_DENIED',
+      StatusCode: '403',
+      ResponseTemplates: { 'application/json': JSON.stringify({ message: REFUSAL_MESSAGES.unknown }) },
+    });
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'apigateway.amazonaws.com',
+      FunctionName: fnArn,
+    });
+    expect(resources[idOf(stack.api.authorizerFunction.function)]!.Properties.Environment).toEqual({
+      Variables: expect.objectContaining({ [ENV.apiKeyTable]: ref(stack.api.keyTable) }),
+    });
+  });
+
+  it('gives each configured hospital one usage plan with its throttle and daily quota, keyed by its key hash', () => {
+    const plans = ofType('AWS::ApiGateway::UsagePlan');
+    expect(plans).toHaveLength(HOSPITALS.length);
+    const stage = ref(stack.api.api.deploymentStage);
+    for (const h of HOSPITALS) {
+      const [planId, plan] = plans.find(([, p]) => p.Properties.UsagePlanName === `Test-${h.id}`)!;
+      expect(plan.Properties.Throttle, h.id).toEqual({
+        RateLimit: h.rateLimit ?? DEFAULT_SETTINGS.hospitalRateLimit,
+        BurstLimit: h.burstLimit ?? DEFAULT_SETTINGS.hospitalBurstLimit,
+      });
+      expect(plan.Properties.Quota, h.id).toEqual({
+        Limit: h.quotaPerDay ?? DEFAULT_SETTINGS.hospitalQuotaPerDay,
+        Period: 'DAY',
+      });
+      expect(plan.Properties.ApiStages, h.id).toMatchObject([{ ApiId: ref(stack.api.api), Stage: stage }]);
+      const [keyId] = ofType('AWS::ApiGateway::ApiKey').find(([, k]) => k.Properties.Value === h.keySha256)!;
+      template.hasResourceProperties('AWS::ApiGateway::UsagePlanKey', {
+        KeyId: { Ref: keyId },
+        KeyType: 'API_KEY',
+        UsagePlanId: { Ref: planId },
+      });
+    }
+    template.resourceCountIs('AWS::ApiGateway::ApiKey', HOSPITALS.length);
+    // No plaintext key anywhere in the template.
+    expect(JSON.stringify(template.toJSON())).not.toContain('key-of-st-mary');
+    // Without hospitals there is no plan, so no key can pass.
+    const bare = build(DEFAULT_SETTINGS).template;
+    bare.resourceCountIs('AWS::ApiGateway::UsagePlan', 0);
+    bare.resourceCountIs('AWS::ApiGateway::ApiKey', 0);
+  });
+
+  it('lets the aggregate Lambda read manifests only, never a slice', () => {
+    const role = roleOf(stack.results.aggregate.function);
+    const reads = s3KeyPatterns(role, /^s3:GetObject/);
+    expect(reads).toEqual([`${KEYS.incoming}*/${KEYS.manifest}`]);
+    const manifest = manifestKey('st-mary', 'study-1');
+    const slice = sliceKey('st-mary', 'study-1', 'series-1', 'slice-0001.dcm');
+    expect(reads.some((p) => keyMatches(p, manifest))).toBe(true);
+    expect(reads.some((p) => keyMatches(p, slice))).toBe(false);
+    // It writes the report, and nothing under incoming/.
+    expect(s3KeyPatterns(role, /^s3:PutObject/)).toEqual([`${KEYS.results}*`]);
+  });
+
+  it('lets the worker write heatmaps only, never a report', () => {
+    const role = stack.inference.taskDefinition.taskRole;
+    const writes = s3KeyPatterns(role, /^s3:PutObject/);
+    expect(writes).toEqual([`${KEYS.results}*/heatmaps/*`]);
+    const heatmap = heatmapKey(
+      'st-mary',
+      'study-1',
+      'series-1',
+      'incoming/st-mary/study-1/series-1/slice-0001.dcm',
+    );
+    expect(writes.some((p) => keyMatches(p, heatmap))).toBe(true);
+    expect(writes.some((p) => keyMatches(p, reportKey('st-mary', 'study-1')))).toBe(false);
+  });
+
+  it('grants the API-key table to the authorizer and the api Lambda only, and the authorizer nothing else', () => {
+    const keyTableId = idOf(stack.api.keyTable);
+    const allowed = [roleOf(stack.api.authorizerFunction.function), roleOf(stack.api.handler.function)].map(
+      (r) => JSON.stringify(ref(r)),
+    );
+    const granted = ofType('AWS::IAM::Policy').filter(([, p]) =>
+      JSON.stringify(p.Properties.PolicyDocument).includes(`"${keyTableId}"`),
+    );
+    expect(granted.length).toBeGreaterThan(0);
+    for (const [id, p] of granted) {
+      const roles = JSON.stringify(p.Properties.Roles);
+      expect(
+        allowed.some((r) => roles.includes(r)),
+        id,
+      ).toBe(true);
+    }
+    for (const role of allowed)
+      expect(granted.some(([, p]) => JSON.stringify(p.Properties.Roles).includes(role))).toBe(true);
+    // Read only: neither may write a key.
+    for (const [, p] of granted) {
+      for (const s of (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement) {
+        if (!JSON.stringify(s.Resource).includes(`"${keyTableId}"`)) continue;
+        expect(actionsOf(s).filter((a) => /Put|Update|Delete|BatchWrite/.test(a))).toEqual([]);
+      }
+    }
+    // The authorizer touches neither the pipeline's table nor the bucket.
+    const authorizer = JSON.stringify(statementsOf(roleOf(stack.api.authorizerFunction.function)));
+    expect(authorizer).toContain('dynamodb:GetItem');
+    expect(authorizer).not.toContain(`"${idOf(stack.results.table)}"`);
+    expect(authorizer).not.toMatch(/"s3:|"sqs:|"sns:/);
+  });
+
+  it('keeps worker containers away from the instance role: IMDSv2 with hop limit 1, IMDS dropped for tasks', () => {
+    template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({
+        MetadataOptions: Match.objectLike({ HttpTokens: 'required', HttpPutResponseHopLimit: 1 }),
+      }),
+    });
+    const [, lt] = ofType('AWS::EC2::LaunchTemplate')[0]!;
+    const userData = JSON.stringify((lt.Properties.LaunchTemplateData as { UserData: unknown }).UserData);
+    expect(userData).toContain('ECS_AWSVPC_BLOCK_IMDS=true');
+    expect(userData).toContain('--destination 169.254.169.254/32 --jump DROP');
+    for (const command of BLOCK_TASK_IMDS_COMMANDS)
+      expect(userData).toContain(JSON.stringify(command).slice(1, -1));
+    // The worker runs in bridge mode (the iptables rule's interface) and its credentials are the task role's.
+    const task = resources[idOf(stack.inference.taskDefinition)]!.Properties;
+    expect(task.NetworkMode ?? 'bridge').toBe('bridge');
+    expect(task.TaskRoleArn).toBeDefined();
   });
 });
 
@@ -659,6 +884,28 @@ describe('settings from context', () => {
     expect(() => settingsFromContext(app({ minGpuTasks: '-1' }))).toThrow(/^context minGpuTasks/);
     expect(() => build({ ...DEFAULT_SETTINGS, minGpuTasks: 3, maxGpuTasks: 2 })).toThrow(/minTasks must be/);
     expect(() => settingsFromContext(app({ wafAclArn: 'acl-1' }))).toThrow(/^context wafAclArn/);
+  });
+  it('reads hospitals as JSON or id:sha256 pairs, with per-hospital limits, and rejects bad entries in one line', () => {
+    const a = 'a'.repeat(64);
+    const b = 'b'.repeat(64);
+    expect(settingsFromContext(app({ hospitals: `st-mary:${a}, city:${b}` })).hospitals).toEqual([
+      { id: 'st-mary', keySha256: a },
+      { id: 'city', keySha256: b },
+    ]);
+    expect(
+      parseHospitals([{ id: 'st-mary', keySha256: a, rateLimit: 3, burstLimit: 6, quotaPerDay: 100 }]),
+    ).toEqual([{ id: 'st-mary', keySha256: a, rateLimit: 3, burstLimit: 6, quotaPerDay: 100 }]);
+    expect(settingsFromContext(app({ hospitalQuotaPerDay: '50' })).hospitalQuotaPerDay).toBe(50);
+    expect(settingsFromContext(app({})).hospitals).toEqual([]);
+    expect(() => parseHospitals(`st-mary:${a.toUpperCase()}`)).toThrow(
+      /^context hospitals: \[0\]\.keySha256 \(st-mary\)/,
+    );
+    expect(() => parseHospitals('st-mary')).toThrow(/keySha256/);
+    expect(() => parseHospitals(`a/b:${a}`)).toThrow(/^context hospitals: \[0\]\.id/);
+    expect(() => parseHospitals(`x:${a},x:${b}`)).toThrow(/listed twice/);
+    expect(() => parseHospitals(`x:${a},y:${a}`)).toThrow(/same key/);
+    expect(() => parseHospitals([{ id: 'x', keySha256: a, rateLimit: 0 }])).toThrow(/\[0\]\.rateLimit/);
+    expect(() => parseHospitals('[{"id":')).toThrow(/^context hospitals: not valid JSON/);
   });
 });
 

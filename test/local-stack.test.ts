@@ -25,11 +25,11 @@ import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { APIGatewayProxyEvent, SQSEvent } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
+import { ApiKeyStore } from '../lambdas/shared/api-keys.js';
 import { createClients } from '../lambdas/shared/clients.js';
 import { ENV } from '../lambdas/shared/config.js';
 import { parseS3EventBody } from '../lambdas/shared/messages.js';
-import { BUCKET, QUEUES, type QueueId, TABLE, TOPIC } from '../lambdas/shared/resources.js';
-import { StudyStore } from '../lambdas/shared/store.js';
+import { API_KEY_TABLE, BUCKET, QUEUES, type QueueId, TABLE, TOPIC } from '../lambdas/shared/resources.js';
 import { type ApiHandler, PIPELINE_API_ROUTES, startApiServer } from '../local/api-server.js';
 import { startEventSource } from '../local/event-source.js';
 import { createLocalResources, envFor } from '../local/resources.js';
@@ -107,6 +107,7 @@ describe('resources', () => {
     expect(env).toEqual({
       [ENV.bucket]: BUCKET.name,
       [ENV.table]: TABLE.name,
+      [ENV.apiKeyTable]: API_KEY_TABLE.name,
       [ENV.ingestQueueUrl]: stack.resources.queueUrls.ingest,
       [ENV.inferenceQueueUrl]: stack.resources.queueUrls.inference,
       [ENV.votesQueueUrl]: stack.resources.queueUrls.votes,
@@ -555,14 +556,17 @@ describe('the whole local stack', () => {
     try {
       expect(stack.env[ENV.model]).toBe('fake/1');
       expect(
-        await new StudyStore(stack.clients.dynamo, stack.resources.tableName).hospitalForApiKey('key-1'),
+        await new ApiKeyStore(stack.clients.dynamo, stack.resources.apiKeyTableName).hospitalFor('key-1'),
       ).toBe('h1');
       const health = (await (await fetch(`${stack.apiUrl}/health`)).json()) as {
         status: string;
         worker: WorkerStatus;
       };
       expect(health).toMatchObject({ status: 'ok', worker: { running: true, starts: 1 } });
-      expect(await (await fetch(`${stack.apiUrl}/studies/s-1`)).json()).toEqual({
+      // Through the key authorizer, as on AWS: the registered key reaches the (fake) api handler.
+      expect(
+        await (await fetch(`${stack.apiUrl}/studies/s-1`, { headers: { 'x-api-key': 'key-1' } })).json(),
+      ).toEqual({
         resource: '/studies/{id}',
         id: 's-1',
       });

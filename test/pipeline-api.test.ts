@@ -10,8 +10,9 @@ import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeApiHandler } from '../lambdas/api/handler.js';
+import { ApiKeyStore, hashApiKey } from '../lambdas/shared/api-keys.js';
 import { heatmapKey, reportKey, sliceKey } from '../lambdas/shared/messages.js';
-import { hashApiKey, StudyStore } from '../lambdas/shared/store.js';
+import { StudyStore } from '../lambdas/shared/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability } from './helpers/pipeline.js';
 
@@ -25,11 +26,16 @@ beforeAll(async () => {
   store = new StudyStore(stack.clients.dynamo, stack.resources.tableName);
   api = makeApiHandler(
     stack.clients,
-    { bucket: stack.resources.bucket, tableName: stack.resources.tableName },
+    {
+      bucket: stack.resources.bucket,
+      tableName: stack.resources.tableName,
+      apiKeyTableName: stack.resources.apiKeyTableName,
+    },
     quietObservability(),
   );
-  await store.putApiKey(KEY_A, 'hospital-a');
-  await store.putApiKey(KEY_B, 'hospital-b');
+  const keys = new ApiKeyStore(stack.clients.dynamo, stack.resources.apiKeyTableName);
+  await keys.put(KEY_A, 'hospital-a');
+  await keys.put(KEY_B, 'hospital-b');
 });
 
 /** A REST API proxy event as API Gateway sends it (only the fields the handler reads are real). */
@@ -80,12 +86,13 @@ describe('api Lambda', () => {
       status: 403,
       body: { message: 'API key not recognised' },
     });
-    const items =
-      (await stack.clients.dynamo.send(new ScanCommand({ TableName: stack.resources.tableName }))).Items ??
-      [];
-    const text = JSON.stringify(items);
-    expect(text).not.toContain(KEY_A);
-    expect(text).toContain(hashApiKey(KEY_A));
+    const scan = async (TableName: string) =>
+      JSON.stringify((await stack.clients.dynamo.send(new ScanCommand({ TableName }))).Items ?? []);
+    const keyItems = await scan(stack.resources.apiKeyTableName);
+    expect(keyItems).not.toContain(KEY_A);
+    expect(keyItems).toContain(hashApiKey(KEY_A));
+    // Keys live only in their own table (the one only the authorizer and the api Lambda may read).
+    expect(await scan(stack.resources.tableName)).not.toContain(hashApiKey(KEY_A));
   });
 
   it('creates a study with presigned PUT URLs under the hospital prefix that upload', async () => {

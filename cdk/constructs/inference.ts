@@ -48,6 +48,22 @@ export const WORKER_IMAGE_CONTEXT = [
   '**/*.test.ts',
 ] as const;
 
+/** The folder under a study's results prefix that holds the worker's Grad-CAM heatmaps (lambdas/shared/messages.ts heatmapKey). */
+export const HEATMAPS_DIR = 'heatmaps';
+
+/**
+ * GPU hosts' boot commands that keep task containers away from the instance metadata service (and
+ * so from the host's role): the ECS agent blocks IMDS for awsvpc tasks, and docker's bridge (the
+ * worker's network mode) drops packets to IMDS, as AWS's ECS guide describes. The launch
+ * template's hop limit of 1 already stops IMDSv2 tokens at the bridge; this is the second lock.
+ */
+export const BLOCK_TASK_IMDS_COMMANDS = [
+  'echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config',
+  // Docker keeps the rules of an existing DOCKER-USER chain and jumps to it first from FORWARD.
+  'iptables --new-chain DOCKER-USER 2>/dev/null || true',
+  'iptables --insert DOCKER-USER 1 --in-interface docker+ --destination 169.254.169.254/32 --jump DROP',
+] as const;
+
 /** Props of {@link Inference}. */
 export interface InferenceProps {
   readonly bucket: s3.IBucket;
@@ -148,15 +164,20 @@ export class Inference extends Construct {
       containerInsightsV2: ecs.ContainerInsights.ENABLED,
     });
 
+    const userData = ec2.UserData.forLinux();
+    userData.addCommands(...BLOCK_TASK_IMDS_COMMANDS);
     const launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
       instanceType: new ec2.InstanceType(props.instanceType),
       machineImage: ecs.EcsOptimizedImage.amazonLinux2(ecs.AmiHardwareType.GPU),
-      userData: ec2.UserData.forLinux(),
+      userData,
       role: new iam.Role(this, 'HostRole', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') }),
       securityGroup: hostSecurityGroup,
       requireImdsv2: true,
-      // Containers in bridge mode are one hop further from the metadata service.
-      httpPutResponseHopLimit: 2,
+      // Tasks must not reach the host's role through the metadata service: IMDSv2 tokens do not
+      // survive the extra hop into a bridge-mode container (the ECS agent, on the host network,
+      // still gets its own), and the user data below also drops containers' packets to IMDS.
+      // The worker gets its credentials from the ECS task-role endpoint, not from IMDS.
+      httpPutResponseHopLimit: 1,
       detailedMonitoring: true,
       blockDevices: [
         {
@@ -235,7 +256,8 @@ export class Inference extends Construct {
     const role = this.taskDefinition.taskRole;
     props.bucket.grantRead(role, `${KEYS.incoming}*`);
     props.bucket.grantRead(role, `${KEYS.models}*`);
-    props.bucket.grantPut(role, `${KEYS.results}*`);
+    // Heatmaps only (results/{hospital}/{study}/heatmaps/…): the report is the aggregate's.
+    props.bucket.grantPut(role, `${KEYS.results}*/${HEATMAPS_DIR}/*`);
     this.queue.queue.grantConsumeMessages(role);
     props.votesQueue.grantSendMessages(role);
 

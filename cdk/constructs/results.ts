@@ -1,5 +1,5 @@
 /**
- * Results: the table (studies, votes, listing index, API keys; lambdas/shared/resources.ts TABLE),
+ * Results: the table (studies, votes, listing index; lambdas/shared/resources.ts TABLE),
  * the votes queue, the aggregate Lambda that decides each study once, the topic that tells each
  * hospital about its own finished studies (subscriptions filter on the `hospital` attribute), and
  * the sweeper that fails studies which stopped making progress, on a schedule.
@@ -21,7 +21,7 @@ import { type FunctionCodeProvider, PipelineFunction, PipelineQueue } from '../p
 
 /** A hospital's subscription to its own results. */
 export interface HospitalSubscription {
-  /** The hospital id (as stored with its API key). */
+  /** The hospital id (as in the `hospitals` setting and stored with its API key). */
   readonly hospital: string;
   /** HTTPS endpoint or e-mail address. */
   readonly endpoint: string;
@@ -118,7 +118,8 @@ export class Results extends Construct {
       ...(props.code ? { code: props.code } : {}),
     });
     const fn = this.aggregate.function;
-    props.bucket.grantRead(fn, `${KEYS.incoming}*`); // the study's manifest
+    // The study's manifest only (incoming/{hospital}/{study}/manifest.json), never a slice.
+    props.bucket.grantRead(fn, `${KEYS.incoming}*/${KEYS.manifest}`);
     props.bucket.grantPut(fn, `${KEYS.results}*`); // the report
     this.table.grantReadWriteData(fn);
     this.topic.grantPublish(fn);

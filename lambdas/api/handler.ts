@@ -1,11 +1,13 @@
 /**
  * api Lambda behind API Gateway (REST API, Lambda proxy integration): `x-api-key` → hospital
- * (the key's SHA-256 looked up in the table), then the routes of api.ts. Errors are one-line JSON
+ * (the key's SHA-256 looked up in the API-key table; the authorizer in front has already refused
+ * unknown keys, this lookup is what scopes every route to the key's hospital), then the routes of api.ts. Errors are one-line JSON
  * `{ "message": … }`; a study of another hospital is a 404 exactly like a missing one.
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { PAPER_VOTE_THRESHOLD, validateThreshold } from '../../core/vote.js';
+import { ApiKeyStore } from '../shared/api-keys.js';
 import { type AwsClients, sharedClients } from '../shared/clients.js';
 import { ENV, requireEnv } from '../shared/config.js';
 import { HttpError, MessageError } from '../shared/errors.js';
@@ -26,6 +28,8 @@ import {
 export interface ApiConfig {
   readonly bucket: string;
   readonly tableName: string;
+  /** The API-key table (API_KEY_TABLE). */
+  readonly apiKeyTableName: string;
   /** @default PAPER_VOTE_THRESHOLD */
   readonly defaultThreshold?: number;
   /** @default PIPELINE_DEFAULTS.presignSeconds */
@@ -38,6 +42,7 @@ export function apiConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ApiConfi
   return {
     bucket: requireEnv(ENV.bucket, env),
     tableName: requireEnv(ENV.table, env),
+    apiKeyTableName: requireEnv(ENV.apiKeyTable, env),
     ...(threshold ? { defaultThreshold: validateThreshold(Number(threshold), ENV.voteThreshold) } : {}),
   };
 }
@@ -88,6 +93,7 @@ export function makeApiHandler(
   const { logger, metrics, tracer } = observability;
   if (tracer.isTracingEnabled()) tracer.captureAWSv3Client(clients.s3);
   const store = new StudyStore(clients.dynamo, config.tableName);
+  const keys = new ApiKeyStore(clients.dynamo, config.apiKeyTableName);
   const deps: ApiDeps = {
     s3: clients.s3,
     presigner: presignClientFor(clients.s3),
@@ -100,7 +106,7 @@ export function makeApiHandler(
   const dispatch = async (event: APIGatewayProxyEvent): Promise<ApiResult> => {
     const key = header(event, 'x-api-key');
     if (!key) throw new HttpError(401, 'x-api-key header missing');
-    const hospital = await store.hospitalForApiKey(key);
+    const hospital = await keys.hospitalFor(key);
     if (!hospital) throw new HttpError(403, 'API key not recognised');
     const { route: r, id } = route(event);
     switch (r) {

@@ -7,6 +7,8 @@
 export const ENV = {
   bucket: 'COVIDCT_BUCKET',
   table: 'COVIDCT_TABLE',
+  /** The API-key table (resources.ts API_KEY_TABLE): the authorizer and the api Lambda only. */
+  apiKeyTable: 'COVIDCT_API_KEY_TABLE',
   ingestQueueUrl: 'COVIDCT_INGEST_QUEUE_URL',
   inferenceQueueUrl: 'COVIDCT_INFERENCE_QUEUE_URL',
   votesQueueUrl: 'COVIDCT_VOTES_QUEUE_URL',

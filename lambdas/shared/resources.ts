@@ -102,6 +102,13 @@ export const TABLE = {
   },
 } as const;
 
+/**
+ * Hospitals' API keys, in a table of their own so that only the authorizer and the api Lambda are
+ * granted it (the pipeline's other functions hold the main table): pk = `APIKEY#{sha256(key)}`,
+ * sk = `APIKEY`, attribute `hospital`. The key itself is never stored.
+ */
+export const API_KEY_TABLE = { name: 'covidct-api-keys', partitionKey: 'pk', sortKey: 'sk' } as const;
+
 /** The SNS topic of finished studies; each message carries the `hospital` attribute for filter policies. */
 export const TOPIC = { name: 'covidct-results', hospitalAttribute: 'hospital' } as const;
 

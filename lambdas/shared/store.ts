@@ -6,7 +6,9 @@
  * | study    | `STUDY#{hospital}#{studyId}`    | `STUDY`            | status, selection, counts; gsi1pk/gsi1sk    |
  * | vote     | `STUDY#{hospital}#{studyId}`    | `VOTE#{sliceKey}`  | one per classified slice, written once      |
  * |          |                                 |                    | (or `failed: true, reason`: never classifiable) |
- * | API key  | `APIKEY#{sha256(key)}`          | `APIKEY`           | → hospital; the key itself is never stored  |
+ *
+ * API keys are in a table of their own (api-keys.ts), which only the authorizer and the api Lambda
+ * may read.
  *
  * A study carries `gsi2pk = OPEN` (the sparse `open` index, by `updatedAt`) from SELECTING until its
  * notification went out, so the sweeper finds studies that stopped making progress; `updatedAt` is
@@ -17,7 +19,7 @@
  * study's progress is the COUNT of its stored vote items, never a counter that a retried
  * increment could drift. No PHI: only ids the API generated, object keys and figures.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
   type DynamoDBDocumentClient,
@@ -148,7 +150,6 @@ export interface StudyPage {
 
 const STUDY_SK = 'STUDY';
 const VOTE_PREFIX = 'VOTE#';
-const APIKEY_SK = 'APIKEY';
 /** The `open` index's one partition value (the attribute is absent on every other item). */
 const OPEN = 'OPEN';
 
@@ -162,10 +163,8 @@ function hospitalGsiPk(hospital: string): string {
   return `HOSPITAL#${hospital}`;
 }
 
-/** The SHA-256 (hex) under which an API key is stored. */
-export function hashApiKey(apiKey: string): string {
-  return createHash('sha256').update(apiKey, 'utf8').digest('hex');
-}
+/** The SHA-256 (hex) under which an API key is stored (now in api-keys.ts, with the key table). */
+export { hashApiKey } from './api-keys.js';
 
 /** Stage times are top-level attributes (each transition sets its own); `timings` is built on read. */
 const TIMING_ATTRIBUTES = ['selectingAt', 'classifyingAt', 'completedAt', 'failedAt', 'selectMs'] as const;
@@ -715,33 +714,6 @@ export class StudyStore {
       more = start !== undefined;
     } while (more && studies.length < options.limit);
     return { studies, ...(more && last ? { cursor: encodeCursor(last) } : {}) };
-  }
-
-  /** Map an API key (stored as its SHA-256 only) to a hospital; overwrites an existing mapping. */
-  async putApiKey(apiKey: string, hospital: string): Promise<void> {
-    await this.dynamo.send(
-      new PutCommand({
-        TableName: this.tableName,
-        Item: {
-          pk: `APIKEY#${hashApiKey(apiKey)}`,
-          sk: APIKEY_SK,
-          hospital,
-          createdAt: this.now().toISOString(),
-        },
-      }),
-    );
-  }
-
-  /** The hospital an API key belongs to, or `undefined`. */
-  async hospitalForApiKey(apiKey: string): Promise<string | undefined> {
-    const out = await this.dynamo.send(
-      new GetCommand({
-        TableName: this.tableName,
-        Key: { pk: `APIKEY#${hashApiKey(apiKey)}`, sk: APIKEY_SK },
-      }),
-    );
-    const hospital = out.Item?.hospital;
-    return typeof hospital === 'string' ? hospital : undefined;
   }
 }
 

@@ -1,0 +1,62 @@
+/**
+ * Hospitals' API keys, stored hashed in their own table (API_KEY_TABLE in resources.ts): the
+ * authorizer and the api Lambda look a key's SHA-256 up here; nothing else is granted the table.
+ * The key itself is never stored: its SHA-256 is also the value of the hospital's API Gateway
+ * usage-plan key (the authorizer returns it as `usageIdentifierKey`), so no plaintext key exists
+ * anywhere on AWS.
+ */
+import { createHash } from 'node:crypto';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+
+/** The sort key of every key item (the table's key schema is shared with the main table's). */
+const APIKEY_SK = 'APIKEY';
+
+/** The SHA-256 (lowercase hex) under which an API key is stored and metered. */
+export function hashApiKey(apiKey: string): string {
+  return createHash('sha256').update(apiKey, 'utf8').digest('hex');
+}
+
+/** The key item's partition key for a key hash. */
+function keyPk(keySha256: string): string {
+  return `APIKEY#${keySha256}`;
+}
+
+/** Reads and writes of the API-key table. */
+export class ApiKeyStore {
+  constructor(
+    private readonly dynamo: DynamoDBDocumentClient,
+    /** The table's name (API_KEY_TABLE.name locally; generated on AWS). */
+    readonly tableName: string,
+    /** Clock, injectable for tests. */
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Map an API key (stored as its SHA-256 only) to a hospital; overwrites an existing mapping. */
+  async put(apiKey: string, hospital: string): Promise<void> {
+    await this.putHash(hashApiKey(apiKey), hospital);
+  }
+
+  /** Map a key's SHA-256 (what an operator hands over, never the key) to a hospital. */
+  async putHash(keySha256: string, hospital: string): Promise<void> {
+    await this.dynamo.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: { pk: keyPk(keySha256), sk: APIKEY_SK, hospital, createdAt: this.now().toISOString() },
+      }),
+    );
+  }
+
+  /** The hospital a key's SHA-256 belongs to, or `undefined`. */
+  async hospitalForHash(keySha256: string): Promise<string | undefined> {
+    const out = await this.dynamo.send(
+      new GetCommand({ TableName: this.tableName, Key: { pk: keyPk(keySha256), sk: APIKEY_SK } }),
+    );
+    const hospital = out.Item?.hospital;
+    return typeof hospital === 'string' ? hospital : undefined;
+  }
+
+  /** The hospital an API key belongs to, or `undefined`. */
+  hospitalFor(apiKey: string): Promise<string | undefined> {
+    return this.hospitalForHash(hashApiKey(apiKey));
+  }
+}
