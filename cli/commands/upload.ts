@@ -5,7 +5,7 @@
  * imported inside the action.
  */
 import type { Command } from 'commander';
-import { parseNumber, printJson } from '../io.js';
+import { parseVoteThresholdOption, printJson } from '../io.js';
 
 /** The options `upload` takes. */
 export interface UploadCliOptions {
@@ -26,15 +26,17 @@ export function registerUpload(program: Command): void {
     .argument('<path>', 'a study folder, a series folder or a slice file')
     .requiredOption('--api <url>', 'the API base URL (`covidct dev` prints it)')
     .requiredOption('--key <key>', "the hospital's API key")
-    .option('--threshold <fraction>', 'vote threshold for this study, in (0, 1]', parseNumber('--threshold'))
+    .option(
+      '--threshold <fraction>',
+      'vote threshold for this study: a multiple of 0.0001 from 0.0001 to 1',
+      parseVoteThresholdOption('--threshold'),
+    )
     .option('--json', 'print JSON: { studyId, series, slices, bytes }')
     .action(async (path: string, options: UploadCliOptions) => {
-      const [{ uploadStudy }, { startProgress }, { validateThreshold }] = await Promise.all([
+      const [{ uploadStudy }, { startProgress }] = await Promise.all([
         import('../api-client.js'),
         import('../progress.js'),
-        import('../../core/vote.js'),
       ]);
-      if (options.threshold !== undefined) validateThreshold(options.threshold, '--threshold');
       const progress = startProgress('upload');
       try {
         const result = await uploadStudy({

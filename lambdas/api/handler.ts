@@ -5,7 +5,7 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { PAPER_VOTE_THRESHOLD, validateThreshold } from '../../core/vote.js';
+import { PAPER_VOTE_THRESHOLD, parseVoteThreshold } from '../../core/vote.js';
 import { type AwsClients, sharedClients } from '../shared/clients.js';
 import { ENV, requireEnv } from '../shared/config.js';
 import { HttpError, MessageError } from '../shared/errors.js';
@@ -38,7 +38,7 @@ export function apiConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ApiConfi
   return {
     bucket: requireEnv(ENV.bucket, env),
     tableName: requireEnv(ENV.table, env),
-    ...(threshold ? { defaultThreshold: validateThreshold(Number(threshold), ENV.voteThreshold) } : {}),
+    ...(threshold ? { defaultThreshold: parseVoteThreshold(threshold, ENV.voteThreshold) } : {}),
   };
 }
 
