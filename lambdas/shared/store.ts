@@ -459,17 +459,37 @@ export class StudyStore {
     return joinSelection(parts);
   }
 
-  /** Delete the parts of a selection no study refers to (a delivery that lost the race); best effort. */
-  private async deleteSelection(hospital: string, studyId: string, ref: SelectionRef): Promise<void> {
-    for (let index = 0; index < ref.parts; index++) {
-      await this.dynamo
-        .send(
+  /**
+   * Delete the parts of a selection after its transition reported a lost race, unless the study
+   * refers to them after all (the transition was ours, its response lost and the SDK's retry failed
+   * the condition). Best effort: an orphaned part is never read.
+   */
+  private async dropSelectionUnlessRecorded(
+    hospital: string,
+    studyId: string,
+    ref: SelectionRef,
+  ): Promise<void> {
+    const key = { pk: studyPk(hospital, studyId), sk: STUDY_SK };
+    try {
+      const out = await this.dynamo.send(
+        new GetCommand({
+          TableName: this.tableName,
+          Key: key,
+          ConsistentRead: true,
+          ProjectionExpression: 'selection',
+        }),
+      );
+      if ((out.Item?.selection as SelectionRef | undefined)?.token === ref.token) return;
+      for (let index = 0; index < ref.parts; index++) {
+        await this.dynamo.send(
           new DeleteCommand({
             TableName: this.tableName,
-            Key: { pk: studyPk(hospital, studyId), sk: selectionPartSk(ref.token, index) },
+            Key: { pk: key.pk, sk: selectionPartSk(ref.token, index) },
           }),
-        )
-        .catch(() => undefined);
+        );
+      }
+    } catch {
+      // Left for good: no study refers to these parts, so nothing reads them.
     }
   }
 
@@ -549,7 +569,7 @@ export class StudyStore {
       selectMs: Math.round(selection.selectMs),
       classifyingAt: this.now().toISOString(),
     });
-    if (!won) await this.deleteSelection(hospital, studyId, ref);
+    if (!won) await this.dropSelectionUnlessRecorded(hospital, studyId, ref);
     return won;
   }
 
@@ -576,7 +596,7 @@ export class StudyStore {
       selectMs: extra.selectMs === undefined ? undefined : Math.round(extra.selectMs),
       failedAt: this.now().toISOString(),
     });
-    if (!won && ref) await this.deleteSelection(hospital, studyId, ref);
+    if (!won && ref) await this.dropSelectionUnlessRecorded(hospital, studyId, ref);
     return won;
   }
 
