@@ -4,6 +4,7 @@
  * is hard-coded in a construct.
  */
 import type { Node } from 'constructs';
+import { parseVoteThreshold } from '../core/vote.js';
 
 /** Every setting of a deployment, after defaults. */
 export interface DeploymentSettings {
@@ -219,13 +220,8 @@ export function parseHospitals(value: unknown): HospitalSetting[] {
 export function settingsFromContext(node: Node): DeploymentSettings {
   const d = DEFAULT_SETTINGS;
   const threshold = text(node, 'voteThreshold');
-  let voteThreshold: number | undefined;
-  if (threshold !== undefined) {
-    voteThreshold = Number(threshold);
-    if (!Number.isFinite(voteThreshold) || voteThreshold <= 0 || voteThreshold > 1) {
-      throw new Error(`context voteThreshold: '${threshold}' is not a fraction in (0, 1]`);
-    }
-  }
+  const voteThreshold =
+    threshold === undefined ? undefined : parseVoteThreshold(threshold, 'context voteThreshold');
   const spot = text(node, 'spot');
   if (spot !== undefined && spot !== 'true' && spot !== 'false') {
     throw new Error(`context spot: '${spot}' is not true or false`);

@@ -1,5 +1,6 @@
 /** Output helpers shared by the commands. */
 import { InvalidArgumentError } from 'commander';
+import { parseVoteThreshold } from '../core/vote.js';
 
 /** Print a value as JSON on stdout. */
 export function printJson(value: unknown): void {
@@ -29,6 +30,20 @@ export function parseNumber(name: string): (value: string) => number {
     if (value.trim() === '' || !Number.isFinite(n))
       throw new OptionValueError(`${name} must be a number, got '${value}'`);
     return n;
+  };
+}
+
+/**
+ * Parse a vote threshold option (`--threshold`) with core/vote.ts's one check: a multiple of
+ * 0.0001 from 0.0001 to 1.
+ */
+export function parseVoteThresholdOption(name: string): (value: string) => number {
+  return (value: string) => {
+    try {
+      return parseVoteThreshold(value, name);
+    } catch (error) {
+      throw new OptionValueError((error as Error).message);
+    }
   };
 }
 

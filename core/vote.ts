@@ -30,12 +30,49 @@ export interface VoteResult {
   readonly threshold: number;
 }
 
-/** Check a vote threshold: a fraction in (0, 1]. `field` names the setting for the message. */
+/**
+ * Vote thresholds are multiples of this (0.01 %): finer steps decide nothing differently on the
+ * 2,000 slices a study may have, and every allowed value is stored exactly (DynamoDB numbers
+ * range from 1e-130 up; `1e-300` failed the study's write).
+ */
+export const VOTE_THRESHOLD_STEP = 0.0001;
+/** Steps of {@link VOTE_THRESHOLD_STEP} in 1 (an integer, so the grid is checked in integers). */
+const STEPS_PER_ONE = 10_000;
+/** What a vote threshold must be, for messages: the one wording every check uses. */
+export const VOTE_THRESHOLD_EXPECTED =
+  "expected a multiple of 0.0001 from 0.0001 to 1, e.g. 0.3 (the paper) or 0.1 (the authors' code)";
+
+/**
+ * The vote threshold `value` is, on the 0.0001 grid (0.30000000000000004 → 0.3), or `undefined`
+ * when it is not a number, not finite, off the grid or outside [0.0001, 1]. The one check behind
+ * every place a threshold comes in: the API body, the manifest, the CLI options, the CDK context,
+ * `COVIDCT_VOTE_THRESHOLD` and {@link vote}.
+ */
+export function voteThresholdValue(value: unknown): number | undefined {
+  if (typeof value !== 'number' || !Number.isFinite(value)) return undefined;
+  const scaled = value * STEPS_PER_ONE;
+  const steps = Math.round(scaled);
+  // Floats: 0.3 × 10⁴ is 3000.0000000000005; an off-grid value (0.12345) is ≥ 0.1 step away.
+  if (Math.abs(scaled - steps) > 1e-6) return undefined;
+  if (steps < 1 || steps > STEPS_PER_ONE) return undefined;
+  return steps / STEPS_PER_ONE;
+}
+
+/** Check a vote threshold ({@link voteThresholdValue}); a one-line {@link InputError} naming `field` otherwise. */
 export function validateThreshold(threshold: number, field = 'threshold'): number {
-  if (!Number.isFinite(threshold) || threshold <= 0 || threshold > 1) {
-    throw new InputError(field, `${threshold} is not a fraction in (0, 1], e.g. 0.3 (the paper) or 0.1`);
-  }
-  return threshold;
+  const valid = voteThresholdValue(threshold);
+  if (valid === undefined)
+    throw new InputError(field, `${threshold} is not allowed, ${VOTE_THRESHOLD_EXPECTED}`);
+  return valid;
+}
+
+/** Parse a vote threshold written as text (a CLI option, a CDK context value, an environment variable). */
+export function parseVoteThreshold(text: string, field: string): number {
+  const n = text.trim() === '' ? Number.NaN : Number(text);
+  const valid = voteThresholdValue(n);
+  if (valid === undefined)
+    throw new InputError(field, `'${text}' is not allowed, ${VOTE_THRESHOLD_EXPECTED}`);
+  return valid;
 }
 
 /**

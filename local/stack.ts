@@ -84,7 +84,14 @@ export interface LocalStackOptions {
    * runs it once). @default every PIPELINE_DEFAULTS.sweepEverySeconds, failing studies without
    * progress for `COVIDCT_STALLED_SECONDS` or PIPELINE_DEFAULTS.stalledStudySeconds
    */
-  readonly sweeper?: false | { readonly everySeconds?: number; readonly stalledSeconds?: number };
+  readonly sweeper?:
+    | false
+    | {
+        readonly everySeconds?: number;
+        readonly stalledSeconds?: number;
+        /** `COVIDCT_NEVER_UPLOADED_SECONDS`: a study still RECEIVED this long after creation fails. */
+        readonly neverUploadedSeconds?: number;
+      };
 }
 
 /** The worker process's state. */
@@ -224,6 +231,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       model = uploaded.id;
     }
     const stalledSeconds = options.sweeper ? options.sweeper.stalledSeconds : undefined;
+    const neverUploadedSeconds = options.sweeper ? options.sweeper.neverUploadedSeconds : undefined;
     const env: Record<string, string> = {
       ...LOCAL_RUNTIME_ENV,
       ...envFor(resources, endpoints, {
@@ -231,6 +239,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         ...(model !== undefined ? { model } : {}),
       }),
       ...(stalledSeconds !== undefined ? { [ENV.stalledSeconds]: String(stalledSeconds) } : {}),
+      ...(neverUploadedSeconds !== undefined
+        ? { [ENV.neverUploadedSeconds]: String(neverUploadedSeconds) }
+        : {}),
     };
 
     const router = startS3EventRouter({

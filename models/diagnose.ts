@@ -335,7 +335,7 @@ export type DiagnoseStage = 'read' | 'decode' | 'classify' | 'heatmaps';
 /** Options of {@link diagnoseStudy}. */
 export interface DiagnoseOptions {
   readonly model: Classifier;
-  /** Vote threshold, a fraction in (0, 1]. @default PAPER_VOTE_THRESHOLD (0.3) */
+  /** Vote threshold, a multiple of 0.0001 in [0.0001, 1]. @default PAPER_VOTE_THRESHOLD (0.3) */
   readonly threshold?: number;
   /** Write a Grad-CAM PNG per COVID slice here, as `<series id>/<file>.png`. */
   readonly heatmapsDir?: string;

@@ -562,11 +562,12 @@ describe('the Lambdas’ environment names the resources they use', () => {
       [ENV.topicArn]: ref(stack.results.topic),
     });
   });
-  it('sweeper: table, topic, the stalled-study timeout', () => {
+  it('sweeper: table, topic, the stalled-study and never-uploaded timeouts', () => {
     expect(env(stack.results.sweeper.function)).toEqual({
       [ENV.table]: ref(stack.results.table),
       [ENV.topicArn]: ref(stack.results.topic),
       [ENV.stalledSeconds]: String(PIPELINE_DEFAULTS.stalledStudySeconds),
+      [ENV.neverUploadedSeconds]: String(PIPELINE_DEFAULTS.neverUploadedSeconds),
       POWERTOOLS_SERVICE_NAME: 'covidct-sweeper',
       POWERTOOLS_METRICS_NAMESPACE: 'covidct',
       NODE_OPTIONS: '--enable-source-maps',

@@ -101,7 +101,7 @@ describe('manifest', () => {
       ),
     ).toBe("manifest.series[1].id: duplicate series id 'a'");
     expect(bad(manifest({ settings: { voteThreshold: 1.5 } }))).toBe(
-      'manifest.settings.voteThreshold: expected a fraction in (0, 1], e.g. 0.3 (the paper) or 0.1',
+      "manifest.settings.voteThreshold: expected a multiple of 0.0001 from 0.0001 to 1, e.g. 0.3 (the paper) or 0.1 (the authors' code)",
     );
     expect(bad(manifest({ settings: { threshold: 0.1 } }))).toBe(
       'manifest.settings.threshold: unknown setting (known: voteThreshold)',

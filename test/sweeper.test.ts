@@ -13,7 +13,7 @@ import { parseStudyNotification } from '../lambdas/shared/messages.js';
 import { PIPELINE_DEFAULTS, QUEUES } from '../lambdas/shared/resources.js';
 import { type StoredSeries, StudyStore } from '../lambdas/shared/store.js';
 import { makeSweeperHandler, sweeperConfigFromEnv } from '../lambdas/sweeper/handler.js';
-import { formatIdle, stalledReason, sweep } from '../lambdas/sweeper/sweeper.js';
+import { formatIdle, neverUploadedReason, stalledReason, sweep } from '../lambdas/sweeper/sweeper.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability, subscribeHospitalQueue } from './helpers/pipeline.js';
 
@@ -238,5 +238,81 @@ describe('sweep', () => {
     expect((await store.getStudy('sweep-c', 'done'))?.notified).toBe(true);
     expect(await handler({})).toMatchObject({ examined: 0, notified: 0 });
     expect(observability.lines.some((l) => l.message === 'sweep')).toBe(true);
+  });
+});
+
+describe('never uploaded', () => {
+  it('fails a study still RECEIVED after its upload URLs expired plus the grace, notifies once', async () => {
+    expect(PIPELINE_DEFAULTS.neverUploadedSeconds).toBeGreaterThan(PIPELINE_DEFAULTS.presignSeconds);
+    const c = clock(Date.parse('2029-01-01T00:00:00.000Z'));
+    const store = new StudyStore(stack.clients.dynamo, stack.resources.tableName, c.now);
+    const notes = await subscribeHospitalQueue(stack.clients, stack.resources.topicArn, 'sweep-d', 'sweep-d');
+    await store.createStudy({ hospital: 'sweep-d', studyId: 'never', threshold: 0.5 });
+    await store.createStudy({ hospital: 'sweep-d', studyId: 'uploaded', threshold: 0.5 });
+    const limitMs = PIPELINE_DEFAULTS.neverUploadedSeconds * 1000;
+    // Uploaded just before the deadline: its manifest started it (SELECTING, then CLASSIFYING).
+    c.advance(limitMs - MINUTE);
+    await store.beginSelecting('sweep-d', 'uploaded');
+    const deps = {
+      store,
+      sns: stack.clients.sns,
+      topicArn: stack.resources.topicArn,
+      // Longer than the never-uploaded deadline here, so only that deadline can fail a study.
+      stalledSeconds: PIPELINE_DEFAULTS.neverUploadedSeconds * 2,
+      now: c.now,
+    };
+    // Within the deadline: nothing happens.
+    expect(await sweep(deps)).toMatchObject({ examined: 0, failed: [], notified: 0 });
+    expect((await store.getStudy('sweep-d', 'never'))?.status).toBe('RECEIVED');
+
+    c.advance(2 * MINUTE);
+    const result = await sweep(deps);
+    expect(result.errors).toEqual([]);
+    expect(result.failed).toEqual([
+      {
+        hospital: 'sweep-d',
+        studyId: 'never',
+        reason: neverUploadedReason(limitMs + MINUTE),
+      },
+    ]);
+    expect(result.failed[0]?.reason).toMatch(/^never uploaded: no manifest arrived in the 76 min since/);
+    expect(result.notified).toBe(1);
+    const never = await store.getStudy('sweep-d', 'never');
+    expect(never).toMatchObject({ status: 'FAILED', notified: true, reason: result.failed[0]?.reason });
+    expect((await store.getStudy('sweep-d', 'uploaded'))?.status).toBe('SELECTING');
+    const sent = (await receive(notes)).map((m) => parseStudyNotification(m));
+    expect(sent).toMatchObject([{ studyId: 'never', status: 'FAILED', reason: never?.reason }]);
+
+    // Once: the next sweep finds nothing to fail or notify, and a manifest arriving now changes nothing.
+    c.advance(10 * MINUTE);
+    expect(await sweep(deps)).toMatchObject({ failed: [], notified: 0 });
+    expect(await store.beginSelecting('sweep-d', 'never')).toBe(false);
+    expect(await receive(notes)).toEqual([]);
+  });
+
+  it('reads its deadline from COVIDCT_NEVER_UPLOADED_SECONDS, through the handler', async () => {
+    const env = { [ENV.table]: 't', [ENV.topicArn]: 'arn:x' };
+    expect(sweeperConfigFromEnv(env).neverUploadedSeconds).toBe(PIPELINE_DEFAULTS.neverUploadedSeconds);
+    expect(sweeperConfigFromEnv({ ...env, [ENV.neverUploadedSeconds]: '60' }).neverUploadedSeconds).toBe(60);
+    expect(() => sweeperConfigFromEnv({ ...env, [ENV.neverUploadedSeconds]: '0' })).toThrow(
+      /COVIDCT_NEVER_UPLOADED_SECONDS: expected a whole number of seconds/,
+    );
+    const c = clock(Date.parse('2028-01-01T00:00:00.000Z'));
+    const store = new StudyStore(stack.clients.dynamo, stack.resources.tableName, c.now);
+    await store.createStudy({ hospital: 'sweep-e', studyId: 'short', threshold: 0.5 });
+    c.advance(61_000);
+    const handler = makeSweeperHandler(
+      stack.clients,
+      sweeperConfigFromEnv({
+        [ENV.table]: stack.resources.tableName,
+        [ENV.topicArn]: stack.resources.topicArn,
+        [ENV.neverUploadedSeconds]: '60',
+      }),
+      quietObservability('covidct-sweeper'),
+      c.now,
+    );
+    const result = await handler({});
+    expect(result.failed.map((f) => f.studyId)).toEqual(['short']);
+    expect((await store.getStudy('sweep-e', 'short'))?.reason).toBe(neverUploadedReason(61_000));
   });
 });

@@ -30,9 +30,11 @@ describe('vote', () => {
     expect(vote(labels(1, 1), 0.3, 5)).toMatchObject({ selectedCount: 5, classifiedCount: 2 });
   });
 
-  it('rejects thresholds outside (0, 1] naming the field', () => {
+  it('rejects thresholds off the 0.0001 grid or outside [0.0001, 1] naming the field', () => {
     expect(() => vote([], 0)).toThrow(InputError);
-    expect(() => vote([], 1.5)).toThrow(/threshold: 1.5 is not a fraction/);
+    expect(() => vote([], 1.5)).toThrow(/threshold: 1.5 is not allowed, expected a multiple of 0.0001/);
+    expect(() => vote([], 1e-300)).toThrow(InputError);
+    expect(() => vote([], 0.12345)).toThrow(InputError);
     expect(() => vote([], Number.NaN)).toThrow(InputError);
     expect(vote(labels(10, 0), 1).decision).toBe('covid');
   });

@@ -42,6 +42,8 @@ export interface ResultsProps {
   readonly removalPolicy?: RemovalPolicy;
   /** Seconds without progress after which the sweeper fails a study. @default PIPELINE_DEFAULTS.stalledStudySeconds */
   readonly stalledStudySeconds?: number;
+  /** Seconds after creation the sweeper fails a study never uploaded. @default PIPELINE_DEFAULTS.neverUploadedSeconds */
+  readonly neverUploadedSeconds?: number;
   /** @default - bundle lambdas/aggregate/handler.ts and lambdas/sweeper/handler.ts */
   readonly code?: FunctionCodeProvider;
 }
@@ -145,6 +147,9 @@ export class Results extends Construct {
         [ENV.table]: this.table.tableName,
         [ENV.topicArn]: this.topic.topicArn,
         [ENV.stalledSeconds]: String(props.stalledStudySeconds ?? PIPELINE_DEFAULTS.stalledStudySeconds),
+        [ENV.neverUploadedSeconds]: String(
+          props.neverUploadedSeconds ?? PIPELINE_DEFAULTS.neverUploadedSeconds,
+        ),
       },
       ...(props.code ? { code: props.code } : {}),
     });

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type Command, Option } from 'commander';
-import { OptionValueError, parseInteger, parseNumber, printJson, warn } from '../io.js';
+import { OptionValueError, parseInteger, parseVoteThresholdOption, printJson, warn } from '../io.js';
 
 /** Options of `covidct dev`. */
 interface DevOptions {
@@ -51,7 +51,7 @@ export function registerDev(program: Command): void {
     .option(
       '--threshold <fraction>',
       'default vote threshold (COVIDCT_VOTE_THRESHOLD)',
-      parseNumber('--threshold'),
+      parseVoteThresholdOption('--threshold'),
     )
     .option('--heatmaps <mode>', 'worker Grad-CAM overlays: covid (default) or none')
     .option('--json', 'print the addresses as one JSON object')

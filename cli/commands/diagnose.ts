@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { PAPER_VOTE_THRESHOLD } from '../../core/vote.js';
 import { resolveModelDir } from '../../models/default-model.js';
 import type { DiagnoseResult, DiagnoseStage, VoteFigures } from '../../models/diagnose.js';
-import { OptionValueError, parseInteger, printJson, warn } from '../io.js';
+import { parseInteger, parseVoteThresholdOption, printJson, warn } from '../io.js';
 import { type Progress, startProgress } from '../progress.js';
 
 /** The options `diagnose` takes. */
@@ -20,16 +20,8 @@ export interface DiagnoseCliOptions {
   readonly workers?: number;
 }
 
-/** Parse `--threshold`: a fraction in (0, 1]. */
-export function parseVoteThreshold(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) {
-    throw new OptionValueError(
-      `--threshold must be a fraction in (0, 1], e.g. 0.3 (the paper) or 0.1 (the authors' code), got '${value}'`,
-    );
-  }
-  return n;
-}
+/** Parse `--threshold`: a multiple of 0.0001 from 0.0001 to 1 (core/vote.ts's check). */
+export const parseVoteThreshold: (value: string) => number = parseVoteThresholdOption('--threshold');
 
 const STAGE_LABELS: Record<DiagnoseStage, string> = {
   read: 'reading slices',

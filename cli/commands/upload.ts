@@ -5,7 +5,7 @@
  * only); what leaves is exactly what was hashed. The work is in ../api-client.ts, imported inside the action.
  */
 import type { Command } from 'commander';
-import { parseNumber, printJson, warn } from '../io.js';
+import { parseVoteThresholdOption, printJson, warn } from '../io.js';
 
 /** The options `upload` takes. */
 export interface UploadCliOptions {
@@ -28,7 +28,11 @@ export function registerUpload(program: Command): void {
     .argument('<path>', 'a study folder, a series folder or a slice file')
     .requiredOption('--api <url>', 'the API base URL (`covidct dev` prints it)')
     .requiredOption('--key <key>', "the hospital's API key")
-    .option('--threshold <fraction>', 'vote threshold for this study, in (0, 1]', parseNumber('--threshold'))
+    .option(
+      '--threshold <fraction>',
+      'vote threshold for this study: a multiple of 0.0001 from 0.0001 to 1',
+      parseVoteThresholdOption('--threshold'),
+    )
     .option(
       '--map <file>',
       'write original paths and UIDs ↔ the neutral ones sent to this file (mode 0600); keep it in the hospital',
@@ -39,14 +43,11 @@ export function registerUpload(program: Command): void {
     )
     .option('--json', 'print JSON: { studyId, series, slices, bytes, skipped }')
     .action(async (path: string, options: UploadCliOptions) => {
-      const [{ uploadStudy }, { startProgress }, { validateThreshold }, { readUidSecret }] =
-        await Promise.all([
-          import('../api-client.js'),
-          import('../progress.js'),
-          import('../../core/vote.js'),
-          import('../../core/dicom/uids.js'),
-        ]);
-      if (options.threshold !== undefined) validateThreshold(options.threshold, '--threshold');
+      const [{ uploadStudy }, { startProgress }, { readUidSecret }] = await Promise.all([
+        import('../api-client.js'),
+        import('../progress.js'),
+        import('../../core/dicom/uids.js'),
+      ]);
       const uidSecret =
         options.uidSecretFile === undefined ? undefined : await readUidSecret(options.uidSecretFile);
       const progress = startProgress('upload');

@@ -6,7 +6,7 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { PAPER_VOTE_THRESHOLD, validateThreshold } from '../../core/vote.js';
+import { PAPER_VOTE_THRESHOLD, parseVoteThreshold } from '../../core/vote.js';
 import { ApiKeyStore } from '../shared/api-keys.js';
 import { type AwsClients, sharedClients } from '../shared/clients.js';
 import { ENV, requireEnv } from '../shared/config.js';
@@ -43,7 +43,7 @@ export function apiConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ApiConfi
     bucket: requireEnv(ENV.bucket, env),
     tableName: requireEnv(ENV.table, env),
     apiKeyTableName: requireEnv(ENV.apiKeyTable, env),
-    ...(threshold ? { defaultThreshold: validateThreshold(Number(threshold), ENV.voteThreshold) } : {}),
+    ...(threshold ? { defaultThreshold: parseVoteThreshold(threshold, ENV.voteThreshold) } : {}),
   };
 }
 

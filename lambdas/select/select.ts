@@ -28,6 +28,7 @@ import {
   type S3ObjectEvent,
 } from '../shared/messages.js';
 import { notifyOnce } from '../shared/notify.js';
+import { capReason, reasonWithCauses } from '../shared/reasons.js';
 import { PIPELINE_DEFAULTS, QUEUES } from '../shared/resources.js';
 import type { StoredSeries, StoredSlice, StudyRecord, StudyStore } from '../shared/store.js';
 
@@ -280,7 +281,9 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
   // SELECTING: ours now, or a retry of a delivery that crashed while selecting.
 
   const started = performance.now();
-  const fail = async (reason: string, extra: Parameters<StudyStore['failStudy']>[3] = {}, slicesRead = 0) => {
+  const fail = async (cause: string, extra: Parameters<StudyStore['failStudy']>[3] = {}, slicesRead = 0) => {
+    // Capped as the store caps it: the log line, the item and the notification say the same.
+    const reason = capReason(cause);
     log?.warn('study failed', { ...keys, reason });
     await deps.store.failStudy(hospital, studyId, reason, {
       ...extra,
@@ -316,7 +319,7 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
   });
   if (selectedCount === 0) {
     const reasons = series.map((s) => s.reason).filter((r): r is string => r !== undefined);
-    return fail(`nothing to classify: ${reasons.join('; ')}`, { series, threshold }, slicesRead);
+    return fail(reasonWithCauses('nothing to classify', reasons), { series, threshold }, slicesRead);
   }
   if (!(await deps.store.recordSelection(hospital, studyId, { series, threshold, selectMs }))) {
     // Recorded by another delivery, or by this one with its response lost: whoever gets here with
@@ -349,7 +352,7 @@ async function resend(deps: SelectDeps, study: StudyRecord): Promise<SelectOutco
     if (!(error instanceof InputError)) throw error;
     // Valid when selected, unreadable or without a selected slice now (uploaded again with other
     // content): nothing to resend from. Retrying would only fill the DLQ and leave the study stuck.
-    const reason = `manifest changed after selection: ${error.message}`;
+    const reason = capReason(`manifest changed after selection: ${error.message}`);
     if (await deps.store.failStudy(study.hospital, study.studyId, reason)) {
       const failed = (await deps.store.getStudy(study.hospital, study.studyId)) as StudyRecord;
       await notifyOnce(deps.store, deps.sns, deps.topicArn, failed, QUEUES.ingest.visibilityTimeoutSeconds);

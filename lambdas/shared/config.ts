@@ -19,6 +19,8 @@ export const ENV = {
   model: 'COVIDCT_MODEL',
   /** Sweeper: seconds without progress after which a study fails (default PIPELINE_DEFAULTS.stalledStudySeconds). */
   stalledSeconds: 'COVIDCT_STALLED_SECONDS',
+  /** Sweeper: seconds after creation a study still RECEIVED fails "never uploaded" (default PIPELINE_DEFAULTS.neverUploadedSeconds). */
+  neverUploadedSeconds: 'COVIDCT_NEVER_UPLOADED_SECONDS',
   /** Local stack only: one endpoint for S3/SQS/SNS and one for DynamoDB. Unset on AWS. */
   endpointS3SqsSns: 'COVIDCT_ENDPOINT',
   endpointDynamoDb: 'COVIDCT_DYNAMODB_ENDPOINT',

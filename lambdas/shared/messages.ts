@@ -8,6 +8,7 @@
  * or client builds a key by hand.
  */
 import * as v from 'valibot';
+import { VOTE_THRESHOLD_EXPECTED, voteThresholdValue } from '../../core/vote.js';
 import { MessageError } from './errors.js';
 import { KEYS, PIPELINE_DEFAULTS } from './resources.js';
 
@@ -167,12 +168,11 @@ const objectKey = v.pipe(
   v.minLength(1, 'expected an object key'),
   v.maxLength(1024, 'expected a key of at most 1024 characters'),
 );
+/** A vote threshold: core/vote.ts's one check, the value put on its 0.0001 grid. */
 const threshold = v.pipe(
-  v.number('expected a number'),
-  v.check(
-    (t) => Number.isFinite(t) && t > 0 && t <= 1,
-    'expected a fraction in (0, 1], e.g. 0.3 (the paper) or 0.1',
-  ),
+  v.number(`expected a number, ${VOTE_THRESHOLD_EXPECTED.replace(/^expected /, '')}`),
+  v.check((t) => voteThresholdValue(t) !== undefined, VOTE_THRESHOLD_EXPECTED),
+  v.transform((t) => voteThresholdValue(t) ?? t),
 );
 const probability = v.pipe(
   v.number('expected a number'),

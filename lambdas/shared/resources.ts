@@ -88,7 +88,7 @@ export const TABLE = {
   /** Lists a hospital's studies newest first: gsi1pk = `HOSPITAL#{hospital}`, gsi1sk = `{createdAt}#{studyId}`. */
   byHospitalIndex: { name: 'byHospital', partitionKey: 'gsi1pk', sortKey: 'gsi1sk' },
   /**
-   * Studies in the pipeline (SELECTING, CLASSIFYING) or finished but not yet notified, by their last
+   * Studies waiting for their upload (RECEIVED), in the pipeline (SELECTING, CLASSIFYING) or finished but not yet notified, by their last
    * progress: a sparse index (only those items carry gsi2pk = `OPEN`) that the sweeper queries for
    * `updatedAt` older than its timeout, instead of scanning every vote of every study. One partition
    * value: it holds only the studies in flight, and is written once per votes message.
@@ -115,6 +115,14 @@ export const TOPIC = { name: 'covidct-results', hospitalAttribute: 'hospital' } 
 /** The bucket (local name; the deployed bucket gets a generated, account-unique name). */
 export const BUCKET = { name: 'covidct-data' } as const;
 
+/** How long presigned upload and download URLs live. */
+const PRESIGN_SECONDS = 900;
+/**
+ * After a study's upload URLs expired, how long its manifest may still take to start it: a PUT
+ * begun just before expiry, S3's event delivery, a backlog on the ingest queue.
+ */
+const UPLOAD_GRACE_SECONDS = 60 * 60;
+
 /** Pipeline defaults a deployment may override. */
 export const PIPELINE_DEFAULTS = {
   /** Selected slices per inference message. */
@@ -124,7 +132,12 @@ export const PIPELINE_DEFAULTS = {
   /** The most slices one study may have. */
   maxSlicesPerStudy: 2000,
   /** How long presigned upload and download URLs live. */
-  presignSeconds: 900,
+  presignSeconds: PRESIGN_SECONDS,
+  /**
+   * A study still RECEIVED (no manifest arrived) this long after `POST /studies` is moved to FAILED
+   * "never uploaded" by the sweeper: the upload URLs' lifetime plus a grace of an hour.
+   */
+  neverUploadedSeconds: PRESIGN_SECONDS + UPLOAD_GRACE_SECONDS,
   /**
    * A study in SELECTING or CLASSIFYING without progress (a transition or a recorded vote) for this
    * long is moved to FAILED by the sweeper. Longer than the slowest legitimate gap: a select that

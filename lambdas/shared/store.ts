@@ -3,15 +3,22 @@
  *
  * | item     | pk                              | sk                 | notes                                       |
  * |----------|---------------------------------|--------------------|---------------------------------------------|
- * | study    | `STUDY#{hospital}#{studyId}`    | `STUDY`            | status, selection, counts; gsi1pk/gsi1sk    |
+ * | study    | `STUDY#{hospital}#{studyId}`    | `STUDY`            | status, counts, `selection` ref; gsi1pk/gsi1sk |
+ * | selection part | `STUDY#{hospital}#{studyId}` | `SELECTION#{token}#{nnnn}` | a run of the per-series selection  |
  * | vote     | `STUDY#{hospital}#{studyId}`    | `VOTE#{sliceKey}`  | one per classified slice, written once      |
  * |          |                                 |                    | (or `failed: true, reason`: never classifiable) |
  *
  * API keys are in a table of their own (api-keys.ts), which only the authorizer and the api Lambda
  * may read.
  *
- * A study carries `gsi2pk = OPEN` (the sparse `open` index, by `updatedAt`) from SELECTING until its
- * notification went out, so the sweeper finds studies that stopped making progress; `updatedAt` is
+ * The per-slice selection (2,000 slice keys of up to 332 characters, with their figures) does not
+ * fit DynamoDB's 400 KB item, so it is written as parts of at most {@link SELECTION_PART_MAX_BYTES}
+ * (by {@link dynamoItemBytes}, DynamoDB's own size formula) before the transition that records it;
+ * the study item names the parts by a token of that write (`selection: { token, parts }`), so parts
+ * of a delivery that lost the race are never read. {@link StudyStore.getStudy} joins them back.
+ *
+ * A study carries `gsi2pk = OPEN` (the sparse `open` index, by `updatedAt`) from its creation until
+ * its notification went out, so the sweeper finds studies never uploaded or that stopped making progress; `updatedAt` is
  * the study's progress: every transition sets it, and so does every votes message that recorded a vote.
  *
  * Exactly-once without transactions (dynalite has none): every status change is a conditional
@@ -22,6 +29,7 @@
 import { randomUUID } from 'node:crypto';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
+  DeleteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
@@ -31,6 +39,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { ConditionFailedError, HttpError } from './errors.js';
 import type { SliceFailureReport, SliceVote } from './messages.js';
+import { capReason } from './reasons.js';
 import { TABLE } from './resources.js';
 
 /** A study's lifecycle: RECEIVED → SELECTING → CLASSIFYING → COMPLETE, or FAILED from any non-terminal state. */
@@ -132,7 +141,7 @@ export interface StoredFailure extends SliceFailureReport {
   readonly recordedAt: string;
 }
 
-/** A study the sweeper looks at: in the pipeline or finished but not notified, no progress since `updatedAt`. */
+/** A study the sweeper looks at: waiting for its upload, in the pipeline or finished but not notified, no progress since `updatedAt`. */
 export interface IdleStudy {
   readonly hospital: string;
   readonly studyId: string;
@@ -150,12 +159,134 @@ export interface StudyPage {
 
 const STUDY_SK = 'STUDY';
 const VOTE_PREFIX = 'VOTE#';
+const SELECTION_PREFIX = 'SELECTION#';
 /** The `open` index's one partition value (the attribute is absent on every other item). */
 const OPEN = 'OPEN';
 
 /** `STUDY#{hospital}#{studyId}`. */
 export function studyPk(hospital: string, studyId: string): string {
   return `STUDY#${hospital}#${studyId}`;
+}
+
+/** DynamoDB's largest item: 400 KB, attribute names and values together. */
+export const DYNAMODB_MAX_ITEM_BYTES = 400 * 1024;
+/**
+ * The most bytes ({@link dynamoItemBytes}) of one selection part: well under DynamoDB's 400 KB, so
+ * a part's write never fails on size even if a slice's stored figures grow.
+ */
+export const SELECTION_PART_MAX_BYTES = 256 * 1024;
+
+/** Selections a store keeps in memory (a few studies in flight at once per Lambda container). */
+const SELECTION_CACHE_SIZE = 8;
+
+/** Where a study's selection parts are: the token of the write that recorded them and their number. */
+interface SelectionRef {
+  readonly token: string;
+  readonly parts: number;
+}
+
+/** UTF-8 bytes of a string. */
+function utf8Bytes(text: string): number {
+  return Buffer.byteLength(text, 'utf8');
+}
+
+/**
+ * The size DynamoDB counts for a number: about 1 byte per two significant digits plus 1 (AWS's
+ * item size formula); with an even digit count a byte more, and a byte for a sign, so the estimate
+ * never falls short of what DynamoDB (and dynalite, which mimics it) counts.
+ */
+function numberBytes(n: number): number {
+  const mantissa = Math.abs(n).toExponential().split('e')[0] ?? '0';
+  const digits = mantissa.replace('.', '').replace(/0+$/, '').length || 1;
+  return Math.floor(digits / 2) + 2 + (n < 0 ? 1 : 0);
+}
+
+/** The size DynamoDB counts for one attribute value, as the document client marshals it. */
+function valueBytes(value: unknown): number {
+  if (typeof value === 'string') return utf8Bytes(value);
+  if (typeof value === 'number') return numberBytes(value);
+  if (typeof value === 'boolean' || value === null) return 1;
+  if (value instanceof Uint8Array) return value.byteLength;
+  // Lists and maps: 3 bytes of overhead, 1 per element, plus each element's name and value.
+  if (Array.isArray(value)) return 3 + value.reduce((sum: number, v: unknown) => sum + 1 + valueBytes(v), 0);
+  if (typeof value === 'object') {
+    let sum = 3;
+    for (const [name, v] of Object.entries(value as Record<string, unknown>)) {
+      if (v !== undefined) sum += 1 + utf8Bytes(name) + valueBytes(v);
+    }
+    return sum;
+  }
+  return 0; // undefined: the client removes it
+}
+
+/**
+ * An item's size as DynamoDB counts it against the 400 KB limit (AWS's formula: each attribute's
+ * name and value in UTF-8 bytes; numbers by significant digits; lists and maps 3 bytes plus 1 per
+ * element). Slightly over, never under.
+ */
+export function dynamoItemBytes(item: Record<string, unknown>): number {
+  let sum = 0;
+  for (const [name, value] of Object.entries(item)) {
+    if (value !== undefined) sum += utf8Bytes(name) + valueBytes(value);
+  }
+  return sum;
+}
+
+/** A series fragment being built: its header and a run of its slices. */
+type SeriesFragment = Omit<StoredSeries, 'slices'> & { slices: StoredSlice[] };
+
+/**
+ * Split a selection into parts of at most `maxBytes` each (series kept in order; a series longer
+ * than a part continues in the next under the same id and header). Each series' reason is capped.
+ */
+export function splitSelection(
+  series: readonly StoredSeries[],
+  maxBytes: number = SELECTION_PART_MAX_BYTES,
+): StoredSeries[][] {
+  // Keys (two 1 KB strings at most) and the `series` list's own overhead.
+  const partOverhead = 2 * 1024 + utf8Bytes('series') + 3;
+  const parts: SeriesFragment[][] = [];
+  let part: SeriesFragment[] = [];
+  let bytes = partOverhead;
+  for (const s of series) {
+    const { slices, ...rest } = s;
+    const header = { ...rest, ...(rest.reason !== undefined ? { reason: capReason(rest.reason) } : {}) };
+    const headerBytes = 1 + valueBytes({ ...header, slices: [] });
+    if (part.length > 0 && bytes + headerBytes > maxBytes) {
+      parts.push(part);
+      part = [];
+      bytes = partOverhead;
+    }
+    let fragment: SeriesFragment = { ...header, slices: [] };
+    part.push(fragment);
+    bytes += headerBytes;
+    for (const slice of slices) {
+      const sliceBytes = 1 + valueBytes(slice);
+      if (bytes + sliceBytes > maxBytes && fragment.slices.length > 0) {
+        parts.push(part);
+        fragment = { ...header, slices: [] };
+        part = [fragment];
+        bytes = partOverhead + headerBytes;
+      }
+      fragment.slices.push(slice);
+      bytes += sliceBytes;
+    }
+  }
+  if (part.length > 0) parts.push(part);
+  return parts;
+}
+
+/** Join selection parts back into series: fragments of one series (ids are unique) are adjacent. */
+export function joinSelection(parts: ReadonlyArray<readonly StoredSeries[]>): StoredSeries[] {
+  const series: SeriesFragment[] = [];
+  for (const part of parts) {
+    for (const fragment of part) {
+      const last = series[series.length - 1];
+      if (last && last.id === fragment.id) last.slices.push(...fragment.slices);
+      else series.push({ ...fragment, slices: [...fragment.slices] });
+    }
+  }
+  return series;
 }
 
 /** `HOSPITAL#{hospital}`: the listing index's partition. */
@@ -206,6 +337,13 @@ export class StudyStore {
     private readonly now: () => Date = () => new Date(),
   ) {}
 
+  /**
+   * Selections read lately, by token. A token's parts are written once and never change, so a
+   * cached selection is always current: a study's many votes messages (one Lambda container reads
+   * the same study again and again) read its selection, up to 2,000 slices in a few parts, once.
+   */
+  private readonly selectionCache = new Map<string, StoredSeries[]>();
+
   /** Create a RECEIVED study; a {@link ConditionFailedError} when the id is taken. */
   async createStudy(input: { hospital: string; studyId: string; threshold: number }): Promise<StudyRecord> {
     const at = this.now().toISOString();
@@ -231,6 +369,8 @@ export class StudyStore {
             sk: STUDY_SK,
             gsi1pk: hospitalGsiPk(input.hospital),
             gsi1sk: `${at}#${input.studyId}`,
+            // In the sweeper's index from the start: a study never uploaded must end too.
+            gsi2pk: OPEN,
             ...withoutTimings(record),
           },
           ConditionExpression: 'attribute_not_exists(pk)',
@@ -243,7 +383,10 @@ export class StudyStore {
     return record;
   }
 
-  /** A study, or `undefined` (strongly consistent: the handlers decide on it). */
+  /**
+   * A study, or `undefined` (strongly consistent: the handlers decide on it), with its selection
+   * joined back from its parts.
+   */
   async getStudy(hospital: string, studyId: string): Promise<StudyRecord | undefined> {
     const out = await this.dynamo.send(
       new GetCommand({
@@ -252,7 +395,101 @@ export class StudyStore {
         ConsistentRead: true,
       }),
     );
-    return out.Item ? toStudy(out.Item) : undefined;
+    if (!out.Item) return undefined;
+    const study = toStudy(out.Item);
+    const ref = out.Item.selection as SelectionRef | undefined;
+    if (ref === undefined) return study;
+    let series = this.selectionCache.get(ref.token);
+    if (series === undefined) {
+      series = await this.readSelection(hospital, studyId, ref);
+      if (this.selectionCache.size >= SELECTION_CACHE_SIZE) {
+        this.selectionCache.delete(this.selectionCache.keys().next().value as string);
+      }
+    } else {
+      this.selectionCache.delete(ref.token); // most recently used last
+    }
+    this.selectionCache.set(ref.token, series);
+    return { ...study, series };
+  }
+
+  /** Write a selection as parts under a fresh token; the caller records the returned reference. */
+  private async writeSelection(
+    hospital: string,
+    studyId: string,
+    series: readonly StoredSeries[],
+  ): Promise<SelectionRef> {
+    const token = randomUUID();
+    const parts = splitSelection(series);
+    for (const [index, part] of parts.entries()) {
+      await this.dynamo.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { pk: studyPk(hospital, studyId), sk: selectionPartSk(token, index), series: part },
+        }),
+      );
+    }
+    return { token, parts: parts.length };
+  }
+
+  /** The selection a study's reference names, joined from its parts (consistent, all pages). */
+  private async readSelection(hospital: string, studyId: string, ref: SelectionRef): Promise<StoredSeries[]> {
+    const parts: StoredSeries[][] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.dynamo.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+          ExpressionAttributeValues: {
+            ':pk': studyPk(hospital, studyId),
+            ':prefix': `${SELECTION_PREFIX}${ref.token}#`,
+          },
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) parts.push(item.series as StoredSeries[]);
+      start = out.LastEvaluatedKey;
+    } while (start);
+    if (parts.length !== ref.parts) {
+      // Parts are written before the reference: fewer means the table lost some. Retryable.
+      throw new Error(`study ${studyId}: ${parts.length} of ${ref.parts} selection parts found`);
+    }
+    return joinSelection(parts);
+  }
+
+  /**
+   * Delete the parts of a selection after its transition reported a lost race, unless the study
+   * refers to them after all (the transition was ours, its response lost and the SDK's retry failed
+   * the condition). Best effort: an orphaned part is never read.
+   */
+  private async dropSelectionUnlessRecorded(
+    hospital: string,
+    studyId: string,
+    ref: SelectionRef,
+  ): Promise<void> {
+    const key = { pk: studyPk(hospital, studyId), sk: STUDY_SK };
+    try {
+      const out = await this.dynamo.send(
+        new GetCommand({
+          TableName: this.tableName,
+          Key: key,
+          ConsistentRead: true,
+          ProjectionExpression: 'selection',
+        }),
+      );
+      if ((out.Item?.selection as SelectionRef | undefined)?.token === ref.token) return;
+      for (let index = 0; index < ref.parts; index++) {
+        await this.dynamo.send(
+          new DeleteCommand({
+            TableName: this.tableName,
+            Key: { pk: key.pk, sk: selectionPartSk(ref.token, index) },
+          }),
+        );
+      }
+    } catch {
+      // Left for good: no study refers to these parts, so nothing reads them.
+    }
   }
 
   /**
@@ -307,7 +544,7 @@ export class StudyStore {
   async beginSelecting(hospital: string, studyId: string): Promise<boolean> {
     return this.transition(hospital, studyId, ['RECEIVED'], 'SELECTING', {
       selectingAt: this.now().toISOString(),
-      gsi2pk: OPEN,
+      gsi2pk: OPEN, // studies created before RECEIVED was indexed
     });
   }
 
@@ -322,14 +559,17 @@ export class StudyStore {
     selection: { series: readonly StoredSeries[]; threshold: number; selectMs: number },
   ): Promise<boolean> {
     const selectedCount = selection.series.reduce((sum, s) => sum + s.selectedCount, 0);
-    return this.transition(hospital, studyId, ['SELECTING'], 'CLASSIFYING', {
-      series: selection.series,
+    const ref = await this.writeSelection(hospital, studyId, selection.series);
+    const won = await this.transition(hospital, studyId, ['SELECTING'], 'CLASSIFYING', {
+      selection: ref,
       selectedCount,
       expectedVotes: selectedCount,
       threshold: selection.threshold,
       selectMs: Math.round(selection.selectMs),
       classifyingAt: this.now().toISOString(),
     });
+    if (!won) await this.dropSelectionUnlessRecorded(hospital, studyId, ref);
+    return won;
   }
 
   /** Note that every selected slice is on the inference queue. */
@@ -347,13 +587,16 @@ export class StudyStore {
     reason: string,
     extra: { series?: readonly StoredSeries[]; threshold?: number; selectMs?: number } = {},
   ): Promise<boolean> {
-    return this.transition(hospital, studyId, OPEN_STATUSES, 'FAILED', {
-      reason: reason.split('\n')[0],
-      series: extra.series,
+    const ref = extra.series ? await this.writeSelection(hospital, studyId, extra.series) : undefined;
+    const won = await this.transition(hospital, studyId, OPEN_STATUSES, 'FAILED', {
+      reason: capReason(reason),
+      selection: ref,
       threshold: extra.threshold,
       selectMs: extra.selectMs === undefined ? undefined : Math.round(extra.selectMs),
       failedAt: this.now().toISOString(),
     });
+    if (!won && ref) await this.dropSelectionUnlessRecorded(hospital, studyId, ref);
+    return won;
   }
 
   /**
@@ -371,7 +614,7 @@ export class StudyStore {
       studyId,
       [seen.status],
       'FAILED',
-      { reason: reason.split('\n')[0], failedAt: this.now().toISOString() },
+      { reason: capReason(reason), failedAt: this.now().toISOString() },
       seen.updatedAt,
     );
   }
@@ -474,7 +717,7 @@ export class StudyStore {
       seriesId: failure.seriesId,
       key: failure.key,
       failed: true,
-      reason: failure.reason.split('\n')[0] ?? '',
+      reason: capReason(failure.reason),
       modelId: model.id,
       modelSha256: model.sha256,
       recordedAt: this.now().toISOString(),
@@ -717,6 +960,11 @@ export class StudyStore {
   }
 }
 
+/** `SELECTION#{token}#{0000}`: zero-padded, so a query returns a selection's parts in order. */
+function selectionPartSk(token: string, index: number): string {
+  return `${SELECTION_PREFIX}${token}#${String(index).padStart(4, '0')}`;
+}
+
 function withoutTimings(record: StudyRecord): Omit<StudyRecord, 'timings'> {
   const { timings: _timings, ...rest } = record;
   return rest;
@@ -731,6 +979,7 @@ function toStudy(item: Record<string, unknown>): StudyRecord {
     gsi1sk: _g2,
     gsi2pk: _open,
     notifyClaimedAt: _claim,
+    selection: _selection,
     ...rest
   } = item;
   const timings: Record<string, unknown> = { createdAt: rest.createdAt };

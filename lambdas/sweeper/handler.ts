@@ -1,6 +1,6 @@
 /**
  * sweeper Lambda: invoked on a schedule (EventBridge, every PIPELINE_DEFAULTS.sweepEverySeconds),
- * fails the studies that stopped making progress and notifies finished studies that never were
+ * fails the studies never uploaded or that stopped making progress and notifies finished studies that never were
  * (sweeper.ts). Throws after the sweep when a study could not be handled, so the function's Errors
  * alarm fires; the next run tries again.
  */
@@ -19,19 +19,32 @@ export interface SweeperConfig {
   readonly topicArn: string;
   /** Seconds without progress after which a study fails. */
   readonly stalledSeconds: number;
+  /** Seconds after creation a study still RECEIVED fails "never uploaded". @default PIPELINE_DEFAULTS.neverUploadedSeconds */
+  readonly neverUploadedSeconds?: number;
 }
 
-/** The configuration from the environment (ENV names; the timeout defaults to PIPELINE_DEFAULTS). */
-export function sweeperConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SweeperConfig {
-  const raw = env[ENV.stalledSeconds];
-  const stalledSeconds =
-    raw === undefined || raw === '' ? PIPELINE_DEFAULTS.stalledStudySeconds : Number(raw);
-  if (!Number.isInteger(stalledSeconds) || stalledSeconds < 1) {
-    throw new Error(
-      `environment variable ${ENV.stalledSeconds}: expected a whole number of seconds ≥ 1, got ${raw}`,
-    );
+/** Whole seconds ≥ 1 from an environment variable, `fallback` when unset; a one-line error naming it. */
+function secondsFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  const seconds = raw === undefined || raw === '' ? fallback : Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 1) {
+    throw new Error(`environment variable ${name}: expected a whole number of seconds ≥ 1, got ${raw}`);
   }
-  return { tableName: requireEnv(ENV.table, env), topicArn: requireEnv(ENV.topicArn, env), stalledSeconds };
+  return seconds;
+}
+
+/** The configuration from the environment (ENV names; the timeouts default to PIPELINE_DEFAULTS). */
+export function sweeperConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SweeperConfig {
+  return {
+    tableName: requireEnv(ENV.table, env),
+    topicArn: requireEnv(ENV.topicArn, env),
+    stalledSeconds: secondsFromEnv(env, ENV.stalledSeconds, PIPELINE_DEFAULTS.stalledStudySeconds),
+    neverUploadedSeconds: secondsFromEnv(
+      env,
+      ENV.neverUploadedSeconds,
+      PIPELINE_DEFAULTS.neverUploadedSeconds,
+    ),
+  };
 }
 
 /** The handler over given clients and configuration (tests and the local stack pass their own). */
@@ -51,6 +64,9 @@ export function makeSweeperHandler(
         sns: clients.sns,
         topicArn: config.topicArn,
         stalledSeconds: config.stalledSeconds,
+        ...(config.neverUploadedSeconds !== undefined
+          ? { neverUploadedSeconds: config.neverUploadedSeconds }
+          : {}),
         logger,
         ...(now ? { now } : {}),
       });

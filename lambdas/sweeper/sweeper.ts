@@ -1,6 +1,6 @@
 /**
  * The sweeper: studies that stopped making progress end FAILED with a reason instead of staying
- * SELECTING or CLASSIFYING forever (a message lost to a DLQ, a select that never finished, a worker
+ * RECEIVED (never uploaded), SELECTING or CLASSIFYING forever (a message lost to a DLQ, a select that never finished, a worker
  * that never came back). Runs on a schedule (handler.ts; a timer on the local stack).
  *
  * Progress is the study item's `updatedAt`: every transition sets it and the aggregate stage moves
@@ -11,10 +11,13 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { notifyOnce } from '../shared/notify.js';
+import { PIPELINE_DEFAULTS } from '../shared/resources.js';
 import type { IdleStudy, StudyRecord, StudyStore } from '../shared/store.js';
 
 /** The FAILED reasons the sweeper writes start with this. */
 export const NO_PROGRESS = 'no progress for';
+/** The FAILED reason of a study whose manifest never arrived starts with this. */
+export const NEVER_UPLOADED = 'never uploaded';
 
 /** What the sweeper needs. */
 export interface SweeperDeps {
@@ -23,6 +26,11 @@ export interface SweeperDeps {
   readonly topicArn: string;
   /** Seconds without progress after which a study fails (PIPELINE_DEFAULTS.stalledStudySeconds). */
   readonly stalledSeconds: number;
+  /**
+   * Seconds after its creation a study still RECEIVED fails "never uploaded".
+   * @default PIPELINE_DEFAULTS.neverUploadedSeconds (the upload URLs' lifetime plus an hour)
+   */
+  readonly neverUploadedSeconds?: number;
   readonly logger?: Logger;
   /** Clock, injectable for tests. */
   readonly now?: () => Date;
@@ -71,19 +79,30 @@ export function stalledReason(
   return `${where}: ${done} of ${expected} selected slices classified`;
 }
 
+/** The one-line reason of a study whose manifest never arrived (`never uploaded: …`). */
+export function neverUploadedReason(sinceCreatedMs: number): string {
+  return `${NEVER_UPLOADED}: no manifest arrived in the ${formatIdle(sinceCreatedMs)} since the study was created (its upload URLs have expired)`;
+}
+
 /** Find the studies without progress for longer than the timeout and fail (or notify) each once. */
 export async function sweep(deps: SweeperDeps): Promise<SweepResult> {
   const now = deps.now ?? (() => new Date());
   const started = now();
   const limitMs = deps.stalledSeconds * 1000;
-  const idle = await deps.store.listIdleStudies(new Date(started.getTime() - limitMs));
+  const neverUploadedMs = (deps.neverUploadedSeconds ?? PIPELINE_DEFAULTS.neverUploadedSeconds) * 1000;
+  const stalledBefore = new Date(started.getTime() - limitMs).toISOString();
+  const uploadBefore = new Date(started.getTime() - neverUploadedMs).toISOString();
+  // One query for the shorter timeout; each study is then held to its own (RECEIVED: the upload's).
+  const idle = (
+    await deps.store.listIdleStudies(new Date(started.getTime() - Math.min(limitMs, neverUploadedMs)))
+  ).filter((s) => s.updatedAt < (s.status === 'RECEIVED' ? uploadBefore : stalledBefore));
   const failed: { hospital: string; studyId: string; reason: string }[] = [];
   const errors: string[] = [];
   let notified = 0;
   let skipped = 0;
   for (const candidate of idle) {
     try {
-      const outcome = await sweepOne(deps, candidate, now(), limitMs);
+      const outcome = await sweepOne(deps, candidate, now(), limitMs, neverUploadedMs);
       if (outcome.failed) failed.push(outcome.failed);
       if (outcome.notified) notified++;
       if (!outcome.failed && !outcome.notified) skipped++;
@@ -100,6 +119,7 @@ async function sweepOne(
   candidate: IdleStudy,
   now: Date,
   limitMs: number,
+  neverUploadedMs: number,
 ): Promise<{ failed?: { hospital: string; studyId: string; reason: string }; notified?: boolean }> {
   const { hospital, studyId } = candidate;
   // The index is eventually consistent: decide on the item itself.
@@ -112,14 +132,22 @@ async function sweepOne(
     if (published) deps.logger?.warn('notification published by the sweeper', { hospital, study: studyId });
     return { notified: published };
   }
-  if (study.status !== 'SELECTING' && study.status !== 'CLASSIFYING') return {};
-  const idleMs = now.getTime() - Date.parse(study.updatedAt);
-  if (!(idleMs > limitMs)) return {};
-  const progress =
-    study.status === 'CLASSIFYING'
-      ? { done: await deps.store.countVotes(hospital, studyId), expected: study.expectedVotes }
-      : undefined;
-  const reason = stalledReason(study.status, idleMs, progress);
+  let reason: string;
+  if (study.status === 'RECEIVED') {
+    // Its upload URLs expired long ago: no manifest can start it any more.
+    const sinceCreatedMs = now.getTime() - Date.parse(study.createdAt);
+    if (!(sinceCreatedMs > neverUploadedMs)) return {};
+    reason = neverUploadedReason(sinceCreatedMs);
+  } else {
+    if (study.status !== 'SELECTING' && study.status !== 'CLASSIFYING') return {};
+    const idleMs = now.getTime() - Date.parse(study.updatedAt);
+    if (!(idleMs > limitMs)) return {};
+    const progress =
+      study.status === 'CLASSIFYING'
+        ? { done: await deps.store.countVotes(hospital, studyId), expected: study.expectedVotes }
+        : undefined;
+    reason = stalledReason(study.status, idleMs, progress);
+  }
   const won = await deps.store.failStalledStudy(
     hospital,
     studyId,
@@ -127,7 +155,10 @@ async function sweepOne(
     reason,
   );
   if (!won) return {};
-  deps.logger?.warn('study failed: no progress', { hospital, study: studyId, reason });
+  deps.logger?.warn(
+    study.status === 'RECEIVED' ? 'study failed: never uploaded' : 'study failed: no progress',
+    { hospital, study: studyId, reason },
+  );
   const failedStudy = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
   const published = await notifyOnce(deps.store, deps.sns, deps.topicArn, failedStudy, deps.stalledSeconds);
   return { failed: { hospital, studyId, reason }, notified: published };
