@@ -14,6 +14,7 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { describeError, InputError } from '../core/errors.js';
 import { type AwsClients, createClients } from '../lambdas/shared/clients.js';
 import { ENV, requireEnv } from '../lambdas/shared/config.js';
+import type { VotingModel } from '../lambdas/shared/messages.js';
 import { initBackend } from '../models/backend.js';
 import { createPredictor, type SlicePredictor } from '../models/diagnose.js';
 import { DEFAULT_BATCH_SIZE } from '../models/predict.js';
@@ -176,7 +177,7 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
 
   let state: WorkerHealthInput['state'] = 'starting';
   let consumer: InferenceConsumer | undefined;
-  let model: { id: string; sha256: string } | undefined;
+  let model: VotingModel | undefined;
   let backendName: string | undefined;
   const health = await startHealthServer(
     config.healthPort,
@@ -203,10 +204,11 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
     );
     const forwardBatch =
       warm.chosenBatch ?? (typeof config.forwardBatch === 'number' ? config.forwardBatch : undefined);
-    model = { id: stored.id, sha256: stored.sha256 };
+    model = { id: stored.id, sha256: stored.sha256, intendedUse: stored.intendedUse };
     log.info('model loaded', {
       model: stored.id,
       sha256: stored.sha256,
+      intendedUse: stored.intendedUse,
       bytes: stored.bytes,
       backend: predictor.backend,
       workers: predictor.workers,

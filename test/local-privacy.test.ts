@@ -235,7 +235,15 @@ describe('covidct dev as a new user runs it', () => {
         decision: string | null;
         model?: { id: string };
       };
-      expect(status).toMatchObject({ status: 'COMPLETE', model: { id: 'default/1' } });
+      expect(status).toMatchObject({
+        status: 'COMPLETE',
+        model: { id: 'default/1' },
+        // A decision of the demonstration model says what it is.
+        intendedUse: {
+          diagnostic: false,
+          statement: 'demonstration on synthetic phantoms, not for diagnosis',
+        },
+      });
       expect(status.decision).not.toBeNull();
     } finally {
       await stopDev(child);
