@@ -139,7 +139,9 @@ export function registerDev(program: Command): void {
           `DynamoDB     ${stack.endpoints.dynamoDbEndpoint}   table ${stack.resources.tableName}`,
           workerLine,
           `state        ${options.data ? `${options.data} (kept on a clean stop)` : 'in memory'}`,
-          `listening on ${options.host} only: for one user on this machine (the local servers check no signatures)`,
+          dialHost === options.host
+            ? `listening on ${options.host} only: for one user on this machine (the local servers check no signatures)`
+            : `listening on every interface (--host ${options.host}): the local servers check no signatures, anyone who reaches these ports can read and forge everything`,
           '',
           `try:  covidct upload STUDY --api ${stack.apiUrl} --key ${stack.hospitals[0]!.apiKey}`,
           'Ctrl-C stops everything.',
