@@ -109,6 +109,8 @@ export interface StudyStatus {
   readonly covidCount?: number;
   readonly covidFraction?: number | null;
   readonly decision?: 'covid' | 'normal' | null;
+  /** What the deciding model is for (COMPLETE studies). */
+  readonly intendedUse?: { readonly diagnostic: boolean; readonly statement: string };
   readonly series?: readonly unknown[];
   readonly [key: string]: unknown;
 }
@@ -345,6 +347,11 @@ export function formatStatus(s: StudyStatus): string {
     const fraction =
       typeof s.covidFraction === 'number' ? ` (${(s.covidFraction * 100).toFixed(1)} % COVID slices)` : '';
     lines.push(`  decision: ${s.decision}${fraction}`);
+    if (s.intendedUse) {
+      lines.push(
+        `  model's intended use: ${s.intendedUse.diagnostic ? 'diagnostic' : 'not diagnostic'}, ${s.intendedUse.statement}`,
+      );
+    }
   }
   return `${lines.join('\n')}\n`;
 }

@@ -28,6 +28,7 @@ import {
   type SliceFailureReport,
   type SliceVote,
   type VotesMessage,
+  type VotingModel,
 } from '../lambdas/shared/messages.js';
 import { QUEUES } from '../lambdas/shared/resources.js';
 import type { BatchOutcome, SliceJob } from './classify.js';
@@ -60,7 +61,8 @@ export interface ConsumerOptions {
   readonly queueUrl: string;
   readonly votesQueueUrl: string;
   /** The model every vote names. */
-  readonly model: { readonly id: string; readonly sha256: string };
+  /** Carried by every votes message: id, SHA-256 and intended use. */
+  readonly model: VotingModel;
   /** Classify a batch of slices (classify.ts `classifySlices` with the worker's context). */
   readonly classify: (jobs: readonly SliceJob[]) => Promise<BatchOutcome>;
   /** Slices per batch, gathered across messages (a single larger message still goes alone). @default 32 */

@@ -24,13 +24,14 @@ export interface HealthServer {
 }
 
 /**
- * Serve `report()` as JSON on every GET (`/health` by convention) on `port` (0 = any free port), on
- * all interfaces so the container's health check reaches it.
+ * Serve `report()` as JSON on every GET (`/health` by convention) on `host`:`port` (0 = any free
+ * port). Loopback by default: the ECS container health check runs inside the container and dials
+ * 127.0.0.1, and on a shared machine the report (model, counts) is nobody else's business.
  */
 export async function startHealthServer(
   port: number,
   report: () => HealthReport,
-  host = '0.0.0.0',
+  host = '127.0.0.1',
 ): Promise<HealthServer> {
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {

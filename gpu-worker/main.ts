@@ -14,6 +14,7 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { describeError, InputError } from '../core/errors.js';
 import { type AwsClients, createClients } from '../lambdas/shared/clients.js';
 import { ENV, requireEnv } from '../lambdas/shared/config.js';
+import type { VotingModel } from '../lambdas/shared/messages.js';
 import { initBackend } from '../models/backend.js';
 import { createPredictor, type SlicePredictor } from '../models/diagnose.js';
 import { DEFAULT_BATCH_SIZE } from '../models/predict.js';
@@ -27,6 +28,8 @@ import { autoCandidates, warmUp } from './warmup.js';
 export const WORKER_ENV = {
   /** Health check port; default 8080, 0 for any free port (logged). */
   healthPort: 'COVIDCT_HEALTH_PORT',
+  /** Address the health check listens on; default 127.0.0.1 (the ECS health check runs in the container). */
+  healthHost: 'COVIDCT_HEALTH_HOST',
   /** `covid` (default): a Grad-CAM overlay per COVID slice; `none`: no overlays (Grad-CAM takes seconds on CPU). */
   heatmaps: 'COVIDCT_HEATMAPS',
   /** Slices per batch, gathered across messages; default 32. */
@@ -55,6 +58,8 @@ export interface WorkerConfig {
   readonly model: string;
   readonly heatmaps: HeatmapMode;
   readonly healthPort: number;
+  /** @default '127.0.0.1' */
+  readonly healthHost?: string;
   readonly batchSlices?: number;
   readonly poolSize?: number;
   readonly waitSeconds?: number;
@@ -85,6 +90,7 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Worke
       ? ('auto' as const)
       : optionalNumber(env, WORKER_ENV.forwardBatch, 1, 256);
   const batchesInFlight = optionalNumber(env, WORKER_ENV.batchesInFlight, 1, 8);
+  const healthHost = env[WORKER_ENV.healthHost]?.trim();
   return {
     bucket: requireEnv(ENV.bucket, env),
     inferenceQueueUrl: requireEnv(ENV.inferenceQueueUrl, env),
@@ -92,6 +98,7 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Worke
     model: requireEnv(ENV.model, env),
     heatmaps: parseHeatmapMode(env[WORKER_ENV.heatmaps]),
     healthPort: optionalNumber(env, WORKER_ENV.healthPort, 0, 65535) ?? 8080,
+    ...(healthHost ? { healthHost } : {}),
     ...(batchSlices === undefined ? {} : { batchSlices }),
     ...(poolSize === undefined ? {} : { poolSize }),
     ...(waitSeconds === undefined ? {} : { waitSeconds }),
@@ -170,10 +177,12 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
 
   let state: WorkerHealthInput['state'] = 'starting';
   let consumer: InferenceConsumer | undefined;
-  let model: { id: string; sha256: string } | undefined;
+  let model: VotingModel | undefined;
   let backendName: string | undefined;
-  const health = await startHealthServer(config.healthPort, () =>
-    workerHealth({ state, consumer, model, backend: backendName }),
+  const health = await startHealthServer(
+    config.healthPort,
+    () => workerHealth({ state, consumer, model, backend: backendName }),
+    config.healthHost ?? '127.0.0.1',
   );
 
   let predictor: SlicePredictor | undefined;
@@ -195,10 +204,11 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
     );
     const forwardBatch =
       warm.chosenBatch ?? (typeof config.forwardBatch === 'number' ? config.forwardBatch : undefined);
-    model = { id: stored.id, sha256: stored.sha256 };
+    model = { id: stored.id, sha256: stored.sha256, intendedUse: stored.intendedUse };
     log.info('model loaded', {
       model: stored.id,
       sha256: stored.sha256,
+      intendedUse: stored.intendedUse,
       bytes: stored.bytes,
       backend: predictor.backend,
       workers: predictor.workers,

@@ -9,6 +9,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { io } from '@tensorflow/tfjs-core';
 import { type LayersModel, loadLayersModel } from '@tensorflow/tfjs-layers';
 import { InputError } from '../core/errors.js';
+import { type IntendedUse, intendedUseOf } from '../core/intended-use.js';
 import { KEYS } from '../lambdas/shared/resources.js';
 import type { Classifier } from '../models/diagnose.js';
 import { topologyInputShape } from '../models/diagnose.js';
@@ -86,6 +87,8 @@ export interface StoredModel {
   readonly artifacts: io.ModelArtifacts;
   /** covidct's manifest.json, when the model has one. */
   readonly manifest: ModelManifest | undefined;
+  /** The manifest's intendedUse (checked), or not for diagnostic use when it declares none. */
+  readonly intendedUse: IntendedUse;
   /** Bytes read from the bucket. */
   readonly bytes: number;
 }
@@ -169,9 +172,12 @@ export async function readStoredModel(s3: S3Client, bucket: string, ref: ModelRe
     manifest !== undefined && isSeededManifest(manifest)
       ? await materializedArtifacts(stored, manifest)
       : stored;
+  // Checked before the worker polls: a damaged declaration is a start-up error naming the key.
+  const intendedUse = intendedUseOf(manifest, `s3://${bucket}/${prefix}${MANIFEST_JSON}`);
   return {
     id: modelId(ref),
     sha256: modelSha256(jsonBytes, weights),
+    intendedUse,
     artifacts,
     manifest,
     bytes: jsonBytes.length + weights.reduce((n, w) => n + w.length, 0),
@@ -199,6 +205,7 @@ export async function storedClassifier(stored: StoredModel): Promise<Classifier>
     arch: stored.manifest?.arch ?? stored.id,
     sha256: stored.sha256,
     source: { kind: 'artifacts', artifacts: stored.artifacts },
+    intendedUse: stored.intendedUse,
     inputShape,
     model,
     dispose: () => built?.dispose(),

@@ -9,14 +9,15 @@
  */
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
-import type { FauxqsServer, SpyMessage } from 'fauxqs';
+import type { SpyMessage } from 'fauxqs';
 import type { AwsClients } from '../lambdas/shared/clients.js';
 import { makeS3EventBody } from '../lambdas/shared/messages.js';
 import { KEYS } from '../lambdas/shared/resources.js';
+import type { LocalFauxqs } from './fauxqs.js';
 
 /** Options of {@link startS3EventRouter}. */
 export interface S3EventRouterOptions {
-  readonly fauxqs: FauxqsServer;
+  readonly fauxqs: Pick<LocalFauxqs, 'spy'>;
   readonly clients: Pick<AwsClients, 's3' | 'sqs'>;
   /** The bucket whose uploads notify. */
   readonly bucket: string;

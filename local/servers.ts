@@ -13,15 +13,18 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import dynalite from 'dynalite';
-import { type FauxqsServer, startFauxqs } from 'fauxqs';
 import { createClients } from '../lambdas/shared/clients.js';
+import { type LocalFauxqs, startFauxqsOn } from './fauxqs.js';
 import { restoreSnapshot, saveSnapshot } from './snapshot.js';
 
 /** Options of {@link startLocalServers}. */
 export interface LocalServersOptions {
   /** Folder for state that survives a restart; in memory only when absent. */
   readonly dataDir?: string;
-  /** Host the endpoints name (dynalite listens on it; fauxqs always listens on all interfaces). */
+  /**
+   * The address both servers listen on and the endpoints name. Neither checks request signatures:
+   * keep it on loopback (one user, one machine). @default '127.0.0.1'
+   */
   readonly host?: string;
   /** @default 0 (a free port) */
   readonly s3SqsSnsPort?: number;
@@ -37,7 +40,7 @@ export interface LocalServers {
   readonly endpoint: string;
   readonly dynamoDbEndpoint: string;
   /** The fauxqs server: its message spy (`fauxqs.spy`) and queue inspection (`fauxqs.inspectQueue`). */
-  readonly fauxqs: FauxqsServer;
+  readonly fauxqs: LocalFauxqs;
   readonly dataDir?: string;
   /** Snapshot fauxqs's state (with `dataDir`) and stop both servers; safe to call twice. */
   stop(): Promise<void>;
@@ -60,12 +63,12 @@ export async function startLocalServers(options: LocalServersOptions = {}): Prom
   await listen(dynamo, options.dynamoPort ?? 0, host);
   const dynamoPort = (dynamo.address() as AddressInfo).port;
 
-  let fauxqs: FauxqsServer;
+  let fauxqs: LocalFauxqs;
   try {
-    fauxqs = await startFauxqs({
+    fauxqs = await startFauxqsOn({
+      host,
       port: options.s3SqsSnsPort ?? 0,
-      logger: false,
-      messageSpies: { bufferSize: options.spyBufferSize ?? 1000 },
+      spyBufferSize: options.spyBufferSize ?? 1000,
     });
   } catch (error) {
     await close(dynamo);

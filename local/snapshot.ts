@@ -32,8 +32,8 @@ import {
   SendMessageCommand,
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
-import type { FauxqsServer } from 'fauxqs';
 import type { AwsClients } from '../lambdas/shared/clients.js';
+import type { LocalFauxqs } from './fauxqs.js';
 
 interface SnapshotObject {
   readonly bucket: string;
@@ -92,7 +92,11 @@ const SETTABLE_QUEUE_ATTRIBUTES = new Set([
 const SUBSCRIPTION_ATTRIBUTES = ['FilterPolicy', 'FilterPolicyScope', 'RawMessageDelivery', 'RedrivePolicy'];
 
 /** Write fauxqs's buckets, objects, queues, messages, topics and subscriptions under `dir`. */
-export async function saveSnapshot(clients: AwsClients, fauxqs: FauxqsServer, dir: string): Promise<void> {
+export async function saveSnapshot(
+  clients: AwsClients,
+  fauxqs: Pick<LocalFauxqs, 'inspectQueue'>,
+  dir: string,
+): Promise<void> {
   const staging = `${dir}.new`;
   await rm(staging, { recursive: true, force: true });
   await mkdir(join(staging, 'objects'), { recursive: true });
@@ -190,7 +194,11 @@ export async function saveSnapshot(clients: AwsClients, fauxqs: FauxqsServer, di
 }
 
 /** Recreate the state a {@link saveSnapshot} left under `dir` (nothing when there is none). */
-export async function restoreSnapshot(clients: AwsClients, fauxqs: FauxqsServer, dir: string): Promise<void> {
+export async function restoreSnapshot(
+  clients: AwsClients,
+  fauxqs: Pick<LocalFauxqs, 'inspectQueue'>,
+  dir: string,
+): Promise<void> {
   const stateFile = join(dir, 'state.json');
   if (!existsSync(stateFile)) return;
   const snapshot = JSON.parse(await readFile(stateFile, 'utf8')) as Snapshot;

@@ -129,6 +129,19 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
+/** The worker process ended while the stack was neither stopping nor killing it (a crash, a bad setting). */
+export class WorkerExitError extends Error {
+  override name = 'WorkerExitError';
+  constructor(
+    readonly code: number | null,
+    readonly signal: NodeJS.Signals | null,
+  ) {
+    super(
+      `the worker process exited (${signal ? `signal ${signal}` : `code ${code}`}): no slice is classified until it runs again`,
+    );
+  }
+}
+
 /** `node dist/gpu-worker/main.js`, from the repository root whether this runs from source or dist. */
 function defaultWorkerCommand(): string[] {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -137,12 +150,12 @@ function defaultWorkerCommand(): string[] {
   return [process.execPath, join(root, 'dist', 'gpu-worker', 'main.js')];
 }
 
-/** A free TCP port on 127.0.0.1 (for the worker's health check, so it can be reported). */
-function freePort(): Promise<number> {
+/** A free TCP port on `host` (for the worker's health check, so it can be reported). */
+function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
+    probe.listen(0, host, () => {
       const address = probe.address();
       const port = typeof address === 'object' && address ? address.port : 0;
       probe.close(() => resolve(port));
@@ -193,6 +206,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     ((error: unknown, where: string) =>
       console.error(`covidct dev: ${where}: ${error instanceof Error ? error.message : String(error)}`));
   const cleanups: (() => Promise<void>)[] = [];
+  // Declared before anything can call stop() or the worker's exit listener reads it.
+  let stopping: Promise<void> | undefined;
+  const host = options.host ?? '127.0.0.1';
   const unwind = async () => {
     for (const cleanup of cleanups.reverse())
       await cleanup().catch((error: unknown) => onError(error, 'stop'));
@@ -302,12 +318,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const startWorker = async (): Promise<void> => {
       if (!model) throw new Error('no model configured: the worker needs COVIDCT_MODEL');
       const [command, ...args] = options.workerCommand ?? defaultWorkerCommand();
-      healthPort = await freePort();
+      healthPort = await freePort(host);
       const proc = spawn(command!, args, {
         env: {
           ...process.env,
           ...env,
           COVIDCT_HEALTH_PORT: String(healthPort),
+          // The worker's health check on the stack's address, like every other server here.
+          COVIDCT_HEALTH_HOST: host,
           ...(options.visibilityTimeoutSeconds !== undefined
             ? { COVIDCT_WORKER_VISIBILITY_SECONDS: String(options.visibilityTimeoutSeconds) }
             : {}),
@@ -335,7 +353,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         proc.once('exit', (code, signal) => {
           lastExit = { code, signal };
           if (child === proc) child = undefined;
-          if (!stopping && !killing) onError(new Error(`exited (code ${code}, signal ${signal})`), 'worker');
+          if (!stopping && !killing) {
+            onError(new WorkerExitError(code, signal), 'worker');
+          }
           resolve();
         });
       });
@@ -402,7 +422,6 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       });
     }
 
-    let stopping: Promise<void> | undefined;
     return {
       apiUrl: api.url,
       endpoints,

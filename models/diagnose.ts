@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { describeError, InputError } from '../core/errors.js';
+import { type IntendedUse, intendedUseOf, UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
 import { readSlice } from '../core/read.js';
 import { forEachLimited, type SeriesSelection, selectStudy } from '../core/study.js';
 import {
@@ -27,7 +28,7 @@ import {
   parseBackendOption,
 } from './backend.js';
 import { COVID_INDEX, NORMAL_INDEX } from './classes.js';
-import { loadModel, MODEL_JSON, readManifest } from './io.js';
+import { loadModel, MANIFEST_JSON, MODEL_JSON, readManifest } from './io.js';
 import { PredictionPool } from './pool.js';
 import type { ModelSource } from './pool-protocol.js';
 import { DEFAULT_BATCH_SIZE, modelInputShape, type Probabilities, predictBatch } from './predict.js';
@@ -51,6 +52,8 @@ export interface Classifier {
   readonly sha256?: string;
   /** Where pool workers get their copy; absent when the model exists only in this thread. */
   readonly source?: ModelSource;
+  /** What the model is for (its manifest's); absent counts as not for diagnostic use. */
+  readonly intendedUse?: IntendedUse;
   /** The model's input `[height, width, channels]`, known without building it. */
   readonly inputShape: readonly [number, number, number];
   /**
@@ -103,7 +106,12 @@ export function topologyInputShape(topology: unknown): [number, number, number] 
 /** Wrap a model already in memory (trained, imported, or built for a benchmark). */
 export function classifierFromModel(
   model: LayersModel,
-  about: { readonly arch: string; readonly sha256?: string; readonly source?: ModelSource },
+  about: {
+    readonly arch: string;
+    readonly sha256?: string;
+    readonly source?: ModelSource;
+    readonly intendedUse?: IntendedUse;
+  },
 ): Classifier {
   return {
     ...about,
@@ -142,6 +150,7 @@ export async function loadClassifier(dir: string): Promise<Classifier> {
     arch,
     sha256,
     source: { kind: 'dir', dir },
+    intendedUse: intendedUseOf(manifest, join(dir, MANIFEST_JSON)),
     inputShape,
     model,
     dispose: () => built?.dispose(),
@@ -413,6 +422,8 @@ export interface DiagnoseResult {
   /** Worker threads that classified (1 = this thread). */
   readonly workers: number;
   readonly model: { readonly id: string; readonly arch: string; readonly sha256: string | null };
+  /** What the model is for: a decision of a model not for diagnostic use is not a diagnosis. */
+  readonly intendedUse: IntendedUse;
   readonly timings: DiagnoseTimings;
 }
 
@@ -588,6 +599,7 @@ export async function diagnoseStudy(path: string, options: DiagnoseOptions): Pro
     backend,
     workers,
     model: { id: classifier.id, arch: classifier.arch, sha256: classifier.sha256 ?? null },
+    intendedUse: classifier.intendedUse ?? UNDECLARED_INTENDED_USE,
     timings: {
       readSelectMs: selected - started,
       decodeMs: decodedAt - selected,

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { io } from '@tensorflow/tfjs-core';
 import { type LayersModel, loadLayersModel } from '@tensorflow/tfjs-layers';
 import { InputError } from '../core/errors.js';
+import { type IntendedUse, parseIntendedUse } from '../core/intended-use.js';
 import { CLASS_NAMES } from './classes.js';
 import { isSeededManifest, materializeSeeded } from './seeded.js';
 // Registers UpsampleLike so saved FPN models deserialize.
@@ -22,6 +23,8 @@ export interface ModelManifest {
   readonly classes: readonly string[];
   /** What wrote the model (`covidct import-keras 0.1.0`, `covidct train …`). */
   readonly createdBy: string;
+  /** What the model is for; absent counts as not for diagnostic use (core/intended-use.ts). */
+  readonly intendedUse?: IntendedUse;
 }
 
 /** File names inside a model folder. */
@@ -99,7 +102,14 @@ export async function readManifest(dir: string): Promise<ModelManifest | undefin
     typeof value.arch !== 'string' ||
     !Array.isArray(value.classes)
   ) {
-    throw new ModelFolderError(path, 'expected { arch, classes, createdBy, sourceSha256? }');
+    throw new ModelFolderError(path, 'expected { arch, classes, createdBy, sourceSha256?, intendedUse? }');
+  }
+  if (value.intendedUse !== undefined) {
+    try {
+      parseIntendedUse(value.intendedUse, path);
+    } catch (error) {
+      throw new ModelFolderError(path, (error as InputError).detail);
+    }
   }
   if (value.classes.join(',') !== CLASS_NAMES.join(',')) {
     throw new ModelFolderError(

@@ -26,7 +26,7 @@ rm -rf "$ROOT/models/default" && mkdir -p "$ROOT/models/default"
 for f in model.json weights.bin manifest.json; do cp "$W/s512/best/$f" "$ROOT/models/default/"; done
 for s in 96 256 512; do sed "s/^{/{\"inputSize\":$s,/" "$W/s$s/metrics.jsonl"; done \
   > "$ROOT/models/default/training-metrics.jsonl"
-node -e 'const f=process.argv[1],fs=require("fs"),m=JSON.parse(fs.readFileSync(f));m.trainedOn="synthetic phantoms";m.notes={...m.notes,training:"covidct phantom --dataset --paired --patients 240 --slices 30 --seed 5100, fold 1; resnet50v2-fpn width 1/16, every layer, no augmentation, Nadam lr 1e-3, --calibrate-bn 28; 96x96 then 256x256 then 512x512 (scripts/build-default-model.sh)"};fs.writeFileSync(f,JSON.stringify(m,null,2)+"\n")' "$ROOT/models/default/manifest.json"
+node -e 'const f=process.argv[1],fs=require("fs"),m=JSON.parse(fs.readFileSync(f));m.trainedOn="synthetic phantoms";m.intendedUse={diagnostic:false,statement:"demonstration on synthetic phantoms, not for diagnosis"};m.notes={...m.notes,training:"covidct phantom --dataset --paired --patients 240 --slices 30 --seed 5100, fold 1; resnet50v2-fpn width 1/16, every layer, no augmentation, Nadam lr 1e-3, --calibrate-bn 28; 96x96 then 256x256 then 512x512 (scripts/build-default-model.sh)"};fs.writeFileSync(f,JSON.stringify(m,null,2)+"\n")' "$ROOT/models/default/manifest.json"
 # 4. Held-out evaluation: patient level (whole SR_2 series → select → classify → vote) and slice level.
 #    The slice set is every labelled slice of the 40 patients (fold 1's train + validation CSVs).
 { cat "$W/held/CSV/train1.csv"; tail -n +2 "$W/held/CSV/validation1.csv"; } > "$W/held/CSV/all.csv"

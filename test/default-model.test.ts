@@ -10,6 +10,9 @@ import { defaultModelDir, resolveModelDir } from '../models/default-model.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 
+/** What the default model is for (its manifest's intendedUse). */
+const DEMO_USE = { diagnostic: false, statement: 'demonstration on synthetic phantoms, not for diagnosis' };
+
 describe('default model', () => {
   it('is installed as a small model folder that diagnose finds without --model', async () => {
     expect(resolveModelDir(undefined)).toBe(defaultModelDir());
@@ -17,6 +20,7 @@ describe('default model', () => {
     expect(manifest.arch).toBe('resnet50v2-fpn');
     expect(manifest.classes).toEqual(['covid', 'normal']);
     expect(manifest.trainedOn).toBe('synthetic phantoms');
+    expect(manifest.intendedUse).toEqual(DEMO_USE);
     const topology = JSON.parse(await readFile(join(defaultModelDir(), 'model.json'), 'utf8'));
     expect(JSON.stringify(topology)).toContain('"batch_input_shape":[null,512,512,1]');
     const weights = await stat(join(defaultModelDir(), 'weights.bin'));
@@ -48,10 +52,14 @@ describe('default model', () => {
       expect(run.code, run.stderr).toBe(0);
       const result = JSON.parse(run.stdout) as {
         model: unknown;
+        intendedUse: unknown;
         study: { decision: string; covidFraction: number };
         series: { decision: string; classifiedCount: number }[];
       };
       expect(JSON.stringify(result.model)).toContain('resnet50v2-fpn');
+      // A demonstration model: every decision says so, and diagnose warns on stderr.
+      expect(result.intendedUse).toEqual(DEMO_USE);
+      expect(run.stderr).toContain(`is not for diagnostic use (${DEMO_USE.statement})`);
       expect(result.series).toHaveLength(1);
       expect(result.series[0]!.classifiedCount).toBeGreaterThan(0);
       expect(result.study.decision, `covidFraction ${result.study.covidFraction}`).toBe(expected);

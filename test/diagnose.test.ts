@@ -35,6 +35,9 @@ const SAMPLE = 'test/fixtures/lung-pet-ct-dx-A0002';
 
 const work = tempDir('covidct-diagnose-');
 const modelDir = join(work, 'rule-model');
+/** The rule model again, declared for diagnostic use: `diagnose` then warns of nothing. */
+const diagnosticModelDir = join(work, 'rule-model-diagnostic');
+const DIAGNOSTIC_USE = { diagnostic: true, statement: 'covidct tests: validated on its own rule' };
 const phantom = join(work, 'phantom-study');
 /** A study with a good one-slice series and a series of 128×128 slices. */
 const mixed = join(work, 'mixed');
@@ -103,6 +106,12 @@ beforeAll(async () => {
   await initBackend({ prefer: 'wasm', log: () => {} });
   const m = buildRuleModel();
   await saveModel(m, modelDir, { arch: 'mean-rule', classes: [...CLASS_NAMES], createdBy: 'covidct tests' });
+  await saveModel(m, diagnosticModelDir, {
+    arch: 'mean-rule',
+    classes: [...CLASS_NAMES],
+    createdBy: 'covidct tests',
+    intendedUse: DIAGNOSTIC_USE,
+  });
   m.dispose();
   // A two-series phantom study: one COVID and one normal series, few slices.
   for (const [name, extra] of [
@@ -282,7 +291,19 @@ describe('covidct diagnose', () => {
       /^ {2}B40f: COVID: 6 of 12 classified slices COVID \(50\.0%\); 12 of 30 slices selected$/,
     );
     expect(lines[3]).toMatch(/^model mean-rule@[0-9a-f]{12}, backend wasm/);
-    expect(lines[4]).toMatch(/^time: read\+select .*, total /);
+    // A manifest without intendedUse: not for diagnostic use, said on stdout and warned on stderr.
+    expect(lines[4]).toBe('intended use: not diagnostic, no intended use declared: not for diagnostic use');
+    expect(lines[5]).toMatch(/^time: read\+select .*, total /);
+    expect(run.stderr).toMatch(
+      /^covidct: model mean-rule@[0-9a-f]{12} is not for diagnostic use \(no intended use declared: not for diagnostic use\): this decision is not a diagnosis$/m,
+    );
+  });
+
+  it("carries the model manifest's intendedUse in --json and warns only when it is not diagnostic", () => {
+    const quiet = runCli(['diagnose', SAMPLE, '--model', diagnosticModelDir, '--json']);
+    expect(quiet.code).toBe(0);
+    expect(quiet.stderr).not.toContain('diagnostic use');
+    expect((JSON.parse(quiet.stdout) as DiagnoseResult).intendedUse).toEqual(DIAGNOSTIC_USE);
   });
 
   it.each(['0', '1.5', '-0.1', 'abc', ''])('rejects --threshold %j in one line', (value) => {

@@ -200,12 +200,16 @@ function httpGet(port: number): Promise<{ status: number; body: Record<string, u
   });
 }
 
+/** The rule model's declared intended use (diagnostic, to tell it from the not-diagnostic default). */
+const RULE_USE = { diagnostic: true, statement: 'gpu-worker.test rule model, validated on its own rule' };
+
 beforeAll(async () => {
   await initBackend({ log: () => {} });
   await saveModel(buildRuleModel(), modelDir, {
     arch: 'mean-rule',
     classes: [...CLASS_NAMES],
     createdBy: 'gpu-worker.test',
+    intendedUse: RULE_USE,
   });
   modelSha = await modelFolderSha256(modelDir);
   const [name, version] = MODEL.split('/') as [string, string];
@@ -300,7 +304,8 @@ describe('GPU worker (in process)', () => {
     const messages = await collectVotes(6);
     expect(worker!.consumer.counts.batches - before).toBe(1);
     expect(messages.map((m) => `${m.hospital}/${m.studyId}`).sort()).toEqual(['h1/study1', 'h2/study2']);
-    for (const m of messages) expect(m.model).toEqual({ id: MODEL, sha256: modelSha });
+    // The manifest's intendedUse travels with every votes message, as the id and hash do.
+    for (const m of messages) expect(m.model).toEqual({ id: MODEL, sha256: modelSha, intendedUse: RULE_USE });
     const votes = new Map(messages.flatMap((m) => m.votes.map((v) => [v.key, v])));
     const expected: [InferenceMessage, number[]][] = [
       [a, [700, 650, 400]],

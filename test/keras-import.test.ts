@@ -14,11 +14,13 @@ import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerImportKeras } from '../cli/commands/import-keras.js';
 import { InputError, UnknownFormatError } from '../core/errors.js';
-import { loadModel } from '../models/io.js';
+import { RESEARCH_USE } from '../core/intended-use.js';
+import { loadModel, readManifest } from '../models/io.js';
 import { kerasConfigForTfjs } from '../models/keras/config.js';
 import { readKerasHdf5 } from '../models/keras/hdf5.js';
 import { importKerasModel, recognizeArchitecture } from '../models/keras/import.js';
 import { importKerasToFolder } from '../models/keras/save.js';
+import { runCli } from './helpers/cli.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'keras');
 const work = mkdtempSync(join(tmpdir(), 'covidct-keras-'));
@@ -146,6 +148,7 @@ describe('importing into tfjs-layers', () => {
       arch: 'model_1',
       classes: ['covid', 'normal'],
       createdBy: 'covidct import-keras',
+      intendedUse: RESEARCH_USE,
       sourceSha256: createHash('sha256').update(readFileSync(file)).digest('hex'),
       knownArchitecture: false,
       inputShape: [32, 24, 1],
@@ -292,6 +295,24 @@ describe('Keras config conversion', () => {
 });
 
 describe('covidct import-keras', () => {
+  it('writes the intended use the user states, and refuses --diagnostic without a statement', async () => {
+    const out = join(work, 'cli-model-diagnostic');
+    const statement = 'validated on fold 1 of COVID-CTset at the importing site';
+    const imported = runCli([
+      'import-keras',
+      fixture('sequential'),
+      out,
+      '--intended-use',
+      statement,
+      '--diagnostic',
+    ]);
+    expect(imported.code, imported.stderr).toBe(0);
+    expect((await readManifest(out))?.intendedUse).toEqual({ diagnostic: true, statement });
+    const refused = runCli(['import-keras', fixture('sequential'), join(work, 'never'), '--diagnostic']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('--diagnostic needs --intended-use STATEMENT');
+  });
+
   it('writes the model folder and prints the manifest', async () => {
     const out = join(work, 'cli-model');
     const program = new Command().exitOverride();
@@ -310,6 +331,8 @@ describe('covidct import-keras', () => {
     const result = JSON.parse(printed.join('')) as { outDir: string; manifest: { arch: string } };
     expect(result.outDir).toBe(out);
     expect(result.manifest.arch).toBe('sequential_1');
+    // Research use, not diagnostic, unless the user states otherwise.
+    expect((await readManifest(out))?.intendedUse).toEqual(RESEARCH_USE);
     const { model } = await loadModel(out);
     checkPrediction(model, expected('sequential'), 'dense_1');
     model.dispose();

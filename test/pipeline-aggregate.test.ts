@@ -8,6 +8,7 @@
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
 import { makeAggregateHandler } from '../lambdas/aggregate/handler.js';
 import {
   heatmapKey,
@@ -158,6 +159,8 @@ describe('aggregate Lambda', () => {
       classifiedCount: 8,
     });
     expect(study?.model).toEqual(MODEL);
+    // Votes from a worker that reported no intended use: the decision counts as not diagnostic.
+    expect(study?.intendedUse).toEqual(UNDECLARED_INTENDED_USE);
 
     const report = JSON.parse(
       await (
@@ -173,7 +176,8 @@ describe('aggregate Lambda', () => {
       selectedCount: 8,
       threshold: 0.3,
     });
-    expect(report.model).toEqual({ ...MODEL, votes: 8 });
+    expect(report.model).toEqual({ ...MODEL, intendedUse: UNDECLARED_INTENDED_USE, votes: 8 });
+    expect(report.intendedUse).toEqual(UNDECLARED_INTENDED_USE);
     expect(report.series.map((s: { id: string; status: string }) => `${s.id}:${s.status}`)).toEqual([
       's1:SELECTED',
       's2:SELECTED',
@@ -198,6 +202,7 @@ describe('aggregate Lambda', () => {
       decision: 'covid',
       covidFraction: 0.5,
       reportKey: reportKey(h, 'agg-1'),
+      intendedUse: UNDECLARED_INTENDED_USE,
       model: MODEL,
     });
     expect(await receiveAll(subscribed['hospital-b']!)).toEqual([]);

@@ -22,6 +22,7 @@ import { writePhantomSeries } from '../cli/commands/phantom.js';
 import {
   makeS3EventBody,
   manifestKey,
+  reportKey,
   type StudyNotification,
   sliceKey,
 } from '../lambdas/shared/messages.js';
@@ -37,6 +38,8 @@ const B70F = join(import.meta.dirname, 'fixtures/lung-pet-ct-dx-A0002/B70f');
 const PHI = ['Lung_Dx-A0002', 'Lung_Dx', 'A0002'];
 const A = { hospital: 'hospital-a', apiKey: 'e2e-key-hospital-a-0123456789' };
 const B = { hospital: 'hospital-b', apiKey: 'e2e-key-hospital-b-0123456789' };
+/** The default model's manifest intendedUse, as every decision it takes must carry it. */
+const DEMO_USE = { diagnostic: false, statement: 'demonstration on synthetic phantoms, not for diagnosis' };
 
 const work = tempDir('covidct-e2e-');
 let stack: LocalStack;
@@ -135,7 +138,21 @@ describe('the pipeline end to end with the real worker', () => {
       studyId: realStudy,
       hospital: A.hospital,
       status: 'COMPLETE',
+      intendedUse: DEMO_USE,
     });
+    // The worker reported the model's intended use with its votes: the API and the report carry it.
+    expect(status.intendedUse).toEqual(DEMO_USE);
+    const report = JSON.parse(
+      await (
+        await stack.clients.s3.send(
+          new GetObjectCommand({ Bucket: stack.resources.bucket, Key: reportKey(A.hospital, realStudy) }),
+        )
+      ).Body!.transformToString(),
+    );
+    expect(report.intendedUse).toEqual(DEMO_USE);
+    expect(report.models).toEqual([
+      expect.objectContaining({ id: 'default/1', intendedUse: DEMO_USE, votes: 12 }),
+    ]);
     console.info(`real B70f series, upload → decision: ${seconds.toFixed(1)} s`);
   });
 

@@ -9,7 +9,8 @@ import '@tensorflow/tfjs-backend-cpu';
 import { type LayersModel, layers, sequential } from '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { LabelledSlice } from '../core/dataset.js';
-import { loadModel } from '../models/io.js';
+import { RESEARCH_USE } from '../core/intended-use.js';
+import { loadModel, readManifest } from '../models/io.js';
 import { buildArchitecture } from '../models/registry.js';
 import {
   type AffineParams,
@@ -281,6 +282,8 @@ describe('training', () => {
     await trainModel({ ...common, model: first, epochs: 2, outDir: out });
     // A new process would start here: the model, optimizer and generator from last/.
     const dir = join(out, 'last');
+    // Checkpoints say research use, not diagnostic, unless told otherwise (below).
+    expect((await readManifest(dir))?.intendedUse).toEqual(RESEARCH_USE);
     const state = await readTrainingState(dir);
     expect(state.epoch).toBe(2);
     const { model: resumed } = await loadModel(dir);
@@ -293,8 +296,13 @@ describe('training', () => {
       optimizer,
       start: { epoch: state.epoch, rngState: state.rngState, best: state.best },
       outDir: out,
+      intendedUse: { diagnostic: true, statement: 'train.test: stated by the user' },
     });
     expect(await weightsOf(resumed)).toEqual(await weightsOf(whole));
+    expect((await readManifest(dir))?.intendedUse).toEqual({
+      diagnostic: true,
+      statement: 'train.test: stated by the user',
+    });
     const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
     expect(lines.map((l) => JSON.parse(l).epoch)).toEqual([1, 2, 3]);
     // A different seed gives different weights: the test can fail.

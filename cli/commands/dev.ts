@@ -2,9 +2,12 @@
  * `covidct dev [--port P] [--hospital NAME=KEY]… [--data DIR] [--model REF [--model-dir DIR]]`:
  * the whole pipeline on this machine (local/stack.ts) until Ctrl-C. Thin: options in, the stack's
  * addresses out; the AWS SDK, the servers and the handlers load only when the command runs.
+ * Without --model or --model-dir the worker runs the shipped default model, as `npm start` does.
+ * For one user on one machine: every server listens on --host (loopback) and none checks signatures.
  */
 import { randomBytes } from 'node:crypto';
 import { type Command, Option } from 'commander';
+import { resolveModelDir } from '../../models/default-model.js';
 import { OptionValueError, parseInteger, parseVoteThresholdOption, printJson, warn } from '../io.js';
 
 /** Options of `covidct dev`. */
@@ -38,14 +41,21 @@ export function registerDev(program: Command): void {
       'run the whole pipeline locally (S3/SQS/SNS and DynamoDB servers, the Lambdas, the GPU worker, the API) until Ctrl-C',
     )
     .option('--port <port>', 'API port', parseInteger('--port', 0, 65535), 3000)
-    .option('--host <host>', 'address the API and DynamoDB listen on', '127.0.0.1')
+    .option(
+      '--host <host>',
+      'address every local server listens on (API, S3/SQS/SNS, DynamoDB, worker health); none checks signatures, keep it on loopback',
+      '127.0.0.1',
+    )
     .addOption(
       new Option('--hospital <name=key>', 'a hospital and its API key (repeatable)')
         .argParser(collectHospital)
         .default([], 'one hospital "demo" with a random key'),
     )
     .option('--data <dir>', 'keep state in this folder so it survives a restart (default: in memory)')
-    .option('--model <ref>', 'the model the worker loads, {name}/{version} under models/ in the bucket')
+    .option(
+      '--model <ref>',
+      'the model the worker loads, {name}/{version} under models/ in the bucket (default: the shipped default model, uploaded as default/1)',
+    )
     .option('--model-dir <dir>', 'upload this model folder first (as --model, default dev/1)')
     .option('--no-worker', 'do not start the GPU worker (studies stop at CLASSIFYING)')
     .option(
@@ -76,9 +86,12 @@ export function registerDev(program: Command): void {
       // The in-process handlers build their Powertools loggers from process.env.
       for (const [name, value] of Object.entries(LOCAL_RUNTIME_ENV)) process.env[name] ??= value;
       const { startLocalStack } = await import('../../local/stack.js');
-      const modelRef = options.model ?? (options.modelDir ? 'dev/1' : undefined);
+      // No model named: the worker runs the shipped default one (a one-line error if it is missing).
+      const useDefault = options.worker && options.model === undefined && options.modelDir === undefined;
+      const modelDir = useDefault ? resolveModelDir(undefined) : options.modelDir;
+      const modelRef = options.model ?? (useDefault ? 'default/1' : options.modelDir ? 'dev/1' : undefined);
       const [name, version] = modelRef?.split('/') ?? [];
-      if (options.modelDir && (!name || !version)) {
+      if (modelDir && (!name || !version)) {
         throw new OptionValueError(`--model must be {name}/{version}, got '${modelRef}'`);
       }
       const stack = await startLocalStack({
@@ -87,8 +100,8 @@ export function registerDev(program: Command): void {
         hospitals,
         worker: options.worker,
         ...(options.data ? { dataDir: options.data } : {}),
-        ...(options.modelDir && name && version
-          ? { uploadModel: { dir: options.modelDir, name, version } }
+        ...(modelDir && name && version
+          ? { uploadModel: { dir: modelDir, name, version } }
           : modelRef
             ? { model: modelRef }
             : {}),
@@ -97,6 +110,13 @@ export function registerDev(program: Command): void {
       });
 
       const worker = stack.worker();
+      // Clients dial a concrete address even when the servers listen on every interface.
+      const dialHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
+      const workerLine = worker.running
+        ? `worker       pid ${worker.pid}, model ${stack.model}, health http://${dialHost}:${worker.healthPort}/health`
+        : worker.lastExit
+          ? `worker       exited at start-up (${worker.lastExit.signal ? `signal ${worker.lastExit.signal}` : `code ${worker.lastExit.code}`}): studies stop at CLASSIFYING`
+          : 'worker       not running (--no-worker): studies stop at CLASSIFYING';
       const info = {
         apiUrl: stack.apiUrl,
         hospitals: stack.hospitals,
@@ -117,10 +137,11 @@ export function registerDev(program: Command): void {
           ...stack.hospitals.map((h) => `hospital     ${h.hospital}   key ${h.apiKey}`),
           `S3/SQS/SNS   ${stack.endpoints.endpoint}   bucket ${stack.resources.bucket}`,
           `DynamoDB     ${stack.endpoints.dynamoDbEndpoint}   table ${stack.resources.tableName}`,
-          worker.running
-            ? `worker       pid ${worker.pid}, model ${stack.model}, health http://127.0.0.1:${worker.healthPort}/health`
-            : `worker       not running (${options.worker ? 'no --model' : '--no-worker'}): studies stop at CLASSIFYING`,
+          workerLine,
           `state        ${options.data ? `${options.data} (kept on a clean stop)` : 'in memory'}`,
+          dialHost === options.host
+            ? `listening on ${options.host} only: for one user on this machine (the local servers check no signatures)`
+            : `listening on every interface (--host ${options.host}): the local servers check no signatures, anyone who reaches these ports can read and forge everything`,
           '',
           `try:  covidct upload STUDY --api ${stack.apiUrl} --key ${stack.hospitals[0]!.apiKey}`,
           'Ctrl-C stops everything.',

@@ -3,6 +3,7 @@
  * folder is checked before TensorFlow.js is loaded, so a missing model fails at once.
  */
 import type { Command } from 'commander';
+import { notDiagnosticWarning } from '../../core/intended-use.js';
 import { PAPER_VOTE_THRESHOLD } from '../../core/vote.js';
 import { resolveModelDir } from '../../models/default-model.js';
 import type { DiagnoseResult, DiagnoseStage, VoteFigures } from '../../models/diagnose.js';
@@ -51,7 +52,7 @@ export function registerDiagnose(program: Command): void {
     .option('--heatmaps <dir>', 'write a Grad-CAM overlay PNG for every COVID slice into this folder')
     .option(
       '--json',
-      'print JSON: { study, series: [ { id, selectedCount, classifiedCount, covidCount, covidFraction, decision, slices } ], timings, backend, model, threshold }',
+      'print JSON: { study, series: [ { id, selectedCount, classifiedCount, covidCount, covidFraction, decision, slices } ], timings, backend, model, intendedUse: { diagnostic, statement }, threshold }',
     )
     .option('--backend <name>', 'force a backend: gpu, node, wasm or cpu (default: the best that loads)')
     .option('--batch <n>', 'slices per forward pass', parseInteger('--batch', 1, 256))
@@ -91,6 +92,10 @@ export function registerDiagnose(program: Command): void {
       }
       if (options.json) printJson(result);
       else printSummary(result);
+      // A decision looks the same whatever took it: say so when the model is not for diagnosis.
+      if (result.study.decision !== null && !result.intendedUse.diagnostic) {
+        warn(notDiagnosticWarning(result.model.id, result.intendedUse));
+      }
       const failed = result.series.filter((s) => s.error !== undefined);
       for (const s of failed) warn(`${s.id}: ${s.error}`);
       if (failed.length > 0) process.exitCode = 1;
@@ -120,6 +125,7 @@ function printSummary(r: DiagnoseResult): void {
       return `  ${s.id}: ${describeVote(s)}; ${s.selectedCount} of ${s.slices.length} slices selected${heatmaps > 0 ? `; ${heatmaps} heatmap(s)` : ''}`;
     }),
     `model ${r.model.id}, backend ${r.backend}${r.workers > 1 ? ` (${r.workers} workers)` : ''}`,
+    `intended use: ${r.intendedUse.diagnostic ? 'diagnostic' : 'not diagnostic'}, ${r.intendedUse.statement}`,
     `time: read+select ${seconds(r.timings.readSelectMs)}, decode ${seconds(r.timings.decodeMs)}, ` +
       `classify ${seconds(r.timings.poolStartMs + r.timings.classifyMs)}, heatmaps ${seconds(r.timings.heatmapsMs)}, total ${seconds(r.timings.totalMs)}`,
   ];

@@ -7,6 +7,12 @@
 import type { Command } from 'commander';
 import { InputError } from '../../core/errors.js';
 import { parseInteger } from '../io.js';
+import {
+  diagnosticOption,
+  type IntendedUseCliOptions,
+  intendedUseFromOptions,
+  intendedUseOption,
+} from './intended-use.js';
 import { parseWidth } from './train.js';
 
 /** Options of `model seed`. */
@@ -57,7 +63,10 @@ export function registerModelSeed(model: Command): void {
       'how many slices, half COVID half normal (default 12)',
       parseInteger('--calibration-slices', 1, 1000),
     )
-    .action(async (outDir: string, o: SeedCliOptions) => {
+    .addOption(intendedUseOption())
+    .addOption(diagnosticOption())
+    .action(async (outDir: string, o: SeedCliOptions & IntendedUseCliOptions) => {
+      const intendedUse = intendedUseFromOptions(o);
       if (o.calibrateCsv === undefined || o.images === undefined) {
         throw new InputError(
           'model seed',
@@ -90,6 +99,7 @@ export function registerModelSeed(model: Command): void {
         inputSize,
         seed,
         createdBy: 'covidct model seed',
+        intendedUse,
         notes: {
           calibration: {
             slices: picked.length,
@@ -123,6 +133,8 @@ export function registerModelSeed(model: Command): void {
         arch: manifest?.arch ?? m.name,
         classes: ['covid', 'normal'],
         createdBy: `covidct model materialize (from ${manifest?.createdBy ?? 'a tfjs model'})`,
+        // The same weights: the same intended use (none declared stays none: not diagnostic).
+        ...(manifest?.intendedUse === undefined ? {} : { intendedUse: manifest.intendedUse }),
       });
       m.dispose();
       process.stdout.write(`${outDir}: ${manifest?.arch ?? m.name} with every weight\n`);

@@ -7,9 +7,16 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../core/errors.js';
+import type { IntendedUse } from '../../core/intended-use.js';
 import type { TrainDataSources } from '../../models/train/checkpoint.js';
 import { parseInteger, parseNumber, warn } from '../io.js';
 import { startProgress } from '../progress.js';
+import {
+  diagnosticOption,
+  type IntendedUseCliOptions,
+  intendedUseFromOptions,
+  intendedUseOption,
+} from './intended-use.js';
 import { ARCHITECTURES_HELP } from './model.js';
 
 /** The options as commander hands them over. */
@@ -133,7 +140,10 @@ export function registerTrain(program: Command): void {
       parseInteger('--calibrate-bn', 1, 1000),
     )
     .option('--backend <name>', 'force a backend: gpu, node, wasm or cpu')
-    .action(async (o: TrainCliOptions) => {
+    .addOption(intendedUseOption())
+    .addOption(diagnosticOption())
+    .action(async (o: TrainCliOptions & IntendedUseCliOptions) => {
+      const intendedUse = intendedUseFromOptions(o);
       const trainable = o.trainable ?? 'all';
       if (trainable !== 'all' && trainable !== 'heads') {
         throw new InputError('--trainable', `must be 'all' or 'heads', got '${trainable}'`);
@@ -275,7 +285,7 @@ export function registerTrain(program: Command): void {
         warn('no validation set: best/ follows the training accuracy');
       }
       if (cached) {
-        await trainCached(model, sets, settings, epochs, outDir!, seededInit);
+        await trainCached(model, sets, settings, epochs, outDir!, seededInit, intendedUse);
         return;
       }
       let progress = startProgress('epoch', 1);
@@ -287,6 +297,7 @@ export function registerTrain(program: Command): void {
         epochs,
         outDir,
         createdBy: `covidct train (${settings.arch}, ${settings.inputSize}×${settings.inputSize})`,
+        intendedUse,
         ...(optimizer === undefined ? {} : { optimizer }),
         ...(start === undefined ? {} : { start }),
         onStep: (epoch, done, total) => {
@@ -343,6 +354,7 @@ async function trainCached(
   epochs: number,
   outDir: string,
   seededInit: import('../../models/seeded.js').SeededManifest | undefined,
+  intendedUse: IntendedUse,
 ): Promise<void> {
   const [cachedMod, io, seeded] = await Promise.all([
     import('../../models/train/cached.js'),
@@ -352,7 +364,12 @@ async function trainCached(
   const createdBy = `covidct train (${settings.arch}, ${settings.inputSize}×${settings.inputSize}, heads on cached features)`;
   const save = async (m: import('@tensorflow/tfjs-layers').LayersModel, dir: string) => {
     if (seededInit === undefined) {
-      await io.saveModel(m, dir, { arch: settings.arch, classes: ['covid', 'normal'], createdBy });
+      await io.saveModel(m, dir, {
+        arch: settings.arch,
+        classes: ['covid', 'normal'],
+        createdBy,
+        intendedUse,
+      });
       return;
     }
     await seeded.saveSeededModel(m, dir, {
@@ -361,6 +378,7 @@ async function trainCached(
       inputSize: seededInit.inputSize,
       seed: seededInit.seed,
       createdBy,
+      intendedUse,
       ...(seededInit.notes === undefined ? {} : { notes: seededInit.notes }),
     });
   };

@@ -15,6 +15,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { InputError } from '../../core/errors.js';
+import { combinedIntendedUse, type IntendedUse, UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
 import { forEachLimited } from '../../core/study.js';
 import { type SliceLabel, type StudyVote, voteStudy } from '../../core/vote.js';
 import {
@@ -156,8 +157,18 @@ export interface StudyReport {
   readonly threshold: number;
   /** The model of the votes (the most frequent one when a model changed mid-study). */
   readonly model: { readonly id: string; readonly sha256: string };
-  /** Every model that voted, with its vote count. */
-  readonly models: ReadonlyArray<{ readonly id: string; readonly sha256: string; readonly votes: number }>;
+  /**
+   * What the decision is for: the voting model's intended use as its worker reported it (not
+   * diagnostic unless every voting model declared diagnostic use).
+   */
+  readonly intendedUse: IntendedUse;
+  /** Every model that voted, with its vote count and intended use. */
+  readonly models: ReadonlyArray<{
+    readonly id: string;
+    readonly sha256: string;
+    readonly intendedUse: IntendedUse;
+    readonly votes: number;
+  }>;
   readonly series: ReadonlyArray<{
     readonly id: string;
     readonly status: 'SELECTED' | 'FAILED';
@@ -237,10 +248,15 @@ export function buildReport(
   const failedByKey = new Map(failures.map((f) => [f.key, f]));
   const declared = new Map<string, { sha256: string; size: number }>();
   for (const s of inputs.manifest?.series ?? []) for (const slice of s.slices) declared.set(slice.key, slice);
-  const models = new Map<string, { id: string; sha256: string; votes: number }>();
+  const models = new Map<string, { id: string; sha256: string; intendedUse: IntendedUse; votes: number }>();
   for (const v of votes) {
     const id = `${v.modelId}\u0000${v.modelSha256}`;
-    const entry = models.get(id) ?? { id: v.modelId, sha256: v.modelSha256, votes: 0 };
+    const entry = models.get(id) ?? {
+      id: v.modelId,
+      sha256: v.modelSha256,
+      intendedUse: v.modelIntendedUse ?? UNDECLARED_INTENDED_USE,
+      votes: 0,
+    };
     entry.votes++;
     models.set(id, entry);
   }
@@ -262,6 +278,7 @@ export function buildReport(
     failures: failures.map((f) => ({ seriesId: f.seriesId, key: f.key, reason: f.reason })),
     threshold: study.threshold,
     model: modelList[0] ?? { id: 'none', sha256: '' },
+    intendedUse: combinedIntendedUse(modelList.map((m) => m.intendedUse)),
     models: modelList,
     series: (study.series ?? []).map((s) => {
       const sv = seriesVotes.get(s.id);
@@ -405,6 +422,7 @@ export async function finishStudy(
   const won = await deps.store.completeStudy(hospital, studyId, {
     outcome,
     ...(report.models.length > 0 ? { model: { id: report.model.id, sha256: report.model.sha256 } } : {}),
+    intendedUse: report.intendedUse,
     reportKey: key,
   });
   const completed = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;

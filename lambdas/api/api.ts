@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
 import { vote } from '../../core/vote.js';
 import { ConditionFailedError, HttpError } from '../shared/errors.js';
 import {
@@ -139,6 +140,8 @@ export async function getStudyStatus(deps: ApiDeps, hospital: string, studyId: s
       createdAt: study.createdAt,
       updatedAt: study.updatedAt,
       ...(study.model ? { model: study.model } : {}),
+      // Every decision says what its model is for; a study from before counts as not diagnostic.
+      ...(complete ? { intendedUse: study.intendedUse ?? UNDECLARED_INTENDED_USE } : {}),
       timings: study.timings,
       series: (study.series ?? []).map((s) => {
         const sv = vote(labels.get(s.id) ?? [], study.threshold, s.selectedCount);
@@ -169,6 +172,7 @@ function listed(study: StudySummary) {
     selectedCount: study.selectedCount,
     decision: study.outcome?.decision ?? null,
     covidFraction: study.outcome?.covidFraction ?? null,
+    ...(study.status === 'COMPLETE' ? { intendedUse: study.intendedUse ?? UNDECLARED_INTENDED_USE } : {}),
   };
 }
 

@@ -8,6 +8,7 @@
  * or client builds a key by hand.
  */
 import * as v from 'valibot';
+import { type IntendedUse, MAX_INTENDED_USE_CHARS } from '../../core/intended-use.js';
 import { VOTE_THRESHOLD_EXPECTED, voteThresholdValue } from '../../core/vote.js';
 import { MessageError } from './errors.js';
 import { KEYS, PIPELINE_DEFAULTS } from './resources.js';
@@ -590,6 +591,17 @@ export function parseInferenceMessage(json: string): InferenceMessage {
 // ---------------------------------------------------------------------------------------------
 // Votes message (GPU worker → aggregate λ)
 
+/** A model manifest's `intendedUse` as votes and notifications carry it (core/intended-use.ts). */
+const intendedUseSchema = v.object({
+  diagnostic: v.boolean('expected true or false'),
+  statement: v.pipe(
+    v.string('expected a statement'),
+    v.minLength(1, 'expected a statement'),
+    v.maxLength(MAX_INTENDED_USE_CHARS, `expected at most ${MAX_INTENDED_USE_CHARS} characters`),
+    v.check((s) => !/[\r\n]/.test(s), 'expected one line'),
+  ),
+});
+
 const votesSchema = v.object({
   hospital: id('hospital id'),
   studyId: id('study id'),
@@ -600,6 +612,8 @@ const votesSchema = v.object({
       v.maxLength(200, 'expected at most 200 characters'),
     ),
     sha256,
+    // Optional: a worker from before intendedUse sends none, which counts as not diagnostic.
+    intendedUse: v.optional(intendedUseSchema),
   }),
   votes: v.pipe(
     v.array(
@@ -657,12 +671,19 @@ export interface SliceFailureReport {
   readonly reason: string;
 }
 
+/** The model that voted: its id (`{name}/{version}`), the SHA-256 of its files and its intended use. */
+export interface VotingModel {
+  readonly id: string;
+  readonly sha256: string;
+  /** From the model's manifest; absent counts as not for diagnostic use. */
+  readonly intendedUse?: IntendedUse;
+}
+
 /** A batch of votes (and permanent slice failures) of one study, from one model. */
 export interface VotesMessage {
   readonly hospital: string;
   readonly studyId: string;
-  /** The model's id (`<arch>@<12 hex>`) and the SHA-256 of its files. */
-  readonly model: { readonly id: string; readonly sha256: string };
+  readonly model: VotingModel;
   /** May be empty when `failures` has entries. */
   readonly votes: readonly SliceVote[];
   readonly failures?: readonly SliceFailureReport[];
@@ -714,6 +735,7 @@ const notificationSchema = v.object({
   threshold: v.number(),
   reportKey: v.optional(v.string()),
   model: v.optional(v.object({ id: v.string(), sha256: v.string() })),
+  intendedUse: v.optional(intendedUseSchema),
   finishedAt: v.string(),
 });
 
@@ -738,6 +760,8 @@ export interface StudyNotification {
   /** `results/{hospital}/{studyId}/report.json`, for COMPLETE studies. */
   readonly reportKey?: string;
   readonly model?: { readonly id: string; readonly sha256: string };
+  /** What the deciding model is for, on every COMPLETE study: not diagnostic unless it says so. */
+  readonly intendedUse?: IntendedUse;
   /** ISO 8601. */
   readonly finishedAt: string;
 }

@@ -5,6 +5,7 @@
  * two can only repeat a notification, never lose it.
  */
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import { UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
 import type { StudyNotification } from './messages.js';
 import { TOPIC } from './resources.js';
 import type { StudyRecord, StudyStore } from './store.js';
@@ -29,6 +30,7 @@ export function notificationFor(study: StudyRecord): StudyNotification {
     threshold: study.threshold,
     ...(study.reportKey !== undefined ? { reportKey: study.reportKey } : {}),
     ...(study.model !== undefined ? { model: study.model } : {}),
+    ...(study.status === 'COMPLETE' ? { intendedUse: study.intendedUse ?? UNDECLARED_INTENDED_USE } : {}),
     finishedAt: study.timings.completedAt ?? study.timings.failedAt ?? study.updatedAt,
   };
 }

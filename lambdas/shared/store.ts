@@ -37,8 +37,9 @@ import {
   type QueryCommandInput,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import type { IntendedUse } from '../../core/intended-use.js';
 import { ConditionFailedError, HttpError } from './errors.js';
-import type { SliceFailureReport, SliceVote } from './messages.js';
+import type { SliceFailureReport, SliceVote, VotingModel } from './messages.js';
 import { capReason } from './reasons.js';
 import { TABLE } from './resources.js';
 
@@ -111,6 +112,8 @@ export interface StudyRecord {
   readonly expectedVotes: number;
   /** The model that voted (from the votes), once complete. */
   readonly model?: { readonly id: string; readonly sha256: string };
+  /** What the deciding model(s) are for, once complete (from the votes; see core/intended-use.ts). */
+  readonly intendedUse?: IntendedUse;
   readonly outcome?: StoredOutcome;
   readonly timings: StudyTimings;
   readonly reportKey?: string;
@@ -127,6 +130,8 @@ export type StudySummary = Omit<StudyRecord, 'series'>;
 export interface StoredVote extends SliceVote {
   readonly modelId: string;
   readonly modelSha256: string;
+  /** The voting model's intended use, as the worker reported it (absent: not diagnostic). */
+  readonly modelIntendedUse?: IntendedUse;
   readonly recordedAt: string;
 }
 
@@ -684,7 +689,7 @@ export class StudyStore {
     hospital: string,
     studyId: string,
     vote: SliceVote,
-    model: { id: string; sha256: string },
+    model: VotingModel,
   ): Promise<'recorded' | 'duplicate'> {
     const item: StoredVote & { pk: string; sk: string } = {
       pk: studyPk(hospital, studyId),
@@ -696,6 +701,7 @@ export class StudyStore {
       ...(vote.heatmapKey !== undefined ? { heatmapKey: vote.heatmapKey } : {}),
       modelId: model.id,
       modelSha256: model.sha256,
+      ...(model.intendedUse !== undefined ? { modelIntendedUse: model.intendedUse } : {}),
       recordedAt: this.now().toISOString(),
     };
     return this.putSliceResultOnce(item);
@@ -803,11 +809,17 @@ export class StudyStore {
   async completeStudy(
     hospital: string,
     studyId: string,
-    result: { outcome: StoredOutcome; model?: { id: string; sha256: string }; reportKey: string },
+    result: {
+      outcome: StoredOutcome;
+      model?: { id: string; sha256: string };
+      intendedUse?: IntendedUse;
+      reportKey: string;
+    },
   ): Promise<boolean> {
     return this.transition(hospital, studyId, ['CLASSIFYING'], 'COMPLETE', {
       outcome: result.outcome,
       model: result.model,
+      intendedUse: result.intendedUse,
       reportKey: result.reportKey,
       completedAt: this.now().toISOString(),
     });

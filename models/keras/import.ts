@@ -10,6 +10,7 @@ import { basename } from 'node:path';
 import { type Tensor, tensor } from '@tensorflow/tfjs-core';
 import { type LayersModel, models } from '@tensorflow/tfjs-layers';
 import { InputError } from '../../core/errors.js';
+import { type IntendedUse, RESEARCH_USE } from '../../core/intended-use.js';
 import { CLASS_NAMES } from '../classes.js';
 import type { ModelManifest } from '../io.js';
 import { type ArchitectureName, buildArchitecture, isArchitecture } from '../registry.js';
@@ -56,6 +57,8 @@ export interface KerasImportOptions {
    * (for architectures the registry does not know).
    */
   readonly architecture?: string | (() => LayersModel);
+  /** What the imported model is for. @default RESEARCH_USE (not diagnostic) */
+  readonly intendedUse?: IntendedUse;
 }
 
 /** An imported model and its manifest; the caller owns (and disposes) the model. */
@@ -367,6 +370,7 @@ export async function importKerasModel(
     arch: architecture ?? model.name,
     classes: CLASS_NAMES,
     createdBy: 'covidct import-keras',
+    intendedUse: options.intendedUse ?? RESEARCH_USE,
     sourceSha256: await sha256File(file),
     knownArchitecture: architecture !== null,
     inputShape: (model.inputs[0]?.shape ?? []).slice(1),

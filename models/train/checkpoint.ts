@@ -3,11 +3,13 @@
  * the optimizer's moments and step count, the epoch reached, the random generator's state and the
  * best validation accuracy so far. Resuming from one gives the same weights as never stopping.
  */
+
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Variable } from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { InputError } from '../../core/errors.js';
+import { type IntendedUse, RESEARCH_USE } from '../../core/intended-use.js';
 import { saveModel } from '../io.js';
 import type { NadamOptimizer, NadamScalars, NadamSlot } from './nadam.js';
 
@@ -81,8 +83,14 @@ export async function saveCheckpoint(
   optimizer: NadamOptimizer,
   state: Omit<TrainingState, 'format' | 'version' | 'optimizer'>,
   createdBy: string,
+  intendedUse: IntendedUse = RESEARCH_USE,
 ): Promise<void> {
-  await saveModel(model, dir, { arch: state.settings.arch, classes: ['covid', 'normal'], createdBy });
+  await saveModel(model, dir, {
+    arch: state.settings.arch,
+    classes: ['covid', 'normal'],
+    createdBy,
+    intendedUse,
+  });
   const vars = trainableVariables(model);
   const slots = await optimizer.exportSlots(vars.map((v) => v.variable));
   const total = slots.reduce((n, s) => n + s.m.length + s.v.length, 0);

@@ -8,12 +8,14 @@
  * Everything random (shuffle order, augmentation, dropout masks, initial weights) follows the seed,
  * and the generator's state is checkpointed, so resuming gives identical weights.
  */
+
 import { appendFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getBackend, type Scalar, type Tensor, tensor2d, tensor4d, tidy } from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { LabelledSlice } from '../../core/dataset.js';
 import { InputError } from '../../core/errors.js';
+import { type IntendedUse, RESEARCH_USE } from '../../core/intended-use.js';
 import { type BackendName, initBackend } from '../backend.js';
 import { modelInputShape } from '../predict.js';
 import { calibrateBatchNorm } from '../seeded.js';
@@ -73,6 +75,8 @@ export interface TrainOptions {
   readonly augmentation?: AugmentConfig;
   /** What writes the model manifests. */
   readonly createdBy?: string;
+  /** The manifests' intendedUse. @default RESEARCH_USE (not diagnostic) */
+  readonly intendedUse?: IntendedUse;
   readonly onStep?: (epoch: number, done: number, total: number, loss: number, accuracy: number) => void;
   readonly onEpoch?: (metrics: EpochMetrics) => void;
 }
@@ -288,8 +292,10 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
     if (options.outDir !== undefined) {
       const createdBy = options.createdBy ?? 'covidct train';
       const state = { settings, epoch, rngState: rng.state, best };
-      if (improved) await saveCheckpoint(join(options.outDir, 'best'), model, optimizer, state, createdBy);
-      await saveCheckpoint(join(options.outDir, 'last'), model, optimizer, state, createdBy);
+      const use = options.intendedUse ?? RESEARCH_USE;
+      if (improved)
+        await saveCheckpoint(join(options.outDir, 'best'), model, optimizer, state, createdBy, use);
+      await saveCheckpoint(join(options.outDir, 'last'), model, optimizer, state, createdBy, use);
       await appendFile(join(options.outDir, 'metrics.jsonl'), `${JSON.stringify(metrics)}\n`);
     }
     done.push(metrics);
