@@ -3,11 +3,13 @@
  *
  * | item     | pk                              | sk                 | notes                                       |
  * |----------|---------------------------------|--------------------|---------------------------------------------|
- * | study    | `STUDY#{hospital}#{studyId}`    | `STUDY`            | status, selection, counts; gsi1pk/gsi1sk    |
+ * | study    | `STUDY#{hospital}#{studyId}`    | `STUDY`            | status, selection, counts; gsi1pk/gsi1sk, gsi3pk |
  * | vote     | `STUDY#{hospital}#{studyId}`    | `VOTE#{sliceKey}`  | one per classified slice, written once      |
  * |          |                                 |                    | (or `failed: true, reason`: never classifiable) |
  * | API key  | `APIKEY#{sha256(key)}`          | `APIKEY`           | → hospital; the key itself is never stored  |
  *
+ * A study carries `gsi3pk = HOSPITAL#{hospital}#{status}` (the `byHospitalStatus` index), written with
+ * its status by its creation and by every transition, so a status-filtered listing is one query.
  * A study carries `gsi2pk = OPEN` (the sparse `open` index, by `updatedAt`) from SELECTING until its
  * notification went out, so the sweeper finds studies that stopped making progress; `updatedAt` is
  * the study's progress: every transition sets it, and so does every votes message that recorded a vote.
@@ -25,6 +27,7 @@ import {
   PutCommand,
   QueryCommand,
   type QueryCommandInput,
+  ScanCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { ConditionFailedError, HttpError } from './errors.js';
@@ -162,6 +165,11 @@ function hospitalGsiPk(hospital: string): string {
   return `HOSPITAL#${hospital}`;
 }
 
+/** `HOSPITAL#{hospital}#{status}`: the status listing index's partition (ids never contain `#`). */
+function hospitalStatusGsiPk(hospital: string, status: StudyStatus): string {
+  return `HOSPITAL#${hospital}#${status}`;
+}
+
 /** The SHA-256 (hex) under which an API key is stored. */
 export function hashApiKey(apiKey: string): string {
   return createHash('sha256').update(apiKey, 'utf8').digest('hex');
@@ -232,6 +240,7 @@ export class StudyStore {
             sk: STUDY_SK,
             gsi1pk: hospitalGsiPk(input.hospital),
             gsi1sk: `${at}#${input.studyId}`,
+            [TABLE.byStatusIndex.partitionKey]: hospitalStatusGsiPk(input.hospital, 'RECEIVED'),
             ...withoutTimings(record),
           },
           ConditionExpression: 'attribute_not_exists(pk)',
@@ -270,10 +279,19 @@ export class StudyStore {
     unchangedSince?: string,
   ): Promise<boolean> {
     const at = this.now().toISOString();
-    const names: Record<string, string> = { '#status': 'status', '#updatedAt': 'updatedAt' };
-    const values: Record<string, unknown> = { ':to': to, ':at': at };
+    const names: Record<string, string> = {
+      '#status': 'status',
+      '#updatedAt': 'updatedAt',
+      '#statusPk': TABLE.byStatusIndex.partitionKey,
+    };
+    const values: Record<string, unknown> = {
+      ':to': to,
+      ':at': at,
+      ':statusPk': hospitalStatusGsiPk(hospital, to),
+    };
     if (unchangedSince !== undefined) values[':seen'] = unchangedSince;
-    const assignments = ['#status = :to', '#updatedAt = :at'];
+    // The status index's key moves with the status, in the same conditional write.
+    const assignments = ['#status = :to', '#updatedAt = :at', '#statusPk = :statusPk'];
     Object.entries(set).forEach(([name, value], i) => {
       if (value === undefined) return;
       names[`#a${i}`] = name;
@@ -657,37 +675,36 @@ export class StudyStore {
   }
 
   /**
-   * A hospital's studies, newest first, optionally of one status. The cursor is opaque (base64url
-   * of the last returned study's index key) and only valid for the same hospital: another
-   * hospital's cursor is a 400, so it cannot be used to read across tenants.
+   * A hospital's studies, newest first, optionally of one status: the listing index, or with a
+   * status the status index, whose partition holds only that status's studies, so a page reads
+   * only the studies it returns (no filter paging through the hospital's history). The cursor is
+   * opaque (base64url of the last returned study's index key) and only valid for the same hospital
+   * and status: another hospital's cursor is a 400, so it cannot be used to read across tenants.
    */
   async listStudies(
     hospital: string,
     options: { status?: StudyStatus; limit: number; cursor?: string },
   ): Promise<StudyPage> {
-    const index = TABLE.byHospitalIndex;
-    const gsi1pk = hospitalGsiPk(hospital);
-    let start = options.cursor !== undefined ? decodeCursor(options.cursor, gsi1pk) : undefined;
+    const index = options.status ? TABLE.byStatusIndex : TABLE.byHospitalIndex;
+    const partition = options.status
+      ? hospitalStatusGsiPk(hospital, options.status)
+      : hospitalGsiPk(hospital);
+    let start = options.cursor !== undefined ? decodeCursor(options.cursor, index, partition) : undefined;
     const studies: StudySummary[] = [];
     const names: Record<string, string> = { '#gpk': index.partitionKey };
     SUMMARY_ATTRIBUTES.forEach((attr, i) => {
       names[`#p${i}`] = attr;
     });
-    const values: Record<string, unknown> = { ':gpk': gsi1pk };
-    if (options.status) {
-      names['#status'] = 'status';
-      values[':status'] = options.status;
-    }
+    const values: Record<string, unknown> = { ':gpk': partition };
     let last: Record<string, unknown> | undefined;
     let more = false;
-    // A filter applies after Limit, so pages may come back short: query until the page is full.
+    // One request per page; the loop only matters if DynamoDB returns a short page (1 MB cap).
     do {
       const out = await this.dynamo.send(
         new QueryCommand({
           TableName: this.tableName,
           IndexName: index.name,
           KeyConditionExpression: '#gpk = :gpk',
-          ...(options.status ? { FilterExpression: '#status = :status' } : {}),
           ProjectionExpression: [
             ...SUMMARY_ATTRIBUTES.map((_, i) => `#p${i}`),
             'pk',
@@ -715,6 +732,55 @@ export class StudyStore {
       more = start !== undefined;
     } while (more && studies.length < options.limit);
     return { studies, ...(more && last ? { cursor: encodeCursor(last) } : {}) };
+  }
+
+  /**
+   * Give every study written before the status index existed its index key (studies without
+   * `gsi3pk` are missing from status-filtered listings). Reads only study items (a scan of the
+   * listing index, which votes and API keys are not in); each write is conditional on the status
+   * read and on the key still missing, so a transition meanwhile (which writes the key itself)
+   * wins. Idempotent; returns the number of studies updated.
+   */
+  async backfillStatusIndex(): Promise<number> {
+    const key = TABLE.byStatusIndex.partitionKey;
+    let updated = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.dynamo.send(
+        new ScanCommand({
+          TableName: this.tableName,
+          IndexName: TABLE.byHospitalIndex.name,
+          FilterExpression: 'attribute_not_exists(#key)',
+          ProjectionExpression: 'pk, sk, hospital, #status',
+          ExpressionAttributeNames: { '#key': key, '#status': 'status' },
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        if (item.sk !== STUDY_SK || typeof item.hospital !== 'string') continue;
+        const status = item.status as StudyStatus;
+        try {
+          await this.dynamo.send(
+            new UpdateCommand({
+              TableName: this.tableName,
+              Key: { pk: item.pk, sk: STUDY_SK },
+              UpdateExpression: 'SET #key = :key',
+              ConditionExpression: '#status = :seen AND attribute_not_exists(#key)',
+              ExpressionAttributeNames: { '#key': key, '#status': 'status' },
+              ExpressionAttributeValues: {
+                ':key': hospitalStatusGsiPk(item.hospital, status),
+                ':seen': status,
+              },
+            }),
+          );
+          updated++;
+        } catch (error) {
+          if (!isConditionFailure(error)) throw error;
+        }
+      }
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return updated;
   }
 
   /** Map an API key (stored as its SHA-256 only) to a hospital; overwrites an existing mapping. */
@@ -758,6 +824,7 @@ function toStudy(item: Record<string, unknown>): StudyRecord {
     gsi1pk: _g1,
     gsi1sk: _g2,
     gsi2pk: _open,
+    gsi3pk: _byStatus,
     notifyClaimedAt: _claim,
     ...rest
   } = item;
@@ -778,20 +845,26 @@ function encodeCursor(key: Record<string, unknown>): string {
   return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
 }
 
-/** Decode a listing cursor; anything malformed, or another hospital's, is a 400. */
-function decodeCursor(cursor: string, gsi1pk: string): Record<string, unknown> {
+/**
+ * Decode a listing cursor for `index` and its `partition` (the hospital's, or the hospital's and
+ * status's); anything malformed, or another hospital's or listing's, is a 400.
+ */
+function decodeCursor(
+  cursor: string,
+  index: { readonly partitionKey: string; readonly sortKey: string },
+  partition: string,
+): Record<string, unknown> {
   let key: unknown;
   try {
     key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
     key = undefined;
   }
-  const index = TABLE.byHospitalIndex;
   const k = key as Record<string, unknown> | undefined;
   if (
     !k ||
     typeof k !== 'object' ||
-    k[index.partitionKey] !== gsi1pk ||
+    k[index.partitionKey] !== partition ||
     typeof k[index.sortKey] !== 'string' ||
     typeof k.pk !== 'string' ||
     k.sk !== STUDY_SK ||
