@@ -52,6 +52,21 @@ export interface StoredSlice {
   readonly key: string;
   readonly darkPixels: number;
   readonly selected: boolean;
+  /**
+   * SHA-256 (hex) and length of the bytes the select Lambda read and checked against the manifest:
+   * the report's input hashes come from here, not from the manifest (which could be uploaded
+   * again later). Absent on selections recorded before they were.
+   */
+  readonly sha256?: string;
+  readonly size?: number;
+}
+
+/** The manifest a selection was made from, recorded with it. */
+export interface StudyInputs {
+  /** SHA-256 (hex) of the manifest's bytes as the select Lambda read them. */
+  readonly manifestSha256: string;
+  /** Slices the manifest listed (a series that failed keeps none in the stored selection). */
+  readonly slices: number;
 }
 
 /** One series' selection as stored: its slices in series order, or why it failed. */
@@ -98,6 +113,8 @@ export interface StudyRecord {
   readonly threshold: number;
   /** Per-series selection; present from CLASSIFYING on (and on studies that failed in selection). */
   readonly series?: readonly StoredSeries[];
+  /** The manifest the selection was made from; recorded with the selection. */
+  readonly inputs?: StudyInputs;
   readonly selectedCount: number;
   /** Votes needed to complete: one per selected slice. */
   readonly expectedVotes: number;
@@ -331,18 +348,25 @@ export class StudyStore {
   }
 
   /**
-   * SELECTING → CLASSIFYING with the selection: every series' slices with their dark counts, the
-   * selected count (= the votes expected) and the study's threshold. False when another delivery
-   * recorded it first.
+   * SELECTING → CLASSIFYING with the selection: every series' slices with their dark counts (and
+   * the hashes read), the selected count (= the votes expected), the study's threshold and the
+   * manifest it came from. Everything after selection works from this record, never from the
+   * manifest again. False when another delivery recorded it first.
    */
   async recordSelection(
     hospital: string,
     studyId: string,
-    selection: { series: readonly StoredSeries[]; threshold: number; selectMs: number },
+    selection: {
+      series: readonly StoredSeries[];
+      threshold: number;
+      selectMs: number;
+      inputs?: StudyInputs;
+    },
   ): Promise<boolean> {
     const selectedCount = selection.series.reduce((sum, s) => sum + s.selectedCount, 0);
     return this.transition(hospital, studyId, ['SELECTING'], 'CLASSIFYING', {
       series: selection.series,
+      inputs: selection.inputs,
       selectedCount,
       expectedVotes: selectedCount,
       threshold: selection.threshold,
