@@ -3,7 +3,7 @@
  *
  * | item     | pk                              | sk                 | notes                                       |
  * |----------|---------------------------------|--------------------|---------------------------------------------|
- * | study    | `STUDY#{hospital}#{studyId}`    | `STUDY`            | status, selection, counts; gsi1pk/gsi1sk, gsi3pk |
+ * | study    | `STUDY#{hospital}#{studyId}`    | `STUDY`            | status, selection, counts; gsi1pk/gsi1sk    |
  * | vote     | `STUDY#{hospital}#{studyId}`    | `VOTE#{sliceKey}`  | one per classified slice, written once      |
  * |          |                                 |                    | (or `failed: true, reason`: never classifiable) |
  * | API key  | `APIKEY#{sha256(key)}`          | `APIKEY`           | → hospital; the key itself is never stored  |
