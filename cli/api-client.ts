@@ -171,11 +171,31 @@ export interface UploadOptions extends ApiTarget {
   readonly deidentify?: typeof deidentifyStudy;
 }
 
-/** PUT bytes to a presigned URL, retrying twice on network errors and 5xx. */
+/** The header a presigned PUT signs the object's SHA-256 (base64) into (lambdas/api/api.ts). */
+const CHECKSUM_HEADER = 'x-amz-checksum-sha256';
+
+/**
+ * The headers a presigned PUT URL was signed with that the body determines: the body's SHA-256
+ * (base64) when the URL signs `x-amz-checksum-sha256`, so S3 checks the bytes against it (a URL
+ * that does not sign it would refuse the unsigned header). `content-length` is set by fetch.
+ */
+export function uploadHeaders(target: string, body: Uint8Array | string): Record<string, string> {
+  let signed: string[] = [];
+  try {
+    signed = (new URL(target).searchParams.get('X-Amz-SignedHeaders') ?? '').split(';');
+  } catch {
+    // Not a URL: fetch reports it.
+  }
+  if (!signed.includes(CHECKSUM_HEADER)) return {};
+  return { [CHECKSUM_HEADER]: createHash('sha256').update(body).digest('base64') };
+}
+
+/** PUT bytes to a presigned URL with the headers it was signed for, retrying twice on network errors and 5xx. */
 async function put(target: string, body: Uint8Array | string, what: string): Promise<void> {
+  const headers = uploadHeaders(target, body);
   for (let attempt = 1; ; attempt++) {
     try {
-      const res = await fetch(target, { method: 'PUT', body });
+      const res = await fetch(target, { method: 'PUT', body, headers });
       if (res.ok) return;
       if (res.status < 500 || attempt >= 3) {
         const text = (await res.text()).replace(/\s+/g, ' ').slice(0, 200);

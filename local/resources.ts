@@ -1,16 +1,18 @@
 /**
  * The pipeline's resources on the local servers, built from the shared definitions
  * (lambdas/shared/resources.ts) exactly as the CDK stack builds them on AWS: the bucket, each
- * queue with its dead-letter queue and redrive policy, the on-demand table with its GSI, the
+ * queue with its dead-letter queue and redrive policy, the on-demand table with its GSIs, the
  * API-key table, and the topic. Idempotent: running it against servers that already hold them (a restart with `--data`)
  * changes nothing but drifted queue attributes.
  */
 
 import {
   CreateTableCommand,
+  type CreateTableCommandInput,
+  DeleteTableCommand,
   DescribeTableCommand,
   type GlobalSecondaryIndex,
-  UpdateTableCommand,
+  type TableDescription,
 } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, HeadBucketCommand } from '@aws-sdk/client-s3';
 import { CreateTopicCommand } from '@aws-sdk/client-sns';
@@ -20,6 +22,7 @@ import {
   GetQueueUrlCommand,
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
+import { BatchWriteCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { AwsClients, ClientEndpoints } from '../lambdas/shared/clients.js';
 import { ENV } from '../lambdas/shared/config.js';
 import {
@@ -31,6 +34,7 @@ import {
   TABLE,
   TOPIC,
 } from '../lambdas/shared/resources.js';
+import { StudyStore } from '../lambdas/shared/store.js';
 
 /** A queue's key in {@link LocalResources.queueUrls}: the queue itself or its DLQ (`ingestDlq`, …). */
 export type QueueKey = QueueId | `${QueueId}Dlq`;
@@ -167,61 +171,83 @@ function openIndex(): GlobalSecondaryIndex {
   };
 }
 
+/** An index projecting every attribute (the listing indexes). */
+function fullIndex(index: { name: string; partitionKey: string; sortKey: string }): GlobalSecondaryIndex {
+  return {
+    IndexName: index.name,
+    KeySchema: [
+      { AttributeName: index.partitionKey, KeyType: 'HASH' },
+      { AttributeName: index.sortKey, KeyType: 'RANGE' },
+    ],
+    Projection: { ProjectionType: 'ALL' },
+  };
+}
+
+/** The table's definition: its keys and every index of TABLE. */
+function tableDefinition(): CreateTableCommandInput {
+  const indexes = [fullIndex(TABLE.byHospitalIndex), fullIndex(TABLE.byStatusIndex), openIndex()];
+  const keys = new Set<string>([TABLE.partitionKey, TABLE.sortKey]);
+  for (const index of indexes) for (const k of index.KeySchema ?? []) keys.add(k.AttributeName!);
+  return {
+    TableName: TABLE.name,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [...keys].map((name) => ({ AttributeName: name, AttributeType: 'S' })),
+    KeySchema: [
+      { AttributeName: TABLE.partitionKey, KeyType: 'HASH' },
+      { AttributeName: TABLE.sortKey, KeyType: 'RANGE' },
+    ],
+    GlobalSecondaryIndexes: indexes,
+  };
+}
+
 async function ensureTable(clients: AwsClients): Promise<void> {
-  const open = TABLE.openIndex;
+  const definition = tableDefinition();
+  let existing: TableDescription | undefined;
   try {
-    const table = (await clients.dynamo.send(new DescribeTableCommand({ TableName: TABLE.name }))).Table;
-    // A data folder from before the sweeper's index: add it.
-    if (!table?.GlobalSecondaryIndexes?.some((g) => g.IndexName === open.name)) {
-      await clients.dynamo.send(
-        new UpdateTableCommand({
-          TableName: TABLE.name,
-          AttributeDefinitions: [
-            { AttributeName: open.partitionKey, AttributeType: 'S' },
-            { AttributeName: open.sortKey, AttributeType: 'S' },
-          ],
-          GlobalSecondaryIndexUpdates: [{ Create: openIndex() }],
-        }),
-      );
-    }
-    return;
+    existing = (await clients.dynamo.send(new DescribeTableCommand({ TableName: TABLE.name }))).Table;
   } catch (error) {
     if (!isError(error, 'ResourceNotFoundException')) throw error;
   }
-  const gsi = TABLE.byHospitalIndex;
-  try {
-    await clients.dynamo.send(
-      new CreateTableCommand({
-        TableName: TABLE.name,
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [
-          { AttributeName: TABLE.partitionKey, AttributeType: 'S' },
-          { AttributeName: TABLE.sortKey, AttributeType: 'S' },
-          { AttributeName: gsi.partitionKey, AttributeType: 'S' },
-          { AttributeName: gsi.sortKey, AttributeType: 'S' },
-          { AttributeName: open.partitionKey, AttributeType: 'S' },
-          { AttributeName: open.sortKey, AttributeType: 'S' },
-        ],
-        KeySchema: [
-          { AttributeName: TABLE.partitionKey, KeyType: 'HASH' },
-          { AttributeName: TABLE.sortKey, KeyType: 'RANGE' },
-        ],
-        GlobalSecondaryIndexes: [
-          {
-            IndexName: gsi.name,
-            KeySchema: [
-              { AttributeName: gsi.partitionKey, KeyType: 'HASH' },
-              { AttributeName: gsi.sortKey, KeyType: 'RANGE' },
-            ],
-            Projection: { ProjectionType: 'ALL' },
-          },
-          openIndex(),
-        ],
-      }),
+  if (existing) {
+    const names = new Set((existing.GlobalSecondaryIndexes ?? []).map((g) => g.IndexName));
+    const missing = (definition.GlobalSecondaryIndexes ?? []).filter((g) => !names.has(g.IndexName));
+    // A data folder from before an index (the sweeper's, the status listing's): dynalite cannot add
+    // an index to a table (UpdateTable has no index creation), so the table is rebuilt around its items.
+    if (missing.length > 0) await rebuildTable(clients, definition);
+  } else {
+    try {
+      await clients.dynamo.send(new CreateTableCommand(definition));
+    } catch (error) {
+      // Another process created it between the describe and the create.
+      if (!isError(error, 'ResourceInUseException')) throw error;
+    }
+  }
+  // Studies written before the status index get its key (a no-op scan when there are none).
+  await new StudyStore(clients.dynamo, TABLE.name).backfillStatusIndex();
+}
+
+/** Copy every item out, recreate the table to `definition`, write the items back (local data: small). */
+async function rebuildTable(clients: AwsClients, definition: CreateTableCommandInput): Promise<void> {
+  const items: Record<string, unknown>[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await clients.dynamo.send(
+      new ScanCommand({ TableName: TABLE.name, ExclusiveStartKey: start }),
     );
-  } catch (error) {
-    // Another process created it between the describe and the create.
-    if (!isError(error, 'ResourceInUseException')) throw error;
+    items.push(...(out.Items ?? []));
+    start = out.LastEvaluatedKey;
+  } while (start);
+  await clients.dynamo.send(new DeleteTableCommand({ TableName: TABLE.name }));
+  await clients.dynamo.send(new CreateTableCommand(definition));
+  for (let i = 0; i < items.length; i += 25) {
+    let requests = items.slice(i, i + 25).map((Item) => ({ PutRequest: { Item } }));
+    for (let attempt = 0; requests.length > 0; attempt++) {
+      if (attempt > 5) throw new Error(`table ${TABLE.name}: items not written back after the rebuild`);
+      const out = await clients.dynamo.send(
+        new BatchWriteCommand({ RequestItems: { [TABLE.name]: requests } }),
+      );
+      requests = (out.UnprocessedItems?.[TABLE.name] ?? []) as typeof requests;
+    }
   }
 }
 

@@ -250,7 +250,7 @@ describe('queues: the shared definitions, their DLQs and their consumers', () =>
       localIndexes.map((i) => i.IndexName).sort(),
     );
     expect(deployedIndexes.map((i) => i.IndexName).sort()).toEqual(
-      [TABLE.byHospitalIndex.name, TABLE.openIndex.name].sort(),
+      [TABLE.byHospitalIndex.name, TABLE.byStatusIndex.name, TABLE.openIndex.name].sort(),
     );
     for (const index of deployedIndexes) {
       const local = localIndexes.find((i) => i.IndexName === index.IndexName)!;
@@ -293,6 +293,25 @@ describe('results', () => {
       },
       DeletionPolicy: 'Retain',
     });
+  });
+
+  it('has the status listing index: hospital and status, newest first, every attribute', () => {
+    const index = TABLE.byStatusIndex;
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      GlobalSecondaryIndexes: Match.arrayWith([
+        {
+          IndexName: index.name,
+          KeySchema: [
+            { AttributeName: index.partitionKey, KeyType: 'HASH' },
+            { AttributeName: index.sortKey, KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'ALL' },
+        },
+      ]),
+      AttributeDefinitions: Match.arrayWith([{ AttributeName: index.partitionKey, AttributeType: 'S' }]),
+    });
+    // Sorted like the unfiltered listing, so both page newest first.
+    expect(index.sortKey).toBe(TABLE.byHospitalIndex.sortKey);
   });
 
   it('filters each hospital subscription on the hospital attribute', () => {

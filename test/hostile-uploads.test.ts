@@ -402,7 +402,8 @@ describe('manifests', () => {
   });
 
   it('fails a study with a slice over the size cap, a mismatched hash, a missing object or a size that differs', async () => {
-    // Over the cap: the presigned PUT cannot bound the size, so the select Lambda refuses it unread.
+    // Over the cap: AWS S3 refuses it (the URL signs the length and SHA-256; presigned-uploads.test.ts),
+    // the local S3 stores it, and the select Lambda, the second line, refuses it unread.
     const big = { name: 's9.dcm', bytes: new Uint8Array(PIPELINE_DEFAULTS.maxSliceBytes + 1) };
     const cases: [string, (c: Created) => Promise<string>, RegExp][] = [
       [

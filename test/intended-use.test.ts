@@ -192,7 +192,7 @@ describe('every decision carries it', () => {
     }) as StoredVote;
 
   it('the report: the voting model’s, not diagnostic when any voting model is not', () => {
-    const report = (votes: StoredVote[]) => buildReport(study, votes, decide(study, votes), {}, new Date());
+    const report = (votes: StoredVote[]) => buildReport(study, votes, decide(study, votes), new Date());
     expect(report([vote(1, 'a/1', CLINICAL), vote(2, 'a/1', CLINICAL)]).intendedUse).toEqual(CLINICAL);
     const mixed = report([vote(1, 'a/1', CLINICAL), vote(2, 'b/1', DEMO_USE)]);
     expect(mixed.intendedUse).toEqual(DEMO_USE);

@@ -5,6 +5,7 @@
  * with the hospital's filter policy (none on another hospital's); a publish that fails is
  * retried by the redelivery; a crashed claim goes stale.
  */
+import { createHash } from 'node:crypto';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -66,7 +67,10 @@ async function receiveAll(url: string, ms = 400): Promise<string[]> {
   return bodies;
 }
 
-/** A study in CLASSIFYING: series of (selected flags), plus a failed series; the manifest uploaded for input hashes. */
+/**
+ * A study in CLASSIFYING: series of (selected flags), plus a failed series; recorded as the select
+ * Lambda records it, with each slice's hash and length and the manifest's hash.
+ */
 async function classifyingStudy(
   hospital: string,
   studyId: string,
@@ -77,7 +81,12 @@ async function classifyingStudy(
     id,
     slices: f.map((_, i) => ({ name: `${i + 1}.dcm`, bytes: new Uint8Array([i, 1, 2, 3]) })),
   }));
-  await uploadStudy(stack.clients, stack.resources.bucket, hospital, studyId, upload);
+  const { manifest } = await uploadStudy(stack.clients, stack.resources.bucket, hospital, studyId, upload);
+  const inputs = {
+    manifestSha256: createHash('sha256').update(JSON.stringify(manifest)).digest('hex'),
+    slices: upload.reduce((sum, s) => sum + s.slices.length, 0),
+  };
+  const bytesOf = new Map(upload.flatMap((s) => s.slices.map((sl) => [`${s.id}/${sl.name}`, sl.bytes])));
   await store.createStudy({ hospital, studyId, threshold });
   expect(await store.beginSelecting(hospital, studyId)).toBe(true);
   const series: StoredSeries[] = Object.entries(flags).map(([id, f]) => ({
@@ -85,11 +94,16 @@ async function classifyingStudy(
     status: 'SELECTED',
     threshold: 1000,
     selectedCount: f.filter(Boolean).length,
-    slices: f.map((selected, i) => ({
-      key: sliceKey(hospital, studyId, id, `${i + 1}.dcm`),
-      darkPixels: 100 * i,
-      selected,
-    })),
+    slices: f.map((selected, i) => {
+      const bytes = bytesOf.get(`${id}/${i + 1}.dcm`)!;
+      return {
+        key: sliceKey(hospital, studyId, id, `${i + 1}.dcm`),
+        darkPixels: 100 * i,
+        selected,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        size: bytes.length,
+      };
+    }),
   }));
   series.push({
     id: 'bad',
@@ -99,7 +113,9 @@ async function classifyingStudy(
     selectedCount: 0,
     slices: [],
   });
-  expect(await store.recordSelection(hospital, studyId, { series, threshold, selectMs: 12 })).toBe(true);
+  expect(await store.recordSelection(hospital, studyId, { series, threshold, selectMs: 12, inputs })).toBe(
+    true,
+  );
   await store.markEnqueued(hospital, studyId);
   return series;
 }

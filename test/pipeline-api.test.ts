@@ -106,7 +106,14 @@ describe('api Lambda', () => {
     const { studyId, uploads, manifest, expiresIn } = created.body;
     expect(expiresIn).toBe(900);
     const prefix = `incoming/hospital-a/${studyId}/`;
-    expect(uploads).toEqual([{ seriesId: 'ser', key: `${prefix}ser/1.dcm`, url: expect.any(String) }]);
+    expect(uploads).toEqual([
+      {
+        seriesId: 'ser',
+        key: `${prefix}ser/1.dcm`,
+        url: expect.any(String),
+        headers: { 'x-amz-checksum-sha256': createHash('sha256').update(bytes).digest('base64') },
+      },
+    ]);
     expect(manifest.key).toBe(`${prefix}manifest.json`);
     expect(manifest.body).toEqual({
       version: 1,
@@ -121,7 +128,7 @@ describe('api Lambda', () => {
       // No flexible-checksum parameters: with them real S3 rejects the upload (empty-body CRC32).
       expect(u.searchParams.has('x-amz-checksum-crc32')).toBe(false);
     }
-    const put = await fetch(uploads[0].url, { method: 'PUT', body: bytes });
+    const put = await fetch(uploads[0].url, { method: 'PUT', body: bytes, headers: uploads[0].headers });
     expect(put.status).toBe(200);
     const stored = await stack.clients.s3.send(
       new GetObjectCommand({ Bucket: stack.resources.bucket, Key: uploads[0].key }),

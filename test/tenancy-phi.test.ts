@@ -315,7 +315,8 @@ describe('tenancy: hospital B against hospital A’s study', () => {
       expect(created.expiresIn).toBeLessThanOrEqual(900);
       expect(u.searchParams.get('X-Amz-Algorithm')).toBe('AWS4-HMAC-SHA256');
       expect(u.searchParams.get('X-Amz-Credential')).toMatch(/\/s3\/aws4_request$/);
-      expect(u.searchParams.get('X-Amz-SignedHeaders')).toBe('host');
+      // The object's length and SHA-256 are signed too (test/presigned-uploads.test.ts).
+      expect(u.searchParams.get('X-Amz-SignedHeaders')).toBe('content-length;host;x-amz-checksum-sha256');
       expect(url).not.toContain('hospital-a');
     }
     // B's study is invisible to A.

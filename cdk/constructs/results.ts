@@ -77,6 +77,16 @@ export class Results extends Construct {
       sortKey: { name: gsi.sortKey, type: dynamodb.AttributeType.STRING },
       projectionType: dynamodb.ProjectionType.ALL,
     });
+    // Status-filtered listings (GET /studies?status=): one partition per hospital and status.
+    // Added to a deployed table, DynamoDB builds it from the items that carry the key; studies
+    // written before it get the key from StudyStore.backfillStatusIndex (see README, Migration).
+    const byStatus = TABLE.byStatusIndex;
+    this.table.addGlobalSecondaryIndex({
+      indexName: byStatus.name,
+      partitionKey: { name: byStatus.partitionKey, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: byStatus.sortKey, type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
     // Sparse: only studies in flight carry its key; the sweeper reads a few attributes.
     const open = TABLE.openIndex;
     this.table.addGlobalSecondaryIndex({

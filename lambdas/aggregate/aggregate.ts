@@ -3,29 +3,21 @@
  * permanent failure) once, and when every selected slice is accounted for, decide from the stored
  * labelled votes, write the report, move the study to COMPLETE once and notify once; a study none
  * of whose slices could be classified goes to FAILED instead. The Lambda handler (handler.ts) only
- * parses the batch.
+ * parses the batch. It works from the study as the select Lambda recorded it (selection, hashes,
+ * the manifest's hash) and never reads the upload: a manifest uploaded again changes nothing.
  *
  * Exactly once without transactions: a vote is a conditional put (a repeat is a no-op); the
  * decision is taken when the COUNT of stored vote items reaches the expected number, from the
  * stored items themselves; CLASSIFYING → COMPLETE is conditional, so of several deliveries that
  * see the last vote only one completes; the notification is claimed before it is published.
  */
-import { createHash } from 'node:crypto';
 import type { Logger } from '@aws-lambda-powertools/logger';
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
-import { InputError } from '../../core/errors.js';
 import { combinedIntendedUse, type IntendedUse, UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
 import { forEachLimited } from '../../core/study.js';
 import { type SliceLabel, type StudyVote, voteStudy } from '../../core/vote.js';
-import {
-  MAX_MANIFEST_BYTES,
-  type Manifest,
-  manifestKey,
-  parseManifest,
-  reportKey,
-  type VotesMessage,
-} from '../shared/messages.js';
+import { manifestKey, reportKey, type VotesMessage } from '../shared/messages.js';
 import { notifyOnce } from '../shared/notify.js';
 import { QUEUES } from '../shared/resources.js';
 import type { StoredFailure, StoredOutcome, StoredVote, StudyRecord, StudyStore } from '../shared/store.js';
@@ -182,7 +174,10 @@ export interface StudyReport {
     readonly decision: 'covid' | 'normal' | null;
     readonly slices: readonly ReportSlice[];
   }>;
-  /** The inputs as the manifest declared them (per-slice hashes are in `series[].slices[]`). */
+  /**
+   * The inputs as the select Lambda read and checked them, recorded with the selection (per-slice
+   * hashes are in `series[].slices[]`; a series that failed in selection lists no slices).
+   */
   readonly inputs: {
     readonly manifestKey: string;
     readonly manifestSha256?: string;
@@ -201,26 +196,6 @@ export interface StudyReport {
   };
 }
 
-/** Read the manifest for the report's input hashes; `undefined` if it is gone or no longer valid. */
-async function readManifestForReport(
-  deps: AggregateDeps,
-  study: StudyRecord,
-): Promise<{ manifest: Manifest; sha256: string } | undefined> {
-  try {
-    const out = await deps.s3.send(
-      new GetObjectCommand({ Bucket: deps.bucket, Key: manifestKey(study.hospital, study.studyId) }),
-    );
-    const bytes = (await out.Body?.transformToByteArray()) ?? new Uint8Array();
-    if (bytes.length > MAX_MANIFEST_BYTES) return undefined;
-    const manifest = parseManifest(new TextDecoder().decode(bytes), study);
-    return { manifest, sha256: createHash('sha256').update(bytes).digest('hex') };
-  } catch (error) {
-    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (error instanceof InputError || status === 404) return undefined;
-    throw error;
-  }
-}
-
 /** The study decision from its stored votes: pooled over every selected series, and per series. */
 export function decide(study: StudyRecord, votes: readonly StoredVote[]): StudyVote {
   const bySeries = new Map<string, SliceLabel[]>();
@@ -235,19 +210,28 @@ export function decide(study: StudyRecord, votes: readonly StoredVote[]): StudyV
   return voteStudy(series, study.threshold);
 }
 
-/** Build the report of a study whose selected slices are all voted or failed. */
+/**
+ * Build the report of a study whose selected slices are all voted or failed, from the study as
+ * recorded (its selection with the hashes the select Lambda checked, and the manifest's hash) and
+ * its stored votes: nothing is read again from the upload, so a manifest uploaded again after the
+ * selection cannot change the report.
+ */
 export function buildReport(
   study: StudyRecord,
   votes: readonly StoredVote[],
   result: StudyVote,
-  inputs: { manifest?: Manifest; manifestSha256?: string },
   decidedAt: Date,
   failures: readonly StoredFailure[] = [],
 ): StudyReport {
   const byKey = new Map(votes.map((v) => [v.key, v]));
   const failedByKey = new Map(failures.map((f) => [f.key, f]));
   const declared = new Map<string, { sha256: string; size: number }>();
-  for (const s of inputs.manifest?.series ?? []) for (const slice of s.slices) declared.set(slice.key, slice);
+  for (const s of study.series ?? []) {
+    for (const slice of s.slices) {
+      if (slice.sha256 !== undefined && slice.size !== undefined)
+        declared.set(slice.key, { sha256: slice.sha256, size: slice.size });
+    }
+  }
   const models = new Map<string, { id: string; sha256: string; intendedUse: IntendedUse; votes: number }>();
   for (const v of votes) {
     const id = `${v.modelId}\u0000${v.modelSha256}`;
@@ -318,8 +302,8 @@ export function buildReport(
     }),
     inputs: {
       manifestKey: manifestKey(study.hospital, study.studyId),
-      ...(inputs.manifestSha256 !== undefined ? { manifestSha256: inputs.manifestSha256 } : {}),
-      slices: declared.size,
+      ...(study.inputs ? { manifestSha256: study.inputs.manifestSha256 } : {}),
+      slices: study.inputs?.slices ?? declared.size,
     },
     timings: {
       createdAt: study.timings.createdAt,
@@ -393,16 +377,8 @@ export async function finishStudy(
     return { kind: 'failed', reason: failedStudy.reason ?? reason, notified, study: failedStudy };
   }
   const result = decide(study, votes);
-  const inputs = await readManifestForReport(deps, study);
   const decidedAt = new Date();
-  const report = buildReport(
-    study,
-    votes,
-    result,
-    inputs ? { manifest: inputs.manifest, manifestSha256: inputs.sha256 } : {},
-    decidedAt,
-    failures,
-  );
+  const report = buildReport(study, votes, result, decidedAt, failures);
   const key = reportKey(hospital, studyId);
   // Written before COMPLETE so that a COMPLETE study always has its report; racers write the same figures.
   await deps.s3.send(

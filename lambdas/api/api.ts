@@ -3,7 +3,7 @@
  * REST proxy events onto them). Every route runs as one hospital, the one its API key maps to;
  * a study of another hospital is looked up under that hospital's key and so is simply not found.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
@@ -57,6 +57,37 @@ export function presignClientFor(s3: S3Client): S3Client {
   });
 }
 
+/** The header that carries an upload's SHA-256 (base64); signed into each presigned PUT URL. */
+export const CHECKSUM_HEADER = 'x-amz-checksum-sha256';
+
+/**
+ * A presigned PUT URL for one object that S3 accepts only for these bytes: the object's SHA-256
+ * (base64, `x-amz-checksum-sha256`) and its length (`content-length`) are signed headers. Left to
+ * the presigner's default, the checksum would be hoisted into the query string, where S3 does not
+ * check it against the body; as a signed header, a PUT without it or with another value fails the
+ * signature, and S3 answers BadDigest when the body does not match it. The uploader sends
+ * `headers` (and exactly `size` bytes).
+ */
+async function presignPut(
+  deps: ApiDeps,
+  key: string,
+  object: { sha256: string; size: number },
+  expiresIn: number,
+): Promise<{ url: string; headers: Record<string, string> }> {
+  const checksum = Buffer.from(object.sha256, 'hex').toString('base64');
+  const command = new PutObjectCommand({
+    Bucket: deps.bucket,
+    Key: key,
+    ChecksumSHA256: checksum,
+    ContentLength: object.size,
+  });
+  const url = await getSignedUrl(deps.presigner, command, {
+    expiresIn,
+    unhoistableHeaders: new Set([CHECKSUM_HEADER]),
+  });
+  return { url, headers: { [CHECKSUM_HEADER]: checksum } };
+}
+
 /** A route's answer: status and JSON body. */
 export interface ApiResult {
   readonly statusCode: number;
@@ -83,14 +114,25 @@ export async function createStudy(deps: ApiDeps, hospital: string, body: string)
   const manifest = manifestFor(hospital, studyId, request);
   parseManifest(JSON.stringify(manifest), { hospital, studyId }); // the select Lambda will check the same
   const expiresIn = deps.presignSeconds ?? PIPELINE_DEFAULTS.presignSeconds;
-  const put = (key: string) =>
-    getSignedUrl(deps.presigner, new PutObjectCommand({ Bucket: deps.bucket, Key: key }), { expiresIn });
   const uploads = [];
   for (const series of manifest.series) {
     for (const slice of series.slices)
-      uploads.push({ seriesId: series.id, key: slice.key, url: await put(slice.key) });
+      uploads.push({
+        seriesId: series.id,
+        key: slice.key,
+        ...(await presignPut(deps, slice.key, slice, expiresIn)),
+      });
   }
   const key = manifestKey(hospital, studyId);
+  // The manifest's bytes are its compact JSON (what JSON.stringify of `body` gives back): only
+  // those can be stored under its key, so no second, different manifest can replace it.
+  const text = Buffer.from(JSON.stringify(manifest), 'utf8');
+  const signed = await presignPut(
+    deps,
+    key,
+    { sha256: createHash('sha256').update(text).digest('hex'), size: text.length },
+    expiresIn,
+  );
   return {
     statusCode: 201,
     body: {
@@ -98,7 +140,7 @@ export async function createStudy(deps: ApiDeps, hospital: string, body: string)
       status: 'RECEIVED',
       expiresIn,
       uploads,
-      manifest: { key, url: await put(key), body: manifest },
+      manifest: { key, ...signed, body: manifest },
     },
   };
 }

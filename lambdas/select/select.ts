@@ -99,6 +99,15 @@ async function readObject(s3: S3Client, bucket: string, key: string, maxBytes: n
 
 /** Read the study's manifest; bad input is a {@link MessageError} or {@link SliceError}. */
 export async function readManifest(deps: SelectDeps, hospital: string, studyId: string): Promise<Manifest> {
+  return (await readManifestWithHash(deps, hospital, studyId)).manifest;
+}
+
+/** Read the study's manifest and the SHA-256 (hex) of its bytes, recorded with the selection. */
+async function readManifestWithHash(
+  deps: SelectDeps,
+  hospital: string,
+  studyId: string,
+): Promise<{ manifest: Manifest; sha256: string }> {
   const key = manifestKey(hospital, studyId);
   const bytes = await readObject(deps.s3, deps.bucket, key, MAX_MANIFEST_BYTES);
   let text: string;
@@ -108,7 +117,8 @@ export async function readManifest(deps: SelectDeps, hospital: string, studyId: 
   } catch {
     throw new SliceError(key, 'not UTF-8 text, expected the JSON manifest');
   }
-  return parseManifest(text, { hospital, studyId });
+  const manifest = parseManifest(text, { hospital, studyId });
+  return { manifest, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
 /** One slice's figures after reading. */
@@ -139,7 +149,8 @@ async function countSlice(deps: SelectDeps, slice: ManifestSlice): Promise<Slice
   }
   const file = slice.key.slice(slice.key.lastIndexOf('/') + 1);
   return {
-    slice: { key: slice.key, darkPixels, selected: false },
+    // The hash and length just checked: recorded, so later stages need not trust the manifest again.
+    slice: { key: slice.key, darkPixels, selected: false, sha256, size: bytes.length },
     instanceNumber: rows.header.instanceNumber,
     sliceLocation: rows.header.sliceLocation,
     file,
@@ -192,17 +203,20 @@ export async function selectSeries(
   return { series, slicesRead };
 }
 
-/** The inference messages of a selection: a few selected slices of one series each. */
+/**
+ * The inference messages of a selection: a few selected slices of one series each, with the hashes
+ * recorded in the selection (the manifest's only for a selection recorded without them).
+ */
 export function inferenceMessages(
   hospital: string,
   studyId: string,
   series: readonly StoredSeries[],
-  manifest: Manifest,
+  manifest: Manifest | undefined,
   threshold: number,
   perMessage: number = PIPELINE_DEFAULTS.slicesPerInferenceMessage,
 ): InferenceMessage[] {
   const hashes = new Map<string, string>();
-  for (const s of manifest.series) for (const slice of s.slices) hashes.set(slice.key, slice.sha256);
+  for (const s of manifest?.series ?? []) for (const slice of s.slices) hashes.set(slice.key, slice.sha256);
   const messages: InferenceMessage[] = [];
   for (const s of series) {
     const selected = s.slices.filter((slice) => slice.selected);
@@ -212,7 +226,7 @@ export function inferenceMessages(
         studyId,
         seriesId: s.id,
         slices: selected.slice(i, i + perMessage).map((slice) => {
-          const sha256 = hashes.get(slice.key);
+          const sha256 = slice.sha256 ?? hashes.get(slice.key);
           // Only after a crash: the selection was recorded from a manifest since replaced.
           if (sha256 === undefined)
             throw new SliceError(slice.key, 'selected, but no longer in the manifest');
@@ -300,8 +314,9 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
   };
 
   let manifest: Manifest;
+  let manifestSha256: string;
   try {
-    manifest = await readManifest(deps, hospital, studyId);
+    ({ manifest, sha256: manifestSha256 } = await readManifestWithHash(deps, hospital, studyId));
   } catch (error) {
     if (error instanceof InputError) return fail(error.message);
     throw error;
@@ -321,7 +336,11 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
     const reasons = series.map((s) => s.reason).filter((r): r is string => r !== undefined);
     return fail(reasonWithCauses('nothing to classify', reasons), { series, threshold }, slicesRead);
   }
-  if (!(await deps.store.recordSelection(hospital, studyId, { series, threshold, selectMs }))) {
+  const inputs = {
+    manifestSha256,
+    slices: manifest.series.reduce((sum, s) => sum + s.slices.length, 0),
+  };
+  if (!(await deps.store.recordSelection(hospital, studyId, { series, threshold, selectMs, inputs }))) {
     // Recorded by another delivery, or by this one with its response lost: whoever gets here with
     // the selection not yet queued queues it (a repeat is counted once by the votes' conditional puts).
     const now = await deps.store.getStudy(hospital, studyId);
@@ -336,10 +355,11 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
 
 /** A retry after a crash between recording the selection and queueing it: queue it (again). */
 async function resend(deps: SelectDeps, study: StudyRecord): Promise<SelectOutcome> {
-  let manifest: Manifest;
   let messages: InferenceMessage[];
+  const recorded = (study.series ?? []).every((s) => s.slices.every((sl) => !sl.selected || sl.sha256));
   try {
-    manifest = await readManifest(deps, study.hospital, study.studyId);
+    // The selection carries its hashes: a manifest uploaded again since cannot change what is sent.
+    const manifest = recorded ? undefined : await readManifest(deps, study.hospital, study.studyId);
     messages = inferenceMessages(
       study.hospital,
       study.studyId,

@@ -88,6 +88,12 @@ export const TABLE = {
   /** Lists a hospital's studies newest first: gsi1pk = `HOSPITAL#{hospital}`, gsi1sk = `{createdAt}#{studyId}`. */
   byHospitalIndex: { name: 'byHospital', partitionKey: 'gsi1pk', sortKey: 'gsi1sk' },
   /**
+   * Lists a hospital's studies of one status newest first: gsi3pk = `HOSPITAL#{hospital}#{status}`
+   * (rewritten by every status transition), sorted by the listing's gsi1sk. A status-filtered
+   * listing reads only the studies it returns, however long the hospital's history.
+   */
+  byStatusIndex: { name: 'byHospitalStatus', partitionKey: 'gsi3pk', sortKey: 'gsi1sk' },
+  /**
    * Studies waiting for their upload (RECEIVED), in the pipeline (SELECTING, CLASSIFYING) or finished but not yet notified, by their last
    * progress: a sparse index (only those items carry gsi2pk = `OPEN`) that the sweeper queries for
    * `updatedAt` older than its timeout, instead of scanning every vote of every study. One partition

@@ -17,6 +17,8 @@
  * the study item names the parts by a token of that write (`selection: { token, parts }`), so parts
  * of a delivery that lost the race are never read. {@link StudyStore.getStudy} joins them back.
  *
+ * A study carries `gsi3pk = HOSPITAL#{hospital}#{status}` (the `byHospitalStatus` index), written with
+ * its status by its creation and by every transition, so a status-filtered listing is one query.
  * A study carries `gsi2pk = OPEN` (the sparse `open` index, by `updatedAt`) from its creation until
  * its notification went out, so the sweeper finds studies never uploaded or that stopped making progress; `updatedAt` is
  * the study's progress: every transition sets it, and so does every votes message that recorded a vote.
@@ -35,6 +37,7 @@ import {
   PutCommand,
   QueryCommand,
   type QueryCommandInput,
+  ScanCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import type { IntendedUse } from '../../core/intended-use.js';
@@ -61,6 +64,21 @@ export interface StoredSlice {
   readonly key: string;
   readonly darkPixels: number;
   readonly selected: boolean;
+  /**
+   * SHA-256 (hex) and length of the bytes the select Lambda read and checked against the manifest:
+   * the report's input hashes come from here, not from the manifest (which could be uploaded
+   * again later). Absent on selections recorded before they were.
+   */
+  readonly sha256?: string;
+  readonly size?: number;
+}
+
+/** The manifest a selection was made from, recorded with it. */
+export interface StudyInputs {
+  /** SHA-256 (hex) of the manifest's bytes as the select Lambda read them. */
+  readonly manifestSha256: string;
+  /** Slices the manifest listed (a series that failed keeps none in the stored selection). */
+  readonly slices: number;
 }
 
 /** One series' selection as stored: its slices in series order, or why it failed. */
@@ -107,6 +125,8 @@ export interface StudyRecord {
   readonly threshold: number;
   /** Per-series selection; present from CLASSIFYING on (and on studies that failed in selection). */
   readonly series?: readonly StoredSeries[];
+  /** The manifest the selection was made from; recorded with the selection. */
+  readonly inputs?: StudyInputs;
   readonly selectedCount: number;
   /** Votes needed to complete: one per selected slice. */
   readonly expectedVotes: number;
@@ -299,6 +319,11 @@ function hospitalGsiPk(hospital: string): string {
   return `HOSPITAL#${hospital}`;
 }
 
+/** `HOSPITAL#{hospital}#{status}`: the status listing index's partition (ids never contain `#`). */
+function hospitalStatusGsiPk(hospital: string, status: StudyStatus): string {
+  return `HOSPITAL#${hospital}#${status}`;
+}
+
 /** The SHA-256 (hex) under which an API key is stored (now in api-keys.ts, with the key table). */
 export { hashApiKey } from './api-keys.js';
 
@@ -376,6 +401,7 @@ export class StudyStore {
             gsi1sk: `${at}#${input.studyId}`,
             // In the sweeper's index from the start: a study never uploaded must end too.
             gsi2pk: OPEN,
+            [TABLE.byStatusIndex.partitionKey]: hospitalStatusGsiPk(input.hospital, 'RECEIVED'),
             ...withoutTimings(record),
           },
           ConditionExpression: 'attribute_not_exists(pk)',
@@ -511,10 +537,19 @@ export class StudyStore {
     unchangedSince?: string,
   ): Promise<boolean> {
     const at = this.now().toISOString();
-    const names: Record<string, string> = { '#status': 'status', '#updatedAt': 'updatedAt' };
-    const values: Record<string, unknown> = { ':to': to, ':at': at };
+    const names: Record<string, string> = {
+      '#status': 'status',
+      '#updatedAt': 'updatedAt',
+      '#statusPk': TABLE.byStatusIndex.partitionKey,
+    };
+    const values: Record<string, unknown> = {
+      ':to': to,
+      ':at': at,
+      ':statusPk': hospitalStatusGsiPk(hospital, to),
+    };
     if (unchangedSince !== undefined) values[':seen'] = unchangedSince;
-    const assignments = ['#status = :to', '#updatedAt = :at'];
+    // The status index's key moves with the status, in the same conditional write.
+    const assignments = ['#status = :to', '#updatedAt = :at', '#statusPk = :statusPk'];
     Object.entries(set).forEach(([name, value], i) => {
       if (value === undefined) return;
       names[`#a${i}`] = name;
@@ -554,19 +589,26 @@ export class StudyStore {
   }
 
   /**
-   * SELECTING → CLASSIFYING with the selection: every series' slices with their dark counts, the
-   * selected count (= the votes expected) and the study's threshold. False when another delivery
-   * recorded it first.
+   * SELECTING → CLASSIFYING with the selection: every series' slices with their dark counts (and
+   * the hashes read), the selected count (= the votes expected), the study's threshold and the
+   * manifest it came from. Everything after selection works from this record, never from the
+   * manifest again. False when another delivery recorded it first.
    */
   async recordSelection(
     hospital: string,
     studyId: string,
-    selection: { series: readonly StoredSeries[]; threshold: number; selectMs: number },
+    selection: {
+      series: readonly StoredSeries[];
+      threshold: number;
+      selectMs: number;
+      inputs?: StudyInputs;
+    },
   ): Promise<boolean> {
     const selectedCount = selection.series.reduce((sum, s) => sum + s.selectedCount, 0);
     const ref = await this.writeSelection(hospital, studyId, selection.series);
     const won = await this.transition(hospital, studyId, ['SELECTING'], 'CLASSIFYING', {
       selection: ref,
+      inputs: selection.inputs,
       selectedCount,
       expectedVotes: selectedCount,
       threshold: selection.threshold,
@@ -911,37 +953,36 @@ export class StudyStore {
   }
 
   /**
-   * A hospital's studies, newest first, optionally of one status. The cursor is opaque (base64url
-   * of the last returned study's index key) and only valid for the same hospital: another
-   * hospital's cursor is a 400, so it cannot be used to read across tenants.
+   * A hospital's studies, newest first, optionally of one status: the listing index, or with a
+   * status the status index, whose partition holds only that status's studies, so a page reads
+   * only the studies it returns (no filter paging through the hospital's history). The cursor is
+   * opaque (base64url of the last returned study's index key) and only valid for the same hospital
+   * and status: another hospital's cursor is a 400, so it cannot be used to read across tenants.
    */
   async listStudies(
     hospital: string,
     options: { status?: StudyStatus; limit: number; cursor?: string },
   ): Promise<StudyPage> {
-    const index = TABLE.byHospitalIndex;
-    const gsi1pk = hospitalGsiPk(hospital);
-    let start = options.cursor !== undefined ? decodeCursor(options.cursor, gsi1pk) : undefined;
+    const index = options.status ? TABLE.byStatusIndex : TABLE.byHospitalIndex;
+    const partition = options.status
+      ? hospitalStatusGsiPk(hospital, options.status)
+      : hospitalGsiPk(hospital);
+    let start = options.cursor !== undefined ? decodeCursor(options.cursor, index, partition) : undefined;
     const studies: StudySummary[] = [];
     const names: Record<string, string> = { '#gpk': index.partitionKey };
     SUMMARY_ATTRIBUTES.forEach((attr, i) => {
       names[`#p${i}`] = attr;
     });
-    const values: Record<string, unknown> = { ':gpk': gsi1pk };
-    if (options.status) {
-      names['#status'] = 'status';
-      values[':status'] = options.status;
-    }
+    const values: Record<string, unknown> = { ':gpk': partition };
     let last: Record<string, unknown> | undefined;
     let more = false;
-    // A filter applies after Limit, so pages may come back short: query until the page is full.
+    // One request per page; the loop only matters if DynamoDB returns a short page (1 MB cap).
     do {
       const out = await this.dynamo.send(
         new QueryCommand({
           TableName: this.tableName,
           IndexName: index.name,
           KeyConditionExpression: '#gpk = :gpk',
-          ...(options.status ? { FilterExpression: '#status = :status' } : {}),
           ProjectionExpression: [
             ...SUMMARY_ATTRIBUTES.map((_, i) => `#p${i}`),
             'pk',
@@ -970,6 +1011,55 @@ export class StudyStore {
     } while (more && studies.length < options.limit);
     return { studies, ...(more && last ? { cursor: encodeCursor(last) } : {}) };
   }
+
+  /**
+   * Give every study written before the status index existed its index key (studies without
+   * `gsi3pk` are missing from status-filtered listings). Reads only study items (a scan of the
+   * listing index, which votes and API keys are not in); each write is conditional on the status
+   * read and on the key still missing, so a transition meanwhile (which writes the key itself)
+   * wins. Idempotent; returns the number of studies updated.
+   */
+  async backfillStatusIndex(): Promise<number> {
+    const key = TABLE.byStatusIndex.partitionKey;
+    let updated = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.dynamo.send(
+        new ScanCommand({
+          TableName: this.tableName,
+          IndexName: TABLE.byHospitalIndex.name,
+          FilterExpression: 'attribute_not_exists(#key)',
+          ProjectionExpression: 'pk, sk, hospital, #status',
+          ExpressionAttributeNames: { '#key': key, '#status': 'status' },
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        if (item.sk !== STUDY_SK || typeof item.hospital !== 'string') continue;
+        const status = item.status as StudyStatus;
+        try {
+          await this.dynamo.send(
+            new UpdateCommand({
+              TableName: this.tableName,
+              Key: { pk: item.pk, sk: STUDY_SK },
+              UpdateExpression: 'SET #key = :key',
+              ConditionExpression: '#status = :seen AND attribute_not_exists(#key)',
+              ExpressionAttributeNames: { '#key': key, '#status': 'status' },
+              ExpressionAttributeValues: {
+                ':key': hospitalStatusGsiPk(item.hospital, status),
+                ':seen': status,
+              },
+            }),
+          );
+          updated++;
+        } catch (error) {
+          if (!isConditionFailure(error)) throw error;
+        }
+      }
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return updated;
+  }
 }
 
 /** `SELECTION#{token}#{0000}`: zero-padded, so a query returns a selection's parts in order. */
@@ -990,6 +1080,7 @@ function toStudy(item: Record<string, unknown>): StudyRecord {
     gsi1pk: _g1,
     gsi1sk: _g2,
     gsi2pk: _open,
+    gsi3pk: _byStatus,
     notifyClaimedAt: _claim,
     selection: _selection,
     ...rest
@@ -1011,20 +1102,26 @@ function encodeCursor(key: Record<string, unknown>): string {
   return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
 }
 
-/** Decode a listing cursor; anything malformed, or another hospital's, is a 400. */
-function decodeCursor(cursor: string, gsi1pk: string): Record<string, unknown> {
+/**
+ * Decode a listing cursor for `index` and its `partition` (the hospital's, or the hospital's and
+ * status's); anything malformed, or another hospital's or listing's, is a 400.
+ */
+function decodeCursor(
+  cursor: string,
+  index: { readonly partitionKey: string; readonly sortKey: string },
+  partition: string,
+): Record<string, unknown> {
   let key: unknown;
   try {
     key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
     key = undefined;
   }
-  const index = TABLE.byHospitalIndex;
   const k = key as Record<string, unknown> | undefined;
   if (
     !k ||
     typeof k !== 'object' ||
-    k[index.partitionKey] !== gsi1pk ||
+    k[index.partitionKey] !== partition ||
     typeof k[index.sortKey] !== 'string' ||
     typeof k.pk !== 'string' ||
     k.sk !== STUDY_SK ||
