@@ -50,10 +50,6 @@ const GRANT_WILDCARDS: Array<[id: string, reason: string]> = [
     'objects under incoming/ (one per uploaded slice and manifest): names are per hospital/study/series, unknowable in advance',
   ],
   [
-    'AwsSolutions-IAM5[Resource::<StorageData6BB23F4E.Arn>/incoming/*/manifest.json]',
-    'the aggregate Lambda reads manifests only (incoming/{hospital}/{study}/manifest.json), never a slice; hospital and study ids are generated per study',
-  ],
-  [
     'AwsSolutions-IAM5[Resource::<StorageData6BB23F4E.Arn>/results/*/heatmaps/*]',
     'the worker writes heatmaps only (results/{hospital}/{study}/heatmaps/{series}/{slice}.png), never a report; names are per study and slice',
   ],

@@ -32,7 +32,7 @@ import { CovidCtStack } from '../cdk/stack.js';
 import { REFUSAL_MESSAGES } from '../lambdas/authorizer/authorizer.js';
 import { hashApiKey } from '../lambdas/shared/api-keys.js';
 import { ENV } from '../lambdas/shared/config.js';
-import { heatmapKey, manifestKey, reportKey, sliceKey } from '../lambdas/shared/messages.js';
+import { heatmapKey, reportKey } from '../lambdas/shared/messages.js';
 import {
   API_KEY_TABLE,
   KEYS,
@@ -743,14 +743,9 @@ describe('least privilege and per-hospital limits', () => {
     bare.resourceCountIs('AWS::ApiGateway::ApiKey', 0);
   });
 
-  it('lets the aggregate Lambda read manifests only, never a slice', () => {
+  it('lets the aggregate Lambda read nothing in S3 (it decides from the recorded selection)', () => {
     const role = roleOf(stack.results.aggregate.function);
-    const reads = s3KeyPatterns(role, /^s3:GetObject/);
-    expect(reads).toEqual([`${KEYS.incoming}*/${KEYS.manifest}`]);
-    const manifest = manifestKey('st-mary', 'study-1');
-    const slice = sliceKey('st-mary', 'study-1', 'series-1', 'slice-0001.dcm');
-    expect(reads.some((p) => keyMatches(p, manifest))).toBe(true);
-    expect(reads.some((p) => keyMatches(p, slice))).toBe(false);
+    expect(s3KeyPatterns(role, /^s3:GetObject/)).toEqual([]);
     // It writes the report, and nothing under incoming/.
     expect(s3KeyPatterns(role, /^s3:PutObject/)).toEqual([`${KEYS.results}*`]);
   });

@@ -130,8 +130,7 @@ export class Results extends Construct {
       ...(props.code ? { code: props.code } : {}),
     });
     const fn = this.aggregate.function;
-    // The study's manifest only (incoming/{hospital}/{study}/manifest.json), never a slice.
-    props.bucket.grantRead(fn, `${KEYS.incoming}*/${KEYS.manifest}`);
+    // It decides from the selection recorded in the table and reads nothing in S3: no read grant.
     props.bucket.grantPut(fn, `${KEYS.results}*`); // the report
     this.table.grantReadWriteData(fn);
     this.topic.grantPublish(fn);
