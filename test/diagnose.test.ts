@@ -306,13 +306,18 @@ describe('covidct diagnose', () => {
     expect((JSON.parse(quiet.stdout) as DiagnoseResult).intendedUse).toEqual(DIAGNOSTIC_USE);
   });
 
-  it.each(['0', '1.5', '-0.1', 'abc', ''])('rejects --threshold %j in one line', (value) => {
-    const run = runCli(['diagnose', SAMPLE, '--model', modelDir, '--threshold', value]);
-    expect(run.code).toBe(1);
-    expect(run.stdout).toBe('');
-    expect(run.stderr).toMatch(/--threshold must be a fraction in \(0, 1\]/);
-    expect(run.stderr).not.toMatch(/\n\s+at /);
-  });
+  it.each(['0', '1.5', '-0.1', 'abc', '', '0.12345', '1e-300'])(
+    'rejects --threshold %j in one line',
+    (value) => {
+      const run = runCli(['diagnose', SAMPLE, '--model', modelDir, '--threshold', value]);
+      expect(run.code).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toMatch(
+        /--threshold: '.*' is not allowed, expected a multiple of 0\.0001 from 0\.0001 to 1/,
+      );
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+    },
+  );
 
   it('rejects an unknown --backend in one line', () => {
     const run = runCli(['diagnose', SAMPLE, '--model', modelDir, '--backend', 'tpu']);
