@@ -1,10 +1,11 @@
 /**
  * Building blocks the constructs share: a queue with its dead-letter queue made from a shared
- * {@link QueueDefinition}, and a pipeline Lambda (bundled from its TypeScript entry by esbuild,
+ * {@link QueueDefinition}, the pipeline's DynamoDB tables, and a pipeline Lambda (bundled from its TypeScript entry by esbuild,
  * or given prebuilt code so assertion tests need not bundle).
  */
 import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -174,4 +175,32 @@ export class PipelineQueue extends Construct {
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: d.maxReceiveCount },
     });
   }
+}
+
+/** Key attribute names of a pipeline table (string partition and sort keys). */
+export interface PipelineTableKeys {
+  readonly partitionKey: string;
+  readonly sortKey: string;
+}
+
+/**
+ * A pipeline DynamoDB table: on-demand, point-in-time recovery, encrypted with the stack's key,
+ * protected from deletion (the study table and the API-key table hold the same promises).
+ */
+export function pipelineTable(
+  scope: Construct,
+  id: string,
+  keys: PipelineTableKeys,
+  props: { readonly key: kms.IKey; readonly removalPolicy?: RemovalPolicy | undefined },
+): dynamodb.Table {
+  return new dynamodb.Table(scope, id, {
+    partitionKey: { name: keys.partitionKey, type: dynamodb.AttributeType.STRING },
+    sortKey: { name: keys.sortKey, type: dynamodb.AttributeType.STRING },
+    billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+    encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
+    encryptionKey: props.key,
+    deletionProtection: true,
+    removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+  });
 }

@@ -11,7 +11,7 @@
  */
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
-import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
@@ -20,7 +20,7 @@ import { Construct } from 'constructs';
 import { API_KEY_HEADER, REFUSAL_MESSAGES } from '../../lambdas/authorizer/authorizer.js';
 import { ENV } from '../../lambdas/shared/config.js';
 import { API_KEY_TABLE, KEYS } from '../../lambdas/shared/resources.js';
-import { type FunctionCodeProvider, PipelineFunction } from '../parts.js';
+import { type FunctionCodeProvider, PipelineFunction, pipelineTable } from '../parts.js';
 import type { HospitalSetting } from '../settings.js';
 
 /** The header carrying a hospital's API key (the authorizer's identity source). */
@@ -76,16 +76,7 @@ export class Api extends Construct {
 
   constructor(scope: Construct, id: string, props: ApiProps) {
     super(scope, id);
-    this.keyTable = new dynamodb.Table(this, 'KeyTable', {
-      partitionKey: { name: API_KEY_TABLE.partitionKey, type: dynamodb.AttributeType.STRING },
-      sortKey: { name: API_KEY_TABLE.sortKey, type: dynamodb.AttributeType.STRING },
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
-      encryptionKey: props.key,
-      deletionProtection: true,
-      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
-    });
+    this.keyTable = pipelineTable(this, 'KeyTable', API_KEY_TABLE, props);
     this.authorizerFunction = new PipelineFunction(this, 'Authorizer', {
       name: 'authorizer',
       serviceName: 'covidct-authorizer',

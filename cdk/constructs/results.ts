@@ -4,7 +4,7 @@
  * hospital about its own finished studies (subscriptions filter on the `hospital` attribute), and
  * the sweeper that fails studies which stopped making progress, on a schedule.
  */
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, type RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -17,7 +17,7 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { ENV } from '../../lambdas/shared/config.js';
 import { KEYS, PIPELINE_DEFAULTS, QUEUES, TABLE, TOPIC } from '../../lambdas/shared/resources.js';
-import { type FunctionCodeProvider, PipelineFunction, PipelineQueue } from '../parts.js';
+import { type FunctionCodeProvider, PipelineFunction, PipelineQueue, pipelineTable } from '../parts.js';
 
 /** A hospital's subscription to its own results. */
 export interface HospitalSubscription {
@@ -61,16 +61,7 @@ export class Results extends Construct {
   constructor(scope: Construct, id: string, props: ResultsProps) {
     super(scope, id);
     const gsi = TABLE.byHospitalIndex;
-    this.table = new dynamodb.Table(this, 'Table', {
-      partitionKey: { name: TABLE.partitionKey, type: dynamodb.AttributeType.STRING },
-      sortKey: { name: TABLE.sortKey, type: dynamodb.AttributeType.STRING },
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
-      encryptionKey: props.key,
-      deletionProtection: true,
-      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
-    });
+    this.table = pipelineTable(this, 'Table', TABLE, props);
     this.table.addGlobalSecondaryIndex({
       indexName: gsi.name,
       partitionKey: { name: gsi.partitionKey, type: dynamodb.AttributeType.STRING },
