@@ -297,12 +297,18 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
   };
 }
 
-/** Run as the process's main module: start from the environment, drain on SIGTERM/SIGINT, exit 0. */
+/** Signals this close to the first are the same stop request (see runMain). */
+const SAME_STOP_MS = 2_000;
+
+/**
+ * Run as the process's main module: start from the environment, drain on SIGTERM/SIGINT, exit 0;
+ * a second stop (a signal 2 s or more after the first) exits at once.
+ */
 async function runMain(): Promise<void> {
   const logger = new Logger({ serviceName: 'covidct-worker' });
   let worker: RunningWorker | undefined;
   let signalled: NodeJS.Signals | undefined;
-  let signals = 0;
+  let firstSignalAt: number | undefined;
   const drain = (running: RunningWorker) => {
     running.stop().then(
       () => process.exit(0),
@@ -313,12 +319,19 @@ async function runMain(): Promise<void> {
     );
   };
   const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      // A second signal: the operator wants out now; held messages simply reappear.
+    const now = Date.now();
+    if (firstSignalAt !== undefined) {
+      // One stop often arrives twice: a terminal's Ctrl-C reaches the whole process group and the
+      // supervisor (`covidct dev`) forwards its own SIGTERM. Only a later signal means "now".
+      if (now - firstSignalAt < SAME_STOP_MS) {
+        logger.info('signal received again, still draining', { signal });
+        return;
+      }
+      // A second stop: the operator wants out now; held messages simply reappear.
       logger.warn('second signal, exiting without draining', { signal });
       process.exit(1);
     }
+    firstSignalAt = now;
     logger.info('signal received, draining', { signal });
     // A signal during start-up drains as soon as the worker is up (it may already hold messages).
     if (worker) drain(worker);

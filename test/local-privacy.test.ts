@@ -114,16 +114,21 @@ interface DevInfo {
 function startDev(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
+  options: { readonly ownProcessGroup?: boolean; readonly onOutput?: (text: string) => void } = {},
 ): Promise<{ child: ChildProcess; info: DevInfo }> {
   const child = spawn(process.execPath, [CLI, 'dev', '--json', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, as a terminal gives it: Ctrl-C is a signal to the whole group.
+    detached: options.ownProcessGroup ?? false,
   });
   let out = '';
   let err = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     err = (err + chunk.toString()).slice(-4000);
+    options.onOutput?.(chunk.toString());
   });
+  child.stdout!.on('data', (chunk: Buffer) => options.onOutput?.(chunk.toString()));
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`covidct dev exited (code ${code}): ${err}`)));
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -179,6 +184,46 @@ function expectLoopbackOnly(child: ChildProcess, info: DevInfo): void {
 }
 
 const WORKER_ENV = { COVIDCT_POOL_SIZE: '1', COVIDCT_WORKER_BATCH_SLICES: '4', COVIDCT_HEATMAPS: 'none' };
+
+describe('covidct dev stops on Ctrl-C', () => {
+  it('drains the worker once when the stop signal arrives more than once', {
+    timeout: 120_000,
+  }, async () => {
+    let output = '';
+    const { child, info } = await startDev(
+      ['--port', '0', '--model-dir', join(import.meta.dirname, '..', 'models', 'default')],
+      WORKER_ENV,
+      { ownProcessGroup: true, onOutput: (text) => (output += text) },
+    );
+    try {
+      await expect
+        .poll(
+          () =>
+            fetch(`http://127.0.0.1:${info.worker!.healthPort}/health`).then(
+              (r) => r.status,
+              () => 0,
+            ),
+          { timeout: 60_000, interval: 200 },
+        )
+        .toBe(200);
+      // 'close', not 'exit': every line the CLI and the worker wrote has been read by then.
+      const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+      // What a terminal does on Ctrl-C: SIGINT to every process of the foreground group (the CLI and
+      // the worker); then the supervisors forward their own: `npx` a SIGINT to the CLI, the CLI a
+      // SIGTERM to the worker. A pause between them, so the kernel does not merge the two SIGINTs.
+      process.kill(-child.pid!, 'SIGINT');
+      await new Promise((r) => setTimeout(r, 20));
+      process.kill(info.worker!.pid, 'SIGTERM');
+      process.kill(child.pid!, 'SIGINT');
+      expect(await closed).toBe(0);
+      expect(output).toContain('signal received, draining');
+      expect(output).not.toContain('exiting without draining');
+      expect(output).not.toContain('without a clean stop');
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
+    }
+  });
+});
 
 describe('covidct dev is private', () => {
   it('listens on loopback only: API, S3/SQS/SNS, DynamoDB and the worker health check', {

@@ -150,13 +150,15 @@ export function registerDev(program: Command): void {
       }
 
       await new Promise<void>((resolve) => {
-        let signals = 0;
+        let firstSignalAt: number | undefined;
         const onSignal = (signal: NodeJS.Signals) => {
-          signals++;
-          if (signals > 1) {
+          if (firstSignalAt !== undefined) {
+            // `npx` forwards the Ctrl-C its process group already delivered: the same stop.
+            if (Date.now() - firstSignalAt < 2_000) return;
             warn(`${signal} again: exiting without a clean stop`);
             process.exit(1);
           }
+          firstSignalAt = Date.now();
           warn(`${signal}: stopping (the worker drains its batch${options.data ? ', state is saved' : ''})`);
           stack.stop().then(resolve, (error: unknown) => {
             warn(`stop failed: ${error instanceof Error ? error.message : String(error)}`);
