@@ -56,6 +56,7 @@ export interface LocalStackOptions {
   readonly dataDir?: string;
   readonly s3SqsSnsPort?: number;
   readonly dynamoPort?: number;
+  /** The hospitals with access, as `{ hospital, apiKey }`; given, they replace the keys a `dataDir` holds. */
   readonly hospitals?: readonly HospitalKey[];
   /** The worker's `COVIDCT_MODEL` (`{name}/{version}`); no worker without it (or `uploadModel`). */
   readonly model?: string;
@@ -233,8 +234,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     const resources = await createLocalResources(clients);
 
-    const keys = new ApiKeyStore(clients.dynamo, resources.apiKeyTableName);
-    for (const { hospital, apiKey } of options.hospitals ?? []) await keys.put(apiKey, hospital);
+    // The hospitals of this start are the ones with access: one dropped from the command line of a
+    // restart on the same data folder must not keep its key.
+    if (options.hospitals) {
+      await new ApiKeyStore(clients.dynamo, resources.apiKeyTableName).replaceAll(options.hospitals);
+    }
 
     let model = options.model;
     if (options.uploadModel) {

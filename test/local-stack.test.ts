@@ -493,6 +493,27 @@ describe('persistence with a data folder', () => {
     }
   });
 
+  it('gives access to the hospitals of this start only: one left off a restart loses its key', async () => {
+    const dataDir = tempDir('covidct-local-keys-');
+    const start = (hospitals: { hospital: string; apiKey: string }[]) =>
+      startLocalStack({ dataDir, hospitals, worker: false, sweeper: false, onError: () => {} });
+    const first = await start([
+      { hospital: 'hospital-a', apiKey: 'key-a' },
+      { hospital: 'hospital-b', apiKey: 'key-b' },
+    ]);
+    await first.stop();
+    const second = await start([{ hospital: 'hospital-a', apiKey: 'key-a' }]);
+    try {
+      const keys = new ApiKeyStore(second.clients.dynamo, second.resources.apiKeyTableName);
+      expect(await keys.hospitalFor('key-a')).toBe('hospital-a');
+      expect(await keys.hospitalFor('key-b')).toBeUndefined();
+      const res = await fetch(`${second.apiUrl}/studies`, { headers: { 'x-api-key': 'key-b' } });
+      expect(res.status).toBe(403);
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('starts on the ports asked for, and stops twice without error', async () => {
     const probe = await startLocalServers();
     const ports = [new URL(probe.endpoint).port, new URL(probe.dynamoDbEndpoint).port].map(Number);

@@ -6,7 +6,13 @@
  * anywhere on AWS.
  */
 import { createHash } from 'node:crypto';
-import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  DeleteCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  ScanCommand,
+} from '@aws-sdk/lib-dynamodb';
 
 /** The sort key of every key item (the table's key schema is shared with the main table's). */
 const APIKEY_SK = 'APIKEY';
@@ -58,5 +64,35 @@ export class ApiKeyStore {
   /** The hospital an API key belongs to, or `undefined`. */
   hospitalFor(apiKey: string): Promise<string | undefined> {
     return this.hospitalForHash(hashApiKey(apiKey));
+  }
+
+  /**
+   * Make the table hold exactly these keys: every other key item is deleted, then each is put.
+   * For the local stack, whose command line is the list of hospitals (a hospital left off a
+   * restart on the same data folder loses its access). Returns the number of keys removed.
+   */
+  async replaceAll(keys: readonly { readonly apiKey: string; readonly hospital: string }[]): Promise<number> {
+    const wanted = new Set(keys.map((k) => keyPk(hashApiKey(k.apiKey))));
+    let removed = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.dynamo.send(
+        new ScanCommand({
+          TableName: this.tableName,
+          ProjectionExpression: 'pk, sk',
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        if (typeof item.pk !== 'string' || wanted.has(item.pk)) continue;
+        await this.dynamo.send(
+          new DeleteCommand({ TableName: this.tableName, Key: { pk: item.pk, sk: item.sk } }),
+        );
+        removed++;
+      }
+      start = out.LastEvaluatedKey;
+    } while (start);
+    for (const { apiKey, hospital } of keys) await this.put(apiKey, hospital);
+    return removed;
   }
 }
