@@ -735,3 +735,10 @@ describe('CT instances that are report or screen pages', () => {
     expect(inspectDicom(bytes, 'dose.dcm').imageType).toEqual(['DERIVED', 'SECONDARY', 'SCREEN SAVE']);
   });
 });
+
+describe('table names', () => {
+  it('are one line each, so messages naming a row stay one line', () => {
+    expect(PROFILE_ATTRIBUTES.filter((row) => /\s{2,}|\n/.test(row.name)).map((r) => r.tag)).toEqual([]);
+    expect(profileAttribute(tag(0x0088, 0x0200))?.name).toBe('Icon Image Sequence (see Note 11)');
+  });
+});
