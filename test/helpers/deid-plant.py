@@ -15,7 +15,8 @@ and writes, under OUT/ZZDOE_JOHN_MRN99887766/ (the study root to give to the too
       UI attributes the table has no row for (SOPInstanceUIDOfConcatenationSource = the slice's own
       SOP instance UID, TargetFrameOfReferenceUID, Volume/TableFrameOfReferenceUID,
       ReferencedColorPaletteInstanceUID, ReferencedFiducialUID, MultiFrameSourceSOPInstanceUID in
-      each level of the chain) and a kept text (WindowCenterWidthExplanation) quoting the study UID.
+      each level of the chain) and a kept text (WindowCenterWidthExplanation) quoting the study UID;
+      slice 4 in implicit VR little endian, slice 5 deflated, slice 6 explicit VR big endian.
   ZZDOE_JOHN_TIFF/ZZDOE_JOHN_MRN99887766_T_0001.tif …  TIFF slices (raw = HU + 1024) carrying
       ImageDescription, Artist, DateTime, DocumentName, HostComputer, Software, PageName markers.
   ZZDOE_JOHN_DOSE/…  instances that are not CT images: an X-Ray Radiation Dose SR, an encapsulated
@@ -45,7 +46,8 @@ import tifffile
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
+                         ImplicitVRLittleEndian)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: The project's copy of PS3.15 Table E.1-1 (the data covidct's de-identifier follows).
@@ -389,6 +391,15 @@ def ct_slices(args, p, table, ct_dir):
             # One slice in implicit VR little endian: no VR in the stream, the reader must know each tag.
             ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
             ds.is_implicit_VR = True
+        elif i == 4:
+            # One deflated slice: a reader must inflate the data set to see any value.
+            ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        elif i == 5:
+            # One explicit VR big endian slice (pixels written big endian too).
+            pixels = ds.pixel_array
+            ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+            ds.is_little_endian = False
+            ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
         ds.save_as(os.path.join(ct_dir, out_name), write_like_original=False)
         written.append(out_name)
         p.high = max(p.high, p.count)
