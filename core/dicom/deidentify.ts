@@ -15,6 +15,14 @@
  *   item would be made-up content), U every UID in it replaced through a {@link UidMapper}.
  *   Choices (X/Z, X/D, Z/D, X/Z/D, X/Z/U*) are resolved by {@link resolveAction}: what the CT
  *   image IOD needs at the top level is kept (type 1 a dummy, type 2 empty), the rest removed.
+ * - Every other element holding UIDs is U too: VR UI in the file, or, where the file does not say
+ *   (implicit VR, UN), a tag PS3.6 gives VR UI (./uid-attributes.json): SOPInstanceUIDOfConcatenation-
+ *   Source, Table/Volume/TargetFrameOfReferenceUID, MultiFrameSourceSOPInstanceUID, … DICOM's own
+ *   registered UIDs (`1.2.840.10008.…`) stay, in every U element.
+ * - A kept element quoting a UID the run replaced (a comment naming the original study) gets the
+ *   new UID in a text VR, and is removed where the VR is unknown (implicit VR, UN) or not text, or
+ *   where the new UID would overflow the VR's length. Every UID of the file is mapped first (and
+ *   every file of a study, by ../deidentify.ts), so the order of elements and files does not matter.
  * - Private elements (odd groups, creators included) and whole overlay planes (60xx) are removed at
  *   any depth; so are group lengths
  *   (gggg,0000), data set trailing padding (FFFC,FFFC) and stray command or file meta elements.
