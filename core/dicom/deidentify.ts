@@ -726,8 +726,8 @@ export function isCtImage(facts: DicomFacts): boolean {
 
 /**
  * ImageType (0008,0008) values that mark a CT instance as not an acquired slice: a secondary
- * capture or screen save (GE's dose screens: DERIVED\\SECONDARY\\SCREEN SAVE, sometimes stored
- * as CT Image Storage), Siemens' "Patient Protocol" page (…\\OTHER\\CSA REPORT), and the dose
+ * capture or screen save (GE's dose screens: DERIVED\SECONDARY\SCREEN SAVE, sometimes stored
+ * as CT Image Storage), Siemens' "Patient Protocol" page (…\OTHER\CSA REPORT), and the dose
  * pages some vendors mark DOSE_INFO or DOSE REPORT. Such pages show patient names and dates in
  * their pixels.
  */
