@@ -8,6 +8,7 @@
  * `GET /studies/{id}` → the study's status. Every request carries the hospital's key in `x-api-key`.
  */
 import { createHash } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -165,7 +166,10 @@ export interface UploadOptions extends ApiTarget {
   readonly onSkip?: (file: string, reason: string) => void;
   /** HMAC key for new UIDs (see core/dicom/uids.ts); random per upload when omitted. */
   readonly uidSecret?: Uint8Array;
-  /** Write the way back (original names and UIDs ↔ neutral ones) here, mode 0600. */
+  /**
+   * Write the way back (original names and UIDs ↔ neutral ones, with the API and the study id) here,
+   * mode 0600, once the API has created the study.
+   */
   readonly mapFile?: string;
   /** The de-identification step; tests wrap it. @default deidentifyStudy */
   readonly deidentify?: typeof deidentifyStudy;
@@ -226,11 +230,20 @@ async function readSpooled(path: string): Promise<Uint8Array> {
  * Upload a study: de-identify it once (core/deidentify.ts) into a private spool folder (mode 0700,
  * removed afterwards, also on failure), hash every spooled slice, create the study with the
  * neutral series ids and slice names (`series-1`, `slice-0001.dcm`: no folder or file name of the
- * hospital's reaches the API), PUT the spooled bytes with bounded concurrency, then the manifest,
- * last, which starts the pipeline.
+ * hospital's reaches the API), write the map file (with the study id), PUT the spooled bytes with
+ * bounded concurrency, then the manifest, last, which starts the pipeline.
+ *
+ * SIGINT and SIGTERM during the upload remove the spool too (de-identified, but still the
+ * patient's images) and end the process with 130 / 143, as the shell would.
  */
 export async function uploadStudy(options: UploadOptions): Promise<UploadResult> {
   const spool = await mkdtemp(join(tmpdir(), 'covidct-upload-'));
+  const onSignal = (signal: NodeJS.Signals) => {
+    rmSync(spool, { recursive: true, force: true });
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     await chmod(spool, 0o700);
     const out = join(spool, 'study');
@@ -239,9 +252,10 @@ export async function uploadStudy(options: UploadOptions): Promise<UploadResult>
       ...(options.uidSecret === undefined ? {} : { uidSecret: options.uidSecret }),
       ...(options.onSkip === undefined ? {} : { onSkip: options.onSkip }),
     });
-    if (options.mapFile !== undefined) await writeMapFile(options.mapFile, options.path, done);
     return await uploadSpooled(options, out, done);
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await rm(spool, { recursive: true, force: true });
   }
 }
@@ -288,6 +302,10 @@ async function uploadSpooled(
     created.manifest === undefined
   ) {
     throw new InputError('POST /studies', 'expected { studyId, uploads, manifest } in the response');
+  }
+  // Written once the study exists, before its slices go: a result names only the study id.
+  if (options.mapFile !== undefined) {
+    await writeMapFile(options.mapFile, options.path, done, { api: options.api, studyId: created.studyId });
   }
   const jobs = planned.flatMap((s) =>
     s.slices.map((slice) => {

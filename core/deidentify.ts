@@ -7,6 +7,12 @@
  *
  * - Only CT images leave: a DICOM instance that is neither CT Image Storage nor Enhanced CT (nor,
  *   without a SOP class, modality CT) is skipped and reported through `onSkip`.
+ * - A CT instance whose ImageType marks a report or screen page (SECONDARY, SCREEN SAVE, CSA
+ *   REPORT, …: dose screens stored as CT Image Storage) is skipped and reported through `onSkip`.
+ * - A slice covidct's own reader cannot decode (an unsupported transfer syntax or TIFF compression,
+ *   a multi-frame or colour image, a damaged file) is skipped and reported through `onSkip`: the
+ *   pipeline would fail it anyway, and its compressed stream may carry metadata of its own (JPEG
+ *   APPn/COM segments) that no header rewrite removes.
  * - A CT slice with BurnedInAnnotation YES refuses the whole study before anything is written.
  * - UIDs are replaced through one {@link UidMapper} for the run (HMAC with a hospital-side secret).
  * - The way back (original paths and UIDs ↔ neutral ones) is only in the result, for a map file
@@ -15,7 +21,13 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
-import { deidentifyDicom, inspectDicom, isCtImage } from './dicom/deidentify.js';
+import {
+  deidentifyDicom,
+  inspectDicom,
+  isCtImage,
+  mapDicomUids,
+  reportPageReason,
+} from './dicom/deidentify.js';
 import { PROFILE_EDITION } from './dicom/profile.js';
 import { UidMapper } from './dicom/uids.js';
 import { BurnedInAnnotationError, fileSystemError, InputError, UnknownFormatError } from './errors.js';
@@ -120,8 +132,15 @@ export async function deidentifyStudy(
     layout.folders[0]!.folder === layout.root &&
     layout.folders[0]!.files[0] === layout.root;
 
-  // First pass: what each file is, whether it may leave, where it goes. Nothing is written.
+  // First pass: what each file is, whether it may leave, where it goes, and every UID it holds
+  // (so a text quoting another file's UID is caught in the second pass). Nothing is written.
+  const uids = new UidMapper(options.uidSecret);
   const skipped: { source: string; sourceRelative: string; reason: string }[] = [];
+  const skip = (source: string, sourceRelative: string, reason: string) => {
+    skipped.push({ source, sourceRelative, reason });
+    options.onSkip?.(source, reason);
+    options.onProgress?.(++done, total * 2);
+  };
   const groups: { sourceId: string; members: Planned[] }[] = [];
   for (const folder of layout.folders) {
     const byUid = new Map<string | undefined, Planned[]>();
@@ -135,10 +154,16 @@ export async function deidentifyStudy(
       if (format === 'dicom') {
         const facts = inspectDicom(bytes, path);
         if (!isCtImage(facts)) {
-          const reason = `not a CT image (SOP class ${facts.sopClassUid ?? 'none'}, modality ${facts.modality ?? 'none'})`;
-          skipped.push({ source: path, sourceRelative: rel, reason });
-          options.onSkip?.(path, reason);
-          options.onProgress?.(++done, total * 2);
+          skip(
+            path,
+            rel,
+            `not a CT image (SOP class ${facts.sopClassUid ?? 'none'}, modality ${facts.modality ?? 'none'})`,
+          );
+          continue;
+        }
+        const page = reportPageReason(facts);
+        if (page !== undefined) {
+          skip(path, rel, page);
           continue;
         }
         if (facts.burnedInAnnotation === 'YES') {
@@ -148,14 +173,17 @@ export async function deidentifyStudy(
           );
         }
       }
-      // The header as covidct's reader sees it, for covidct's order; a slice it cannot read still
-      // goes (the pipeline reports it), ordered by name.
-      let header: { instanceNumber?: number; sliceLocation?: number; seriesId?: string } = {};
+      // The header as covidct's reader sees it, for covidct's order; a slice it cannot read is
+      // skipped (see the module comment).
+      let header: { instanceNumber?: number; sliceLocation?: number; seriesId?: string };
       try {
         header = (await decodeSlice(bytes, path, { rows: () => ({ start: 0, end: 1 }) })).header;
-      } catch {
-        // see above
+      } catch (error) {
+        if (!(error instanceof InputError)) throw error;
+        skip(path, rel, `covidct cannot read it (${error.detail})`);
+        continue;
       }
+      if (format === 'dicom') mapDicomUids(bytes, path, uids);
       const planned: Planned = {
         path,
         relative: rel,
@@ -182,7 +210,6 @@ export async function deidentifyStudy(
   }
 
   // Second pass: rewrite and write under neutral names; on failure remove what was written.
-  const uids = new UidMapper(options.uidSecret);
   const series: DeidentifiedSeries[] = [];
   const written: string[] = [];
   try {
@@ -202,7 +229,7 @@ export async function deidentifyStudy(
         if (member.format === 'dicom') {
           // Checked again: the file may have changed since the first pass.
           const facts = inspectDicom(bytes, member.path);
-          if (!isCtImage(facts) || facts.burnedInAnnotation === 'YES') {
+          if (!isCtImage(facts) || facts.burnedInAnnotation === 'YES' || reportPageReason(facts)) {
             throw new InputError(member.path, 'the file changed while being de-identified');
           }
           clean = deidentifyDicom(bytes, member.path, { uids }).bytes;
@@ -226,8 +253,56 @@ export async function deidentifyStudy(
   return { out, series, skipped, uids: uids.entries() };
 }
 
+/** What may be shown of a run (`covidct deidentify --json`): counts and neutral ids, nothing identifying. */
+export interface DeidentifySummary {
+  /** Each series written: its neutral id (`series-1`) and how many slices it has. */
+  readonly series: readonly { readonly id: string; readonly slices: number }[];
+  /** Slices written in all. */
+  readonly slices: number;
+  /** Files left behind (not CT images, report pages, slices covidct cannot read). */
+  readonly skipped: number;
+}
+
+/** Where a de-identified study went once uploaded (`covidct upload --map`). */
+export interface DeidentifyMapUpload {
+  /** The API base URL the study was sent to. */
+  readonly api: string;
+  /** The study id the API gave; results, reports and notifications name it. */
+  readonly studyId: string;
+}
+
+/**
+ * The map file's content (`--map FILE`, hospital side only, mode 0600): the way back from neutral
+ * names and new UIDs to the original files and UIDs.
+ */
+export interface DeidentifyMap {
+  readonly format: 'covidct-deidentify-map/1';
+  /** The profile applied, with the table's edition. */
+  readonly profile: string;
+  /** The study folder or file given, as an absolute path. */
+  readonly source: string;
+  /** The de-identified folder (`covidct deidentify`); absent for an upload, whose spool is deleted. */
+  readonly output?: string;
+  /** For `covidct upload`: the API and study id, so a result can be traced back to the patient. */
+  readonly upload?: DeidentifyMapUpload;
+  /**
+   * Each series: its neutral id (the series id sent, for an upload), the original series as
+   * `covidct select` names it, and each slice's neutral path (`series-1/slice-0001.dcm`: the
+   * series id and slice name sent) with its original path relative to `source`.
+   */
+  readonly series: readonly {
+    readonly id: string;
+    readonly source: string;
+    readonly slices: readonly { readonly output: string; readonly source: string }[];
+  }[];
+  /** Files left behind and why, relative to `source`. */
+  readonly skipped: readonly { readonly source: string; readonly reason: string }[];
+  /** Every original UID and its replacement. */
+  readonly uids: readonly { readonly original: string; readonly replacement: string }[];
+}
+
 /** What may be shown of a run: counts and neutral ids, nothing identifying. */
-export function deidentifySummary(result: DeidentifyStudyResult) {
+export function deidentifySummary(result: DeidentifyStudyResult): DeidentifySummary {
   return {
     series: result.series.map((s) => ({ id: s.id, slices: s.slices.length })),
     slices: result.series.reduce((n, s) => n + s.slices.length, 0),
@@ -235,13 +310,22 @@ export function deidentifySummary(result: DeidentifyStudyResult) {
   };
 }
 
-/** The map file's content: the way back from neutral names and new UIDs to the originals. */
-export function deidentifyMap(src: string, result: DeidentifyStudyResult) {
+/**
+ * The map file's content: the way back from neutral names and new UIDs to the originals. With
+ * `upload`, the study as sent (API, study id) instead of the output folder.
+ */
+export function deidentifyMap(
+  src: string,
+  result: DeidentifyStudyResult,
+  upload?: DeidentifyMapUpload,
+): DeidentifyMap {
   return {
     format: 'covidct-deidentify-map/1',
     profile: `DICOM PS3.15 ${PROFILE_EDITION} Basic Application Level Confidentiality Profile`,
     source: resolve(src),
-    output: resolve(result.out),
+    ...(upload === undefined
+      ? { output: resolve(result.out) }
+      : { upload: { api: upload.api, studyId: upload.studyId } }),
     series: result.series.map((s) => ({
       id: s.id,
       source: s.sourceId,
@@ -273,7 +357,12 @@ export async function writePrivateFile(path: string, text: string): Promise<void
   }
 }
 
-/** Write the map of a run to `path` (mode 0600, atomic). */
-export async function writeMapFile(path: string, src: string, result: DeidentifyStudyResult): Promise<void> {
-  await writePrivateFile(path, `${JSON.stringify(deidentifyMap(src, result), null, 2)}\n`);
+/** Write the map of a run to `path` (mode 0600, atomic); `upload` for a study sent (see {@link deidentifyMap}). */
+export async function writeMapFile(
+  path: string,
+  src: string,
+  result: DeidentifyStudyResult,
+  upload?: DeidentifyMapUpload,
+): Promise<void> {
+  await writePrivateFile(path, `${JSON.stringify(deidentifyMap(src, result, upload), null, 2)}\n`);
 }

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -50,6 +50,8 @@ function startFakeApi(): Promise<void> {
       text += c;
     });
     req.on('end', async () => {
+      // A blocked API: the request is never answered (the upload test interrupts the client).
+      if (req.headers['x-api-key'] === 'key-hang') return;
       const hospital = KEYS[String(req.headers['x-api-key'])];
       if (hospital === undefined) return json(res, 403, { message: 'Forbidden' });
       if (req.method === 'POST' && req.url === '/studies') {
@@ -166,7 +168,13 @@ beforeAll(async () => {
   );
 });
 
-afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+afterAll(
+  () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+);
 
 describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
   let studyId = '';
@@ -319,6 +327,82 @@ describe('uploadStudy', () => {
     expect(spools).toHaveLength(2);
     expect(existsSync(dirname(spools[1]!.out))).toBe(false);
   });
+});
+
+describe('uploadStudy --map', () => {
+  it('writes the map once the study exists: the study id, the API, the series ids and slice names sent', async () => {
+    const mapFile = join(work, 'upload-map.json');
+    let sent: { id: string; slices: { name: string }[] }[] = [];
+    const result = await uploadStudy({
+      api,
+      key: 'key-h1',
+      path: study,
+      mapFile,
+      deidentify: async (src, out, options) => {
+        const done = await deidentifyStudy(src, out, options);
+        sent = done.series.map((s) => ({
+          id: s.id,
+          slices: s.slices.map((x) => ({ name: x.output.split('/')[1]! })),
+        }));
+        return done;
+      },
+    });
+    expect(statSync(mapFile).mode & 0o777).toBe(0o600);
+    const map = JSON.parse(readFileSync(mapFile, 'utf8')) as {
+      upload?: { api: string; studyId: string };
+      output?: string;
+      source: string;
+      series: { id: string; slices: { output: string; source: string }[] }[];
+    };
+    expect(map.upload).toEqual({ api, studyId: result.studyId });
+    // No folder that no longer exists (the spool is deleted).
+    expect(map.output).toBeUndefined();
+    expect(
+      map.series.map((s) => ({ id: s.id, slices: s.slices.map((x) => ({ name: x.output.split('/')[1] })) })),
+    ).toEqual(sent);
+    expect(map.series.flatMap((s) => s.slices.map((x) => x.output.startsWith(`${s.id}/`)))).not.toContain(
+      false,
+    );
+    expect(map.series[0]!.slices.map((x) => x.source)).toEqual([
+      'series A/1.dcm',
+      'series A/2.dcm',
+      'series A/3.dcm.gz',
+    ]);
+    // A study the API refuses leaves no map (there is no study to go back from).
+    const refused = join(work, 'refused-map.json');
+    await expect(uploadStudy({ api, key: 'nope', path: study, mapFile: refused })).rejects.toThrow(/403/);
+    expect(existsSync(refused)).toBe(false);
+  });
+});
+
+describe.skipIf(!existsSync(CLI))('covidct upload interrupted', () => {
+  it('SIGTERM while the API does not answer: the spool is removed, exit 143', async () => {
+    const tmp = join(work, 'tmp-sigterm');
+    await mkdir(tmp, { recursive: true });
+    const child = spawn(process.execPath, [CLI, 'upload', study, '--api', api, '--key', 'key-hang'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, TMPDIR: tmp },
+    });
+    let stderr = '';
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
+    // Wait until the spool holds the de-identified study (the POST is then pending).
+    const spooled = () =>
+      readdirSync(tmp)
+        .filter((f) => f.startsWith('covidct-upload-'))
+        .some((f) => existsSync(join(tmp, f, 'study', 'series-2')));
+    for (let i = 0; i < 600 && !spooled(); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(spooled(), stderr).toBe(true);
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill('SIGTERM');
+    const { code, signal } = await exited;
+    expect({ code, signal }).toEqual({ code: 143, signal: null });
+    expect(readdirSync(tmp)).toEqual([]);
+  }, 60_000);
 });
 
 describe('safeSegment', () => {

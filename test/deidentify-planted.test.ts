@@ -19,6 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { COVIDCT_IMPLEMENTATION_UID } from '../core/dicom/encode.js';
 import { type CliRun, runCli } from './helpers/cli.js';
 import { type OrthancServer, startOrthanc } from './helpers/orthanc.js';
 import {
@@ -93,6 +94,43 @@ function mapPairs(
   return pairs;
 }
 
+/**
+ * Every UI value under `dir` (pydicom: file meta and data set at any depth, UN read by the
+ * dictionary) that is neither a new UID (`2.25.`) nor a registered DICOM UID (`1.2.840.10008.`),
+ * except covidct's own implementation class UID; one line each: file, tag path, value.
+ */
+function badUids(dir: string): string[] {
+  const script = `
+import json, os, sys, pydicom
+root, allowed = sys.argv[1], sys.argv[2]
+bad = []
+def walk(ds, where, f):
+    for e in ds:
+        path = f"{where}/({e.tag.group:04X},{e.tag.element:04X})"
+        if e.VR == 'SQ':
+            for i, item in enumerate(e.value): walk(item, f"{path}[{i}]", f)
+        elif e.VR == 'UI' and e.value:
+            for v in (e.value if e.VM > 1 else [e.value]):
+                v = str(v)
+                if not (v.startswith('2.25.') or v.startswith('1.2.840.10008.') or v == allowed):
+                    bad.append(f"{f} {path} {v}")
+for d, _, names in os.walk(root):
+    for n in sorted(names):
+        if not n.endswith('.dcm'): continue
+        f = os.path.join(d, n)
+        ds = pydicom.dcmread(f, force=True)
+        walk(ds.file_meta, ':meta', os.path.relpath(f, root))
+        walk(ds, '', os.path.relpath(f, root))
+print(json.dumps(bad))
+`;
+  const run = spawnSync('/usr/bin/python3', ['-W', 'ignore', '-c', script, dir, COVIDCT_IMPLEMENTATION_UID], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (run.status !== 0) throw new Error(`pydicom failed: ${run.stderr}`);
+  return JSON.parse(run.stdout) as string[];
+}
+
 let manifest: PlantManifest;
 let src: string;
 const out = join(work, 'out');
@@ -154,6 +192,16 @@ describe('covidct deidentify SRC OUT --map FILE', () => {
       expect(d.identityRemoved, d.file).toBe('YES');
       expect(d.methodCodes, d.file).toContain('113100');
     }
+  });
+
+  it('leaves only new (2.25) or registered (1.2.840.10008) UIDs, at any depth and in the file meta', () => {
+    const found = badUids(out);
+    const source = badUids(src);
+    console.info(
+      `UIDs neither new nor registered: ${found.length} in OUT; ${source.length} in the source (the check can fail)`,
+    );
+    expect(source.length).toBeGreaterThan(manifest.ctFiles.length * 7);
+    expectNone(found, 'UIDs neither new (2.25.) nor registered (1.2.840.10008.) left in OUT');
   });
 
   it('replaces UIDs consistently: one study, one series, one frame of reference, one new UID per planted UID', () => {

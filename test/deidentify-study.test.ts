@@ -8,6 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -33,6 +34,7 @@ import { encodeFile, tag } from './helpers/dicom-builder.js';
 import { tempDir } from './helpers/tmp.js';
 
 const work = tempDir('covidct-deid-study-');
+const FIXTURES_DICOM = join(import.meta.dirname, 'fixtures', 'dicom');
 const FOLDER = 'ZZDOE_JOHN_MRN99887766';
 const IDENTITY = ['ZZDOE', 'MRN99887766', 'JOHN^DOE', 'ZZ-PID-4411', 'ZZ_TIFF_ARTIST', 'ZZ_TIFF_HOST'];
 
@@ -220,7 +222,7 @@ describe.skipIf(!existsSync(CLI))('covidct deidentify', () => {
 
   it('a secret file keeps new UIDs stable across runs; without one they differ', () => {
     const secret = join(work, 'secret');
-    writeFileSync(secret, Buffer.alloc(32, 9));
+    writeFileSync(secret, Buffer.alloc(32, 9), { mode: 0o600 });
     const uidsOf = (out: string, extra: string[]) => {
       const map = `${out}.map.json`;
       expect(runCli(['deidentify', join(study, FOLDER), out, '--map', map, ...extra]).code).toBe(0);
@@ -231,7 +233,7 @@ describe.skipIf(!existsSync(CLI))('covidct deidentify', () => {
     const three = uidsOf(join(work, 'k3'), []);
     expect(two).toEqual(one);
     expect(three).not.toEqual(one);
-    writeFileSync(join(work, 'short'), 'abc');
+    writeFileSync(join(work, 'short'), 'abc', { mode: 0o600 });
     const short = runCli([
       'deidentify',
       join(study, FOLDER),
@@ -241,6 +243,78 @@ describe.skipIf(!existsSync(CLI))('covidct deidentify', () => {
     ]);
     expect(short.code).toBe(1);
     expect(short.stderr).toMatch(/short: UID secret file holds 3 bytes, expected at least 16/);
+  });
+
+  it('a secret file its group or others can open is refused, one line naming it, nothing written', () => {
+    const secret = join(work, 'open-secret');
+    writeFileSync(secret, Buffer.alloc(32, 9));
+    chmodSync(secret, 0o640);
+    const out = join(work, 'k5');
+    const run = runCli(['deidentify', join(study, FOLDER), out, '--uid-secret-file', secret]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      `covidct: ${secret}: UID secret file has mode 0640, open to group or others; expected 0600 or 0400 (\`chmod 600 FILE\`)\n`,
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('skips CT report pages (ImageType) and slices covidct cannot read, one stderr line each naming the file', () => {
+    const mixed = join(work, 'pages');
+    mkdirSync(join(mixed, 's'), { recursive: true });
+    mkdirSync(join(mixed, 't'), { recursive: true });
+    writeDicoms(join(mixed, 's'), 3, 13);
+    // A dose screen stored as CT Image Storage: a readable CT slice but for its ImageType.
+    const screen = Buffer.from(
+      encodeDicomCt(new Uint16Array(64 * 64).fill(1024), 64, 64, {
+        studyInstanceUid: '1.2.3',
+        seriesInstanceUid: '1.2.3.4',
+        sopInstanceUid: '1.2.3.4.99',
+        instanceNumber: 99,
+        sliceLocation: 99,
+        imagePositionPatient: [0, 0, 99],
+        pixelSpacing: [0.7, 0.7],
+        patientName: 'JOHN^DOE',
+        patientId: 'ZZ-PID-4411',
+      }),
+    );
+    const at = screen.indexOf('ORIGINAL\\PRIMARY\\AXIAL');
+    expect(at).toBeGreaterThan(0);
+    screen.write('DERIVED\\SECONDARY\\DOSE', at, 'latin1');
+    writeFileSync(join(mixed, 's', 'zz-dose-screen.dcm'), screen);
+    // CT Image Storage in a transfer syntax covidct does not decode (MPEG-2).
+    copyFileSync(join(FIXTURES_DICOM, 'reject-mpeg2-ct.dcm'), join(mixed, 's', 'zz-mpeg2.dcm'));
+    // A JPEG-compressed TIFF (compression 7), with an APP1 segment in its strip.
+    writeFileSync(join(mixed, 't', 'zz-jpeg.tif'), jpegTiff());
+    const out = join(work, 'pages-out');
+    const run = runCli(['deidentify', mixed, out, '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const lines = run.stderr.trim().split('\n').sort();
+    expect(lines).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^covidct: ${join(mixed, 's', 'zz-dose-screen.dcm')}: skipped, a report or screen page, not a CT slice \\(ImageType DERIVED\\\\SECONDARY\\\\DOSE contains SECONDARY\\)$`,
+        ),
+      ),
+      expect.stringMatching(
+        new RegExp(
+          `^covidct: ${join(mixed, 's', 'zz-mpeg2.dcm')}: skipped, covidct cannot read it \\(.+\\)$`,
+        ),
+      ),
+      expect.stringMatching(
+        new RegExp(
+          `^covidct: ${join(mixed, 't', 'zz-jpeg.tif')}: skipped, covidct cannot read it \\(TIFF compression 7 \\(JPEG\\)`,
+        ),
+      ),
+    ]);
+    expect(JSON.parse(run.stdout)).toMatchObject({ slices: 3, skipped: 3 });
+    expect(files(out)).toEqual([
+      'series-1/slice-0001.dcm',
+      'series-1/slice-0002.dcm',
+      'series-1/slice-0003.dcm',
+    ]);
+    expect(Buffer.concat(files(out).map((f) => readFileSync(join(out, f)))).toString('latin1')).not.toMatch(
+      /ZZDOE|ZZ-PID/,
+    );
   });
 });
 
@@ -261,7 +335,57 @@ describe('map file', () => {
   });
 });
 
+/**
+ * A classic little-endian TIFF, 8×8, compression 7 (JPEG), one strip that starts like a JPEG with
+ * an APP1 EXIF segment and a COM segment naming the patient (deidentifyTiff does not decode it).
+ */
+function jpegTiff(): Uint8Array {
+  const strip = Buffer.concat([
+    Buffer.from([0xff, 0xd8, 0xff, 0xe1, 0x00, 0x16]),
+    Buffer.from('Exif\0\0ZZDOE_EXIF_NAME', 'latin1'),
+    Buffer.from([0xff, 0xfe, 0x00, 0x10]),
+    Buffer.from('ZZDOE_COMMENT', 'latin1'),
+    Buffer.from([0xff, 0xd9]),
+  ]);
+  const entries: [number, number, number][] = [
+    [256, 3, 8],
+    [257, 3, 8],
+    [258, 3, 16],
+    [259, 3, 7],
+    [262, 3, 1],
+    [273, 4, 0], // strip offset, set below
+    [277, 3, 1],
+    [278, 3, 8],
+    [279, 4, strip.length],
+  ];
+  const ifdAt = 8;
+  const stripAt = ifdAt + 2 + entries.length * 12 + 4;
+  const out = Buffer.alloc(stripAt + strip.length);
+  out.write('II', 0, 'latin1');
+  out.writeUInt16LE(42, 2);
+  out.writeUInt32LE(ifdAt, 4);
+  out.writeUInt16LE(entries.length, ifdAt);
+  entries.forEach(([t, type, value], i) => {
+    const at = ifdAt + 2 + i * 12;
+    out.writeUInt16LE(t, at);
+    out.writeUInt16LE(type, at + 2);
+    out.writeUInt32LE(1, at + 4);
+    if (type === 3) out.writeUInt16LE(value, at + 8);
+    else out.writeUInt32LE(t === 273 ? stripAt : value, at + 8);
+  });
+  strip.copy(out, stripAt);
+  return new Uint8Array(out);
+}
+
 describe('TIFF slices', () => {
+  it('a compression covidct cannot decode (JPEG) is refused, naming the file; its segments are not copied', () => {
+    const bytes = jpegTiff();
+    expect(Buffer.from(bytes).toString('latin1')).toContain('ZZDOE_EXIF_NAME');
+    expect(() => deidentifyTiff(bytes, 'scan.tif')).toThrow(
+      /^scan\.tif: TIFF compression 7 \(JPEG\) is not supported, expected none, LZW, Deflate or PackBits; not de-identified$/,
+    );
+  });
+
   it('keep only the pixel tags, the byte order and the pixels geotiff reads', async () => {
     const folder = join(study, `${FOLDER}_tiff`);
     for (const name of readdirSync(folder)) {

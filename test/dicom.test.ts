@@ -118,6 +118,18 @@ describe('decodeDicom: pixels and header match pydicom', () => {
     expect([past.rowStart, past.rowCount, past.pixels.length]).toEqual([120, 8, 8 * 128]);
   });
 
+  it('reads a deflated file whatever its preamble holds (the same pixels and header)', async () => {
+    // dicom-parser's own deflate path re-parsed the inflated copy from byte 0, preamble included:
+    // found with deid-plant.py's deflated slice, whose preamble holds text.
+    const name = 'ct-small-deflated.dcm';
+    const plain = await decodeDicom(load(name), name);
+    const bytes = new Uint8Array(load(name));
+    bytes.set(new TextEncoder().encode('a preamble with text in it, as some writers leave'), 0);
+    const read = await decodeDicom(bytes, name);
+    expect(read.pixels).toEqual(plain.pixels);
+    expect(read.header).toEqual(plain.header);
+  });
+
   it('maps padding to raw 0 and masks the unused high bits of signed 12-bit pixels', async () => {
     const rows = await decodeDicom(load('synth-signed12-padding.dcm'), 'x');
     // The generator fills the first 6 rows with the padding value -2000.

@@ -26,6 +26,7 @@ import { decodeFrame, type FrameShape } from './codecs.js';
 import { bytesToRaw, rawTable, type StoredFormat, wordsToRaw } from './pixels.js';
 import { hasPreamble, leadingEncoding } from './sniff.js';
 import {
+  DEFLATED_EXPLICIT_VR_LE,
   describeSyntax,
   EXPLICIT_VR_BE,
   EXPLICIT_VR_LE,
@@ -104,16 +105,31 @@ function parse(bytes: Uint8Array, file: string): Parsed {
       assumed = lead.littleEndian ? (lead.explicitVr ? EXPLICIT_VR_LE : IMPLICIT_VR_LE) : EXPLICIT_VR_BE;
     }
   }
-  let dataSet: DataSet;
+  let dataSet: DataSet | undefined;
+  let deflated = false;
   try {
-    dataSet = dicomParser.parseDicom(
+    if (assumed === undefined) {
+      // A deflated data set is inflated here and parsed as the explicit VR little endian data set
+      // it is: dicom-parser 1.8's own deflate path parses the inflated copy from byte 0, through
+      // the preamble and file meta, which fails or misreads once the preamble is not all zeros.
+      const meta = dicomParser.readPart10Header(input) as DataSet & { position?: number };
+      if (meta.string('x00020010')?.replace(/\0/g, '').trim() === DEFLATED_EXPLICIT_VR_LE) {
+        deflated = true;
+        const start = meta.position ?? 0;
+        const inflated = inflater(input, start).subarray(start);
+        dataSet = dicomParser.parseDicom(inflated, { TransferSyntaxUID: EXPLICIT_VR_LE });
+      }
+    }
+    dataSet ??= dicomParser.parseDicom(
       input,
       assumed ? { TransferSyntaxUID: assumed, inflater } : { inflater },
     );
   } catch (error) {
     throw new CorruptFileError(file, parserReason(error));
   }
-  const syntaxUid = assumed ?? dataSet.string('x00020010')?.replace(/\0/g, '').trim();
+  const syntaxUid = deflated
+    ? DEFLATED_EXPLICIT_VR_LE
+    : (assumed ?? dataSet.string('x00020010')?.replace(/\0/g, '').trim());
   if (!syntaxUid) throw new CorruptFileError(file, 'no transfer syntax (0002,0010) in the file meta');
   if (!/^[0-9.]{1,64}$/.test(syntaxUid)) {
     throw new CorruptFileError(file, `transfer syntax ${quoted(syntaxUid)} is not a UID (digits and dots)`);

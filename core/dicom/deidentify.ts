@@ -15,6 +15,14 @@
  *   item would be made-up content), U every UID in it replaced through a {@link UidMapper}.
  *   Choices (X/Z, X/D, Z/D, X/Z/D, X/Z/U*) are resolved by {@link resolveAction}: what the CT
  *   image IOD needs at the top level is kept (type 1 a dummy, type 2 empty), the rest removed.
+ * - Every other element holding UIDs is U too: VR UI in the file, or, where the file does not say
+ *   (implicit VR, UN), a tag PS3.6 gives VR UI (./uid-attributes.json): SOPInstanceUIDOfConcatenation-
+ *   Source, Table/Volume/TargetFrameOfReferenceUID, MultiFrameSourceSOPInstanceUID, … DICOM's own
+ *   registered UIDs (`1.2.840.10008.…`) stay, in every U element.
+ * - A kept element quoting a UID the run replaced (a comment naming the original study) gets the
+ *   new UID in a text VR, and is removed where the VR is unknown (implicit VR, UN) or not text, or
+ *   where the new UID would overflow the VR's length. Every UID of the file is mapped first (and
+ *   every file of a study, by ../deidentify.ts), so the order of elements and files does not matter.
  * - Private elements (odd groups, creators included) and whole overlay planes (60xx) are removed at
  *   any depth; so are group lengths
  *   (gggg,0000), data set trailing padding (FFFC,FFFC) and stray command or file meta elements.
@@ -36,6 +44,8 @@ import { COVIDCT_IMPLEMENTATION_UID, COVIDCT_IMPLEMENTATION_VERSION } from './en
 import {
   CT_IMAGE_STORAGE_UID,
   ENHANCED_CT_IMAGE_STORAGE_UID,
+  isRegisteredUid,
+  isUidAttribute,
   PROFILE_EDITION,
   profileAttribute,
   type ResolvedAction,
@@ -76,6 +86,8 @@ export interface DicomFacts {
   readonly modality?: string;
   /** BurnedInAnnotation (0028,0301) as written (upper case, trimmed). */
   readonly burnedInAnnotation?: string;
+  /** ImageType (0008,0008) values, upper case, trimmed. */
+  readonly imageType?: readonly string[];
 }
 
 /** Options of {@link deidentifyDicom}. */
@@ -94,6 +106,7 @@ const ITEM_END = t(0xfffe, 0xe00d);
 const SEQUENCE_END = t(0xfffe, 0xe0dd);
 const TRAILING_PADDING = t(0xfffc, 0xfffc);
 const PIXEL_DATA = t(0x7fe0, 0x0010);
+const IMAGE_TYPE = t(0x0008, 0x0008);
 const SOP_CLASS_UID = t(0x0008, 0x0016);
 const SOP_INSTANCE_UID = t(0x0008, 0x0018);
 const MODALITY = t(0x0008, 0x0060);
@@ -341,8 +354,16 @@ class Rewriter {
       parts.push(this.header(p, value.length, enc), value);
       return;
     }
+    if (!sequence && this.isUid(p)) {
+      // A UID the table has no row for (SOPInstanceUIDOfConcatenationSource, TableFrameOfReferenceUID,
+      // ReferencedFiducialUID, …) still names the original instance or frame of reference: U.
+      const value = this.replaceUids(p);
+      parts.push(this.header(p, value.length, enc), value);
+      this.uidsReplaced++;
+      return;
+    }
     if (!sequence) {
-      parts.push(this.bytes.subarray(p.at, p.end));
+      this.keep(p, enc, parts);
       return;
     }
     const nested = p.vr === 'UN' ? UN_CONTENT : enc;
@@ -353,6 +374,53 @@ class Rewriter {
     } else {
       parts.push(this.header(p, length, enc), ...items);
     }
+  }
+
+  /** Whether an element holds UIDs: VR UI, or (implicit VR, UN) a tag the dictionary gives VR UI. */
+  private isUid(p: Parsed): boolean {
+    if (p.undefinedLength) return false;
+    if (p.vr === 'UI') return true;
+    return (p.vr === undefined || p.vr === 'UN') && isUidAttribute(p.tag);
+  }
+
+  /**
+   * Keep an element the table keeps, unless its value quotes a UID this run replaced (a comment
+   * or description naming the original study or instance): in a text VR each such UID is replaced
+   * by its new UID (the element is removed if a value then exceeds its VR's length); in any other
+   * VR, or where the file does not say the VR (implicit VR, UN), the element is removed.
+   */
+  private keep(p: Parsed, enc: Encoding, parts: Uint8Array[]): void {
+    const whole = this.bytes.subarray(p.at, p.end);
+    if (p.undefinedLength || p.contentEnd - p.valueAt < 3) {
+      parts.push(whole);
+      return;
+    }
+    const value = latin1(this.bytes.subarray(p.valueAt, p.contentEnd));
+    let found = false;
+    const replaced = value.replace(UID_TOKEN, (token) => {
+      const replacement = this.uids.replacementOf(token);
+      if (replacement === undefined) return token;
+      found = true;
+      return replacement;
+    });
+    if (!found) {
+      parts.push(whole);
+      return;
+    }
+    const max = p.vr === undefined ? undefined : TEXT_MAX_LENGTH[p.vr];
+    if (
+      max === undefined ||
+      replaced
+        .replace(/[\0 ]+$/, '')
+        .split('\\')
+        .some((v) => v.length > max)
+    ) {
+      this.removed++;
+      return;
+    }
+    const bytes = padded(replaced, 0x20);
+    parts.push(this.header(p, bytes.length, enc), bytes);
+    this.uidsReplaced++;
   }
 
   /** The rewritten items of a sequence, each with its delimiters as found. */
@@ -378,17 +446,39 @@ class Rewriter {
     return out;
   }
 
-  /** An element's value with every UID replaced, padded to even length with NUL. */
+  /**
+   * An element's value with every UID replaced, padded to even length with NUL. DICOM's own
+   * registered UIDs (SOP classes, transfer syntaxes, coding schemes: `1.2.840.10008.…`) identify
+   * nobody and stay.
+   */
   private replaceUids(p: Parsed): Uint8Array {
     const text = latin1(this.bytes.subarray(p.valueAt, p.contentEnd));
     const replaced = text
       .replace(/[\0 ]+$/, '')
       .split('\\')
-      .map((uid) => (uid.trim() === '' ? '' : this.uids.map(uid)))
+      .map((raw) => {
+        const uid = raw.replace(/[\0 ]+$/, '').trim();
+        if (uid === '') return '';
+        return isRegisteredUid(uid) ? uid : this.uids.map(uid);
+      })
       .join('\\');
     return padded(replaced, 0);
   }
 }
+
+/** A UID as it can appear inside text: a maximal run of digit groups joined by dots. */
+const UID_TOKEN = /\d+(?:\.\d+)+/g;
+
+/** Longest value (characters) of the text VRs a quoted UID is replaced in (PS3.5 6.2). */
+const TEXT_MAX_LENGTH: Readonly<Record<string, number>> = {
+  SH: 16,
+  LO: 64,
+  ST: 1024,
+  LT: 10240,
+  UC: 0xfffffffe,
+  UT: 0xfffffffe,
+  UR: 0xfffffffe,
+};
 
 function sum(parts: readonly Uint8Array[]): number {
   return parts.reduce((n, b) => n + b.length, 0);
@@ -606,6 +696,7 @@ function topLevel(
 export function inspectDicom(bytes: Uint8Array, file: string): DicomFacts {
   const layout = layoutOf(bytes, file);
   const values = topLevel(dataSetOf(bytes, layout, file), layout.enc, file, [
+    IMAGE_TYPE,
     SOP_CLASS_UID,
     MODALITY,
     BURNED_IN_ANNOTATION,
@@ -613,7 +704,12 @@ export function inspectDicom(bytes: Uint8Array, file: string): DicomFacts {
   const sopClassUid = values.get(SOP_CLASS_UID) || layout.metaSopClassUid;
   const modality = values.get(MODALITY)?.toUpperCase();
   const burned = values.get(BURNED_IN_ANNOTATION)?.toUpperCase();
+  const imageType = values
+    .get(IMAGE_TYPE)
+    ?.split('\\')
+    .map((v) => v.trim().toUpperCase());
   return {
+    ...(imageType ? { imageType } : {}),
     ...(sopClassUid ? { sopClassUid } : {}),
     ...(modality ? { modality } : {}),
     ...(burned ? { burnedInAnnotation: burned } : {}),
@@ -626,6 +722,29 @@ export function isCtImage(facts: DicomFacts): boolean {
     return facts.sopClassUid === CT_IMAGE_STORAGE_UID || facts.sopClassUid === ENHANCED_CT_IMAGE_STORAGE_UID;
   }
   return facts.modality === 'CT';
+}
+
+/**
+ * ImageType (0008,0008) values that mark a CT instance as not an acquired slice: a secondary
+ * capture or screen save (GE's dose screens: DERIVED\SECONDARY\SCREEN SAVE, sometimes stored
+ * as CT Image Storage), Siemens' "Patient Protocol" page (…\OTHER\CSA REPORT), and the dose
+ * pages some vendors mark DOSE_INFO or DOSE REPORT. Such pages show patient names and dates in
+ * their pixels.
+ */
+export const NOT_A_SLICE_IMAGE_TYPES: readonly string[] = [
+  'SECONDARY',
+  'SCREEN SAVE',
+  'CSA REPORT',
+  'DOSE_INFO',
+  'DOSE REPORT',
+];
+
+/** Why a CT instance is a report page rather than a slice (its ImageType), or undefined. */
+export function reportPageReason(facts: DicomFacts): string | undefined {
+  const hit = facts.imageType?.find((v) => NOT_A_SLICE_IMAGE_TYPES.includes(v));
+  return hit === undefined
+    ? undefined
+    : `a report or screen page, not a CT slice (ImageType ${facts.imageType!.join('\\')} contains ${hit})`;
 }
 
 /** The new file meta (group 0002), explicit VR little endian, with its group length. */
@@ -659,6 +778,18 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 }
 
 /**
+ * Map every UID of a file through `uids` without writing anything: run over every file of a study
+ * before any is written, so that a text in one file quoting another file's UID is caught too.
+ */
+export function mapDicomUids(bytes: Uint8Array, file: string, uids: UidMapper): void {
+  const layout = layoutOf(bytes, file);
+  const data = dataSetOf(bytes, layout, file);
+  const top = topLevel(data, layout.enc, file, [SOP_CLASS_UID]);
+  const sopClassUid = top.get(SOP_CLASS_UID) || layout.metaSopClassUid;
+  new Rewriter(data, file, uids, sopClassUid).dataSet(0, data.length, layout.enc, 0);
+}
+
+/**
  * De-identify a DICOM file's bytes (see the module comment). Throws an {@link InputError} naming
  * `file` for bytes that are not DICOM or are damaged.
  */
@@ -673,6 +804,8 @@ export function deidentifyDicom(
   const top = topLevel(data, layout.enc, file, [SOP_CLASS_UID, SOP_INSTANCE_UID]);
   const sopClassUid = top.get(SOP_CLASS_UID) || layout.metaSopClassUid;
   const originalInstance = top.get(SOP_INSTANCE_UID) || layout.metaSopInstanceUid;
+  // A first walk maps every UID of the file, so a text quoting one found later in the stream is caught.
+  new Rewriter(data, file, uids, sopClassUid).dataSet(0, data.length, layout.enc, 0);
   const rewriter = new Rewriter(data, file, uids, sopClassUid);
   const { parts } = rewriter.dataSet(0, data.length, layout.enc, 0, markers(layout.enc));
   const body = concat(parts);

@@ -6,6 +6,7 @@
  * X/Z/U*) for a CT instance; the rewriter is ./deidentify.ts.
  */
 import table from './confidentiality-profile.json' with { type: 'json' };
+import uidTable from './uid-attributes.json' with { type: 'json' };
 
 /** An action of the Basic Profile column as the table writes it. */
 export type BasicProfileAction = 'X' | 'Z' | 'D' | 'U' | 'X/Z' | 'X/D' | 'Z/D' | 'X/Z/D' | 'X/Z/U*';
@@ -48,8 +49,13 @@ export const PROFILE_SOURCE = `${data.source}, edition ${data.edition}; ${data.p
 
 /** Every row of the table, in tag order. */
 export const PROFILE_ATTRIBUTES: readonly ProfileAttribute[] = data.attributes.map(
-  ([tag, action, vr, name]) => ({ tag, action: action as BasicProfileAction, vr, name }),
+  ([tag, action, vr, name]) => ({ tag, action: action as BasicProfileAction, vr, name: oneLine(name) }),
 );
+
+/** A name as one line: the published table has notes on further lines ("Icon Image Sequence\n\n(see Note 11)"). */
+function oneLine(name: string): string {
+  return name.replace(/\s+/g, ' ').trim();
+}
 
 /** The row that stands for every private attribute; private elements are removed by group parity. */
 const PRIVATE_ROW = 'GGGGEEEE';
@@ -75,6 +81,34 @@ export function profileAttribute(tag: number): ProfileAttribute | undefined {
   if (hit !== undefined) return hit;
   for (const m of masked) if ((tag & m.mask) >>> 0 === m.value) return m.row;
   return undefined;
+}
+
+/**
+ * Tags whose VR is UI (PS3.6) that the table has no row for (./uid-attributes.json): a file in
+ * implicit VR, or an element written as UN, does not say it holds a UID, and a UID the table does
+ * not list (SOPInstanceUIDOfConcatenationSource, TableFrameOfReferenceUID, …) still names the
+ * original instance or frame of reference.
+ */
+const UID_TAGS: ReadonlySet<number> = new Set([
+  ...(uidTable as { readonly attributes: readonly (readonly string[])[] }).attributes.map(
+    ([tag]) => Number.parseInt(tag ?? '', 16) >>> 0,
+  ),
+  ...PROFILE_ATTRIBUTES.filter((row) => row.vr === 'UI' && !row.tag.includes('X')).map(
+    (row) => Number.parseInt(row.tag, 16) >>> 0,
+  ),
+]);
+
+/** Whether the data dictionary gives `tag` the VR UI (for elements whose VR the file does not say). */
+export function isUidAttribute(tag: number): boolean {
+  return UID_TAGS.has(tag);
+}
+
+/** The root of UIDs registered by DICOM itself (SOP classes, transfer syntaxes, coding schemes, …). */
+export const DICOM_UID_ROOT = '1.2.840.10008.';
+
+/** Whether a UID is one of DICOM's registered UIDs, which identify no patient and stay as they are. */
+export function isRegisteredUid(uid: string): boolean {
+  return uid.startsWith(DICOM_UID_ROOT);
 }
 
 /** CT Image Storage. */

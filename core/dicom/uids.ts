@@ -9,7 +9,7 @@
  * keeps a secret file and passes it in.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { fileSystemError, InputError } from '../errors.js';
 
 /** Fewest bytes a secret file must hold. */
@@ -20,10 +20,16 @@ export class UidMapper {
   private readonly pairs = new Map<string, string>();
   private readonly secret: Uint8Array;
 
-  /** `secret`: the HMAC key; random (32 bytes) when omitted. */
-  constructor(secret?: Uint8Array) {
+  /**
+   * `secret`: the HMAC key; random (32 bytes) when omitted. `source` names where it came from (the
+   * secret file) in the error a too short secret raises.
+   */
+  constructor(secret?: Uint8Array, source = 'UID secret') {
     if (secret !== undefined && secret.length < MIN_SECRET_BYTES) {
-      throw new RangeError(`UID secret must be at least ${MIN_SECRET_BYTES} bytes`);
+      throw new InputError(
+        source,
+        `the UID secret holds ${secret.length} bytes, expected at least ${MIN_SECRET_BYTES} (e.g. \`head -c 32 /dev/urandom > FILE\`)`,
+      );
     }
     this.secret = secret ?? randomBytes(32);
   }
@@ -40,18 +46,41 @@ export class UidMapper {
     return replaced;
   }
 
+  /** The new UID already given to `uid` in this run, or undefined (maps nothing). */
+  replacementOf(uid: string): string | undefined {
+    return this.pairs.get(uid);
+  }
+
   /** Every pair mapped so far, original first, in the order first seen. */
   entries(): [string, string][] {
     return [...this.pairs.entries()];
   }
 }
 
-/** Read a secret file for {@link UidMapper} (its bytes as they are; at least 16). */
+/**
+ * Read a secret file for {@link UidMapper} (its bytes as they are; at least 16). A file that its
+ * group or others may read is refused, as the map file is written 0600: whoever can read the secret
+ * can test guesses of original UIDs against the new ones.
+ */
 export async function readUidSecret(path: string): Promise<Uint8Array> {
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(path);
+    const handle = await open(path, 'r');
+    try {
+      // The mode of the file opened, not of whatever the path names a moment later.
+      const { mode } = await handle.stat();
+      if ((mode & 0o077) !== 0) {
+        throw new InputError(
+          path,
+          `UID secret file has mode ${(mode & 0o777).toString(8).padStart(4, '0')}, open to group or others; expected 0600 or 0400 (\`chmod 600 FILE\`)`,
+        );
+      }
+      bytes = await handle.readFile();
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
+    if (error instanceof InputError) throw error;
     throw fileSystemError(path, error);
   }
   if (bytes.length < MIN_SECRET_BYTES) {

@@ -53,6 +53,16 @@ const OTHER_COMPRESSION: ReadonlyMap<number, string> = new Map([
   [50002, 'JPEG XL'],
 ]);
 
+/**
+ * Why covidct cannot decode a TIFF compression code (one clause for a message), or undefined when
+ * it can. Also used by ./deidentify.ts: a slice that cannot be decoded is not sent.
+ */
+export function unsupportedTiffCompression(compression: number): string | undefined {
+  if (SUPPORTED_COMPRESSION.has(compression)) return undefined;
+  const name = OTHER_COMPRESSION.get(compression);
+  return `TIFF compression ${compression}${name ? ` (${name})` : ''} is not supported, expected none, LZW, Deflate or PackBits`;
+}
+
 const PHOTOMETRIC_NAMES: ReadonlyMap<number, string> = new Map([
   [2, 'RGB'],
   [3, 'palette colour'],
@@ -209,13 +219,8 @@ export function parseTiffLayout(source: TiffByteSource, file: string): TiffLayou
   }
 
   const compression = readInt(TAG.Compression, 1)!;
-  if (!SUPPORTED_COMPRESSION.has(compression)) {
-    const name = OTHER_COMPRESSION.get(compression);
-    throw new UnknownFormatError(
-      file,
-      `TIFF compression ${compression}${name ? ` (${name})` : ''} is not supported, expected none, LZW, Deflate or PackBits`,
-    );
-  }
+  const unsupported = unsupportedTiffCompression(compression);
+  if (unsupported !== undefined) throw new UnknownFormatError(file, unsupported);
   let predictor = readInt(TAG.Predictor, 1)!;
   const predictorApplies = compression === 5 || compression === 8 || compression === 32946;
   if (!predictorApplies) {

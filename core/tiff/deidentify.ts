@@ -5,8 +5,13 @@
  * Artist, DateTime, DocumentName, HostComputer, Software, Make, Model, Copyright, XMP, EXIF/GPS
  * directories, private tags and any further pages are left behind: they may name the patient,
  * the hospital or the operator, and a slice needs none of them.
+ *
+ * A compression covidct's TIFF reader (./decode.ts) does not decode is refused, not copied: a
+ * JPEG-compressed strip (compression 6 or 7) carries its own JPEG segments (APP1 EXIF, COM) with
+ * whatever the scanner wrote there, and a slice the pipeline cannot read has no reason to leave.
  */
 import { CorruptFileError, UnknownFormatError } from '../errors.js';
+import { unsupportedTiffCompression } from './decode.js';
 
 /** The tags kept: what a reader needs to find and decode the pixels. */
 export const TIFF_PIXEL_TAGS: ReadonlySet<number> = new Set([
@@ -126,6 +131,10 @@ export function deidentifyTiff(bytes: Uint8Array, file: string): TiffDeidentifyR
       return damaged(`tag ${e.tag} is not an integer field`);
     });
   };
+  const compressionEntry = get(259);
+  const compression = compressionEntry === undefined ? 1 : integers(compressionEntry)[0];
+  const unsupported = compression === undefined ? undefined : unsupportedTiffCompression(compression);
+  if (unsupported !== undefined) throw new UnknownFormatError(file, `${unsupported}; not de-identified`);
   const tiled = get(TILE_OFFSETS) !== undefined;
   const offsetsEntry = get(tiled ? TILE_OFFSETS : STRIP_OFFSETS);
   const countsEntry = get(tiled ? TILE_BYTE_COUNTS : STRIP_BYTE_COUNTS);

@@ -11,7 +11,12 @@ and writes, under OUT/ZZDOE_JOHN_MRN99887766/ (the study root to give to the too
       with values at the top level and in every level of that chain; public identity attributes
       written with VR UN, and a private UN; the first slice in ISO_IR 100 with Latin-1 names, the
       second in ISO_IR 192 with Japanese names; file meta SourceApplicationEntityTitle and private
-      information; a marker in the 128-byte preamble; data set trailing padding with a marker.
+      information; a marker in the 128-byte preamble; data set trailing padding with a marker;
+      UI attributes the table has no row for (SOPInstanceUIDOfConcatenationSource = the slice's own
+      SOP instance UID, TargetFrameOfReferenceUID, Volume/TableFrameOfReferenceUID,
+      ReferencedColorPaletteInstanceUID, ReferencedFiducialUID, MultiFrameSourceSOPInstanceUID in
+      each level of the chain) and a kept text (WindowCenterWidthExplanation) quoting the study UID;
+      slice 4 in implicit VR little endian, slice 5 deflated, slice 6 explicit VR big endian.
   ZZDOE_JOHN_TIFF/ZZDOE_JOHN_MRN99887766_T_0001.tif …  TIFF slices (raw = HU + 1024) carrying
       ImageDescription, Artist, DateTime, DocumentName, HostComputer, Software, PageName markers.
   ZZDOE_JOHN_DOSE/…  instances that are not CT images: an X-Ray Radiation Dose SR, an encapsulated
@@ -41,7 +46,8 @@ import tifffile
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
+                         ImplicitVRLittleEndian)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: The project's copy of PS3.15 Table E.1-1 (the data covidct's de-identifier follows).
@@ -240,6 +246,9 @@ def deep_chain(p, table_subset, where):
         item.CodeMeaning = meaning
         plant_table(item, p, table_subset, level_where, top=False)
         private_block(item, p, level_where, 0x0041, with_un=True)
+        uid, m = untabled_uid(p)
+        item.add_new(0x00081167, "UI", uid)  # MultiFrameSourceSOPInstanceUID: no table row
+        p.record(m, "UI", f"{level_where}/(0008,1167)", "(0008,1167)", "MultiFrameSourceSOPInstanceUID", "U (no row)")
         raw = p.text()
         item.add_new(0x00101000, "UN", even(f"{raw} other id as UN".encode("ascii")))  # OtherPatientIDs as UN
         p.record(raw, "LO as UN", f"{level_where}/(0010,1000)", "(0010,1000)", "OtherPatientIDs", "X")
@@ -271,6 +280,41 @@ def plant_file_level(ds, p, name):
     pad = p.text()
     ds.add_new(0xFFFCFFFC, "OB", f"{pad} trailing padding".encode("ascii").ljust(64, b"\0"))
     p.record(pad, "OB", f"{name}/(FFFC,FFFC)", "(FFFC,FFFC)", "DataSetTrailingPadding", "X")
+
+
+#: UI attributes Table E.1-1 has no row for (PS3.6 VR UI); a de-identifier must replace them too.
+UNTABLED_UIDS = (
+    (0x0018991E, "TargetFrameOfReferenceUID"),
+    (0x00209312, "VolumeFrameOfReferenceUID"),
+    (0x00209313, "TableFrameOfReferenceUID"),
+    (0x00280304, "ReferencedColorPaletteInstanceUID"),
+    (0x0070031B, "ReferencedFiducialUID"),
+)
+
+
+def untabled_uid(p):
+    """A unique UID that is not under 2.25 (so a check that every UID left is new or registered
+    sees it), and its marker."""
+    p.count += 1
+    m = f"1.3.6.1.4.1.4242.9{p.count:06d}"
+    return m, m
+
+
+def untabled_uids(ds, p, where):
+    """UIDs outside the table: SOPInstanceUIDOfConcatenationSource holding the slice's own original
+    SOP instance UID, five other UI attributes with their own values, and a kept text attribute
+    (WindowCenterWidthExplanation, LO, type 3) quoting the original study UID."""
+    ds.add_new(0x00200242, "UI", ds.SOPInstanceUID)
+    p.record(str(ds.SOPInstanceUID), "UI", f"{where}/(0020,0242)", "(0020,0242)",
+             "SOPInstanceUIDOfConcatenationSource", "U (no row)")
+    for tag, keyword in UNTABLED_UIDS:
+        uid, m = untabled_uid(p)
+        ds.add_new(tag, "UI", uid)
+        p.record(m, "UI", f"{where}/({tag >> 16:04X},{tag & 0xFFFF:04X})", f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
+                 keyword, "U (no row)")
+    ds.add_new(0x00281055, "LO", [str(ds.StudyInstanceUID), "WINDOW2"])  # 64 characters: LO at most
+    p.record(str(ds.StudyInstanceUID), "UI", f"{where}/(0028,1055)", "(0028,1055)", "WindowCenterWidthExplanation",
+             "text quoting a UID")
 
 
 def overlay_and_curve(ds, p, where):
@@ -338,6 +382,7 @@ def ct_slices(args, p, table, ct_dir):
         ds.add_new(0x00082218, "SQ", deep_chain(mark, deep_subset, where))
         undefined_lengths(ds[0x00082218])
         overlay_and_curve(ds, mark, where)
+        untabled_uids(ds, mark, where)
         plant_file_level(ds, mark, where)
         charset_names(ds, p, i, where)
         if args.burned_in and i == len(names) // 2:
@@ -346,6 +391,15 @@ def ct_slices(args, p, table, ct_dir):
             # One slice in implicit VR little endian: no VR in the stream, the reader must know each tag.
             ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
             ds.is_implicit_VR = True
+        elif i == 4:
+            # One deflated slice: a reader must inflate the data set to see any value.
+            ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        elif i == 5:
+            # One explicit VR big endian slice (pixels written big endian too).
+            pixels = ds.pixel_array
+            ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+            ds.is_little_endian = False
+            ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
         ds.save_as(os.path.join(ct_dir, out_name), write_like_original=False)
         written.append(out_name)
         p.high = max(p.high, p.count)
