@@ -12,7 +12,7 @@ import { rmSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { deidentifyStudy, writeMapFile } from '../core/deidentify.js';
+import { deidentifyStudy, reserveMapFile, writeMapFile } from '../core/deidentify.js';
 import { fileSystemError, InputError } from '../core/errors.js';
 import { forEachLimited } from '../core/study.js';
 
@@ -237,13 +237,22 @@ async function readSpooled(path: string): Promise<Uint8Array> {
  * patient's images) and end the process with 130 / 143, as the shell would.
  */
 export async function uploadStudy(options: UploadOptions): Promise<UploadResult> {
-  const spool = await mkdtemp(join(tmpdir(), 'covidct-upload-'));
+  // The map is claimed before anything is read or sent (see reserveMapFile).
+  const claim = options.mapFile === undefined ? undefined : await reserveMapFile(options.mapFile);
+  let spool: string;
+  try {
+    spool = await mkdtemp(join(tmpdir(), 'covidct-upload-'));
+  } catch (error) {
+    await claim?.release();
+    throw error;
+  }
   const onSignal = (signal: NodeJS.Signals) => {
     rmSync(spool, { recursive: true, force: true });
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  let mapWritten = false;
   try {
     await chmod(spool, 0o700);
     const out = join(spool, 'study');
@@ -252,7 +261,12 @@ export async function uploadStudy(options: UploadOptions): Promise<UploadResult>
       ...(options.uidSecret === undefined ? {} : { uidSecret: options.uidSecret }),
       ...(options.onSkip === undefined ? {} : { onSkip: options.onSkip }),
     });
-    return await uploadSpooled(options, out, done);
+    return await uploadSpooled(options, out, done, () => {
+      mapWritten = true;
+    });
+  } catch (error) {
+    if (!mapWritten) await claim?.release();
+    throw error;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -264,6 +278,7 @@ async function uploadSpooled(
   options: UploadOptions,
   out: string,
   done: Awaited<ReturnType<typeof deidentifyStudy>>,
+  onMapWritten: () => void,
 ): Promise<UploadResult> {
   const planned: PlannedSeries[] = [];
   let total = 0;
@@ -306,6 +321,7 @@ async function uploadSpooled(
   // Written once the study exists, before its slices go: a result names only the study id.
   if (options.mapFile !== undefined) {
     await writeMapFile(options.mapFile, options.path, done, { api: options.api, studyId: created.studyId });
+    onMapWritten();
   }
   const jobs = planned.flatMap((s) =>
     s.slices.map((slice) => {

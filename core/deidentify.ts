@@ -169,7 +169,7 @@ export async function deidentifyStudy(
         if (facts.burnedInAnnotation === 'YES') {
           throw new BurnedInAnnotationError(
             path,
-            'BurnedInAnnotation (0028,0301) is YES, its pixels may show patient identity; the study is refused and nothing was written',
+            'BurnedInAnnotation (0028,0301) is YES, its pixels may show patient identity; the study is refused, nothing of it is written or sent',
           );
         }
       }
@@ -355,6 +355,28 @@ export async function writePrivateFile(path: string, text: string): Promise<void
     await rm(tmp, { force: true });
     throw fileSystemError(path, error);
   }
+}
+
+/**
+ * Claim `path` for a run's map before the run writes anything: created empty with mode 0600, and
+ * refused (one line naming it) when it exists, since it may be the only way back for an earlier
+ * run, or when its folder cannot take it — a map that cannot be written must stop the run before
+ * OUT is written, not after. {@link writeMapFile} then replaces it; `release` removes the claim of
+ * a run that failed before writing its map.
+ */
+export async function reserveMapFile(path: string): Promise<{ release(): Promise<void> }> {
+  try {
+    await (await open(path, 'wx', 0o600)).close();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new InputError(
+        path,
+        'exists: it may be the only way back for an earlier run; give a new file for the map',
+      );
+    }
+    throw fileSystemError(path, error);
+  }
+  return { release: () => rm(path, { force: true }) };
 }
 
 /** Write the map of a run to `path` (mode 0600, atomic); `upload` for a study sent (see {@link deidentifyMap}). */

@@ -176,6 +176,42 @@ describe.skipIf(!existsSync(CLI))('covidct deidentify', () => {
     expect(inside.code).toBe(1);
     expect(inside.stderr).toMatch(/map\.json: the map file must not be inside OUT/);
     expect(existsSync(join(work, 'out-2'))).toBe(false);
+    // An existing map may be the only way back for an earlier OUT: refused, nothing written.
+    const mapBefore = readFileSync(map, 'utf8');
+    const taken = runCli(['deidentify', study, join(work, 'out-3'), '--map', map]);
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toBe(
+      `covidct: ${map}: exists: it may be the only way back for an earlier run; give a new file for the map\n`,
+    );
+    expect(readFileSync(map, 'utf8')).toBe(mapBefore);
+    expect(existsSync(join(work, 'out-3'))).toBe(false);
+    // A map that cannot be written stops the run before OUT is written (the way back is not lost).
+    const nowhere = runCli([
+      'deidentify',
+      study,
+      join(work, 'out-4'),
+      '--map',
+      join(work, 'no-such-dir', 'm.json'),
+    ]);
+    expect(nowhere.code).toBe(1);
+    expect(nowhere.stderr.trim().split('\n')).toHaveLength(1);
+    expect(nowhere.stderr).toContain('m.json');
+    expect(existsSync(join(work, 'out-4'))).toBe(false);
+    // upload claims its map first too: refused before anything is read or sent (no API here).
+    const upload = runCli(['upload', study, '--api', 'http://127.0.0.1:9', '--key', 'k', '--map', map]);
+    expect(upload.code).toBe(1);
+    expect(upload.stderr).toContain(`${map}: exists: it may be the only way back`);
+    expect(readFileSync(map, 'utf8')).toBe(mapBefore);
+    // A run that fails after the map was claimed leaves no empty map behind.
+    const failed = runCli([
+      'deidentify',
+      join(work, 'no-such-study'),
+      join(work, 'out-5'),
+      '--map',
+      join(work, 'm5.json'),
+    ]);
+    expect(failed.code).toBe(1);
+    expect(existsSync(join(work, 'm5.json'))).toBe(false);
   });
 
   it('skips instances that are not CT images, one stderr line each naming the file', () => {
@@ -211,7 +247,7 @@ describe.skipIf(!existsSync(CLI))('covidct deidentify', () => {
     const run = runCli(['deidentify', burned, out]);
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(
-      `covidct: ${join(burned, 'b', 'x.dcm')}: BurnedInAnnotation (0028,0301) is YES, its pixels may show patient identity; the study is refused and nothing was written\n`,
+      `covidct: ${join(burned, 'b', 'x.dcm')}: BurnedInAnnotation (0028,0301) is YES, its pixels may show patient identity; the study is refused, nothing of it is written or sent\n`,
     );
     expect(existsSync(out)).toBe(false);
     // An OUT that existed empty stays empty.

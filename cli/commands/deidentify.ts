@@ -35,7 +35,7 @@ export function registerDeidentify(program: Command): void {
     .option('--json', 'print JSON: { series: [ { id, slices } ], slices, skipped }')
     .action(async (src: string, out: string, options: DeidentifyCliOptions) => {
       const [
-        { deidentifyStudy, deidentifySummary, isInside, writeMapFile },
+        { deidentifyStudy, deidentifySummary, isInside, reserveMapFile, writeMapFile },
         { readUidSecret },
         { startProgress },
       ] = await Promise.all([
@@ -53,6 +53,7 @@ export function registerDeidentify(program: Command): void {
       }
       const uidSecret =
         options.uidSecretFile === undefined ? undefined : await readUidSecret(options.uidSecretFile);
+      const claim = options.map === undefined ? undefined : await reserveMapFile(options.map);
       const progress = startProgress('de-identifying');
       let result: Awaited<ReturnType<typeof deidentifyStudy>>;
       try {
@@ -64,6 +65,9 @@ export function registerDeidentify(program: Command): void {
           },
           onProgress: (done, total) => progress.update(done, total),
         });
+      } catch (error) {
+        await claim?.release();
+        throw error;
       } finally {
         progress.stop();
       }
