@@ -22,6 +22,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type IntendedUse, UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
 import { listStudies as listStudiesRoute } from '../lambdas/api/api.js';
 import { createClients } from '../lambdas/shared/clients.js';
 import { HttpError } from '../lambdas/shared/errors.js';
@@ -114,7 +115,13 @@ async function medianMs(runs: number, f: () => Promise<unknown>): Promise<number
 }
 
 /** A study taken through the store to `status` (RECEIVED, FAILED or COMPLETE). */
-async function studyIn(store: StudyStore, hospital: string, studyId: string, status: StudyStatus) {
+async function studyIn(
+  store: StudyStore,
+  hospital: string,
+  studyId: string,
+  status: StudyStatus,
+  intendedUse?: IntendedUse,
+) {
   await store.createStudy({ hospital, studyId, threshold: 0.3 });
   if (status === 'FAILED') {
     expect(await store.failStudy(hospital, studyId, 'nothing to classify: test')).toBe(true);
@@ -137,6 +144,7 @@ async function studyIn(store: StudyStore, hospital: string, studyId: string, sta
       await store.completeStudy(hospital, studyId, {
         outcome,
         reportKey: `results/${hospital}/${studyId}/r`,
+        ...(intendedUse ? { intendedUse } : {}),
       }),
     ).toBe(true);
   }
@@ -337,6 +345,30 @@ describe('the status index', () => {
     expect(await listed('RECEIVED')).toEqual([]);
     expect(await store.backfillStatusIndex()).toBe(0);
     expect((await rawStudy(h, 'old-complete')).gsi3pk).toBe(`HOSPITAL#${h}#COMPLETE`);
+  });
+});
+
+describe('a listing', () => {
+  it("shows each COMPLETE study's intended use, filtered by status or not, as GET /studies/{id} does", async () => {
+    const store = new StudyStore(stack.clients.dynamo, TABLE.name);
+    const h = 'use-hospital';
+    const deps = {
+      s3: stack.clients.s3,
+      presigner: stack.clients.s3,
+      store,
+      bucket: stack.resources.bucket,
+      defaultThreshold: 0.3,
+    };
+    const clinical = { diagnostic: true, statement: 'validated on a test set, for diagnostic support' };
+    await studyIn(store, h, 'declared', 'COMPLETE', clinical);
+    await studyIn(store, h, 'undeclared', 'COMPLETE');
+    for (const query of [{ status: 'COMPLETE' }, {}]) {
+      const body = (await listStudiesRoute(deps, h, query)).body as {
+        studies: { studyId: string; intendedUse?: unknown }[];
+      };
+      const uses = Object.fromEntries(body.studies.map((s) => [s.studyId, s.intendedUse]));
+      expect(uses).toEqual({ declared: clinical, undeclared: UNDECLARED_INTENDED_USE });
+    }
   });
 });
 

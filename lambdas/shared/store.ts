@@ -342,6 +342,7 @@ const SUMMARY_ATTRIBUTES = [
   'selectedCount',
   'expectedVotes',
   'model',
+  'intendedUse',
   'outcome',
   ...TIMING_ATTRIBUTES,
   'reportKey',
