@@ -14,6 +14,7 @@ import { basename, join } from 'node:path';
 import { deidentifyStudy, writeMapFile } from '../core/deidentify.js';
 import { fileSystemError, InputError } from '../core/errors.js';
 import { forEachLimited } from '../core/study.js';
+import { CHECKSUM_HEADER } from '../lambdas/shared/messages.js';
 
 /** A failed API call: `<METHOD> <path>: <status> <the server's message>`, one line. */
 export class ApiError extends InputError {
@@ -170,9 +171,6 @@ export interface UploadOptions extends ApiTarget {
   /** The de-identification step; tests wrap it. @default deidentifyStudy */
   readonly deidentify?: typeof deidentifyStudy;
 }
-
-/** The header a presigned PUT signs the object's SHA-256 (base64) into (lambdas/api/api.ts). */
-const CHECKSUM_HEADER = 'x-amz-checksum-sha256';
 
 /**
  * The headers a presigned PUT URL was signed with that the body determines: the body's SHA-256

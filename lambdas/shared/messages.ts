@@ -192,6 +192,12 @@ function checkUnique(values: readonly string[], path: (index: number) => string,
 // ---------------------------------------------------------------------------------------------
 // Upload manifest
 
+/**
+ * The header that carries an upload's SHA-256 (base64): signed into each presigned PUT URL by the
+ * api Lambda, sent with the body by the client, so S3 itself refuses other bytes.
+ */
+export const CHECKSUM_HEADER = 'x-amz-checksum-sha256';
+
 const manifestSchema = v.strictObject(
   {
     version: v.literal(1, 'expected 1'),
