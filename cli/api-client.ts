@@ -120,20 +120,6 @@ export interface StudyStatus {
 const ID_OK = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const NAME_OK = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-/** A local name as a key-safe segment: other characters become `_`, unique within `taken`. */
-export function safeSegment(name: string, maxLength: number, taken: Set<string>): string {
-  let base = name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._-]+/, '');
-  if (base === '') base = 'x';
-  base = base.slice(0, maxLength);
-  let candidate = base;
-  for (let n = 2; taken.has(candidate); n++) {
-    const suffix = `-${n}`;
-    candidate = `${base.slice(0, maxLength - suffix.length)}${suffix}`;
-  }
-  taken.add(candidate);
-  return candidate;
-}
-
 interface PlannedSlice extends UploadSlice {
   /** The spooled (de-identified) file. */
   readonly path: string;

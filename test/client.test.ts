@@ -15,7 +15,7 @@ import { gzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { safeSegment, uploadStudy } from '../cli/api-client.js';
+import { uploadStudy } from '../cli/api-client.js';
 import { deidentifyStudy } from '../core/deidentify.js';
 import { decodeDicom } from '../core/dicom/decode.js';
 import { encodeDicomCt } from '../core/dicom/encode.js';
@@ -318,16 +318,5 @@ describe('uploadStudy', () => {
     );
     expect(spools).toHaveLength(2);
     expect(existsSync(dirname(spools[1]!.out))).toBe(false);
-  });
-});
-
-describe('safeSegment', () => {
-  it('makes key-safe, unique segments', () => {
-    const taken = new Set<string>();
-    expect(safeSegment('series A', 64, taken)).toBe('series_A');
-    expect(safeSegment('series?A', 64, taken)).toBe('series_A-2');
-    expect(safeSegment('.hidden', 64, taken)).toBe('hidden');
-    expect(safeSegment('a/b/c', 64, taken)).toBe('a_b_c');
-    expect(safeSegment('x'.repeat(80), 64, taken)).toHaveLength(64);
   });
 });
