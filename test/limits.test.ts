@@ -542,11 +542,13 @@ describe('selection parts and capped reasons (no network)', () => {
     }
   });
 
-  it('splits the maxima into parts under 256 KB and joins them back unchanged', async () => {
+  it('splits the maxima (with each slice’s recorded sha256 and size) into parts under 256 KB and joins them back', async () => {
     const { dynamoItemBytes, joinSelection, SELECTION_PART_MAX_BYTES, splitSelection } = await import(
       '../lambdas/shared/store.js'
     );
     const n = PIPELINE_DEFAULTS.maxSlicesPerStudy;
+    // What select records for each slice it read: its SHA-256 (64 hex) and its length, at the largest.
+    const RECORDED = { sha256: 'f'.repeat(64), size: PIPELINE_DEFAULTS.maxSliceBytes };
     const oneSeries = [
       {
         id: longSeriesId(0),
@@ -557,6 +559,7 @@ describe('selection parts and capped reasons (no network)', () => {
           key: key(i),
           darkPixels: 25000 + i,
           selected: i % 2 === 0,
+          ...RECORDED,
         })),
       },
     ];
@@ -566,7 +569,7 @@ describe('selection parts and capped reasons (no network)', () => {
       reason: `${key(i)}: ${'x'.repeat(5000)}`, // capped to 2 KB when stored
       threshold: null,
       selectedCount: 0,
-      slices: [{ key: key(i), darkPixels: 1, selected: false }],
+      slices: [{ key: key(i), darkPixels: 1, selected: false, ...RECORDED }],
     }));
     for (const series of [oneSeries, manySeries]) {
       const parts = splitSelection(series);
@@ -577,6 +580,7 @@ describe('selection parts and capped reasons (no network)', () => {
           series: part,
         };
         expect(dynamoItemBytes(item)).toBeLessThanOrEqual(SELECTION_PART_MAX_BYTES);
+        expect(dynamoItemBytes(item)).toBeLessThan(400 * 1024);
       }
       const joined = joinSelection(parts);
       expect(joined.map((s) => s.slices.length)).toEqual(series.map((s) => s.slices.length));
