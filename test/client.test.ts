@@ -4,7 +4,6 @@
  * de-identified under neutral names with the hashes the manifest lists, the manifest last; status and wait follow the
  * API; a FAILED study, a timeout, a wrong key and a bad file exit 1 with one line.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
@@ -21,7 +20,7 @@ import { decodeDicom } from '../core/dicom/decode.js';
 import { encodeDicomCt } from '../core/dicom/encode.js';
 import { decodeSlice } from '../core/read.js';
 import { type Manifest, manifestKey, sliceKey } from '../lambdas/shared/messages.js';
-import { CLI } from './helpers/cli.js';
+import { CLI, runCliAsync } from './helpers/cli.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -111,22 +110,6 @@ function startFakeApi(): Promise<void> {
   );
 }
 
-/** Run the built CLI without blocking this process (the fake API runs here). */
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 function slice(n: number): { bytes: Uint8Array; pixels: Uint16Array } {
   const pixels = new Uint16Array(64 * 64).map((_, i) => (i * (n + 3)) % 3000);
   const bytes = encodeDicomCt(pixels, 64, 64, {
@@ -172,7 +155,7 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
   let studyId = '';
 
   it('uploads de-identified slices with the hashes the manifest lists, the manifest last', async () => {
-    const run = await cli(['upload', study, '--api', api, '--key', 'key-h1', '--threshold', '0.1']);
+    const run = await runCliAsync(['upload', study, '--api', api, '--key', 'key-h1', '--threshold', '0.1']);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     studyId = run.stdout.trim();
@@ -242,18 +225,18 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
       decision: 'covid',
     };
     scripts.set('st-1', [classifying, classifying, complete]);
-    const status = await cli(['status', 'st-1', '--api', api, '--key', 'key-h1', '--json']);
+    const status = await runCliAsync(['status', 'st-1', '--api', api, '--key', 'key-h1', '--json']);
     expect(status.code).toBe(0);
     expect(JSON.parse(status.stdout)).toEqual(classifying);
 
-    const wait = await cli(['wait', 'st-1', '--api', api, '--key', 'key-h1', '--interval', '1']);
+    const wait = await runCliAsync(['wait', 'st-1', '--api', api, '--key', 'key-h1', '--interval', '1']);
     expect(wait.code).toBe(0);
     expect(wait.stdout).toBe(
       'st-1: COMPLETE\n  classified 3 of 3 selected slices, 2 COVID\n  decision: covid (66.7 % COVID slices)\n',
     );
 
     scripts.set('bad', [{ studyId: 'bad', status: 'FAILED', reason: 'series A: no slice selected' }]);
-    const failed = await cli(['wait', 'bad', '--api', api, '--key', 'key-h1', '--json']);
+    const failed = await runCliAsync(['wait', 'bad', '--api', api, '--key', 'key-h1', '--json']);
     expect(failed.code).toBe(1);
     expect(JSON.parse(failed.stdout)).toMatchObject({
       status: 'FAILED',
@@ -261,7 +244,7 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
     });
 
     scripts.set('slow', [{ studyId: 'slow', status: 'SELECTING' }]);
-    const slow = await cli([
+    const slow = await runCliAsync([
       'wait',
       'slow',
       '--api',
@@ -278,10 +261,10 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
   });
 
   it('a wrong key, a missing study and a file that is not a slice are one-line errors; nothing is uploaded for a bad file', async () => {
-    const forbidden = await cli(['status', 'st-1', '--api', api, '--key', 'nope']);
+    const forbidden = await runCliAsync(['status', 'st-1', '--api', api, '--key', 'nope']);
     expect(forbidden.code).toBe(1);
     expect(forbidden.stderr).toBe('covidct: GET /studies/st-1: 403 Forbidden\n');
-    const missing = await cli(['status', 'zzz', '--api', api, '--key', 'key-h1']);
+    const missing = await runCliAsync(['status', 'zzz', '--api', api, '--key', 'key-h1']);
     expect(missing.stderr).toBe('covidct: GET /studies/zzz: 404 study not found\n');
 
     const bad = join(work, 'bad-study');
@@ -289,7 +272,7 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
     await writeFile(join(bad, '1.dcm'), slice(1).bytes);
     await writeFile(join(bad, '2.dcm'), Buffer.from('%PDF-1.4 not a slice'));
     const before = posts;
-    const run = await cli(['upload', bad, '--api', api, '--key', 'key-h1']);
+    const run = await runCliAsync(['upload', bad, '--api', api, '--key', 'key-h1']);
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(
       `covidct: ${join(bad, '2.dcm')}: not a TIFF or DICOM file, expected a CT slice\n`,
