@@ -15,6 +15,7 @@ import { basename, join } from 'node:path';
 import { deidentifyStudy, reserveMapFile, writeMapFile } from '../core/deidentify.js';
 import { fileSystemError, InputError } from '../core/errors.js';
 import { forEachLimited } from '../core/study.js';
+import { CHECKSUM_HEADER } from '../lambdas/shared/messages.js';
 
 /** A failed API call: `<METHOD> <path>: <status> <the server's message>`, one line. */
 export class ApiError extends InputError {
@@ -120,20 +121,6 @@ export interface StudyStatus {
 const ID_OK = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const NAME_OK = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-/** A local name as a key-safe segment: other characters become `_`, unique within `taken`. */
-export function safeSegment(name: string, maxLength: number, taken: Set<string>): string {
-  let base = name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._-]+/, '');
-  if (base === '') base = 'x';
-  base = base.slice(0, maxLength);
-  let candidate = base;
-  for (let n = 2; taken.has(candidate); n++) {
-    const suffix = `-${n}`;
-    candidate = `${base.slice(0, maxLength - suffix.length)}${suffix}`;
-  }
-  taken.add(candidate);
-  return candidate;
-}
-
 interface PlannedSlice extends UploadSlice {
   /** The spooled (de-identified) file. */
   readonly path: string;
@@ -174,9 +161,6 @@ export interface UploadOptions extends ApiTarget {
   /** The de-identification step; tests wrap it. @default deidentifyStudy */
   readonly deidentify?: typeof deidentifyStudy;
 }
-
-/** The header a presigned PUT signs the object's SHA-256 (base64) into (lambdas/api/api.ts). */
-const CHECKSUM_HEADER = 'x-amz-checksum-sha256';
 
 /**
  * The headers a presigned PUT URL was signed with that the body determines: the body's SHA-256

@@ -29,9 +29,18 @@ export const RESEARCH_USE: IntendedUse = {
   statement: 'research use only, not for diagnosis',
 };
 
-/** Whether `statement` is a usable one-line statement. */
-function isStatement(statement: unknown): statement is string {
+/** What a declared intended use must be, as every check of one says it. */
+export const INTENDED_USE_EXPECTED = `intendedUse must be { diagnostic: true|false, statement: one line of 1 to ${MAX_INTENDED_USE_CHARS} characters }`;
+
+/**
+ * The one rule for a declared intended use (a model manifest, the votes message, the notification):
+ * `diagnostic` a boolean, `statement` one non-blank line of at most {@link MAX_INTENDED_USE_CHARS}.
+ */
+export function isIntendedUse(value: unknown): value is IntendedUse {
+  if (value === null || typeof value !== 'object') return false;
+  const { diagnostic, statement } = value as Partial<Record<keyof IntendedUse, unknown>>;
   return (
+    typeof diagnostic === 'boolean' &&
     typeof statement === 'string' &&
     statement.trim().length > 0 &&
     statement.length <= MAX_INTENDED_USE_CHARS &&
@@ -41,19 +50,8 @@ function isStatement(statement: unknown): statement is string {
 
 /** Check a declared intended use; `subject` names the file or field for the one-line error. */
 export function parseIntendedUse(value: unknown, subject: string): IntendedUse {
-  const candidate = value as Partial<IntendedUse> | null;
-  if (
-    candidate === null ||
-    typeof candidate !== 'object' ||
-    typeof candidate.diagnostic !== 'boolean' ||
-    !isStatement(candidate.statement)
-  ) {
-    throw new InputError(
-      subject,
-      `intendedUse must be { diagnostic: true|false, statement: one line of 1 to ${MAX_INTENDED_USE_CHARS} characters }`,
-    );
-  }
-  return { diagnostic: candidate.diagnostic, statement: candidate.statement };
+  if (!isIntendedUse(value)) throw new InputError(subject, INTENDED_USE_EXPECTED);
+  return { diagnostic: value.diagnostic, statement: value.statement };
 }
 
 /** A manifest's intended use: the declared one (checked), or {@link UNDECLARED_INTENDED_USE}. */

@@ -3,7 +3,8 @@
  * (lambdas/shared/resources.ts) exactly as the CDK stack builds them on AWS: the bucket, each
  * queue with its dead-letter queue and redrive policy, the on-demand table with its GSIs, the
  * API-key table, and the topic. Idempotent: running it against servers that already hold them (a restart with `--data`)
- * changes nothing but drifted queue attributes.
+ * changes nothing but drifted queue attributes, and brings a data folder from before a change up
+ * to date (a missing index, studies without the status index key, API keys in the main table).
  */
 
 import {
@@ -23,6 +24,7 @@ import {
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
 import { BatchWriteCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { moveLegacyApiKeys } from '../lambdas/shared/api-keys.js';
 import type { AwsClients, ClientEndpoints } from '../lambdas/shared/clients.js';
 import { ENV } from '../lambdas/shared/config.js';
 import {
@@ -102,8 +104,9 @@ export async function createLocalResources(clients: AwsClients): Promise<LocalRe
     queueArns[id] = queue.arn;
   }
 
-  await ensureTable(clients);
+  // The key table first: a main table from before it gives its old key items over (ensureTable).
   await ensureApiKeyTable(clients);
+  await ensureTable(clients);
   const topicArn = (await clients.sns.send(new CreateTopicCommand({ Name: TOPIC.name }))).TopicArn!;
   return {
     bucket,
@@ -209,6 +212,9 @@ async function ensureTable(clients: AwsClients): Promise<void> {
     if (!isError(error, 'ResourceNotFoundException')) throw error;
   }
   if (existing) {
+    // A data folder from before the key table kept the hospitals' keys in this table: they move to
+    // the key table (where the local API looks them up), and no function granted this table sees them.
+    await moveLegacyApiKeys(clients.dynamo, TABLE.name, API_KEY_TABLE.name);
     const names = new Set((existing.GlobalSecondaryIndexes ?? []).map((g) => g.IndexName));
     const missing = (definition.GlobalSecondaryIndexes ?? []).filter((g) => !names.has(g.IndexName));
     // A data folder from before an index (the sweeper's, the status listing's): dynalite cannot add
@@ -234,7 +240,8 @@ async function rebuildTable(clients: AwsClients, definition: CreateTableCommandI
     const out = await clients.dynamo.send(
       new ScanCommand({ TableName: TABLE.name, ExclusiveStartKey: start }),
     );
-    items.push(...(out.Items ?? []));
+    // Old API-key items were moved to the key table just before; never written back here.
+    items.push(...(out.Items ?? []).filter((item) => !String(item.pk).startsWith('APIKEY#')));
     start = out.LastEvaluatedKey;
   } while (start);
   await clients.dynamo.send(new DeleteTableCommand({ TableName: TABLE.name }));

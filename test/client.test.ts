@@ -15,13 +15,13 @@ import { gzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { safeSegment, uploadStudy } from '../cli/api-client.js';
+import { uploadStudy } from '../cli/api-client.js';
 import { deidentifyStudy } from '../core/deidentify.js';
 import { decodeDicom } from '../core/dicom/decode.js';
 import { encodeDicomCt } from '../core/dicom/encode.js';
 import { decodeSlice } from '../core/read.js';
 import { type Manifest, manifestKey, sliceKey } from '../lambdas/shared/messages.js';
-import { CLI } from './helpers/cli.js';
+import { CLI, runCliAsync } from './helpers/cli.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -113,22 +113,6 @@ function startFakeApi(): Promise<void> {
   );
 }
 
-/** Run the built CLI without blocking this process (the fake API runs here). */
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 function slice(n: number): { bytes: Uint8Array; pixels: Uint16Array } {
   const pixels = new Uint16Array(64 * 64).map((_, i) => (i * (n + 3)) % 3000);
   const bytes = encodeDicomCt(pixels, 64, 64, {
@@ -180,7 +164,7 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
   let studyId = '';
 
   it('uploads de-identified slices with the hashes the manifest lists, the manifest last', async () => {
-    const run = await cli(['upload', study, '--api', api, '--key', 'key-h1', '--threshold', '0.1']);
+    const run = await runCliAsync(['upload', study, '--api', api, '--key', 'key-h1', '--threshold', '0.1']);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     studyId = run.stdout.trim();
@@ -250,18 +234,18 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
       decision: 'covid',
     };
     scripts.set('st-1', [classifying, classifying, complete]);
-    const status = await cli(['status', 'st-1', '--api', api, '--key', 'key-h1', '--json']);
+    const status = await runCliAsync(['status', 'st-1', '--api', api, '--key', 'key-h1', '--json']);
     expect(status.code).toBe(0);
     expect(JSON.parse(status.stdout)).toEqual(classifying);
 
-    const wait = await cli(['wait', 'st-1', '--api', api, '--key', 'key-h1', '--interval', '1']);
+    const wait = await runCliAsync(['wait', 'st-1', '--api', api, '--key', 'key-h1', '--interval', '1']);
     expect(wait.code).toBe(0);
     expect(wait.stdout).toBe(
       'st-1: COMPLETE\n  classified 3 of 3 selected slices, 2 COVID\n  decision: covid (66.7 % COVID slices)\n',
     );
 
     scripts.set('bad', [{ studyId: 'bad', status: 'FAILED', reason: 'series A: no slice selected' }]);
-    const failed = await cli(['wait', 'bad', '--api', api, '--key', 'key-h1', '--json']);
+    const failed = await runCliAsync(['wait', 'bad', '--api', api, '--key', 'key-h1', '--json']);
     expect(failed.code).toBe(1);
     expect(JSON.parse(failed.stdout)).toMatchObject({
       status: 'FAILED',
@@ -269,7 +253,7 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
     });
 
     scripts.set('slow', [{ studyId: 'slow', status: 'SELECTING' }]);
-    const slow = await cli([
+    const slow = await runCliAsync([
       'wait',
       'slow',
       '--api',
@@ -286,10 +270,10 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
   });
 
   it('a wrong key, a missing study and a file that is not a slice are one-line errors; nothing is uploaded for a bad file', async () => {
-    const forbidden = await cli(['status', 'st-1', '--api', api, '--key', 'nope']);
+    const forbidden = await runCliAsync(['status', 'st-1', '--api', api, '--key', 'nope']);
     expect(forbidden.code).toBe(1);
     expect(forbidden.stderr).toBe('covidct: GET /studies/st-1: 403 Forbidden\n');
-    const missing = await cli(['status', 'zzz', '--api', api, '--key', 'key-h1']);
+    const missing = await runCliAsync(['status', 'zzz', '--api', api, '--key', 'key-h1']);
     expect(missing.stderr).toBe('covidct: GET /studies/zzz: 404 study not found\n');
 
     const bad = join(work, 'bad-study');
@@ -297,7 +281,7 @@ describe.skipIf(!existsSync(CLI))('covidct upload, status, wait', () => {
     await writeFile(join(bad, '1.dcm'), slice(1).bytes);
     await writeFile(join(bad, '2.dcm'), Buffer.from('%PDF-1.4 not a slice'));
     const before = posts;
-    const run = await cli(['upload', bad, '--api', api, '--key', 'key-h1']);
+    const run = await runCliAsync(['upload', bad, '--api', api, '--key', 'key-h1']);
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(
       `covidct: ${join(bad, '2.dcm')}: not a TIFF or DICOM file, expected a CT slice\n`,
@@ -403,15 +387,4 @@ describe.skipIf(!existsSync(CLI))('covidct upload interrupted', () => {
     expect({ code, signal }).toEqual({ code: 143, signal: null });
     expect(readdirSync(tmp)).toEqual([]);
   }, 60_000);
-});
-
-describe('safeSegment', () => {
-  it('makes key-safe, unique segments', () => {
-    const taken = new Set<string>();
-    expect(safeSegment('series A', 64, taken)).toBe('series_A');
-    expect(safeSegment('series?A', 64, taken)).toBe('series_A-2');
-    expect(safeSegment('.hidden', 64, taken)).toBe('hidden');
-    expect(safeSegment('a/b/c', 64, taken)).toBe('a_b_c');
-    expect(safeSegment('x'.repeat(80), 64, taken)).toHaveLength(64);
-  });
 });

@@ -17,9 +17,9 @@ import { createPhantom } from '../core/phantom/phantom.js';
 import { makeS3EventBody, manifestKey } from '../lambdas/shared/messages.js';
 import { PIPELINE_DEFAULTS } from '../lambdas/shared/resources.js';
 import { type StudyRecord, StudyStore } from '../lambdas/shared/store.js';
-import type { SqsEventHandler } from '../local/event-source.js';
-import { type LocalStack, startLocalStack } from '../local/stack.js';
+import type { LocalStack } from '../local/stack.js';
 import { quietObservability } from './helpers/pipeline.js';
+import { startStackWithSelect } from './helpers/select-stack.js';
 
 const A = { hospital: 'hospital-a', apiKey: 'hostile-key-hospital-a-0123456789' };
 const B = { hospital: 'hospital-b', apiKey: 'hostile-key-hospital-b-0123456789' };
@@ -28,8 +28,7 @@ const sha = (bytes: Uint8Array | string) => createHash('sha256').update(bytes).d
 let stack: LocalStack;
 let store: StudyStore;
 const observed = quietObservability('covidct-select');
-const errors: string[] = [];
-let select: SqsEventHandler | undefined;
+let errors: string[] = [];
 
 /** Four phantom slices with open lungs (the middle of a 9-slice series), so a valid study selects some. */
 const phantom = createPhantom({ seed: 7, covid: false, slices: 9 });
@@ -39,27 +38,15 @@ const SLICES = [3, 4, 5, 6].map((i) => ({
 }));
 
 beforeAll(async () => {
-  stack = await startLocalStack({
-    hospitals: [A, B],
-    worker: false,
-    pollWaitSeconds: 1,
-    visibilityTimeoutSeconds: 5,
-    // The select handler is made once the stack's clients exist, with logs captured.
-    handlers: {
-      select: (event, context) => {
-        if (!select) throw new Error('select handler not ready');
-        return select(event, context);
-      },
+  ({ stack, errors } = await startStackWithSelect(
+    {
+      hospitals: [A, B],
+      worker: false,
+      pollWaitSeconds: 1,
+      visibilityTimeoutSeconds: 5,
     },
-    onError: (error, where) =>
-      errors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`),
-  });
-  const m = await import('../lambdas/select/handler.js');
-  select = m.makeSelectHandler(
-    stack.clients,
-    m.selectConfigFromEnv({ ...process.env, ...stack.env }),
     observed,
-  );
+  ));
   store = new StudyStore(stack.clients.dynamo, stack.resources.tableName);
 }, 60_000);
 

@@ -154,6 +154,22 @@ describe('every decision carries it', () => {
     ).toThrow(/intendedUse/);
   });
 
+  it('one rule for the manifest and the votes message: what parseIntendedUse refuses, the message refuses', () => {
+    const refused = [
+      { diagnostic: false, statement: '   ' },
+      { diagnostic: false, statement: '' },
+      { diagnostic: false, statement: 'a\rb' },
+      { diagnostic: false, statement: 'x'.repeat(301) },
+      { diagnostic: 'no', statement: 'x' },
+    ];
+    for (const intendedUse of refused) {
+      expect(() => parseIntendedUse(intendedUse, 'm')).toThrow(/intendedUse/);
+      expect(() => parseVotesMessage(votesBody({ id: 'm/1', sha256: HASH, intendedUse }))).toThrow(
+        /intendedUse/,
+      );
+    }
+  });
+
   const study = {
     hospital: 'h1',
     studyId: 's1',

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { GetQueueAttributesCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeTiff16 } from '../core/tiff/encode.js';
@@ -26,9 +26,9 @@ import {
 import { MAX_REASON_BYTES } from '../lambdas/shared/reasons.js';
 import { PIPELINE_DEFAULTS } from '../lambdas/shared/resources.js';
 import { type StudyRecord, StudyStore } from '../lambdas/shared/store.js';
-import type { SqsEventHandler } from '../local/event-source.js';
-import { type LocalStack, startLocalStack } from '../local/stack.js';
-import { drainQueue, quietObservability } from './helpers/pipeline.js';
+import type { LocalStack } from '../local/stack.js';
+import { drainQueue, queueDepth, quietObservability } from './helpers/pipeline.js';
+import { startStackWithSelect } from './helpers/select-stack.js';
 
 const A = { hospital: 'limits-a', apiKey: 'limits-key-hospital-a-0123456789' };
 /** A hospital id of the longest allowed length (64): the longest object keys. */
@@ -41,32 +41,20 @@ const LONG_RUN = process.env.COVIDCT_LONG === '1';
 let stack: LocalStack;
 let store: StudyStore;
 const selectLogs = quietObservability('covidct-select');
-const errors: string[] = [];
-let select: SqsEventHandler | undefined;
+let errors: string[] = [];
 
 beforeAll(async () => {
-  stack = await startLocalStack({
-    hospitals: [A, LONG],
-    worker: false,
-    sweeper: false,
-    pollWaitSeconds: 1,
-    // A study the select Lambda cannot record is retried within seconds, and in the DLQ after 3.
-    visibilityTimeoutSeconds: 5,
-    handlers: {
-      select: (event, context) => {
-        if (!select) throw new Error('select handler not ready');
-        return select(event, context);
-      },
+  ({ stack, errors } = await startStackWithSelect(
+    {
+      hospitals: [A, LONG],
+      worker: false,
+      sweeper: false,
+      pollWaitSeconds: 1,
+      // A study the select Lambda cannot record is retried within seconds, and in the DLQ after 3.
+      visibilityTimeoutSeconds: 5,
     },
-    onError: (error, where) =>
-      errors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`.slice(0, 500)),
-  });
-  const m = await import('../lambdas/select/handler.js');
-  select = m.makeSelectHandler(
-    stack.clients,
-    m.selectConfigFromEnv({ ...process.env, ...stack.env }),
     selectLogs,
-  );
+  ));
   store = new StudyStore(stack.clients.dynamo, stack.resources.tableName);
 }, 60_000);
 
@@ -168,19 +156,6 @@ function tinySlice(dark: boolean, seed: number): Uint8Array {
   const pixels = new Uint16Array(side * side).fill(dark ? 0 : 1200);
   pixels[0] = seed & 0xffff; // outside the selection region: every slice's bytes differ
   return encodeTiff16(pixels, side, side);
-}
-
-async function queueDepth(url: string): Promise<number> {
-  const out = await stack.clients.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: url,
-      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-    }),
-  );
-  return (
-    Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) +
-    Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
-  );
 }
 
 /** Answer every inference message on the queue with votes (all 'covid'), as the worker would. */
@@ -372,6 +347,47 @@ async function itemSizes(hospital: string, studyId: string): Promise<{ sk: strin
   return sizes;
 }
 
+/**
+ * A maxima study of LONG's with half its slices selected, uploaded, answered and COMPLETE: `bytes`
+ * what to upload (a key left out stays missing), `started` when the test began (for its phases).
+ */
+async function uploadToComplete(
+  created: Created,
+  manifestText: string,
+  bytes: ReadonlyMap<string, Uint8Array>,
+  started: number,
+): Promise<{ classifying: StudyRecord; done: StudyRecord; phases: string }> {
+  const n = PIPELINE_DEFAULTS.maxSlicesPerStudy;
+  const createdIn = since(started);
+  await uploadSlices(created, bytes);
+  const uploadedIn = since(started);
+  await put(created.manifest.url, manifestText);
+  const classifying = await waitFor(
+    created.studyId,
+    ['CLASSIFYING', 'FAILED', 'COMPLETE'],
+    120,
+    LONG.hospital,
+  );
+  const selectedIn = since(started);
+  expect(classifying.status, classifying.reason).toBe('CLASSIFYING');
+  expect(classifying.selectedCount).toBe(n / 2);
+  expect(await answerInference(n / 2)).toBe(n / 2);
+  const done = await waitFor(created.studyId, ['COMPLETE', 'FAILED'], 120, LONG.hospital);
+  expect(done.status, done.reason).toBe('COMPLETE');
+  const phases = `created ${createdIn}, uploaded ${uploadedIn}, selected ${selectedIn}, complete ${since(started)}`;
+  return { classifying, done, phases };
+}
+
+/** A LONG study's items and the largest, which must fit DynamoDB's 400 KB. */
+async function largestItem(
+  studyId: string,
+): Promise<{ sizes: { sk: string; bytes: number }[]; largest: number }> {
+  const sizes = await itemSizes(LONG.hospital, studyId);
+  const largest = Math.max(...sizes.map((s) => s.bytes));
+  expect(largest).toBeLessThan(400 * 1024);
+  return { sizes, largest };
+}
+
 describe('the documented maxima fit DynamoDB’s 400 KB item', () => {
   const slow = 240_000;
 
@@ -388,31 +404,13 @@ describe('the documented maxima fit DynamoDB’s 400 KB item', () => {
       const manifestText = JSON.stringify(created.manifest.body);
       expect(Buffer.byteLength(manifestText)).toBeLessThanOrEqual(MAX_MANIFEST_BYTES);
       const bytes = new Map(created.uploads.map((u, i) => [u.key, slices[i]!.bytes]));
-      const createdIn = since(started);
-      await uploadSlices(created, bytes);
-      const uploadedIn = since(started);
-      await put(created.manifest.url, manifestText);
-      const classifying = await waitFor(
-        created.studyId,
-        ['CLASSIFYING', 'FAILED', 'COMPLETE'],
-        120,
-        LONG.hospital,
-      );
-      const selectedIn = since(started);
-      expect(classifying.status, classifying.reason).toBe('CLASSIFYING');
-      expect(classifying.selectedCount).toBe(n / 2);
+      const { classifying, done, phases } = await uploadToComplete(created, manifestText, bytes, started);
       expect(classifying.series?.[0]?.slices).toHaveLength(n);
-      expect(await answerInference(n / 2)).toBe(n / 2);
-      const done = await waitFor(created.studyId, ['COMPLETE', 'FAILED'], 120, LONG.hospital);
-      expect(done.status, done.reason).toBe('COMPLETE');
-      const phases = `created ${createdIn}, uploaded ${uploadedIn}, selected ${selectedIn}, complete ${since(started)}`;
       expect(done.outcome).toMatchObject({ decision: 'covid', classifiedCount: n / 2 });
       const status = await api(`/studies/${created.studyId}`, { key: LONG.apiKey });
       expect(status.body).toMatchObject({ status: 'COMPLETE', selectedCount: n / 2 });
       expect((status.body.series as { sliceCount: number }[])[0]?.sliceCount).toBe(n);
-      const sizes = await itemSizes(LONG.hospital, created.studyId);
-      const largest = Math.max(...sizes.map((s) => s.bytes));
-      expect(largest).toBeLessThan(400 * 1024);
+      const { sizes, largest } = await largestItem(created.studyId);
       console.info(
         `maxima: 1 series × ${n} slices, 128-char names → COMPLETE (${phases}); ${sizes.filter((s) => s.sk.startsWith('SELECTION#')).length} selection parts, largest item ${largest} B`,
       );
@@ -470,27 +468,9 @@ describe('the documented maxima fit DynamoDB’s 400 KB item', () => {
           i % 2 === 0 ? [[u.key, series[i]!.slices[0]!.bytes] as const] : [],
         ),
       );
-      const createdIn = since(started);
-      await uploadSlices(created, bytes);
-      const uploadedIn = since(started);
-      await put(created.manifest.url, manifestText);
-      const classifying = await waitFor(
-        created.studyId,
-        ['CLASSIFYING', 'FAILED', 'COMPLETE'],
-        120,
-        LONG.hospital,
-      );
-      const selectedIn = since(started);
-      expect(classifying.status, classifying.reason).toBe('CLASSIFYING');
-      expect(classifying.selectedCount).toBe(n / 2);
-      expect(await answerInference(n / 2)).toBe(n / 2);
-      const done = await waitFor(created.studyId, ['COMPLETE', 'FAILED'], 120, LONG.hospital);
-      expect(done.status, done.reason).toBe('COMPLETE');
-      const phases = `created ${createdIn}, uploaded ${uploadedIn}, selected ${selectedIn}, complete ${since(started)}`;
+      const { done, phases } = await uploadToComplete(created, manifestText, bytes, started);
       expect(done.series?.filter((s) => s.status === 'FAILED')).toHaveLength(n / 2);
-      const sizes = await itemSizes(LONG.hospital, created.studyId);
-      const largest = Math.max(...sizes.map((s) => s.bytes));
-      expect(largest).toBeLessThan(400 * 1024);
+      const { sizes, largest } = await largestItem(created.studyId);
       console.info(
         `maxima: ${n} one-slice series, 1,000 missing → COMPLETE (${phases}); ${sizes.filter((s) => s.sk.startsWith('SELECTION#')).length} selection parts, largest item ${largest} B`,
       );
@@ -500,9 +480,9 @@ describe('the documented maxima fit DynamoDB’s 400 KB item', () => {
 
   it('left no study stuck, the ingest and votes DLQs empty, and no handler error', async () => {
     const urls = stack.resources.queueUrls;
-    expect(await queueDepth(urls.ingestDlq)).toBe(0);
-    expect(await queueDepth(urls.votesDlq)).toBe(0);
-    expect(await queueDepth(urls.ingest)).toBe(0);
+    expect(await queueDepth(stack.clients.sqs, urls.ingestDlq)).toBe(0);
+    expect(await queueDepth(stack.clients.sqs, urls.votesDlq)).toBe(0);
+    expect(await queueDepth(stack.clients.sqs, urls.ingest)).toBe(0);
     expect(errors).toEqual([]);
   });
 });
@@ -542,11 +522,13 @@ describe('selection parts and capped reasons (no network)', () => {
     }
   });
 
-  it('splits the maxima into parts under 256 KB and joins them back unchanged', async () => {
+  it('splits the maxima (with each slice’s recorded sha256 and size) into parts under 256 KB and joins them back', async () => {
     const { dynamoItemBytes, joinSelection, SELECTION_PART_MAX_BYTES, splitSelection } = await import(
       '../lambdas/shared/store.js'
     );
     const n = PIPELINE_DEFAULTS.maxSlicesPerStudy;
+    // What select records for each slice it read: its SHA-256 (64 hex) and its length, at the largest.
+    const RECORDED = { sha256: 'f'.repeat(64), size: PIPELINE_DEFAULTS.maxSliceBytes };
     const oneSeries = [
       {
         id: longSeriesId(0),
@@ -557,6 +539,7 @@ describe('selection parts and capped reasons (no network)', () => {
           key: key(i),
           darkPixels: 25000 + i,
           selected: i % 2 === 0,
+          ...RECORDED,
         })),
       },
     ];
@@ -566,7 +549,7 @@ describe('selection parts and capped reasons (no network)', () => {
       reason: `${key(i)}: ${'x'.repeat(5000)}`, // capped to 2 KB when stored
       threshold: null,
       selectedCount: 0,
-      slices: [{ key: key(i), darkPixels: 1, selected: false }],
+      slices: [{ key: key(i), darkPixels: 1, selected: false, ...RECORDED }],
     }));
     for (const series of [oneSeries, manySeries]) {
       const parts = splitSelection(series);
@@ -577,6 +560,7 @@ describe('selection parts and capped reasons (no network)', () => {
           series: part,
         };
         expect(dynamoItemBytes(item)).toBeLessThanOrEqual(SELECTION_PART_MAX_BYTES);
+        expect(dynamoItemBytes(item)).toBeLessThan(400 * 1024);
       }
       const joined = joinSelection(parts);
       expect(joined.map((s) => s.slices.length)).toEqual(series.map((s) => s.slices.length));

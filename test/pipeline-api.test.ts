@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeApiHandler } from '../lambdas/api/handler.js';
@@ -93,6 +93,22 @@ describe('api Lambda', () => {
     expect(keyItems).toContain(hashApiKey(KEY_A));
     // Keys live only in their own table (the one only the authorizer and the api Lambda may read).
     expect(await scan(stack.resources.tableName)).not.toContain(hashApiKey(KEY_A));
+  });
+
+  it('refuses a revoked key on its next call (its own lookup, whatever the authorizer cached)', async () => {
+    const keys = new ApiKeyStore(stack.clients.dynamo, stack.resources.apiKeyTableName);
+    await keys.put('key-soon-revoked', 'hospital-r');
+    expect((await call('GET', '/studies', { key: 'key-soon-revoked' })).status).toBe(200);
+    await stack.clients.dynamo.send(
+      new DeleteCommand({
+        TableName: stack.resources.apiKeyTableName,
+        Key: { pk: `APIKEY#${hashApiKey('key-soon-revoked')}`, sk: 'APIKEY' },
+      }),
+    );
+    expect(await call('GET', '/studies', { key: 'key-soon-revoked' })).toEqual({
+      status: 403,
+      body: { message: 'API key not recognised' },
+    });
   });
 
   it('creates a study with presigned PUT URLs under the hospital prefix that upload', async () => {

@@ -8,12 +8,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  DeleteMessageCommand,
-  GetQueueAttributesCommand,
-  ReceiveMessageCommand,
-  SendMessageCommand,
-} from '@aws-sdk/client-sqs';
+import { DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   heatmapKey,
@@ -22,7 +17,7 @@ import {
   type VotesMessage,
 } from '../lambdas/shared/messages.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
-import { subscribeHospitalQueue } from './helpers/pipeline.js';
+import { queueDepth, subscribeHospitalQueue } from './helpers/pipeline.js';
 import { receiveNotifications } from './helpers/studies.js';
 
 const B40F = join(import.meta.dirname, 'fixtures/lung-pet-ct-dx-A0002-tiff/B40f');
@@ -105,19 +100,6 @@ async function waitFor(studyId: string, statuses: string[], ms = 20_000): Promis
     if (statuses.includes(body.status as string) || Date.now() > until) return body;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-}
-
-async function depth(url: string): Promise<number> {
-  const out = await stack.clients.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: url,
-      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-    }),
-  );
-  return (
-    Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) +
-    Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
-  );
 }
 
 const slices = Array.from({ length: 14 }, (_, i) => {
@@ -216,7 +198,7 @@ describe('pipeline handlers on the local stack', () => {
       /^nothing to classify: incoming\/hospital-a\/[^/]+\/B40f\/1-01\.tif: not a TIFF or DICOM file/,
     );
     for (const q of ['ingestDlq', 'inferenceDlq', 'votesDlq'] as const) {
-      expect(await depth(stack.resources.queueUrls[q])).toBe(0);
+      expect(await queueDepth(stack.clients.sqs, stack.resources.queueUrls[q])).toBe(0);
     }
     expect(errors).toEqual([]);
   });

@@ -7,7 +7,6 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectStudy } from '../core/study.js';
 import { makeSelectHandler, type SelectConfig } from '../lambdas/select/handler.js';
@@ -16,6 +15,7 @@ import { StudyStore } from '../lambdas/shared/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import {
   drainQueue,
+  queueDepth,
   quietObservability,
   sqsEvent,
   type UploadSlice,
@@ -47,19 +47,6 @@ beforeAll(() => {
 
 async function newStudy(studyId: string): Promise<void> {
   await store.createStudy({ hospital: HOSPITAL, studyId, threshold: 0.3 });
-}
-
-async function queueDepth(url: string): Promise<number> {
-  const out = await stack.clients.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: url,
-      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-    }),
-  );
-  return (
-    Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) +
-    Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
-  );
 }
 
 describe('select Lambda', () => {
@@ -180,7 +167,7 @@ describe('select Lambda', () => {
     expect((await store.getStudy(HOSPITAL, 'altered'))?.reason).toBe(
       'nothing to classify: incoming/hospital-a/altered/s/1-12.tif: content does not match the manifest sha256',
     );
-    expect(await queueDepth(stack.resources.queueUrls.ingestDlq)).toBe(0);
+    expect(await queueDepth(stack.clients.sqs, stack.resources.queueUrls.ingestDlq)).toBe(0);
   });
 
   it('ignores test events, foreign keys and studies the API did not create', async () => {

@@ -10,7 +10,6 @@
  * as S3 documents, written independently of the SDK's signer. The URLs come from the real api
  * route (lambdas/api/api.ts) with its real presigner pointed at that server.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -21,10 +20,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { uploadHeaders } from '../cli/api-client.js';
 import { encodePhantomSlice } from '../core/phantom/files.js';
 import { createPhantom } from '../core/phantom/phantom.js';
-import { type ApiDeps, CHECKSUM_HEADER, createStudy, presignClientFor } from '../lambdas/api/api.js';
+import { type ApiDeps, createStudy, presignClientFor } from '../lambdas/api/api.js';
+import { CHECKSUM_HEADER } from '../lambdas/shared/messages.js';
 import { TABLE } from '../lambdas/shared/resources.js';
 import { StudyStore } from '../lambdas/shared/store.js';
-import { CLI } from './helpers/cli.js';
+import { runCliAsync } from './helpers/cli.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { type StrictS3, startStrictS3 } from './helpers/strict-s3.js';
 import { tempDir } from './helpers/tmp.js';
@@ -187,24 +187,8 @@ describe('covidct upload', () => {
     }
     await writeFile(join(dir, '4.tif'), encodePhantomSlice(phantom.info, phantom.slice(1), 'tiff'));
     const before = strict.puts.length;
-    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(
-        process.execPath,
-        [CLI, 'upload', join(work, 'study'), '--api', api, '--key', 'k'],
-        {
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c) => {
-        stdout += c;
-      });
-      child.stderr.on('data', (c) => {
-        stderr += c;
-      });
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    // Asynchronously: the strict S3 server answers from this process.
+    const run = await runCliAsync(['upload', join(work, 'study'), '--api', api, '--key', 'k']);
     const puts = strict.puts.slice(before);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);

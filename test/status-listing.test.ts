@@ -13,19 +13,25 @@
  * listing made before the index (a status filter over the hospital's listing, one item per request):
  * at 100 studies in `npm test`, at 10,000 too under COVIDCT_LONG=1 (it takes tens of seconds).
  */
-import { CreateTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { CreateTableCommand, DeleteTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import {
   BatchWriteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
+  PutCommand,
   QueryCommand,
+  ScanCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type IntendedUse, UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
 import { listStudies as listStudiesRoute } from '../lambdas/api/api.js';
+import { ApiKeyStore, hashApiKey } from '../lambdas/shared/api-keys.js';
 import { createClients } from '../lambdas/shared/clients.js';
 import { HttpError } from '../lambdas/shared/errors.js';
-import { TABLE } from '../lambdas/shared/resources.js';
+import { API_KEY_TABLE, TABLE } from '../lambdas/shared/resources.js';
 import { type StudyStatus, StudyStore } from '../lambdas/shared/store.js';
 import { createLocalResources } from '../local/resources.js';
 import { startLocalServers } from '../local/servers.js';
@@ -114,7 +120,13 @@ async function medianMs(runs: number, f: () => Promise<unknown>): Promise<number
 }
 
 /** A study taken through the store to `status` (RECEIVED, FAILED or COMPLETE). */
-async function studyIn(store: StudyStore, hospital: string, studyId: string, status: StudyStatus) {
+async function studyIn(
+  store: StudyStore,
+  hospital: string,
+  studyId: string,
+  status: StudyStatus,
+  intendedUse?: IntendedUse,
+) {
   await store.createStudy({ hospital, studyId, threshold: 0.3 });
   if (status === 'FAILED') {
     expect(await store.failStudy(hospital, studyId, 'nothing to classify: test')).toBe(true);
@@ -137,6 +149,7 @@ async function studyIn(store: StudyStore, hospital: string, studyId: string, sta
       await store.completeStudy(hospital, studyId, {
         outcome,
         reportKey: `results/${hospital}/${studyId}/r`,
+        ...(intendedUse ? { intendedUse } : {}),
       }),
     ).toBe(true);
   }
@@ -340,6 +353,30 @@ describe('the status index', () => {
   });
 });
 
+describe('a listing', () => {
+  it("shows each COMPLETE study's intended use, filtered by status or not, as GET /studies/{id} does", async () => {
+    const store = new StudyStore(stack.clients.dynamo, TABLE.name);
+    const h = 'use-hospital';
+    const deps = {
+      s3: stack.clients.s3,
+      presigner: stack.clients.s3,
+      store,
+      bucket: stack.resources.bucket,
+      defaultThreshold: 0.3,
+    };
+    const clinical = { diagnostic: true, statement: 'validated on a test set, for diagnostic support' };
+    await studyIn(store, h, 'declared', 'COMPLETE', clinical);
+    await studyIn(store, h, 'undeclared', 'COMPLETE');
+    for (const query of [{ status: 'COMPLETE' }, {}]) {
+      const body = (await listStudiesRoute(deps, h, query)).body as {
+        studies: { studyId: string; intendedUse?: unknown }[];
+      };
+      const uses = Object.fromEntries(body.studies.map((s) => [s.studyId, s.intendedUse]));
+      expect(uses).toEqual({ declared: clinical, undeclared: UNDECLARED_INTENDED_USE });
+    }
+  });
+});
+
 describe('a local data folder from before the status index', () => {
   let servers: Awaited<ReturnType<typeof startLocalServers>> | undefined;
   afterAll(async () => {
@@ -407,10 +444,12 @@ describe('a local data folder from before the status index', () => {
       const page = await store.listStudies('h1', { status: 'COMPLETE', limit: 100 });
       expect(page.studies).toHaveLength(30);
       expect(page.studies[0]!.studyId).toBe('study-000029');
-      const key = await clients.dynamo.send(
+      // The old key item moved to the key table: the hospital keeps its key, the main table has none.
+      const old = await clients.dynamo.send(
         new GetCommand({ TableName: TABLE.name, Key: { pk: 'APIKEY#abc', sk: 'APIKEY' } }),
       );
-      expect(key.Item?.hospital).toBe('h1');
+      expect(old.Item).toBeUndefined();
+      expect(await new ApiKeyStore(clients.dynamo, API_KEY_TABLE.name).hospitalForHash('abc')).toBe('h1');
       // A second start changes nothing.
       await createLocalResources(clients);
       expect((await store.listStudies('h1', { status: 'COMPLETE', limit: 100 })).studies).toHaveLength(30);
@@ -420,5 +459,73 @@ describe('a local data folder from before the status index', () => {
       clients.sns.destroy();
       clients.dynamo.destroy();
     }
+  });
+  it('from before the key table (every index there): its hospitals keep their keys, moved to the key table', async () => {
+    const clients = createClients({
+      endpoint: servers!.endpoint,
+      dynamoDbEndpoint: servers!.dynamoDbEndpoint,
+    });
+    try {
+      await createLocalResources(clients);
+      // As `covidct dev --hospital st-mary=KEY` left it before the key table: the key in the main table.
+      await clients.dynamo.send(new DeleteTableCommand({ TableName: API_KEY_TABLE.name }));
+      await clients.dynamo.send(
+        new PutCommand({
+          TableName: TABLE.name,
+          Item: { pk: `APIKEY#${hashApiKey('key-of-st-mary')}`, sk: 'APIKEY', hospital: 'st-mary' },
+        }),
+      );
+      await createLocalResources(clients);
+      expect(await new ApiKeyStore(clients.dynamo, API_KEY_TABLE.name).hospitalFor('key-of-st-mary')).toBe(
+        'st-mary',
+      );
+      expect(await legacyKeyItems(clients.dynamo)).toEqual([]);
+    } finally {
+      clients.s3.destroy();
+      clients.sqs.destroy();
+      clients.sns.destroy();
+      clients.dynamo.destroy();
+    }
+  });
+});
+
+/** The `APIKEY#…` items left in the main table. */
+async function legacyKeyItems(dynamo: DynamoDBDocumentClient): Promise<string[]> {
+  const out = await dynamo.send(
+    new ScanCommand({
+      TableName: TABLE.name,
+      FilterExpression: 'begins_with(pk, :p)',
+      ExpressionAttributeValues: { ':p': 'APIKEY#' },
+    }),
+  );
+  return (out.Items ?? []).map((item) => String(item.pk));
+}
+
+describe('scripts/move-legacy-api-keys.mjs (the migration on AWS)', () => {
+  it('moves the old key items out of the main table; the key table keeps its own mapping', async () => {
+    const keys = new ApiKeyStore(stack.clients.dynamo, stack.resources.apiKeyTableName);
+    const put = (hash: string, hospital: string) =>
+      stack.clients.dynamo.send(
+        new PutCommand({
+          TableName: TABLE.name,
+          Item: { pk: `APIKEY#${hash}`, sk: 'APIKEY', hospital, createdAt: '2020-01-01T00:00:00.000Z' },
+        }),
+      );
+    // Asynchronously: the local servers answer from this process.
+    const run = () =>
+      promisify(execFile)(
+        process.execPath,
+        ['scripts/move-legacy-api-keys.mjs', TABLE.name, stack.resources.apiKeyTableName],
+        { encoding: 'utf8', env: { ...process.env, AWS_REGION: 'us-east-1', ...stack.env } },
+      );
+    await put(hashApiKey('never-moved'), 'city');
+    await put(hashApiKey('moved-already'), 'old-name');
+    await keys.put('moved-already', 'st-mary');
+    const first = await run();
+    expect(first.stdout).toContain('2 old API-key items deleted, 1 of them copied');
+    expect(await legacyKeyItems(stack.clients.dynamo)).toEqual([]);
+    expect(await keys.hospitalFor('never-moved')).toBe('city');
+    expect(await keys.hospitalFor('moved-already')).toBe('st-mary');
+    expect((await run()).stdout).toContain('0 old API-key items deleted');
   });
 });

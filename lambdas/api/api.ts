@@ -10,6 +10,7 @@ import { UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
 import { vote } from '../../core/vote.js';
 import { ConditionFailedError, HttpError } from '../shared/errors.js';
 import {
+  CHECKSUM_HEADER,
   ID_PATTERN,
   manifestFor,
   manifestKey,
@@ -56,9 +57,6 @@ export function presignClientFor(s3: S3Client): S3Client {
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
 }
-
-/** The header that carries an upload's SHA-256 (base64); signed into each presigned PUT URL. */
-export const CHECKSUM_HEADER = 'x-amz-checksum-sha256';
 
 /**
  * A presigned PUT URL for one object that S3 accepts only for these bytes: the object's SHA-256

@@ -96,3 +96,56 @@ export class ApiKeyStore {
     return removed;
   }
 }
+
+/** What {@link moveLegacyApiKeys} did. */
+export interface LegacyKeysMoved {
+  /** Old items copied into the key table (it had no item for their hash). */
+  readonly copied: number;
+  /** Old items deleted from the main table (every one found). */
+  readonly deleted: number;
+}
+
+/**
+ * Move the `APIKEY#…` items that deployments from before the key table kept in the main table:
+ * each is copied into the key table unless that table already holds its hash (the key table's item
+ * wins), then deleted from the main table, so no function granted the main table (select,
+ * aggregate, sweeper) can read a key hash. Idempotent; a copy is conditional, so running it while
+ * keys are being added changes no newer mapping.
+ */
+export async function moveLegacyApiKeys(
+  dynamo: DynamoDBDocumentClient,
+  mainTableName: string,
+  keyTableName: string,
+): Promise<LegacyKeysMoved> {
+  let copied = 0;
+  let deleted = 0;
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await dynamo.send(
+      new ScanCommand({
+        TableName: mainTableName,
+        FilterExpression: 'begins_with(pk, :p) AND sk = :sk',
+        ExpressionAttributeValues: { ':p': 'APIKEY#', ':sk': APIKEY_SK },
+        ExclusiveStartKey: start,
+      }),
+    );
+    for (const item of out.Items ?? []) {
+      try {
+        await dynamo.send(
+          new PutCommand({
+            TableName: keyTableName,
+            Item: item,
+            ConditionExpression: 'attribute_not_exists(pk)',
+          }),
+        );
+        copied++;
+      } catch (error) {
+        if ((error as Error | undefined)?.name !== 'ConditionalCheckFailedException') throw error;
+      }
+      await dynamo.send(new DeleteCommand({ TableName: mainTableName, Key: { pk: item.pk, sk: item.sk } }));
+      deleted++;
+    }
+    start = out.LastEvaluatedKey;
+  } while (start);
+  return { copied, deleted };
+}

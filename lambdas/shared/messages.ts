@@ -8,7 +8,7 @@
  * or client builds a key by hand.
  */
 import * as v from 'valibot';
-import { type IntendedUse, MAX_INTENDED_USE_CHARS } from '../../core/intended-use.js';
+import { INTENDED_USE_EXPECTED, type IntendedUse, isIntendedUse } from '../../core/intended-use.js';
 import { VOTE_THRESHOLD_EXPECTED, voteThresholdValue } from '../../core/vote.js';
 import { MessageError } from './errors.js';
 import { KEYS, PIPELINE_DEFAULTS } from './resources.js';
@@ -191,6 +191,12 @@ function checkUnique(values: readonly string[], path: (index: number) => string,
 
 // ---------------------------------------------------------------------------------------------
 // Upload manifest
+
+/**
+ * The header that carries an upload's SHA-256 (base64): signed into each presigned PUT URL by the
+ * api Lambda, sent with the body by the client, so S3 itself refuses other bytes.
+ */
+export const CHECKSUM_HEADER = 'x-amz-checksum-sha256';
 
 const manifestSchema = v.strictObject(
   {
@@ -591,16 +597,12 @@ export function parseInferenceMessage(json: string): InferenceMessage {
 // ---------------------------------------------------------------------------------------------
 // Votes message (GPU worker → aggregate λ)
 
-/** A model manifest's `intendedUse` as votes and notifications carry it (core/intended-use.ts). */
-const intendedUseSchema = v.object({
-  diagnostic: v.boolean('expected true or false'),
-  statement: v.pipe(
-    v.string('expected a statement'),
-    v.minLength(1, 'expected a statement'),
-    v.maxLength(MAX_INTENDED_USE_CHARS, `expected at most ${MAX_INTENDED_USE_CHARS} characters`),
-    v.check((s) => !/[\r\n]/.test(s), 'expected one line'),
-  ),
-});
+/** A model manifest's `intendedUse` as votes and notifications carry it: core/intended-use.ts's rule. */
+const intendedUseSchema = v.pipe(
+  v.custom<IntendedUse>(isIntendedUse, INTENDED_USE_EXPECTED),
+  // Only the two fields travel on, as parseIntendedUse keeps them.
+  v.transform(({ diagnostic, statement }): IntendedUse => ({ diagnostic, statement })),
+);
 
 const votesSchema = v.object({
   hospital: id('hospital id'),

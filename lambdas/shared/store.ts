@@ -324,9 +324,6 @@ function hospitalStatusGsiPk(hospital: string, status: StudyStatus): string {
   return `HOSPITAL#${hospital}#${status}`;
 }
 
-/** The SHA-256 (hex) under which an API key is stored (now in api-keys.ts, with the key table). */
-export { hashApiKey } from './api-keys.js';
-
 /** Stage times are top-level attributes (each transition sets its own); `timings` is built on read. */
 const TIMING_ATTRIBUTES = ['selectingAt', 'classifyingAt', 'completedAt', 'failedAt', 'selectMs'] as const;
 
@@ -342,6 +339,7 @@ const SUMMARY_ATTRIBUTES = [
   'selectedCount',
   'expectedVotes',
   'model',
+  'intendedUse',
   'outcome',
   ...TIMING_ATTRIBUTES,
   'reportKey',

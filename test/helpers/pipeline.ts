@@ -116,6 +116,20 @@ export async function uploadStudy(
   return { manifest, eventBody: makeS3EventBody({ bucket, key, size: body.length }) };
 }
 
+/** Messages on a queue, visible and in flight (SQS's approximate counts). */
+export async function queueDepth(sqs: SQSClient, queueUrl: string): Promise<number> {
+  const out = await sqs.send(
+    new GetQueueAttributesCommand({
+      QueueUrl: queueUrl,
+      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+    }),
+  );
+  return (
+    Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) +
+    Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
+  );
+}
+
 /** Receive and delete every message on a queue (until a short poll comes back empty). */
 export async function drainQueue(sqs: SQSClient, queueUrl: string): Promise<string[]> {
   const bodies: string[] = [];
