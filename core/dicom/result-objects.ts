@@ -511,8 +511,12 @@ function hierarchical(refs: readonly InstanceReference[]): Item[] {
 export function buildResultSr(input: ResultSrInput): WrittenObject & { readonly runDigest: string } {
   const { identity, result, decidedAt } = input;
   requireUid('identity.studyInstanceUid', identity.studyInstanceUid);
-  if (input.predecessor !== undefined) {
-    for (const [k, v] of Object.entries(input.predecessor)) requireUid(`predecessor.${k}`, v as string);
+  const predecessor = input.predecessor;
+  if (predecessor !== undefined) {
+    requireUid('predecessor.studyInstanceUid', predecessor.studyInstanceUid);
+    requireUid('predecessor.seriesInstanceUid', predecessor.seriesInstanceUid);
+    requireUid('predecessor.sopClassUid', predecessor.sopClassUid);
+    requireUid('predecessor.sopInstanceUid', predecessor.sopInstanceUid);
   }
   const runDigest = resultRunDigest(identity.studyInstanceUid, result, decidedAt);
   const seriesInstanceUid = deriveUid('covidct-result', identity.studyInstanceUid, runDigest, 'sr-series');
@@ -619,8 +623,8 @@ export function buildResultSr(input: ResultSrInput): WrittenObject & { readonly 
 }
 
 /**
- * `rgb` with `text` burned into a black banner across the top: white 5×7 glyphs, scaled to fill
- * the width, wrapped at spaces when one line does not fit. Pixels outside the banner are unchanged.
+ * `rgb` with `text` burned into a black banner across the top: white 5×7 glyphs, scaled to about
+ * 60 % of the width, wrapped at spaces when one line does not fit. Pixels outside the banner are unchanged.
  */
 export function burnInNotice(rgb: Uint8Array, width: number, height: number, text: string): Uint8Array {
   if (!drawable(text))
@@ -637,7 +641,8 @@ export function burnInNotice(rgb: Uint8Array, width: number, height: number, tex
     throw new RangeError(`burnInNotice: a ${width}-pixel wide image cannot hold ${JSON.stringify(text)}`);
   }
   const widest = Math.max(...lines.map(textWidth));
-  const scale = Math.max(1, Math.floor((width - 2 * margin) / widest / 2));
+  // About 60 % of the width: legible on a 512-pixel slice (scale 2) without hiding much of it.
+  const scale = Math.max(1, Math.floor((0.6 * (width - 2 * margin)) / widest));
   const lineHeight = (GLYPH_HEIGHT + 2) * scale;
   const bannerHeight = lines.length * lineHeight + 2 * margin;
   if (bannerHeight > height) {
