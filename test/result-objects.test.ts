@@ -410,6 +410,9 @@ describe('Grad-CAM overlay as Secondary Capture', () => {
     expect(s.sources).toEqual([{ sopClass: CT_IMAGE, sop: source.sopInstanceUid }]);
     expect(s.study).toBe(UTF8_IDENTITY.studyInstanceUid);
     expect(s.seriesDescription).toMatch(/NOT FOR DIAGNOSTIC USE/);
+    // One series per run; one instance per source image.
+    expect(t.series).toBe(s.series);
+    expect(t.sop).not.toBe(s.sop);
   });
 
   it('carries "NOT FOR DIAGNOSTIC USE" in its pixels, and the overlay unchanged elsewhere', () => {
