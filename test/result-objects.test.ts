@@ -1,7 +1,7 @@
 /**
  * covidct's result as DICOM objects (issue 15 groundwork, core/dicom/result-objects.ts): the
  * Comprehensive SR and the Grad-CAM Secondary Capture images, written to a temp folder, checked
- * from the outside: dciodvfy (dicom3tools) reports no error, pydicom reads back the content tree
+ * from the outside: dciodvfy (dicom3tools) and, for the SR, dsrdump (DCMTK) report no error, pydicom reads back the content tree
  * (codes, figures, intended use, failure reason), identity bytes in ISO_IR 192 and ISO 2022 IR 87
  * byte-exact, the burned-in notice in the pixels, the source and predecessor references, and UIDs
  * that repeat for a run and change with it.
@@ -189,6 +189,16 @@ function dciodvfyErrors(file: string): string[] {
   return `${res.stdout}\n${res.stderr}`.split('\n').filter((l) => l.startsWith('Error'));
 }
 
+/**
+ * DCMTK's dsrdump error lines for an SR: it checks the content tree against the Comprehensive SR
+ * relationship constraints, which dciodvfy does not (an item it cannot add is an "E:" line).
+ */
+function dsrdumpErrors(file: string): string[] {
+  const res = spawnSync('dsrdump', [file], { encoding: 'utf8' });
+  expect(res.error).toBeUndefined();
+  return `${res.stdout}\n${res.stderr}`.split('\n').filter((l) => l.startsWith('E:'));
+}
+
 /** The items whose concept code value is `value`. */
 const items = (tree: Item[], value: string) => tree.filter((i) => i.concept?.[0] === value);
 /** The single item with concept `value` after the measurement group tracked as `label`. */
@@ -222,8 +232,11 @@ describe('Comprehensive SR of a COMPLETE study', () => {
   const { files, read } = writeAndRead(demo, diagnostic);
   const [d, g] = read as [Read, Read];
 
-  it('passes dciodvfy without errors', () => {
-    for (const file of files) expect(dciodvfyErrors(file), file).toEqual([]);
+  it('passes dciodvfy and dsrdump without errors', () => {
+    for (const file of files) {
+      expect(dciodvfyErrors(file), file).toEqual([]);
+      expect(dsrdumpErrors(file), file).toEqual([]);
+    }
   });
 
   it('is an unverified, complete Comprehensive SR (TID 1500 root) in the original study', () => {
@@ -299,8 +312,9 @@ describe('SR of a FAILED study', () => {
   const { files, read } = writeAndRead(sr);
   const [f] = read as [Read];
 
-  it('passes dciodvfy and states the failure and its reason, with no decision', () => {
+  it('passes dciodvfy and dsrdump and states the failure and its reason, with no decision', () => {
     expect(dciodvfyErrors(files[0]!)).toEqual([]);
+    expect(dsrdumpErrors(files[0]!)).toEqual([]);
     expect(f.completion).toBe('PARTIAL');
     expect(f.verification).toBe('UNVERIFIED');
     expect(items(f.tree!, 'failure-reason')[0]?.text).toBe('no series had enough slices after selection');
@@ -503,6 +517,7 @@ describe('UIDs per run, and the predecessor', () => {
     });
     const { files, read } = writeAndRead(second);
     expect(dciodvfyErrors(files[0]!)).toEqual([]);
+    expect(dsrdumpErrors(files[0]!)).toEqual([]);
     expect(read[0]!.predecessors).toEqual([
       {
         study: UTF8_IDENTITY.studyInstanceUid,
