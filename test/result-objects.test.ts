@@ -163,6 +163,7 @@ interface Read {
   template?: string;
   tree?: Item[];
   predecessors?: { study: string; series: string; sopClass: string; sop: string }[];
+  evidence?: { study: string; series: string; sopClass: string; sop: string }[];
   burnedIn?: string;
   photometric?: string;
   shape?: number[];
@@ -507,13 +508,19 @@ describe('UIDs per run, and the predecessor', () => {
     expect(uids.size).toBe(4 * 5);
   });
 
-  it('a new run references the previous SR (Predecessor Documents Sequence)', () => {
+  it('a new run references the previous SR (Predecessor Documents Sequence) and the evidence', () => {
     const first = run(DEMO).sr;
     const second = buildResultSr({
       identity: UTF8_IDENTITY,
       result: { ...DEMO, studyId: 'st-0010' },
       decidedAt: DECIDED,
       predecessor: first,
+      evidence: [1, 2].map((n) => ({
+        studyInstanceUid: UTF8_IDENTITY.studyInstanceUid,
+        seriesInstanceUid: '1.2.826.0.1.3680043.8.498.50',
+        sopClassUid: CT_IMAGE,
+        sopInstanceUid: `1.2.826.0.1.3680043.8.498.50.${n}`,
+      })),
     });
     const { files, read } = writeAndRead(second);
     expect(dciodvfyErrors(files[0]!)).toEqual([]);
@@ -527,5 +534,10 @@ describe('UIDs per run, and the predecessor', () => {
       },
     ]);
     expect(read[0]!.sop).not.toBe(first.sopInstanceUid);
+    // The CT images analysed, as Current Requested Procedure Evidence.
+    expect(read[0]!.evidence?.map((e) => [e.series, e.sop])).toEqual([
+      ['1.2.826.0.1.3680043.8.498.50', '1.2.826.0.1.3680043.8.498.50.1'],
+      ['1.2.826.0.1.3680043.8.498.50', '1.2.826.0.1.3680043.8.498.50.2'],
+    ]);
   });
 });
