@@ -63,11 +63,11 @@ export interface OverlayOptions {
 }
 
 /**
- * Blend `heatmap` (width × height values in 0…1, row-major) over the windowed slice and encode an
- * RGB PNG. Each pixel: a = maxAlpha × heat, colour = (1 − a) × grey + a × turbo(heat), so where the
- * heat is 0 the pixel is exactly the windowed grey.
+ * Blend `heatmap` (width × height values in 0…1, row-major) over the windowed slice, as RGB bytes
+ * (interleaved, row-major). Each pixel: a = maxAlpha × heat, colour = (1 − a) × grey + a ×
+ * turbo(heat), so where the heat is 0 the pixel is exactly the windowed grey.
  */
-export function renderOverlayPng(
+export function renderOverlayRgb(
   pixels: Uint16Array,
   width: number,
   height: number,
@@ -76,11 +76,11 @@ export function renderOverlayPng(
 ): Uint8Array {
   const n = width * height;
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
-    throw new RangeError(`renderOverlayPng: bad size ${width}×${height}`);
+    throw new RangeError(`renderOverlay: bad size ${width}×${height}`);
   }
   if (pixels.length !== n || heatmap.length !== n) {
     throw new RangeError(
-      `renderOverlayPng: ${width}×${height} needs ${n} pixels and heat values, got ${pixels.length} and ${heatmap.length}`,
+      `renderOverlay: ${width}×${height} needs ${n} pixels and heat values, got ${pixels.length} and ${heatmap.length}`,
     );
   }
   const maxAlpha = options.maxAlpha ?? 0.6;
@@ -89,18 +89,36 @@ export function renderOverlayPng(
   const lut = new Float32Array(256 * 3);
   for (let i = 0; i < 256; i++) lut.set(turbo(i / 255), i * 3);
 
-  const png = new PNG({ width, height, colorType: 2, inputColorType: 6, inputHasAlpha: true });
-  const out = png.data;
+  const out = new Uint8Array(n * 3);
   for (let i = 0; i < n; i++) {
     const grey = 255 * windowRaw(pixels[i]!, window);
     const heat = clamp01(heatmap[i]!);
     const a = maxAlpha * heat;
     const k = Math.round(heat * 255) * 3;
-    const o = i * 4;
+    const o = i * 3;
     out[o] = Math.round((1 - a) * grey + a * 255 * lut[k]!);
     out[o + 1] = Math.round((1 - a) * grey + a * 255 * lut[k + 1]!);
     out[o + 2] = Math.round((1 - a) * grey + a * 255 * lut[k + 2]!);
-    out[o + 3] = 255;
+  }
+  return out;
+}
+
+/** {@link renderOverlayRgb} encoded as an RGB PNG. */
+export function renderOverlayPng(
+  pixels: Uint16Array,
+  width: number,
+  height: number,
+  heatmap: Float32Array,
+  options: OverlayOptions = {},
+): Uint8Array {
+  const rgb = renderOverlayRgb(pixels, width, height, heatmap, options);
+  const png = new PNG({ width, height, colorType: 2, inputColorType: 6, inputHasAlpha: true });
+  const out = png.data;
+  for (let i = 0; i < width * height; i++) {
+    out[i * 4] = rgb[i * 3]!;
+    out[i * 4 + 1] = rgb[i * 3 + 1]!;
+    out[i * 4 + 2] = rgb[i * 3 + 2]!;
+    out[i * 4 + 3] = 255;
   }
   const encoded = PNG.sync.write(png, { colorType: 2, inputColorType: 6, inputHasAlpha: true });
   return new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength);
