@@ -149,6 +149,8 @@ export interface UploadOptions extends ApiTarget {
   /** PUTs at once. @default 8 */
   readonly concurrency?: number;
   readonly onProgress?: (done: number, total: number) => void;
+  /** Called once the manifest is stored, i.e. when the pipeline starts (the spool is removed after). */
+  readonly onManifestSent?: () => void;
   /** Told of each file skipped as not a CT image. */
   readonly onSkip?: (file: string, reason: string) => void;
   /** HMAC key for new UIDs (see core/dicom/uids.ts); random per upload when omitted. */
@@ -329,6 +331,7 @@ async function uploadSpooled(
   const manifestBody =
     typeof created.manifest.body === 'string' ? created.manifest.body : JSON.stringify(created.manifest.body);
   await put(created.manifest.url, manifestBody, created.manifest.key);
+  options.onManifestSent?.();
   return {
     studyId: created.studyId,
     series: planned.length,

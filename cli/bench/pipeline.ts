@@ -201,8 +201,17 @@ export async function benchPipeline(options: BenchPipelineOptions = {}): Promise
         const firstBatch = batches.length;
         const firstAggregate = aggregateCalls.length;
         const t0 = Date.now();
-        const upload = await uploadStudy({ ...target, path: study.path });
-        const uploadMs = Date.now() - t0;
+        // Upload ends when the manifest is stored (the pipeline starts then), not when the client
+        // has also removed its de-identified spool: that overlaps selection.
+        let manifestAt: number | undefined;
+        const upload = await uploadStudy({
+          ...target,
+          path: study.path,
+          onManifestSent: () => {
+            manifestAt = Date.now();
+          },
+        });
+        const uploadMs = (manifestAt ?? Date.now()) - t0;
         const { status, timedOut } = await waitForStudy({
           ...target,
           studyId: upload.studyId,
