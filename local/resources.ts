@@ -212,6 +212,7 @@ async function ensureTable(clients: AwsClients): Promise<void> {
     if (!isError(error, 'ResourceNotFoundException')) throw error;
   }
   if (existing) {
+    await whenActive(clients, TABLE.name);
     // A data folder from before the key table kept the hospitals' keys in this table: they move to
     // the key table (where the local API looks them up), and no function granted this table sees them.
     await moveLegacyApiKeys(clients.dynamo, TABLE.name, API_KEY_TABLE.name);
@@ -229,7 +230,29 @@ async function ensureTable(clients: AwsClients): Promise<void> {
     }
   }
   // Studies written before the status index get its key (a no-op scan when there are none).
+  await whenActive(clients, TABLE.name);
   await new StudyStore(clients.dynamo, TABLE.name).backfillStatusIndex();
+}
+
+/**
+ * Wait until a table and its indexes are ACTIVE: dynalite answers "Requested resource not found"
+ * to reads of a table still CREATING, which a loaded machine left it in across a quick restart
+ * (CI saw the status-index backfill fail so). Its create and update delays are 0, so this is short.
+ */
+async function whenActive(clients: AwsClients, tableName: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const table = (await clients.dynamo.send(new DescribeTableCommand({ TableName: tableName }))).Table;
+    const indexes = table?.GlobalSecondaryIndexes ?? [];
+    if (table?.TableStatus === 'ACTIVE' && indexes.every((g) => (g.IndexStatus ?? 'ACTIVE') === 'ACTIVE'))
+      return;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `table ${tableName}: still ${table?.TableStatus ?? 'missing'} after ${timeoutMs / 1000} s`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** Copy every item out, recreate the table to `definition`, write the items back (local data: small). */
@@ -246,6 +269,7 @@ async function rebuildTable(clients: AwsClients, definition: CreateTableCommandI
   } while (start);
   await clients.dynamo.send(new DeleteTableCommand({ TableName: TABLE.name }));
   await clients.dynamo.send(new CreateTableCommand(definition));
+  await whenActive(clients, TABLE.name);
   for (let i = 0; i < items.length; i += 25) {
     let requests = items.slice(i, i + 25).map((Item) => ({ PutRequest: { Item } }));
     for (let attempt = 0; requests.length > 0; attempt++) {
