@@ -602,9 +602,23 @@ export function buildResultSr(input: ResultSrInput): WrittenObject & { readonly 
     ContentTemplateSequence: [{ MappingResource: 'DCMR', TemplateIdentifier: '1500' }],
     ContentSequence: content,
   };
+  return {
+    ...writeObject(COMPREHENSIVE_SR_STORAGE, sopInstanceUid, seriesInstanceUid, dataset, identity),
+    runDigest,
+  };
+}
+
+/** One result object as a Part 10 file with covidct's file meta and the study's identity elements. */
+function writeObject(
+  sopClassUid: string,
+  sopInstanceUid: string,
+  seriesInstanceUid: string,
+  dataset: Parameters<typeof writePart10>[1],
+  identity: StudyIdentity,
+): WrittenObject {
   const bytes = writePart10(
     {
-      sopClassUid: COMPREHENSIVE_SR_STORAGE,
+      sopClassUid,
       sopInstanceUid,
       implementationClassUid: COVIDCT_IMPLEMENTATION_UID,
       implementationVersionName: COVIDCT_IMPLEMENTATION_VERSION,
@@ -616,9 +630,8 @@ export function buildResultSr(input: ResultSrInput): WrittenObject & { readonly 
     bytes,
     studyInstanceUid: identity.studyInstanceUid,
     seriesInstanceUid,
-    sopClassUid: COMPREHENSIVE_SR_STORAGE,
+    sopClassUid,
     sopInstanceUid,
-    runDigest,
   };
 }
 
@@ -747,21 +760,5 @@ export function buildOverlaySecondaryCapture(input: OverlayInput): WrittenObject
     PixelData: [padded.buffer],
     _vrMap: { PixelData: 'OB' },
   };
-  const bytes = writePart10(
-    {
-      sopClassUid: SECONDARY_CAPTURE_STORAGE,
-      sopInstanceUid,
-      implementationClassUid: COVIDCT_IMPLEMENTATION_UID,
-      implementationVersionName: COVIDCT_IMPLEMENTATION_VERSION,
-    },
-    dataset,
-    identityElements(identity),
-  );
-  return {
-    bytes,
-    studyInstanceUid: identity.studyInstanceUid,
-    seriesInstanceUid,
-    sopClassUid: SECONDARY_CAPTURE_STORAGE,
-    sopInstanceUid,
-  };
+  return writeObject(SECONDARY_CAPTURE_STORAGE, sopInstanceUid, seriesInstanceUid, dataset, identity);
 }
