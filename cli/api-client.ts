@@ -272,13 +272,7 @@ async function uploadSpooled(
     const slices: PlannedSlice[] = [];
     for (const slice of series.slices) {
       const path = join(out, slice.output);
-      const bytes = await readSpooled(path);
-      slices.push({
-        path,
-        name: basename(slice.output),
-        sha256: createHash('sha256').update(bytes).digest('hex'),
-        size: bytes.length,
-      });
+      slices.push({ path, name: basename(slice.output), sha256: slice.sha256, size: slice.size });
     }
     planned.push({ id: series.id, slices });
     total += slices.length;

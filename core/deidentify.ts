@@ -18,7 +18,7 @@
  * - The way back (original paths and UIDs ↔ neutral ones) is only in the result, for a map file
  *   that stays on the hospital's side ({@link writeMapFile}, mode 0600).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import {
@@ -54,6 +54,10 @@ export interface DeidentifiedSlice {
   readonly sourceRelative: string;
   /** The neutral path relative to OUT, `series-1/slice-0001.dcm`. */
   readonly output: string;
+  /** SHA-256 (hex) of the bytes written, so an upload need not read them again to hash them. */
+  readonly sha256: string;
+  /** Bytes written. */
+  readonly size: number;
 }
 
 /** One series written. */
@@ -240,7 +244,13 @@ export async function deidentifyStudy(
         } catch (error) {
           throw fileSystemError(join(folder, name), error);
         }
-        slices.push({ source: member.path, sourceRelative: member.relative, output: `${id}/${name}` });
+        slices.push({
+          source: member.path,
+          sourceRelative: member.relative,
+          output: `${id}/${name}`,
+          sha256: createHash('sha256').update(clean).digest('hex'),
+          size: clean.length,
+        });
         options.onProgress?.(++done, total * 2);
       }
       series.push({ id, sourceId: group.sourceId, slices });
