@@ -60,24 +60,19 @@ export class Results extends Construct {
 
   constructor(scope: Construct, id: string, props: ResultsProps) {
     super(scope, id);
-    const gsi = TABLE.byHospitalIndex;
     this.table = pipelineTable(this, 'Table', TABLE, props);
-    this.table.addGlobalSecondaryIndex({
-      indexName: gsi.name,
-      partitionKey: { name: gsi.partitionKey, type: dynamodb.AttributeType.STRING },
-      sortKey: { name: gsi.sortKey, type: dynamodb.AttributeType.STRING },
-      projectionType: dynamodb.ProjectionType.ALL,
-    });
-    // Status-filtered listings (GET /studies?status=): one partition per hospital and status.
-    // Added to a deployed table, DynamoDB builds it from the items that carry the key; studies
-    // written before it get the key from StudyStore.backfillStatusIndex (see README, Migration).
-    const byStatus = TABLE.byStatusIndex;
-    this.table.addGlobalSecondaryIndex({
-      indexName: byStatus.name,
-      partitionKey: { name: byStatus.partitionKey, type: dynamodb.AttributeType.STRING },
-      sortKey: { name: byStatus.sortKey, type: dynamodb.AttributeType.STRING },
-      projectionType: dynamodb.ProjectionType.ALL,
-    });
+    // The listings, every attribute projected: by hospital, and by hospital and status
+    // (GET /studies?status=). Added to a deployed table, DynamoDB builds the status index from the
+    // items that carry its key; studies written before it get the key from
+    // StudyStore.backfillStatusIndex (see README, Migration).
+    for (const index of [TABLE.byHospitalIndex, TABLE.byStatusIndex]) {
+      this.table.addGlobalSecondaryIndex({
+        indexName: index.name,
+        partitionKey: { name: index.partitionKey, type: dynamodb.AttributeType.STRING },
+        sortKey: { name: index.sortKey, type: dynamodb.AttributeType.STRING },
+        projectionType: dynamodb.ProjectionType.ALL,
+      });
+    }
     // Sparse: only studies in flight carry its key; the sweeper reads a few attributes.
     const open = TABLE.openIndex;
     this.table.addGlobalSecondaryIndex({
