@@ -15,7 +15,6 @@ import { basename, join } from 'node:path';
 import { deidentifyStudy, reserveMapFile, writeMapFile } from '../core/deidentify.js';
 import { fileSystemError, InputError } from '../core/errors.js';
 import { forEachLimited } from '../core/study.js';
-import { CHECKSUM_HEADER } from '../lambdas/shared/messages.js';
 
 /** A failed API call: `<METHOD> <path>: <status> <the server's message>`, one line. */
 export class ApiError extends InputError {
@@ -96,9 +95,17 @@ export interface CreateStudyRequest {
 /** `POST /studies` response. */
 export interface CreateStudyResponse {
   readonly studyId: string;
-  readonly uploads: readonly { readonly key: string; readonly url: string }[];
+  readonly uploads: readonly PresignedUpload[];
   /** `body` is the manifest to PUT: the API sends it as a JSON object (a string is taken as is). */
-  readonly manifest: { readonly key: string; readonly url: string; readonly body: unknown };
+  readonly manifest: PresignedUpload & { readonly body: unknown };
+}
+
+/** A presigned PUT and the headers it was signed with (the object's base64 SHA-256). */
+export interface PresignedUpload {
+  readonly key: string;
+  readonly url: string;
+  /** Send these with the PUT: S3 checks the bytes against them. Absent from an API that signs none. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /** `GET /studies/{id}` response (the fields the client shows; the API may send more). */
@@ -164,25 +171,9 @@ export interface UploadOptions extends ApiTarget {
   readonly deidentify?: typeof deidentifyStudy;
 }
 
-/**
- * The headers a presigned PUT URL was signed with that the body determines: the body's SHA-256
- * (base64) when the URL signs `x-amz-checksum-sha256`, so S3 checks the bytes against it (a URL
- * that does not sign it would refuse the unsigned header). `content-length` is set by fetch.
- */
-export function uploadHeaders(target: string, body: Uint8Array | string): Record<string, string> {
-  let signed: string[] = [];
-  try {
-    signed = (new URL(target).searchParams.get('X-Amz-SignedHeaders') ?? '').split(';');
-  } catch {
-    // Not a URL: fetch reports it.
-  }
-  if (!signed.includes(CHECKSUM_HEADER)) return {};
-  return { [CHECKSUM_HEADER]: createHash('sha256').update(body).digest('base64') };
-}
-
-/** PUT bytes to a presigned URL with the headers it was signed for, retrying twice on network errors and 5xx. */
-async function put(target: string, body: Uint8Array | string, what: string): Promise<void> {
-  const headers = uploadHeaders(target, body);
+/** PUT bytes to a presigned URL with the headers the API says it was signed for, retrying twice on network errors and 5xx. */
+async function put(upload: PresignedUpload, body: Uint8Array | string): Promise<void> {
+  const { url: target, key: what, headers = {} } = upload;
   for (let attempt = 1; ; attempt++) {
     try {
       const res = await fetch(target, { method: 'PUT', body, headers });
@@ -308,23 +299,23 @@ async function uploadSpooled(
       const suffix = `/${s.id}/${slice.name}`;
       const match = created.uploads.find((u) => u.key.endsWith(suffix));
       if (match === undefined) throw new InputError('POST /studies', `no upload URL for ${suffix.slice(1)}`);
-      return { slice, url: match.url, key: match.key };
+      return { slice, upload: match };
     }),
   );
   let sent = 0;
   let bytes = 0;
-  await forEachLimited(jobs, options.concurrency ?? 8, async ({ slice, url: target, key }) => {
+  await forEachLimited(jobs, options.concurrency ?? 8, async ({ slice, upload }) => {
     // The spooled bytes, as hashed: the spool is private to this process and written once.
     const body = await readSpooled(slice.path);
     const sha = createHash('sha256').update(body).digest('hex');
-    if (sha !== slice.sha256) throw new InputError(key, 'the spooled slice changed during the upload');
-    await put(target, body, key);
+    if (sha !== slice.sha256) throw new InputError(upload.key, 'the spooled slice changed during the upload');
+    await put(upload, body);
     bytes += body.length;
     options.onProgress?.(++sent, total);
   });
   const manifestBody =
     typeof created.manifest.body === 'string' ? created.manifest.body : JSON.stringify(created.manifest.body);
-  await put(created.manifest.url, manifestBody, created.manifest.key);
+  await put(created.manifest, manifestBody);
   options.onManifestSent?.();
   return {
     studyId: created.studyId,

@@ -17,7 +17,6 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { uploadHeaders } from '../cli/api-client.js';
 import { encodePhantomSlice } from '../core/phantom/files.js';
 import { createPhantom } from '../core/phantom/phantom.js';
 import { type ApiDeps, createStudy, presignClientFor } from '../lambdas/api/api.js';
@@ -106,8 +105,6 @@ describe('POST /studies upload URLs', () => {
       // Hoisted into the query, S3 would sign the checksum but never compare it with the body.
       expect([...u.searchParams.keys()].filter((k) => /checksum/i.test(k))).toEqual([]);
       expect(entry.headers).toEqual({ [CHECKSUM_HEADER]: b64(bytes) });
-      // The client derives the same header from the URL and the bytes.
-      expect(uploadHeaders(entry.url, bytes)).toEqual(entry.headers);
     }
   });
 
