@@ -25,7 +25,7 @@ import {
 } from '../lambdas/shared/messages.js';
 import { MAX_REASON_BYTES } from '../lambdas/shared/reasons.js';
 import { PIPELINE_DEFAULTS } from '../lambdas/shared/resources.js';
-import { type StudyRecord, StudyStore } from '../lambdas/shared/store.js';
+import { DYNAMODB_MAX_ITEM_BYTES, type StudyRecord, StudyStore } from '../lambdas/shared/store.js';
 import type { LocalStack } from '../local/stack.js';
 import { drainQueue, queueDepth, quietObservability } from './helpers/pipeline.js';
 import { startStackWithSelect } from './helpers/select-stack.js';
@@ -384,7 +384,7 @@ async function largestItem(
 ): Promise<{ sizes: { sk: string; bytes: number }[]; largest: number }> {
   const sizes = await itemSizes(LONG.hospital, studyId);
   const largest = Math.max(...sizes.map((s) => s.bytes));
-  expect(largest).toBeLessThan(400 * 1024);
+  expect(largest).toBeLessThan(DYNAMODB_MAX_ITEM_BYTES);
   return { sizes, largest };
 }
 
@@ -560,7 +560,7 @@ describe('selection parts and capped reasons (no network)', () => {
           series: part,
         };
         expect(dynamoItemBytes(item)).toBeLessThanOrEqual(SELECTION_PART_MAX_BYTES);
-        expect(dynamoItemBytes(item)).toBeLessThan(400 * 1024);
+        expect(dynamoItemBytes(item)).toBeLessThan(DYNAMODB_MAX_ITEM_BYTES);
       }
       const joined = joinSelection(parts);
       expect(joined.map((s) => s.slices.length)).toEqual(series.map((s) => s.slices.length));

@@ -110,7 +110,10 @@ export async function createStudy(deps: ApiDeps, hospital: string, body: string)
     }
   }
   const manifest = manifestFor(hospital, studyId, request);
-  parseManifest(JSON.stringify(manifest), { hospital, studyId }); // the select Lambda will check the same
+  // The manifest's bytes are its compact JSON (what JSON.stringify of `body` gives back): only
+  // those can be stored under its key, so no second, different manifest can replace it.
+  const manifestJson = JSON.stringify(manifest);
+  parseManifest(manifestJson, { hospital, studyId }); // the select Lambda will check the same
   const expiresIn = deps.presignSeconds ?? PIPELINE_DEFAULTS.presignSeconds;
   const uploads = [];
   for (const series of manifest.series) {
@@ -122,9 +125,7 @@ export async function createStudy(deps: ApiDeps, hospital: string, body: string)
       });
   }
   const key = manifestKey(hospital, studyId);
-  // The manifest's bytes are its compact JSON (what JSON.stringify of `body` gives back): only
-  // those can be stored under its key, so no second, different manifest can replace it.
-  const text = Buffer.from(JSON.stringify(manifest), 'utf8');
+  const text = Buffer.from(manifestJson, 'utf8');
   const signed = await presignPut(
     deps,
     key,
