@@ -182,7 +182,7 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
   const health = await startHealthServer(
     config.healthPort,
     () => workerHealth({ state, consumer, model, backend: backendName }),
-    config.healthHost ?? '127.0.0.1',
+    config.healthHost,
   );
 
   let predictor: SlicePredictor | undefined;

@@ -227,7 +227,12 @@ describe('sweep', () => {
     const observability = quietObservability('covidct-sweeper');
     const handler = makeSweeperHandler(
       stack.clients,
-      { tableName: stack.resources.tableName, topicArn: stack.resources.topicArn, stalledSeconds: STALLED },
+      {
+        tableName: stack.resources.tableName,
+        topicArn: stack.resources.topicArn,
+        stalledSeconds: STALLED,
+        neverUploadedSeconds: PIPELINE_DEFAULTS.neverUploadedSeconds,
+      },
       observability,
       c.now,
     );

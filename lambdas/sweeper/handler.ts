@@ -19,8 +19,8 @@ export interface SweeperConfig {
   readonly topicArn: string;
   /** Seconds without progress after which a study fails. */
   readonly stalledSeconds: number;
-  /** Seconds after creation a study still RECEIVED fails "never uploaded". @default PIPELINE_DEFAULTS.neverUploadedSeconds */
-  readonly neverUploadedSeconds?: number;
+  /** Seconds after creation a study still RECEIVED fails "never uploaded". */
+  readonly neverUploadedSeconds: number;
 }
 
 /** Whole seconds ≥ 1 from an environment variable, `fallback` when unset; a one-line error naming it. */
@@ -64,9 +64,7 @@ export function makeSweeperHandler(
         sns: clients.sns,
         topicArn: config.topicArn,
         stalledSeconds: config.stalledSeconds,
-        ...(config.neverUploadedSeconds !== undefined
-          ? { neverUploadedSeconds: config.neverUploadedSeconds }
-          : {}),
+        neverUploadedSeconds: config.neverUploadedSeconds,
         logger,
         ...(now ? { now } : {}),
       });
