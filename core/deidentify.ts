@@ -236,7 +236,7 @@ export async function deidentifyStudy(
           if (!isCtImage(facts) || facts.burnedInAnnotation === 'YES' || reportPageReason(facts)) {
             throw new InputError(member.path, 'the file changed while being de-identified');
           }
-          clean = deidentifyDicom(bytes, member.path, { uids }).bytes;
+          clean = deidentifyDicom(bytes, member.path, { uids, uidsMapped: true }).bytes;
         } else clean = deidentifyTiff(bytes, member.path).bytes;
         const name = `slice-${pad(j + 1, width)}${member.format === 'dicom' ? '.dcm' : '.tif'}`;
         try {

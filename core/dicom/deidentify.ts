@@ -94,6 +94,11 @@ export interface DicomFacts {
 export interface DeidentifyDicomOptions {
   /** Maps UIDs; share one across the files of a run. Default: a new one with a random secret. */
   readonly uids?: UidMapper;
+  /**
+   * `uids` has already mapped this file's UIDs ({@link mapDicomUids}, as deidentifyStudy does for
+   * every file before writing any): skip the mapping walk.
+   */
+  readonly uidsMapped?: boolean;
 }
 
 const t = (group: number, element: number) => ((group << 16) | element) >>> 0;
@@ -805,7 +810,7 @@ export function deidentifyDicom(
   const sopClassUid = top.get(SOP_CLASS_UID) || layout.metaSopClassUid;
   const originalInstance = top.get(SOP_INSTANCE_UID) || layout.metaSopInstanceUid;
   // A first walk maps every UID of the file, so a text quoting one found later in the stream is caught.
-  new Rewriter(data, file, uids, sopClassUid).dataSet(0, data.length, layout.enc, 0);
+  if (!options.uidsMapped) new Rewriter(data, file, uids, sopClassUid).dataSet(0, data.length, layout.enc, 0);
   const rewriter = new Rewriter(data, file, uids, sopClassUid);
   const { parts } = rewriter.dataSet(0, data.length, layout.enc, 0, markers(layout.enc));
   const body = concat(parts);
