@@ -40,7 +40,14 @@
  */
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { CorruptFileError, UnknownFormatError } from '../errors.js';
-import { COVIDCT_IMPLEMENTATION_UID, COVIDCT_IMPLEMENTATION_VERSION } from './encode.js';
+import {
+  COVIDCT_IMPLEMENTATION_UID,
+  COVIDCT_IMPLEMENTATION_VERSION,
+  concatBytes,
+  type ElementEncoding,
+  encodeElement,
+  LONG_VRS,
+} from './encode.js';
 import {
   CT_IMAGE_STORAGE_UID,
   ENHANCED_CT_IMAGE_STORAGE_UID,
@@ -103,8 +110,6 @@ export interface DeidentifyDicomOptions {
 
 const t = (group: number, element: number) => ((group << 16) | element) >>> 0;
 
-/** VRs with a reserved field and a 32-bit length in explicit VR. */
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
 const UNDEFINED = 0xffffffff;
 const ITEM = t(0xfffe, 0xe000);
 const ITEM_END = t(0xfffe, 0xe00d);
@@ -120,10 +125,7 @@ const PATIENT_IDENTITY_REMOVED = t(0x0012, 0x0062);
 const DEIDENTIFICATION_METHOD_TAG = t(0x0012, 0x0063);
 const DEIDENTIFICATION_CODE_SEQUENCE = t(0x0012, 0x0064);
 
-interface Encoding {
-  readonly little: boolean;
-  readonly explicit: boolean;
-}
+type Encoding = ElementEncoding;
 
 /** UN content, and sequences inside it, are implicit VR little endian whatever the file's syntax. */
 const UN_CONTENT: Encoding = { little: true, explicit: false };
@@ -565,24 +567,6 @@ function delimiter(tag: number, enc: Encoding): Uint8Array {
   return out;
 }
 
-/** One element in `enc`: short text VRs, or SQ with an already encoded value. */
-function encodeElement(tag: number, vr: string, value: Uint8Array, enc: Encoding): Uint8Array {
-  const long = LONG_VRS.has(vr);
-  const headerLength = enc.explicit ? (long ? 12 : 8) : 8;
-  const out = new Uint8Array(headerLength + value.length);
-  const view = new DataView(out.buffer);
-  view.setUint16(0, tag >>> 16, enc.little);
-  view.setUint16(2, tag & 0xffff, enc.little);
-  if (enc.explicit) {
-    out[4] = vr.charCodeAt(0);
-    out[5] = vr.charCodeAt(1);
-    if (long) view.setUint32(8, value.length, enc.little);
-    else view.setUint16(6, value.length, enc.little);
-  } else view.setUint32(4, value.length, enc.little);
-  out.set(value, headerLength);
-  return out;
-}
-
 /** PatientIdentityRemoved, DeidentificationMethod and the method code sequence, encoded in `enc`. */
 function markers(enc: Encoding): (readonly [number, Uint8Array])[] {
   const code = [
@@ -769,17 +753,7 @@ function fileMeta(
   ];
   const groupLength = new Uint8Array(4);
   new DataView(groupLength.buffer).setUint32(0, sum(elements), true);
-  return concat([encodeElement(t(0x0002, 0x0000), 'UL', groupLength, le), ...elements]);
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(sum(parts));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatBytes([encodeElement(t(0x0002, 0x0000), 'UL', groupLength, le), ...elements]);
 }
 
 /**
@@ -813,7 +787,7 @@ export function deidentifyDicom(
   if (!options.uidsMapped) new Rewriter(data, file, uids, sopClassUid).dataSet(0, data.length, layout.enc, 0);
   const rewriter = new Rewriter(data, file, uids, sopClassUid);
   const { parts } = rewriter.dataSet(0, data.length, layout.enc, 0, markers(layout.enc));
-  const body = concat(parts);
+  const body = concatBytes(parts);
   const preamble = new Uint8Array(132);
   preamble.set([0x44, 0x49, 0x43, 0x4d], 128);
   const meta = fileMeta(
@@ -822,7 +796,7 @@ export function deidentifyDicom(
     layout.syntax,
   );
   return {
-    bytes: concat([preamble, meta, layout.deflated ? deflateRawSync(body) : body]),
+    bytes: concatBytes([preamble, meta, layout.deflated ? deflateRawSync(body) : body]),
     removed: rewriter.removed,
     emptied: rewriter.emptied,
     dummied: rewriter.dummied,

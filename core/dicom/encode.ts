@@ -67,7 +67,57 @@ export interface DicomCtMeta {
 }
 
 // VRs whose explicit-VR length field is 4 bytes after 2 reserved bytes.
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
+/** VRs with a reserved field and a 32-bit length in explicit VR. */
+export const LONG_VRS: ReadonlySet<string> = new Set([
+  'OB',
+  'OD',
+  'OF',
+  'OL',
+  'OV',
+  'OW',
+  'SQ',
+  'SV',
+  'UC',
+  'UN',
+  'UR',
+  'UT',
+  'UV',
+]);
+
+/** A transfer syntax's element encoding. */
+export interface ElementEncoding {
+  readonly little: boolean;
+  readonly explicit: boolean;
+}
+
+/** One data element with an already encoded value (its length as given: pad it before). */
+export function encodeElement(tag: number, vr: string, value: Uint8Array, enc: ElementEncoding): Uint8Array {
+  const long = LONG_VRS.has(vr);
+  const headerLength = enc.explicit && long ? 12 : 8;
+  const out = new Uint8Array(headerLength + value.length);
+  const view = new DataView(out.buffer);
+  view.setUint16(0, tag >>> 16, enc.little);
+  view.setUint16(2, tag & 0xffff, enc.little);
+  if (enc.explicit) {
+    out[4] = vr.charCodeAt(0);
+    out[5] = vr.charCodeAt(1);
+    if (long) view.setUint32(8, value.length, enc.little);
+    else view.setUint16(6, value.length, enc.little);
+  } else view.setUint32(4, value.length, enc.little);
+  out.set(value, headerLength);
+  return out;
+}
+
+/** `parts` one after the other in one array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
 
 interface Element {
   readonly group: number;

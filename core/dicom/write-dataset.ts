@@ -9,7 +9,7 @@
  * what dcmjs writes (file meta, codes, sequences, pixel data).
  */
 import dcmjs from 'dcmjs';
-import { EXPLICIT_VR_LITTLE_ENDIAN } from './encode.js';
+import { concatBytes, EXPLICIT_VR_LITTLE_ENDIAN, encodeElement } from './encode.js';
 
 /** An element written from its value bytes as they are (top level only, short-length VRs). */
 export interface RawElement {
@@ -49,16 +49,10 @@ function encodeRaw(element: RawElement): Uint8Array {
   const length = element.value.length + pad;
   if (length > 0xfffe)
     throw new RangeError(`raw element ${tagKey(element.tag)} is ${length} bytes, at most 65534`);
-  const out = new Uint8Array(8 + length);
-  const view = new DataView(out.buffer);
-  view.setUint16(0, element.tag >>> 16, true);
-  view.setUint16(2, element.tag & 0xffff, true);
-  out[4] = element.vr.charCodeAt(0);
-  out[5] = element.vr.charCodeAt(1);
-  view.setUint16(6, length, true);
-  out.set(element.value, 8);
-  if (pad === 1) out[8 + element.value.length] = element.vr === 'UI' ? 0 : 0x20;
-  return out;
+  const value = new Uint8Array(length);
+  value.set(element.value);
+  if (pad === 1) value[element.value.length] = element.vr === 'UI' ? 0 : 0x20;
+  return encodeElement(element.tag, element.vr, value, { little: true, explicit: true });
 }
 
 /**
@@ -101,12 +95,5 @@ export function writePart10(
     if (parts.has(key)) throw new RangeError(`element ${key} given both raw and as a dcmjs value`);
     parts.set(key, () => encodeRaw(element));
   }
-  const chunks = [head, ...[...parts.keys()].sort().map((key) => parts.get(key)!())];
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
+  return concatBytes([head, ...[...parts.keys()].sort().map((key) => parts.get(key)!())]);
 }
