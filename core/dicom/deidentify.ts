@@ -40,14 +40,7 @@
  */
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { CorruptFileError, UnknownFormatError } from '../errors.js';
-import {
-  COVIDCT_IMPLEMENTATION_UID,
-  COVIDCT_IMPLEMENTATION_VERSION,
-  concatBytes,
-  type ElementEncoding,
-  encodeElement,
-  LONG_VRS,
-} from './encode.js';
+import { concatBytes, type ElementEncoding, encodeElement, encodeFileHead, LONG_VRS, padded } from './encode.js';
 import {
   CT_IMAGE_STORAGE_UID,
   ENHANCED_CT_IMAGE_STORAGE_UID,
@@ -495,15 +488,6 @@ function latin1(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 }
 
-/** Text as even-length bytes, padded with `pad` (space for text VRs, NUL for UI). */
-function padded(text: string, pad: number): Uint8Array {
-  const bytes = Buffer.from(text, 'latin1');
-  if (bytes.length % 2 === 0) return new Uint8Array(bytes);
-  const out = new Uint8Array(bytes.length + 1);
-  out.set(bytes);
-  out[bytes.length] = pad;
-  return out;
-}
 
 const DUMMY_TEXT: Readonly<Record<string, string>> = {
   AE: 'ANONYMOUS',
@@ -602,7 +586,12 @@ interface Layout {
 }
 
 function text(bytes: Uint8Array, p: Parsed): string {
-  return latin1(bytes.subarray(p.valueAt, p.contentEnd))
+  return trimmed(bytes.subarray(p.valueAt, p.contentEnd));
+}
+
+/** A value as text without its padding (NUL or space) and surrounding spaces. */
+function trimmed(value: Uint8Array): string {
+  return latin1(value)
     .replace(/[\0 ]+$/, '')
     .trim();
 }
@@ -661,24 +650,61 @@ function dataSetOf(bytes: Uint8Array, layout: Layout, file: string): Uint8Array 
 }
 
 /** Top-level values of some tags (the walk stops after the last one asked for). */
+function topLevelRaw(
+  data: Uint8Array,
+  enc: Encoding,
+  file: string,
+  tags: readonly number[],
+): Map<number, Uint8Array> {
+  const walker = new Rewriter(data, file, new UidMapper(new Uint8Array(16)), undefined);
+  const wanted = new Set(tags);
+  const last = Math.max(...tags);
+  const found = new Map<number, Uint8Array>();
+  let at = 0;
+  while (data.length - at >= 8) {
+    const p = walker.element(at, enc);
+    if (p.tag > last) break;
+    if (wanted.has(p.tag) && !p.undefinedLength) found.set(p.tag, data.subarray(p.valueAt, p.contentEnd));
+    at = p.end;
+  }
+  return found;
+}
+
 function topLevel(
   data: Uint8Array,
   enc: Encoding,
   file: string,
   tags: readonly number[],
 ): Map<number, string> {
-  const walker = new Rewriter(data, file, new UidMapper(new Uint8Array(16)), undefined);
-  const wanted = new Set(tags);
-  const last = Math.max(...tags);
   const found = new Map<number, string>();
-  let at = 0;
-  while (data.length - at >= 8) {
-    const p = walker.element(at, enc);
-    if (p.tag > last) break;
-    if (wanted.has(p.tag) && !p.undefinedLength) found.set(p.tag, text(data, p));
-    at = p.end;
+  for (const [tag, value] of topLevelRaw(data, enc, file, tags)) {
+    found.set(tag, trimmed(value));
   }
   return found;
+}
+
+/**
+ * The value bytes, as written, of the top-level elements `tags` of a DICOM file in any transfer
+ * syntax (deflated ones inflated), with the file's transfer syntax and meta SOP UIDs. Sequences
+ * (undefined length) are not returned. For the gateway, which keeps a study's identity as bytes.
+ */
+export function readTopLevelValues(
+  bytes: Uint8Array,
+  file: string,
+  tags: readonly number[],
+): {
+  readonly values: ReadonlyMap<number, Uint8Array>;
+  readonly transferSyntaxUid: string;
+  readonly metaSopClassUid?: string;
+  readonly metaSopInstanceUid?: string;
+} {
+  const layout = layoutOf(bytes, file);
+  return {
+    values: topLevelRaw(dataSetOf(bytes, layout, file), layout.enc, file, tags),
+    transferSyntaxUid: layout.syntax,
+    ...(layout.metaSopClassUid ? { metaSopClassUid: layout.metaSopClassUid } : {}),
+    ...(layout.metaSopInstanceUid ? { metaSopInstanceUid: layout.metaSopInstanceUid } : {}),
+  };
 }
 
 /** The facts of a DICOM file that decide whether it may leave: SOP class, modality, burned-in annotation. */
@@ -736,26 +762,6 @@ export function reportPageReason(facts: DicomFacts): string | undefined {
     : `a report or screen page, not a CT slice (ImageType ${facts.imageType!.join('\\')} contains ${hit})`;
 }
 
-/** The new file meta (group 0002), explicit VR little endian, with its group length. */
-function fileMeta(
-  sopClassUid: string | undefined,
-  sopInstanceUid: string | undefined,
-  syntax: string,
-): Uint8Array {
-  const le = { little: true, explicit: true };
-  const elements = [
-    encodeElement(t(0x0002, 0x0001), 'OB', new Uint8Array([0, 1]), le),
-    ...(sopClassUid ? [encodeElement(t(0x0002, 0x0002), 'UI', padded(sopClassUid, 0), le)] : []),
-    ...(sopInstanceUid ? [encodeElement(t(0x0002, 0x0003), 'UI', padded(sopInstanceUid, 0), le)] : []),
-    encodeElement(t(0x0002, 0x0010), 'UI', padded(syntax, 0), le),
-    encodeElement(t(0x0002, 0x0012), 'UI', padded(COVIDCT_IMPLEMENTATION_UID, 0), le),
-    encodeElement(t(0x0002, 0x0013), 'SH', padded(COVIDCT_IMPLEMENTATION_VERSION, 0x20), le),
-  ];
-  const groupLength = new Uint8Array(4);
-  new DataView(groupLength.buffer).setUint32(0, sum(elements), true);
-  return concatBytes([encodeElement(t(0x0002, 0x0000), 'UL', groupLength, le), ...elements]);
-}
-
 /**
  * Map every UID of a file through `uids` without writing anything: run over every file of a study
  * before any is written, so that a text in one file quoting another file's UID is caught too.
@@ -788,15 +794,13 @@ export function deidentifyDicom(
   const rewriter = new Rewriter(data, file, uids, sopClassUid);
   const { parts } = rewriter.dataSet(0, data.length, layout.enc, 0, markers(layout.enc));
   const body = concatBytes(parts);
-  const preamble = new Uint8Array(132);
-  preamble.set([0x44, 0x49, 0x43, 0x4d], 128);
-  const meta = fileMeta(
+  const head = encodeFileHead({
     sopClassUid,
-    originalInstance ? uids.map(originalInstance) : undefined,
-    layout.syntax,
-  );
+    sopInstanceUid: originalInstance ? uids.map(originalInstance) : undefined,
+    transferSyntaxUid: layout.syntax,
+  });
   return {
-    bytes: concatBytes([preamble, meta, layout.deflated ? deflateRawSync(body) : body]),
+    bytes: concatBytes([head, layout.deflated ? deflateRawSync(body) : body]),
     removed: rewriter.removed,
     emptied: rewriter.emptied,
     dummied: rewriter.dummied,

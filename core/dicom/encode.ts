@@ -119,6 +119,49 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** Text as even-length bytes (latin1), padded with `pad` (space for text VRs, NUL for UI). */
+export function padded(text: string, pad: number): Uint8Array {
+  const bytes = Buffer.from(text, 'latin1');
+  if (bytes.length % 2 === 0) return new Uint8Array(bytes);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  out[bytes.length] = pad;
+  return out;
+}
+
+/** What {@link encodeFileHead} writes into the file meta. */
+export interface FileHead {
+  readonly sopClassUid: string | undefined;
+  readonly sopInstanceUid: string | undefined;
+  readonly transferSyntaxUid: string;
+  /** SourceApplicationEntityTitle (0002,0016): the AE that sent the data set (a received instance). */
+  readonly sourceAeTitle?: string;
+}
+
+/**
+ * The head of a Part 10 file: a zero preamble, "DICM" and the file meta (group 0002, explicit VR
+ * little endian, with its group length) naming covidct as the implementation. The data set, in
+ * `transferSyntaxUid`, follows.
+ */
+export function encodeFileHead(head: FileHead): Uint8Array {
+  const le = { little: true, explicit: true };
+  const meta = (element: number) => (0x00020000 | element) >>> 0;
+  const elements = [
+    encodeElement(meta(0x0001), 'OB', new Uint8Array([0, 1]), le),
+    ...(head.sopClassUid ? [encodeElement(meta(0x0002), 'UI', padded(head.sopClassUid, 0), le)] : []),
+    ...(head.sopInstanceUid ? [encodeElement(meta(0x0003), 'UI', padded(head.sopInstanceUid, 0), le)] : []),
+    encodeElement(meta(0x0010), 'UI', padded(head.transferSyntaxUid, 0), le),
+    encodeElement(meta(0x0012), 'UI', padded(COVIDCT_IMPLEMENTATION_UID, 0), le),
+    encodeElement(meta(0x0013), 'SH', padded(COVIDCT_IMPLEMENTATION_VERSION, 0x20), le),
+    ...(head.sourceAeTitle ? [encodeElement(meta(0x0016), 'AE', padded(head.sourceAeTitle, 0x20), le)] : []),
+  ];
+  const groupLength = new Uint8Array(4);
+  new DataView(groupLength.buffer).setUint32(0, elements.reduce((n, e) => n + e.length, 0), true);
+  const preamble = new Uint8Array(132);
+  preamble.set([0x44, 0x49, 0x43, 0x4d], 128);
+  return concatBytes([preamble, encodeElement(meta(0x0000), 'UL', groupLength, le), ...elements]);
+}
+
 interface Element {
   readonly group: number;
   readonly element: number;
