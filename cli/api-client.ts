@@ -169,6 +169,13 @@ export interface UploadOptions extends ApiTarget {
   readonly mapFile?: string;
   /** The de-identification step; tests wrap it. @default deidentifyStudy */
   readonly deidentify?: typeof deidentifyStudy;
+  /** The folder the private spool is made in. @default the system's temporary folder */
+  readonly spoolParent?: string;
+  /**
+   * Remove the spool and end the process on SIGINT/SIGTERM (a command line's behaviour). A
+   * long-running caller with its own shutdown (the gateway) turns this off. @default true
+   */
+  readonly handleSignals?: boolean;
 }
 
 /** PUT bytes to a presigned URL with the headers the API says it was signed for, retrying twice on network errors and 5xx. */
@@ -218,7 +225,7 @@ export async function uploadStudy(options: UploadOptions): Promise<UploadResult>
   const claim = options.mapFile === undefined ? undefined : await reserveMapFile(options.mapFile);
   let spool: string;
   try {
-    spool = await mkdtemp(join(tmpdir(), 'covidct-upload-'));
+    spool = await mkdtemp(join(options.spoolParent ?? tmpdir(), 'covidct-upload-'));
   } catch (error) {
     await claim?.release();
     throw error;
@@ -227,8 +234,11 @@ export async function uploadStudy(options: UploadOptions): Promise<UploadResult>
     rmSync(spool, { recursive: true, force: true });
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const handleSignals = options.handleSignals ?? true;
+  if (handleSignals) {
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  }
   let mapWritten = false;
   try {
     await chmod(spool, 0o700);
@@ -380,4 +390,49 @@ export function formatStatus(s: StudyStatus): string {
     }
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** One slice of a report (`GET /studies/{id}/report`), as far as the hospital side reads it. */
+export interface ReportSlice {
+  /** `incoming/{hospital}/{study}/{series}/{slice}`. */
+  readonly key: string;
+  readonly selected?: boolean;
+  readonly vote?: {
+    readonly label: 'covid' | 'normal';
+    /** A presigned GET of the slice's Grad-CAM overlay (PNG), when one was drawn. */
+    readonly heatmapUrl?: string;
+  };
+}
+
+/** The report of a COMPLETE study (`GET /studies/{id}/report`), the fields the hospital side reads. */
+export interface StudyReport {
+  readonly studyId: string;
+  readonly decision: 'covid' | 'normal' | null;
+  readonly covidFraction: number | null;
+  readonly covidCount: number;
+  readonly classifiedCount: number;
+  readonly selectedCount: number;
+  readonly failedCount?: number;
+  readonly threshold: number;
+  readonly model?: { readonly id: string; readonly sha256: string };
+  readonly intendedUse?: { readonly diagnostic: boolean; readonly statement: string };
+  readonly series: readonly {
+    readonly id: string;
+    readonly status: 'SELECTED' | 'FAILED';
+    readonly reason?: string;
+    readonly selectionThreshold?: number | null;
+    readonly selectedCount: number;
+    readonly covidCount: number;
+    readonly classifiedCount: number;
+    readonly covidFraction: number | null;
+    readonly decision: 'covid' | 'normal' | null;
+    readonly slices?: readonly ReportSlice[];
+  }[];
+  readonly timings?: { readonly decidedAt?: string };
+  readonly [key: string]: unknown;
+}
+
+/** `GET /studies/{id}/report` (COMPLETE studies only; heatmaps come as presigned URLs). */
+export function getReport(target: ApiTarget, studyId: string): Promise<StudyReport> {
+  return call<StudyReport>(target, 'GET', `/studies/${encodeURIComponent(studyId)}/report`);
 }

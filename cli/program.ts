@@ -8,6 +8,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerDev } from './commands/dev.js';
 import { registerDiagnose } from './commands/diagnose.js';
 import { registerEvaluate } from './commands/evaluate.js';
+import { registerGateway } from './commands/gateway.js';
 import { registerImportKeras } from './commands/import-keras.js';
 import { registerModel } from './commands/model.js';
 import { registerPhantom } from './commands/phantom.js';
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerUpload(program);
   registerStatus(program);
   registerWait(program);
+  registerGateway(program);
   registerDev(program);
   registerDemo(program);
   registerTrain(program);
