@@ -238,12 +238,16 @@ export function startStoreScp(options: StoreScpOptions): Promise<StoreScp> {
     /** Each C-STORE request's file and the transfer syntax its data set came in. */
     private readonly files = new WeakMap<object, { file: SyncedFile | Discard; syntax: string }>();
     private readonly open = new Set<SyncedFile>();
+    /** What this association's C-STOREs came to, logged when it closes. */
+    private readonly counts = { stored: 0, discarded: 0, refused: 0 };
 
     constructor(socket: never, opts: never) {
       super(socket, opts);
       this.on('close', () => {
         // A file whose C-STORE was never answered: the sender sends it again.
         for (const f of this.open) void rm(f.path, { force: true });
+        if (this.association !== undefined)
+          log.info('association closed', { association: this.id, ...this.counts });
       });
     }
 
@@ -362,6 +366,7 @@ export function startStoreScp(options: StoreScpOptions): Promise<StoreScp> {
       const sopClassUid = request.getAffectedSopClassUid();
       if (!(file instanceof SyncedFile)) {
         log.info('instance discarded: not a CT image', { association: this.id, sopClass: sopClassUid });
+        this.counts.discarded++;
         answer(Status.Success);
         return;
       }
@@ -372,6 +377,7 @@ export function startStoreScp(options: StoreScpOptions): Promise<StoreScp> {
           error: file.failed.message,
         });
         void rm(file.path, { force: true });
+        this.counts.refused++;
         answer(STATUS_OUT_OF_RESOURCES, 'gateway spool cannot be written');
         return;
       }
@@ -385,8 +391,13 @@ export function startStoreScp(options: StoreScpOptions): Promise<StoreScp> {
           association: this.id,
         })
         .then(
-          (verdict) => (verdict.stored ? answer(Status.Success) : answer(verdict.status, verdict.reason)),
+          (verdict) => {
+            this.counts[verdict.stored ? 'stored' : 'refused']++;
+            if (verdict.stored) answer(Status.Success);
+            else answer(verdict.status, verdict.reason);
+          },
           (error: Error) => {
+            this.counts.refused++;
             log.error('instance not stored', { association: this.id, error: error.message });
             answer(STATUS_OUT_OF_RESOURCES, 'gateway could not store the instance');
           },

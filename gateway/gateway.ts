@@ -406,10 +406,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
   }
 
+  function earlierUnfinished(run: RunRecord): boolean {
+    for (const r of runs.values()) {
+      if (r.studyKey === run.studyKey && r.phase !== 'done' && r.createdAt < run.createdAt) return true;
+    }
+    return false;
+  }
+
   function schedule(): void {
     const now = Date.now();
     for (const run of runs.values()) {
       if (run.phase === 'done' || busy.has(run.runId) || (retryAt.get(run.runId) ?? 0) > now) continue;
+      // Runs of a study go one after the other: a later one names the earlier one's SR as predecessor.
+      if (earlierUnfinished(run)) continue;
       busy.add(run.runId);
       const p = advance(run.runId).finally(() => {
         busy.delete(run.runId);
