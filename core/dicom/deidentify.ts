@@ -40,7 +40,14 @@
  */
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { CorruptFileError, UnknownFormatError } from '../errors.js';
-import { concatBytes, type ElementEncoding, encodeElement, encodeFileHead, LONG_VRS, padded } from './encode.js';
+import {
+  concatBytes,
+  type ElementEncoding,
+  encodeElement,
+  encodeFileHead,
+  LONG_VRS,
+  padded,
+} from './encode.js';
 import {
   CT_IMAGE_STORAGE_UID,
   ENHANCED_CT_IMAGE_STORAGE_UID,
@@ -487,7 +494,6 @@ function sum(parts: readonly Uint8Array[]): number {
 function latin1(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 }
-
 
 const DUMMY_TEXT: Readonly<Record<string, string>> = {
   AE: 'ANONYMOUS',

@@ -156,7 +156,11 @@ export function encodeFileHead(head: FileHead): Uint8Array {
     ...(head.sourceAeTitle ? [encodeElement(meta(0x0016), 'AE', padded(head.sourceAeTitle, 0x20), le)] : []),
   ];
   const groupLength = new Uint8Array(4);
-  new DataView(groupLength.buffer).setUint32(0, elements.reduce((n, e) => n + e.length, 0), true);
+  new DataView(groupLength.buffer).setUint32(
+    0,
+    elements.reduce((n, e) => n + e.length, 0),
+    true,
+  );
   const preamble = new Uint8Array(132);
   preamble.set([0x44, 0x49, 0x43, 0x4d], 128);
   return concatBytes([preamble, encodeElement(meta(0x0000), 'UL', groupLength, le), ...elements]);
