@@ -1,0 +1,151 @@
+/**
+ * `covidct gateway`'s command line: the API key never on the command line (environment or an
+ * owner-only key file), and every malformed option refused in one line naming it, before anything
+ * listens. Also the parsers of gateway/dimse.ts and the state folder's purge.
+ */
+import { chmodSync, existsSync, mkdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isAllowed, parseAllowedCaller, parseDestination } from '../gateway/dimse.js';
+import { GatewayState } from '../gateway/state.js';
+import { runCli } from './helpers/cli.js';
+import { tempDir } from './helpers/tmp.js';
+
+const work = tempDir('covidct-gateway-cli-');
+
+const BASE = [
+  'gateway',
+  '--port',
+  '0',
+  '--ae-title',
+  'COVIDCT',
+  '--api',
+  'http://127.0.0.1:9',
+  '--destination',
+  'PACS@127.0.0.1:4242',
+  '--allow-caller',
+  'PACS',
+];
+
+/** A run that must fail at once: exit 1, one line on stderr, no stack trace. */
+function refused(args: readonly string[], env: NodeJS.ProcessEnv = {}): string {
+  const run = runCli(['gateway', ...args], { COVIDCT_API_KEY: '', ...env });
+  expect(run.code).toBe(1);
+  const lines = run.stderr.trim().split('\n');
+  expect(lines, run.stderr).toHaveLength(1);
+  expect(run.stderr).not.toMatch(/\n\s+at /);
+  return lines[0]!;
+}
+
+describe('covidct gateway refuses bad settings in one line', () => {
+  const state = join(work, 'state');
+  const rest = (...more: string[]) => [...BASE.slice(1), '--state', state, ...more];
+
+  it('without an API key', () => {
+    expect(refused(rest())).toMatch(/COVIDCT_API_KEY: is not set; set it or give --key-file FILE/);
+  });
+
+  it('with a key file other users can read', () => {
+    const keyFile = join(work, 'key-open');
+    writeFileSync(keyFile, 'secret\n');
+    chmodSync(keyFile, 0o644);
+    expect(refused(rest('--key-file', keyFile))).toMatch(/key-open: is readable by other users; chmod 600/);
+  });
+
+  it('with an empty or missing key file', () => {
+    const keyFile = join(work, 'key-empty');
+    writeFileSync(keyFile, '\n', { mode: 0o600 });
+    expect(refused(rest('--key-file', keyFile))).toMatch(/key-empty: is empty, expected the API key/);
+    expect(refused(rest('--key-file', join(work, 'nope')))).toMatch(/nope/);
+  });
+
+  it('with a malformed destination, caller, AE title or number', () => {
+    const env = { COVIDCT_API_KEY: 'k' };
+    const args = (flag: string, value: string) => {
+      const a = rest();
+      a[a.indexOf(flag) + 1] = value;
+      return a;
+    };
+    expect(refused(args('--destination', 'PACS@host'), env)).toMatch(
+      /--destination: 'PACS@host': expected AE@HOST:PORT/,
+    );
+    expect(refused(args('--destination', 'PACS@host:70000'), env)).toMatch(/expected AE@HOST:PORT/);
+    expect(refused(args('--allow-caller', 'A\\B'), env)).toMatch(/--allow-caller: 'A\\B' is not an AE title/);
+    expect(refused(args('--ae-title', 'SEVENTEEN_CHARS_X'), env)).toMatch(
+      /--ae-title: .* is not an AE title/,
+    );
+    expect(refused(args('--port', '-1'), env)).toMatch(/--port: '-1' is not a whole number from 0 to 65535/);
+    expect(refused(rest('--quiet-seconds', '0'), env)).toMatch(/--quiet-seconds: '0' is not a whole number/);
+    // Nothing was made for a run refused before it started.
+    expect(existsSync(state)).toBe(false);
+  });
+});
+
+describe('gateway address parsing', () => {
+  it('reads AE, AE@HOST and AE@HOST:PORT', () => {
+    expect(parseAllowedCaller('ORTHANC')).toEqual({ aeTitle: 'ORTHANC' });
+    expect(parseAllowedCaller('ORTHANC@10.0.0.5')).toEqual({ aeTitle: 'ORTHANC', host: '10.0.0.5' });
+    expect(parseDestination('PACS@pacs.hospital.example:104')).toEqual({
+      aeTitle: 'PACS',
+      host: 'pacs.hospital.example',
+      port: 104,
+    });
+  });
+
+  it('matches callers by AE title and, when given, host (IPv4-mapped addresses too)', () => {
+    const allow = [parseAllowedCaller('ORTHANC@10.0.0.5'), parseAllowedCaller('CT1')];
+    expect(isAllowed(allow, 'ORTHANC', '::ffff:10.0.0.5')).toBe(true);
+    expect(isAllowed(allow, 'ORTHANC', '10.0.0.6')).toBe(false);
+    expect(isAllowed(allow, 'CT1', '192.168.1.1')).toBe(true);
+    expect(isAllowed(allow, 'CT2', '10.0.0.5')).toBe(false);
+  });
+});
+
+describe('the state folder', () => {
+  it('is private, names studies by keyed hashes, and purges only what is old and finished', async () => {
+    const root = join(work, 'purge');
+    const state = await GatewayState.open(root);
+    expect(statSync(root).mode & 0o777).toBe(0o700);
+    expect(statSync(join(root, 'secret')).mode & 0o777).toBe(0o600);
+    const uid = '1.2.826.0.1.3680043.8.498.1';
+    const key = state.keyOf('study', uid);
+    expect(key).toMatch(/^[0-9a-f]{32}$/);
+    // Another state folder (another secret) names the same study differently.
+    expect((await GatewayState.open(join(work, 'other'))).keyOf('study', uid)).not.toBe(key);
+
+    const old = Date.now() / 1000 - 10 * 86_400;
+    const addInstance = async (studyKey: string, name: string, ageSeconds?: number) => {
+      const incoming = join(state.incomingDir, `${name}.part`);
+      writeFileSync(incoming, 'x');
+      const path = await state.storeInstance(incoming, studyKey, name);
+      if (ageSeconds !== undefined) utimesSync(path, ageSeconds, ageSeconds);
+      return { file: path, mtimeMs: statSync(path).mtimeMs };
+    };
+    const oldDone = await addInstance('a'.repeat(32), 'i1', old);
+    const oldOpen = await addInstance('b'.repeat(32), 'i2', old);
+    await addInstance('c'.repeat(32), 'i3');
+    const done = await state.createRun('a'.repeat(32), [oldDone]);
+    await state.saveRun({ ...done, phase: 'done', deliveredAt: new Date(old * 1000).toISOString() });
+    const open = await state.createRun('b'.repeat(32), [oldOpen]);
+
+    expect(await state.purge(7)).toEqual({ runs: 1, studies: 1 });
+    expect(existsSync(state.runDir(done.runId))).toBe(false);
+    expect(existsSync(state.studyDir('a'.repeat(32)))).toBe(false);
+    // An unfinished run still owes a result: it and its study's data stay.
+    expect(existsSync(state.runDir(open.runId))).toBe(true);
+    expect(existsSync(state.studyDir('b'.repeat(32)))).toBe(true);
+    // Recent data stays.
+    expect(existsSync(state.studyDir('c'.repeat(32)))).toBe(true);
+  });
+
+  it('drops half-made runs and interrupted receives when opened again', async () => {
+    const root = join(work, 'reopen');
+    const state = await GatewayState.open(root);
+    mkdirSync(join(root, 'runs', '.new-x'), { recursive: true });
+    writeFileSync(join(state.incomingDir, '.rx-1.part'), 'half');
+    const again = await GatewayState.open(root);
+    expect(await again.runs()).toEqual([]);
+    expect(existsSync(join(root, 'runs', '.new-x'))).toBe(false);
+    expect(existsSync(join(root, 'incoming', '.rx-1.part'))).toBe(false);
+  });
+});
