@@ -22,7 +22,12 @@ import type { Server as NetServer } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type * as Dimse from 'dcmjs-dimse';
-import { EXPLICIT_VR_LITTLE_ENDIAN, encodeFileHead } from '../core/dicom/encode.js';
+import {
+  COVIDCT_IMPLEMENTATION_UID,
+  COVIDCT_IMPLEMENTATION_VERSION,
+  EXPLICIT_VR_LITTLE_ENDIAN,
+  encodeFileHead,
+} from '../core/dicom/encode.js';
 import { explicitToImplicitLittleEndian, part10DataSet } from '../core/dicom/implicit.js';
 import { CT_IMAGE_STORAGE_UID } from '../core/dicom/profile.js';
 import { IMPLICIT_VR_LE, transferSyntax } from '../core/dicom/syntax.js';
@@ -31,7 +36,7 @@ import type { GatewayLog } from './log.js';
 
 // dcmjs-dimse is a CommonJS bundle whose exports Node's ESM loader cannot see by name.
 const dimse = createRequire(import.meta.url)('dcmjs-dimse') as typeof Dimse;
-const { Client, Dataset, Scp, Server } = dimse;
+const { Client, Dataset, Implementation, Scp, Server } = dimse;
 const { CStoreRequest } = dimse.requests;
 const { CEchoResponse, CStoreResponse } = dimse.responses;
 const { PresentationContextResult, RejectReason, RejectResult, RejectSource, Status } = dimse.constants;
@@ -113,8 +118,14 @@ export function isAllowed(
   return allow.some((a) => a.aeTitle === aeTitle && (a.host === undefined || plainAddress(a.host) === from));
 }
 
-/** Route dcmjs-dimse's log (loglevel) to `log`: warnings and errors only, one line each. */
-export function routeLibraryLog(log: GatewayLog): void {
+/**
+ * Set up dcmjs-dimse for the gateway: associations name covidct (its implementation class UID and
+ * version, as in the files it writes), and the library's log (loglevel) goes to `log`, warnings
+ * and errors only, one line each.
+ */
+export function setUpDimse(log: GatewayLog): void {
+  Implementation.setImplementationClassUid(COVIDCT_IMPLEMENTATION_UID);
+  Implementation.setImplementationVersion(COVIDCT_IMPLEMENTATION_VERSION);
   const lib = dimse.log as unknown as {
     methodFactory: (method: string, level: number, name: unknown) => (...args: unknown[]) => void;
     setLevel(level: string, persist?: boolean): void;

@@ -28,10 +28,10 @@ import {
   type AllowedCaller,
   type DicomPeer,
   type ReceivedInstance,
-  routeLibraryLog,
   STATUS_CANNOT_UNDERSTAND,
   type StoreScp,
   type StoreVerdict,
+  setUpDimse,
   startStoreScp,
   storeInstances,
 } from './dimse.js';
@@ -85,7 +85,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Start the gateway: open the state, resume what was left, listen. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { log } = options;
-  routeLibraryLog(log);
+  setUpDimse(log);
   const quietMs = (options.quietSeconds ?? 30) * 1000;
   const retainDays = options.retainDays ?? 7;
   const retryMs = (options.retrySeconds ?? 1) * 1000;
