@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import type { Server as NetServer } from 'node:net';
+import { isIP, type Server as NetServer } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type * as Dimse from 'dcmjs-dimse';
@@ -89,7 +89,9 @@ export function parseAllowedCaller(text: string): AllowedCaller {
   const aeTitle = checkAeTitle('--allow-caller', at < 0 ? text : text.slice(0, at));
   if (at < 0) return { aeTitle };
   const host = text.slice(at + 1);
-  if (host === '') throw new InputError('--allow-caller', `'${text}': expected AE or AE@HOST`);
+  // Compared with the socket's peer address: a host name would never match.
+  if (isIP(host) === 0)
+    throw new InputError('--allow-caller', `'${text}': expected AE or AE@IP (an IP address)`);
   return { aeTitle, host };
 }
 

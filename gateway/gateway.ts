@@ -13,6 +13,7 @@
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  ApiError,
   type ApiTarget,
   getReport,
   getStudy,
@@ -22,7 +23,7 @@ import {
   uploadStudy,
 } from '../cli/api-client.js';
 import { type DeidentifyMap, deidentifyStudy } from '../core/deidentify.js';
-import { readTopLevelValues } from '../core/dicom/deidentify.js';
+import { readTopLevelValues, trimmed } from '../core/dicom/deidentify.js';
 import { describeError, InputError } from '../core/errors.js';
 import {
   type AllowedCaller,
@@ -82,6 +83,24 @@ class UnsendableStudyError extends Error {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** The wait before retry number `attempt + 1` of a step: `first` doubled per failure, at most `max`. */
+export function retryDelay(attempt: number, first: number, max: number): number {
+  return Math.min(max, first * 2 ** Math.min(attempt, 30));
+}
+
+/**
+ * An API answer that sending again cannot change: a 4xx about the study itself (too many slices,
+ * a slice too large, a malformed request). Not 401/403 (a key to fix), 408 or 429 (try later).
+ */
+export function refusedForGood(error: unknown): boolean {
+  return (
+    error instanceof ApiError &&
+    error.status >= 400 &&
+    error.status < 500 &&
+    ![401, 403, 408, 429].includes(error.status)
+  );
+}
+
 /** Start the gateway: open the state, resume what was left, listen. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { log } = options;
@@ -94,11 +113,26 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   /** Per study: when its newest instance arrived and the patient it belongs to. */
   const studies = new Map<string, { lastArrivalMs: number; patient: string; snapshotMs: number }>();
+  /** Which patient an instance is of, keyed like the folders (issuer and patient id). */
+  const patientOf = (values: ReadonlyMap<number, Uint8Array>) => {
+    const text = (tag: number) => trimmed(values.get(tag) ?? new Uint8Array());
+    return state.keyOf('study', `${text(ISSUER_OF_PATIENT_ID)}\u0000${text(PATIENT_ID)}`);
+  };
   for (const [studyKey, files] of await state.studies()) {
     if (files.length === 0) continue;
+    // The study's patient, from one of its instances: a restart keeps refusing another patient's.
+    let patient = '';
+    try {
+      const first = files[0]!.file;
+      patient = patientOf(
+        readTopLevelValues(await readFile(first), first, [PATIENT_ID, ISSUER_OF_PATIENT_ID]).values,
+      );
+    } catch {
+      // Stored instances were readable when they arrived; if one is not now, the next arrival decides.
+    }
     studies.set(studyKey, {
       lastArrivalMs: Math.max(...files.map((f) => f.mtimeMs)),
-      patient: '',
+      patient,
       snapshotMs: 0,
     });
   }
@@ -112,6 +146,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let stopping = false;
   const busy = new Set<string>();
   const retryAt = new Map<string, number>();
+  /** Consecutive failed steps per run (the backoff's exponent). */
+  const failures = new Map<string, number>();
   const inFlight = new Set<Promise<void>>();
 
   async function accept(instance: ReceivedInstance): Promise<StoreVerdict> {
@@ -129,18 +165,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       });
       return { stored: false, status: STATUS_CANNOT_UNDERSTAND, reason: 'not a readable DICOM data set' };
     }
-    const text = (tag: number) =>
-      Buffer.from(values.get(tag) ?? new Uint8Array())
-        .toString('latin1')
-        .replace(/[\0 ]+$/, '')
-        .trim();
-    const studyUid = text(STUDY_INSTANCE_UID);
+    const studyUid = trimmed(values.get(STUDY_INSTANCE_UID) ?? new Uint8Array());
     if (studyUid === '') {
       log.warn('instance refused: no StudyInstanceUID', { association: instance.association });
       return { stored: false, status: STATUS_CANNOT_UNDERSTAND, reason: 'no StudyInstanceUID' };
     }
     const studyKey = state.keyOf('study', studyUid);
-    const patient = state.keyOf('study', `${text(ISSUER_OF_PATIENT_ID)}\u0000${text(PATIENT_ID)}`);
+    const patient = patientOf(values);
     const known = studies.get(studyKey);
     if (known && known.patient !== '' && known.patient !== patient) {
       log.warn('instance refused: its study holds another patient', {
@@ -234,9 +265,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       log.info('study sent', { run: run.runId, studyId: sent.studyId, slices: sent.slices, skipped });
       return save({ ...run, phase: 'wait', cloudStudyId: sent.studyId });
     } catch (error) {
-      if (error instanceof UnsendableStudyError) {
-        log.warn('study cannot be analysed', { run: run.runId, error: error.message });
-        return save({ ...run, phase: 'build', localFailure: error.message });
+      if (error instanceof UnsendableStudyError || refusedForGood(error)) {
+        const reason = (error as Error).message;
+        log.warn('study cannot be analysed', { run: run.runId, error: reason });
+        return save({ ...run, phase: 'build', localFailure: reason });
       }
       throw error;
     }
@@ -361,6 +393,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         else failed++;
       }
       await syncDir(outbox);
+      await syncDir(sentDir);
       if (failed > 0) {
         const statuses = outcomes.map((o) =>
           o.status === undefined ? 'not sent' : `0x${o.status.toString(16)}`,
@@ -382,18 +415,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   /** Advance a run through its phases until done, or until a step fails (retried later). */
   async function advance(runId: string): Promise<void> {
     let run = runs.get(runId)!;
-    let attempt = 0;
     while (run.phase !== 'done' && !stopping) {
       try {
         if (run.phase === 'upload') run = await upload(run);
         else if (run.phase === 'wait' || run.phase === 'build') run = await build(run);
         else if (run.phase === 'deliver') run = await deliver(run);
-        attempt = 0;
+        failures.delete(runId);
         retryAt.delete(runId);
       } catch (error) {
         if (stopping) return;
         run = runs.get(runId)!;
-        const delay = Math.min(maxRetryMs, retryMs * 2 ** Math.min(attempt++, 16));
+        // Consecutive failures of this run double the wait: 1 s, 2 s, 4 s … up to the maximum.
+        const attempt = failures.get(runId) ?? 0;
+        failures.set(runId, attempt + 1);
+        const delay = retryDelay(attempt, retryMs, maxRetryMs);
         log.warn('run step failed; retrying', {
           run: runId,
           phase: run.phase,

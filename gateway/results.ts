@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import type { StudyReport, StudyStatus } from '../cli/api-client.js';
 import type { DeidentifyMap } from '../core/deidentify.js';
-import { readTopLevelValues } from '../core/dicom/deidentify.js';
+import { readTopLevelValues, trimmed } from '../core/dicom/deidentify.js';
 import {
   buildOverlaySecondaryCapture,
   buildResultSr,
@@ -29,13 +29,7 @@ const STUDY_INSTANCE_UID = 0x0020000d;
 const SERIES_INSTANCE_UID = 0x0020000e;
 const INSTANCE_NUMBER = 0x00200013;
 
-const latin1 = (bytes: Uint8Array | undefined) =>
-  bytes === undefined
-    ? ''
-    : Buffer.from(bytes)
-        .toString('latin1')
-        .replace(/[\0 ]+$/, '')
-        .trim();
+const latin1 = (bytes: Uint8Array | undefined) => (bytes === undefined ? '' : trimmed(bytes));
 
 /** An original instance's UIDs, read from its file. */
 export interface OriginalInstance extends InstanceReference {
@@ -81,9 +75,7 @@ export function studyIdentity(bytes: Uint8Array, file: string): StudyIdentity {
     const value = values.get(IDENTITY_ATTRIBUTES[k].tag);
     if (value !== undefined && value.length > 0) attributes[k] = new Uint8Array(value);
   }
-  const charset = Buffer.from(values.get(SPECIFIC_CHARACTER_SET) ?? new Uint8Array())
-    .toString('latin1')
-    .replace(/[\0 ]+$/, '');
+  const charset = latin1(values.get(SPECIFIC_CHARACTER_SET));
   return { studyInstanceUid, ...(charset ? { specificCharacterSet: charset } : {}), attributes };
 }
 

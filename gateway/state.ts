@@ -41,7 +41,10 @@ async function privateDir(path: string, parent?: string): Promise<void> {
 /** A run's phase: what is left to do. */
 export type RunPhase = 'upload' | 'wait' | 'build' | 'deliver' | 'done';
 
-/** A run's record (`run.json`). Holds no identity: keys, the cloud's ids and figures only. */
+/**
+ * A run's record (`run.json`): keys, the cloud's ids and figures, and the UIDs of the SR it wrote
+ * (the original StudyInstanceUID among them: the state folder never leaves the hospital).
+ */
 export interface RunRecord {
   readonly runId: string;
   readonly studyKey: string;

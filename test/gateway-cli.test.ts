@@ -6,7 +6,9 @@
 import { chmodSync, existsSync, mkdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ApiError } from '../cli/api-client.js';
 import { isAllowed, parseAllowedCaller, parseDestination } from '../gateway/dimse.js';
+import { refusedForGood, retryDelay } from '../gateway/gateway.js';
 import { GatewayState } from '../gateway/state.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
@@ -92,6 +94,11 @@ describe('gateway address parsing', () => {
     });
   });
 
+  it('takes an IP address, not a host name, after AE@ (host names are not resolved, so would never match)', () => {
+    expect(() => parseAllowedCaller('ORTHANC@pacs.example')).toThrow(/expected AE or AE@IP/);
+    expect(parseAllowedCaller('ORTHANC@::1')).toEqual({ aeTitle: 'ORTHANC', host: '::1' });
+  });
+
   it('matches callers by AE title and, when given, host (IPv4-mapped addresses too)', () => {
     const allow = [parseAllowedCaller('ORTHANC@10.0.0.5'), parseAllowedCaller('CT1')];
     expect(isAllowed(allow, 'ORTHANC', '::ffff:10.0.0.5')).toBe(true);
@@ -147,5 +154,22 @@ describe('the state folder', () => {
     expect(await again.runs()).toEqual([]);
     expect(existsSync(join(root, 'runs', '.new-x'))).toBe(false);
     expect(existsSync(join(root, 'incoming', '.rx-1.part'))).toBe(false);
+  });
+});
+
+describe('gateway retries', () => {
+  it('double the wait after each failure of a step, up to the maximum', () => {
+    expect([0, 1, 2, 3, 6, 7, 100].map((n) => retryDelay(n, 1000, 60_000))).toEqual([
+      1000, 2000, 4000, 8000, 60_000, 60_000, 60_000,
+    ]);
+  });
+
+  it('stop for an API answer about the study itself, not for a key, a timeout or a throttle', () => {
+    expect(refusedForGood(new ApiError('POST /studies', 400, 'too many slices'))).toBe(true);
+    expect(refusedForGood(new ApiError('POST /studies', 413, 'too large'))).toBe(true);
+    for (const status of [401, 403, 408, 429, 500, 503]) {
+      expect(refusedForGood(new ApiError('POST /studies', status, 'x'))).toBe(false);
+    }
+    expect(refusedForGood(new Error('cannot reach the API'))).toBe(false);
   });
 });

@@ -595,8 +595,8 @@ function text(bytes: Uint8Array, p: Parsed): string {
   return trimmed(bytes.subarray(p.valueAt, p.contentEnd));
 }
 
-/** A value as text without its padding (NUL or space) and surrounding spaces. */
-function trimmed(value: Uint8Array): string {
+/** A value's bytes as text (latin1) without its padding (NUL or space) and surrounding spaces. */
+export function trimmed(value: Uint8Array): string {
   return latin1(value)
     .replace(/[\0 ]+$/, '')
     .trim();
