@@ -68,9 +68,9 @@ export async function startOrthanc(dir: string, options: OrthancOptions = {}): P
       DicomServerEnabled: options.dicom !== undefined,
       ...(options.dicom
         ? {
+            // Debian's Orthanc 1.10 has no DicomListenAddress: the DICOM port is on every
+            // interface while the test runs; only the modalities below may store to it.
             DicomAet: options.dicom.aet,
-            // Loopback only, like the HTTP server.
-            DicomListenAddress: '127.0.0.1',
             DicomModalities: Object.fromEntries(
               Object.entries(options.dicom.modalities).map(([id, m]) => [
                 id,
