@@ -1,7 +1,7 @@
 /**
  * Debian's Orthanc (`/usr/sbin/Orthanc`) as a plain process for tests: HTTP on a free loopback
- * port, no DICOM listener, no authentication but no remote access, storage in a temp folder.
- * Stopped by its PID.
+ * port, no authentication but no remote access, storage in a temp folder. No DICOM listener unless
+ * asked for one (then with its AE title and the modalities it may send to). Stopped by its PID.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -14,6 +14,8 @@ export const ORTHANC = '/usr/sbin/Orthanc';
 /** A running Orthanc. */
 export interface OrthancServer {
   readonly url: string;
+  /** Its DICOM port (listening only with {@link OrthancOptions.dicom}). */
+  readonly dicomPort: number;
   readonly log: string[];
   /** Store one DICOM file; resolves with Orthanc's instance id. */
   upload(bytes: Uint8Array): Promise<string>;
@@ -22,7 +24,22 @@ export interface OrthancServer {
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
+/** Orthanc as a DICOM node: its AE title and the peers it knows (`DicomModalities`). */
+export interface OrthancDicomOptions {
+  /** Orthanc's own AE title (`DicomAet`). */
+  readonly aet: string;
+  /** Modalities by id: where `POST /modalities/{id}/store` sends, and who may store to Orthanc. */
+  readonly modalities: Readonly<Record<string, { aet: string; host: string; port: number }>>;
+}
+
+/** Options of {@link startOrthanc}. */
+export interface OrthancOptions {
+  /** Enable the DICOM server on a free loopback port. */
+  readonly dicom?: OrthancDicomOptions;
+}
+
+/** A free TCP port on loopback (the OS picks it). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once('error', reject);
@@ -35,7 +52,7 @@ function freePort(): Promise<number> {
 }
 
 /** Start Orthanc with its storage under `dir`; resolves once `/system` answers. */
-export async function startOrthanc(dir: string): Promise<OrthancServer> {
+export async function startOrthanc(dir: string, options: OrthancOptions = {}): Promise<OrthancServer> {
   const storage = join(dir, 'storage');
   mkdirSync(storage, { recursive: true });
   const [httpPort, dicomPort] = [await freePort(), await freePort()];
@@ -48,7 +65,23 @@ export async function startOrthanc(dir: string): Promise<OrthancServer> {
       IndexDirectory: storage,
       HttpPort: httpPort,
       DicomPort: dicomPort,
-      DicomServerEnabled: false,
+      DicomServerEnabled: options.dicom !== undefined,
+      ...(options.dicom
+        ? {
+            // Debian's Orthanc 1.10 has no DicomListenAddress: the DICOM port is on every
+            // interface while the test runs; only the modalities below may store to it.
+            DicomAet: options.dicom.aet,
+            DicomModalities: Object.fromEntries(
+              Object.entries(options.dicom.modalities).map(([id, m]) => [
+                id,
+                { AET: m.aet, Host: m.host, Port: m.port },
+              ]),
+            ),
+            // Only the modalities above may store (the gateway sends its results back).
+            DicomAlwaysAllowStore: false,
+            DicomCheckModalityHost: true,
+          }
+        : {}),
       RemoteAccessAllowed: false,
       AuthenticationEnabled: false,
       Plugins: [],
@@ -67,6 +100,7 @@ export async function startOrthanc(dir: string): Promise<OrthancServer> {
   const url = `http://127.0.0.1:${httpPort}`;
   const server: OrthancServer = {
     url,
+    dicomPort,
     log,
     async upload(bytes) {
       const res = await fetch(`${url}/instances`, { method: 'POST', body: bytes });
