@@ -346,6 +346,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       await writeFile(path, o.bytes, { mode: 0o600 });
     }
     await syncDir(outbox);
+    // Marks the end of the gateway's own work on the result (bench gateway splits the time by it).
+    log.info('results built', { run: run.runId, objects: objects.length, status: result.status });
     return save({
       ...run,
       phase: 'deliver',

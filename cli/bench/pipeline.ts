@@ -316,7 +316,7 @@ export function unionMs(intervals: readonly (readonly [number, number])[], from:
 }
 
 /** Wait until the worker's health check says ready (model loaded and warmed up). */
-async function waitHealthy(stack: LocalStack, timeoutMs = 120_000): Promise<void> {
+export async function waitHealthy(stack: LocalStack, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const port = stack.worker().healthPort;

@@ -238,7 +238,7 @@ export function compareCounts(
   return out.slice(0, 20);
 }
 
-/** Register `bench` and its subcommands (select, classify, decode, worker, pipeline, memory, all). */
+/** Register `bench` and its subcommands (select, classify, decode, worker, pipeline, gateway, memory, all). */
 export function registerBench(program: Command): void {
   const bench = program.command('bench').description('measure how fast covidct works on your files');
   registerBenchClassify(bench);
@@ -464,6 +464,61 @@ function registerBenchSuite(bench: Command): void {
       });
       emit(opts.json, result, () => JSON.stringify(result, null, 2));
     });
+  bench
+    .command('gateway')
+    .description(
+      'time the DICOM gateway (needs dist/ and DCMTK): its receive rate from storescu against storescp -od in the same run, and the time from the last instance to the SR in the PACS through the local stack, split into quiet period, gateway work and cloud time',
+    )
+    .option(
+      '--instances <n>',
+      'series length for the receive rate (30 real slices, replicated with new UIDs)',
+      parseInteger('--instances', 1, 10000),
+      120,
+    )
+    .option(
+      '--repetitions <n>',
+      'alternating timed repetitions per receiver',
+      parseInteger('--repetitions', 1, 100),
+      5,
+    )
+    .option('--runs <n>', 'end-to-end runs of the real series', parseInteger('--runs', 1, 20), 1)
+    .option(
+      '--quiet-seconds <n>',
+      "the gateway's --quiet-seconds end to end",
+      parseInteger('--quiet-seconds', 1, 3600),
+      2,
+    )
+    .option('--model <dir>', 'model folder end to end (default: the shipped default model)')
+    .option(
+      '--dir <dir>',
+      'where the receivers write (its file system is measured; default: the OS temp folder)',
+    )
+    .option('--no-end-to-end', 'measure the receive rate only')
+    .option('--json', 'print JSON')
+    .action(
+      async (opts: {
+        instances: number;
+        repetitions: number;
+        runs: number;
+        quietSeconds: number;
+        model?: string;
+        dir?: string;
+        endToEnd: boolean;
+        json?: boolean;
+      }) => {
+        const { benchGateway, formatGateway } = await import('../bench/gateway.js');
+        const result = await benchGateway({
+          instances: opts.instances,
+          repetitions: opts.repetitions,
+          endToEnd: opts.endToEnd,
+          endToEndRuns: opts.runs,
+          quietSeconds: opts.quietSeconds,
+          ...(opts.model === undefined ? {} : { modelDir: opts.model }),
+          ...(opts.dir === undefined ? {} : { workParent: opts.dir }),
+        });
+        emit(opts.json, result, () => formatGateway(result));
+      },
+    );
   bench
     .command('memory')
     .description(
