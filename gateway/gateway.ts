@@ -10,7 +10,7 @@
  * destination are sent again with backoff. Result UIDs derive from the run's content, so sending
  * a result twice gives the PACS the same instances.
  */
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   ApiError,
@@ -153,7 +153,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   async function accept(instance: ReceivedInstance): Promise<StoreVerdict> {
     let values: ReadonlyMap<number, Uint8Array>;
     try {
-      values = readTopLevelValues(await readFile(instance.path), 'received instance', [
+      values = readTopLevelValues(instance.bytes ?? (await readFile(instance.path)), 'received instance', [
         PATIENT_ID,
         ISSUER_OF_PATIENT_ID,
         STUDY_INSTANCE_UID,
@@ -184,13 +184,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         reason: 'study UID already holds another patient',
       };
     }
-    const stored = await state.storeInstance(
-      instance.path,
-      studyKey,
-      state.keyOf('instance', instance.sopInstanceUid),
-    );
-    // The file's time, as a run snapshot and a restart see it (not the clock's, a little later).
-    const now = (await stat(stored)).mtimeMs;
+    await state.storeInstance(instance.path, studyKey, state.keyOf('instance', instance.sopInstanceUid));
+    // After the file's own time: a run's snapshot takes the later of the two (see startDueRuns).
+    const now = Date.now();
     if (known) {
       known.lastArrivalMs = Math.max(known.lastArrivalMs, now);
       known.patient ||= patient;
@@ -224,7 +220,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if (s.lastArrivalMs <= s.snapshotMs || now - s.lastArrivalMs < quietMs) continue;
       const files = (await state.studies()).get(studyKey) ?? [];
       if (files.length === 0) continue;
-      const run = await state.createRun(studyKey, files);
+      const run = await state.createRun(studyKey, files, s.lastArrivalMs);
       s.snapshotMs = run.snapshotMs;
       runs.set(run.runId, run);
       log.info('study complete: run started', { study: studyKey, run: run.runId, instances: files.length });

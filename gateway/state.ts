@@ -50,7 +50,10 @@ export interface RunRecord {
   readonly studyKey: string;
   /** When the run was made (ISO 8601). */
   readonly createdAt: string;
-  /** The newest instance's modification time in the run (ms): later arrivals start a new run. */
+  /**
+   * The newest arrival in the run (ms): the later of its files' modification times and the clock
+   * when the newest was stored. Later arrivals start a new run.
+   */
   readonly snapshotMs: number;
   readonly phase: RunPhase;
   /** The cloud's study id, once the upload finished. */
@@ -167,9 +170,14 @@ export class GatewayState {
 
   /**
    * Start a run of a study over `files` (its instances now): hard links into a new run folder,
-   * made under a temporary name and renamed, so a run exists whole or not at all.
+   * made under a temporary name and renamed, so a run exists whole or not at all. `lastArrivalMs`:
+   * when the newest instance was stored, by the clock.
    */
-  async createRun(studyKey: string, files: readonly { file: string; mtimeMs: number }[]): Promise<RunRecord> {
+  async createRun(
+    studyKey: string,
+    files: readonly { file: string; mtimeMs: number }[],
+    lastArrivalMs = 0,
+  ): Promise<RunRecord> {
     const now = new Date();
     const runId = `${studyKey.slice(0, 12)}-${now.getTime().toString(36)}-${randomBytes(3).toString('hex')}`;
     const tmp = join(this.root, 'runs', `.new-${runId}`);
@@ -179,7 +187,7 @@ export class GatewayState {
       runId,
       studyKey,
       createdAt: now.toISOString(),
-      snapshotMs: Math.max(...files.map((f) => f.mtimeMs)),
+      snapshotMs: Math.max(lastArrivalMs, ...files.map((f) => f.mtimeMs)),
       phase: 'upload',
     };
     await writePrivateFile(join(tmp, 'run.json'), `${JSON.stringify(record, null, 2)}\n`);
