@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import type { Server as NetServer } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type * as Dimse from 'dcmjs-dimse';
@@ -303,6 +303,13 @@ export function startStoreScp(options: StoreScpOptions): Promise<StoreScp> {
 
     override associationReleaseRequested(): void {
       this.sendAssociationReleaseResponse();
+    }
+
+    override abort(): void {
+      // The caller gave up the association and waits for the connection to close (DCMTK for 30 s):
+      // dcmjs-dimse leaves it open. Closing it also drops the files of unanswered C-STOREs.
+      log.info('association aborted by the caller', { association: this.id });
+      (this as unknown as { socket: Socket }).socket.end();
     }
 
     override cEchoRequest(
