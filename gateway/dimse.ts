@@ -123,7 +123,8 @@ export function routeLibraryLog(log: GatewayLog): void {
     (method) =>
     (...args) => {
       if (method !== 'warn' && method !== 'error') return;
-      log.warn('dcmjs-dimse', { message: args.map(String).join(' ').split('\n')[0]!.slice(0, 300) });
+      // Not 'message': Powertools reserves that key and drops it.
+      log.warn('dcmjs-dimse', { detail: args.map(String).join(' ').split('\n')[0]!.slice(0, 300) });
     };
   lib.setLevel('warn', false);
 }

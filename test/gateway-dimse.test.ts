@@ -13,14 +13,17 @@
  * - The same instance sent twice is one file; two patients in one association are two studies.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type * as Dimse from 'dcmjs-dimse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { part10DataSet } from '../core/dicom/implicit.js';
+import { IMPLICIT_VR_LE } from '../core/dicom/syntax.js';
 import { decodeSlice } from '../core/read.js';
-import { STATUS_CANNOT_UNDERSTAND, storeInstances } from '../gateway/dimse.js';
+import { STATUS_CANNOT_UNDERSTAND } from '../gateway/dimse.js';
 import { type Gateway, startGateway } from '../gateway/gateway.js';
 import type { GatewayLog } from '../gateway/log.js';
 import { GatewayState } from '../gateway/state.js';
@@ -31,10 +34,14 @@ const FIXTURES = join(import.meta.dirname, 'fixtures', 'dicom');
 const AE = 'COVIDCT';
 
 /** A log that keeps its lines. */
-function memoryLog(): GatewayLog & { lines: { level: string; message: string; attrs: Record<string, unknown> }[] } {
+function memoryLog(): GatewayLog & {
+  lines: { level: string; message: string; attrs: Record<string, unknown> }[];
+} {
   const lines: { level: string; message: string; attrs: Record<string, unknown> }[] = [];
-  const add = (level: string) => (message: string, attrs: Record<string, unknown> = {}) =>
-    void lines.push({ level, message, attrs });
+  const add =
+    (level: string) =>
+    (message: string, attrs: Record<string, unknown> = {}) =>
+      void lines.push({ level, message, attrs });
   return { lines, info: add('info'), warn: add('warn'), error: add('error') };
 }
 
@@ -56,7 +63,11 @@ interface TestGateway {
   readonly stateDir: string;
   readonly log: ReturnType<typeof memoryLog>;
   /** storescu from `aet` to the gateway. */
-  storescu(aet: string, files: readonly string[], extra?: readonly string[]): Promise<{ code: number; output: string }>;
+  storescu(
+    aet: string,
+    files: readonly string[],
+    extra?: readonly string[],
+  ): Promise<{ code: number; output: string }>;
   /** Every spooled instance file, by study key. */
   spooled(): Map<string, string[]>;
 }
@@ -69,7 +80,11 @@ async function openGateway(options: { refuseOtherSopClasses?: boolean } = {}): P
   const gateway = await startGateway({
     port: 0,
     aeTitle: AE,
-    allow: [{ aeTitle: 'PACS' }, { aeTitle: 'LOCALPACS', host: '127.0.0.1' }, { aeTitle: 'FARPACS', host: '10.9.9.9' }],
+    allow: [
+      { aeTitle: 'PACS' },
+      { aeTitle: 'LOCALPACS', host: '127.0.0.1' },
+      { aeTitle: 'FARPACS', host: '10.9.9.9' },
+    ],
     destination: { aeTitle: 'DEST', host: '127.0.0.1', port: 9 },
     api: { api: 'http://127.0.0.1:9', key: 'unused' },
     stateDir,
@@ -128,7 +143,8 @@ afterAll(async () => {
 });
 
 describe('association policy', () => {
-  const echo = (aet: string, aec = AE) => dcmtk('echoscu', ['-aet', aet, '-aec', aec, '127.0.0.1', String(gw.gateway.port)]);
+  const echo = (aet: string, aec = AE) =>
+    dcmtk('echoscu', ['-aet', aet, '-aec', aec, '127.0.0.1', String(gw.gateway.port)]);
 
   it('answers C-ECHO from an allowed caller, by AE title or by AE title and host', async () => {
     expect((await echo('PACS')).code).toBe(0);
@@ -163,9 +179,19 @@ describe('association policy', () => {
 
 /** Each transfer syntax covidct reads, with a CT fixture in it. */
 const SYNTAXES: readonly { name: string; file: string; uid: string; propose: string }[] = [
-  { name: 'implicit VR little endian', file: 'ct-small-implicit.dcm', uid: '1.2.840.10008.1.2', propose: '-xi' },
+  {
+    name: 'implicit VR little endian',
+    file: 'ct-small-implicit.dcm',
+    uid: '1.2.840.10008.1.2',
+    propose: '-xi',
+  },
   { name: 'explicit VR little endian', file: 'CT_small.dcm', uid: '1.2.840.10008.1.2.1', propose: '-xe' },
-  { name: 'explicit VR big endian', file: 'ct-small-bigendian.dcm', uid: '1.2.840.10008.1.2.2', propose: '-xb' },
+  {
+    name: 'explicit VR big endian',
+    file: 'ct-small-bigendian.dcm',
+    uid: '1.2.840.10008.1.2.2',
+    propose: '-xb',
+  },
   {
     name: 'deflated explicit VR little endian',
     file: 'ct-small-deflated.dcm',
@@ -173,9 +199,24 @@ const SYNTAXES: readonly { name: string; file: string; uid: string; propose: str
     propose: '-xd',
   },
   { name: 'RLE lossless', file: 'lung-rle-lossless.dcm', uid: '1.2.840.10008.1.2.5', propose: '-xr' },
-  { name: 'JPEG lossless SV1', file: 'lung-jpeg-lossless-sv1.dcm', uid: '1.2.840.10008.1.2.4.70', propose: '-xs' },
-  { name: 'JPEG-LS lossless', file: 'lung-jpegls-lossless.dcm', uid: '1.2.840.10008.1.2.4.80', propose: '-xt' },
-  { name: 'JPEG 2000 lossless', file: 'lung-j2k-lossless.dcm', uid: '1.2.840.10008.1.2.4.90', propose: '-xv' },
+  {
+    name: 'JPEG lossless SV1',
+    file: 'lung-jpeg-lossless-sv1.dcm',
+    uid: '1.2.840.10008.1.2.4.70',
+    propose: '-xs',
+  },
+  {
+    name: 'JPEG-LS lossless',
+    file: 'lung-jpegls-lossless.dcm',
+    uid: '1.2.840.10008.1.2.4.80',
+    propose: '-xt',
+  },
+  {
+    name: 'JPEG 2000 lossless',
+    file: 'lung-j2k-lossless.dcm',
+    uid: '1.2.840.10008.1.2.4.90',
+    propose: '-xv',
+  },
 ];
 
 describe('CT images in every transfer syntax covidct reads', () => {
@@ -185,7 +226,9 @@ describe('CT images in every transfer syntax covidct reads', () => {
   beforeAll(async () => {
     const dir = tempDir('covidct-gw-storescp-');
     const port = await freePort();
-    const child = spawn('storescp', ['-aet', 'REF', '+xa', '+B', '-od', dir, String(port)], { stdio: 'ignore' });
+    const child = spawn('storescp', ['-aet', 'REF', '+xa', '+B', '-od', dir, String(port)], {
+      stdio: 'ignore',
+    });
     reference = { dir, port, child };
     for (let i = 0; (await dcmtk('echoscu', ['-aec', 'REF', '127.0.0.1', String(port)])).code !== 0; i++) {
       if (i > 100) throw new Error('storescp did not start');
@@ -244,5 +287,143 @@ describe('other SOP classes', () => {
     // CT is still taken on such a gateway.
     expect((await refusing.storescu('PACS', [join(FIXTURES, 'CT_small.dcm')])).code).toBe(0);
     expect(refusing.spooled().size).toBe(1);
+  });
+});
+
+/** A copy of CT_small (or `from`) with new patient, study and instance UIDs (dcmodify updates the file meta). */
+async function variant(
+  dir: string,
+  name: string,
+  values: Readonly<Record<string, string>>,
+  from = 'CT_small.dcm',
+): Promise<string> {
+  const path = join(dir, `${name}.dcm`);
+  copyFileSync(join(FIXTURES, from), path);
+  const args = Object.entries(values).flatMap(([tag, value]) => ['-m', `${tag}=${value}`]);
+  const out = await dcmtk('dcmodify', ['-nb', ...args, path]);
+  expect(out.code, out.output).toBe(0);
+  return path;
+}
+
+/**
+ * Send Part 10 files (implicit VR little endian, which the gateway picks first) over one association as their bytes, whatever they
+ * hold (storescu and storeInstances both parse what they send); resolves with each C-STORE status.
+ */
+function sendRaw(port: number, files: readonly Uint8Array[]): Promise<(number | undefined)[]> {
+  const dimse = createRequire(import.meta.url)('dcmjs-dimse') as typeof Dimse;
+  const client = new dimse.Client();
+  const statuses: (number | undefined)[] = files.map(() => undefined);
+  for (const [i, bytes] of files.entries()) {
+    const parts = part10DataSet(bytes, `file ${i}`);
+    const dataset = new dimse.Dataset(
+      { SOPClassUID: parts.sopClassUid, SOPInstanceUID: parts.sopInstanceUid },
+      parts.transferSyntaxUid,
+    );
+    dataset.getDenaturalizedDataset = () => Buffer.from(parts.dataSet);
+    const request = new dimse.requests.CStoreRequest(dataset);
+    request.on('response', (response: Dimse.responses.CStoreResponse) => {
+      statuses[i] = response.getStatus();
+    });
+    client.addRequest(request);
+  }
+  return new Promise((resolve, reject) => {
+    client.on('associationAccepted', (association: Dimse.association.Association) => {
+      for (const { id } of association.getPresentationContexts()) {
+        const syntax = association.getPresentationContext(id).getAcceptedTransferSyntaxUid();
+        if (syntax !== IMPLICIT_VR_LE) reject(new Error(`the gateway chose ${syntax}`));
+      }
+    });
+    client.on('networkError', reject);
+    client.on('closed', () => resolve(statuses));
+    client.send('127.0.0.1', port, 'PACS', AE);
+  });
+}
+
+describe('bad input', () => {
+  const work = tempDir('covidct-gw-input-');
+
+  it('answers a truncated or damaged data set with a failure status and spools nothing', async () => {
+    const whole = readFileSync(
+      await variant(
+        work,
+        'corrupt',
+        { '(0008,0018)': '1.2.826.0.1.3680043.9.7133.1.1', '(0020,000d)': '1.2.826.0.1.3680043.9.7133.1' },
+        'ct-small-implicit.dcm',
+      ),
+    );
+    const truncated = whole.subarray(0, whole.length - 1000);
+    // The data set's first element (implicit VR) claims 16 MiB.
+    const damaged = Buffer.from(whole);
+    const dataSetAt = whole.length - part10DataSet(whole, 'corrupt').dataSet.length;
+    damaged.writeUInt32LE(0xfff000, dataSetAt + 4);
+    const before = [...gw.spooled().values()].flat().length;
+    const statuses = await sendRaw(gw.gateway.port, [truncated, damaged]);
+    expect(statuses).toEqual([STATUS_CANNOT_UNDERSTAND, STATUS_CANNOT_UNDERSTAND]);
+    expect([...gw.spooled().values()].flat()).toHaveLength(before);
+    expect(readdirSync(join(gw.stateDir, 'incoming'))).toEqual([]);
+    // The same file whole is taken.
+    expect(await sendRaw(gw.gateway.port, [whole]), JSON.stringify(gw.log.lines.slice(-6))).toEqual([0]);
+    expect([...gw.spooled().values()].flat()).toHaveLength(before + 1);
+  });
+});
+
+describe('runs', () => {
+  it('the same instance twice is one instance; two patients in one association are two runs', async () => {
+    const work = tempDir('covidct-gw-runs-');
+    const a = await variant(work, 'a', {
+      '(0010,0010)': 'ALPHA^ONE',
+      '(0010,0020)': 'PID-A',
+      '(0020,000d)': '1.2.826.0.1.3680043.9.7133.2.1',
+      '(0008,0018)': '1.2.826.0.1.3680043.9.7133.2.1.1',
+    });
+    const b = await variant(work, 'b', {
+      '(0010,0010)': 'BETA^TWO',
+      '(0010,0020)': 'PID-B',
+      '(0020,000d)': '1.2.826.0.1.3680043.9.7133.2.2',
+      '(0008,0018)': '1.2.826.0.1.3680043.9.7133.2.2.1',
+    });
+    const stateDir = tempDir('covidct-gw-runs-state-');
+    const log = memoryLog();
+    // Quiet after 1 s; the API does not answer, so the runs stay in their upload phase.
+    const gateway = await startGateway({
+      port: 0,
+      aeTitle: AE,
+      allow: [{ aeTitle: 'PACS' }],
+      destination: { aeTitle: 'DEST', host: '127.0.0.1', port: 9 },
+      api: { api: 'http://127.0.0.1:9', key: 'unused' },
+      stateDir,
+      quietSeconds: 1,
+      retrySeconds: 60,
+      log,
+    });
+    try {
+      const sent = await dcmtk('storescu', [
+        '-aet',
+        'PACS',
+        '-aec',
+        AE,
+        '127.0.0.1',
+        String(gateway.port),
+        a,
+        b,
+        a,
+      ]);
+      expect(sent.code, sent.output).toBe(0);
+      await expect.poll(() => readdirSync(join(stateDir, 'runs')).length, { timeout: 15_000 }).toBe(2);
+      const state = await GatewayState.open(stateDir);
+      const runs = await state.runs();
+      const byStudy = new Map(
+        runs.map((r) => [r.studyKey, readdirSync(join(state.runDir(r.runId), 'source'))]),
+      );
+      expect(byStudy.get(state.keyOf('study', '1.2.826.0.1.3680043.9.7133.2.1'))).toEqual([
+        `${state.keyOf('instance', '1.2.826.0.1.3680043.9.7133.2.1.1')}.dcm`,
+      ]);
+      expect(byStudy.get(state.keyOf('study', '1.2.826.0.1.3680043.9.7133.2.2'))).toEqual([
+        `${state.keyOf('instance', '1.2.826.0.1.3680043.9.7133.2.2.1')}.dcm`,
+      ]);
+      expect(log.lines.filter((l) => l.message === 'study complete: run started')).toHaveLength(2);
+    } finally {
+      await gateway.stop();
+    }
   });
 });
