@@ -16,7 +16,7 @@
  * `COVIDCT_LONG=1` (npm run test:reliability) makes the outages last a minute and more.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -124,7 +124,12 @@ interface Proc {
   readonly exited: Promise<void>;
 }
 
-function startProc(command: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Proc {
+function startProc(
+  command: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+  onLine?: (line: string) => void,
+): Proc {
   const child = spawn(command, [...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -136,6 +141,7 @@ function startProc(command: string, args: readonly string[], env: NodeJS.Process
     const parts = text.split('\n');
     partial = parts.pop() ?? '';
     lines.push(...parts);
+    if (onLine) for (const line of parts) onLine(line);
   };
   child.stdout!.on('data', collect);
   child.stderr!.on('data', collect);
@@ -253,8 +259,55 @@ async function srsOf(dir: string, study: string) {
 }
 
 /** storescu from PACS to the gateway, verbose: the output names each file and its response. */
-function storescu(port: number, files: readonly string[]) {
-  return startProc('storescu', ['-v', '-aet', 'PACS', '-aec', AE, '127.0.0.1', String(port), ...files]);
+function storescu(port: number, files: readonly string[], onLine?: (line: string) => void) {
+  return startProc(
+    'storescu',
+    ['-v', '-aet', 'PACS', '-aec', AE, '127.0.0.1', String(port), ...files],
+    {},
+    onLine,
+  );
+}
+
+/** The files storescu's verbose output shows answered with success, in order. */
+function acknowledged(lines: readonly string[]): string[] {
+  const out: string[] = [];
+  let current: string | undefined;
+  for (const line of lines) {
+    const sending = /^I: Sending file: (.*)$/.exec(line);
+    if (sending) current = sending[1];
+    else if (/^I: Received Store Response \(Success\)/.test(line) && current !== undefined) {
+      out.push(current);
+      current = undefined;
+    }
+  }
+  return out;
+}
+
+/** A file's SOP Instance UID (dcmdump). */
+async function sopInstanceOf(path: string): Promise<string> {
+  const { stdout } = await exec('dcmdump', ['-q', '-Un', '+P', '0008,0018', path]);
+  return /\[(.*?)\]/.exec(stdout)?.[1] ?? '';
+}
+
+/** Resolves with the first log line of `gateway` that `match` accepts. */
+function logLine(
+  gateway: GatewayProc,
+  what: string,
+  match: (l: Record<string, unknown>) => boolean,
+  timeoutMs = 30_000,
+) {
+  return until(what, () => gateway.logs().find(match), timeoutMs);
+}
+
+/** Wait until `study` has an SR at `dir`, then a moment more (a duplicate would show), and return its SRs. */
+async function deliveredSr(dir: string, study: string, timeoutMs = 30_000) {
+  await until(
+    'the SR at the destination',
+    async () => ((await srsOf(dir, study)).copies > 0 ? true : undefined),
+    timeoutMs,
+  );
+  await sleep(1500);
+  return srsOf(dir, study);
 }
 
 describe('gateway faults', () => {
@@ -289,4 +342,205 @@ describe('gateway faults', () => {
       await stopProc(dest);
     }
   }, 50_000);
+
+  it('SIGKILL while receiving: every acknowledged instance survives; the study completes with one SR', async () => {
+    const study = await makeStudy({ id: 'PID-KILLRX', name: 'KILL^RECEIVE' }, 30);
+    const destDir = tempDir('covidct-gw-dest-');
+    const destPort = await freePort();
+    const dest = startDestination(destPort, destDir);
+    const stateDir = tempDir('covidct-gw-state-');
+    let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
+    try {
+      let acks = 0;
+      const send = storescu(gateway.port, study.files, (line) => {
+        // Killed from the output handler: storescu is mid-series, not done.
+        if (/^I: Received Store Response \(Success\)/.test(line) && ++acks === 8)
+          gateway.child.kill('SIGKILL');
+      });
+      await send.exited;
+      await gateway.exited;
+      expect(gateway.child.signalCode).toBe('SIGKILL');
+      const acked = acknowledged(send.lines);
+      expect(acked.length).toBeGreaterThanOrEqual(8);
+      expect(acked.length, 'storescu finished before the kill').toBeLessThan(study.files.length);
+      expect(send.child.exitCode).not.toBe(0);
+
+      // Every instance storescu saw acknowledged is in the state folder.
+      const state = await GatewayState.open(stateDir);
+      const instances = join(state.studyDir(state.keyOf('study', study.studyUid)), 'instances');
+      const stored = new Set(readdirSync(instances));
+      for (const file of acked) {
+        expect(stored.has(`${state.keyOf('instance', await sopInstanceOf(file))}.dcm`), file).toBe(true);
+      }
+
+      gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
+      const run = await logLine(gateway, 'the run', (l) => l.message === 'study complete: run started');
+      expect(run.instances).toBeGreaterThanOrEqual(acked.length);
+      await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered');
+      const srs = await deliveredSr(destDir, study.studyUid);
+      expect(srs.uids).toHaveLength(1);
+      expect(srs.copies).toBe(1);
+      expect(srs.objects[0]!.patientId).toBe('PID-KILLRX');
+    } finally {
+      await stopProc(gateway);
+      await stopProc(dest);
+    }
+  }, 90_000);
+
+  it('SIGKILL while delivering to a destination that is down: delivered after the restart, one SR', async () => {
+    const study = await makeStudy({ id: 'PID-KILLTX', name: 'KILL^DELIVER' }, 6);
+    const destDir = tempDir('covidct-gw-dest-');
+    const destPort = await freePort();
+    const stateDir = tempDir('covidct-gw-state-');
+    let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
+    let dest: Proc | undefined;
+    try {
+      const send = storescu(gateway.port, study.files);
+      await send.exited;
+      expect(send.child.exitCode).toBe(0);
+      await logLine(
+        gateway,
+        'a failed delivery',
+        (l) => l.message === 'run step failed; retrying' && l.phase === 'deliver',
+      );
+      gateway.child.kill('SIGKILL');
+      await gateway.exited;
+      dest = startDestination(destPort, destDir);
+      gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
+      await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered');
+      // The restart resumed the run; it did not start a new one.
+      expect(gateway.logs().filter((l) => l.message === 'study complete: run started')).toEqual([]);
+      const srs = await deliveredSr(destDir, study.studyUid);
+      expect(srs.uids).toHaveLength(1);
+      expect(srs.copies).toBe(1);
+    } finally {
+      await stopProc(gateway);
+      await stopProc(dest);
+    }
+  }, 60_000);
+
+  it('SIGKILL while the destination holds the C-STORE: redelivered after the restart as the same SR', async () => {
+    const study = await makeStudy({ id: 'PID-KILLMID', name: 'KILL^MIDSTORE' }, 6);
+    const destDir = tempDir('covidct-gw-dest-');
+    const destPort = await freePort();
+    const stateDir = tempDir('covidct-gw-state-');
+    let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
+    // storescp sleeps 3 s in each C-STORE before it answers: the gateway is killed in that window.
+    let killed = false;
+    const dest = startProc(
+      'storescp',
+      ['-v', '-aet', 'DEST', '+xa', '+uf', '--sleep-during', '3', '-od', destDir, String(destPort)],
+      {},
+      (line) => {
+        // The first gateway only; the restarted one delivers.
+        if (/Received Store Request/.test(line) && !killed) {
+          killed = true;
+          gateway.child.kill('SIGKILL');
+        }
+      },
+    );
+    try {
+      const send = storescu(gateway.port, study.files);
+      await send.exited;
+      expect(send.child.exitCode).toBe(0);
+      await until('the kill', () => (gateway.child.signalCode === 'SIGKILL' ? true : undefined));
+      await gateway.exited;
+      expect(gateway.logs().some((l) => l.message === 'result delivered')).toBe(false);
+      gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
+      await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered', 45_000);
+      const srs = await deliveredSr(destDir, study.studyUid);
+      // Sent again after the restart: the same SOP Instance UID, which the PACS keeps once.
+      expect(srs.uids).toHaveLength(1);
+      expect(srs.copies).toBeGreaterThanOrEqual(1);
+    } finally {
+      await stopProc(gateway);
+      await stopProc(dest);
+    }
+  }, 90_000);
+
+  it(
+    `the destination down for ${OUTAGE_MS / 1000} s: delivered afterwards, retries logged`,
+    async () => {
+      const study = await makeStudy({ id: 'PID-DESTDOWN', name: 'DEST^DOWN' }, 6);
+      const destDir = tempDir('covidct-gw-dest-');
+      const destPort = await freePort();
+      const gateway = await startGatewayProc({
+        stateDir: tempDir('covidct-gw-state-'),
+        destinationPort: destPort,
+      });
+      let dest: Proc | undefined;
+      try {
+        const send = storescu(gateway.port, study.files);
+        await send.exited;
+        expect(send.child.exitCode).toBe(0);
+        await logLine(
+          gateway,
+          'a failed delivery',
+          (l) => l.message === 'run step failed; retrying' && l.phase === 'deliver',
+        );
+        await sleep(OUTAGE_MS);
+        dest = startDestination(destPort, destDir);
+        await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered', OUTAGE_MS + 70_000);
+        const retries = gateway
+          .logs()
+          .filter((l) => l.message === 'run step failed; retrying' && l.phase === 'deliver');
+        expect(retries.length).toBeGreaterThanOrEqual(2);
+        const srs = await deliveredSr(destDir, study.studyUid);
+        expect(srs.uids).toHaveLength(1);
+        expect(srs.copies).toBe(1);
+      } finally {
+        await stopProc(gateway);
+        await stopProc(dest);
+      }
+    },
+    OUTAGE_MS + 120_000,
+  );
+
+  it(
+    `the API unreachable for ${OUTAGE_MS / 1000} s: the run completes afterwards`,
+    async () => {
+      const study = await makeStudy({ id: 'PID-APIDOWN', name: 'API^DOWN' }, 6);
+      const destDir = tempDir('covidct-gw-dest-');
+      const destPort = await freePort();
+      const dest = startDestination(destPort, destDir);
+      // The gateway's API is a port where nothing listens until the outage ends; then a TCP relay to
+      // the stack's API.
+      const apiPort = await freePort();
+      const target = new URL(stack.apiUrl);
+      const gateway = await startGatewayProc({
+        stateDir: tempDir('covidct-gw-state-'),
+        destinationPort: destPort,
+        api: `http://127.0.0.1:${apiPort}${target.pathname.replace(/\/$/, '')}`,
+      });
+      let relay: Server | undefined;
+      try {
+        const send = storescu(gateway.port, study.files);
+        await send.exited;
+        expect(send.child.exitCode).toBe(0);
+        await logLine(
+          gateway,
+          'a failed upload',
+          (l) => l.message === 'run step failed; retrying' && l.phase === 'upload',
+        );
+        await sleep(OUTAGE_MS);
+        relay = createServer((socket) => {
+          const upstream = connect(Number(target.port), target.hostname);
+          socket.pipe(upstream).pipe(socket);
+          socket.on('error', () => upstream.destroy());
+          upstream.on('error', () => socket.destroy());
+        });
+        await new Promise<void>((resolve) => relay!.listen(apiPort, '127.0.0.1', resolve));
+        await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered', OUTAGE_MS + 70_000);
+        expect(gateway.logs().find((l) => l.message === 'result received')?.status).toBe('COMPLETE');
+        const srs = await deliveredSr(destDir, study.studyUid);
+        expect(srs.uids).toHaveLength(1);
+        expect(srs.copies).toBe(1);
+      } finally {
+        await stopProc(gateway);
+        await stopProc(dest);
+        relay?.close();
+      }
+    },
+    OUTAGE_MS + 120_000,
+  );
 });
