@@ -280,8 +280,11 @@ describe('other SOP classes', () => {
   });
 
   it('refuses an MR image at association with refuseOtherSopClasses', async () => {
+    const startedAt = Date.now();
     const sent = await refusing.storescu('PACS', [join(FIXTURES, 'MR_small.dcm')]);
     expect(sent.code).not.toBe(0);
+    // storescu aborts the association and waits for the gateway to close it (30 s if it does not).
+    expect(Date.now() - startedAt).toBeLessThan(10_000);
     expect(sent.output).toMatch(/no presentation context|no acceptable presentation contexts/i);
     expect(refusing.spooled().size).toBe(0);
     // CT is still taken on such a gateway.
