@@ -13,7 +13,7 @@
  * - The same instance sent twice is one file; two patients in one association are two studies.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { copyFileSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -28,6 +28,10 @@ import { type Gateway, startGateway } from '../gateway/gateway.js';
 import type { GatewayLog } from '../gateway/log.js';
 import { GatewayState } from '../gateway/state.js';
 import { tempDir } from './helpers/tmp.js';
+
+const work = tempDir('covidct-gw-dimse-');
+/** A fresh folder inside `work` (tempDir registers its cleanup with afterAll: not from inside a hook or test). */
+const scratch = (prefix: string) => mkdtempSync(join(work, prefix));
 
 const exec = promisify(execFile);
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'dicom');
@@ -73,7 +77,7 @@ interface TestGateway {
 }
 
 async function openGateway(options: { refuseOtherSopClasses?: boolean } = {}): Promise<TestGateway> {
-  const stateDir = tempDir('covidct-gw-dimse-');
+  const stateDir = scratch('dimse-');
   // Opened first: the secret is made now, so the test can name the files the gateway will write.
   const state = await GatewayState.open(stateDir);
   const log = memoryLog();
@@ -224,7 +228,7 @@ describe('CT images in every transfer syntax covidct reads', () => {
   // the reference for "what storescu sent" (storescu re-encodes files as it reads them).
   let reference: { dir: string; port: number; child: ChildProcess };
   beforeAll(async () => {
-    const dir = tempDir('covidct-gw-storescp-');
+    const dir = scratch('storescp-');
     const port = await freePort();
     const child = spawn('storescp', ['-aet', 'REF', '+xa', '+B', '-od', dir, String(port)], {
       stdio: 'ignore',
@@ -343,12 +347,12 @@ function sendRaw(port: number, files: readonly Uint8Array[]): Promise<(number | 
 }
 
 describe('bad input', () => {
-  const work = tempDir('covidct-gw-input-');
+  const input = scratch('input-');
 
   it('answers a truncated or damaged data set with a failure status and spools nothing', async () => {
     const whole = readFileSync(
       await variant(
-        work,
+        input,
         'corrupt',
         { '(0008,0018)': '1.2.826.0.1.3680043.9.7133.1.1', '(0020,000d)': '1.2.826.0.1.3680043.9.7133.1' },
         'ct-small-implicit.dcm',
@@ -372,20 +376,20 @@ describe('bad input', () => {
 
 describe('runs', () => {
   it('the same instance twice is one instance; two patients in one association are two runs', async () => {
-    const work = tempDir('covidct-gw-runs-');
-    const a = await variant(work, 'a', {
+    const dir = scratch('runs-');
+    const a = await variant(dir, 'a', {
       '(0010,0010)': 'ALPHA^ONE',
       '(0010,0020)': 'PID-A',
       '(0020,000d)': '1.2.826.0.1.3680043.9.7133.2.1',
       '(0008,0018)': '1.2.826.0.1.3680043.9.7133.2.1.1',
     });
-    const b = await variant(work, 'b', {
+    const b = await variant(dir, 'b', {
       '(0010,0010)': 'BETA^TWO',
       '(0010,0020)': 'PID-B',
       '(0020,000d)': '1.2.826.0.1.3680043.9.7133.2.2',
       '(0008,0018)': '1.2.826.0.1.3680043.9.7133.2.2.1',
     });
-    const stateDir = tempDir('covidct-gw-runs-state-');
+    const stateDir = scratch('runs-state-');
     const log = memoryLog();
     // Quiet after 1 s; the API does not answer, so the runs stay in their upload phase.
     const gateway = await startGateway({

@@ -16,7 +16,7 @@
  * `COVIDCT_LONG=1` (npm run test:reliability) makes the outages last a minute and more.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { type Dirent, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -39,6 +39,8 @@ const KEY = 'gateway-faults-key';
 const AE = 'COVIDCT';
 
 const work = tempDir('covidct-gw-faults-');
+/** A fresh folder inside `work` (tempDir registers its cleanup with afterAll: not from inside a test). */
+const scratch = (prefix: string) => mkdtempSync(join(work, prefix));
 let stack: LocalStack;
 
 beforeAll(async () => {
@@ -85,6 +87,10 @@ async function until<T>(
 }
 
 let studyCount = 0;
+/** Every patient's identity the tests sent (names, ids, study UIDs): none may reach the stack. */
+const identities: string[] = [];
+/** Every gateway process started. */
+const gateways: Proc[] = [];
 /**
  * The first `slices` files of the real series, gunzipped, as a study of its own: new study,
  * series and instance UIDs and the given patient (dcmodify); resolves with the files, in order.
@@ -94,6 +100,7 @@ async function makeStudy(patient: { id: string; name: string }, slices: number) 
   const dir = join(work, `study-${n}`);
   await mkdir(dir, { recursive: true });
   const studyUid = `1.2.826.0.1.3680043.9.7133.${process.pid}.${n}`;
+  identities.push(patient.id, patient.name, studyUid);
   const files: string[] = [];
   for (const [i, name] of readdirSync(SERIES).sort().slice(0, slices).entries()) {
     const path = join(dir, `${String(i).padStart(3, '0')}.dcm`);
@@ -190,6 +197,7 @@ async function startGatewayProc(options: {
     ],
     { COVIDCT_API_KEY: KEY },
   );
+  gateways.push(proc);
   const gateway: GatewayProc = {
     ...proc,
     port,
@@ -314,11 +322,11 @@ describe('gateway faults', () => {
   it('two patients in one association: two runs, each SR with its own patient', async () => {
     const a = await makeStudy({ id: 'PID-ALPHA', name: 'ALPHA^ONE' }, 6);
     const b = await makeStudy({ id: 'PID-BETA', name: 'BETA^TWO' }, 6);
-    const destDir = tempDir('covidct-gw-dest-');
+    const destDir = scratch('dest-');
     const destPort = await freePort();
     const dest = startDestination(destPort, destDir);
     const gateway = await startGatewayProc({
-      stateDir: tempDir('covidct-gw-state-'),
+      stateDir: scratch('state-'),
       destinationPort: destPort,
     });
     try {
@@ -345,10 +353,10 @@ describe('gateway faults', () => {
 
   it('SIGKILL while receiving: every acknowledged instance survives; the study completes with one SR', async () => {
     const study = await makeStudy({ id: 'PID-KILLRX', name: 'KILL^RECEIVE' }, 30);
-    const destDir = tempDir('covidct-gw-dest-');
+    const destDir = scratch('dest-');
     const destPort = await freePort();
     const dest = startDestination(destPort, destDir);
-    const stateDir = tempDir('covidct-gw-state-');
+    const stateDir = scratch('state-');
     let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
     try {
       let acks = 0;
@@ -389,9 +397,9 @@ describe('gateway faults', () => {
 
   it('SIGKILL while delivering to a destination that is down: delivered after the restart, one SR', async () => {
     const study = await makeStudy({ id: 'PID-KILLTX', name: 'KILL^DELIVER' }, 6);
-    const destDir = tempDir('covidct-gw-dest-');
+    const destDir = scratch('dest-');
     const destPort = await freePort();
-    const stateDir = tempDir('covidct-gw-state-');
+    const stateDir = scratch('state-');
     let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
     let dest: Proc | undefined;
     try {
@@ -421,15 +429,15 @@ describe('gateway faults', () => {
 
   it('SIGKILL while the destination holds the C-STORE: redelivered after the restart as the same SR', async () => {
     const study = await makeStudy({ id: 'PID-KILLMID', name: 'KILL^MIDSTORE' }, 6);
-    const destDir = tempDir('covidct-gw-dest-');
+    const destDir = scratch('dest-');
     const destPort = await freePort();
-    const stateDir = tempDir('covidct-gw-state-');
+    const stateDir = scratch('state-');
     let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
-    // storescp sleeps 3 s in each C-STORE before it answers: the gateway is killed in that window.
+    // storescp sleeps in each C-STORE before it answers: the gateway is killed in that window.
     let killed = false;
     const dest = startProc(
       'storescp',
-      ['-v', '-aet', 'DEST', '+xa', '+uf', '--sleep-during', '3', '-od', destDir, String(destPort)],
+      ['-v', '-aet', 'DEST', '+xa', '+uf', '--sleep-during', '1', '-od', destDir, String(destPort)],
       {},
       (line) => {
         // The first gateway only; the restarted one delivers.
@@ -462,10 +470,10 @@ describe('gateway faults', () => {
     `the destination down for ${OUTAGE_MS / 1000} s: delivered afterwards, retries logged`,
     async () => {
       const study = await makeStudy({ id: 'PID-DESTDOWN', name: 'DEST^DOWN' }, 6);
-      const destDir = tempDir('covidct-gw-dest-');
+      const destDir = scratch('dest-');
       const destPort = await freePort();
       const gateway = await startGatewayProc({
-        stateDir: tempDir('covidct-gw-state-'),
+        stateDir: scratch('state-'),
         destinationPort: destPort,
       });
       let dest: Proc | undefined;
@@ -500,7 +508,7 @@ describe('gateway faults', () => {
     `the API unreachable for ${OUTAGE_MS / 1000} s: the run completes afterwards`,
     async () => {
       const study = await makeStudy({ id: 'PID-APIDOWN', name: 'API^DOWN' }, 6);
-      const destDir = tempDir('covidct-gw-dest-');
+      const destDir = scratch('dest-');
       const destPort = await freePort();
       const dest = startDestination(destPort, destDir);
       // The gateway's API is a port where nothing listens until the outage ends; then a TCP relay to
@@ -508,7 +516,7 @@ describe('gateway faults', () => {
       const apiPort = await freePort();
       const target = new URL(stack.apiUrl);
       const gateway = await startGatewayProc({
-        stateDir: tempDir('covidct-gw-state-'),
+        stateDir: scratch('state-'),
         destinationPort: destPort,
         api: `http://127.0.0.1:${apiPort}${target.pathname.replace(/\/$/, '')}`,
       });
@@ -543,4 +551,29 @@ describe('gateway faults', () => {
     },
     OUTAGE_MS + 120_000,
   );
+
+  it("after a clean stop, the stack's data folder and the gateways' logs hold none of the identities", async () => {
+    expect(identities.length).toBeGreaterThan(0);
+    /** Files under `dir` whose bytes hold one of the identities, with the identity. */
+    const hits = (dir: string) =>
+      (readdirSync(dir, { recursive: true, withFileTypes: true }) as Dirent[])
+        .filter((e) => e.isFile())
+        .flatMap((e) => {
+          const text = readFileSync(join(e.parentPath, e.name)).toString('latin1');
+          return identities
+            .filter((id) => text.includes(id))
+            .map((id) => `${join(e.parentPath, e.name)}: ${id}`);
+        });
+    await stack.stop();
+    expect(hits(join(work, 'data'))).toEqual([]);
+    // The folder holds the uploaded slices as their bytes: a leak of identity into them would show.
+    const files = (
+      readdirSync(join(work, 'data'), { recursive: true, withFileTypes: true }) as Dirent[]
+    ).filter((e) => e.isFile());
+    expect(files.some((e) => readFileSync(join(e.parentPath, e.name)).includes('DICM'))).toBe(true);
+    const logs = gateways.flatMap((g) => g.lines);
+    expect(logs.filter((line) => identities.some((id) => line.includes(id)))).toEqual([]);
+    // The scan sees identity where it is kept: the gateways' state folders, on the hospital's side.
+    expect(hits(work).length).toBeGreaterThan(0);
+  });
 });

@@ -3,11 +3,15 @@
  * by its own secret, a receive that never finished is dropped on open, a run exists whole or not
  * at all, and the purge removes what is old and finished but keeps what still owes a result.
  */
-import { mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GatewayState } from '../gateway/state.js';
 import { tempDir } from './helpers/tmp.js';
+
+const work = tempDir('covidct-gw-state-unit-');
+/** A fresh folder inside `work` (tempDir registers its cleanup with afterAll: not from inside a hook or test). */
+const scratch = (prefix: string) => mkdtempSync(join(work, prefix));
 
 const DAY = 86_400_000;
 
@@ -25,7 +29,7 @@ async function receive(state: GatewayState, studyUid: string, count: number, mti
 
 describe('GatewayState', () => {
   it('is private, keeps its secret across opens, and drops unfinished receives', async () => {
-    const root = join(tempDir('covidct-gw-state-unit-'), 'state');
+    const root = join(scratch('state-unit-'), 'state');
     const first = await GatewayState.open(root);
     expect(statSync(root).mode & 0o777).toBe(0o700);
     expect(statSync(join(root, 'secret')).mode & 0o777).toBe(0o600);
@@ -35,12 +39,12 @@ describe('GatewayState', () => {
     expect(again.keyOf('study', '1.2.3')).not.toBe(again.keyOf('instance', '1.2.3'));
     expect(readdirSync(again.incomingDir)).toEqual([]);
     // Another folder, another secret: keys do not link studies across gateways.
-    const other = await GatewayState.open(join(tempDir('covidct-gw-state-unit-'), 'state'));
+    const other = await GatewayState.open(join(scratch('state-unit-'), 'state'));
     expect(other.keyOf('study', '1.2.3')).not.toBe(first.keyOf('study', '1.2.3'));
   });
 
   it('stores the same instance once and makes runs of a snapshot; half-made runs are dropped', async () => {
-    const state = await GatewayState.open(tempDir('covidct-gw-state-unit-'));
+    const state = await GatewayState.open(scratch('state-unit-'));
     const studyKey = await receive(state, '1.2.826.0.1.3680043.9.7133.9', 3);
     await receive(state, '1.2.826.0.1.3680043.9.7133.9', 2); // instances 0 and 1 again
     const files = (await state.studies()).get(studyKey)!;
@@ -57,7 +61,7 @@ describe('GatewayState', () => {
   });
 
   it('purges old finished runs and old studies, keeps what still owes a result', async () => {
-    const state = await GatewayState.open(tempDir('covidct-gw-state-unit-'));
+    const state = await GatewayState.open(scratch('state-unit-'));
     const now = Date.now();
     const old = now - 10 * DAY;
     const doneStudy = await receive(state, '1.2.826.0.1.3680043.9.7133.20', 2, old);
