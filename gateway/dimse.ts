@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { isIP, type Server as NetServer } from 'node:net';
+import { isIP, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type * as Dimse from 'dcmjs-dimse';
@@ -136,7 +136,8 @@ export function setUpDimse(log: GatewayLog): void {
     (method) =>
     (...args) => {
       if (method !== 'warn' && method !== 'error') return;
-      log.warn('dcmjs-dimse', { message: args.map(String).join(' ').split('\n')[0]!.slice(0, 300) });
+      // Not 'message': Powertools reserves that key and drops it.
+      log.warn('dcmjs-dimse', { detail: args.map(String).join(' ').split('\n')[0]!.slice(0, 300) });
     };
   lib.setLevel('warn', false);
 }
@@ -350,6 +351,13 @@ export function startStoreScp(options: StoreScpOptions): Promise<StoreScp> {
 
     override associationReleaseRequested(): void {
       this.sendAssociationReleaseResponse();
+    }
+
+    override abort(): void {
+      // The caller gave up the association and waits for the connection to close (DCMTK for 30 s):
+      // dcmjs-dimse leaves it open. Closing it also drops the files of unanswered C-STOREs.
+      log.info('association aborted by the caller', { association: this.id });
+      (this as unknown as { socket: Socket }).socket.end();
     }
 
     override cEchoRequest(

@@ -43,6 +43,8 @@ import { GatewayState, type RunRecord, syncDir } from './state.js';
 const STUDY_INSTANCE_UID = 0x0020000d;
 const PATIENT_ID = 0x00100020;
 const ISSUER_OF_PATIENT_ID = 0x00100021;
+/** Asked for so that the read walks every element up to and through the pixel data. */
+const PIXEL_DATA = 0x7fe00010;
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -157,6 +159,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         PATIENT_ID,
         ISSUER_OF_PATIENT_ID,
         STUDY_INSTANCE_UID,
+        // A data set cut short or damaged anywhere up to the end of its pixels is refused here,
+        // before C-STORE answers success (the read stops after the last tag asked for).
+        PIXEL_DATA,
       ]).values;
     } catch (error) {
       log.warn('instance refused: cannot be read', {
