@@ -154,21 +154,33 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   async function accept(instance: ReceivedInstance): Promise<StoreVerdict> {
     let values: ReadonlyMap<number, Uint8Array>;
+    let hasPixels: boolean;
     try {
-      values = readTopLevelValues(instance.bytes ?? (await readFile(instance.path)), 'received instance', [
-        PATIENT_ID,
-        ISSUER_OF_PATIENT_ID,
-        STUDY_INSTANCE_UID,
-        // A data set cut short or damaged anywhere up to the end of its pixels is refused here,
-        // before C-STORE answers success (the read stops after the last tag asked for).
-        PIXEL_DATA,
-      ]).values;
+      const read = readTopLevelValues(
+        instance.bytes ?? (await readFile(instance.path)),
+        'received instance',
+        [
+          PATIENT_ID,
+          ISSUER_OF_PATIENT_ID,
+          STUDY_INSTANCE_UID,
+          // A data set cut short or damaged anywhere up to the end of its pixels is refused here,
+          // before C-STORE answers success (the read stops after the last tag asked for).
+          PIXEL_DATA,
+        ],
+      );
+      values = read.values;
+      hasPixels = read.present.has(PIXEL_DATA);
     } catch (error) {
       log.warn('instance refused: cannot be read', {
         association: instance.association,
         error: describeError(error),
       });
       return { stored: false, status: STATUS_CANNOT_UNDERSTAND, reason: 'not a readable DICOM data set' };
+    }
+    if (!hasPixels) {
+      // Also a data set cut exactly before its pixel data: nothing covidct could analyse.
+      log.warn('instance refused: a CT image without pixel data', { association: instance.association });
+      return { stored: false, status: STATUS_CANNOT_UNDERSTAND, reason: 'CT image without pixel data' };
     }
     const studyUid = trimmed(values.get(STUDY_INSTANCE_UID) ?? new Uint8Array());
     if (studyUid === '') {

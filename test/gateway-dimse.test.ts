@@ -349,7 +349,7 @@ function sendRaw(port: number, files: readonly Uint8Array[]): Promise<(number | 
 describe('bad input', () => {
   const input = scratch('input-');
 
-  it('answers a truncated or damaged data set with a failure status and spools nothing', async () => {
+  it('answers a truncated or damaged data set, or one without pixel data, with a failure status and spools nothing', async () => {
     const whole = readFileSync(
       await variant(
         input,
@@ -363,9 +363,11 @@ describe('bad input', () => {
     const damaged = Buffer.from(whole);
     const dataSetAt = whole.length - part10DataSet(whole, 'corrupt').dataSet.length;
     damaged.writeUInt32LE(0xfff000, dataSetAt + 4);
+    // Cut exactly before its pixel data (7FE0,0010 in implicit VR little endian): a valid data set, no image.
+    const noPixels = whole.subarray(0, whole.lastIndexOf(Buffer.from([0xe0, 0x7f, 0x10, 0x00])));
     const before = [...gw.spooled().values()].flat().length;
-    const statuses = await sendRaw(gw.gateway.port, [truncated, damaged]);
-    expect(statuses).toEqual([STATUS_CANNOT_UNDERSTAND, STATUS_CANNOT_UNDERSTAND]);
+    const statuses = await sendRaw(gw.gateway.port, [truncated, damaged, noPixels]);
+    expect(statuses).toEqual([STATUS_CANNOT_UNDERSTAND, STATUS_CANNOT_UNDERSTAND, STATUS_CANNOT_UNDERSTAND]);
     expect([...gw.spooled().values()].flat()).toHaveLength(before);
     expect(readdirSync(join(gw.stateDir, 'incoming'))).toEqual([]);
     // The same file whole is taken.

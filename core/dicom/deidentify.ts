@@ -656,11 +656,13 @@ function dataSetOf(bytes: Uint8Array, layout: Layout, file: string): Uint8Array 
 }
 
 /** Top-level values of some tags (the walk stops after the last one asked for). */
+/** The values of the top-level `tags` (defined lengths only), and which of them are present at all. */
 function topLevelRaw(
   data: Uint8Array,
   enc: Encoding,
   file: string,
   tags: readonly number[],
+  present?: Set<number>,
 ): Map<number, Uint8Array> {
   const walker = new Rewriter(data, file, new UidMapper(new Uint8Array(16)), undefined);
   const wanted = new Set(tags);
@@ -670,6 +672,7 @@ function topLevelRaw(
   while (data.length - at >= 8) {
     const p = walker.element(at, enc);
     if (p.tag > last) break;
+    if (wanted.has(p.tag)) present?.add(p.tag);
     if (wanted.has(p.tag) && !p.undefinedLength) found.set(p.tag, data.subarray(p.valueAt, p.contentEnd));
     at = p.end;
   }
@@ -700,13 +703,17 @@ export function readTopLevelValues(
   tags: readonly number[],
 ): {
   readonly values: ReadonlyMap<number, Uint8Array>;
+  /** Which of `tags` the file has, undefined-length ones (sequences, encapsulated pixels) included. */
+  readonly present: ReadonlySet<number>;
   readonly transferSyntaxUid: string;
   readonly metaSopClassUid?: string;
   readonly metaSopInstanceUid?: string;
 } {
   const layout = layoutOf(bytes, file);
+  const present = new Set<number>();
   return {
-    values: topLevelRaw(dataSetOf(bytes, layout, file), layout.enc, file, tags),
+    values: topLevelRaw(dataSetOf(bytes, layout, file), layout.enc, file, tags, present),
+    present,
     transferSyntaxUid: layout.syntax,
     ...(layout.metaSopClassUid ? { metaSopClassUid: layout.metaSopClassUid } : {}),
     ...(layout.metaSopInstanceUid ? { metaSopInstanceUid: layout.metaSopInstanceUid } : {}),
