@@ -63,7 +63,7 @@ export function describeError(error: unknown): string {
 }
 
 /** A one-line error for a failed file-system call on `path`. */
-export function fileSystemError(path: string, error: unknown): InputError {
+export function fileSystemError(path: string, error: unknown): FileSystemError {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   const reasons: Record<string, string> = {
     ENOENT: 'no such file or folder',
@@ -71,5 +71,25 @@ export function fileSystemError(path: string, error: unknown): InputError {
     EISDIR: 'is a folder, expected a file',
     ENOTDIR: 'is a file, expected a folder',
   };
-  return new InputError(path, (code && reasons[code]) ?? `cannot be read (${code ?? String(error)})`);
+  return new FileSystemError(
+    path,
+    (code && reasons[code]) ?? `cannot be read (${code ?? String(error)})`,
+    code,
+  );
+}
+
+/**
+ * The file system refused (no such file, permission, disk full, I/O error): about the machine, not
+ * the content, so a long-running caller (the gateway) may try again where a bad file would not.
+ */
+export class FileSystemError extends InputError {
+  override name = 'FileSystemError';
+  constructor(
+    subject: string,
+    detail: string,
+    /** The errno code (`ENOSPC`, `EIO`, …), when there was one. */
+    readonly code?: string,
+  ) {
+    super(subject, detail);
+  }
 }

@@ -227,9 +227,13 @@ class SyncedFile extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    if (this.failed) {
+      done();
+      return;
+    }
     this.chunks.push(chunk);
     this.collected += chunk.length;
-    if (this.collected < IN_MEMORY_BYTES || this.failed) {
+    if (this.collected < IN_MEMORY_BYTES) {
       done();
       return;
     }
@@ -259,8 +263,18 @@ class SyncedFile extends Writable {
 
   private fail(error: Error, done: () => void): void {
     this.failed ??= error;
+    this.chunks = [];
+    void this.abandon();
     // Swallowed here so the stream still finishes: the C-STORE then answers with a failure status.
     done();
+  }
+
+  /** Close the file if it was opened (an association that ended mid-instance, a failed write). */
+  async abandon(): Promise<void> {
+    const handle = this.handle;
+    this.handle = undefined;
+    this.chunks = [];
+    if (handle) await handle.then((h) => h.close()).catch(() => undefined);
   }
 }
 
@@ -269,6 +283,13 @@ class Discard extends Writable {
   override _write(_chunk: Buffer, _encoding: BufferEncoding, done: () => void): void {
     done();
   }
+}
+
+/** Remove a spool file; a failure (read-only disk, permissions) is logged, never thrown. */
+function discardFile(path: string, log: GatewayLog): Promise<void> {
+  return rm(path, { force: true }).catch((error: Error) =>
+    log.warn('spool file not removed', { error: error.message }),
+  );
 }
 
 /** Start the SCP. Resolves once it listens. */
@@ -289,7 +310,7 @@ export function startStoreScp(options: StoreScpOptions): Promise<StoreScp> {
       super(socket, opts);
       this.on('close', () => {
         // A file whose C-STORE was never answered: the sender sends it again.
-        for (const f of this.open) void rm(f.path, { force: true });
+        for (const f of this.open) void f.abandon().then(() => discardFile(f.path, log));
         if (this.association !== undefined)
           log.info('association closed', { association: this.id, ...this.counts });
       });
@@ -427,9 +448,10 @@ export function startStoreScp(options: StoreScpOptions): Promise<StoreScp> {
           association: this.id,
           error: file.failed.message,
         });
-        void rm(file.path, { force: true });
         this.counts.refused++;
-        answer(STATUS_OUT_OF_RESOURCES, 'gateway spool cannot be written');
+        void discardFile(file.path, log).then(() =>
+          answer(STATUS_OUT_OF_RESOURCES, 'gateway spool cannot be written'),
+        );
         return;
       }
       const bytes = file.bytes;
@@ -444,18 +466,22 @@ export function startStoreScp(options: StoreScpOptions): Promise<StoreScp> {
           association: this.id,
         })
         .then(
-          (verdict) => {
+          async (verdict) => {
             this.counts[verdict.stored ? 'stored' : 'refused']++;
             if (verdict.stored) answer(Status.Success);
-            else answer(verdict.status, verdict.reason);
+            else {
+              // Gone before the answer: a refused instance leaves nothing behind.
+              await discardFile(file.path, log);
+              answer(verdict.status, verdict.reason);
+            }
           },
-          (error: Error) => {
+          async (error: Error) => {
             this.counts.refused++;
             log.error('instance not stored', { association: this.id, error: error.message });
+            await discardFile(file.path, log);
             answer(STATUS_OUT_OF_RESOURCES, 'gateway could not store the instance');
           },
-        )
-        .finally(() => void rm(file.path, { force: true }));
+        );
     }
   }
 
@@ -499,9 +525,12 @@ export class DeliveryError extends Error {
 }
 
 /**
- * Send `instances` over one association; resolves with each instance's C-STORE status. Rejects
- * with a {@link DeliveryError} when the peer cannot be reached, rejects the association, or stops
- * answering for `timeoutMs`.
+ * Send `instances` over one association; resolves with each instance's C-STORE status (undefined
+ * for one not answered). Rejects with a {@link DeliveryError} when the peer cannot be reached or
+ * rejects the association. Once the association is up, a peer that stops answering for
+ * `timeoutMs` (an idle time: each answer restarts it) or drops the connection ends the attempt
+ * with the statuses answered so far, so what the peer stored is not sent again; the association is
+ * aborted, not left sending in the background.
  */
 export function storeInstances(
   peer: DicomPeer,
@@ -539,18 +568,35 @@ export function storeInstances(
   });
   return new Promise((resolve, reject) => {
     let settled = false;
+    let accepted = false;
+    let timer: NodeJS.Timeout | undefined;
     const finish = (error?: Error) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (error) reject(error);
-      else resolve(prepared.map((p) => p.outcome));
+      if (error && !accepted) {
+        reject(error);
+        return;
+      }
+      if (error) {
+        // Stop the association: a retry opens a new one.
+        try {
+          client.abort(0, 0);
+        } catch {
+          // Already closed.
+        }
+      }
+      resolve(prepared.map((p) => p.outcome));
     };
-    const timer = setTimeout(
-      () => finish(new DeliveryError(`no answer within ${timeoutMs / 1000} s`)),
-      timeoutMs,
-    );
+    const idle = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => finish(new DeliveryError(`no answer for ${timeoutMs / 1000} s`)), timeoutMs);
+    };
+    idle();
+    for (const p of prepared) p.request.on('response', idle);
     client.on('associationAccepted', (association: Dimse.association.Association) => {
+      accepted = true;
+      idle();
       // Send each data set in the syntax the receiver chose: explicit VR as written, or implicit VR.
       for (const p of prepared) {
         const context = association.getAcceptedPresentationContextFromRequest(p.request);

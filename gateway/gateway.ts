@@ -10,7 +10,8 @@
  * destination are sent again with backoff. Result UIDs derive from the run's content, so sending
  * a result twice gives the PACS the same instances.
  */
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   ApiError,
@@ -24,7 +25,7 @@ import {
 } from '../cli/api-client.js';
 import { type DeidentifyMap, deidentifyStudy } from '../core/deidentify.js';
 import { readTopLevelValues, trimmed } from '../core/dicom/deidentify.js';
-import { describeError, InputError } from '../core/errors.js';
+import { describeError, FileSystemError } from '../core/errors.js';
 import {
   type AllowedCaller,
   type DicomPeer,
@@ -78,6 +79,9 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
+/** Delivery attempts a destination may refuse an object (a failure status other than A7xx) before it is set aside. */
+const REFUSALS_BEFORE_SET_ASIDE = 5;
+
 /** A study the de-identification cannot send (nothing readable, burned-in annotation): reported, not retried. */
 class UnsendableStudyError extends Error {
   override name = 'UnsendableStudyError';
@@ -118,7 +122,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   /** Which patient an instance is of, keyed like the folders (issuer and patient id). */
   const patientOf = (values: ReadonlyMap<number, Uint8Array>) => {
     const text = (tag: number) => trimmed(values.get(tag) ?? new Uint8Array());
-    return state.keyOf('study', `${text(ISSUER_OF_PATIENT_ID)}\u0000${text(PATIENT_ID)}`);
+    return state.keyOf('patient', `${text(ISSUER_OF_PATIENT_ID)}\u0000${text(PATIENT_ID)}`);
   };
   for (const [studyKey, files] of await state.studies()) {
     if (files.length === 0) continue;
@@ -201,16 +205,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         reason: 'study UID already holds another patient',
       };
     }
-    await state.storeInstance(instance.path, studyKey, state.keyOf('instance', instance.sopInstanceUid));
-    // After the file's own time: a run's snapshot takes the later of the two (see startDueRuns).
-    const now = Date.now();
-    if (known) {
-      known.lastArrivalMs = Math.max(known.lastArrivalMs, now);
-      known.patient ||= patient;
-    } else {
-      studies.set(studyKey, { lastArrivalMs: now, patient, snapshotMs: 0 });
-      log.info('study arriving', { study: studyKey, association: instance.association });
+    // Claimed before the first await: another association bringing the same study for another
+    // patient meanwhile is refused above, not stored beside it.
+    const entry = known ?? { lastArrivalMs: 0, patient, snapshotMs: 0 };
+    entry.patient ||= patient;
+    if (!known) studies.set(studyKey, entry);
+    try {
+      await state.storeInstance(instance.path, studyKey, state.keyOf('instance', instance.sopInstanceUid));
+    } catch (error) {
+      if (!known && entry.lastArrivalMs === 0 && studies.get(studyKey) === entry) studies.delete(studyKey);
+      throw error;
     }
+    // After the file's own time: a run's snapshot takes the later of the two (see startDueRuns).
+    entry.lastArrivalMs = Math.max(entry.lastArrivalMs, Date.now());
+    if (!known) log.info('study arriving', { study: studyKey, association: instance.association });
     return { stored: true };
   }
 
@@ -235,7 +243,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const now = Date.now();
     for (const [studyKey, s] of studies) {
       if (s.lastArrivalMs <= s.snapshotMs || now - s.lastArrivalMs < quietMs) continue;
-      const files = (await state.studies()).get(studyKey) ?? [];
+      const files = await state.studyFiles(studyKey);
       if (files.length === 0) continue;
       const run = await state.createRun(studyKey, files, s.lastArrivalMs);
       s.snapshotMs = run.snapshotMs;
@@ -271,6 +279,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           try {
             return await deidentifyStudy(...args);
           } catch (error) {
+            // The machine (disk full, I/O error) is retried; the content cannot change.
+            if (error instanceof FileSystemError) throw error;
             throw new UnsendableStudyError(describeError(error));
           }
         },
@@ -290,7 +300,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   async function wait(run: RunRecord): Promise<{ status: StudyStatus; report?: StudyReport }> {
     const id = run.cloudStudyId!;
     for (;;) {
-      const status = await getStudy(options.api, id);
+      let status: StudyStatus;
+      try {
+        status = await getStudy(options.api, id);
+      } catch (error) {
+        // The cloud no longer has the study (gone, another hospital's key): asking again cannot help.
+        if (!refusedForGood(error)) throw error;
+        log.warn('study no longer in the cloud', {
+          run: run.runId,
+          studyId: id,
+          error: describeError(error),
+        });
+        return { status: { studyId: id, status: 'FAILED', reason: `the cloud no longer has study ${id}` } };
+      }
       if (isFinished(status)) {
         const report = status.status === 'COMPLETE' ? await getReport(options.api, id) : undefined;
         log.info('result received', {
@@ -337,7 +359,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         const map = JSON.parse(await readFile(join(dir, 'map.json'), 'utf8')) as DeidentifyMap;
         for (const o of overlaySources(report, map, join(dir, 'source'))) {
           const res = await fetch(o.heatmapUrl);
-          if (!res.ok) throw new InputError('overlay', `GET answered ${res.status}`);
+          // A 5xx is retried with the step; a 4xx (the overlay is gone) leaves that overlay out.
+          if (res.status >= 500) throw new Error(`overlay GET answered ${res.status}`);
+          if (!res.ok) {
+            log.warn('overlay left out', { run: run.runId, status: res.status });
+            continue;
+          }
           overlays.push({ file: o.file, png: new Uint8Array(await res.arrayBuffer()) });
         }
       }
@@ -356,7 +383,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const objects = [built.sr, ...built.overlays];
     for (const [i, o] of objects.entries()) {
       const path = join(outbox, `${String(i).padStart(4, '0')}.dcm`);
-      await writeFile(path, o.bytes, { mode: 0o600 });
+      await state.writeRunFile(path, o.bytes);
     }
     await syncDir(outbox);
     // Marks the end of the gateway's own work on the result (bench gateway splits the time by it).
@@ -400,12 +427,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         throw error;
       }
       let failed = 0;
+      const refused: string[] = [];
       for (const [i, outcome] of outcomes.entries()) {
+        const file = files[i]!;
+        const name = file.slice(file.lastIndexOf('/') + 1);
         // Success, or a warning (0xB000–0xBFFF: stored, with coercion): the destination has it.
         const ok =
           outcome.status !== undefined && (outcome.status === 0 || (outcome.status & 0xf000) === 0xb000);
-        if (ok) await rename(files[i]!, join(sentDir, files[i]!.slice(files[i]!.lastIndexOf('/') + 1)));
-        else failed++;
+        if (ok) await rename(file, join(sentDir, name));
+        else {
+          failed++;
+          // Answered with a failure other than "out of resources" (A7xx): the destination says no.
+          if (outcome.status !== undefined && (outcome.status & 0xff00) !== 0xa700) refused.push(file);
+        }
       }
       await syncDir(outbox);
       await syncDir(sentDir);
@@ -414,8 +448,24 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           o.status === undefined ? 'not sent' : `0x${o.status.toString(16)}`,
         );
         const error = `${failed} of ${files.length} objects not stored (${statuses.join(', ')})`;
-        await save({ ...run, deliveryAttempts: (run.deliveryAttempts ?? 0) + 1, lastDeliveryError: error });
-        throw new Error(error);
+        const attempts = (run.deliveryAttempts ?? 0) + 1;
+        if (attempts < REFUSALS_BEFORE_SET_ASIDE || refused.length < failed) {
+          await save({ ...run, deliveryAttempts: attempts, lastDeliveryError: error });
+          throw new Error(error);
+        }
+        // Refused every time: kept in refused/ for the administrator, and the run ends, so the
+        // study's later runs are not held up behind it.
+        const refusedDir = join(dir, 'refused');
+        await mkdir(refusedDir, { recursive: true, mode: 0o700 });
+        for (const file of refused)
+          await rename(file, join(refusedDir, file.slice(file.lastIndexOf('/') + 1)));
+        await syncDir(refusedDir);
+        log.error('destination refuses result objects; set aside', {
+          run: run.runId,
+          objects: refused.length,
+          attempts,
+          error,
+        });
       }
     }
     log.info('result delivered', {
@@ -478,6 +528,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
   }
 
+  /** Drop what the purge removed from memory too (a gateway runs for months). */
+  function forgetPurged(): void {
+    for (const [id, r] of runs) if (r.phase === 'done' && !existsSync(state.runDir(id))) runs.delete(id);
+    const withRuns = new Set([...runs.values()].map((r) => r.studyKey));
+    for (const [key, s] of studies) {
+      if (s.lastArrivalMs <= s.snapshotMs && !withRuns.has(key) && !existsSync(state.studyDir(key))) {
+        studies.delete(key);
+      }
+    }
+  }
+
   let lastPurge = 0;
   let ticking = false;
   const tick = async () => {
@@ -489,7 +550,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if (Date.now() - lastPurge > 3_600_000) {
         lastPurge = Date.now();
         const purged = await state.purge(retainDays);
-        if (purged.runs + purged.studies > 0) log.info('purged old data', purged);
+        if (purged.runs + purged.studies > 0) {
+          log.info('purged old data', purged);
+          forgetPurged();
+        }
       }
     } catch (error) {
       log.error('gateway step failed', { error: describeError(error) });

@@ -106,6 +106,11 @@ export class GatewayState {
       }
       if (secret.length !== 32) throw new InputError(secretPath, 'expected 32 bytes (the gateway wrote it)');
       for (const dir of ['incoming', 'studies', 'runs']) await privateDir(join(root, dir));
+      // A purge a crash interrupted: finish it.
+      for (const name of await readdir(join(root, 'studies'))) {
+        if (name.startsWith('.purge-'))
+          await rm(join(root, 'studies', name), { recursive: true, force: true });
+      }
       // A receive that did not finish was never acknowledged: the sender sends it again.
       await rm(join(root, 'incoming'), { recursive: true, force: true });
       await privateDir(join(root, 'incoming'), root);
@@ -116,19 +121,37 @@ export class GatewayState {
     }
   }
 
+  /** Where files being received are written before they are stored. */
   get incomingDir(): string {
     return join(this.root, 'incoming');
   }
 
-  /** A short keyed name for a UID (32 hex digits). */
-  keyOf(kind: 'study' | 'instance', uid: string): string {
+  /** Per study, the operation in progress: storing an instance and purging the study never overlap. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  /** Run `step` once every earlier step on the same study has finished. */
+  private withStudy<T>(studyKey: string, step: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(studyKey) ?? Promise.resolve();
+    const next = previous.then(step, step);
+    const settled = next.catch(() => undefined);
+    this.locks.set(studyKey, settled);
+    void settled.then(() => {
+      if (this.locks.get(studyKey) === settled) this.locks.delete(studyKey);
+    });
+    return next;
+  }
+
+  /** A short keyed name for a UID or a patient (32 hex digits); each kind its own domain. */
+  keyOf(kind: 'study' | 'instance' | 'patient', uid: string): string {
     return createHmac('sha256', this.secret).update(`${kind}\u0000${uid}`).digest('hex').slice(0, 32);
   }
 
+  /** A study's folder: `studies/<study>`. */
   studyDir(studyKey: string): string {
     return join(this.root, 'studies', studyKey);
   }
 
+  /** A run's folder: `runs/<run>`. */
   runDir(runId: string): string {
     return join(this.root, 'runs', runId);
   }
@@ -138,7 +161,11 @@ export class GatewayState {
    * `studies/<study>/instances/` (replacing an earlier copy of the same instance) and the folder
    * synced. Resolves when a crash can no longer lose it.
    */
-  async storeInstance(received: string, studyKey: string, instanceKey: string): Promise<string> {
+  storeInstance(received: string, studyKey: string, instanceKey: string): Promise<string> {
+    return this.withStudy(studyKey, () => this.moveIntoStudy(received, studyKey, instanceKey));
+  }
+
+  private async moveIntoStudy(received: string, studyKey: string, instanceKey: string): Promise<string> {
     const dir = join(this.studyDir(studyKey), 'instances');
     try {
       await stat(dir);
@@ -156,16 +183,22 @@ export class GatewayState {
   async studies(): Promise<Map<string, { file: string; mtimeMs: number }[]>> {
     const out = new Map<string, { file: string; mtimeMs: number }[]>();
     for (const studyKey of await readdir(join(this.root, 'studies'))) {
-      const dir = join(this.studyDir(studyKey), 'instances');
-      const files: { file: string; mtimeMs: number }[] = [];
-      for (const name of await readdir(dir).catch(() => [] as string[])) {
-        if (!name.endsWith('.dcm')) continue;
-        const s = await stat(join(dir, name)).catch(() => undefined);
-        if (s) files.push({ file: join(dir, name), mtimeMs: s.mtimeMs });
-      }
-      out.set(studyKey, files);
+      if (studyKey.startsWith('.')) continue;
+      out.set(studyKey, await this.studyFiles(studyKey));
     }
     return out;
+  }
+
+  /** One study's instance files and their modification times (ms); none when it has no folder. */
+  async studyFiles(studyKey: string): Promise<{ file: string; mtimeMs: number }[]> {
+    const dir = join(this.studyDir(studyKey), 'instances');
+    const files: { file: string; mtimeMs: number }[] = [];
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (!name.endsWith('.dcm')) continue;
+      const s = await stat(join(dir, name)).catch(() => undefined);
+      if (s) files.push({ file: join(dir, name), mtimeMs: s.mtimeMs });
+    }
+    return files;
   }
 
   /**
@@ -199,17 +232,26 @@ export class GatewayState {
 
   /** Save a run's record (atomic, synced). */
   async saveRun(record: RunRecord): Promise<void> {
-    await writePrivateFile(
-      join(this.runDir(record.runId), 'run.json'),
-      `${JSON.stringify(record, null, 2)}\n`,
-    );
+    const dir = this.runDir(record.runId);
+    await writePrivateFile(join(dir, 'run.json'), `${JSON.stringify(record, null, 2)}\n`);
+    await syncDir(dir);
   }
 
+  /** Write a file of a run (mode 0600) and sync it: an outbox object must survive a power loss. */
+  async writeRunFile(path: string, bytes: Uint8Array): Promise<void> {
+    const handle = await open(path, 'w', 0o600);
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
   /** Every run, oldest first; half-made ones (`.new-…`) are removed. */
   async runs(): Promise<RunRecord[]> {
     const runs: RunRecord[] = [];
     for (const name of await readdir(join(this.root, 'runs'))) {
-      if (name.startsWith('.new-')) {
+      if (name.startsWith('.new-') || name.startsWith('.purge-')) {
         await rm(join(this.root, 'runs', name), { recursive: true, force: true });
         continue;
       }
@@ -223,28 +265,50 @@ export class GatewayState {
   }
 
   /**
-   * Remove what is older than `days`: finished runs, and studies none of whose instances arrived
-   * since (and that no unfinished run uses). Unfinished runs are kept: they still owe a result.
+   * Remove what is older than `days`: finished runs, run folders without a readable record, and
+   * studies none of whose instances arrived since (and that no unfinished run uses). Unfinished
+   * runs are kept: they still owe a result. Each folder is first renamed aside (`.purge-…`, removed
+   * at the next open if a crash interrupts), so a half-removed run never looks like a run; a study
+   * is checked again and removed under its lock, so an instance stored meanwhile is never lost.
    */
-  async purge(days: number, now = Date.now()): Promise<{ runs: number; studies: number }> {
+  async purge(
+    days: number,
+    now = Date.now(),
+    /** For tests: called under the study's lock just before it is removed. */
+    beforeRemove?: (studyKey: string) => Promise<void>,
+  ): Promise<{ runs: number; studies: number }> {
     const cutoff = now - days * 86_400_000;
-    const runs = await this.runs();
-    const active = new Set(runs.filter((r) => r.phase !== 'done').map((r) => r.studyKey));
+    const records = new Map((await this.runs()).map((r) => [r.runId, r]));
+    const active = new Set([...records.values()].filter((r) => r.phase !== 'done').map((r) => r.studyKey));
     let purgedRuns = 0;
     let purgedStudies = 0;
-    for (const r of runs) {
-      if (r.phase === 'done' && Date.parse(r.deliveredAt ?? r.createdAt) < cutoff) {
-        await rm(this.runDir(r.runId), { recursive: true, force: true });
-        purgedRuns++;
-      }
+    const runsDir = join(this.root, 'runs');
+    for (const name of await readdir(runsDir)) {
+      if (name.startsWith('.')) continue;
+      const r = records.get(name);
+      const old = r
+        ? r.phase === 'done' && Date.parse(r.deliveredAt ?? r.createdAt) < cutoff
+        : ((await stat(this.runDir(name)).catch(() => undefined))?.mtimeMs ?? now) < cutoff;
+      if (!old) continue;
+      await this.removeAside(this.runDir(name), join(runsDir, `.purge-${name}`));
+      purgedRuns++;
     }
-    for (const [studyKey, files] of await this.studies()) {
+    for (const studyKey of (await readdir(join(this.root, 'studies'))).filter((n) => !n.startsWith('.'))) {
       if (active.has(studyKey)) continue;
-      if (files.every((f) => f.mtimeMs < cutoff)) {
-        await rm(this.studyDir(studyKey), { recursive: true, force: true });
-        purgedStudies++;
-      }
+      const removed = await this.withStudy(studyKey, async () => {
+        const files = await this.studyFiles(studyKey);
+        if (!files.every((f) => f.mtimeMs < cutoff)) return false;
+        await beforeRemove?.(studyKey);
+        await this.removeAside(this.studyDir(studyKey), join(this.root, 'studies', `.purge-${studyKey}`));
+        return true;
+      });
+      if (removed) purgedStudies++;
     }
     return { runs: purgedRuns, studies: purgedStudies };
+  }
+
+  private async removeAside(dir: string, aside: string): Promise<void> {
+    await rename(dir, aside);
+    await rm(aside, { recursive: true, force: true });
   }
 }

@@ -51,7 +51,9 @@ describe('covidct gateway refuses bad settings in one line', () => {
     const keyFile = join(work, 'key-open');
     writeFileSync(keyFile, 'secret\n');
     chmodSync(keyFile, 0o644);
-    expect(refused(rest('--key-file', keyFile))).toMatch(/key-open: is readable by other users; chmod 600/);
+    expect(refused(rest('--key-file', keyFile))).toMatch(
+      /key-open: is readable or writable by other users \(mode 0644\); chmod 600 it/,
+    );
   });
 
   it('with an empty or missing key file', () => {

@@ -80,3 +80,37 @@ describe('GatewayState', () => {
     expect(await state.purge(30, now)).toEqual({ runs: 0, studies: 0 });
   });
 });
+
+describe('GatewayState purge against a receive', () => {
+  it('never removes an instance stored while the purge removes its study (a PACS re-sending an old study)', async () => {
+    const state = await GatewayState.open(scratch('state-race-'));
+    const uid = '1.2.826.0.1.3680043.9.7133.50';
+    const studyKey = await receive(state, uid, 3, Date.now() - 30 * DAY);
+    const part = join(state.incomingDir, '.rx-race.part');
+    writeFileSync(part, 'a new instance of the old study');
+    let stored: Promise<string> | undefined;
+    // The instance arrives after the purge decided the study is old, before it is removed; it is
+    // answered as stored when storeInstance resolves, so it must still be there afterwards.
+    await state.purge(7, Date.now(), async (key) => {
+      if (key !== studyKey) return;
+      stored = state.storeInstance(part, studyKey, state.keyOf('instance', `${uid}.new`));
+      await new Promise((r) => setTimeout(r, 50));
+    });
+    expect(stored).toBeDefined();
+    expect(statSync(await stored!).isFile()).toBe(true);
+  });
+
+  it('finishes a purge a crash interrupted, and removes a run folder without a readable record', async () => {
+    const root = scratch('state-aside-');
+    const state = await GatewayState.open(root);
+    mkdirSync(join(root, 'studies', '.purge-abc', 'instances'), { recursive: true });
+    const orphan = join(root, 'runs', 'orphan-run');
+    mkdirSync(join(orphan, 'source'), { recursive: true });
+    const old = (Date.now() - 30 * DAY) / 1000;
+    utimesSync(orphan, old, old);
+    await GatewayState.open(root);
+    expect(readdirSync(join(root, 'studies'))).toEqual([]);
+    expect(await state.purge(7)).toEqual({ runs: 1, studies: 0 });
+    expect(readdirSync(join(root, 'runs'))).toEqual([]);
+  });
+});

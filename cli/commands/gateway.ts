@@ -38,7 +38,11 @@ export async function readApiKey(keyFile: string | undefined, env = process.env)
     try {
       const s = await stat(keyFile);
       if ((s.mode & 0o077) !== 0) {
-        throw new InputError(keyFile, 'is readable by other users; chmod 600 it (it holds the API key)');
+        const mode = (s.mode & 0o777).toString(8).padStart(4, '0');
+        throw new InputError(
+          keyFile,
+          `is readable or writable by other users (mode ${mode}); chmod 600 it (it holds the API key)`,
+        );
       }
       text = await readFile(keyFile, 'utf8');
     } catch (error) {
