@@ -1,15 +1,15 @@
 /**
  * `covidct gateway`'s command line: the API key never on the command line (environment or an
  * owner-only key file), and every malformed option refused in one line naming it, before anything
- * listens. Also the parsers of gateway/dimse.ts and the state folder's purge.
+ * listens. Also the parsers of gateway/dimse.ts and the gateway's retry rules (the state folder:
+ * test/gateway-state.test.ts).
  */
-import { chmodSync, existsSync, mkdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../cli/api-client.js';
 import { isAllowed, parseAllowedCaller, parseDestination } from '../gateway/dimse.js';
 import { refusedForGood, retryDelay } from '../gateway/gateway.js';
-import { GatewayState } from '../gateway/state.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -107,55 +107,6 @@ describe('gateway address parsing', () => {
     expect(isAllowed(allow, 'ORTHANC', '10.0.0.6')).toBe(false);
     expect(isAllowed(allow, 'CT1', '192.168.1.1')).toBe(true);
     expect(isAllowed(allow, 'CT2', '10.0.0.5')).toBe(false);
-  });
-});
-
-describe('the state folder', () => {
-  it('is private, names studies by keyed hashes, and purges only what is old and finished', async () => {
-    const root = join(work, 'purge');
-    const state = await GatewayState.open(root);
-    expect(statSync(root).mode & 0o777).toBe(0o700);
-    expect(statSync(join(root, 'secret')).mode & 0o777).toBe(0o600);
-    const uid = '1.2.826.0.1.3680043.8.498.1';
-    const key = state.keyOf('study', uid);
-    expect(key).toMatch(/^[0-9a-f]{32}$/);
-    // Another state folder (another secret) names the same study differently.
-    expect((await GatewayState.open(join(work, 'other'))).keyOf('study', uid)).not.toBe(key);
-
-    const old = Date.now() / 1000 - 10 * 86_400;
-    const addInstance = async (studyKey: string, name: string, ageSeconds?: number) => {
-      const incoming = join(state.incomingDir, `${name}.part`);
-      writeFileSync(incoming, 'x');
-      const path = await state.storeInstance(incoming, studyKey, name);
-      if (ageSeconds !== undefined) utimesSync(path, ageSeconds, ageSeconds);
-      return { file: path, mtimeMs: statSync(path).mtimeMs };
-    };
-    const oldDone = await addInstance('a'.repeat(32), 'i1', old);
-    const oldOpen = await addInstance('b'.repeat(32), 'i2', old);
-    await addInstance('c'.repeat(32), 'i3');
-    const done = await state.createRun('a'.repeat(32), [oldDone]);
-    await state.saveRun({ ...done, phase: 'done', deliveredAt: new Date(old * 1000).toISOString() });
-    const open = await state.createRun('b'.repeat(32), [oldOpen]);
-
-    expect(await state.purge(7)).toEqual({ runs: 1, studies: 1 });
-    expect(existsSync(state.runDir(done.runId))).toBe(false);
-    expect(existsSync(state.studyDir('a'.repeat(32)))).toBe(false);
-    // An unfinished run still owes a result: it and its study's data stay.
-    expect(existsSync(state.runDir(open.runId))).toBe(true);
-    expect(existsSync(state.studyDir('b'.repeat(32)))).toBe(true);
-    // Recent data stays.
-    expect(existsSync(state.studyDir('c'.repeat(32)))).toBe(true);
-  });
-
-  it('drops half-made runs and interrupted receives when opened again', async () => {
-    const root = join(work, 'reopen');
-    const state = await GatewayState.open(root);
-    mkdirSync(join(root, 'runs', '.new-x'), { recursive: true });
-    writeFileSync(join(state.incomingDir, '.rx-1.part'), 'half');
-    const again = await GatewayState.open(root);
-    expect(await again.runs()).toEqual([]);
-    expect(existsSync(join(root, 'runs', '.new-x'))).toBe(false);
-    expect(existsSync(join(root, 'incoming', '.rx-1.part'))).toBe(false);
   });
 });
 

@@ -2,12 +2,13 @@
  * The gateway under faults, as real processes: `covidct gateway` (dist, a child process that is
  * SIGKILLed), DCMTK's storescu as the PACS sending, storescp as the destination, the local stack
  * (in-process, the rule model in its worker) as the API. Expected each time: nothing acknowledged
- * is lost, and each run gives exactly one SR (one SOP Instance UID) at the destination, carrying
- * its own patient.
+ * is lost, and each study gives exactly one run (one "run started" log line, its run.json done at
+ * the end) and one SR (one SOP Instance UID) at the destination, carrying its own patient.
  *
  * - two patients in one association → two runs, two SRs, each with its patient;
- * - SIGKILL while receiving: every instance storescu saw acknowledged is in the state after the
- *   restart, and the study completes with one SR;
+ * - SIGKILL while receiving (a 240-instance series, so that storescu is always mid-series): every
+ *   instance storescu saw acknowledged is in the state after the restart, and the study completes
+ *   with one SR;
  * - SIGKILL while delivering (the destination down, the run in its deliver phase; and the
  *   destination holding the C-STORE open): after the restart the result is delivered, one SR UID;
  * - the destination down for a few seconds: delivered, with the retries logged;
@@ -92,8 +93,9 @@ const identities: string[] = [];
 /** Every gateway process started. */
 const gateways: Proc[] = [];
 /**
- * The first `slices` files of the real series, gunzipped, as a study of its own: new study,
- * series and instance UIDs and the given patient (dcmodify); resolves with the files, in order.
+ * `slices` files of the real series, gunzipped, as a study of its own: new study, series and
+ * instance UIDs and the given patient (dcmodify); beyond the series' 30 slices they repeat, each
+ * copy with an instance UID of its own. Resolves with the files, in order.
  */
 async function makeStudy(patient: { id: string; name: string }, slices: number) {
   const n = ++studyCount;
@@ -102,9 +104,10 @@ async function makeStudy(patient: { id: string; name: string }, slices: number) 
   const studyUid = `1.2.826.0.1.3680043.9.7133.${process.pid}.${n}`;
   identities.push(patient.id, patient.name, studyUid);
   const files: string[] = [];
-  for (const [i, name] of readdirSync(SERIES).sort().slice(0, slices).entries()) {
-    const path = join(dir, `${String(i).padStart(3, '0')}.dcm`);
-    writeFileSync(path, gunzipSync(readFileSync(join(SERIES, name))));
+  const names = readdirSync(SERIES).sort();
+  for (let i = 0; i < slices; i++) {
+    const path = join(dir, `${String(i).padStart(4, '0')}.dcm`);
+    writeFileSync(path, gunzipSync(readFileSync(join(SERIES, names[i % names.length]!))));
     files.push(path);
   }
   await exec('dcmodify', [
@@ -307,6 +310,36 @@ function logLine(
   return until(what, () => gateway.logs().find(match), timeoutMs);
 }
 
+/**
+ * Exactly one run of `studyUid` in the logs of `procs` (the gateway processes of the test, before
+ * and after a restart) and in the state folder, and every run there done (waited for a little: the
+ * record is saved after the delivery's log line). A duplicate run would show as a second "run
+ * started" line or a run left unfinished.
+ */
+async function expectOneRun(stateDir: string, procs: readonly GatewayProc[], studyUid: string) {
+  const state = await GatewayState.open(stateDir);
+  const study = state.keyOf('study', studyUid);
+  const started = procs
+    .flatMap((p) => p.logs())
+    .filter((l) => l.message === 'study complete: run started' && l.study === study);
+  expect(started, 'run started lines of the study').toHaveLength(1);
+  const records = () =>
+    readdirSync(join(stateDir, 'runs'))
+      .filter((name) => !name.startsWith('.'))
+      .map(
+        (name) =>
+          JSON.parse(readFileSync(join(stateDir, 'runs', name, 'run.json'), 'utf8')) as {
+            studyKey: string;
+            phase: string;
+          },
+      );
+  const deadline = Date.now() + 5000;
+  while (records().some((r) => r.phase !== 'done') && Date.now() < deadline) await sleep(100);
+  const runs = records();
+  expect(runs.map((r) => r.phase)).toEqual(runs.map(() => 'done'));
+  expect(runs.filter((r) => r.studyKey === study)).toHaveLength(1);
+}
+
 /** Wait until `study` has an SR at `dir`, then a moment more (a duplicate would show), and return its SRs. */
 async function deliveredSr(dir: string, study: string, timeoutMs = 30_000) {
   await until(
@@ -325,10 +358,8 @@ describe('gateway faults', () => {
     const destDir = scratch('dest-');
     const destPort = await freePort();
     const dest = startDestination(destPort, destDir);
-    const gateway = await startGatewayProc({
-      stateDir: scratch('state-'),
-      destinationPort: destPort,
-    });
+    const stateDir = scratch('state-');
+    const gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
     try {
       const send = storescu(gateway.port, [...a.files, ...b.files]);
       await send.exited;
@@ -345,6 +376,11 @@ describe('gateway faults', () => {
       expect(srB.objects.map((o) => [o.patientId, o.patientName])).toEqual([['PID-BETA', 'BETA^TWO']]);
       const started = gateway.logs().filter((l) => l.message === 'study complete: run started');
       expect(started).toHaveLength(2);
+      await sleep(1500);
+      expect((await srsOf(destDir, a.studyUid)).copies).toBe(1);
+      expect((await srsOf(destDir, b.studyUid)).copies).toBe(1);
+      await expectOneRun(stateDir, [gateway], a.studyUid);
+      await expectOneRun(stateDir, [gateway], b.studyUid);
     } finally {
       await stopProc(gateway);
       await stopProc(dest);
@@ -352,12 +388,15 @@ describe('gateway faults', () => {
   }, 50_000);
 
   it('SIGKILL while receiving: every acknowledged instance survives; the study completes with one SR', async () => {
-    const study = await makeStudy({ id: 'PID-KILLRX', name: 'KILL^RECEIVE' }, 30);
+    // Far more instances than storescu can send between the 8th answer and the kill, however
+    // loaded the machine: it is always killed mid-series (only those received are in the run).
+    const study = await makeStudy({ id: 'PID-KILLRX', name: 'KILL^RECEIVE' }, 240);
     const destDir = scratch('dest-');
     const destPort = await freePort();
     const dest = startDestination(destPort, destDir);
     const stateDir = scratch('state-');
     let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
+    const first = gateway;
     try {
       let acks = 0;
       const send = storescu(gateway.port, study.files, (line) => {
@@ -389,6 +428,7 @@ describe('gateway faults', () => {
       expect(srs.uids).toHaveLength(1);
       expect(srs.copies).toBe(1);
       expect(srs.objects[0]!.patientId).toBe('PID-KILLRX');
+      await expectOneRun(stateDir, [first, gateway], study.studyUid);
     } finally {
       await stopProc(gateway);
       await stopProc(dest);
@@ -401,6 +441,7 @@ describe('gateway faults', () => {
     const destPort = await freePort();
     const stateDir = scratch('state-');
     let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
+    const first = gateway;
     let dest: Proc | undefined;
     try {
       const send = storescu(gateway.port, study.files);
@@ -421,6 +462,7 @@ describe('gateway faults', () => {
       const srs = await deliveredSr(destDir, study.studyUid);
       expect(srs.uids).toHaveLength(1);
       expect(srs.copies).toBe(1);
+      await expectOneRun(stateDir, [first, gateway], study.studyUid);
     } finally {
       await stopProc(gateway);
       await stopProc(dest);
@@ -433,6 +475,7 @@ describe('gateway faults', () => {
     const destPort = await freePort();
     const stateDir = scratch('state-');
     let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
+    const first = gateway;
     // storescp sleeps in each C-STORE before it answers: the gateway is killed in that window.
     let killed = false;
     const dest = startProc(
@@ -460,6 +503,7 @@ describe('gateway faults', () => {
       // Sent again after the restart: the same SOP Instance UID, which the PACS keeps once.
       expect(srs.uids).toHaveLength(1);
       expect(srs.copies).toBeGreaterThanOrEqual(1);
+      await expectOneRun(stateDir, [first, gateway], study.studyUid);
     } finally {
       await stopProc(gateway);
       await stopProc(dest);
@@ -472,10 +516,8 @@ describe('gateway faults', () => {
       const study = await makeStudy({ id: 'PID-DESTDOWN', name: 'DEST^DOWN' }, 6);
       const destDir = scratch('dest-');
       const destPort = await freePort();
-      const gateway = await startGatewayProc({
-        stateDir: scratch('state-'),
-        destinationPort: destPort,
-      });
+      const stateDir = scratch('state-');
+      const gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
       let dest: Proc | undefined;
       try {
         const send = storescu(gateway.port, study.files);
@@ -496,6 +538,7 @@ describe('gateway faults', () => {
         const srs = await deliveredSr(destDir, study.studyUid);
         expect(srs.uids).toHaveLength(1);
         expect(srs.copies).toBe(1);
+        await expectOneRun(stateDir, [gateway], study.studyUid);
       } finally {
         await stopProc(gateway);
         await stopProc(dest);
@@ -515,8 +558,9 @@ describe('gateway faults', () => {
       // the stack's API.
       const apiPort = await freePort();
       const target = new URL(stack.apiUrl);
+      const stateDir = scratch('state-');
       const gateway = await startGatewayProc({
-        stateDir: scratch('state-'),
+        stateDir,
         destinationPort: destPort,
         api: `http://127.0.0.1:${apiPort}${target.pathname.replace(/\/$/, '')}`,
       });
@@ -543,6 +587,7 @@ describe('gateway faults', () => {
         const srs = await deliveredSr(destDir, study.studyUid);
         expect(srs.uids).toHaveLength(1);
         expect(srs.copies).toBe(1);
+        await expectOneRun(stateDir, [gateway], study.studyUid);
       } finally {
         await stopProc(gateway);
         await stopProc(dest);

@@ -35,6 +35,8 @@ describe('GatewayState', () => {
     expect(statSync(join(root, 'secret')).mode & 0o777).toBe(0o600);
     writeFileSync(join(first.incomingDir, '.rx-half.part'), 'half a file');
     const again = await GatewayState.open(root);
+    // Keys are 128-bit hex: safe as file names, nothing of the UID in them.
+    expect(first.keyOf('study', '1.2.3')).toMatch(/^[0-9a-f]{32}$/);
     expect(again.keyOf('study', '1.2.3')).toBe(first.keyOf('study', '1.2.3'));
     expect(again.keyOf('study', '1.2.3')).not.toBe(again.keyOf('instance', '1.2.3'));
     expect(readdirSync(again.incomingDir)).toEqual([]);
