@@ -281,7 +281,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           } catch (error) {
             // The machine (disk full, I/O error) is retried; the content cannot change.
             if (error instanceof FileSystemError) throw error;
-            throw new UnsendableStudyError(describeError(error));
+            // The reason goes into the patient's record: name the file, not the gateway's folders.
+            throw new UnsendableStudyError(describeError(error).replaceAll(`${join(dir, 'source')}/`, ''));
           }
         },
       });
