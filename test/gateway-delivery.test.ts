@@ -9,10 +9,12 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildResultSr, type CovidctResult } from '../core/dicom/result-objects.js';
-import { storeInstances } from '../gateway/dimse.js';
+import { setUpDimse, storeInstances } from '../gateway/dimse.js';
 import { tempDir } from './helpers/tmp.js';
 
 const work = tempDir('covidct-gateway-delivery-');
+// The library's log to nowhere (the gateway routes it to its own log; here it would fill the output).
+setUpDimse({ info() {}, warn() {}, error() {} });
 const children: ChildProcess[] = [];
 afterEach(() => {
   for (const c of children.splice(0)) c.kill('SIGKILL');
