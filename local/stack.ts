@@ -7,7 +7,6 @@
  * integration tests all start it here.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +19,7 @@ import { PIPELINE_DEFAULTS, QUEUES } from '../lambdas/shared/resources.js';
 import type { SweepResult } from '../lambdas/sweeper/sweeper.js';
 import { type ApiHandler, PIPELINE_API_ROUTES, startApiServer } from './api-server.js';
 import { type EventSource, type SqsEventHandler, startEventSource } from './event-source.js';
+import { freePort } from './ports.js';
 import { createLocalResources, envFor, LOCAL_RUNTIME_ENV, type LocalResources } from './resources.js';
 import { type S3EventRouter, startS3EventRouter } from './s3-events.js';
 import { type LocalServers, startLocalServers } from './servers.js';
@@ -149,19 +149,6 @@ function defaultWorkerCommand(): string[] {
   // From dist/local/stack.js the worker is dist/gpu-worker/main.js; from local/stack.ts, the built one.
   const root = here.endsWith(join('dist', 'local')) ? join(here, '..', '..') : join(here, '..');
   return [process.execPath, join(root, 'dist', 'gpu-worker', 'main.js')];
-}
-
-/** A free TCP port on `host` (for the worker's health check, so it can be reported). */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, host, () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 /** The handler modules, by name: `lambdas/{name}/handler.ts`. */

@@ -5,11 +5,12 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildResultSr, type CovidctResult } from '../core/dicom/result-objects.js';
 import { setUpDimse, storeInstances } from '../gateway/dimse.js';
+import { freePort } from '../local/ports.js';
 import { tempDir } from './helpers/tmp.js';
 
 const work = tempDir('covidct-gateway-delivery-');
@@ -19,18 +20,6 @@ const children: ChildProcess[] = [];
 afterEach(() => {
   for (const c of children.splice(0)) c.kill('SIGKILL');
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * storescp made slow: `--sleep-after S` answers each store, then sleeps S seconds before it reads

@@ -15,7 +15,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type * as Dimse from 'dcmjs-dimse';
@@ -27,6 +26,7 @@ import { STATUS_CANNOT_UNDERSTAND } from '../gateway/dimse.js';
 import { type Gateway, startGateway } from '../gateway/gateway.js';
 import type { GatewayLog } from '../gateway/log.js';
 import { GatewayState } from '../gateway/state.js';
+import { freePort } from '../local/ports.js';
 import { tempDir } from './helpers/tmp.js';
 
 const work = tempDir('covidct-gw-dimse-');
@@ -116,18 +116,6 @@ async function openGateway(options: { refuseOtherSopClasses?: boolean } = {}): P
       return out;
     },
   };
-}
-
-/** A free loopback port. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 /** The SOP Instance UID and transfer syntax a Part 10 file's meta names. */

@@ -12,7 +12,6 @@
  */
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -28,18 +27,6 @@ const scratch = (prefix: string) => mkdtempSync(join(work, prefix));
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'dicom');
 const COMPREHENSIVE_SR = '1.2.840.10008.5.1.4.1.1.88.33';
 const AE = 'COVIDCT';
-
-/** A free loopback port. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 /** A log that keeps its lines. */
 function memoryLog(): GatewayLog & { lines: { message: string; attrs: Record<string, unknown> }[] } {
@@ -85,6 +72,9 @@ for f in sys.argv[1:]:
               'patientName': bytes(raw.value).hex() if raw is not None else ''}
 print(json.dumps(out))
 `;
+
+import { freePort } from '../local/ports.js';
+
 function readAll(files: readonly string[]): Record<string, Read> {
   const res = spawnSync('/usr/bin/python3', ['-c', READ_PY, ...files], { encoding: 'utf8' });
   expect(res.status, res.stderr).toBe(0);

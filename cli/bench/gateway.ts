@@ -18,10 +18,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { freePort } from '../../local/ports.js';
 import { type LocalStack, startLocalStack } from '../../local/stack.js';
 import { resolveModelDir } from '../../models/default-model.js';
 import { getStudy } from '../api-client.js';
@@ -248,18 +248,6 @@ function tool(
         const last = err.trim().split('\n').filter(Boolean).pop() ?? '';
         reject(new Error(`${command} failed (${signal ?? `exit ${code}`}): ${last}`));
       }
-    });
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
     });
   });
 }

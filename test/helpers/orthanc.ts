@@ -5,8 +5,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '../../local/ports.js';
+
+export { freePort };
 
 /** Where Debian's package puts the server. */
 export const ORTHANC = '/usr/sbin/Orthanc';
@@ -36,19 +38,6 @@ export interface OrthancDicomOptions {
 export interface OrthancOptions {
   /** Enable the DICOM server on a free loopback port. */
   readonly dicom?: OrthancDicomOptions;
-}
-
-/** A free TCP port on loopback (the OS picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 /** Start Orthanc with its storage under `dir`; resolves once `/system` answers. */
