@@ -13,6 +13,7 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { deidentifyStudy, reserveMapFile, writeMapFile } from '../core/deidentify.js';
+import type { ResultSeries } from '../core/dicom/result-objects.js';
 import { fileSystemError, InputError } from '../core/errors.js';
 import { forEachLimited } from '../core/study.js';
 
@@ -416,18 +417,8 @@ export interface StudyReport {
   readonly threshold: number;
   readonly model?: { readonly id: string; readonly sha256: string };
   readonly intendedUse?: { readonly diagnostic: boolean; readonly statement: string };
-  readonly series: readonly {
-    readonly id: string;
-    readonly status: 'SELECTED' | 'FAILED';
-    readonly reason?: string;
-    readonly selectionThreshold?: number | null;
-    readonly selectedCount: number;
-    readonly covidCount: number;
-    readonly classifiedCount: number;
-    readonly covidFraction: number | null;
-    readonly decision: 'covid' | 'normal' | null;
-    readonly slices?: readonly ReportSlice[];
-  }[];
+  /** Per series, the figures the SR states (core/dicom/result-objects.ts) and the slices. */
+  readonly series: readonly (ResultSeries & { readonly slices?: readonly ReportSlice[] })[];
   readonly timings?: { readonly decidedAt?: string };
   readonly [key: string]: unknown;
 }
