@@ -1,0 +1,663 @@
+/**
+ * Export a covidct model folder to ONNX: the Keras functional config in `model.json` and its
+ * weights become an ONNX ModelProto (IR 8, opset 13), built layer by layer here and encoded with
+ * protobufjs from ONNX's published schema (models/onnx/onnx.proto, vendored from ONNX 1.12.0).
+ *
+ * Why not tf2onnx or Keras's own exporters: they need Python and TensorFlow, and covidct runs on
+ * Node alone (a laptop, a Lambda, the worker image). The layers covidct's architectures use are few,
+ * so translating them directly is a small, checkable piece of code; test/onnx-export.test.ts runs
+ * the result in ONNX Runtime against tfjs's own prediction.
+ *
+ * The ONNX model takes the same tensor as the tfjs model: NHWC float32 `[N, H, W, C]` of raw values
+ * (models/predict.ts), batch size free. Inside, it transposes once to NCHW (ONNX's Conv layout) and
+ * back to NHWC only where order matters (before Flatten). Shapes are tracked statically, because
+ * Keras's 'same' padding is asymmetric at stride 2 (the extra row and column go at the bottom and
+ * right) and must be written out as explicit pads.
+ *
+ * Supported layer classes: InputLayer, Conv2D, SeparableConv2D, DepthwiseConv2D,
+ * BatchNormalization (channel axis), Activation (linear, relu, sigmoid, tanh, softmax, elu),
+ * ZeroPadding2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Add,
+ * Multiply, Concatenate, Flatten, Dropout, Dense (on flat inputs), UpsampleLike. Anything else
+ * (nested models, shared layers, quantized weights, other activations) is refused with the layer's
+ * name rather than exported wrongly.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { io } from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import protobuf from 'protobufjs';
+import { InputError } from '../../core/errors.js';
+import { packageRoot } from '../default-model.js';
+import { loadModel, MODEL_JSON, readArtifacts, readManifest } from '../io.js';
+import { isSeededManifest } from '../seeded.js';
+
+/** ONNX IR version written (ONNX 1.12's, what Debian's checker and every current runtime accept). */
+export const ONNX_IR_VERSION = 8;
+/** Default-domain opset the graph uses. */
+export const ONNX_OPSET = 13;
+/** Name of the batch dimension in the graph's input and output. */
+export const BATCH_DIM = 'N';
+
+/** A model that cannot be exported (a layer or weight the exporter does not translate). */
+export class OnnxExportError extends InputError {
+  override name = 'OnnxExportError';
+}
+
+/** One weight: Keras layout, float32. */
+export interface WeightValue {
+  readonly shape: readonly number[];
+  readonly data: Float32Array;
+}
+
+/** Weights by their tfjs name, `<layer>/<weight>` (`conv1_conv/kernel`, `post_bn/moving_mean`). */
+export type WeightMap = ReadonlyMap<string, WeightValue>;
+
+// ONNX enums (onnx.proto): TensorProto.DataType and AttributeProto.AttributeType.
+const FLOAT = 1;
+const INT64 = 7;
+const ATTR_FLOAT = 1;
+const ATTR_INT = 2;
+const ATTR_STRING = 3;
+const ATTR_INTS = 7;
+
+let modelProtoType: protobuf.Type | undefined;
+
+/** The ModelProto message type, parsed once from the vendored schema (snake_case kept). */
+function modelProto(): protobuf.Type {
+  if (modelProtoType === undefined) {
+    const source = readFileSync(join(packageRoot(), 'models', 'onnx', 'onnx.proto'), 'utf8');
+    modelProtoType = protobuf.parse(source, { keepCase: true }).root.lookupType('onnx.ModelProto');
+  }
+  return modelProtoType;
+}
+
+type Attr = number | string | number[] | { float: number };
+
+interface NodeSpec {
+  readonly op: string;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  readonly attrs?: Record<string, Attr>;
+}
+
+/** Static shape of a tensor, batch excluded: an image (kept NCHW in the graph) or a flat vector. */
+type Shape = { kind: 'image'; c: number; h: number; w: number } | { kind: 'flat'; n: number };
+
+function attribute(name: string, value: Attr): object {
+  if (typeof value === 'number') return { name, type: ATTR_INT, i: value };
+  if (typeof value === 'string') return { name, type: ATTR_STRING, s: new TextEncoder().encode(value) };
+  if (Array.isArray(value)) return { name, type: ATTR_INTS, ints: value };
+  return { name, type: ATTR_FLOAT, f: value.float };
+}
+
+function bytesOf(data: Float32Array | BigInt64Array): Uint8Array {
+  // ONNX raw_data is little-endian; so is every platform covidct supports.
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** Builds the graph: nodes, initializers, and the static shape of every Keras layer's output. */
+class GraphBuilder {
+  readonly nodes: object[] = [];
+  readonly initializers: object[] = [];
+  private counter = 0;
+
+  node(spec: NodeSpec): void {
+    this.nodes.push({
+      name: `${spec.outputs[0]}_${spec.op}`,
+      op_type: spec.op,
+      input: [...spec.inputs],
+      output: [...spec.outputs],
+      attribute: Object.entries(spec.attrs ?? {}).map(([k, v]) => attribute(k, v)),
+    });
+  }
+
+  /** A fresh intermediate name under a layer's. */
+  temp(base: string, what: string): string {
+    this.counter += 1;
+    return `${base}/${what}_${this.counter}`;
+  }
+
+  float(name: string, dims: readonly number[], data: Float32Array): string {
+    this.initializers.push({ name, dims: [...dims], data_type: FLOAT, raw_data: bytesOf(data) });
+    return name;
+  }
+
+  int64(name: string, values: readonly number[]): string {
+    const data = BigInt64Array.from(values.map((v) => BigInt(v)));
+    this.initializers.push({ name, dims: [values.length], data_type: INT64, raw_data: bytesOf(data) });
+    return name;
+  }
+}
+
+interface LayerEntry {
+  readonly name: string;
+  readonly class_name: string;
+  readonly config: Record<string, unknown>;
+  readonly inbound_nodes: unknown;
+}
+
+/** `[a, b]` from a Keras int-or-pair option. */
+function pair(value: unknown, fallback: number): [number, number] {
+  if (value === undefined || value === null) return [fallback, fallback];
+  if (typeof value === 'number') return [value, value];
+  if (Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === 'number')) {
+    return [value[0] as number, value[1] as number];
+  }
+  throw new Error(`expected a number or a pair, got ${JSON.stringify(value)}`);
+}
+
+/**
+ * Keras's padding along one axis: 'valid' none; 'same' pads so that out = ceil(in / stride), the
+ * odd pixel at the end (TensorFlow puts floor(total / 2) before, the rest after).
+ */
+function axisPads(
+  size: number,
+  kernel: number,
+  stride: number,
+  dilation: number,
+  padding: string,
+): { before: number; after: number; out: number } {
+  const effective = (kernel - 1) * dilation + 1;
+  if (padding === 'valid') return { before: 0, after: 0, out: Math.floor((size - effective) / stride) + 1 };
+  if (padding !== 'same') throw new Error(`padding '${padding}' (expected 'same' or 'valid')`);
+  const out = Math.ceil(size / stride);
+  const total = Math.max((out - 1) * stride + effective - size, 0);
+  const before = Math.floor(total / 2);
+  return { before, after: total - before, out };
+}
+
+/** Inbound tensors of a layer: names of the layers feeding its only call. */
+function inboundNames(layer: LayerEntry): string[] {
+  const nodes = layer.inbound_nodes;
+  if (!Array.isArray(nodes) || nodes.length === 0) return [];
+  if (nodes.length > 1) throw new Error('called more than once (shared layers are not exported)');
+  const call = nodes[0];
+  if (!Array.isArray(call)) throw new Error('inbound_nodes in an unknown format');
+  return call.map((entry) => {
+    if (!Array.isArray(entry) || typeof entry[0] !== 'string') {
+      throw new Error('inbound_nodes in an unknown format');
+    }
+    if (entry[1] !== 0 || entry[2] !== 0) throw new Error('takes a non-first output of a layer');
+    return entry[0];
+  });
+}
+
+/** Keras kernel `[kh, kw, cin, cout]` → ONNX `[cout, cin, kh, kw]`. */
+function convKernel(kernel: WeightValue): { dims: number[]; data: Float32Array } {
+  const [kh, kw, cin, cout] = kernel.shape as [number, number, number, number];
+  const out = new Float32Array(kernel.data.length);
+  for (let y = 0; y < kh; y++)
+    for (let x = 0; x < kw; x++)
+      for (let i = 0; i < cin; i++)
+        for (let o = 0; o < cout; o++) {
+          out[((o * cin + i) * kh + y) * kw + x] = kernel.data[((y * kw + x) * cin + i) * cout + o]!;
+        }
+  return { dims: [cout, cin, kh, kw], data: out };
+}
+
+/** Keras depthwise kernel `[kh, kw, cin, m]` → ONNX grouped `[cin·m, 1, kh, kw]` (channel c·m + j, as Keras orders them). */
+function depthwiseKernel(kernel: WeightValue): { dims: number[]; data: Float32Array } {
+  const [kh, kw, cin, m] = kernel.shape as [number, number, number, number];
+  const out = new Float32Array(kernel.data.length);
+  for (let y = 0; y < kh; y++)
+    for (let x = 0; x < kw; x++)
+      for (let c = 0; c < cin; c++)
+        for (let j = 0; j < m; j++) {
+          out[((c * m + j) * kh + y) * kw + x] = kernel.data[((y * kw + x) * cin + c) * m + j]!;
+        }
+  return { dims: [cin * m, 1, kh, kw], data: out };
+}
+
+/** Translate one Keras functional model config and its weights into ONNX ModelProto bytes. */
+export function exportKerasGraph(topology: unknown, weights: WeightMap, producer = 'covidct'): Uint8Array {
+  const root = topology as { model_config?: unknown; class_name?: unknown; config?: unknown };
+  const modelConfig = (root.model_config ?? root) as {
+    class_name?: unknown;
+    config?: { name?: unknown; layers?: unknown; input_layers?: unknown; output_layers?: unknown };
+  };
+  const config = modelConfig.config;
+  if (
+    (modelConfig.class_name !== 'Model' && modelConfig.class_name !== 'Functional') ||
+    config === undefined ||
+    !Array.isArray(config.layers)
+  ) {
+    throw new OnnxExportError(
+      MODEL_JSON,
+      `expected a Keras functional model config, got class ${JSON.stringify(modelConfig.class_name)}`,
+    );
+  }
+  const layers = config.layers as LayerEntry[];
+  const outputs = (config.output_layers as unknown[] | undefined) ?? [];
+  const g = new GraphBuilder();
+  const shapes = new Map<string, Shape>();
+  const graphInputs: object[] = [];
+  const used = new Set<string>();
+
+  const weight = (layer: string, name: string): WeightValue => {
+    const key = `${layer}/${name}`;
+    const value = weights.get(key);
+    if (value === undefined) throw new Error(`weight '${key}' missing from the weights`);
+    used.add(key);
+    return value;
+  };
+  const optionalWeight = (layer: string, name: string, present: boolean): WeightValue | undefined =>
+    present ? weight(layer, name) : undefined;
+
+  const activation = (name: string, input: string, output: string, kind: unknown): void => {
+    const ops: Record<string, string> = {
+      linear: 'Identity',
+      relu: 'Relu',
+      sigmoid: 'Sigmoid',
+      tanh: 'Tanh',
+      elu: 'Elu',
+      softmax: 'Softmax',
+    };
+    const op = typeof kind === 'string' ? ops[kind] : undefined;
+    if (op === undefined) throw new Error(`activation ${JSON.stringify(kind)} is not exported`);
+    // Keras's softmax is over the last axis: channels, which are axis 1 once in NCHW.
+    const attrs = op === 'Softmax' ? { axis: 1 } : undefined;
+    if (op === 'Softmax' && shapes.get(name)?.kind === 'image') {
+      throw new Error('softmax over an image tensor is not exported');
+    }
+    g.node({ op, inputs: [input], outputs: [output], ...(attrs ? { attrs } : {}) });
+  };
+
+  const image = (layer: string, input: string): Extract<Shape, { kind: 'image' }> => {
+    const s = shapes.get(input);
+    if (s?.kind !== 'image') throw new Error(`'${layer}' expects an image (rank-4) input from '${input}'`);
+    return s;
+  };
+
+  for (const layer of layers) {
+    const { name, class_name: cls, config: c } = layer;
+    try {
+      const inputs = inboundNames(layer);
+      const x = inputs[0] ?? '';
+      switch (cls) {
+        case 'InputLayer': {
+          const shape = (c.batch_input_shape ?? c.batch_shape) as unknown[] | undefined;
+          if (
+            !Array.isArray(shape) ||
+            shape.length !== 4 ||
+            !shape.slice(1).every((v) => typeof v === 'number')
+          ) {
+            throw new Error(`expected a fixed NHWC input shape, got ${JSON.stringify(shape)}`);
+          }
+          const [, h, w, ch] = shape as [unknown, number, number, number];
+          graphInputs.push({
+            name,
+            type: {
+              tensor_type: {
+                elem_type: FLOAT,
+                shape: {
+                  dim: [{ dim_param: BATCH_DIM }, { dim_value: h }, { dim_value: w }, { dim_value: ch }],
+                },
+              },
+            },
+          });
+          // Every Keras layer's output is named after the layer; the graph input is the NHWC tensor.
+          g.node({
+            op: 'Transpose',
+            inputs: [name],
+            outputs: [`${name}/nchw`],
+            attrs: { perm: [0, 3, 1, 2] },
+          });
+          shapes.set(name, { kind: 'image', c: ch, h, w });
+          break;
+        }
+        case 'Conv2D':
+        case 'SeparableConv2D':
+        case 'DepthwiseConv2D': {
+          const s = image(name, x);
+          if ((c.data_format ?? 'channels_last') !== 'channels_last') throw new Error('channels_first');
+          if ((c.groups ?? 1) !== 1) throw new Error('grouped convolution');
+          const [kh, kw] = pair(c.kernel_size, 1);
+          const [sh, sw] = pair(c.strides, 1);
+          const [dh, dw] = pair(c.dilation_rate, 1);
+          const padding = String(c.padding ?? 'valid');
+          const py = axisPads(s.h, kh, sh, dh, padding);
+          const px = axisPads(s.w, kw, sw, dw, padding);
+          const attrs = {
+            kernel_shape: [kh, kw],
+            strides: [sh, sw],
+            dilations: [dh, dw],
+            pads: [py.before, px.before, py.after, px.after],
+          };
+          const useBias = c.use_bias !== false;
+          const conv = g.temp(name, 'conv');
+          let channels: number;
+          if (cls === 'Conv2D') {
+            const k = convKernel(weight(name, 'kernel'));
+            channels = k.dims[0]!;
+            const bias = optionalWeight(name, 'bias', useBias);
+            const ins = [g.float(`${name}/kernel`, k.dims, k.data)];
+            if (bias) ins.push(g.float(`${name}/bias`, bias.shape, bias.data));
+            g.node({ op: 'Conv', inputs: [nchw(x), ...ins], outputs: [conv], attrs });
+          } else {
+            const dk = depthwiseKernel(weight(name, 'depthwise_kernel'));
+            const depthOut = dk.dims[0]!;
+            const bias = optionalWeight(name, 'bias', useBias);
+            const dwOut = cls === 'SeparableConv2D' ? g.temp(name, 'depthwise') : conv;
+            const dwInputs = [nchw(x), g.float(`${name}/depthwise_kernel`, dk.dims, dk.data)];
+            if (cls === 'DepthwiseConv2D' && bias)
+              dwInputs.push(g.float(`${name}/bias`, bias.shape, bias.data));
+            g.node({ op: 'Conv', inputs: dwInputs, outputs: [dwOut], attrs: { ...attrs, group: s.c } });
+            channels = depthOut;
+            if (cls === 'SeparableConv2D') {
+              const pk = convKernel(weight(name, 'pointwise_kernel'));
+              channels = pk.dims[0]!;
+              const pwInputs = [dwOut, g.float(`${name}/pointwise_kernel`, pk.dims, pk.data)];
+              if (bias) pwInputs.push(g.float(`${name}/bias`, bias.shape, bias.data));
+              g.node({ op: 'Conv', inputs: pwInputs, outputs: [conv], attrs: { kernel_shape: [1, 1] } });
+            }
+          }
+          shapes.set(name, { kind: 'image', c: channels, h: py.out, w: px.out });
+          activation(name, conv, nchw(name), c.activation ?? 'linear');
+          break;
+        }
+        case 'BatchNormalization': {
+          const s = shapes.get(x);
+          const axis = Array.isArray(c.axis) ? c.axis[0] : c.axis;
+          const channelAxis = s?.kind === 'image' ? axis === 3 || axis === -1 : axis === 1 || axis === -1;
+          if (s === undefined || !channelAxis)
+            throw new Error(`axis ${JSON.stringify(c.axis)} (expected the channel axis)`);
+          const n = s.kind === 'image' ? s.c : s.n;
+          const gamma =
+            c.scale === false ? { shape: [n], data: new Float32Array(n).fill(1) } : weight(name, 'gamma');
+          const beta = c.center === false ? { shape: [n], data: new Float32Array(n) } : weight(name, 'beta');
+          const mean = weight(name, 'moving_mean');
+          const variance = weight(name, 'moving_variance');
+          shapes.set(name, s);
+          g.node({
+            op: 'BatchNormalization',
+            inputs: [
+              nchw(x),
+              g.float(`${name}/gamma`, [n], gamma.data),
+              g.float(`${name}/beta`, [n], beta.data),
+              g.float(`${name}/moving_mean`, [n], mean.data),
+              g.float(`${name}/moving_variance`, [n], variance.data),
+            ],
+            outputs: [nchw(name)],
+            attrs: { epsilon: { float: Number(c.epsilon ?? 1e-3) } },
+          });
+          break;
+        }
+        case 'Activation': {
+          const s = shapes.get(x);
+          if (s === undefined) throw new Error(`unknown input '${x}'`);
+          shapes.set(name, s);
+          activation(name, nchw(x), nchw(name), c.activation);
+          break;
+        }
+        case 'Dropout':
+          // Inference: the identity.
+          shapes.set(name, known(x));
+          g.node({ op: 'Identity', inputs: [nchw(x)], outputs: [nchw(name)] });
+          break;
+        case 'ZeroPadding2D': {
+          const s = image(name, x);
+          const p = c.padding;
+          let top: number;
+          let bottom: number;
+          let left: number;
+          let right: number;
+          if (Array.isArray(p) && Array.isArray(p[0])) {
+            [top, bottom] = pair(p[0], 0);
+            [left, right] = pair(p[1], 0);
+          } else {
+            [top, left] = pair(p, 1);
+            [bottom, right] = [top, left];
+          }
+          const pads = g.int64(`${name}/pads`, [0, 0, top, left, 0, 0, bottom, right]);
+          shapes.set(name, { kind: 'image', c: s.c, h: s.h + top + bottom, w: s.w + left + right });
+          g.node({ op: 'Pad', inputs: [nchw(x), pads], outputs: [nchw(name)] });
+          break;
+        }
+        case 'MaxPooling2D':
+        case 'AveragePooling2D': {
+          const s = image(name, x);
+          const [kh, kw] = pair(c.pool_size, 2);
+          const [sh, sw] = pair(c.strides ?? c.pool_size, 2);
+          const padding = String(c.padding ?? 'valid');
+          const py = axisPads(s.h, kh, sh, 1, padding);
+          const px = axisPads(s.w, kw, sw, 1, padding);
+          shapes.set(name, { kind: 'image', c: s.c, h: py.out, w: px.out });
+          g.node({
+            op: cls === 'MaxPooling2D' ? 'MaxPool' : 'AveragePool',
+            inputs: [nchw(x)],
+            outputs: [nchw(name)],
+            // TensorFlow's pooling ignores the padding (max of real pixels, mean over real pixels).
+            attrs: {
+              kernel_shape: [kh, kw],
+              strides: [sh, sw],
+              pads: [py.before, px.before, py.after, px.after],
+            },
+          });
+          break;
+        }
+        case 'GlobalAveragePooling2D':
+        case 'GlobalMaxPooling2D': {
+          const s = image(name, x);
+          if (c.keepdims === true) throw new Error('keepdims');
+          const pooled = g.temp(name, 'pooled');
+          g.node({
+            op: cls === 'GlobalAveragePooling2D' ? 'GlobalAveragePool' : 'GlobalMaxPool',
+            inputs: [nchw(x)],
+            outputs: [pooled],
+          });
+          g.node({ op: 'Flatten', inputs: [pooled], outputs: [name], attrs: { axis: 1 } });
+          shapes.set(name, { kind: 'flat', n: s.c });
+          break;
+        }
+        case 'Add':
+        case 'Multiply': {
+          const s = shapes.get(x);
+          if (s === undefined || inputs.length < 2) throw new Error('expects two or more inputs');
+          shapes.set(name, s);
+          let acc = nchw(x);
+          inputs.slice(1).forEach((other, i) => {
+            const out = i === inputs.length - 2 ? nchw(name) : g.temp(name, 'partial');
+            g.node({ op: cls === 'Add' ? 'Add' : 'Mul', inputs: [acc, nchw(other)], outputs: [out] });
+            acc = out;
+          });
+          break;
+        }
+        case 'Concatenate': {
+          const all = inputs.map((i) => shapes.get(i));
+          const first = all[0];
+          if (first === undefined || all.some((s) => s === undefined || s.kind !== first.kind)) {
+            throw new Error('inputs of mixed or unknown rank');
+          }
+          const rank = first.kind === 'image' ? 4 : 2;
+          const axis = typeof c.axis === 'number' ? (c.axis < 0 ? c.axis + rank : c.axis) : rank - 1;
+          if (axis !== rank - 1) throw new Error(`axis ${c.axis} (only the channel axis is exported)`);
+          shapes.set(
+            name,
+            first.kind === 'image'
+              ? { ...first, c: all.reduce((sum, s) => sum + (s?.kind === 'image' ? s.c : 0), 0) }
+              : { kind: 'flat', n: all.reduce((sum, s) => sum + (s?.kind === 'flat' ? s.n : 0), 0) },
+          );
+          g.node({ op: 'Concat', inputs: inputs.map(nchw), outputs: [nchw(name)], attrs: { axis: 1 } });
+          break;
+        }
+        case 'Flatten': {
+          const s = shapes.get(x);
+          if (s === undefined) throw new Error(`unknown input '${x}'`);
+          if (s.kind === 'flat') {
+            g.node({ op: 'Identity', inputs: [x], outputs: [name] });
+          } else {
+            // Keras flattens NHWC (channels fastest): transpose back before flattening.
+            const nhwc = g.temp(name, 'nhwc');
+            g.node({ op: 'Transpose', inputs: [nchw(x)], outputs: [nhwc], attrs: { perm: [0, 2, 3, 1] } });
+            g.node({ op: 'Flatten', inputs: [nhwc], outputs: [name], attrs: { axis: 1 } });
+          }
+          shapes.set(name, { kind: 'flat', n: s.kind === 'flat' ? s.n : s.c * s.h * s.w });
+          break;
+        }
+        case 'Dense': {
+          const s = shapes.get(x);
+          if (s?.kind !== 'flat') throw new Error('Dense on an image tensor (expected a flat input)');
+          const kernel = weight(name, 'kernel');
+          const units = kernel.shape[1]!;
+          const bias = optionalWeight(name, 'bias', c.use_bias !== false);
+          const ins = [x, g.float(`${name}/kernel`, kernel.shape, kernel.data)];
+          if (bias) ins.push(g.float(`${name}/bias`, bias.shape, bias.data));
+          const gemm = g.temp(name, 'gemm');
+          g.node({ op: 'Gemm', inputs: ins, outputs: [gemm] });
+          shapes.set(name, { kind: 'flat', n: units });
+          activation(name, gemm, name, c.activation ?? 'linear');
+          break;
+        }
+        case 'UpsampleLike': {
+          const s = image(name, x);
+          const target = image(name, inputs[1] ?? '');
+          shapes.set(name, { ...s, h: target.h, w: target.w });
+          if (s.h === target.h && s.w === target.w) {
+            g.node({ op: 'Identity', inputs: [nchw(x)], outputs: [nchw(name)] });
+          } else {
+            // tf.compat.v1 resize_images(NEAREST, align_corners=False): src = floor(dst × in / out).
+            const shape = g.temp(name, 'shape');
+            const batchChannels = g.temp(name, 'nc');
+            const sizes = g.temp(name, 'sizes');
+            g.node({ op: 'Shape', inputs: [nchw(x)], outputs: [shape] });
+            g.node({
+              op: 'Slice',
+              inputs: [shape, g.int64(`${name}/starts`, [0]), g.int64(`${name}/ends`, [2])],
+              outputs: [batchChannels],
+            });
+            g.node({
+              op: 'Concat',
+              inputs: [batchChannels, g.int64(`${name}/hw`, [target.h, target.w])],
+              outputs: [sizes],
+              attrs: { axis: 0 },
+            });
+            g.node({
+              op: 'Resize',
+              inputs: [nchw(x), '', '', sizes],
+              outputs: [nchw(name)],
+              attrs: { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' },
+            });
+          }
+          break;
+        }
+        default:
+          throw new Error(`layer class ${cls} is not exported`);
+      }
+    } catch (error) {
+      if (error instanceof OnnxExportError) throw error;
+      throw new OnnxExportError(MODEL_JSON, `layer '${name}' (${cls}): ${(error as Error).message}`);
+    }
+  }
+
+  const graphOutputs = outputs.map((entry) => {
+    const layerName = Array.isArray(entry) ? entry[0] : undefined;
+    const s = typeof layerName === 'string' ? shapes.get(layerName) : undefined;
+    if (typeof layerName !== 'string' || s?.kind !== 'flat') {
+      throw new OnnxExportError(
+        MODEL_JSON,
+        `output ${JSON.stringify(entry)}: expected a flat (rank-2) layer output`,
+      );
+    }
+    return {
+      name: layerName,
+      type: {
+        tensor_type: { elem_type: FLOAT, shape: { dim: [{ dim_param: BATCH_DIM }, { dim_value: s.n }] } },
+      },
+    };
+  });
+  const unused = [...weights.keys()].filter((k) => !used.has(k));
+  if (unused.length > 0) {
+    throw new OnnxExportError(MODEL_JSON, `weights no layer uses: ${unused.slice(0, 3).join(', ')}`);
+  }
+
+  const type = modelProto();
+  const message = type.fromObject({
+    ir_version: ONNX_IR_VERSION,
+    opset_import: [{ domain: '', version: ONNX_OPSET }],
+    producer_name: producer,
+    graph: {
+      name: typeof config.name === 'string' ? config.name : 'covidct',
+      node: g.nodes,
+      initializer: g.initializers,
+      input: graphInputs,
+      output: graphOutputs,
+    },
+  });
+  return type.encode(message).finish();
+
+  /** The static shape of a layer's output, which must come before. */
+  function known(layer: string): Shape {
+    const s = shapes.get(layer);
+    if (s === undefined) throw new Error(`input '${layer}' is not the output of an earlier layer`);
+    return s;
+  }
+
+  /** Graph name of a Keras layer's output: image tensors carry a `/nchw` suffix (they are NCHW inside). */
+  function nchw(layer: string): string {
+    return shapes.get(layer)?.kind === 'image' ? `${layer}/nchw` : layer;
+  }
+}
+
+/** Split a folder's weight bytes by the manifest's specs (float32 only; quantized weights are refused). */
+export function decodeWeights(
+  specs: readonly io.WeightsManifestEntry[],
+  data: ArrayBuffer,
+  file: string,
+): WeightMap {
+  const out = new Map<string, WeightValue>();
+  let offset = 0;
+  for (const spec of specs) {
+    if (spec.dtype !== 'float32' || spec.quantization !== undefined) {
+      throw new OnnxExportError(
+        file,
+        `weight '${spec.name}' is ${spec.quantization ? 'quantized' : spec.dtype}; only float32 is exported`,
+      );
+    }
+    const count = spec.shape.reduce((a, b) => a * b, 1);
+    if (offset + count * 4 > data.byteLength) {
+      throw new OnnxExportError(file, `weight data ends before '${spec.name}' (${data.byteLength} bytes)`);
+    }
+    out.set(spec.name, { shape: spec.shape, data: new Float32Array(data.slice(offset, offset + count * 4)) });
+    offset += count * 4;
+  }
+  return out;
+}
+
+/** The weights of a built tfjs model, by their tfjs names. */
+export function layersModelWeights(model: LayersModel): WeightMap {
+  const out = new Map<string, WeightValue>();
+  for (const w of model.weights) {
+    out.set(w.originalName, { shape: w.shape as number[], data: w.read().dataSync() as Float32Array });
+  }
+  return out;
+}
+
+/** Export a built tfjs layers model (seeded and freshly built models). */
+export function exportLayersModel(model: LayersModel): Uint8Array {
+  return exportKerasGraph(model.toJSON(null, false), layersModelWeights(model));
+}
+
+/**
+ * Export a covidct model folder to ONNX ModelProto bytes. Plain folders are translated from
+ * model.json and the weight files alone; seeded folders (models/seeded.ts) are materialised first.
+ */
+export async function exportOnnx(modelDir: string): Promise<Uint8Array> {
+  const manifest = await readManifest(modelDir);
+  if (isSeededManifest(manifest)) return exportLayersModel((await loadModel(modelDir)).model);
+  const artifacts = await readArtifacts(modelDir);
+  const file = join(modelDir, MODEL_JSON);
+  const data = artifacts.weightData === undefined ? new ArrayBuffer(0) : joinBuffers(artifacts.weightData);
+  return exportKerasGraph(artifacts.modelTopology, decodeWeights(artifacts.weightSpecs ?? [], data, file));
+}
+
+function joinBuffers(data: io.WeightData): ArrayBuffer {
+  if (!Array.isArray(data)) return data as ArrayBuffer;
+  const total = data.reduce((sum, b) => sum + b.byteLength, 0);
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const b of data) {
+    out.set(new Uint8Array(b), at);
+    at += b.byteLength;
+  }
+  return out.buffer;
+}
