@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { printJson } from '../io.js';
+import { registerModelExportOnnx } from './model-export-onnx.js';
 import { registerModelSeed } from './model-seed.js';
 import { registerModelUpload } from './model-upload.js';
 
@@ -24,6 +25,7 @@ export function registerModel(program: Command): void {
   const model = program.command('model').description('inspect classifier models');
   registerModelUpload(model);
   registerModelSeed(model);
+  registerModelExportOnnx(model);
   model
     .command('info')
     .description('architecture, parameter count, input shape and layer names of a model')

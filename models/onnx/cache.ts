@@ -1,0 +1,72 @@
+/**
+ * Each model folder's ONNX graph, exported once into a cache folder keyed by the folder's content
+ * (SHA-256 of every file's name and bytes), written by atomic rename. Never into the model folder:
+ * it may be read-only, or tracked by git.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { fileSystemError } from '../../core/errors.js';
+import { exportOnnx } from './export.js';
+
+/** The cache folder: `COVIDCT_CACHE_DIR`, else `$XDG_CACHE_HOME/covidct`, else `~/.cache/covidct`; then `onnx/`. */
+export function onnxCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.COVIDCT_CACHE_DIR || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'covidct');
+  return join(base, 'onnx');
+}
+
+/** SHA-256 (hex) of a model folder: each regular file's name and bytes, in name order. */
+export async function modelFolderSha256(modelDir: string): Promise<string> {
+  const hash = createHash('sha256');
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await readdir(modelDir, { withFileTypes: true });
+  } catch (error) {
+    throw fileSystemError(modelDir, error);
+  }
+  for (const name of entries
+    .filter((e) => e.isFile())
+    .map((e) => e.name)
+    .sort()) {
+    hash.update(`${name}\u0000`);
+    hash.update(await readFile(join(modelDir, name)));
+    hash.update('\u0000');
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * The path of `modelDir`'s ONNX graph in `cacheDir`, exporting it first when it is not there yet.
+ * Concurrent callers may both export; each renames a complete file into place.
+ */
+export async function cachedOnnx(
+  modelDir: string,
+  cacheDir = onnxCacheDir(),
+): Promise<{ path: string; sha256: string; exported: boolean }> {
+  const sha256 = await modelFolderSha256(modelDir);
+  const path = join(cacheDir, `${sha256}.onnx`);
+  try {
+    await (await open(path, 'r')).close();
+    return { path, sha256, exported: false };
+  } catch {
+    // Not cached yet.
+  }
+  const bytes = await exportOnnx(modelDir);
+  const tmp = join(cacheDir, `.${sha256}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    await mkdir(cacheDir, { recursive: true });
+    const handle = await open(tmp, 'wx', 0o644);
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, path);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    throw fileSystemError(cacheDir, error);
+  }
+  return { path, sha256, exported: true };
+}

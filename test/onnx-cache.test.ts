@@ -1,0 +1,71 @@
+/**
+ * The ONNX export as a user meets it: `covidct model export-onnx` writes a graph ONNX's checker
+ * accepts, and the cache exports a model folder once (keyed by its content), never writes into the
+ * model folder, and exports again when the folder changes.
+ */
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { packageRoot } from '../models/default-model.js';
+import { cachedOnnx, onnxCacheDir } from '../models/onnx/cache.js';
+import { exportOnnx } from '../models/onnx/export.js';
+import { runCli } from './helpers/cli.js';
+import { tempDir } from './helpers/tmp.js';
+
+const work = tempDir('covidct-onnx-cache-');
+const DEFAULT_MODEL = join(packageRoot(), 'models', 'default');
+
+describe('ONNX export cache', () => {
+  it('exports once per model content, atomically, outside the model folder', async () => {
+    const model = join(work, 'model');
+    cpSync(DEFAULT_MODEL, model, { recursive: true });
+    const before = readdirSync(model).sort();
+    const cache = join(work, 'cache');
+    const first = await cachedOnnx(model, cache);
+    expect(first.exported).toBe(true);
+    expect(first.path).toBe(join(cache, `${first.sha256}.onnx`));
+    expect(Buffer.compare(readFileSync(first.path), Buffer.from(await exportOnnx(model)))).toBe(0);
+    const second = await cachedOnnx(model, cache);
+    expect(second).toEqual({ ...first, exported: false });
+    // Nothing written beside the model, no temporary file left in the cache.
+    expect(readdirSync(model).sort()).toEqual(before);
+    expect(readdirSync(cache)).toEqual([`${first.sha256}.onnx`]);
+    // Another model content, another entry.
+    writeFileSync(join(model, 'manifest.json'), `${readFileSync(join(model, 'manifest.json'), 'utf8')} `);
+    const changed = await cachedOnnx(model, cache);
+    expect(changed.exported).toBe(true);
+    expect(changed.sha256).not.toBe(first.sha256);
+  });
+
+  it('lives under COVIDCT_CACHE_DIR, else the XDG cache folder', () => {
+    expect(onnxCacheDir({ COVIDCT_CACHE_DIR: '/c' })).toBe('/c/onnx');
+    expect(onnxCacheDir({ XDG_CACHE_HOME: '/x' })).toBe('/x/covidct/onnx');
+  });
+});
+
+describe('covidct model export-onnx', () => {
+  it('writes a graph ONNX accepts and refuses a folder that is not a model in one line', () => {
+    const out = join(work, 'default.onnx');
+    const run = runCli(['model', 'export-onnx', DEFAULT_MODEL, out, '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const printed = JSON.parse(run.stdout) as { out: string; bytes: number; sha256: string };
+    expect(printed.bytes).toBe(readFileSync(out).length);
+    expect(printed.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const checked = execFileSync(
+      '/usr/bin/python3',
+      [
+        '-c',
+        'import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print("ok")',
+        out,
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(checked.trim()).toBe('ok');
+    const bad = runCli(['model', 'export-onnx', work, join(work, 'x.onnx')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/model\.json/);
+    expect(existsSync(join(work, 'x.onnx'))).toBe(false);
+  });
+});
