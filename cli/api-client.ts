@@ -13,7 +13,7 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { deidentifyStudy, reserveMapFile, writeMapFile } from '../core/deidentify.js';
-import type { ResultSeries } from '../core/dicom/result-objects.js';
+import type { CompletedResult, ResultSeries } from '../core/dicom/result-objects.js';
 import { fileSystemError, InputError } from '../core/errors.js';
 import { forEachLimited } from '../core/study.js';
 
@@ -405,19 +405,13 @@ export interface ReportSlice {
   };
 }
 
-/** The report of a COMPLETE study (`GET /studies/{id}/report`), the fields the hospital side reads. */
-export interface StudyReport {
-  readonly studyId: string;
-  readonly decision: 'covid' | 'normal' | null;
-  readonly covidFraction: number | null;
-  readonly covidCount: number;
-  readonly classifiedCount: number;
-  readonly selectedCount: number;
-  readonly failedCount?: number;
-  readonly threshold: number;
-  readonly model?: { readonly id: string; readonly sha256: string };
-  readonly intendedUse?: { readonly diagnostic: boolean; readonly statement: string };
-  /** Per series, the figures the SR states (core/dicom/result-objects.ts) and the slices. */
+/**
+ * The report of a COMPLETE study (`GET /studies/{id}/report`), the fields the hospital side reads:
+ * the figures an SR states (core/dicom/result-objects.ts), each series with its slices.
+ */
+export interface StudyReport extends Omit<CompletedResult, 'status' | 'intendedUse' | 'series'> {
+  /** Absent from reports written before intended use was recorded. */
+  readonly intendedUse?: CompletedResult['intendedUse'];
   readonly series: readonly (ResultSeries & { readonly slices?: readonly ReportSlice[] })[];
   readonly timings?: { readonly decidedAt?: string };
   readonly [key: string]: unknown;

@@ -347,15 +347,15 @@ export function deidentifyMap(
 }
 
 /**
- * Write a file readable by its owner only (mode 0600) atomically: a temporary file in the same
- * folder, created 0600, synced, then renamed over `path`.
+ * Write a file atomically: a temporary file in the same folder, created with `mode` (default
+ * 0600, its owner only), synced, then renamed over `path`. Errors name `path`.
  */
-export async function writePrivateFile(path: string, text: string): Promise<void> {
+export async function writePrivateFile(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const handle = await open(tmp, 'wx', 0o600);
+    const handle = await open(tmp, 'wx', mode);
     try {
-      await handle.writeFile(text);
+      await handle.writeFile(data);
       await handle.sync();
     } finally {
       await handle.close();

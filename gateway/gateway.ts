@@ -23,7 +23,7 @@ import {
   type StudyStatus,
   uploadStudy,
 } from '../cli/api-client.js';
-import { type DeidentifyMap, deidentifyStudy } from '../core/deidentify.js';
+import { type DeidentifyMap, deidentifyStudy, writePrivateFile } from '../core/deidentify.js';
 import { readTopLevelValues, trimmed } from '../core/dicom/deidentify.js';
 import { describeError, FileSystemError } from '../core/errors.js';
 import {
@@ -384,7 +384,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const objects = [built.sr, ...built.overlays];
     for (const [i, o] of objects.entries()) {
       const path = join(outbox, `${String(i).padStart(4, '0')}.dcm`);
-      await state.writeRunFile(path, o.bytes);
+      await writePrivateFile(path, o.bytes);
     }
     await syncDir(outbox);
     // Marks the end of the gateway's own work on the result (bench gateway splits the time by it).

@@ -237,16 +237,6 @@ export class GatewayState {
     await syncDir(dir);
   }
 
-  /** Write a file of a run (mode 0600) and sync it: an outbox object must survive a power loss. */
-  async writeRunFile(path: string, bytes: Uint8Array): Promise<void> {
-    const handle = await open(path, 'w', 0o600);
-    try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  }
   /** Every run, oldest first; half-made ones (`.new-…`) are removed. */
   async runs(): Promise<RunRecord[]> {
     const runs: RunRecord[] = [];

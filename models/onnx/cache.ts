@@ -3,10 +3,11 @@
  * (SHA-256 of every file's name and bytes), written by atomic rename. Never into the model folder:
  * it may be read-only, or tracked by git.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { writePrivateFile } from '../../core/deidentify.js';
 import { fileSystemError } from '../../core/errors.js';
 import { exportOnnx } from './export.js';
 
@@ -53,20 +54,11 @@ export async function cachedOnnx(
     // Not cached yet.
   }
   const bytes = await exportOnnx(modelDir);
-  const tmp = join(cacheDir, `.${sha256}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
     await mkdir(cacheDir, { recursive: true });
-    const handle = await open(tmp, 'wx', 0o644);
-    try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, path);
   } catch (error) {
-    await rm(tmp, { force: true });
     throw fileSystemError(cacheDir, error);
   }
+  await writePrivateFile(path, bytes, 0o644);
   return { path, sha256, exported: true };
 }
