@@ -1,7 +1,11 @@
 /**
- * The one place that chooses the TensorFlow.js backend: tfjs-node-gpu if it loads, else tfjs-node,
- * else wasm, else the pure-JS cpu backend. `COVIDCT_BACKEND=gpu|node|wasm|cpu` (or the `prefer`
- * option) forces one; the choice is logged once on stderr.
+ * The one place that chooses where slices are classified: tfjs-node-gpu if it loads (a GPU), else
+ * ONNX Runtime on the CPU (models/onnx/runtime.ts), else tfjs-node, else wasm, else the pure-JS cpu
+ * backend. `COVIDCT_BACKEND=gpu|ort|node|wasm|cpu` (or the `prefer` option) forces one; the choice
+ * is logged once on stderr.
+ *
+ * TensorFlow.js is started in every case, since gradients (Grad-CAM, training) and building models
+ * need it: with ONNX Runtime chosen, on the best tfjs CPU backend that loads (node, wasm, cpu).
  */
 
 import { createRequire } from 'node:module';
@@ -15,15 +19,23 @@ import {
 } from './fast/winograd/kernel.js';
 
 /** covidct's names for the backends, in preference order. */
-export const BACKENDS = ['gpu', 'node', 'wasm', 'cpu'] as const;
+export const BACKENDS = ['gpu', 'ort', 'node', 'wasm', 'cpu'] as const;
 
 /** A backend name. */
 export type BackendName = (typeof BACKENDS)[number];
 
+/** The backends that are TensorFlow.js backends (all but ONNX Runtime). */
+export type TfBackendName = Exclude<BackendName, 'ort'>;
+
+/** The TensorFlow.js backends that run beside ONNX Runtime, in preference order. */
+const TF_CPU_BACKENDS = ['node', 'wasm', 'cpu'] as const satisfies readonly TfBackendName[];
+
 /** What {@link initBackend} settled on. */
 export interface BackendChoice {
-  /** covidct's name for it. */
+  /** covidct's name for where slices are classified. */
   readonly name: BackendName;
+  /** covidct's name for the TensorFlow.js backend (gradients, training): `name` unless that is `ort`. */
+  readonly tf: TfBackendName;
   /** tfjs's backend name (`tensorflow`, `wasm`, `cpu`). */
   readonly tfBackend: string;
   /** Why the more preferred backends were passed over, one entry each. */
@@ -92,7 +104,7 @@ async function tryCpu(): Promise<void> {
   if (!(await setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
 }
 
-const LOADERS: Record<BackendName, () => Promise<void>> = {
+const LOADERS: Record<TfBackendName, () => Promise<void>> = {
   gpu: () => tryNode(NODE_GPU_PACKAGE),
   node: () => tryNode(NODE_PACKAGE),
   wasm: tryWasm,
@@ -120,6 +132,29 @@ function whyNot(error: unknown): string {
   return error instanceof Error ? (error.message.split('\n')[0] ?? error.name) : String(error);
 }
 
+/** Load the first of `names` that loads; `skipped` collects why the others did not. */
+async function firstTfBackend(
+  names: readonly TfBackendName[],
+  skipped: string[],
+): Promise<TfBackendName | undefined> {
+  for (const name of names) {
+    try {
+      await LOADERS[name]();
+      await ready();
+      return name;
+    } catch (error) {
+      skipped.push(`${name}: ${whyNot(error)}`);
+    }
+  }
+  return undefined;
+}
+
+/** Load ONNX Runtime's native library (absent on platforms it does not ship for). */
+async function tryOrt(): Promise<void> {
+  const { loadOnnxRuntime } = await import('./onnx/runtime.js');
+  await loadOnnxRuntime();
+}
+
 async function choose(options: BackendOptions): Promise<BackendChoice> {
   const forced = options.prefer ?? backendFromEnv();
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -128,23 +163,36 @@ async function choose(options: BackendOptions): Promise<BackendChoice> {
   // Production mode: no debug checks, and no "install tfjs-node" banner on the cpu backend.
   enableProdMode();
   for (const name of candidates) {
-    try {
-      await LOADERS[name]();
-      await ready();
-      const choice: BackendChoice = { name, tfBackend: getBackend(), skipped };
-      const noWinograd = name === 'wasm' ? winogradUnavailableReason() : undefined;
-      if (noWinograd !== undefined) log(winogradFallbackNotice(noWinograd));
-      log(
-        `covidct: backend ${name}${forced === undefined ? '' : ' (forced)'}${skipped.length > 0 ? ` (${skipped.join('; ')})` : ''}`,
-      );
-      return choice;
-    } catch (error) {
-      skipped.push(`${name}: ${whyNot(error)}`);
+    let tf: TfBackendName | undefined;
+    if (name === 'ort') {
+      try {
+        await tryOrt();
+      } catch (error) {
+        skipped.push(`ort: ${whyNot(error)}`);
+        continue;
+      }
+      // Gradients and model building still need a tfjs backend; its misses are not ONNX Runtime's.
+      const tfSkipped: string[] = [];
+      tf = await firstTfBackend(TF_CPU_BACKENDS, tfSkipped);
+      if (tf === undefined) {
+        skipped.push(`ort: no TensorFlow.js backend beside it (${tfSkipped.join('; ')})`);
+        continue;
+      }
+    } else {
+      tf = await firstTfBackend([name], skipped);
+      if (tf === undefined) continue;
     }
+    const choice: BackendChoice = { name, tf, tfBackend: getBackend(), skipped };
+    const noWinograd = tf === 'wasm' ? winogradUnavailableReason() : undefined;
+    if (noWinograd !== undefined) log(winogradFallbackNotice(noWinograd));
+    log(
+      `covidct: backend ${name}${name === tf ? '' : ` (gradients on ${tf})`}${forced === undefined ? '' : ' (forced)'}${skipped.length > 0 ? ` (${skipped.join('; ')})` : ''}`,
+    );
+    return choice;
   }
   throw new BackendError(
     forced === undefined ? 'backend' : `backend ${forced}`,
-    `no TensorFlow.js backend could be loaded (${skipped.join('; ')})`,
+    `no backend could be loaded (${skipped.join('; ')})`,
   );
 }
 

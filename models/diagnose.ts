@@ -188,20 +188,74 @@ export interface PredictorOptions {
   readonly backend: BackendName;
   /** Workers for the wasm pool; default the available cores. 1 classifies in this thread. */
   readonly poolSize?: number;
+  /** ONNX Runtime's threads per forward pass. @default the available cores */
+  readonly threads?: number;
+  /** Where ONNX graphs of model folders are cached. @default onnxCacheDir() */
+  readonly onnxCacheDir?: string;
+  /** Told, in one line, when a model ONNX cannot express is classified on TensorFlow.js instead. @default stderr */
+  readonly log?: (line: string) => void;
 }
 
 /**
- * The predictor for a classifier: on wasm, which runs one thread per instance in Node, a
- * {@link PredictionPool} of workers each holding a copy (when the model has a source they can load
- * and more than one core is available); otherwise this thread, where tfjs-node already uses every core.
+ * A predictor on ONNX Runtime: a model folder's graph comes from the export cache (exported on first
+ * use), a model that exists only in memory is exported now.
+ */
+export async function ortPredictor(
+  classifier: Classifier,
+  options: { readonly threads?: number; readonly onnxCacheDir?: string } = {},
+): Promise<SlicePredictor> {
+  const [{ createOrtSession }, { cachedOnnx }, { exportLayersModel }] = await Promise.all([
+    import('./onnx/runtime.js'),
+    import('./onnx/cache.js'),
+    import('./onnx/export.js'),
+  ]);
+  const graph =
+    classifier.source?.kind === 'dir'
+      ? (await cachedOnnx(classifier.source.dir, options.onnxCacheDir)).path
+      : exportLayersModel(await classifier.model());
+  const session = await createOrtSession(
+    graph,
+    options.threads === undefined ? {} : { threads: options.threads },
+  );
+  return {
+    backend: 'ort',
+    // One session uses every core itself; one batch in flight at a time keeps them from competing.
+    workers: 1,
+    inputShape: session.inputShape,
+    predictBatch: (pixels, count) => session.run(pixels, count),
+    close: () => session.release(),
+  };
+}
+
+/**
+ * The predictor for a classifier: on ONNX Runtime, one session ({@link ortPredictor}); on wasm, which
+ * runs one thread per instance in Node, a {@link PredictionPool} of workers each holding a copy (when
+ * the model has a source they can load and more than one core is available); otherwise this thread,
+ * where tfjs-node already uses every core.
  */
 export async function createPredictor(
   classifier: Classifier,
   options: PredictorOptions,
 ): Promise<SlicePredictor> {
+  let backend: BackendName = options.backend;
+  if (backend === 'ort') {
+    try {
+      return await ortPredictor(classifier, {
+        ...(options.threads === undefined ? {} : { threads: options.threads }),
+        ...(options.onnxCacheDir === undefined ? {} : { onnxCacheDir: options.onnxCacheDir }),
+      });
+    } catch (error) {
+      const { OnnxExportError } = await import('./onnx/export.js');
+      if (!(error instanceof OnnxExportError)) throw error;
+      // A layer the exporter does not know: the model still classifies, on the tfjs backend beside ORT.
+      backend = (await initBackend()).tf;
+      const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+      log(`covidct: ${describeError(error)}; classifying on ${backend} instead of ONNX Runtime`);
+    }
+  }
   const size = options.poolSize ?? availableParallelism();
-  if (options.backend !== 'wasm' || size < 2 || classifier.source === undefined) {
-    return inThreadPredictor(await classifier.model(), options.backend);
+  if (backend !== 'wasm' || size < 2 || classifier.source === undefined) {
+    return inThreadPredictor(await classifier.model(), backend);
   }
   const pool = await PredictionPool.create(classifier.source, { size, backend: 'wasm' });
   return {
@@ -403,7 +457,12 @@ export interface DiagnoseTimings {
   /** Starting the worker pool (0 when a predictor was given or none was needed). */
   readonly poolStartMs: number;
   readonly classifyMs: number;
+  /** Building the TensorFlow.js copy of the model Grad-CAM needs (0 when classifying already built it, or no heatmap was drawn). */
+  readonly heatmapModelMs: number;
+  /** Drawing the Grad-CAM overlays of the COVID slices, model build excluded. */
   readonly heatmapsMs: number;
+  /** `heatmapsMs` per overlay drawn; null when none was. */
+  readonly heatmapMsPerSlice: number | null;
   readonly totalMs: number;
 }
 
@@ -538,6 +597,7 @@ export async function diagnoseStudy(path: string, options: DiagnoseOptions): Pro
     );
   }
   const heatmapsAt = performance.now();
+  let heatmapModelMs = 0;
   const heatmapPaths = new Map<string, string>();
   if (options.heatmapsDir !== undefined) {
     const render = options.renderHeatmap ?? gradCamOverlay;
@@ -545,6 +605,7 @@ export async function diagnoseStudy(path: string, options: DiagnoseOptions): Pro
       w.selected.flatMap((index, k) => (labelOf(perSeries.get(w)![k]!) === 'covid' ? [{ w, index, k }] : [])),
     );
     const model = targets.length > 0 ? await classifier.model() : undefined;
+    heatmapModelMs = performance.now() - heatmapsAt;
     let drawn = 0;
     for (const { w, index, k } of targets) {
       const slice = w.selection.slices[index]!;
@@ -557,7 +618,7 @@ export async function diagnoseStudy(path: string, options: DiagnoseOptions): Pro
       progress?.('heatmaps', ++drawn, targets.length);
     }
   }
-  const heatmapsMs = performance.now() - heatmapsAt;
+  const heatmapsMs = performance.now() - heatmapsAt - heatmapModelMs;
 
   const votes = voteStudy(
     work.map((w) => ({
@@ -605,7 +666,9 @@ export async function diagnoseStudy(path: string, options: DiagnoseOptions): Pro
       decodeMs: decodedAt - selected,
       poolStartMs,
       classifyMs,
+      heatmapModelMs,
       heatmapsMs,
+      heatmapMsPerSlice: heatmapPaths.size > 0 ? heatmapsMs / heatmapPaths.size : null,
       totalMs: performance.now() - started,
     },
   };

@@ -290,7 +290,8 @@ describe('covidct diagnose', () => {
     expect(lines[1]).toMatch(
       /^ {2}B40f: COVID: 6 of 12 classified slices COVID \(50\.0%\); 12 of 30 slices selected$/,
     );
-    expect(lines[3]).toMatch(/^model mean-rule@[0-9a-f]{12}, backend wasm/);
+    // No GPU here or in CI: the CPU engine is ONNX Runtime.
+    expect(lines[3]).toMatch(/^model mean-rule@[0-9a-f]{12}, backend ort$/);
     // A manifest without intendedUse: not for diagnostic use, said on stdout and warned on stderr.
     expect(lines[4]).toBe('intended use: not diagnostic, no intended use declared: not for diagnostic use');
     expect(lines[5]).toMatch(/^time: read\+select .*, total /);
@@ -323,7 +324,7 @@ describe('covidct diagnose', () => {
     const run = runCli(['diagnose', SAMPLE, '--model', modelDir, '--backend', 'tpu']);
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(
-      "covidct: --backend: 'tpu' is not a backend: expected one of gpu, node, wasm, cpu\n",
+      "covidct: --backend: 'tpu' is not a backend: expected one of gpu, ort, node, wasm, cpu\n",
     );
   });
 

@@ -352,7 +352,7 @@ describe('backend choice', () => {
     expect(backendFromEnv({ COVIDCT_BACKEND: 'WASM' })).toBe('wasm');
     expect(backendFromEnv({ COVIDCT_BACKEND: 'auto' })).toBeUndefined();
     expect(backendFromEnv({})).toBeUndefined();
-    expect(() => backendFromEnv({ COVIDCT_BACKEND: 'tpu' })).toThrow(/gpu, node, wasm, cpu/);
+    expect(() => backendFromEnv({ COVIDCT_BACKEND: 'tpu' })).toThrow(/gpu, ort, node, wasm, cpu/);
   });
 
   it('chooses once per process', async () => {

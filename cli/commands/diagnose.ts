@@ -127,7 +127,7 @@ function printSummary(r: DiagnoseResult): void {
     `model ${r.model.id}, backend ${r.backend}${r.workers > 1 ? ` (${r.workers} workers)` : ''}`,
     `intended use: ${r.intendedUse.diagnostic ? 'diagnostic' : 'not diagnostic'}, ${r.intendedUse.statement}`,
     `time: read+select ${seconds(r.timings.readSelectMs)}, decode ${seconds(r.timings.decodeMs)}, ` +
-      `classify ${seconds(r.timings.poolStartMs + r.timings.classifyMs)}, heatmaps ${seconds(r.timings.heatmapsMs)}, total ${seconds(r.timings.totalMs)}`,
+      `classify ${seconds(r.timings.poolStartMs + r.timings.classifyMs)}, heatmaps ${seconds(r.timings.heatmapModelMs + r.timings.heatmapsMs)}${r.timings.heatmapMsPerSlice === null ? '' : ` (${seconds(r.timings.heatmapMsPerSlice)} per COVID slice)`}, total ${seconds(r.timings.totalMs)}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -126,25 +126,25 @@ export function registerEvaluate(program: Command): void {
             ? await dataset.readSliceFolders(o.data)
             : undefined;
       const patients = o.patients === undefined ? undefined : await dataset.readPatients(o.patients);
-      const [backendMod, io, evaluate, predict] = await Promise.all([
+      const [backendMod, diagnose, evaluate] = await Promise.all([
         import('../../models/backend.js'),
-        import('../../models/io.js'),
+        import('../../models/diagnose.js'),
         import('../../models/evaluate/evaluate.js'),
-        import('../../models/predict.js'),
       ]);
       const prefer = backendMod.parseBackendOption(o.backend);
       const backend = await backendMod.initBackend(prefer === undefined ? {} : { prefer });
-      const { model, manifest } = await io.loadModel(modelDir);
-      const [size] = predict.modelInputShape(model);
+      const classifier = await diagnose.loadClassifier(modelDir);
+      const predictor = await diagnose.createPredictor(classifier, { backend: backend.name });
+      const [size] = classifier.inputShape;
       const batchSize = o.batch ?? 8;
       const report: Record<string, unknown> = {
-        model: { dir: modelDir, arch: manifest?.arch ?? model.name, inputSize: size },
-        backend: backend.name,
+        model: { dir: modelDir, arch: classifier.arch, inputSize: size },
+        backend: predictor.backend,
       };
-      let text = `model ${modelDir} (${manifest?.arch ?? model.name}, ${size}×${size}) on ${backend.name}\n\n`;
+      let text = `model ${modelDir} (${classifier.arch}, ${size}×${size}) on ${predictor.backend}\n\n`;
       if (slices !== undefined) {
         const progress = startProgress('slices');
-        const classify = evaluate.modelClassifier(model, {
+        const classify = evaluate.modelClassifier(predictor, {
           batchSize,
           onProgress: (d) => progress.update(d, slices.length),
         });
@@ -157,7 +157,7 @@ export function registerEvaluate(program: Command): void {
         const progress = startProgress('patients', 1);
         const result = await evaluate.evaluatePatients(
           patients,
-          evaluate.modelClassifier(model, { batchSize }),
+          evaluate.modelClassifier(predictor, { batchSize }),
           {
             threshold: o.threshold ?? PAPER_VOTE_THRESHOLD,
             ...(o.series === undefined ? {} : { series: o.series }),
@@ -176,7 +176,8 @@ export function registerEvaluate(program: Command): void {
           report.plot = o.plot;
         }
       }
-      model.dispose();
+      await predictor.close();
+      classifier.dispose();
       if (o.json) printJson(report);
       else process.stdout.write(text);
     });

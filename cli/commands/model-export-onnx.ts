@@ -15,19 +15,21 @@ export function registerModelExportOnnx(model: Command): void {
     .argument('<out>', 'the .onnx file to write (replaced if it exists)')
     .option('--json', 'print JSON: { out, bytes, sha256 } (sha256 of the model folder)')
     .action(async (modelDir: string, out: string, options: { json?: boolean }) => {
-      const [{ exportOnnx }, { modelFolderSha256 }, { writeFile }, { fileSystemError }] = await Promise.all([
-        import('../../models/onnx/export.js'),
-        import('../../models/onnx/cache.js'),
-        import('node:fs/promises'),
-        import('../../core/errors.js'),
-      ]);
+      const [{ exportOnnx }, { folderContentSha256 }, { writeFile }, { fileSystemError }] = await Promise.all(
+        [
+          import('../../models/onnx/export.js'),
+          import('../../models/onnx/cache.js'),
+          import('node:fs/promises'),
+          import('../../core/errors.js'),
+        ],
+      );
       const bytes = await exportOnnx(modelDir);
       try {
         await writeFile(out, bytes);
       } catch (error) {
         throw fileSystemError(out, error);
       }
-      if (options.json) printJson({ out, bytes: bytes.length, sha256: await modelFolderSha256(modelDir) });
+      if (options.json) printJson({ out, bytes: bytes.length, sha256: await folderContentSha256(modelDir) });
       else process.stdout.write(`${out}: ${bytes.length} bytes\n`);
     });
 }

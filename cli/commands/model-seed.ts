@@ -106,7 +106,7 @@ export function registerModelSeed(model: Command): void {
             covid: picked.filter((p) => p.label === 'covid').length,
             batchNormLayers: count,
             seconds: Math.round(seconds),
-            backend: backend.name,
+            backend: backend.tf,
           },
         },
       });

@@ -165,7 +165,7 @@ export function registerTrain(program: Command): void {
       // (models/train/cached.ts); they are computed on the inference backend (wasm), the heads on cpu.
       const cached = trainable === 'heads' && o.augment === false && o.resume === undefined;
       const backend = cached
-        ? (await backendMod.initBackend(prefer === undefined ? {} : { prefer })).name
+        ? (await backendMod.initBackend(prefer === undefined ? {} : { prefer })).tf
         : await train.ensureGradientBackend((line) => process.stderr.write(`${line}\n`), prefer);
 
       let model: import('@tensorflow/tfjs-layers').LayersModel;

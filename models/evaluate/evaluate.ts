@@ -1,10 +1,3 @@
-/**
- * The paper's evaluation: slice-level metrics on a labelled slice set, and the patient table on
- * labelled patients (select → classify the selected slices → vote), with a threshold sweep.
- * Slices are resized to the model's input when it differs (models trained at small sizes); the
- * paper's model takes them as they are.
- */
-import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { LabelledPatient, LabelledSlice } from '../../core/dataset.js';
 import { describeError } from '../../core/errors.js';
 import {
@@ -22,9 +15,8 @@ import {
 } from '../../core/metrics.js';
 import { forEachLimited, selectStudy } from '../../core/study.js';
 import { PAPER_VOTE_THRESHOLD, type SliceLabel, validateThreshold } from '../../core/vote.js';
-import { modelInputShape } from '../predict.js';
+import type { SlicePredictor } from '../diagnose.js';
 import { batches, loadSlicePixels, type PixelLoader } from '../train/data.js';
-import { predictPixels } from '../train/train.js';
 
 /** Classifies slice files: one label per path, in order. */
 export type SliceClassifier = (paths: readonly string[]) => Promise<SliceLabel[]>;
@@ -38,9 +30,15 @@ export interface ModelClassifierOptions {
   readonly onProgress?: (done: number) => void;
 }
 
-/** A {@link SliceClassifier} running `model` (argmax, ties to COVID as numpy's argmax). */
-export function modelClassifier(model: LayersModel, options: ModelClassifierOptions = {}): SliceClassifier {
-  const [size] = modelInputShape(model);
+/**
+ * A {@link SliceClassifier} running a predictor (ONNX Runtime, a wasm pool or tfjs in this thread;
+ * see `createPredictor`), argmax with ties to COVID as numpy's argmax.
+ */
+export function modelClassifier(
+  predictor: Pick<SlicePredictor, 'inputShape' | 'predictBatch'>,
+  options: ModelClassifierOptions = {},
+): SliceClassifier {
+  const [size] = predictor.inputShape;
   const batchSize = options.batchSize ?? 8;
   const loader = options.loader ?? loadSlicePixels;
   let done = 0;
@@ -49,7 +47,7 @@ export function modelClassifier(model: LayersModel, options: ModelClassifierOpti
     const labels: SliceLabel[] = [];
     const order = items.map((_, i) => i);
     for await (const batch of batches(items, order, batchSize, size, loader)) {
-      const p = await predictPixels(model, batch.pixels, batch.count);
+      const p = await predictor.predictBatch(batch.pixels, batch.count);
       for (let i = 0; i < batch.count; i++) labels.push(p[2 * i + 1]! > p[2 * i]! ? 'normal' : 'covid');
       done += batch.count;
       options.onProgress?.(done);

@@ -18,7 +18,7 @@ export function onnxCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** SHA-256 (hex) of a model folder: each regular file's name and bytes, in name order. */
-export async function modelFolderSha256(modelDir: string): Promise<string> {
+export async function folderContentSha256(modelDir: string): Promise<string> {
   const hash = createHash('sha256');
   let entries: import('node:fs').Dirent[];
   try {
@@ -45,7 +45,7 @@ export async function cachedOnnx(
   modelDir: string,
   cacheDir = onnxCacheDir(),
 ): Promise<{ path: string; sha256: string; exported: boolean }> {
-  const sha256 = await modelFolderSha256(modelDir);
+  const sha256 = await folderContentSha256(modelDir);
   const path = join(cacheDir, `${sha256}.onnx`);
   try {
     await (await open(path, 'r')).close();

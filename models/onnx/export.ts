@@ -413,6 +413,32 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
           g.node({ op: 'Pad', inputs: [nchw(x), pads], outputs: [nchw(name)] });
           break;
         }
+        case 'Cropping2D': {
+          const s = image(name, x);
+          if ((c.data_format ?? 'channels_last') !== 'channels_last') throw new Error('channels_first');
+          const p = c.cropping;
+          let top: number;
+          let bottom: number;
+          let left: number;
+          let right: number;
+          if (Array.isArray(p) && Array.isArray(p[0])) {
+            [top, bottom] = pair(p[0], 0);
+            [left, right] = pair(p[1], 0);
+          } else {
+            [top, left] = pair(p, 0);
+            [bottom, right] = [top, left];
+          }
+          const h = s.h - top - bottom;
+          const w = s.w - left - right;
+          if (h < 1 || w < 1)
+            throw new Error(`cropping ${JSON.stringify(p)} leaves nothing of ${s.h}×${s.w}`);
+          const starts = g.int64(`${name}/starts`, [top, left]);
+          const ends = g.int64(`${name}/ends`, [top + h, left + w]);
+          const axes = g.int64(`${name}/axes`, [2, 3]);
+          shapes.set(name, { kind: 'image', c: s.c, h, w });
+          g.node({ op: 'Slice', inputs: [nchw(x), starts, ends, axes], outputs: [nchw(name)] });
+          break;
+        }
         case 'MaxPooling2D':
         case 'AveragePooling2D': {
           const s = image(name, x);

@@ -101,7 +101,7 @@ export async function ensureGradientBackend(
 ): Promise<string> {
   const choice = await initBackend(prefer === undefined ? {} : { prefer });
   registerTrainingKernels();
-  if (choice.name === 'wasm') log('covidct: training on wasm with covidct’s convolution gradient kernels');
+  if (choice.tf === 'wasm') log('covidct: training on wasm with covidct’s convolution gradient kernels');
   return getBackend();
 }
 
