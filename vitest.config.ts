@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 /** `COVIDCT_FULL=1` (npm run test:full) runs the full-size model suites in test/full/ instead. */
@@ -11,6 +13,8 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 60_000,
+    // ONNX graphs the CPU engine exports go to a cache of the tests' own, not the user's ~/.cache.
+    env: { COVIDCT_CACHE_DIR: join(tmpdir(), 'covidct-test-cache') },
     hookTimeout: 120_000,
   },
 });

@@ -198,21 +198,25 @@ export interface PredictorOptions {
 
 /**
  * A predictor on ONNX Runtime: a model folder's graph comes from the export cache (exported on first
- * use), a model that exists only in memory is exported now.
+ * use); artifacts in memory (the worker's model from S3) are exported without building the model;
+ * a model that exists only as a built tfjs model is exported from its weights.
  */
 export async function ortPredictor(
   classifier: Classifier,
   options: { readonly threads?: number; readonly onnxCacheDir?: string } = {},
 ): Promise<SlicePredictor> {
-  const [{ createOrtSession }, { cachedOnnx }, { exportLayersModel }] = await Promise.all([
+  const [{ createOrtSession }, { cachedOnnx }, { exportArtifacts, exportLayersModel }] = await Promise.all([
     import('./onnx/runtime.js'),
     import('./onnx/cache.js'),
     import('./onnx/export.js'),
   ]);
+  const source = classifier.source;
   const graph =
-    classifier.source?.kind === 'dir'
-      ? (await cachedOnnx(classifier.source.dir, options.onnxCacheDir)).path
-      : exportLayersModel(await classifier.model());
+    source?.kind === 'dir'
+      ? (await cachedOnnx(source.dir, options.onnxCacheDir)).path
+      : source?.kind === 'artifacts'
+        ? exportArtifacts(source.artifacts)
+        : exportLayersModel(await classifier.model());
   const session = await createOrtSession(
     graph,
     options.threads === undefined ? {} : { threads: options.threads },

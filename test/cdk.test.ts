@@ -942,6 +942,13 @@ describe('the worker Dockerfile', () => {
     expect(text).toMatch(/npm ci /);
   });
 
+  it('carries ONNX’s schema where the exporter reads it (COVIDCT_BACKEND=ort on a CPU instance)', () => {
+    const source = readFileSync(new URL('../models/onnx/export.ts', import.meta.url), 'utf8');
+    expect(source).toContain("join(packageRoot(), 'models', 'onnx', 'onnx.proto')");
+    expect(text).toMatch(/^COPY --from=build \/app\/models\/onnx\/onnx\.proto models\/onnx\/onnx\.proto$/m);
+    expect(text).toMatch(/^WORKDIR \/app$/m);
+  });
+
   it('parses cleanly with dockerfile-utils (instructions, arguments, flags, ARG/FROM use)', () => {
     expect(validateDockerfile(text).map((d) => `${d.range.start.line + 1}: ${d.message}`)).toEqual([]);
     // The checker does report a broken file.

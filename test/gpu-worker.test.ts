@@ -473,6 +473,8 @@ describe('GPU worker process', () => {
         child.kill('SIGKILL');
       }
       expect(output).toContain('draining');
+      // No GPU here: the worker classifies on the CPU engine, ONNX Runtime.
+      expect(/"message": "model loaded",[\s\S]*?"backend": "(\w+)"/.exec(output)?.[1]).toBe('ort');
       expect(output).not.toContain('WORKERTEST');
       const votes = await collectVotes(0);
       const voted = new Set(votes.flatMap((m) => m.votes.map((v) => v.key)));

@@ -670,8 +670,14 @@ export function exportLayersModel(model: LayersModel): Uint8Array {
 export async function exportOnnx(modelDir: string): Promise<Uint8Array> {
   const manifest = await readManifest(modelDir);
   if (isSeededManifest(manifest)) return exportLayersModel((await loadModel(modelDir)).model);
-  const artifacts = await readArtifacts(modelDir);
-  const file = join(modelDir, MODEL_JSON);
+  return exportArtifacts(await readArtifacts(modelDir), join(modelDir, MODEL_JSON));
+}
+
+/**
+ * Export a tfjs layers model held as artifacts (topology and float32 weights, as the GPU worker
+ * reads a model from S3) without building it; `file` names the source in errors.
+ */
+export function exportArtifacts(artifacts: io.ModelArtifacts, file = MODEL_JSON): Uint8Array {
   const data = artifacts.weightData === undefined ? new ArrayBuffer(0) : joinBuffers(artifacts.weightData);
   return exportKerasGraph(artifacts.modelTopology, decodeWeights(artifacts.weightSpecs ?? [], data, file));
 }
