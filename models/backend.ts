@@ -12,20 +12,14 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { enableProdMode, getBackend, ready, setBackend } from '@tensorflow/tfjs-core';
 import { InputError } from '../core/errors.js';
+import { BACKENDS, type BackendName, isBackendName, type TfBackendName } from './backend-names.js';
 import {
   prepareWinograd,
   winogradFallbackNotice,
   winogradUnavailableReason,
 } from './fast/winograd/kernel.js';
 
-/** covidct's names for the backends, in preference order. */
-export const BACKENDS = ['gpu', 'ort', 'node', 'wasm', 'cpu'] as const;
-
-/** A backend name. */
-export type BackendName = (typeof BACKENDS)[number];
-
-/** The backends that are TensorFlow.js backends (all but ONNX Runtime). */
-export type TfBackendName = Exclude<BackendName, 'ort'>;
+export { BACKENDS, type BackendName, isBackendName, type TfBackendName };
 
 /** The TensorFlow.js backends that run beside ONNX Runtime, in preference order. */
 const TF_CPU_BACKENDS = ['node', 'wasm', 'cpu'] as const satisfies readonly TfBackendName[];
@@ -53,11 +47,6 @@ export interface BackendOptions {
 /** The wanted backend is unknown or cannot be loaded (a setting the user can change). */
 export class BackendError extends InputError {
   override name = 'BackendError';
-}
-
-/** Whether `name` is a backend name. */
-export function isBackendName(name: string): name is BackendName {
-  return (BACKENDS as readonly string[]).includes(name);
 }
 
 /**

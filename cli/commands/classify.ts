@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { InputError } from '../../core/errors.js';
+import { BACKEND_OPTION_HELP } from '../../models/backend-names.js';
 import { parseInteger, printJson } from '../io.js';
 
 /** The options `classify` takes. */
@@ -26,7 +27,7 @@ export function registerClassify(program: Command): void {
       'a model folder (model.json, weights, manifest.json) from `covidct import-keras` or `covidct train`',
     )
     .option('--json', 'print JSON: [ { file, probabilities: [pCovid, pNormal], label } ]')
-    .option('--backend <name>', 'force a backend: gpu, node, wasm or cpu (default: the best that loads)')
+    .option('--backend <name>', `${BACKEND_OPTION_HELP} (default: the best that loads)`)
     .option('--batch <n>', 'slices per forward pass', parseInteger('--batch', 1, 256))
     .action(async (files: string[], options: ClassifyCliOptions) => {
       if (files.length === 0) throw new InputError('classify', 'no slice files given');

@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { notDiagnosticWarning } from '../../core/intended-use.js';
 import { PAPER_VOTE_THRESHOLD } from '../../core/vote.js';
+import { BACKEND_OPTION_HELP } from '../../models/backend-names.js';
 import { resolveModelDir } from '../../models/default-model.js';
 import type { DiagnoseResult, DiagnoseStage, VoteFigures } from '../../models/diagnose.js';
 import { parseInteger, parseVoteThresholdOption, printJson, warn } from '../io.js';
@@ -54,7 +55,7 @@ export function registerDiagnose(program: Command): void {
       '--json',
       'print JSON: { study, series: [ { id, selectedCount, classifiedCount, covidCount, covidFraction, decision, slices } ], timings, backend, model, intendedUse: { diagnostic, statement }, threshold }',
     )
-    .option('--backend <name>', 'force a backend: gpu, node, wasm or cpu (default: the best that loads)')
+    .option('--backend <name>', `${BACKEND_OPTION_HELP} (default: the best that loads)`)
     .option('--batch <n>', 'slices per forward pass', parseInteger('--batch', 1, 256))
     .option(
       '--workers <n>',

@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { InputError } from '../../core/errors.js';
 import type { PatientTable, SliceMetrics } from '../../core/metrics.js';
 import { PAPER_VOTE_THRESHOLD } from '../../core/vote.js';
+import { BACKEND_OPTION_HELP } from '../../models/backend-names.js';
 import { parseInteger, parseNumber, printJson } from '../io.js';
 import { startProgress } from '../progress.js';
 
@@ -101,7 +102,7 @@ export function registerEvaluate(program: Command): void {
     .option('--batch <n>', 'slices per forward pass (default 8)', parseInteger('--batch', 1, 1024))
     .option('--json', 'print everything as JSON')
     .option('--plot <file.png>', 'draw the threshold sweep as a PNG')
-    .option('--backend <name>', 'force a backend: gpu, node, wasm or cpu')
+    .option('--backend <name>', BACKEND_OPTION_HELP)
     .action(async (o: EvaluateCliOptions) => {
       if (o.csv === undefined && o.data === undefined && o.patients === undefined) {
         throw new InputError(

@@ -8,6 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../core/errors.js';
 import type { IntendedUse } from '../../core/intended-use.js';
+import { BACKEND_OPTION_HELP } from '../../models/backend-names.js';
 import type { TrainDataSources } from '../../models/train/checkpoint.js';
 import { parseInteger, parseNumber, warn } from '../io.js';
 import { startProgress } from '../progress.js';
@@ -139,7 +140,7 @@ export function registerTrain(program: Command): void {
         'the running averages need hundreds of steps); default off, as in the paper',
       parseInteger('--calibrate-bn', 1, 1000),
     )
-    .option('--backend <name>', 'force a backend: gpu, node, wasm or cpu')
+    .option('--backend <name>', BACKEND_OPTION_HELP)
     .addOption(intendedUseOption())
     .addOption(diagnosticOption())
     .action(async (o: TrainCliOptions & IntendedUseCliOptions) => {
