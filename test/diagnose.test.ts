@@ -280,6 +280,10 @@ describe('covidct diagnose', () => {
       [],
     );
     expect(result.timings.heatmapsMs).toBeGreaterThan(0);
+    // Classified on ONNX Runtime, Grad-CAM on TensorFlow.js: its model build and cost per COVID slice apart.
+    expect(result.backend).toBe('ort');
+    expect(result.timings.heatmapModelMs).toBeGreaterThan(0);
+    expect(result.timings.heatmapMsPerSlice).toBeCloseTo(result.timings.heatmapsMs / covidSlices.length, 6);
   });
 
   it('prints a readable summary without --json', () => {
