@@ -147,6 +147,23 @@ function pair(value: unknown, fallback: number): [number, number] {
 }
 
 /**
+ * ZeroPadding2D's `padding` or Cropping2D's `cropping`: one number for every side, a pair (rows,
+ * columns) for both ends of each axis, or `[[top, bottom], [left, right]]`.
+ */
+function sides(
+  value: unknown,
+  fallback: number,
+): { top: number; bottom: number; left: number; right: number } {
+  if (Array.isArray(value) && Array.isArray(value[0])) {
+    const [top, bottom] = pair(value[0], 0);
+    const [left, right] = pair(value[1], 0);
+    return { top, bottom, left, right };
+  }
+  const [rows, columns] = pair(value, fallback);
+  return { top: rows, bottom: rows, left: columns, right: columns };
+}
+
+/**
  * Keras's padding along one axis: 'valid' none; 'same' pads so that out = ceil(in / stride), the
  * odd pixel at the end (TensorFlow puts floor(total / 2) before, the rest after).
  */
@@ -396,18 +413,7 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
           break;
         case 'ZeroPadding2D': {
           const s = image(name, x);
-          const p = c.padding;
-          let top: number;
-          let bottom: number;
-          let left: number;
-          let right: number;
-          if (Array.isArray(p) && Array.isArray(p[0])) {
-            [top, bottom] = pair(p[0], 0);
-            [left, right] = pair(p[1], 0);
-          } else {
-            [top, left] = pair(p, 1);
-            [bottom, right] = [top, left];
-          }
+          const { top, bottom, left, right } = sides(c.padding, 1);
           const pads = g.int64(`${name}/pads`, [0, 0, top, left, 0, 0, bottom, right]);
           shapes.set(name, { kind: 'image', c: s.c, h: s.h + top + bottom, w: s.w + left + right });
           g.node({ op: 'Pad', inputs: [nchw(x), pads], outputs: [nchw(name)] });
@@ -416,22 +422,11 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
         case 'Cropping2D': {
           const s = image(name, x);
           if ((c.data_format ?? 'channels_last') !== 'channels_last') throw new Error('channels_first');
-          const p = c.cropping;
-          let top: number;
-          let bottom: number;
-          let left: number;
-          let right: number;
-          if (Array.isArray(p) && Array.isArray(p[0])) {
-            [top, bottom] = pair(p[0], 0);
-            [left, right] = pair(p[1], 0);
-          } else {
-            [top, left] = pair(p, 0);
-            [bottom, right] = [top, left];
-          }
+          const { top, bottom, left, right } = sides(c.cropping, 0);
           const h = s.h - top - bottom;
           const w = s.w - left - right;
           if (h < 1 || w < 1)
-            throw new Error(`cropping ${JSON.stringify(p)} leaves nothing of ${s.h}×${s.w}`);
+            throw new Error(`cropping ${JSON.stringify(c.cropping)} leaves nothing of ${s.h}×${s.w}`);
           const starts = g.int64(`${name}/starts`, [top, left]);
           const ends = g.int64(`${name}/ends`, [top + h, left + w]);
           const axes = g.int64(`${name}/axes`, [2, 3]);
