@@ -9,7 +9,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
 import { describeError, fileSystemError, InputError } from './errors.js';
-import { readSlice } from './read.js';
+import { readSliceCount, type SliceCount } from './read.js';
 import { countDarkPixels, selectByCounts, selectionRows } from './selection.js';
 import type { DecodeOptions, RawRows, SliceHeader } from './slice.js';
 
@@ -79,7 +79,10 @@ export interface SelectStudyOptions {
   readonly concurrency?: number;
   /** Called after each file is read (or failed). */
   readonly onProgress?: (done: number, total: number) => void;
-  /** How a slice file is read; override in tests or to read from elsewhere. @default readSlice */
+  /**
+   * How a slice file is read; override in tests or to read from elsewhere. Default: `readSliceCount`
+   * (what `readSlice` reads, counted without keeping the pixels).
+   */
   readonly readRows?: (path: string, options: DecodeOptions) => Promise<RawRows>;
 }
 
@@ -171,15 +174,22 @@ interface ReadOutcome {
  */
 export async function selectStudy(path: string, options: SelectStudyOptions = {}): Promise<StudySelection> {
   const layout = await discoverStudy(path);
-  const readRows = options.readRows ?? readSlice;
+  const { readRows } = options;
+  const count: (file: string) => Promise<SliceCount> =
+    readRows === undefined
+      ? readSliceCount
+      : async (file) => {
+          const rows = await readRows(file, { rows: selectionRows });
+          return { header: rows.header, darkPixels: countDarkPixels(rows) };
+        };
   const total = layout.folders.reduce((n, f) => n + f.files.length, 0);
   const outcomes = new Map<string, ReadOutcome>();
   let done = 0;
   const all = layout.folders.flatMap((f) => f.files);
   await forEachLimited(all, options.concurrency ?? 8, async (file) => {
     try {
-      const rows = await readRows(file, { rows: selectionRows });
-      outcomes.set(file, { path: file, header: rows.header, darkPixels: countDarkPixels(rows) });
+      const { header, darkPixels } = await count(file);
+      outcomes.set(file, { path: file, header, darkPixels });
     } catch (error) {
       outcomes.set(file, { path: file, error: describeError(error) });
     }
