@@ -17,27 +17,42 @@ import { isTiff, parseTiffLayout, readStripRows, type TiffByteSource, tiffHeader
 /** Bytes read at once for the header and IFD: most writers put the IFD and its tables in the first KiB. */
 const BLOCK = 4096;
 
+/** The block buffer every {@link fileByteSource} reads into (reads are synchronous, so one is enough). */
+const sharedBlock = new Uint8Array(BLOCK);
+/** The source that filled {@link sharedBlock} last: another source's block must be read again. */
+let sharedOwner: object | undefined;
+
 /**
  * A {@link TiffByteSource} over an open file: each request is served from the last block read
- * when it falls inside it, else by one `pread` of at least {@link BLOCK} bytes.
+ * when it falls inside it, else by one `pread` of at least {@link BLOCK} bytes. Blocks of
+ * {@link BLOCK} bytes go to one buffer shared by all sources, so a returned view is valid only until
+ * the next `bytes` call of any source (as the interface says: read, don't keep).
  */
 export function fileByteSource(fd: number, size: number, file: string): TiffByteSource {
   let blockStart = 0;
-  let block = new Uint8Array(0);
-  return {
+  let blockLength = 0;
+  let block = sharedBlock;
+  const source: TiffByteSource = {
     size,
     bytes(offset, length) {
-      if (offset >= blockStart && offset + length <= blockStart + block.length) {
+      if (
+        (block !== sharedBlock || sharedOwner === source) &&
+        offset >= blockStart &&
+        offset + length <= blockStart + blockLength
+      ) {
         return block.subarray(offset - blockStart, offset - blockStart + length);
       }
       const wanted = Math.min(Math.max(length, BLOCK), size - offset);
-      const next = new Uint8Array(wanted);
-      readFully(fd, next, 0, wanted, offset, file);
+      block = wanted <= BLOCK ? sharedBlock : new Uint8Array(wanted);
+      if (block === sharedBlock) sharedOwner = undefined; // until the read below has filled it
+      readFully(fd, block, 0, wanted, offset, file);
+      if (block === sharedBlock) sharedOwner = source;
       blockStart = offset;
-      block = next;
+      blockLength = wanted;
       return block.subarray(0, length);
     },
   };
+  return source;
 }
 
 function readFully(
