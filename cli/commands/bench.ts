@@ -204,7 +204,8 @@ export async function benchSelect(
         name: server.ready.name,
         allocator: Object.keys(env).length === 0 ? 'glibc malloc defaults' : 'glibc malloc, tuned (its best)',
         env: server.ready.env ?? env,
-        ...runFigures(side.times, slices),
+        // Per slice of what it read (a --reference-tiff folder may hold other slices than PATH).
+        ...runFigures(side.times, server.ready.slices),
         path: referencePath!,
         ...(server.ready.versions === undefined ? {} : { versions: server.ready.versions }),
       }),
@@ -212,7 +213,11 @@ export async function benchSelect(
     const mismatches = refDefault ? compareCounts(last, references[0]!.server.ready.series) : [];
     const ratio = (ref: ReferenceFigures | undefined, key: 'slicesPerSecond' | 'medianSlicesPerSecond') =>
       ref ? oursFigures[key] / ref[key] : null;
-    const perRound = refBest ? ours.times.map((ms, i) => references[1]!.side.times[i]! / ms) : [];
+    const perRound = refBest
+      ? ours.times.map(
+          (ms, i) => references[1]!.side.times[i]! / references[1]!.server.ready.slices / (ms / slices),
+        )
+      : [];
     return {
       ...oursFigures,
       runs,
