@@ -2,14 +2,15 @@
  * One entry point for reading a slice file of any supported format: sniff the bytes, then hand
  * them to the TIFF or DICOM decoder. File extensions are not trusted (a PNG named `.tif` exists).
  */
-import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
+import { scratchPixels } from './dark-count.js';
 import { decodeDicom, isDicom } from './dicom/decode.js';
 import { CorruptFileError, fileSystemError, UnknownFormatError } from './errors.js';
-import type { DecodeOptions, RawRows, SliceFormat } from './slice.js';
+import { countDarkPixels, selectionRows } from './selection.js';
+import type { DecodeOptions, RawRows, SliceFormat, SliceHeader } from './slice.js';
 import { decodeTiff, isTiff } from './tiff/decode.js';
-import { isTiffFile, readTiffFile } from './tiff/file.js';
+import { readTiffIfTiff } from './tiff/file.js';
 
 /** Well-known signatures of files that are not slices, to say what a misnamed file really is. */
 const FOREIGN_SIGNATURES: ReadonlyArray<readonly [string, readonly number[]]> = [
@@ -54,20 +55,6 @@ export async function decodeSlice(
   );
 }
 
-/** Whether the file holds "DICM" after a preamble (only asked of files that start like a TIFF). */
-function startsWithDicomMagic(path: string): boolean {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, 'r');
-    const head = new Uint8Array(132);
-    return readSync(fd, head, 0, 132, 0) === 132 && hasDicomMagic(head);
-  } catch {
-    return false; // readSlice's own read reports the file-system error
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
 /** Largest slice accepted inside a gzip file: a 4096×4096 16-bit slice with headers, so a zip bomb stops early. */
 const MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024;
 
@@ -97,11 +84,14 @@ export async function readSliceBytes(path: string): Promise<Uint8Array> {
 
 /**
  * Read and decode a slice file. TIFF files are read at offsets, only as far as the rows asked for
- * need (2–4× faster for selection, which needs 100 of 512 rows); other files are read whole.
- * File-system errors become one-line {@link InputError}s.
+ * need (2–4× faster for selection, which needs 100 of 512 rows), opening the file once; other files
+ * are read whole. File-system errors become one-line {@link InputError}s.
  */
 export async function readSlice(path: string, options?: DecodeOptions): Promise<RawRows> {
-  if (isTiffFile(path) && !startsWithDicomMagic(path)) return readTiffFile(path, options);
+  return readTiffIfTiff(path, hasDicomMagic, options) ?? readWhole(path, options);
+}
+
+async function readWhole(path: string, options?: DecodeOptions): Promise<RawRows> {
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);
@@ -109,4 +99,23 @@ export async function readSlice(path: string, options?: DecodeOptions): Promise<
     throw fileSystemError(path, error);
   }
   return decodeSlice(bytes, path, options);
+}
+
+/** A slice's header and the dark-pixel count of its selection region. */
+export interface SliceCount {
+  readonly header: SliceHeader;
+  readonly darkPixels: number;
+}
+
+/**
+ * What selection needs of a slice file: its header and `countDarkPixels` of its selection rows,
+ * read as {@link readSlice} reads them. TIFF rows are read into the counting kernel's scratch
+ * memory and counted there, synchronously, so no pixel array is allocated per slice; the same
+ * InputErrors as `readSlice`.
+ */
+export async function readSliceCount(path: string): Promise<SliceCount> {
+  // The scratch view is valid only until the next count: count before anything else can run.
+  const tiff = readTiffIfTiff(path, hasDicomMagic, { rows: selectionRows, allocate: scratchPixels });
+  const rows = tiff ?? (await readWhole(path, { rows: selectionRows }));
+  return { header: rows.header, darkPixels: countDarkPixels(rows) };
 }

@@ -3,6 +3,7 @@
  * columns 120…369 of each slice, then keep the slices whose count is strictly above
  * `(max − min) / 1.5` over the series.
  */
+import { countBelow } from './dark-count.js';
 import type { RawRows, RowRange, SliceHeader } from './slice.js';
 
 /** The slice size the paper's region is defined on. */
@@ -48,7 +49,8 @@ export function selectionRows(header: SliceHeader): RowRange {
 
 /**
  * Count the dark pixels of the selection region in decoded rows. The rows must cover the region
- * (decode with {@link selectionRows}, or decode the whole slice).
+ * (decode with {@link selectionRows}, or decode the whole slice). Counted by the SIMD kernel of
+ * dark-count.ts where WebAssembly runs it.
  */
 export function countDarkPixels(rows: RawRows): number {
   const { width, height } = rows.header;
@@ -58,16 +60,16 @@ export function countDarkPixels(rows: RawRows): number {
       `${rows.header.file}: decoded rows ${rows.rowStart}…${rows.rowStart + rows.rowCount - 1} do not cover the selection region ${region.rowStart}…${region.rowEnd - 1}`,
     );
   }
-  const px = rows.pixels;
-  let dark = 0;
-  for (let y = region.rowStart; y < region.rowEnd; y++) {
-    const base = (y - rows.rowStart) * width;
-    const end = base + region.colEnd;
-    for (let i = base + region.colStart; i < end; i++) {
-      if (px[i]! < DARK_RAW_LIMIT) dark++;
-    }
-  }
-  return dark;
+  return countBelow(
+    rows.pixels,
+    {
+      start: (region.rowStart - rows.rowStart) * width + region.colStart,
+      width,
+      rows: region.rowEnd - region.rowStart,
+      cols: region.colEnd - region.colStart,
+    },
+    DARK_RAW_LIMIT,
+  );
 }
 
 /** The outcome of selection over one series' counts. */

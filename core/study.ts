@@ -6,10 +6,10 @@
  * are split by SeriesInstanceUID. Slices are ordered by instance number, then slice location, then
  * file name (numbers in names compared as numbers).
  */
-import { readdir, stat } from 'node:fs/promises';
+import { type Dirent, readdirSync, type Stats, statSync } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
 import { describeError, fileSystemError, InputError } from './errors.js';
-import { readSlice } from './read.js';
+import { readSliceCount, type SliceCount } from './read.js';
 import { countDarkPixels, selectByCounts, selectionRows } from './selection.js';
 import type { DecodeOptions, RawRows, SliceHeader } from './slice.js';
 
@@ -79,7 +79,10 @@ export interface SelectStudyOptions {
   readonly concurrency?: number;
   /** Called after each file is read (or failed). */
   readonly onProgress?: (done: number, total: number) => void;
-  /** How a slice file is read; override in tests or to read from elsewhere. @default readSlice */
+  /**
+   * How a slice file is read; override in tests or to read from elsewhere. Default: `readSliceCount`
+   * (what `readSlice` reads, counted without keeping the pixels).
+   */
   readonly readRows?: (path: string, options: DecodeOptions) => Promise<RawRows>;
 }
 
@@ -108,9 +111,11 @@ function compareOptional(a: number | undefined, b: number | undefined): number {
 
 /** Find the series folders under `path` (a slice file, a series folder or a study folder). */
 export async function discoverStudy(path: string): Promise<StudyLayout> {
-  let info: Awaited<ReturnType<typeof stat>>;
+  // Synchronous calls on purpose: a folder is a couple of system calls, and each asynchronous one
+  // is a thread-pool round trip (0.16–0.34 ms per run over a 2-series study against 0.05 ms).
+  let info: Stats;
   try {
-    info = await stat(path);
+    info = statSync(path);
   } catch (error) {
     throw fileSystemError(path, error);
   }
@@ -118,7 +123,7 @@ export async function discoverStudy(path: string): Promise<StudyLayout> {
     return { root: path, folders: [{ id: basename(path), folder: path, files: [path] }], ignored: [] };
   const folders: SeriesFolder[] = [];
   const ignored: string[] = [];
-  await walk(path, path, 0, folders, ignored);
+  walk(path, path, 0, folders, ignored);
   if (folders.length === 0) {
     throw new InputError(path, 'no slice files found, expected TIFF or DICOM slices or folders of them');
   }
@@ -126,10 +131,10 @@ export async function discoverStudy(path: string): Promise<StudyLayout> {
   return { root: path, folders, ignored };
 }
 
-async function walk(root: string, dir: string, depth: number, out: SeriesFolder[], ignored: string[]) {
-  let entries: import('node:fs').Dirent[];
+function walk(root: string, dir: string, depth: number, out: SeriesFolder[], ignored: string[]): void {
+  let entries: Dirent[];
   try {
-    entries = await readdir(dir, { withFileTypes: true });
+    entries = readdirSync(dir, { withFileTypes: true });
   } catch (error) {
     throw fileSystemError(dir, error);
   }
@@ -154,7 +159,7 @@ async function walk(root: string, dir: string, depth: number, out: SeriesFolder[
     out.push({ id, folder: dir, files });
   }
   if (depth >= MAX_DEPTH) return;
-  for (const sub of subfolders) await walk(root, sub, depth + 1, out, ignored);
+  for (const sub of subfolders) walk(root, sub, depth + 1, out, ignored);
 }
 
 interface ReadOutcome {
@@ -171,15 +176,22 @@ interface ReadOutcome {
  */
 export async function selectStudy(path: string, options: SelectStudyOptions = {}): Promise<StudySelection> {
   const layout = await discoverStudy(path);
-  const readRows = options.readRows ?? readSlice;
+  const { readRows } = options;
+  const count: (file: string) => Promise<SliceCount> =
+    readRows === undefined
+      ? readSliceCount
+      : async (file) => {
+          const rows = await readRows(file, { rows: selectionRows });
+          return { header: rows.header, darkPixels: countDarkPixels(rows) };
+        };
   const total = layout.folders.reduce((n, f) => n + f.files.length, 0);
   const outcomes = new Map<string, ReadOutcome>();
   let done = 0;
   const all = layout.folders.flatMap((f) => f.files);
   await forEachLimited(all, options.concurrency ?? 8, async (file) => {
     try {
-      const rows = await readRows(file, { rows: selectionRows });
-      outcomes.set(file, { path: file, header: rows.header, darkPixels: countDarkPixels(rows) });
+      const { header, darkPixels } = await count(file);
+      outcomes.set(file, { path: file, header, darkPixels });
     } catch (error) {
       outcomes.set(file, { path: file, error: describeError(error) });
     }

@@ -12,7 +12,14 @@ import type { BenchAllResult } from '../cli/bench/all.js';
 import { median } from '../cli/bench/common.js';
 import { unionMs } from '../cli/bench/pipeline.js';
 import { recommendMemoryMb } from '../cli/bench/select-memory.js';
-import { benchSelect, compareCounts, registerBench } from '../cli/commands/bench.js';
+import {
+  type BenchSelectResult,
+  benchSelect,
+  compareCounts,
+  REFERENCE_BEST_ENV,
+  type RunFigures,
+  registerBench,
+} from '../cli/commands/bench.js';
 import { autoCandidates, chooseBatch } from '../gpu-worker/warmup.js';
 
 const REAL = join(import.meta.dirname, 'fixtures', 'lung-pet-ct-dx-A0002-tiff', 'B70f');
@@ -31,6 +38,7 @@ const hasOpenCv = existsSync('/usr/bin/python3') || process.env.COVIDCT_PYTHON !
 
 afterEach(() => {
   vi.restoreAllMocks();
+  vi.unstubAllEnvs();
 });
 
 describe('bench select', () => {
@@ -47,6 +55,8 @@ describe('bench select', () => {
     });
     const program = new Command('covidct').exitOverride();
     registerBench(program);
+    // A setting in our own environment must not reach the "defaults" reference.
+    vi.stubEnv('MALLOC_TOP_PAD_', '1048576');
     await program.parseAsync([
       'node',
       'covidct',
@@ -55,35 +65,90 @@ describe('bench select', () => {
       SERIES,
       '--json',
       '--runs',
-      '1',
+      '2',
       '--uncompressed',
     ]);
-    const result = JSON.parse(out.join(''));
-    expect(result).toMatchObject({ runs: 1, slices: 4, format: 'tiff', uncompressed: true });
-    expect(result.slicesPerSecond).toBeGreaterThan(0);
-    expect(result.msPerSlice).toBeGreaterThan(0);
-    expect(result.slicesPerSecond * result.msPerSlice).toBeCloseTo(1000, 6);
+    const result = JSON.parse(out.join('')) as BenchSelectResult;
+    expect(result).toMatchObject({ runs: 2, slices: 4, format: 'tiff', uncompressed: true });
+    const sane = (f: RunFigures, what: string) => {
+      for (const n of [f.msPerSlice, f.medianMsPerSlice, f.slicesPerSecond, f.medianSlicesPerSecond])
+        expect(Number.isFinite(n) && n > 0, `${what}: ${n}`).toBe(true);
+      expect(f.slicesPerSecond * f.msPerSlice, what).toBeCloseTo(1000, 6);
+      expect(f.medianSlicesPerSecond * f.medianMsPerSlice, what).toBeCloseTo(1000, 6);
+      // Best of the runs, so never slower than their median.
+      expect(f.msPerSlice, what).toBeLessThanOrEqual(f.medianMsPerSlice);
+      expect(f.runMs, what).toHaveLength(2);
+      expect(Math.min(...f.runMs) / 4, what).toBeCloseTo(f.msPerSlice, 9);
+    };
+    sane(result, 'ours');
     expect(result.variants.length).toBeGreaterThan(0);
-    for (const v of result.variants) expect(v.msPerSlice).toBeGreaterThan(0);
+    for (const v of result.variants) sane(v, v.name);
     if (hasOpenCv && result.reference !== null) {
-      expect(result.reference.name).toBe('numpy+opencv');
-      expect(result.reference.msPerSlice).toBeGreaterThan(0);
+      for (const [ref, env] of [
+        [result.reference, {}],
+        [result.referenceBest!, REFERENCE_BEST_ENV],
+      ] as const) {
+        expect(ref.name).toBe('numpy+opencv');
+        // The env the reference process itself saw: ours (MALLOC_TOP_PAD_ below) never leaks in.
+        expect(ref.env).toEqual(env);
+        sane(ref, ref.allocator);
+      }
+      expect(result.referenceBest!.env).toEqual({
+        MALLOC_MMAP_THRESHOLD_: '4194304',
+        MALLOC_TRIM_THRESHOLD_: '67108864',
+      });
+      expect(result.referenceBest!.allocator).toMatch(/best/);
       expect(result.ratio).toBeCloseTo(result.slicesPerSecond / result.reference.slicesPerSecond, 9);
+      expect(result.ratioMedian).toBeCloseTo(
+        result.medianSlicesPerSecond / result.reference.medianSlicesPerSecond,
+        9,
+      );
+      expect(result.ratioBest).toBeCloseTo(result.slicesPerSecond / result.referenceBest!.slicesPerSecond, 9);
+      expect(result.ratioBestMedian).toBeCloseTo(
+        result.medianSlicesPerSecond / result.referenceBest!.medianSlicesPerSecond,
+        9,
+      );
+      const [low, high] = result.ratioBestRange!;
+      expect(low).toBeGreaterThan(0);
+      expect(high).toBeGreaterThanOrEqual(low);
       expect(result.countsMatch).toBe(true);
       expect(result.mismatches).toEqual([]);
     } else {
       expect(result.reference).toBeNull();
+      expect(result.referenceBest).toBeNull();
+      expect(result.ratioBest).toBeNull();
       expect(typeof result.referenceError).toBe('string');
+    }
+  });
+
+  it('prints both references and both ratios as text', async () => {
+    const out: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
+    const program = new Command('covidct').exitOverride();
+    registerBench(program);
+    await program.parseAsync(['node', 'covidct', 'bench', 'select', SERIES, '--runs', '1']);
+    const text = out.join('');
+    expect(text).toContain('covidct (tiff, selectStudy)');
+    if (hasOpenCv) {
+      expect(text).toContain('glibc malloc defaults');
+      expect(text).toContain('MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=67108864');
+      expect(text).toMatch(/ratio against its best allocator settings: \d+\.\d\d×/);
     }
   });
 
   it('gives a reason instead of a reference when it cannot run one', async () => {
     const skipped = await benchSelect(SERIES, { runs: 1, reference: false });
     expect(skipped.reference).toBeNull();
+    expect(skipped.referenceBest).toBeNull();
     expect(skipped.ratio).toBeNull();
+    expect(skipped.ratioBest).toBeNull();
     expect(skipped.referenceError).toContain('--no-reference');
     const broken = await benchSelect(SERIES, { runs: 1, python: '/nonexistent/python3' });
     expect(broken.reference).toBeNull();
+    expect(broken.referenceBest).toBeNull();
     expect(broken.referenceError).toContain('/nonexistent/python3');
   });
 
@@ -188,7 +253,11 @@ describe('bench all --quick', () => {
     expect(Object.keys(r.seconds)).toEqual(['select', 'decode', 'classify', 'worker', 'pipeline', 'memory']);
 
     positive(r.select.msPerSlice);
-    if (hasOpenCv) expect(r.select.countsMatch).toBe(true);
+    if (hasOpenCv) {
+      expect(r.select.countsMatch).toBe(true);
+      positive(r.select.referenceBest!.msPerSlice);
+      positive(r.select.ratioBest!);
+    }
 
     expect(r.decode.cases.map((c) => c.name)).toEqual([
       'tiff-none',

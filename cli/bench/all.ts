@@ -145,7 +145,7 @@ export function summarizeAll(r: BenchAllResult): string {
   const x = (n: number | null) => (n === null ? '—' : `×${n.toFixed(2)}`);
   const lines = [
     `${r.machine.date}, ${r.machine.cpus} × ${r.machine.cpuModel}, Node ${r.machine.node}, load ${r.machine.loadAverage}${r.quick ? ' (quick mode: not figures to quote)' : ''}`,
-    `select: ${r.select.msPerSlice.toFixed(3)} ms/slice, numpy+OpenCV ${r.select.reference?.msPerSlice.toFixed(3) ?? '—'} (${x(r.select.ratio)})`,
+    `select: ${r.select.msPerSlice.toFixed(3)} ms/slice (best run), numpy+OpenCV ${r.select.reference?.msPerSlice.toFixed(3) ?? '—'} (${x(r.select.ratio)}), with its best allocator settings ${r.select.referenceBest?.msPerSlice.toFixed(3) ?? '—'} (${x(r.select.ratioBest)})`,
     ...r.decode.cases.map(
       (c) =>
         `decode ${c.name}: ${c.ms} ms (${c.baseline} ${c.baselineMs ?? '—'} ms, ${x(c.speedup)}; ${c.vsUncompressed}× uncompressed)`,

@@ -123,6 +123,105 @@ export async function runPythonJson<T>(script: string, args: readonly string[], 
   }
 }
 
+/** A Python script serving requests line by line (see {@link startPythonServer}). */
+export interface PythonServer<Ready> {
+  /** The JSON line the script printed once it was ready. */
+  readonly ready: Ready;
+  /** Write `line` to its stdin and parse the JSON line it answers with. */
+  request<T>(line: string): Promise<T>;
+  /** Close its stdin and wait for it to exit. */
+  close(): Promise<void>;
+}
+
+/**
+ * Start `python script args…` as a server: it prints one JSON line when ready, then answers each
+ * line written to its stdin with one JSON line. A bench alternates its own runs with the server's
+ * this way, so that load from other processes on a shared machine falls on both alike. `env` is
+ * the child's whole environment. A failure (cannot start, exits, prints no JSON) is an Error with
+ * stderr's last line.
+ */
+export async function startPythonServer<Ready>(
+  script: string,
+  args: readonly string[],
+  options: { python?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<PythonServer<Ready>> {
+  const exe = referencePython(options.python);
+  const child = spawn(exe, [script, ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: options.env ?? process.env,
+  });
+  child.stdin.on('error', () => {}); // a write after the child died: 'close' reports why
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const lines: string[] = [];
+  const waiting: { resolve: (line: string) => void; reject: (e: Error) => void }[] = [];
+  let buffered = '';
+  let ended: Error | undefined;
+  const failure = (what: string) => {
+    const last = stderr.trim().split('\n').pop() ?? '';
+    return new Error(`${exe} ${basename(script)} ${what}${last ? `: ${last}` : ''}`);
+  };
+  child.stdout.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      const next = waiting.shift();
+      if (next) next.resolve(line);
+      else lines.push(line);
+    }
+  });
+  const exited = new Promise<void>((resolve) => {
+    child.on('error', (e) => {
+      ended = new Error(`cannot run ${exe}: ${e.message}`);
+      for (const w of waiting.splice(0)) w.reject(ended);
+      resolve();
+    });
+    child.on('close', (code) => {
+      ended ??= failure(`exited (code ${code})`);
+      for (const w of waiting.splice(0)) w.reject(ended);
+      resolve();
+    });
+  });
+  const nextLine = () =>
+    new Promise<string>((resolve, reject) => {
+      const line = lines.shift();
+      if (line !== undefined) resolve(line);
+      else if (ended) reject(ended);
+      else waiting.push({ resolve, reject });
+    });
+  const json = async <T>(): Promise<T> => {
+    const line = await nextLine();
+    try {
+      return JSON.parse(line) as T;
+    } catch {
+      throw failure('printed a line that is not JSON');
+    }
+  };
+  const close = async () => {
+    child.stdin.end();
+    await exited;
+  };
+  let ready: Ready;
+  try {
+    ready = await json<Ready>();
+  } catch (error) {
+    child.kill();
+    await exited;
+    throw error;
+  }
+  return {
+    ready,
+    request: async <T>(line: string) => {
+      child.stdin.write(`${line}\n`);
+      return json<T>();
+    },
+    close,
+  };
+}
+
 /** Round for JSON output: figures are noisy well before the third significant digit. */
 export function round(value: number, digits = 3): number {
   if (!Number.isFinite(value) || value === 0) return value;

@@ -15,44 +15,77 @@ import type { SliceFormat } from '../../core/slice.js';
 import { discoverStudy, type StudySelection, selectStudy } from '../../core/study.js';
 import { encodeTiff16 } from '../../core/tiff/encode.js';
 import { isTiffFile, readTiffFile } from '../../core/tiff/file.js';
-import { runPythonJson, timeRuns } from '../bench/common.js';
+import { median, type PythonServer, startPythonServer } from '../bench/common.js';
 import { parseInteger, parseNumber, printJson, warn } from '../io.js';
 
-/** The reference implementation's figures, as `bench select --json` reports them. */
-export interface ReferenceFigures {
-  readonly name: string;
+/**
+ * glibc malloc settings under which the reference runs fastest here (bench/README.md: tried beside
+ * MALLOC_TOP_PAD_, MALLOC_ARENA_MAX, each threshold alone and hugetlb; these and TOP_PAD were best,
+ * within noise of each other). With glibc's defaults every 512 KiB image OpenCV decodes is mapped
+ * and unmapped again, or the heap top trimmed, so each slice pays for fresh pages.
+ */
+export const REFERENCE_BEST_ENV: Readonly<Record<string, string>> = {
+  MALLOC_MMAP_THRESHOLD_: '4194304',
+  MALLOC_TRIM_THRESHOLD_: '67108864',
+};
+
+/** Timed runs of one side, in ms per slice: the fastest run (the figure quoted) and the median. */
+export interface RunFigures {
+  /** Fastest timed run: what a side can do when the shared machine lets it. */
   readonly msPerSlice: number;
   readonly slicesPerSecond: number;
+  readonly medianMsPerSlice: number;
+  readonly medianSlicesPerSecond: number;
+  /** Every timed run, ms for all the slices, in order. */
+  readonly runMs: readonly number[];
+}
+
+/** The reference implementation's figures, as `bench select --json` reports them. */
+export interface ReferenceFigures extends RunFigures {
+  readonly name: string;
+  /** `glibc malloc defaults`, or the settings that suit it best. */
+  readonly allocator: string;
+  /** The MALLOC_* variables it ran with (none for the defaults). */
+  readonly env: Readonly<Record<string, string>>;
   /** The folder it read (the uncompressed copy when `--uncompressed`). */
   readonly path: string;
   readonly versions?: Record<string, string>;
 }
 
 /** One way of reading the slices, timed. */
-export interface BenchVariant {
+export interface BenchVariant extends RunFigures {
   readonly name: string;
   readonly description: string;
-  readonly msPerSlice: number;
-  readonly slicesPerSecond: number;
 }
 
-/** What `bench select --json` prints. */
-export interface BenchSelectResult {
-  /** Ours, through `selectStudy` as `covidct select` runs it. */
-  readonly slicesPerSecond: number;
-  readonly msPerSlice: number;
-  /** Timed runs (after one warm-up run); figures are their median. */
+/** What `bench select --json` prints. Every figure is best-of-`runs`, medians beside them. */
+export interface BenchSelectResult extends RunFigures {
+  /**
+   * Timed runs of each side after one warm-up run each, alternating (ours, ours one file at a time,
+   * the reference under both allocators, in rotating order) so that load hits every side alike.
+   */
   readonly runs: number;
   readonly slices: number;
   readonly format: SliceFormat;
   /** The folder measured (the uncompressed copy when `--uncompressed`). */
   readonly path: string;
   readonly uncompressed: boolean;
+  /** The authors' numpy + OpenCV code under glibc's default allocator. */
   readonly reference: ReferenceFigures | null;
-  /** Why `reference` is null. */
+  /** The same code under the allocator settings that suit it best ({@link REFERENCE_BEST_ENV}). */
+  readonly referenceBest: ReferenceFigures | null;
+  /** Why `reference` and `referenceBest` are null. */
   readonly referenceError?: string;
-  /** Our slices per second over the reference's; null without a reference. */
+  /** Our slices per second over the reference's (best runs); null without a reference. */
   readonly ratio: number | null;
+  /** The same of the medians. */
+  readonly ratioMedian: number | null;
+  /** Our slices per second over the best reference's (best runs): the figure to quote. */
+  readonly ratioBest: number | null;
+  /** The same of the medians. */
+  readonly ratioBestMedian: number | null;
+  /** Lowest and highest ratio to the best reference over the rounds (each round times both). */
+  readonly ratioBestRange: readonly [number, number] | null;
   /** Whether every dark-pixel count of the reference equals ours (null without a reference). */
   readonly countsMatch: boolean | null;
   /** Slices whose counts differ, or that only one side read (at most 20). */
@@ -63,7 +96,7 @@ export interface BenchSelectResult {
 
 /** Options of {@link benchSelect}. */
 export interface BenchSelectOptions {
-  /** Timed runs after the warm-up run. @default 5 */
+  /** Timed runs of each side after its warm-up run. @default 11 */
   readonly runs?: number;
   /** TIFF folder for the reference when PATH holds DICOM. */
   readonly referenceTiff?: string;
@@ -75,18 +108,25 @@ export interface BenchSelectOptions {
   readonly python?: string;
 }
 
+/** One side of the comparison: a warm-up, then one timed run per call of `run` (ms for all slices). */
+interface Side {
+  readonly run: () => Promise<number>;
+  readonly times: number[];
+}
+
 /** Measure read + selection of the series or study at `path`, and the reference on the same slices. */
 export async function benchSelect(
   path: string,
   options: BenchSelectOptions = {},
 ): Promise<BenchSelectResult> {
-  const runs = options.runs ?? 5;
+  const runs = options.runs ?? 11;
   const layout = await discoverStudy(path);
   const firstFile = layout.folders[0]!.files[0]!;
   // readSlice unwraps gzip and names the file when it is no slice at all.
   const format = (await readSlice(firstFile, { rows: selectionRows })).header.format;
 
   const temp: string[] = [];
+  const servers: PythonServer<ReferenceReady>[] = [];
   try {
     let measured = path;
     let referencePath: string | undefined = format === 'tiff' ? path : options.referenceTiff;
@@ -99,63 +139,127 @@ export async function benchSelect(
       }
     }
 
-    const ours = await timeRuns(runs, () => selectStudy(measured));
-    const failed = ours.result.series.find((s) => s.error !== undefined);
+    let last = await selectStudy(measured); // warm-up: page cache, JIT, the counting kernel
+    const failed = last.series.find((s) => s.error !== undefined);
     if (failed) throw new InputError(failed.folder, failed.error!);
-    const slices = ours.result.series.reduce((n, s) => n + s.slices.length, 0);
-    const msPerSlice = ours.ms / slices;
+    const slices = last.series.reduce((n, s) => n + s.slices.length, 0);
+    await selectStudy(measured, { concurrency: 1 });
 
-    const variants: BenchVariant[] = [];
-    // readSlice already reads TIFF at offsets; the variant shows what reading files in parallel buys.
-    const sequential = await timeRuns(runs, () => selectStudy(measured, { concurrency: 1 }));
-    variants.push(variant('sequential', 'selectStudy reading one file at a time', sequential.ms / slices));
+    const timeOurs = (concurrency?: number) => async () => {
+      const t = performance.now();
+      const result = await selectStudy(measured, concurrency === undefined ? {} : { concurrency });
+      const ms = performance.now() - t;
+      last = result;
+      return ms;
+    };
+    const ours: Side = { run: timeOurs(), times: [] };
+    // The TIFF reads are synchronous, so concurrency only matters for other formats; shown for that.
+    const sequential: Side = { run: timeOurs(1), times: [] };
+    const sides: Side[] = [ours, sequential];
 
-    let reference: ReferenceFigures | null = null;
     let referenceError: string | undefined;
-    let mismatches: BenchSelectResult['mismatches'] = [];
-    let countsMatch: boolean | null = null;
+    let references: { server: PythonServer<ReferenceReady>; side: Side; env: Record<string, string> }[] = [];
     if (options.reference === false) {
       referenceError = 'reference skipped (--no-reference)';
     } else if (referencePath === undefined) {
       referenceError = `${path} holds DICOM; the reference reads TIFF only: pass --reference-tiff DIR with the same series as TIFF`;
     } else {
       try {
-        const ref = await runReference(referencePath, runs, options.python);
-        reference = {
-          name: ref.name,
-          msPerSlice: ref.msPerSlice,
-          slicesPerSecond: ref.slicesPerSecond,
-          path: referencePath,
-          versions: ref.versions,
-        };
-        mismatches = compareCounts(ours.result, ref.series);
-        countsMatch = mismatches.length === 0;
+        for (const env of [{}, REFERENCE_BEST_ENV]) {
+          const server = await startReference(referencePath, env, options.python);
+          servers.push(server);
+          const side: Side = {
+            run: async () => (await server.request<{ ms: number }>('run')).ms,
+            times: [],
+          };
+          references.push({ server, side, env: { ...env } });
+        }
+        sides.push(...references.map((r) => r.side));
       } catch (error) {
         referenceError = error instanceof Error ? error.message : String(error);
+        references = [];
       }
     }
+
+    // Alternate: round r starts with side r mod n, so no side always runs first or after another.
+    for (let round = 0; round < runs; round++) {
+      for (let j = 0; j < sides.length; j++) {
+        const side = sides[(round + j) % sides.length]!;
+        try {
+          side.times.push(await side.run());
+        } catch (error) {
+          if (side === ours || side === sequential) throw error;
+          // The reference died mid-way: report ours alone, and why.
+          referenceError = error instanceof Error ? error.message : String(error);
+          references = [];
+          sides.splice(2);
+          break;
+        }
+      }
+    }
+
+    const oursFigures = runFigures(ours.times, slices);
+    const [refDefault, refBest] = references.map(
+      ({ server, side, env }): ReferenceFigures => ({
+        name: server.ready.name,
+        allocator: Object.keys(env).length === 0 ? 'glibc malloc defaults' : 'glibc malloc, tuned (its best)',
+        env: server.ready.env ?? env,
+        // Per slice of what it read (a --reference-tiff folder may hold other slices than PATH).
+        ...runFigures(side.times, server.ready.slices),
+        path: referencePath!,
+        ...(server.ready.versions === undefined ? {} : { versions: server.ready.versions }),
+      }),
+    );
+    const mismatches = refDefault ? compareCounts(last, references[0]!.server.ready.series) : [];
+    const ratio = (ref: ReferenceFigures | undefined, key: 'slicesPerSecond' | 'medianSlicesPerSecond') =>
+      ref ? oursFigures[key] / ref[key] : null;
+    const perRound = refBest
+      ? ours.times.map(
+          (ms, i) => references[1]!.side.times[i]! / references[1]!.server.ready.slices / (ms / slices),
+        )
+      : [];
     return {
-      slicesPerSecond: 1000 / msPerSlice,
-      msPerSlice,
+      ...oursFigures,
       runs,
       slices,
       format,
       path: measured,
       uncompressed: options.uncompressed === true,
-      reference,
+      reference: refDefault ?? null,
+      referenceBest: refBest ?? null,
       ...(referenceError === undefined ? {} : { referenceError }),
-      ratio: reference ? 1000 / msPerSlice / reference.slicesPerSecond : null,
-      countsMatch,
+      ratio: ratio(refDefault, 'slicesPerSecond'),
+      ratioMedian: ratio(refDefault, 'medianSlicesPerSecond'),
+      ratioBest: ratio(refBest, 'slicesPerSecond'),
+      ratioBestMedian: ratio(refBest, 'medianSlicesPerSecond'),
+      ratioBestRange: perRound.length > 0 ? [Math.min(...perRound), Math.max(...perRound)] : null,
+      countsMatch: refDefault ? mismatches.length === 0 : null,
       mismatches,
-      variants,
+      variants: [
+        {
+          name: 'sequential',
+          description: 'selectStudy reading one file at a time',
+          ...runFigures(sequential.times, slices),
+        },
+      ],
     };
   } finally {
+    for (const server of servers) await server.close();
     for (const dir of temp) await rm(dir, { recursive: true, force: true });
   }
 }
 
-function variant(name: string, description: string, msPerSlice: number): BenchVariant {
-  return { name, description, msPerSlice, slicesPerSecond: 1000 / msPerSlice };
+/** Best and median per slice of timed runs (ms for all `slices` each). */
+function runFigures(times: readonly number[], slices: number): RunFigures {
+  const best = Math.min(...times) / slices;
+  const mid = median(times) / slices;
+  return {
+    msPerSlice: best,
+    slicesPerSecond: 1000 / best,
+    medianMsPerSlice: mid,
+    medianSlicesPerSecond: 1000 / mid,
+    runMs: times,
+  };
 }
 
 /**
@@ -180,10 +284,11 @@ async function uncompressedCopy(path: string, temp: string[]): Promise<string> {
   return root;
 }
 
-interface ReferenceOutput {
+/** What bench/reference_select.py --serve prints once it has listed and read every slice once. */
+interface ReferenceReady {
   name: string;
-  msPerSlice: number;
-  slicesPerSecond: number;
+  slices: number;
+  env?: Record<string, string>;
   versions?: Record<string, string>;
   series: { folder: string; files: string[]; darkPixels: number[] }[];
 }
@@ -199,8 +304,22 @@ export function referenceScript(): string {
   throw new Error('bench/reference_select.py not found beside the installed covidct');
 }
 
-async function runReference(path: string, runs: number, python?: string): Promise<ReferenceOutput> {
-  return runPythonJson<ReferenceOutput>(referenceScript(), [path, '--runs', String(runs)], python);
+/**
+ * Start the reference as a server (one warm-up run inside) with glibc's allocator settings `env`
+ * and no other MALLOC_* or GLIBC_TUNABLES from our environment, so that "defaults" are glibc's.
+ */
+async function startReference(
+  path: string,
+  env: Readonly<Record<string, string>>,
+  python?: string,
+): Promise<PythonServer<ReferenceReady>> {
+  const clean = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('MALLOC_') && k !== 'GLIBC_TUNABLES'),
+  );
+  return startPythonServer<ReferenceReady>(referenceScript(), [path, '--serve'], {
+    env: { ...clean, ...env },
+    ...(python === undefined ? {} : { python }),
+  });
 }
 
 /**
@@ -209,7 +328,7 @@ async function runReference(path: string, runs: number, python?: string): Promis
  */
 export function compareCounts(
   ours: StudySelection,
-  reference: ReferenceOutput['series'],
+  reference: ReferenceReady['series'],
 ): BenchSelectResult['mismatches'] {
   const key = (series: string, file: string) => {
     const name = basename(file).replace(/\.gz$/i, '');
@@ -246,14 +365,14 @@ export function registerBench(program: Command): void {
   bench
     .command('select')
     .description(
-      'time reading + slice selection of a series or study (median of --runs after a warm-up), against numpy + OpenCV on the same TIFF files',
+      'time reading + slice selection of a series or study against the authors’ numpy + OpenCV code on the same TIFF files, under glibc’s default allocator and under the settings that suit it best, alternating runs; best of --runs, medians beside',
     )
     .argument('<path>', 'a series folder or a study folder of series folders')
     .option(
       '--json',
-      'print JSON: { slicesPerSecond, msPerSlice, runs, slices, format, reference, ratio, ... }',
+      'print JSON: { slicesPerSecond, msPerSlice, medianMsPerSlice, runs, slices, format, reference, referenceBest, ratio, ratioBest, ... }',
     )
-    .option('--runs <n>', 'timed runs after one warm-up run', parseInteger('--runs', 1, 1000), 5)
+    .option('--runs <n>', 'timed runs of each side after a warm-up run', parseInteger('--runs', 1, 1000), 11)
     .option('--reference-tiff <dir>', 'the same series as TIFF, for the reference when PATH holds DICOM')
     .option(
       '--uncompressed',
@@ -551,18 +670,38 @@ function describe(m: BenchSelectResult['mismatches'][number]): string {
 }
 
 function printTable(r: BenchSelectResult): void {
-  const rows: [string, string, string][] = [['', 'ms/slice', 'slices/s']];
-  const fmt = (ms: number) => [ms.toFixed(3), (1000 / ms).toFixed(0)] as const;
-  rows.push([`covidct (${r.format}, selectStudy)`, ...fmt(r.msPerSlice)]);
-  for (const v of r.variants) rows.push([`covidct ${v.name}`, ...fmt(v.msPerSlice)]);
-  if (r.reference) rows.push([`reference (${r.reference.name})`, ...fmt(r.reference.msPerSlice)]);
+  const rows: [string, string, string, string][] = [['', 'ms/slice', 'median', 'slices/s']];
+  const fmt = (f: RunFigures) =>
+    [f.msPerSlice.toFixed(3), f.medianMsPerSlice.toFixed(3), f.slicesPerSecond.toFixed(0)] as const;
+  const label = (ref: ReferenceFigures) =>
+    Object.keys(ref.env).length === 0 ? ref.allocator : 'its best allocator settings';
+  rows.push([`covidct (${r.format}, selectStudy)`, ...fmt(r)]);
+  for (const v of r.variants) rows.push([`covidct ${v.name}`, ...fmt(v)]);
+  for (const ref of [r.reference, r.referenceBest]) {
+    if (ref) rows.push([`reference (${ref.name}), ${label(ref)}`, ...fmt(ref)]);
+  }
   const w0 = Math.max(...rows.map((x) => x[0].length));
   const out = [
-    `${r.slices} slices, ${r.runs} runs after a warm-up, median${r.uncompressed ? ', uncompressed copies' : ''}: ${r.path}`,
-    ...rows.map(([a, b, c]) => `  ${a.padEnd(w0)}  ${b.padStart(9)}  ${c.padStart(9)}`),
+    `${r.slices} slices, ${r.runs} alternating runs of each after a warm-up, best run (median beside)${r.uncompressed ? ', uncompressed copies' : ''}: ${r.path}`,
+    ...rows.map(([a, b, c, d]) => `  ${a.padEnd(w0)}  ${b.padStart(9)}  ${c.padStart(9)}  ${d.padStart(9)}`),
   ];
+  if (r.referenceBest) {
+    const env = Object.entries(r.referenceBest.env).map(([k, v]) => `${k}=${v}`);
+    out.push(`  (its best allocator settings: ${env.join(' ')})`);
+  }
+  const x = (n: number | null) => (n === null ? '—' : `${n.toFixed(2)}×`);
   if (r.ratio !== null) {
-    out.push(`ratio (ours / reference, slices per second): ${r.ratio.toFixed(2)}`);
+    out.push(
+      `ratio (ours / reference, slices per second) against glibc's defaults: ${x(r.ratio)} (median ${x(r.ratioMedian)})`,
+    );
+  }
+  if (r.ratioBest !== null) {
+    const range = r.ratioBestRange ? `, per round ${x(r.ratioBestRange[0])}–${x(r.ratioBestRange[1])}` : '';
+    out.push(
+      `ratio against its best allocator settings: ${x(r.ratioBest)} (median ${x(r.ratioBestMedian)}${range})`,
+    );
+  }
+  if (r.reference) {
     out.push(
       `dark-pixel counts ${r.countsMatch ? 'match the reference on every slice' : 'DIFFER from the reference'}`,
     );

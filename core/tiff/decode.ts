@@ -495,19 +495,21 @@ export interface StripAccess {
  * tiles) that hold them. Uncompressed strip rows are copied straight into the result, byte ranges
  * that follow each other in the file in one call; compressed strips are decompressed up to the
  * last row needed. Values are then swapped when the file's byte order is not the host's, and the
- * predictor is undone.
+ * predictor is undone. `allocate` gives the array the rows go into (default: a new one); it must
+ * return exactly `length` values, which are all overwritten.
  */
 export function readStripRows(
   layout: TiffLayout,
   range: RowRange,
   file: string,
   access: StripAccess,
+  allocate: (length: number) => Uint16Array = (length) => new Uint16Array(length),
 ): Uint16Array {
-  if (layout.tiled) return readTileRows(layout, range, file, access);
-  const rowBytes = layout.width * 2;
   const rowCount = range.end - range.start;
-  const pixels = new Uint16Array(rowCount * layout.width);
-  const target = new Uint8Array(pixels.buffer);
+  const pixels = allocate(rowCount * layout.width);
+  if (layout.tiled) return readTileRows(layout, range, file, access, pixels);
+  const rowBytes = layout.width * 2;
+  const target = new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength);
   const rps = layout.blockHeight;
   let runStart = -1;
   let runLength = 0;
@@ -561,10 +563,15 @@ function swap16(bytes: Uint8Array): void {
  * byte order, its predictor undone (differences run along each tile row), and its columns copied
  * into the result. Edge tiles are padded in the file; their padding is dropped.
  */
-function readTileRows(layout: TiffLayout, range: RowRange, file: string, access: StripAccess): Uint16Array {
+function readTileRows(
+  layout: TiffLayout,
+  range: RowRange,
+  file: string,
+  access: StripAccess,
+  pixels: Uint16Array,
+): Uint16Array {
   const { width, blockWidth: tw, blockHeight: th } = layout;
   const across = Math.ceil(width / tw);
-  const pixels = new Uint16Array((range.end - range.start) * width);
   for (let ty = Math.floor(range.start / th); ty * th < range.end; ty++) {
     const top = ty * th;
     const first = Math.max(range.start, top);
