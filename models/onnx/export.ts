@@ -36,6 +36,12 @@ import { isSeededManifest } from '../seeded.js';
 export const ONNX_IR_VERSION = 8;
 /** Default-domain opset the graph uses. */
 export const ONNX_OPSET = 13;
+/**
+ * Version of what this exporter writes: part of every cache file name (models/onnx/cache.ts), so a
+ * graph an older exporter wrote is never reused. Bump it with any change to the graphs written.
+ * 2: ZeroPadding2D → MaxPooling2D no longer meets ONNX Runtime's PadFusion; ReLU layers; Sequential.
+ */
+export const ONNX_EXPORT_VERSION = 2;
 /** Name of the batch dimension in the graph's input and output. */
 export const BATCH_DIM = 'N';
 
