@@ -4,12 +4,12 @@
  * model folder, and exports again when the folder changes.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../models/default-model.js';
 import { cachedOnnx, onnxCacheDir } from '../models/onnx/cache.js';
-import { exportOnnx } from '../models/onnx/export.js';
+import { exportOnnx, ONNX_EXPORT_VERSION } from '../models/onnx/export.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -24,18 +24,34 @@ describe('ONNX export cache', () => {
     const cache = join(work, 'cache');
     const first = await cachedOnnx(model, cache);
     expect(first.exported).toBe(true);
-    expect(first.path).toBe(join(cache, `${first.sha256}.onnx`));
+    const file = `${first.sha256}.v${ONNX_EXPORT_VERSION}.onnx`;
+    expect(first.path).toBe(join(cache, file));
     expect(Buffer.compare(readFileSync(first.path), Buffer.from(await exportOnnx(model)))).toBe(0);
     const second = await cachedOnnx(model, cache);
     expect(second).toEqual({ ...first, exported: false });
     // Nothing written beside the model, no temporary file left in the cache.
     expect(readdirSync(model).sort()).toEqual(before);
-    expect(readdirSync(cache)).toEqual([`${first.sha256}.onnx`]);
+    expect(readdirSync(cache)).toEqual([file]);
     // Another model content, another entry.
     writeFileSync(join(model, 'manifest.json'), `${readFileSync(join(model, 'manifest.json'), 'utf8')} `);
     const changed = await cachedOnnx(model, cache);
     expect(changed.exported).toBe(true);
     expect(changed.sha256).not.toBe(first.sha256);
+  });
+
+  it('never reuses a graph an older exporter wrote (the version is in the file name)', async () => {
+    const model = join(work, 'model-old-export');
+    cpSync(DEFAULT_MODEL, model, { recursive: true });
+    const cache = join(work, 'cache-old-export');
+    // What the first exporter cached, `<sha256>.onnx`, and what version 1 would be named.
+    const fresh = await cachedOnnx(model, join(work, 'cache-fresh'));
+    mkdirSync(cache);
+    for (const name of [`${fresh.sha256}.onnx`, `${fresh.sha256}.v${ONNX_EXPORT_VERSION - 1}.onnx`]) {
+      writeFileSync(join(cache, name), 'stale graph');
+    }
+    const got = await cachedOnnx(model, cache);
+    expect(got.exported).toBe(true);
+    expect(readFileSync(got.path, 'utf8')).not.toBe('stale graph');
   });
 
   it('lives under COVIDCT_CACHE_DIR, else the XDG cache folder', () => {

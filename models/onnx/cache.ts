@@ -1,7 +1,7 @@
 /**
  * Each model folder's ONNX graph, exported once into a cache folder keyed by the folder's content
- * (SHA-256 of every file's name and bytes), written by atomic rename. Never into the model folder:
- * it may be read-only, or tracked by git.
+ * (SHA-256 of every file's name and bytes) and the exporter's version, written by atomic rename.
+ * Never into the model folder: it may be read-only, or tracked by git.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile } from 'node:fs/promises';
@@ -9,7 +9,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { writePrivateFile } from '../../core/deidentify.js';
 import { fileSystemError } from '../../core/errors.js';
-import { exportOnnx } from './export.js';
+import { exportOnnx, ONNX_EXPORT_VERSION } from './export.js';
 
 /** The cache folder: `COVIDCT_CACHE_DIR`, else `$XDG_CACHE_HOME/covidct`, else `~/.cache/covidct`; then `onnx/`. */
 export function onnxCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -38,15 +38,16 @@ export async function folderContentSha256(modelDir: string): Promise<string> {
 }
 
 /**
- * The path of `modelDir`'s ONNX graph in `cacheDir`, exporting it first when it is not there yet.
- * Concurrent callers may both export; each renames a complete file into place.
+ * The path of `modelDir`'s ONNX graph in `cacheDir` (`<sha256>.v<exporter version>.onnx`), exporting
+ * it first when it is not there yet. Concurrent callers may both export; each renames a complete
+ * file into place.
  */
 export async function cachedOnnx(
   modelDir: string,
   cacheDir = onnxCacheDir(),
 ): Promise<{ path: string; sha256: string; exported: boolean }> {
   const sha256 = await folderContentSha256(modelDir);
-  const path = join(cacheDir, `${sha256}.onnx`);
+  const path = join(cacheDir, `${sha256}.v${ONNX_EXPORT_VERSION}.onnx`);
   try {
     await (await open(path, 'r')).close();
     return { path, sha256, exported: false };

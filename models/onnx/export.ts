@@ -15,9 +15,10 @@
  * right) and must be written out as explicit pads.
  *
  * Supported layer classes: InputLayer, Conv2D, SeparableConv2D, DepthwiseConv2D,
- * BatchNormalization (channel axis), Activation (linear, relu, sigmoid, tanh, softmax, elu),
- * ZeroPadding2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Add,
- * Multiply, Concatenate, Flatten, Dropout, Dense (on flat inputs), UpsampleLike. Anything else
+ * BatchNormalization (channel axis), Activation (linear, relu, sigmoid, tanh, softmax, elu), ReLU
+ * (plain or capped), ZeroPadding2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Add,
+ * Multiply, Concatenate, Flatten, Dropout, Dense (on flat inputs), UpsampleLike; functional and
+ * Sequential configs. Anything else
  * (nested models, shared layers, quantized weights, other activations) is refused with the layer's
  * name rather than exported wrongly.
  */
@@ -35,6 +36,12 @@ import { isSeededManifest } from '../seeded.js';
 export const ONNX_IR_VERSION = 8;
 /** Default-domain opset the graph uses. */
 export const ONNX_OPSET = 13;
+/**
+ * Version of what this exporter writes: part of every cache file name (models/onnx/cache.ts), so a
+ * graph an older exporter wrote is never reused. Bump it with any change to the graphs written.
+ * 2: ZeroPadding2D → MaxPooling2D no longer meets ONNX Runtime's PadFusion; ReLU layers; Sequential.
+ */
+export const ONNX_EXPORT_VERSION = 2;
 /** Name of the batch dimension in the graph's input and output. */
 export const BATCH_DIM = 'N';
 
@@ -183,6 +190,31 @@ function axisPads(
   return { before, after: total - before, out };
 }
 
+/** The largest finite float32: a mask value that never wins a Max. */
+const FLT_MAX = 3.4028234663852886e38;
+
+/**
+ * Along one axis of a tensor zero-padded by `before`/`after` around `size` values, then pooled with
+ * `kernel`, `stride` and the pool's own (−∞) `poolBefore` padding: whether each of the `out` windows
+ * covers one of the padded zeros.
+ */
+function paddedWindows(
+  size: number,
+  before: number,
+  after: number,
+  kernel: number,
+  stride: number,
+  poolBefore: number,
+  out: number,
+): boolean[] {
+  const padded = before + size + after;
+  return Array.from({ length: out }, (_, i) => {
+    const start = Math.max(0, i * stride - poolBefore);
+    const end = Math.min(padded, i * stride - poolBefore + kernel);
+    return start < end && (start < before || end > before + size);
+  });
+}
+
 /** Inbound tensors of a layer: names of the layers feeding its only call. */
 function inboundNames(layer: LayerEntry): string[] {
   const nodes = layer.inbound_nodes;
@@ -225,13 +257,60 @@ function depthwiseKernel(kernel: WeightValue): { dims: number[]; data: Float32Ar
   return { dims: [cin * m, 1, kh, kw], data: out };
 }
 
-/** Translate one Keras functional model config and its weights into ONNX ModelProto bytes. */
+type ModelConfig = {
+  class_name?: unknown;
+  config?: { name?: unknown; layers?: unknown; input_layers?: unknown; output_layers?: unknown };
+};
+
+/**
+ * A Sequential model config (`covidct import-keras` of a Sequential checkpoint) as the functional
+ * config it stands for: each layer takes the one before; the input is the first layer's declared
+ * `batch_input_shape`, named `<first layer>_input` as tfjs-layers names it.
+ */
+function sequentialAsFunctional(modelConfig: ModelConfig): ModelConfig {
+  const config = modelConfig.config;
+  if (modelConfig.class_name !== 'Sequential' || config === undefined || !Array.isArray(config.layers)) {
+    return modelConfig;
+  }
+  const entries = (config.layers as { class_name?: unknown; config?: Record<string, unknown> }[]).map(
+    (l) => ({ class_name: String(l.class_name), config: l.config ?? {}, name: String(l.config?.name) }),
+  );
+  const first = entries[0];
+  if (first === undefined) return modelConfig;
+  const layers: LayerEntry[] = [];
+  let previous: string;
+  if (first.class_name === 'InputLayer') {
+    layers.push({ ...first, inbound_nodes: [] });
+    previous = first.name;
+  } else {
+    previous = `${first.name}_input`;
+    const shape = first.config.batch_input_shape ?? first.config.batch_shape;
+    layers.push({
+      name: previous,
+      class_name: 'InputLayer',
+      config: { name: previous, batch_input_shape: shape },
+      inbound_nodes: [],
+    });
+  }
+  for (const entry of first.class_name === 'InputLayer' ? entries.slice(1) : entries) {
+    layers.push({ ...entry, inbound_nodes: [[[previous, 0, 0, {}]]] });
+    previous = entry.name;
+  }
+  return {
+    class_name: 'Model',
+    config: {
+      name: config.name,
+      layers,
+      input_layers: [[layers[0]!.name, 0, 0]],
+      output_layers: [[previous, 0, 0]],
+    },
+  };
+}
+
+/** Translate one Keras functional (or Sequential) model config and its weights into ONNX ModelProto bytes. */
 export function exportKerasGraph(topology: unknown, weights: WeightMap, producer = 'covidct'): Uint8Array {
   const root = topology as { model_config?: unknown; class_name?: unknown; config?: unknown };
-  const modelConfig = (root.model_config ?? root) as {
-    class_name?: unknown;
-    config?: { name?: unknown; layers?: unknown; input_layers?: unknown; output_layers?: unknown };
-  };
+  const modelConfig = sequentialAsFunctional((root.model_config ?? root) as ModelConfig);
   const config = modelConfig.config;
   if (
     (modelConfig.class_name !== 'Model' && modelConfig.class_name !== 'Functional') ||
@@ -249,6 +328,22 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
   const shapes = new Map<string, Shape>();
   const graphInputs: object[] = [];
   const used = new Set<string>();
+  /** ZeroPadding2D layers, by name: their input and pads (a MaxPooling2D after one pads again). */
+  const zeroPads = new Map<
+    string,
+    { source: string; pads: string; top: number; bottom: number; left: number; right: number }
+  >();
+  /** Class names of the layers each layer feeds. */
+  const consumers = new Map<string, string[]>();
+  for (const layer of layers) {
+    let inputs: string[] = [];
+    try {
+      inputs = inboundNames(layer);
+    } catch {
+      // Reported with the layer's name below.
+    }
+    for (const input of inputs) consumers.set(input, [...(consumers.get(input) ?? []), layer.class_name]);
+  }
 
   const weight = (layer: string, name: string): WeightValue => {
     const key = `${layer}/${name}`;
@@ -406,6 +501,25 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
           activation(name, nchw(x), nchw(name), c.activation);
           break;
         }
+        case 'ReLU': {
+          // Keras's ReLU layer: max(x, 0), capped at max_value; a leaky slope or a threshold is refused.
+          const s = shapes.get(x);
+          if (s === undefined) throw new Error(`unknown input '${x}'`);
+          const slope = Number(c.negative_slope ?? 0);
+          const threshold = Number(c.threshold ?? 0);
+          if (slope !== 0 || threshold !== 0) {
+            throw new Error(`negative_slope ${slope} or threshold ${threshold} (only 0 is exported)`);
+          }
+          shapes.set(name, s);
+          if (c.max_value === null || c.max_value === undefined) {
+            g.node({ op: 'Relu', inputs: [nchw(x)], outputs: [nchw(name)] });
+          } else {
+            const low = g.float(`${name}/min`, [], Float32Array.of(0));
+            const high = g.float(`${name}/max`, [], Float32Array.of(Number(c.max_value)));
+            g.node({ op: 'Clip', inputs: [nchw(x), low, high], outputs: [nchw(name)] });
+          }
+          break;
+        }
         case 'Dropout':
           // Inference: the identity.
           shapes.set(name, known(x));
@@ -416,7 +530,12 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
           const { top, bottom, left, right } = sides(c.padding, 1);
           const pads = g.int64(`${name}/pads`, [0, 0, top, left, 0, 0, bottom, right]);
           shapes.set(name, { kind: 'image', c: s.c, h: s.h + top + bottom, w: s.w + left + right });
-          g.node({ op: 'Pad', inputs: [nchw(x), pads], outputs: [nchw(name)] });
+          zeroPads.set(name, { source: x, pads, top, bottom, left, right });
+          // A MaxPooling2D pads its own input again (see there): the zeros are needed only by others.
+          const feeds = consumers.get(name) ?? [];
+          if (feeds.length === 0 || feeds.some((k) => k !== 'MaxPooling2D')) {
+            g.node({ op: 'Pad', inputs: [nchw(x), pads], outputs: [nchw(name)] });
+          }
           break;
         }
         case 'Cropping2D': {
@@ -443,10 +562,24 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
           const py = axisPads(s.h, kh, sh, 1, padding);
           const px = axisPads(s.w, kw, sw, 1, padding);
           shapes.set(name, { kind: 'image', c: s.c, h: py.out, w: px.out });
+          // ZeroPadding2D then MaxPooling2D: a window that covers padded zeros has a max of at least 0.
+          // ONNX Runtime's PadFusion (level 'basic' and up) folds a zero Pad into the MaxPool's own
+          // pads, which pool as −∞: windows of negative values there lost their 0 (the default model
+          // differed from tfjs by 1.3e-3), and pads wider than the kernel failed to load. So the pool
+          // reads its own copy padded with −FLT_MAX, which nothing fuses, and a Max with a mask (0
+          // where a window covers a padded zero, −FLT_MAX elsewhere) puts the zeros' 0 back.
+          const zero = cls === 'MaxPooling2D' ? zeroPads.get(x) : undefined;
+          let pooledInput = nchw(x);
+          if (zero !== undefined) {
+            pooledInput = g.temp(name, 'padded');
+            const fill = g.float(`${name}/fill`, [], Float32Array.of(-FLT_MAX));
+            g.node({ op: 'Pad', inputs: [nchw(zero.source), zero.pads, fill], outputs: [pooledInput] });
+          }
+          const pooled = zero === undefined ? nchw(name) : g.temp(name, 'pooled');
           g.node({
             op: cls === 'MaxPooling2D' ? 'MaxPool' : 'AveragePool',
-            inputs: [nchw(x)],
-            outputs: [nchw(name)],
+            inputs: [pooledInput],
+            outputs: [pooled],
             // TensorFlow's pooling ignores the padding (max of real pixels, mean over real pixels).
             attrs: {
               kernel_shape: [kh, kw],
@@ -454,6 +587,31 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
               pads: [py.before, px.before, py.after, px.after],
             },
           });
+          if (zero !== undefined) {
+            const rows = paddedWindows(
+              s.h - zero.top - zero.bottom,
+              zero.top,
+              zero.bottom,
+              kh,
+              sh,
+              py.before,
+              py.out,
+            );
+            const cols = paddedWindows(
+              s.w - zero.left - zero.right,
+              zero.left,
+              zero.right,
+              kw,
+              sw,
+              px.before,
+              px.out,
+            );
+            const mask = new Float32Array(py.out * px.out);
+            for (let i = 0; i < py.out; i++)
+              for (let j = 0; j < px.out; j++) mask[i * px.out + j] = rows[i] || cols[j] ? 0 : -FLT_MAX;
+            const maskName = g.float(`${name}/zero_mask`, [1, 1, py.out, px.out], mask);
+            g.node({ op: 'Max', inputs: [pooled, maskName], outputs: [nchw(name)] });
+          }
           break;
         }
         case 'GlobalAveragePooling2D':
