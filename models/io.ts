@@ -137,12 +137,16 @@ export async function readArtifacts(dir: string): Promise<io.ModelArtifacts> {
       specs.push(...group.weights);
       for (const p of group.paths) {
         const bytes = await readOrFail(join(dir, p), `weight file ${p}`);
+        // A large file's Buffer has its own ArrayBuffer: used as it is, not copied (136 MB for the paper's model).
+        const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
         buffers.push(
-          bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
+          (whole
+            ? bytes.buffer
+            : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)) as ArrayBuffer,
         );
       }
     }
-    return [specs, io.CompositeArrayBuffer.join(buffers)];
+    return [specs, buffers.length === 1 ? buffers[0]! : io.CompositeArrayBuffer.join(buffers)];
   });
 }
 
