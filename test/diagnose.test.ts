@@ -349,7 +349,7 @@ describe('command line start-up and bench classify', () => {
     expect(ARCHITECTURES_HELP).toBe(ARCHITECTURES.join(', '));
   });
 
-  it('times wasm on one thread and the pool, and says which backend each ran on', () => {
+  it('times ONNX Runtime, wasm on one thread and the pool, and says which backend each ran on', () => {
     const run = runCli([
       'bench',
       'classify',
@@ -362,6 +362,8 @@ describe('command line start-up and bench classify', () => {
       '--batch',
       '1',
       '--runs',
+      '1',
+      '--rounds',
       '1',
       '--workers',
       '2',
@@ -378,14 +380,20 @@ describe('command line start-up and bench classify', () => {
         msPerSlice: number;
         slicesPerSecond: number;
       }[];
+      reference: unknown;
+      referenceError?: string;
       unavailable: { name: string }[];
     };
     expect(result.arch).toBe('resnet50v2');
     expect(result.inputShape).toEqual([64, 64, 1]);
     expect(result.variants.map((v) => [v.name, v.backend, v.workers])).toEqual([
+      ['ort', 'ort', 1],
       ['wasm-1-thread', 'wasm', 1],
       ['wasm-pool', 'wasm', 2],
     ]);
+    // The independent reference exists for the paper's network only: a reason, not a wrong baseline.
+    expect(result.reference).toBeNull();
+    expect(result.referenceError).toMatch(/reference_onnx\.py builds resnet50v2-fpn only, not resnet50v2/);
     for (const v of result.variants) expect(v.slicesPerSecond).toBeCloseTo(1000 / v.msPerSlice, 6);
     expect(result.unavailable.map((u) => u.name)).toContain('cpu');
   });

@@ -6,9 +6,17 @@
 import { availableParallelism } from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
 
+/**
+ * Threads one forward pass uses unless told otherwise: every available core (bench/INFERENCE.md has
+ * the measurements behind it).
+ */
+export function defaultOrtThreads(): number {
+  return availableParallelism();
+}
+
 /** Options of {@link createOrtSession}. */
 export interface OrtSessionOptions {
-  /** Threads one forward pass uses. @default the available cores */
+  /** Threads one forward pass uses. @default defaultOrtThreads() */
   readonly threads?: number;
 }
 
@@ -35,6 +43,20 @@ function fixed(dim: unknown): dim is number {
 }
 
 /**
+ * The session options covidct's engine runs with: every graph optimisation (ONNX Runtime's own
+ * fusions and, on x86, its blocked NCHWc convolutions), operators one after another, `threads`
+ * intra-op threads. `bench classify` opens its independent reference graph with the same options.
+ */
+export function ortSessionOptions(threads: number): InferenceSession.SessionOptions {
+  return {
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+  };
+}
+
+/**
  * Open `model` (a path to an .onnx file, or its bytes) in ONNX Runtime with every graph optimisation,
  * one forward pass at a time on `threads` threads.
  */
@@ -43,13 +65,8 @@ export async function createOrtSession(
   options: OrtSessionOptions = {},
 ): Promise<OrtClassifier> {
   const ort = await loadOnnxRuntime();
-  const threads = options.threads ?? availableParallelism();
-  const sessionOptions: InferenceSession.SessionOptions = {
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-  };
+  const threads = options.threads ?? defaultOrtThreads();
+  const sessionOptions = ortSessionOptions(threads);
   const session =
     typeof model === 'string'
       ? await ort.InferenceSession.create(model, sessionOptions)
