@@ -9,7 +9,14 @@
  *   t2-f2   one session, 2 threads, two batches in flight (two concurrent session.run calls)
  *   t1-f1   one session, 1 thread, one batch in flight (one core: the per-core baseline)
  *   t1-f2   one session, 1 thread, two batches in flight
- *   s2-t1   two sessions of 1 thread each, one batch in flight each
+ *   s2-t1   two sessions of 1 thread each in this thread, one batch in flight each
+ *   w2-t1   two worker threads, each with its own session of 1 thread, one batch in flight each
+ *   t2-ns   as t2-f1, with the intra-op threads not spinning while they wait for work
+ *           (session.intra_op.allow_spinning = 0)
+ *
+ * onnxruntime-node's session.run is synchronous on the calling thread (its promise only defers the
+ * call with setImmediate), so batches "in flight" in one thread run one after the other: only
+ * worker threads (w2-t1) run two forward passes at once.
  *
  * (with --threads T, "2" above reads T). Each round pushes the same number of slices through every
  * configuration; ms per slice is wall time ÷ slices; medians over the rounds. Prints JSON.
@@ -21,6 +28,21 @@
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+
+const dist = new URL('../dist/models/', import.meta.url);
+const { createOrtSession } = await import(new URL('onnx/runtime.js', dist).href);
+
+if (!isMainThread) {
+  // A w2-t1 worker: one session of 1 thread; each message is a batch to run; reply when done.
+  const session = await createOrtSession(workerData.graph, { threads: 1 });
+  const { size } = workerData;
+  parentPort.on('message', async ({ batch }) => {
+    await session.run(new Float32Array(batch * size * size).fill(1000), batch);
+    parentPort.postMessage('done');
+  });
+  parentPort.postMessage('ready');
+}
 
 const { values: args } = parseArgs({
   options: {
@@ -31,7 +53,7 @@ const { values: args } = parseArgs({
     batches: { type: 'string', default: '1,2,4,8' },
     slices: { type: 'string', default: '8' },
     threads: { type: 'string', default: String(availableParallelism()) },
-    configs: { type: 'string', default: 't2-f1,t2-f2,t1-f1,t1-f2,s2-t1' },
+    configs: { type: 'string', default: 't2-f1,t2-f2,t1-f1,t1-f2,s2-t1,w2-t1' },
   },
 });
 const size = Number(args.size);
@@ -40,11 +62,10 @@ const batches = args.batches.split(',').map(Number);
 const threads = Number(args.threads);
 const configs = args.configs.split(',');
 
-const dist = new URL('../dist/models/', import.meta.url);
+if (!isMainThread) await new Promise(() => {}); // workers stop here
 const { initBackend } = await import(new URL('backend.js', dist).href);
 const { buildArchitecture } = await import(new URL('registry.js', dist).href);
 const { exportLayersModel } = await import(new URL('onnx/export.js', dist).href);
-const { createOrtSession } = await import(new URL('onnx/runtime.js', dist).href);
 
 await initBackend({ log: () => {} });
 const model = buildArchitecture(args.arch, { inputSize: size, width: Number(args.width) });
@@ -58,14 +79,57 @@ const shapes = {
   't1-f1': { sessions: [1], inFlight: 1 },
   't1-f2': { sessions: [1], inFlight: 2 },
   's2-t1': { sessions: [1, 1], inFlight: 1 },
+  'w2-t1': { sessions: [1, 1], inFlight: 1, workers: true },
+  't2-ns': { sessions: [threads], inFlight: 1, noSpin: true },
 };
+
+/** A session of `threads` threads whose idle threads sleep instead of spinning. */
+async function noSpinSession(t) {
+  const ort = await import('onnxruntime-node');
+  const { ortSessionOptions } = await import(new URL('onnx/runtime.js', dist).href);
+  const session = await ort.InferenceSession.create(graph, {
+    ...ortSessionOptions(t),
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
+  return {
+    run: (pixels, batch) =>
+      session.run({ [session.inputNames[0]]: new ort.Tensor('float32', pixels, [batch, size, size, 1]) }),
+    release: () => session.release(),
+  };
+}
+
+/** A session-like handle on a worker thread holding its own 1-thread session. */
+async function workerSession() {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { graph, size } });
+  let waiting;
+  worker.on('message', (m) => waiting?.(m));
+  await new Promise((resolve) => {
+    waiting = resolve;
+  });
+  return {
+    run: (_pixels, batch) =>
+      new Promise((resolve) => {
+        waiting = resolve;
+        worker.postMessage({ batch });
+      }),
+    release: () => worker.terminate(),
+  };
+}
 const open = {};
 for (const name of configs) {
   const shape = shapes[name];
   if (shape === undefined) throw new Error(`unknown configuration '${name}'`);
   open[name] = {
     ...shape,
-    sessions: await Promise.all(shape.sessions.map((t) => createOrtSession(graph, { threads: t }))),
+    sessions: await Promise.all(
+      shape.sessions.map((t) =>
+        shape.workers
+          ? workerSession()
+          : shape.noSpin
+            ? noSpinSession(t)
+            : createOrtSession(graph, { threads: t }),
+      ),
+    ),
   };
 }
 

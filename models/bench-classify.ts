@@ -6,15 +6,18 @@
  * the same network (bench/reference_onnx.py: PyTorch's export) run by ONNX Runtime with the same
  * session options: the baseline covidct's engine must match.
  *
+ * covidct's engine and the reference run with the same layout (sessions × threads, defaultOrtLayout
+ * unless given) and the same session options.
+ *
  * Every variant is timed round by round, the variants taking turns (the order rotating each round),
  * so that a shared machine's load slows them alike; figures are medians over the rounds. Weights
  * are random: only speed is measured, so no trained model is needed.
  */
 import { availableParallelism } from 'node:os';
-import type { InferenceSession } from 'onnxruntime-node';
 import { describeError, InputError } from '../core/errors.js';
 import { initBackend } from './backend.js';
 import { DEFAULT_INPUT_SIZE } from './classes.js';
+import type { SlicePredictor } from './diagnose.js';
 import type { BuildOptions } from './layers/common.js';
 import { PredictionPool } from './pool.js';
 import { DEFAULT_BATCH_SIZE, predictBatch } from './predict.js';
@@ -46,10 +49,14 @@ export interface BenchClassifyOptions {
   readonly rounds?: number;
   /** Also time the pure-JS cpu backend (tens of seconds per slice for the paper's model). */
   readonly includeCpu?: boolean;
+  /** Time the wasm variants (one thread, the pool). @default true */
+  readonly wasm?: boolean;
   /** Pool workers. @default the available cores */
   readonly poolSize?: number;
-  /** ONNX Runtime's intra-op threads, for covidct's engine and the reference alike. @default defaultOrtThreads() */
+  /** ONNX Runtime's intra-op threads per session, covidct's engine and the reference alike. @default defaultOrtLayout() */
   readonly threads?: number;
+  /** ONNX Runtime sessions (worker threads when more than one), both alike. @default defaultOrtLayout() */
+  readonly sessions?: number;
   /** Build options; default the architecture's real size (512×512, full width). For quick checks only. */
   readonly build?: BuildOptions;
   /**
@@ -71,7 +78,7 @@ export interface BenchClassifyVariant {
   /** The backend it actually ran on, as the worker or this process reported it. */
   readonly backend: string;
   readonly workers: number;
-  /** ONNX Runtime's intra-op threads (the `ort` variant only). */
+  /** ONNX Runtime's intra-op threads per session (`ort` and the reference; `workers` = sessions). */
   readonly threads?: number;
   /** Median over the rounds. */
   readonly msPerSlice: number;
@@ -194,6 +201,31 @@ function sequentialTimer(
   };
 }
 
+/** A predictor's round: `runs` batches per worker, all queued at once (as the wasm pool's). */
+function predictorTimer(
+  name: string,
+  predictor: SlicePredictor & { readonly threads: number },
+  startMs: number,
+  batch: number,
+  runs: number,
+  size: number,
+): Timer {
+  const template = randomSlices(batch, size * size);
+  const n = predictor.workers * runs;
+  return {
+    name,
+    backend: predictor.backend,
+    workers: predictor.workers,
+    threads: predictor.threads,
+    startMs,
+    slicesPerRound: n * batch,
+    round: async () => {
+      await Promise.all(Array.from({ length: n }, () => predictor.predictBatch(template.slice(), batch)));
+    },
+    close: () => predictor.close(),
+  };
+}
+
 /** The first line of an error, for `unavailable` and `referenceError`. */
 function reasonOf(error: unknown): string {
   return describeError(error).split('\n')[0] ?? String(error);
@@ -250,32 +282,17 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
     // covidct's CPU engine, exactly as diagnose opens it: the model exported by covidct's own
     // exporter (exportLayersModel), one ONNX Runtime session (createOrtSession), session.run.
     options.onVariant?.('ort');
-    let ortThreads: number | undefined;
+    let ortStarted = false;
     try {
-      const [
-        { classifierFromModel, ortPredictor },
-        { defaultOrtThreads, loadOnnxRuntime, ortSessionOptions },
-      ] = await Promise.all([import('./diagnose.js'), import('./onnx/runtime.js')]);
-      const threads = options.threads ?? defaultOrtThreads();
+      const { classifierFromModel, onnxGraphPredictor, ortPredictor } = await import('./diagnose.js');
+      const layout = {
+        ...(options.threads === undefined ? {} : { threads: options.threads }),
+        ...(options.sessions === undefined ? {} : { sessions: options.sessions }),
+      };
       const start = performance.now();
-      const predictor = await ortPredictor(classifierFromModel(built, { arch }), { threads });
-      const pixels = randomSlices(batch, size * size);
-      timers.push(
-        sequentialTimer(
-          {
-            name: 'ort',
-            backend: predictor.backend,
-            workers: 1,
-            threads,
-            startMs: performance.now() - start,
-          },
-          batch,
-          runs,
-          () => predictor.predictBatch(pixels.slice(), batch),
-          () => predictor.close(),
-        ),
-      );
-      ortThreads = threads;
+      const predictor = await ortPredictor(classifierFromModel(built, { arch }), layout);
+      timers.push(predictorTimer('ort', predictor, performance.now() - start, batch, runs, size));
+      ortStarted = true;
       if (options.reference === undefined) {
         referenceError = 'no reference requested';
       } else {
@@ -283,15 +300,18 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
         try {
           const refStart = performance.now();
           const graph = await options.reference({ inputSize: size, width: build?.width ?? 1 });
-          const ort = await loadOnnxRuntime();
-          const session = await ort.InferenceSession.create(graph.bytes, ortSessionOptions(threads));
-          const feed = referenceFeed(ort, session, batch, size, randomSlices(batch, size * size));
-          reference = sequentialTimer(
-            { name: graph.name, backend: 'ort', workers: 1, threads, startMs: performance.now() - refStart },
+          // The same sessions, threads and session options as covidct's engine.
+          const refPredictor = await onnxGraphPredictor(graph.bytes, {
+            sessions: predictor.workers,
+            threads: predictor.threads,
+          });
+          reference = predictorTimer(
+            graph.name,
+            refPredictor,
+            performance.now() - refStart,
             batch,
             runs,
-            () => session.run(feed),
-            () => session.release(),
+            size,
           );
           referenceAbout = { parameters: graph.parameters, nodes: graph.nodes, versions: graph.versions };
           timers.push(reference);
@@ -300,19 +320,22 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
         }
       }
     } catch (error) {
-      if (ortThreads === undefined) {
-        unavailable.push({ name: 'ort', reason: reasonOf(error) });
-        referenceError = 'ONNX Runtime did not run here';
-      } else throw error;
+      if (ortStarted) throw error;
+      unavailable.push({ name: 'ort', reason: reasonOf(error) });
+      referenceError = 'ONNX Runtime did not run here';
     }
 
-    options.onVariant?.('wasm-1-thread');
-    timers.push(await poolTimer('wasm-1-thread', arch, build, 1, 'wasm', batch, runs));
-    if (poolSize > 1) {
-      options.onVariant?.('wasm-pool');
-      timers.push(await poolTimer('wasm-pool', arch, build, poolSize, 'wasm', batch, runs));
+    if (options.wasm === false) {
+      unavailable.push({ name: 'wasm', reason: 'skipped: --no-wasm' });
     } else {
-      unavailable.push({ name: 'wasm-pool', reason: `one core (pool of ${poolSize})` });
+      options.onVariant?.('wasm-1-thread');
+      timers.push(await poolTimer('wasm-1-thread', arch, build, 1, 'wasm', batch, runs));
+      if (poolSize > 1) {
+        options.onVariant?.('wasm-pool');
+        timers.push(await poolTimer('wasm-pool', arch, build, poolSize, 'wasm', batch, runs));
+      } else {
+        unavailable.push({ name: 'wasm-pool', reason: `one core (pool of ${poolSize})` });
+      }
     }
     if (options.includeCpu) {
       options.onVariant?.('cpu');
@@ -373,29 +396,4 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
     for (const t of timers) await t.close();
     built.dispose();
   }
-}
-
-/**
- * The reference's input for `batch` slices: its graph takes NCHW `[N, 1, S, S]` (PyTorch's layout)
- * or NHWC `[N, S, S, 1]`; with one channel both hold the same values in the same order.
- */
-function referenceFeed(
-  ort: typeof import('onnxruntime-node'),
-  session: InferenceSession,
-  batch: number,
-  size: number,
-  pixels: Float32Array,
-): InferenceSession.FeedsType {
-  const name = session.inputNames[0];
-  const meta = session.inputMetadata[0];
-  const dims = meta?.isTensor ? meta.shape.slice(1) : [];
-  const nchw = dims[0] === 1 && dims[1] === size && dims[2] === size;
-  const nhwc = dims[0] === size && dims[1] === size && dims[2] === 1;
-  if (name === undefined || (!nchw && !nhwc)) {
-    throw new Error(
-      `the reference graph takes ${JSON.stringify(dims)}, expected [1, ${size}, ${size}] or [${size}, ${size}, 1] after the batch`,
-    );
-  }
-  const shape = nchw ? [batch, 1, size, size] : [batch, size, size, 1];
-  return { [name]: new ort.Tensor('float32', pixels, shape) };
 }

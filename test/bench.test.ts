@@ -16,6 +16,7 @@ import { recommendMemoryMb } from '../cli/bench/select-memory.js';
 import { benchSelect, compareCounts, registerBench } from '../cli/commands/bench.js';
 import { autoCandidates, chooseBatch } from '../gpu-worker/warmup.js';
 import type { BenchClassifyResult } from '../models/bench-classify.js';
+import { defaultOrtLayout } from '../models/onnx/runtime.js';
 
 const REAL = join(import.meta.dirname, 'fixtures', 'lung-pet-ct-dx-A0002-tiff', 'B70f');
 // Four real slices (two selected, two not) keep the runs quick on a shared two-core machine.
@@ -185,7 +186,7 @@ describe('bench classify', () => {
     const program = new Command('covidct').exitOverride();
     registerBench(program);
     await program.parseAsync(
-      'node covidct bench classify --input-size 96 --width 0.125 --batch 1 --rounds 2 --workers 2 --threads 2 --json'.split(
+      'node covidct bench classify --input-size 96 --width 0.125 --batch 1 --rounds 2 --workers 2 --json'.split(
         ' ',
       ),
     );
@@ -197,14 +198,16 @@ describe('bench classify', () => {
       runs: 1,
       rounds: 2,
     });
+    // covidct's engine in diagnose's default layout: sessions (worker threads) × threads each.
+    const layout = defaultOrtLayout();
     expect(r.variants.map((v) => [v.name, v.backend, v.workers])).toEqual([
-      ['ort', 'ort', 1],
+      ['ort', 'ort', layout.sessions],
       ['wasm-1-thread', 'wasm', 1],
       ['wasm-pool', 'wasm', 2],
     ]);
     const ort = r.variants[0]!;
     const pool = r.variants[2]!;
-    expect(ort.threads).toBe(2);
+    expect(ort.threads).toBe(layout.threads);
     for (const v of r.variants) {
       expect(v.perRound).toHaveLength(2);
       expect(v.msPerSlice).toBeGreaterThan(0);
@@ -214,7 +217,13 @@ describe('bench classify', () => {
     expect(r.ortVsWasmPool).toBeCloseTo(pool.msPerSlice / ort.msPerSlice, 9);
     if (hasTorch) {
       expect(r.referenceError).toBeUndefined();
-      expect(r.reference).toMatchObject({ name: 'pytorch-onnx', backend: 'ort', workers: 1, threads: 2 });
+      // The reference runs in the same layout, with the same session options.
+      expect(r.reference).toMatchObject({
+        name: 'pytorch-onnx',
+        backend: 'ort',
+        workers: layout.sessions,
+        threads: layout.threads,
+      });
       // The independent network is the same size as covidct's (535,312 parameters at this build).
       expect(r.reference!.parameters).toBe(r.parameters);
       expect(r.parameters).toBe(535_312);

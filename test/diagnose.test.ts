@@ -26,6 +26,7 @@ import {
   topologyInputShape,
 } from '../models/diagnose.js';
 import { saveModel } from '../models/io.js';
+import { defaultOrtLayout } from '../models/onnx/runtime.js';
 import { ARCHITECTURES } from '../models/registry.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { buildRuleModel, ruleLabel } from './helpers/rule-model.js';
@@ -387,7 +388,7 @@ describe('command line start-up and bench classify', () => {
     expect(result.arch).toBe('resnet50v2');
     expect(result.inputShape).toEqual([64, 64, 1]);
     expect(result.variants.map((v) => [v.name, v.backend, v.workers])).toEqual([
-      ['ort', 'ort', 1],
+      ['ort', 'ort', defaultOrtLayout().sessions],
       ['wasm-1-thread', 'wasm', 1],
       ['wasm-pool', 'wasm', 2],
     ]);

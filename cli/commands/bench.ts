@@ -289,6 +289,11 @@ export function registerBench(program: Command): void {
     );
 }
 
+/** Three significant digits, without exponents. */
+function figure(n: number): string {
+  return n >= 100 ? n.toFixed(0) : n.toPrecision(3);
+}
+
 /** `bench classify`: TensorFlow.js and ONNX Runtime are loaded inside the action, so `bench select` never pays for them. */
 function registerBenchClassify(bench: Command): void {
   bench
@@ -307,11 +312,20 @@ function registerBenchClassify(bench: Command): void {
     )
     .option('--workers <n>', 'pool workers (default: the available cores)', parseInteger('--workers', 1, 256))
     .option(
+      '--sessions <n>',
+      'ONNX Runtime sessions, each in a worker thread when more than one, covidct’s engine and the reference alike (default: 2 with two cores or more, else 1)',
+      parseInteger('--sessions', 1, 256),
+    )
+    .option(
       '--threads <n>',
-      'ONNX Runtime intra-op threads, covidct’s engine and the reference alike (default: the available cores)',
+      'ONNX Runtime intra-op threads per session, both alike (default: the cores ÷ the sessions)',
       parseInteger('--threads', 1, 256),
     )
     .option('--no-reference', 'skip the PyTorch reference (bench/reference_onnx.py, /usr/bin/python3)')
+    .option(
+      '--no-wasm',
+      'skip the wasm variants (ONNX Runtime against the reference only: more rounds in less time)',
+    )
     .option('--include-cpu', 'also time the pure-JS cpu backend (slow: tens of seconds per slice)')
     .option(
       '--input-size <n>',
@@ -331,7 +345,9 @@ function registerBenchClassify(bench: Command): void {
         rounds: number;
         workers?: number;
         threads?: number;
+        sessions?: number;
         reference: boolean;
+        wasm: boolean;
         includeCpu?: boolean;
         inputSize?: number;
         width?: number;
@@ -351,9 +367,11 @@ function registerBenchClassify(bench: Command): void {
           runs: opts.runs,
           rounds: opts.rounds,
           includeCpu: opts.includeCpu === true,
+          wasm: opts.wasm,
           ...(opts.arch === undefined ? {} : { arch: opts.arch }),
           ...(opts.workers === undefined ? {} : { poolSize: opts.workers }),
           ...(opts.threads === undefined ? {} : { threads: opts.threads }),
+          ...(opts.sessions === undefined ? {} : { sessions: opts.sessions }),
           ...(Object.keys(build).length === 0 ? {} : { build }),
           ...(opts.reference ? { reference: pytorchReference(opts.arch ?? DEFAULT_ARCHITECTURE) } : {}),
           onVariant: opts.json ? () => {} : (name) => process.stderr.write(`covidct: timing ${name}…\n`),
@@ -365,14 +383,19 @@ function registerBenchClassify(bench: Command): void {
         const rows: [string, string, string, string][] = [['', 'backend', 'ms/slice', 'slices/s']];
         const row = (v: (typeof result.variants)[number], label = v.name) => {
           const extra = [
-            ...(v.workers > 1 ? [`${v.workers} workers`] : []),
-            ...(v.threads === undefined ? [] : [`${v.threads} threads`]),
+            ...(v.threads === undefined
+              ? v.workers > 1
+                ? [`${v.workers} workers`]
+                : []
+              : [
+                  `${v.workers} session${v.workers > 1 ? 's' : ''} × ${v.threads} thread${v.threads > 1 ? 's' : ''}`,
+                ]),
           ];
           rows.push([
             `${label}${extra.length > 0 ? ` (${extra.join(', ')})` : ''}`,
             v.backend,
-            v.msPerSlice.toPrecision(3),
-            v.slicesPerSecond.toPrecision(3),
+            figure(v.msPerSlice),
+            figure(v.slicesPerSecond),
           ]);
         };
         for (const v of result.variants) row(v);
