@@ -186,9 +186,12 @@ export function inThreadPredictor(model: LayersModel, backend: string): SlicePre
 export interface PredictorOptions {
   /** The backend this process chose ({@link initBackend}). */
   readonly backend: BackendName;
-  /** Workers for the wasm pool; default the available cores. 1 classifies in this thread. */
+  /**
+   * Worker threads: the wasm pool's (default the available cores) or ONNX Runtime's sessions
+   * (default {@link defaultOrtLayout}). 1 classifies in this thread.
+   */
   readonly poolSize?: number;
-  /** ONNX Runtime's threads per forward pass. @default the available cores */
+  /** ONNX Runtime's threads per session. @default defaultOrtLayout() */
   readonly threads?: number;
   /** Where ONNX graphs of model folders are cached. @default onnxCacheDir() */
   readonly onnxCacheDir?: string;
@@ -197,16 +200,52 @@ export interface PredictorOptions {
 }
 
 /**
- * A predictor on ONNX Runtime: a model folder's graph comes from the export cache (exported on first
- * use); artifacts in memory (the worker's model from S3) are exported without building the model;
- * a model that exists only as a built tfjs model is exported from its weights.
+ * A predictor for an ONNX graph (a path, or its bytes): one ONNX Runtime session in this thread, or
+ * with `sessions` > 1 a {@link PredictionPool} of worker threads with a session each (onnxruntime-node
+ * runs a forward pass synchronously on its calling thread, so only workers run passes side by side).
+ * Layout: {@link defaultOrtLayout} unless given.
+ */
+export async function onnxGraphPredictor(
+  graph: string | Uint8Array,
+  layout: { readonly sessions?: number; readonly threads?: number } = {},
+): Promise<SlicePredictor & { readonly threads: number }> {
+  const { createOrtSession, defaultOrtLayout } = await import('./onnx/runtime.js');
+  const defaults = defaultOrtLayout();
+  const sessions = layout.sessions ?? defaults.sessions;
+  const threads = layout.threads ?? (sessions === 1 ? availableParallelism() : defaults.threads);
+  if (sessions === 1) {
+    const session = await createOrtSession(graph, { threads });
+    return {
+      backend: 'ort',
+      workers: 1,
+      threads,
+      inputShape: session.inputShape,
+      predictBatch: (pixels, count) => session.run(pixels, count),
+      close: () => session.release(),
+    };
+  }
+  const pool = await PredictionPool.createOrt(graph, { size: sessions, threads });
+  return {
+    backend: pool.backend,
+    workers: pool.size,
+    threads,
+    inputShape: pool.inputShape,
+    predictBatch: (pixels, count) => pool.predictBatch(pixels, count),
+    close: () => pool.close(),
+  };
+}
+
+/**
+ * A predictor on ONNX Runtime ({@link onnxGraphPredictor}): a model folder's graph comes from the
+ * export cache (exported on first use); artifacts in memory (the worker's model from S3) are
+ * exported without building the model; a model that exists only as a built tfjs model is exported
+ * from its weights.
  */
 export async function ortPredictor(
   classifier: Classifier,
-  options: { readonly threads?: number; readonly onnxCacheDir?: string } = {},
-): Promise<SlicePredictor> {
-  const [{ createOrtSession }, { cachedOnnx }, { exportArtifacts, exportLayersModel }] = await Promise.all([
-    import('./onnx/runtime.js'),
+  options: { readonly threads?: number; readonly sessions?: number; readonly onnxCacheDir?: string } = {},
+): Promise<SlicePredictor & { readonly threads: number }> {
+  const [{ cachedOnnx }, { exportArtifacts, exportLayersModel }] = await Promise.all([
     import('./onnx/cache.js'),
     import('./onnx/export.js'),
   ]);
@@ -217,22 +256,14 @@ export async function ortPredictor(
       : source?.kind === 'artifacts'
         ? exportArtifacts(source.artifacts)
         : exportLayersModel(await classifier.model());
-  const session = await createOrtSession(
-    graph,
-    options.threads === undefined ? {} : { threads: options.threads },
-  );
-  return {
-    backend: 'ort',
-    // One session uses every core itself; one batch in flight at a time keeps them from competing.
-    workers: 1,
-    inputShape: session.inputShape,
-    predictBatch: (pixels, count) => session.run(pixels, count),
-    close: () => session.release(),
-  };
+  return onnxGraphPredictor(graph, {
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.sessions === undefined ? {} : { sessions: options.sessions }),
+  });
 }
 
 /**
- * The predictor for a classifier: on ONNX Runtime, one session ({@link ortPredictor}); on wasm, which
+ * The predictor for a classifier: on ONNX Runtime, its sessions ({@link ortPredictor}); on wasm, which
  * runs one thread per instance in Node, a {@link PredictionPool} of workers each holding a copy (when
  * the model has a source they can load and more than one core is available); otherwise this thread,
  * where tfjs-node already uses every core.
@@ -246,6 +277,7 @@ export async function createPredictor(
     try {
       return await ortPredictor(classifier, {
         ...(options.threads === undefined ? {} : { threads: options.threads }),
+        ...(options.poolSize === undefined ? {} : { sessions: options.poolSize }),
         ...(options.onnxCacheDir === undefined ? {} : { onnxCacheDir: options.onnxCacheDir }),
       });
     } catch (error) {

@@ -15,6 +15,8 @@ export type ModelSource =
 /** Main → worker. */
 export type ToWorker =
   | { readonly type: 'init'; readonly source: ModelSource; readonly backend: BackendName }
+  /** An ONNX graph (a path, or its bytes: copied into the worker) for a session of `threads` threads. */
+  | { readonly type: 'init-ort'; readonly graph: string | Uint8Array; readonly threads: number }
   | { readonly type: 'predict'; readonly id: number; readonly pixels: Float32Array; readonly count: number };
 
 /** Worker → main. */

@@ -1,10 +1,15 @@
-/** A prediction worker thread: one backend instance and one model copy, fed batches by {@link PredictionPool}. */
+/**
+ * A prediction worker thread: one backend instance and one model copy, fed batches by
+ * {@link PredictionPool}; or one ONNX Runtime session (`init-ort`), whose forward passes, synchronous
+ * in onnxruntime-node, then run beside the other workers' instead of one after another.
+ */
 import { parentPort } from 'node:worker_threads';
 import { io } from '@tensorflow/tfjs-core';
 import { type LayersModel, loadLayersModel } from '@tensorflow/tfjs-layers';
 import { initBackend } from './backend.js';
 import { inferenceGraphFor } from './fast/graph-cache.js';
 import { loadModel } from './io.js';
+import type { OrtClassifier } from './onnx/runtime.js';
 import type { FromWorker, ModelSource, ToWorker } from './pool-protocol.js';
 import { modelInputShape, predictBatch } from './predict.js';
 import { buildArchitecture } from './registry.js';
@@ -28,9 +33,25 @@ async function load(source: ModelSource): Promise<LayersModel> {
 }
 
 let model: LayersModel | undefined;
+let session: OrtClassifier | undefined;
 // Batches run one at a time per worker; the pool never sends a second before the first answers.
 port.on('message', async (message: ToWorker) => {
   try {
+    if (message.type === 'init-ort') {
+      const { createOrtSession } = await import('./onnx/runtime.js');
+      session = await createOrtSession(message.graph, { threads: message.threads });
+      send({ type: 'ready', backend: 'ort', inputShape: [...session.inputShape] });
+      return;
+    }
+    if (session !== undefined && message.type === 'predict') {
+      const start = performance.now();
+      // A copy (count × 2 values): the session's output buffer is not ours to transfer.
+      const probabilities = new Float32Array(await session.run(message.pixels, message.count));
+      send({ type: 'result', id: message.id, probabilities, ms: performance.now() - start }, [
+        probabilities.buffer as ArrayBuffer,
+      ]);
+      return;
+    }
     if (message.type === 'init') {
       // The main thread already logged its choice; workers stay quiet.
       const choice = await initBackend({ prefer: message.backend, log: () => {} });

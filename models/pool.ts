@@ -61,7 +61,8 @@ export class PredictionPool {
     private readonly slots: Slot[],
     /** Backend the workers run. */
     readonly backend: string,
-    private readonly inputShape: readonly [number, number, number],
+    /** The model's input `[height, width, channels]`, as the workers reported it. */
+    readonly inputShape: readonly [number, number, number],
   ) {
     for (const slot of slots) {
       slot.worker.on('message', (message: FromWorker) => this.onMessage(slot, message));
@@ -79,10 +80,29 @@ export class PredictionPool {
 
   /** Start `size` workers and load the model into each; resolves when all are ready. */
   static async create(source: ModelSource, options: PoolOptions = {}): Promise<PredictionPool> {
-    const size = options.size ?? availableParallelism();
+    const backend = options.backend ?? 'wasm';
+    return PredictionPool.start(
+      options.size ?? availableParallelism(),
+      { type: 'init', source, backend },
+      true,
+    );
+  }
+
+  /**
+   * Start `size` workers, each opening the ONNX graph (a path, or its bytes) in its own ONNX Runtime
+   * session of `threads` threads (models/onnx/runtime.ts).
+   */
+  static async createOrt(
+    graph: string | Uint8Array,
+    options: { readonly size: number; readonly threads: number },
+  ): Promise<PredictionPool> {
+    // Quiet: the backend line already says ONNX Runtime, and its sessions are an internal layout.
+    return PredictionPool.start(options.size, { type: 'init-ort', graph, threads: options.threads }, false);
+  }
+
+  private static async start(size: number, init: ToWorker, announce: boolean): Promise<PredictionPool> {
     if (!Number.isInteger(size) || size < 1)
       throw new RangeError(`pool size must be a whole number ≥ 1, got ${size}`);
-    const backend = options.backend ?? 'wasm';
     const script = workerScript();
     const workers = Array.from({ length: size }, () => new Worker(script));
     try {
@@ -103,12 +123,12 @@ export class PredictionPool {
               };
               worker.on('message', onMessage);
               worker.once('error', reject);
-              worker.postMessage({ type: 'init', source, backend } satisfies ToWorker);
+              worker.postMessage(init);
             }),
         ),
       );
       const first = ready[0]!;
-      process.stderr.write(`covidct: prediction pool of ${size} ${first.backend} worker(s)\n`);
+      if (announce) process.stderr.write(`covidct: prediction pool of ${size} ${first.backend} worker(s)\n`);
       return new PredictionPool(
         workers.map((worker) => ({ worker, job: undefined, dead: false })),
         first.backend,

@@ -3,6 +3,7 @@
  * are compared; `bench all --quick` runs every bench and prints one JSON document whose shape and
  * figures are sane (it needs dist/ for the worker and select child processes: npm test builds first).
  */
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,8 @@ import {
   registerBench,
 } from '../cli/commands/bench.js';
 import { autoCandidates, chooseBatch } from '../gpu-worker/warmup.js';
+import type { BenchClassifyResult } from '../models/bench-classify.js';
+import { defaultOrtLayout } from '../models/onnx/runtime.js';
 
 const REAL = join(import.meta.dirname, 'fixtures', 'lung-pet-ct-dx-A0002-tiff', 'B70f');
 // Four real slices (two selected, two not) keep the runs quick on a shared two-core machine.
@@ -35,6 +38,10 @@ afterAll(() => {
   rmSync(join(SERIES, '..'), { recursive: true, force: true });
 });
 const hasOpenCv = existsSync('/usr/bin/python3') || process.env.COVIDCT_PYTHON !== undefined;
+// bench classify's reference needs Debian's python3-torch and python3-onnx (.ci/run installs them).
+const hasTorch =
+  spawnSync(process.env.COVIDCT_PYTHON ?? '/usr/bin/python3', ['-c', 'import torch, onnx']).status === 0;
+const REFERENCE_ONNX = join(import.meta.dirname, '..', 'bench', 'reference_onnx.py');
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -234,6 +241,80 @@ describe('bench helpers', () => {
   });
 });
 
+describe('bench classify', () => {
+  it('times covidct’s ONNX Runtime engine beside the wasm variants and the independent PyTorch export (quick build)', async () => {
+    const out: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
+    const program = new Command('covidct').exitOverride();
+    registerBench(program);
+    await program.parseAsync(
+      'node covidct bench classify --input-size 96 --width 0.125 --batch 1 --rounds 2 --workers 2 --json'.split(
+        ' ',
+      ),
+    );
+    const r = JSON.parse(out.join('')) as BenchClassifyResult;
+    expect(r).toMatchObject({
+      arch: 'resnet50v2-fpn',
+      inputShape: [96, 96, 1],
+      batch: 1,
+      runs: 1,
+      rounds: 2,
+    });
+    // covidct's engine in diagnose's default layout: sessions (worker threads) × threads each.
+    const layout = defaultOrtLayout();
+    expect(r.variants.map((v) => [v.name, v.backend, v.workers])).toEqual([
+      ['ort', 'ort', layout.sessions],
+      ['wasm-1-thread', 'wasm', 1],
+      ['wasm-pool', 'wasm', 2],
+    ]);
+    const ort = r.variants[0]!;
+    const pool = r.variants[2]!;
+    expect(ort.threads).toBe(layout.threads);
+    for (const v of r.variants) {
+      expect(v.perRound).toHaveLength(2);
+      expect(v.msPerSlice).toBeGreaterThan(0);
+      expect(v.msPerSlice).toBeGreaterThanOrEqual(Math.min(...v.perRound));
+      expect(v.msPerSlice).toBeLessThanOrEqual(Math.max(...v.perRound));
+    }
+    expect(r.ortVsWasmPool).toBeCloseTo(pool.msPerSlice / ort.msPerSlice, 9);
+    if (hasTorch) {
+      expect(r.referenceError).toBeUndefined();
+      // The reference runs in the same layout, with the same session options.
+      expect(r.reference).toMatchObject({
+        name: 'pytorch-onnx',
+        backend: 'ort',
+        workers: layout.sessions,
+        threads: layout.threads,
+      });
+      // The independent network is the same size as covidct's (535,312 parameters at this build).
+      expect(r.reference!.parameters).toBe(r.parameters);
+      expect(r.parameters).toBe(535_312);
+      expect(r.reference!.perRound).toHaveLength(2);
+      expect(r.ratio).toBeCloseTo(r.reference!.msPerSlice / ort.msPerSlice, 9);
+      // Noise on a shared machine moves the ratio, not by an order of magnitude.
+      expect(r.ratio).toBeGreaterThan(0.1);
+      expect(r.ratio).toBeLessThan(10);
+    } else {
+      expect(r.reference).toBeNull();
+      expect(r.ratio).toBeNull();
+      expect(typeof r.referenceError).toBe('string');
+    }
+  }, 120_000);
+
+  it.runIf(hasTorch)(
+    'the PyTorch reference is the paper’s network: 34,058,656 parameters at 512×512',
+    () => {
+      const run = spawnSync('/usr/bin/python3', [REFERENCE_ONNX, '--count-only'], { encoding: 'utf8' });
+      expect(run.status, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout)).toEqual({ parameters: 34_058_656, inputShape: [1, 512, 512] });
+    },
+    60_000,
+  );
+});
+
 describe('bench all --quick', () => {
   it('runs every bench and prints sane JSON, each figure beside its baseline', async () => {
     const out: string[] = [];
@@ -290,13 +371,19 @@ describe('bench all --quick', () => {
     expect(r.classify.batches.map((b) => b.batch)).toEqual([1, 2]);
     for (const b of r.classify.batches) {
       expect(b.variants.length).toBeGreaterThan(0);
+      expect(b.variants.map((v) => v.name)).toContain('ort');
       for (const v of b.variants) {
-        expect(v.backend).toMatch(/^(wasm|cpu|node|gpu)$/);
+        expect(v.backend).toMatch(/^(ort|wasm|cpu|node|gpu)$/);
         positive(v.msPerSlice);
         positive(v.speedup);
       }
+      positive(b.ortVsWasmPool!);
+      if (hasTorch) {
+        positive(b.referenceMsPerSlice!);
+        positive(b.ratio!);
+      } else expect(typeof b.referenceError).toBe('string');
     }
-    expect(r.classify.batches[0]!.variants[0]!.speedup).toBe(1);
+    expect(r.classify.batches[0]!.variants.find((v) => v.name === 'wasm-1-thread')!.speedup).toBe(1);
 
     expect(r.worker.scenarios.map((s) => s.name)).toEqual(['cpu', 'accelerator']);
     for (const s of r.worker.scenarios) {

@@ -26,6 +26,7 @@ import {
   topologyInputShape,
 } from '../models/diagnose.js';
 import { saveModel } from '../models/io.js';
+import { defaultOrtLayout } from '../models/onnx/runtime.js';
 import { ARCHITECTURES } from '../models/registry.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { buildRuleModel, ruleLabel } from './helpers/rule-model.js';
@@ -294,8 +295,12 @@ describe('covidct diagnose', () => {
     expect(lines[1]).toMatch(
       /^ {2}B40f: COVID: 6 of 12 classified slices COVID \(50\.0%\); 12 of 30 slices selected$/,
     );
-    // No GPU here or in CI: the CPU engine is ONNX Runtime.
-    expect(lines[3]).toMatch(/^model mean-rule@[0-9a-f]{12}, backend ort$/);
+    // No GPU here or in CI: the CPU engine is ONNX Runtime (a session per worker thread from 2 cores on).
+    const sessions = defaultOrtLayout().sessions;
+    expect(lines[3]).toBe(
+      `${lines[3]!.slice(0, lines[3]!.indexOf(','))}, backend ort${sessions > 1 ? ` (${sessions} workers)` : ''}`,
+    );
+    expect(lines[3]).toMatch(/^model mean-rule@[0-9a-f]{12}, /);
     // A manifest without intendedUse: not for diagnostic use, said on stdout and warned on stderr.
     expect(lines[4]).toBe('intended use: not diagnostic, no intended use declared: not for diagnostic use');
     expect(lines[5]).toMatch(/^time: read\+select .*, total /);
@@ -353,7 +358,7 @@ describe('command line start-up and bench classify', () => {
     expect(ARCHITECTURES_HELP).toBe(ARCHITECTURES.join(', '));
   });
 
-  it('times wasm on one thread and the pool, and says which backend each ran on', () => {
+  it('times ONNX Runtime, wasm on one thread and the pool, and says which backend each ran on', () => {
     const run = runCli([
       'bench',
       'classify',
@@ -366,6 +371,8 @@ describe('command line start-up and bench classify', () => {
       '--batch',
       '1',
       '--runs',
+      '1',
+      '--rounds',
       '1',
       '--workers',
       '2',
@@ -382,14 +389,20 @@ describe('command line start-up and bench classify', () => {
         msPerSlice: number;
         slicesPerSecond: number;
       }[];
+      reference: unknown;
+      referenceError?: string;
       unavailable: { name: string }[];
     };
     expect(result.arch).toBe('resnet50v2');
     expect(result.inputShape).toEqual([64, 64, 1]);
     expect(result.variants.map((v) => [v.name, v.backend, v.workers])).toEqual([
+      ['ort', 'ort', defaultOrtLayout().sessions],
       ['wasm-1-thread', 'wasm', 1],
       ['wasm-pool', 'wasm', 2],
     ]);
+    // The independent reference exists for the paper's network only: a reason, not a wrong baseline.
+    expect(result.reference).toBeNull();
+    expect(result.referenceError).toMatch(/reference_onnx\.py builds resnet50v2-fpn only, not resnet50v2/);
     for (const v of result.variants) expect(v.slicesPerSecond).toBeCloseTo(1000 / v.msPerSlice, 6);
     expect(result.unavailable.map((u) => u.name)).toContain('cpu');
   });

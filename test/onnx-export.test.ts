@@ -15,9 +15,10 @@ import { createPhantom } from '../core/phantom/phantom.js';
 import { readSlice } from '../core/read.js';
 import { initBackend } from '../models/backend.js';
 import { defaultModelDir } from '../models/default-model.js';
-import { classifyFiles, createPredictor, loadClassifier } from '../models/diagnose.js';
+import { classifyFiles, createPredictor, loadClassifier, onnxGraphPredictor } from '../models/diagnose.js';
 import { loadModel } from '../models/io.js';
 import { exportLayersModel, exportOnnx } from '../models/onnx/export.js';
+import { defaultOrtLayout } from '../models/onnx/runtime.js';
 import { predictSlices, rawToFloat32 } from '../models/predict.js';
 import { buildResnet50v2 } from '../models/resnet50v2/resnet50v2.js';
 import { buildResnet50v2Fpn } from '../models/resnet50v2-fpn/resnet50v2-fpn.js';
@@ -153,6 +154,30 @@ describe('ONNX export of the default model', () => {
     expect(diff).toBeLessThan(TOLERANCE);
   }, 300_000);
 
+  it('two sessions in worker threads give the probabilities of one session in this thread', async () => {
+    const slices = [
+      createPhantom({ seed: 7, covid: true, slices: 30 }).slice(15),
+      createPhantom({ seed: 8, covid: false, slices: 30 }).slice(12),
+      createPhantom({ seed: 9, covid: true, slices: 30 }).slice(14),
+    ].map((s) => rawToFloat32(s.pixels));
+    const per = 512 * 512;
+    const run = async (sessions: number) => {
+      const predictor = await onnxGraphPredictor(bytes, { sessions, threads: 1 });
+      try {
+        expect([predictor.backend, predictor.workers, predictor.threads]).toEqual(['ort', sessions, 1]);
+        // One slice per batch, all queued at once: the pool spreads them over its workers.
+        const out = await Promise.all(
+          slices.map((s) => predictor.predictBatch(Float32Array.from(s.subarray(0, per)), 1)),
+        );
+        return out.flatMap((p) => [...p]);
+      } finally {
+        await predictor.close();
+      }
+    };
+    const one = await run(1);
+    expect(await run(2)).toEqual(one);
+  }, 120_000);
+
   it.skipIf(!hasOnnxChecker)(
     'passes onnx.checker (full check) from Debian python3-onnx',
     async () => {
@@ -167,6 +192,15 @@ describe('ONNX export of the default model', () => {
       console.warn('onnx checker not run: /usr/bin/python3 -c "import onnx" fails (install python3-onnx)');
     },
   );
+});
+
+describe('ONNX Runtime layout', () => {
+  it('two sessions of the cores split between them from two cores on; one session on one core', () => {
+    expect(defaultOrtLayout(1)).toEqual({ sessions: 1, threads: 1 });
+    expect(defaultOrtLayout(2)).toEqual({ sessions: 2, threads: 1 });
+    expect(defaultOrtLayout(3)).toEqual({ sessions: 2, threads: 1 });
+    expect(defaultOrtLayout(16)).toEqual({ sessions: 2, threads: 8 });
+  });
 });
 
 /** Small random models: the architectures' layers, at cheap sizes. */

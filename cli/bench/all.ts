@@ -6,7 +6,9 @@
  */
 import { join } from 'node:path';
 import { benchClassify } from '../../models/bench-classify.js';
+import { DEFAULT_ARCHITECTURE } from '../../models/registry.js';
 import { type BenchSelectResult, benchSelect } from '../commands/bench.js';
+import { pytorchReference } from './classify-reference.js';
 import { type MachineInfo, machineInfo, repoRoot, round } from './common.js';
 import { type BenchDecodeResult, benchDecode } from './decode.js';
 import { type BenchPipelineResult, benchPipeline } from './pipeline.js';
@@ -26,6 +28,13 @@ export interface ClassifyBatchFigures {
     /** Over the baseline (wasm-1-thread at the smallest batch), same run. */
     readonly speedup: number;
   }[];
+  /** The independent PyTorch export on ONNX Runtime, ms per slice (null: see `referenceError`). */
+  readonly referenceMsPerSlice: number | null;
+  readonly referenceError?: string;
+  /** Reference ms ÷ covidct's `ort` ms, alternating rounds of this batch size. */
+  readonly ratio: number | null;
+  /** `wasm-pool` ms ÷ `ort` ms. */
+  readonly ortVsWasmPool: number | null;
 }
 
 /** `bench all`'s classification section. */
@@ -64,6 +73,7 @@ export interface BenchAllOptions {
 export async function benchClassifySuite(options: {
   readonly batches: readonly number[];
   readonly runs: number;
+  readonly rounds: number;
   readonly inputSize?: number;
   readonly width?: number;
 }): Promise<ClassifySuiteResult> {
@@ -71,12 +81,16 @@ export async function benchClassifySuite(options: {
     ...(options.inputSize === undefined ? {} : { inputSize: options.inputSize }),
     ...(options.width === undefined ? {} : { width: options.width }),
   };
+  // Exported once, run at every batch size.
+  const reference = pytorchReference(DEFAULT_ARCHITECTURE);
   const runs = [];
   for (const batch of options.batches) {
     runs.push(
       await benchClassify({
         batch,
         runs: options.runs,
+        rounds: options.rounds,
+        reference,
         ...(Object.keys(build).length === 0 ? {} : { build }),
       }),
     );
@@ -98,6 +112,10 @@ export async function benchClassifySuite(options: {
         slicesPerSecond: round(v.slicesPerSecond),
         speedup: round(base.msPerSlice / v.msPerSlice),
       })),
+      referenceMsPerSlice: r.reference === null ? null : round(r.reference.msPerSlice),
+      ...(r.referenceError === undefined ? {} : { referenceError: r.referenceError }),
+      ratio: r.ratio === null ? null : round(r.ratio),
+      ortVsWasmPool: r.ortVsWasmPool === null ? null : round(r.ortVsWasmPool),
     })),
     unavailable: first.unavailable,
   };
@@ -127,7 +145,9 @@ export async function benchAll(options: BenchAllOptions = {}): Promise<BenchAllR
   const decode = await timed('decode', () => benchDecode({ runs: quick ? 2 : 20 }));
   const classify = await timed('classify', () =>
     benchClassifySuite(
-      quick ? { batches: [1, 2], runs: 1, inputSize: 96, width: 0.125 } : { batches: [1, 2, 4, 8], runs: 2 },
+      quick
+        ? { batches: [1, 2], runs: 1, rounds: 1, inputSize: 96, width: 0.125 }
+        : { batches: [1, 2, 4, 8], runs: 1, rounds: 5 },
     ),
   );
   const worker = await timed('worker', () =>
@@ -155,6 +175,10 @@ export function summarizeAll(r: BenchAllResult): string {
         (v) =>
           `classify ${r.classify.arch} batch ${b.batch} ${v.name} (${v.backend} × ${v.workers}): ${v.msPerSlice} ms/slice (${x(v.speedup)} vs ${r.classify.baseline})`,
       ),
+    ),
+    ...r.classify.batches.map(
+      (b) =>
+        `classify batch ${b.batch} reference (PyTorch export on ONNX Runtime): ${b.referenceMsPerSlice === null ? b.referenceError : `${b.referenceMsPerSlice} ms/slice`} (reference ÷ ort ${x(b.ratio)}; ort over the wasm pool ${x(b.ortVsWasmPool)})`,
     ),
     ...r.worker.scenarios.flatMap((s) =>
       s.variants.map(

@@ -408,22 +408,43 @@ export function registerBench(program: Command): void {
     );
 }
 
-/** `bench classify`: TensorFlow.js is loaded inside the action, so `bench select` never pays for it. */
+/** Three significant digits, without exponents. */
+function figure(n: number): string {
+  return n >= 100 ? n.toFixed(0) : n.toPrecision(3);
+}
+
+/** `bench classify`: TensorFlow.js and ONNX Runtime are loaded inside the action, so `bench select` never pays for them. */
 function registerBenchClassify(bench: Command): void {
   bench
     .command('classify')
     .description(
-      'time classification of 512×512 slices by a randomly initialised architecture on each backend: wasm on one thread, the wasm worker pool, cpu (with --include-cpu), tfjs-node(-gpu) when installed',
+      'time classification of 512×512 slices by a randomly initialised architecture on each backend: covidct’s CPU engine (ONNX Runtime), wasm on one thread, the wasm worker pool, cpu (with --include-cpu), tfjs-node(-gpu) when installed; beside them an independent PyTorch export of the same network on ONNX Runtime (bench/reference_onnx.py); variants alternate round by round, figures are medians',
     )
     .option('--arch <name>', 'architecture: resnet50v2-fpn (default, the paper’s), resnet50v2 or xception')
     .option('--batch <n>', 'slices per forward pass', parseInteger('--batch', 1, 256), 4)
+    .option('--runs <n>', 'timed batches per worker in each round', parseInteger('--runs', 1, 1000), 1)
     .option(
-      '--runs <n>',
-      'timed batches per worker after one warm-up batch',
-      parseInteger('--runs', 1, 1000),
-      2,
+      '--rounds <n>',
+      'rounds after one warm-up round; the variants take turns in each',
+      parseInteger('--rounds', 1, 1000),
+      5,
     )
     .option('--workers <n>', 'pool workers (default: the available cores)', parseInteger('--workers', 1, 256))
+    .option(
+      '--sessions <n>',
+      'ONNX Runtime sessions, each in a worker thread when more than one, covidct’s engine and the reference alike (default: 2 with two cores or more, else 1)',
+      parseInteger('--sessions', 1, 256),
+    )
+    .option(
+      '--threads <n>',
+      'ONNX Runtime intra-op threads per session, both alike (default: the cores ÷ the sessions)',
+      parseInteger('--threads', 1, 256),
+    )
+    .option('--no-reference', 'skip the PyTorch reference (bench/reference_onnx.py, /usr/bin/python3)')
+    .option(
+      '--no-wasm',
+      'skip the wasm variants (ONNX Runtime against the reference only: more rounds in less time)',
+    )
     .option('--include-cpu', 'also time the pure-JS cpu backend (slow: tens of seconds per slice)')
     .option(
       '--input-size <n>',
@@ -433,20 +454,29 @@ function registerBenchClassify(bench: Command): void {
     .option('--width <f>', 'multiply filter counts by this (quick checks only)', parseNumber('--width'))
     .option(
       '--json',
-      'print JSON: { arch, inputShape, batch, runs, variants: [ { name, backend, workers, msPerSlice, slicesPerSecond } ], unavailable }',
+      'print JSON: { arch, inputShape, batch, runs, rounds, variants: [ { name, backend, workers, threads, msPerSlice, slicesPerSecond, perRound } ], reference, ratio, ortVsWasmPool, unavailable }',
     )
     .action(
       async (opts: {
         arch?: string;
         batch: number;
         runs: number;
+        rounds: number;
         workers?: number;
+        threads?: number;
+        sessions?: number;
+        reference: boolean;
+        wasm: boolean;
         includeCpu?: boolean;
         inputSize?: number;
         width?: number;
         json?: boolean;
       }) => {
-        const { benchClassify } = await import('../../models/bench-classify.js');
+        const [{ benchClassify }, { pytorchReference }, { DEFAULT_ARCHITECTURE }] = await Promise.all([
+          import('../../models/bench-classify.js'),
+          import('../bench/classify-reference.js'),
+          import('../../models/registry.js'),
+        ]);
         const build = {
           ...(opts.inputSize === undefined ? {} : { inputSize: opts.inputSize }),
           ...(opts.width === undefined ? {} : { width: opts.width }),
@@ -454,10 +484,15 @@ function registerBenchClassify(bench: Command): void {
         const result = await benchClassify({
           batch: opts.batch,
           runs: opts.runs,
+          rounds: opts.rounds,
           includeCpu: opts.includeCpu === true,
+          wasm: opts.wasm,
           ...(opts.arch === undefined ? {} : { arch: opts.arch }),
           ...(opts.workers === undefined ? {} : { poolSize: opts.workers }),
+          ...(opts.threads === undefined ? {} : { threads: opts.threads }),
+          ...(opts.sessions === undefined ? {} : { sessions: opts.sessions }),
           ...(Object.keys(build).length === 0 ? {} : { build }),
+          ...(opts.reference ? { reference: pytorchReference(opts.arch ?? DEFAULT_ARCHITECTURE) } : {}),
           onVariant: opts.json ? () => {} : (name) => process.stderr.write(`covidct: timing ${name}…\n`),
         });
         if (opts.json) {
@@ -465,20 +500,37 @@ function registerBenchClassify(bench: Command): void {
           return;
         }
         const rows: [string, string, string, string][] = [['', 'backend', 'ms/slice', 'slices/s']];
-        for (const v of result.variants) {
+        const row = (v: (typeof result.variants)[number], label = v.name) => {
+          const extra = [
+            ...(v.threads === undefined
+              ? v.workers > 1
+                ? [`${v.workers} workers`]
+                : []
+              : [
+                  `${v.workers} session${v.workers > 1 ? 's' : ''} × ${v.threads} thread${v.threads > 1 ? 's' : ''}`,
+                ]),
+          ];
           rows.push([
-            `${v.name}${v.workers > 1 ? ` (${v.workers} workers)` : ''}`,
+            `${label}${extra.length > 0 ? ` (${extra.join(', ')})` : ''}`,
             v.backend,
-            v.msPerSlice.toFixed(0),
-            v.slicesPerSecond.toFixed(2),
+            figure(v.msPerSlice),
+            figure(v.slicesPerSecond),
           ]);
-        }
+        };
+        for (const v of result.variants) row(v);
+        if (result.reference !== null) row(result.reference, `reference ${result.reference.name}`);
         const w0 = Math.max(...rows.map((r) => r[0].length));
         const lines = [
-          `${result.arch}, input ${result.inputShape.join('×')}, batch ${result.batch}, ${result.runs} timed batch(es) per worker, random weights`,
+          `${result.arch}, input ${result.inputShape.join('×')}, ${result.parameters.toLocaleString('en-US')} parameters, batch ${result.batch}, ${result.rounds} alternating round(s) of ${result.runs} batch(es) per worker, medians, random weights`,
           ...rows.map(
             ([a, b, c, d]) => `  ${a.padEnd(w0)}  ${b.padEnd(7)}  ${c.padStart(9)}  ${d.padStart(9)}`,
           ),
+          result.ratio === null
+            ? `  reference: ${result.referenceError ?? 'none'}`
+            : `  reference ÷ covidct (ort): ×${result.ratio.toFixed(2)} (≥ 0.95: covidct as fast)`,
+          ...(result.ortVsWasmPool === null
+            ? []
+            : [`  ort over the wasm pool: ×${result.ortVsWasmPool.toFixed(2)}`]),
           ...result.unavailable.map((u) => `  ${u.name}: ${u.reason}`),
         ];
         process.stdout.write(`${lines.join('\n')}\n`);

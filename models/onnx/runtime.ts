@@ -6,9 +6,37 @@
 import { availableParallelism } from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
 
+/**
+ * Threads one forward pass uses unless told otherwise: every available core (bench/INFERENCE.md has
+ * the measurements behind it).
+ */
+export function defaultOrtThreads(): number {
+  return availableParallelism();
+}
+
+/** How covidct spreads ONNX Runtime over the cores: `sessions` sessions of `threads` threads each. */
+export interface OrtLayout {
+  /** Sessions, each in its own worker thread when more than one. */
+  readonly sessions: number;
+  /** Intra-op threads per session. */
+  readonly threads: number;
+}
+
+/**
+ * The default layout on `cores` cores: two sessions (worker threads) when there are two cores or more,
+ * the cores split between them. Measured on 2 cores (bench/INFERENCE.md, bench/ort-tuning.mjs): two
+ * 1-thread sessions were as fast as one 2-thread session on an idle machine and 1.5–1.7× faster when
+ * other processes held a core (a 2-thread pass waits for its slowest thread; one 2-thread session
+ * was then slower than a single thread).
+ */
+export function defaultOrtLayout(cores: number = availableParallelism()): OrtLayout {
+  const sessions = Math.min(2, Math.max(1, cores));
+  return { sessions, threads: Math.max(1, Math.floor(cores / sessions)) };
+}
+
 /** Options of {@link createOrtSession}. */
 export interface OrtSessionOptions {
-  /** Threads one forward pass uses. @default the available cores */
+  /** Threads one forward pass uses. @default defaultOrtThreads() */
   readonly threads?: number;
 }
 
@@ -35,6 +63,20 @@ function fixed(dim: unknown): dim is number {
 }
 
 /**
+ * The session options covidct's engine runs with: every graph optimisation (ONNX Runtime's own
+ * fusions and, on x86, its blocked NCHWc convolutions), operators one after another, `threads`
+ * intra-op threads. `bench classify` opens its independent reference graph with the same options.
+ */
+export function ortSessionOptions(threads: number): InferenceSession.SessionOptions {
+  return {
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+  };
+}
+
+/**
  * Open `model` (a path to an .onnx file, or its bytes) in ONNX Runtime with every graph optimisation,
  * one forward pass at a time on `threads` threads.
  */
@@ -43,13 +85,8 @@ export async function createOrtSession(
   options: OrtSessionOptions = {},
 ): Promise<OrtClassifier> {
   const ort = await loadOnnxRuntime();
-  const threads = options.threads ?? availableParallelism();
-  const sessionOptions: InferenceSession.SessionOptions = {
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-  };
+  const threads = options.threads ?? defaultOrtThreads();
+  const sessionOptions = ortSessionOptions(threads);
   const session =
     typeof model === 'string'
       ? await ort.InferenceSession.create(model, sessionOptions)
@@ -58,7 +95,10 @@ export async function createOrtSession(
   const outputName = session.outputNames[0];
   const meta = session.inputMetadata[0];
   const shape = meta?.isTensor ? meta.shape : [];
-  const [, h, w, c] = shape;
+  // covidct's graphs take NHWC; a one-channel NCHW graph ([N, 1, H, W], as PyTorch exports the
+  // benchmark's reference) takes the same values in the same order.
+  const nchw = shape[1] === 1 && fixed(shape[3]) && shape[3] > 1;
+  const [h, w, c] = nchw ? [shape[2], shape[3], 1] : [shape[1], shape[2], shape[3]];
   if (inputName === undefined || outputName === undefined || !fixed(h) || !fixed(w) || !fixed(c)) {
     await session.release();
     throw new Error('the ONNX graph does not take one NHWC image input of fixed size');
@@ -67,7 +107,7 @@ export async function createOrtSession(
     inputShape: [h, w, c],
     threads,
     async run(pixels, count) {
-      const input = new ort.Tensor('float32', pixels, [count, h, w, c]);
+      const input = new ort.Tensor('float32', pixels, nchw ? [count, 1, h, w] : [count, h, w, c]);
       const outputs = await session.run({ [inputName]: input });
       const out = outputs[outputName];
       if (out === undefined) throw new Error(`ONNX Runtime returned no '${outputName}'`);
