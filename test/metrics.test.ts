@@ -2,6 +2,7 @@
  * The paper's evaluation figures, label files, the patient-level evaluation with a fake classifier
  * (no network), and the phantom dataset's layout and folds.
  */
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -371,5 +372,24 @@ describe('command line', () => {
     const c = runCli(['train', '--out', tempDir()]);
     expect(c.code).toBe(1);
     expect(c.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('exits after an unreadable slice, its ONNX Runtime workers closed, in one line naming the file', () => {
+    const data = tempDir();
+    mkdirSync(join(data, 'covid'));
+    mkdirSync(join(data, 'normal'));
+    copyFileSync('test/fixtures/lung-pet-ct-dx-A0002-tiff/B40f/1-01.tif', join(data, 'normal', 'a.tif'));
+    copyFileSync('test/fixtures/lung-pet-ct-dx-A0002-tiff/B40f/1-02.tif', join(data, 'normal', 'b.tif'));
+    writeFileSync(join(data, 'covid', 'broken.tif'), 'II*\u0000 not a TIFF');
+    // runCli's own timeout (120 s) would end a process the workers kept alive: code null, not 1.
+    const run = runCli(['evaluate', '--model', 'models/default', '--data', data, '--batch', '1']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('broken.tif');
+    expect(
+      run.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('covidct: ') && !l.includes('backend')),
+    ).toHaveLength(1);
   });
 });

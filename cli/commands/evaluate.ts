@@ -136,50 +136,54 @@ export function registerEvaluate(program: Command): void {
       const backend = await backendMod.initBackend(prefer === undefined ? {} : { prefer });
       const classifier = await diagnose.loadClassifier(modelDir);
       const predictor = await diagnose.createPredictor(classifier, { backend: backend.name });
-      const [size] = classifier.inputShape;
-      const batchSize = o.batch ?? 8;
-      const report: Record<string, unknown> = {
-        model: { dir: modelDir, arch: classifier.arch, inputSize: size },
-        backend: predictor.backend,
-      };
-      let text = `model ${modelDir} (${classifier.arch}, ${size}×${size}) on ${predictor.backend}\n\n`;
-      if (slices !== undefined) {
-        const progress = startProgress('slices');
-        const classify = evaluate.modelClassifier(predictor, {
-          batchSize,
-          onProgress: (d) => progress.update(d, slices.length),
-        });
-        const { metrics } = await evaluate.evaluateSlices(slices, classify);
-        progress.stop();
-        report.slices = metrics;
-        text += `${formatSliceMetrics(metrics)}\n`;
-      }
-      if (patients !== undefined) {
-        const progress = startProgress('patients', 1);
-        const result = await evaluate.evaluatePatients(
-          patients,
-          evaluate.modelClassifier(predictor, { batchSize }),
-          {
-            threshold: o.threshold ?? PAPER_VOTE_THRESHOLD,
-            ...(o.series === undefined ? {} : { series: o.series }),
-            onPatient: (d, t) => progress.update(d, t),
-          },
-        );
-        progress.stop();
-        report.patients = result;
-        text += formatPatientTables(result.table, result.sweep);
-        const failed = result.patients.filter((p) => p.error !== undefined);
-        for (const p of failed) text += `note: ${p.id}: ${p.error}\n`;
-        if (o.plot !== undefined) {
-          const { renderSweepPng, SWEEP_PLOT_LEGEND } = await import('../../models/evaluate/plot.js');
-          await writeFile(o.plot, renderSweepPng(result.sweep, result.threshold));
-          text += `\nplot: ${o.plot} (x: vote threshold 0…1; y: 0…1; ${Object.values(SWEEP_PLOT_LEGEND).join('; ')})\n`;
-          report.plot = o.plot;
+      // The ONNX Runtime (or wasm) workers keep the process alive until closed, on errors too.
+      try {
+        const [size] = classifier.inputShape;
+        const batchSize = o.batch ?? 8;
+        const report: Record<string, unknown> = {
+          model: { dir: modelDir, arch: classifier.arch, inputSize: size },
+          backend: predictor.backend,
+        };
+        let text = `model ${modelDir} (${classifier.arch}, ${size}×${size}) on ${predictor.backend}\n\n`;
+        if (slices !== undefined) {
+          const progress = startProgress('slices');
+          const classify = evaluate.modelClassifier(predictor, {
+            batchSize,
+            onProgress: (d) => progress.update(d, slices.length),
+          });
+          const { metrics } = await evaluate.evaluateSlices(slices, classify);
+          progress.stop();
+          report.slices = metrics;
+          text += `${formatSliceMetrics(metrics)}\n`;
         }
+        if (patients !== undefined) {
+          const progress = startProgress('patients', 1);
+          const result = await evaluate.evaluatePatients(
+            patients,
+            evaluate.modelClassifier(predictor, { batchSize }),
+            {
+              threshold: o.threshold ?? PAPER_VOTE_THRESHOLD,
+              ...(o.series === undefined ? {} : { series: o.series }),
+              onPatient: (d, t) => progress.update(d, t),
+            },
+          );
+          progress.stop();
+          report.patients = result;
+          text += formatPatientTables(result.table, result.sweep);
+          const failed = result.patients.filter((p) => p.error !== undefined);
+          for (const p of failed) text += `note: ${p.id}: ${p.error}\n`;
+          if (o.plot !== undefined) {
+            const { renderSweepPng, SWEEP_PLOT_LEGEND } = await import('../../models/evaluate/plot.js');
+            await writeFile(o.plot, renderSweepPng(result.sweep, result.threshold));
+            text += `\nplot: ${o.plot} (x: vote threshold 0…1; y: 0…1; ${Object.values(SWEEP_PLOT_LEGEND).join('; ')})\n`;
+            report.plot = o.plot;
+          }
+        }
+        if (o.json) printJson(report);
+        else process.stdout.write(text);
+      } finally {
+        await predictor.close();
+        classifier.dispose();
       }
-      await predictor.close();
-      classifier.dispose();
-      if (o.json) printJson(report);
-      else process.stdout.write(text);
     });
 }
