@@ -209,10 +209,8 @@ export async function onnxGraphPredictor(
   graph: string | Uint8Array,
   layout: { readonly sessions?: number; readonly threads?: number } = {},
 ): Promise<SlicePredictor & { readonly threads: number }> {
-  const { createOrtSession, defaultOrtLayout } = await import('./onnx/runtime.js');
-  const defaults = defaultOrtLayout();
-  const sessions = layout.sessions ?? defaults.sessions;
-  const threads = layout.threads ?? (sessions === 1 ? availableParallelism() : defaults.threads);
+  const { createOrtSession, ortLayout } = await import('./onnx/runtime.js');
+  const { sessions, threads } = ortLayout(layout);
   if (sessions === 1) {
     const session = await createOrtSession(graph, { threads });
     return {
@@ -235,6 +233,15 @@ export async function onnxGraphPredictor(
   };
 }
 
+function stderrLine(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** The cached file's path, or the bytes when the cache could not take them. */
+function graphOf(cached: { readonly path: string } | { readonly bytes: Uint8Array }): string | Uint8Array {
+  return 'path' in cached ? cached.path : cached.bytes;
+}
+
 /**
  * A predictor on ONNX Runtime ({@link onnxGraphPredictor}): a model folder's graph comes from the
  * export cache (exported on first use); artifacts in memory (the worker's model from S3) are
@@ -243,7 +250,13 @@ export async function onnxGraphPredictor(
  */
 export async function ortPredictor(
   classifier: Classifier,
-  options: { readonly threads?: number; readonly sessions?: number; readonly onnxCacheDir?: string } = {},
+  options: {
+    readonly threads?: number;
+    readonly sessions?: number;
+    readonly onnxCacheDir?: string;
+    /** Told, in one line, when the export cache cannot be written (the graph then runs from memory). @default stderr */
+    readonly log?: (line: string) => void;
+  } = {},
 ): Promise<SlicePredictor & { readonly threads: number }> {
   const [{ cachedOnnx }, { exportArtifacts, exportLayersModel }] = await Promise.all([
     import('./onnx/cache.js'),
@@ -252,7 +265,9 @@ export async function ortPredictor(
   const source = classifier.source;
   const graph =
     source?.kind === 'dir'
-      ? (await cachedOnnx(source.dir, options.onnxCacheDir)).path
+      ? graphOf(
+          await cachedOnnx(source.dir, options.onnxCacheDir, { onCacheError: options.log ?? stderrLine }),
+        )
       : source?.kind === 'artifacts'
         ? exportArtifacts(source.artifacts)
         : exportLayersModel(await classifier.model());
@@ -279,14 +294,16 @@ export async function createPredictor(
         ...(options.threads === undefined ? {} : { threads: options.threads }),
         ...(options.poolSize === undefined ? {} : { sessions: options.poolSize }),
         ...(options.onnxCacheDir === undefined ? {} : { onnxCacheDir: options.onnxCacheDir }),
+        ...(options.log === undefined ? {} : { log: options.log }),
       });
     } catch (error) {
       const { OnnxExportError } = await import('./onnx/export.js');
       if (!(error instanceof OnnxExportError)) throw error;
       // A layer the exporter does not know: the model still classifies, on the tfjs backend beside ORT.
       backend = (await initBackend()).tf;
-      const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-      log(`covidct: ${describeError(error)}; classifying on ${backend} instead of ONNX Runtime`);
+      (options.log ?? stderrLine)(
+        `covidct: ${describeError(error)}; classifying on ${backend} instead of ONNX Runtime`,
+      );
     }
   }
   const size = options.poolSize ?? availableParallelism();

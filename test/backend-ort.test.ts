@@ -4,7 +4,7 @@
  * the worker's in-memory artifacts without building the model; a layer the exporter does not know
  * falls back to TensorFlow.js with one line rather than failing or going unnoticed.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { io, tensor4d } from '@tensorflow/tfjs-core';
 import { input, type LayersModel, layers, model as tfModel } from '@tensorflow/tfjs-layers';
@@ -72,6 +72,33 @@ describe('the CPU engine', () => {
       const pixels = slices(3, 512);
       const want = await tfjsPredict(model, pixels, 3, 512);
       expect(maxDiff(await predictor.predictBatch(pixels.slice(), 3), want)).toBeLessThan(1e-5);
+    } finally {
+      await predictor.close();
+      model.dispose();
+    }
+  });
+
+  it('classifies from memory, with one line, when the export cache cannot be written', async () => {
+    const dir = join(work, 'rule-uncached');
+    const model = buildRuleModel();
+    await saveModel(model, dir, { arch: 'mean-rule', classes: [...CLASS_NAMES], createdBy: 'covidct tests' });
+    const blocker = join(work, 'a-file');
+    writeFileSync(blocker, '');
+    const log = vi.fn();
+    const predictor = await createPredictor(await loadClassifier(dir), {
+      backend: 'ort',
+      onnxCacheDir: join(blocker, 'cache'),
+      log,
+    });
+    try {
+      expect(predictor.backend).toBe('ort');
+      expect(log).toHaveBeenCalledTimes(1);
+      expect(String(log.mock.calls[0]![0])).toMatch(
+        /^covidct: .*a-file\/cache: is a file, expected a folder; the ONNX graph is not cached \(set COVIDCT_CACHE_DIR/,
+      );
+      const pixels = slices(2, 512);
+      const want = await tfjsPredict(model, pixels, 2, 512);
+      expect(maxDiff(await predictor.predictBatch(pixels.slice(), 2), want)).toBeLessThan(1e-5);
     } finally {
       await predictor.close();
       model.dispose();

@@ -18,7 +18,7 @@ import { defaultModelDir } from '../models/default-model.js';
 import { classifyFiles, createPredictor, loadClassifier, onnxGraphPredictor } from '../models/diagnose.js';
 import { loadModel } from '../models/io.js';
 import { exportLayersModel, exportOnnx } from '../models/onnx/export.js';
-import { defaultOrtLayout } from '../models/onnx/runtime.js';
+import { defaultOrtLayout, ortLayout } from '../models/onnx/runtime.js';
 import { predictSlices, rawToFloat32 } from '../models/predict.js';
 import { buildResnet50v2 } from '../models/resnet50v2/resnet50v2.js';
 import { buildResnet50v2Fpn } from '../models/resnet50v2-fpn/resnet50v2-fpn.js';
@@ -200,6 +200,11 @@ describe('ONNX Runtime layout', () => {
     expect(defaultOrtLayout(2)).toEqual({ sessions: 2, threads: 1 });
     expect(defaultOrtLayout(3)).toEqual({ sessions: 2, threads: 1 });
     expect(defaultOrtLayout(16)).toEqual({ sessions: 2, threads: 8 });
+    // Sessions asked for (--workers, COVIDCT_POOL_SIZE) share the cores: never more threads than cores.
+    expect(ortLayout({ sessions: 4 }, 16)).toEqual({ sessions: 4, threads: 4 });
+    expect(ortLayout({ sessions: 1 }, 16)).toEqual({ sessions: 1, threads: 16 });
+    expect(ortLayout({ sessions: 4 }, 2)).toEqual({ sessions: 4, threads: 1 });
+    expect(ortLayout({ threads: 3 }, 16)).toEqual({ sessions: 2, threads: 3 });
   });
 });
 

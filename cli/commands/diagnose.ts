@@ -59,7 +59,7 @@ export function registerDiagnose(program: Command): void {
     .option('--batch <n>', 'slices per forward pass', parseInteger('--batch', 1, 256))
     .option(
       '--workers <n>',
-      'wasm worker threads (default: the available cores)',
+      'worker threads classifying: ONNX Runtime sessions (default 2 from two cores, the cores shared among them) or the wasm pool (default: the available cores); 1 classifies in this thread',
       parseInteger('--workers', 1, 256),
     )
     .action(async (path: string, options: DiagnoseCliOptions) => {

@@ -8,7 +8,7 @@ import { mkdir, open, readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { writePrivateFile } from '../../core/deidentify.js';
-import { fileSystemError } from '../../core/errors.js';
+import { describeError, FileSystemError, fileSystemError } from '../../core/errors.js';
 import { exportOnnx, ONNX_EXPORT_VERSION } from './export.js';
 
 /** The cache folder: `COVIDCT_CACHE_DIR`, else `$XDG_CACHE_HOME/covidct`, else `~/.cache/covidct`; then `onnx/`. */
@@ -37,6 +37,20 @@ export async function folderContentSha256(modelDir: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** Options of {@link cachedOnnx}. */
+export interface CachedOnnxOptions {
+  /**
+   * Called, in one line, when the cache cannot be written; the graph's bytes are then returned
+   * instead of a path. Without it, such a failure is a {@link FileSystemError} naming the cache.
+   */
+  readonly onCacheError?: (line: string) => void;
+}
+
+/** Where {@link cachedOnnx} left the graph: a cached file, or only bytes when the cache could not be written. */
+export type CachedGraph =
+  | { readonly path: string; readonly sha256: string; readonly exported: boolean }
+  | { readonly bytes: Uint8Array; readonly sha256: string; readonly exported: true };
+
 /**
  * The path of `modelDir`'s ONNX graph in `cacheDir` (`<sha256>.v<exporter version>.onnx`), exporting
  * it first when it is not there yet. Concurrent callers may both export; each renames a complete
@@ -44,8 +58,18 @@ export async function folderContentSha256(modelDir: string): Promise<string> {
  */
 export async function cachedOnnx(
   modelDir: string,
+  cacheDir?: string,
+): Promise<{ path: string; sha256: string; exported: boolean }>;
+export async function cachedOnnx(
+  modelDir: string,
+  cacheDir: string | undefined,
+  options: CachedOnnxOptions,
+): Promise<CachedGraph>;
+export async function cachedOnnx(
+  modelDir: string,
   cacheDir = onnxCacheDir(),
-): Promise<{ path: string; sha256: string; exported: boolean }> {
+  options: CachedOnnxOptions = {},
+): Promise<CachedGraph> {
   const sha256 = await folderContentSha256(modelDir);
   const path = join(cacheDir, `${sha256}.v${ONNX_EXPORT_VERSION}.onnx`);
   try {
@@ -56,10 +80,19 @@ export async function cachedOnnx(
   }
   const bytes = await exportOnnx(modelDir);
   try {
-    await mkdir(cacheDir, { recursive: true });
+    try {
+      await mkdir(cacheDir, { recursive: true });
+    } catch (error) {
+      throw fileSystemError(cacheDir, error);
+    }
+    await writePrivateFile(path, bytes, 0o644);
   } catch (error) {
-    throw fileSystemError(cacheDir, error);
+    if (options.onCacheError === undefined || !(error instanceof FileSystemError)) throw error;
+    // A read-only home or a wrong COVIDCT_CACHE_DIR costs an export per run, not the classification.
+    options.onCacheError(
+      `covidct: ${describeError(error)}; the ONNX graph is not cached (set COVIDCT_CACHE_DIR to a writable folder)`,
+    );
+    return { bytes, sha256, exported: true };
   }
-  await writePrivateFile(path, bytes, 0o644);
   return { path, sha256, exported: true };
 }

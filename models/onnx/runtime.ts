@@ -30,8 +30,20 @@ export interface OrtLayout {
  * was then slower than a single thread).
  */
 export function defaultOrtLayout(cores: number = availableParallelism()): OrtLayout {
-  const sessions = Math.min(2, Math.max(1, cores));
-  return { sessions, threads: Math.max(1, Math.floor(cores / sessions)) };
+  return ortLayout({}, cores);
+}
+
+/**
+ * The layout for what was asked (`--workers`/`COVIDCT_POOL_SIZE` set the sessions): the sessions
+ * asked for, else {@link defaultOrtLayout}'s; the threads asked for, else the cores shared among
+ * the sessions (never more threads than cores in all).
+ */
+export function ortLayout(
+  asked: { readonly sessions?: number; readonly threads?: number },
+  cores: number = availableParallelism(),
+): OrtLayout {
+  const sessions = asked.sessions ?? Math.min(2, Math.max(1, cores));
+  return { sessions, threads: asked.threads ?? Math.max(1, Math.floor(cores / sessions)) };
 }
 
 /** Options of {@link createOrtSession}. */
