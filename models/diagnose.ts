@@ -4,7 +4,6 @@
  * whole study, and optionally draw Grad-CAM overlays of the COVID slices. No command line, no AWS:
  * the CLI and the GPU worker both build on these pieces.
  */
-import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -28,7 +27,10 @@ import {
   parseBackendOption,
 } from './backend.js';
 import { COVID_INDEX, NORMAL_INDEX } from './classes.js';
-import { loadModel, MANIFEST_JSON, MODEL_JSON, readManifest } from './io.js';
+import { loadModel, MANIFEST_JSON, MODEL_JSON, modelFolderSha256, readManifest } from './io.js';
+
+export { modelFolderSha256 };
+
 import { PredictionPool } from './pool.js';
 import type { ModelSource } from './pool-protocol.js';
 import { DEFAULT_BATCH_SIZE, modelInputShape, type Probabilities, predictBatch } from './predict.js';
@@ -63,18 +65,6 @@ export interface Classifier {
   model(): Promise<LayersModel>;
   /** Free this thread's copy, if it was built. */
   dispose(): void;
-}
-
-/** SHA-256 (hex) of a model folder's model.json followed by each weight file it lists, in order. */
-export async function modelFolderSha256(dir: string): Promise<string> {
-  const hash = createHash('sha256');
-  const json = await readFile(join(dir, MODEL_JSON));
-  hash.update(json);
-  const parsed = JSON.parse(json.toString('utf8')) as { weightsManifest?: { paths?: string[] }[] };
-  for (const group of parsed.weightsManifest ?? []) {
-    for (const path of group.paths ?? []) hash.update(await readFile(join(dir, path)));
-  }
-  return hash.digest('hex');
 }
 
 /** The short id results carry: architecture and the weights' hash prefix. */
@@ -266,7 +256,10 @@ export async function ortPredictor(
   const graph =
     source?.kind === 'dir'
       ? graphOf(
-          await cachedOnnx(source.dir, options.onnxCacheDir, { onCacheError: options.log ?? stderrLine }),
+          await cachedOnnx(source.dir, options.onnxCacheDir, {
+            onCacheError: options.log ?? stderrLine,
+            ...(classifier.sha256 === undefined ? {} : { modelSha256: classifier.sha256 }),
+          }),
         )
       : source?.kind === 'artifacts'
         ? exportArtifacts(source.artifacts)

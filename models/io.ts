@@ -2,6 +2,7 @@
  * Saving and loading tfjs layers models as `model.json` + `weights.bin` + covidct's `manifest.json`,
  * through tfjs's own serialization and a file-system IOHandler (tfjs-node not needed).
  */
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { io } from '@tensorflow/tfjs-core';
@@ -172,4 +173,16 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
       `cannot build the model (${(error as Error).message.split('\n')[0]})`,
     );
   }
+}
+
+/** SHA-256 (hex) of a model folder's model.json followed by each weight file it lists, in order. */
+export async function modelFolderSha256(dir: string): Promise<string> {
+  const hash = createHash('sha256');
+  const json = await readFile(join(dir, MODEL_JSON));
+  hash.update(json);
+  const parsed = JSON.parse(json.toString('utf8')) as { weightsManifest?: { paths?: string[] }[] };
+  for (const group of parsed.weightsManifest ?? []) {
+    for (const path of group.paths ?? []) hash.update(await readFile(join(dir, path)));
+  }
+  return hash.digest('hex');
 }

@@ -8,7 +8,8 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../models/default-model.js';
-import { cachedOnnx, onnxCacheDir } from '../models/onnx/cache.js';
+import { modelFolderSha256 } from '../models/io.js';
+import { cachedOnnx, onnxCacheDir, onnxCacheKey } from '../models/onnx/cache.js';
 import { exportOnnx, ONNX_EXPORT_VERSION } from '../models/onnx/export.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
@@ -37,6 +38,13 @@ describe('ONNX export cache', () => {
     const changed = await cachedOnnx(model, cache);
     expect(changed.exported).toBe(true);
     expect(changed.sha256).not.toBe(first.sha256);
+    // The weights are in the key too; a caller's own model hash (the classifier's) gives the same key.
+    const weights = readFileSync(join(model, 'weights.bin'));
+    weights[0] = (weights[0]! + 1) % 256;
+    writeFileSync(join(model, 'weights.bin'), weights);
+    const reweighted = await onnxCacheKey(model);
+    expect(reweighted).not.toBe(changed.sha256);
+    expect(await onnxCacheKey(model, await modelFolderSha256(model))).toBe(reweighted);
   });
 
   it('never reuses a graph an older exporter wrote (the version is in the file name)', async () => {

@@ -13,23 +13,24 @@ export function registerModelExportOnnx(model: Command): void {
     .description('export a model folder (any architecture, imported, seeded or trained) as an ONNX graph')
     .argument('<model-dir>', 'a covidct model folder')
     .argument('<out>', 'the .onnx file to write (replaced if it exists)')
-    .option('--json', 'print JSON: { out, bytes, sha256 } (sha256 of the model folder)')
+    .option(
+      '--json',
+      "print JSON: { out, bytes, sha256 } (the model's SHA-256, as in the ids of its results)",
+    )
     .action(async (modelDir: string, out: string, options: { json?: boolean }) => {
-      const [{ exportOnnx }, { folderContentSha256 }, { writeFile }, { fileSystemError }] = await Promise.all(
-        [
-          import('../../models/onnx/export.js'),
-          import('../../models/onnx/cache.js'),
-          import('node:fs/promises'),
-          import('../../core/errors.js'),
-        ],
-      );
+      const [{ exportOnnx }, { modelFolderSha256 }, { writeFile }, { fileSystemError }] = await Promise.all([
+        import('../../models/onnx/export.js'),
+        import('../../models/io.js'),
+        import('node:fs/promises'),
+        import('../../core/errors.js'),
+      ]);
       const bytes = await exportOnnx(modelDir);
       try {
         await writeFile(out, bytes);
       } catch (error) {
         throw fileSystemError(out, error);
       }
-      if (options.json) printJson({ out, bytes: bytes.length, sha256: await folderContentSha256(modelDir) });
+      if (options.json) printJson({ out, bytes: bytes.length, sha256: await modelFolderSha256(modelDir) });
       else process.stdout.write(`${out}: ${bytes.length} bytes\n`);
     });
 }

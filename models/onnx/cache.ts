@@ -1,14 +1,15 @@
 /**
- * Each model folder's ONNX graph, exported once into a cache folder keyed by the folder's content
- * (SHA-256 of every file's name and bytes) and the exporter's version, written by atomic rename.
+ * Each model folder's ONNX graph, exported once into a cache folder keyed by what the export reads
+ * ({@link onnxCacheKey}) and the exporter's version, written by atomic rename.
  * Never into the model folder: it may be read-only, or tracked by git.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { writePrivateFile } from '../../core/deidentify.js';
 import { describeError, FileSystemError, fileSystemError } from '../../core/errors.js';
+import { MANIFEST_JSON, modelFolderSha256 } from '../io.js';
 import { exportOnnx, ONNX_EXPORT_VERSION } from './export.js';
 
 /** The cache folder: `COVIDCT_CACHE_DIR`, else `$XDG_CACHE_HOME/covidct`, else `~/.cache/covidct`; then `onnx/`. */
@@ -17,24 +18,22 @@ export function onnxCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(base, 'onnx');
 }
 
-/** SHA-256 (hex) of a model folder: each regular file's name and bytes, in name order. */
-export async function folderContentSha256(modelDir: string): Promise<string> {
-  const hash = createHash('sha256');
-  let entries: import('node:fs').Dirent[];
+/**
+ * The cache key of a model folder: SHA-256 of the model's own hash (model.json and its weight files,
+ * {@link modelFolderSha256}, the hash in every result's model id) and manifest.json, which decides
+ * how a seeded folder is materialised: everything the export reads. `modelSha256` skips re-hashing
+ * the weights when the caller has it already.
+ */
+export async function onnxCacheKey(modelDir: string, modelSha256?: string): Promise<string> {
+  const model = modelSha256 ?? (await modelFolderSha256(modelDir));
+  let manifest: Buffer = Buffer.alloc(0);
   try {
-    entries = await readdir(modelDir, { withFileTypes: true });
+    manifest = await readFile(join(modelDir, MANIFEST_JSON));
   } catch (error) {
-    throw fileSystemError(modelDir, error);
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw fileSystemError(join(modelDir, MANIFEST_JSON), error);
   }
-  for (const name of entries
-    .filter((e) => e.isFile())
-    .map((e) => e.name)
-    .sort()) {
-    hash.update(`${name}\u0000`);
-    hash.update(await readFile(join(modelDir, name)));
-    hash.update('\u0000');
-  }
-  return hash.digest('hex');
+  return createHash('sha256').update(`${model}\u0000`).update(manifest).digest('hex');
 }
 
 /** Options of {@link cachedOnnx}. */
@@ -44,6 +43,8 @@ export interface CachedOnnxOptions {
    * instead of a path. Without it, such a failure is a {@link FileSystemError} naming the cache.
    */
   readonly onCacheError?: (line: string) => void;
+  /** The model's {@link modelFolderSha256}, when the caller has it (the classifier's `sha256`). */
+  readonly modelSha256?: string;
 }
 
 /** Where {@link cachedOnnx} left the graph: a cached file, or only bytes when the cache could not be written. */
@@ -70,7 +71,7 @@ export async function cachedOnnx(
   cacheDir = onnxCacheDir(),
   options: CachedOnnxOptions = {},
 ): Promise<CachedGraph> {
-  const sha256 = await folderContentSha256(modelDir);
+  const sha256 = await onnxCacheKey(modelDir, options.modelSha256);
   const path = join(cacheDir, `${sha256}.v${ONNX_EXPORT_VERSION}.onnx`);
   try {
     await (await open(path, 'r')).close();
