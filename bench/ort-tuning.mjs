@@ -5,12 +5,12 @@
  * is covidct's own export of a randomly initialised architecture (exportLayersModel), opened with
  * createOrtSession as diagnose opens it. Configurations, each at every batch size:
  *
- *   t2-f1   one session, 2 intra-op threads, one batch in flight (covidct's default)
+ *   t2-f1   one session, 2 intra-op threads, one batch in flight
  *   t2-f2   one session, 2 threads, two batches in flight (two concurrent session.run calls)
  *   t1-f1   one session, 1 thread, one batch in flight (one core: the per-core baseline)
  *   t1-f2   one session, 1 thread, two batches in flight
  *   s2-t1   two sessions of 1 thread each in this thread, one batch in flight each
- *   w2-t1   two worker threads, each with its own session of 1 thread, one batch in flight each
+ *   w2-t1   two worker threads, each with its own session of 1 thread, one batch in flight each (covidct's default on 2 cores)
  *   t2-ns   as t2-f1, with the intra-op threads not spinning while they wait for work
  *           (session.intra_op.allow_spinning = 0)
  *

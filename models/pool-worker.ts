@@ -4,15 +4,9 @@
  * in onnxruntime-node, then run beside the other workers' instead of one after another.
  */
 import { parentPort } from 'node:worker_threads';
-import { io } from '@tensorflow/tfjs-core';
-import { type LayersModel, loadLayersModel } from '@tensorflow/tfjs-layers';
-import { initBackend } from './backend.js';
-import { inferenceGraphFor } from './fast/graph-cache.js';
-import { loadModel } from './io.js';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { OrtClassifier } from './onnx/runtime.js';
 import type { FromWorker, ModelSource, ToWorker } from './pool-protocol.js';
-import { modelInputShape, predictBatch } from './predict.js';
-import { buildArchitecture } from './registry.js';
 
 const port = parentPort;
 if (port === null) throw new Error('pool-worker.ts runs only as a worker thread');
@@ -21,14 +15,36 @@ function send(message: FromWorker, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(message, transfer);
 }
 
+/** TensorFlow.js and covidct's model code, imported only by tfjs workers: an ONNX Runtime worker starts without them. */
+function tfjsModules() {
+  tfjs ??= importTfjs();
+  return tfjs;
+}
+
+let tfjs: ReturnType<typeof importTfjs> | undefined;
+
+async function importTfjs() {
+  const [core, layers, backend, graphCache, modelIo, predict, registry] = await Promise.all([
+    import('@tensorflow/tfjs-core'),
+    import('@tensorflow/tfjs-layers'),
+    import('./backend.js'),
+    import('./fast/graph-cache.js'),
+    import('./io.js'),
+    import('./predict.js'),
+    import('./registry.js'),
+  ]);
+  return { core, layers, backend, graphCache, modelIo, predict, registry };
+}
+
 async function load(source: ModelSource): Promise<LayersModel> {
+  const { core, layers, modelIo, registry } = await tfjsModules();
   switch (source.kind) {
     case 'dir':
-      return (await loadModel(source.dir)).model;
+      return (await modelIo.loadModel(source.dir)).model;
     case 'artifacts':
-      return loadLayersModel(io.fromMemory(source.artifacts));
+      return layers.loadLayersModel(core.io.fromMemory(source.artifacts));
     case 'arch':
-      return buildArchitecture(source.arch, source.options);
+      return registry.buildArchitecture(source.arch, source.options);
   }
 }
 
@@ -54,16 +70,18 @@ port.on('message', async (message: ToWorker) => {
     }
     if (message.type === 'init') {
       // The main thread already logged its choice; workers stay quiet.
-      const choice = await initBackend({ prefer: message.backend, log: () => {} });
+      const { backend, graphCache, predict } = await tfjsModules();
+      const choice = await backend.initBackend({ prefer: message.backend, log: () => {} });
       model = await load(message.source);
       // Compile now (folded weights, ~2 s for the full FPN) rather than on the first batch.
-      inferenceGraphFor(model);
-      send({ type: 'ready', backend: choice.name, inputShape: modelInputShape(model) });
+      graphCache.inferenceGraphFor(model);
+      send({ type: 'ready', backend: choice.name, inputShape: predict.modelInputShape(model) });
       return;
     }
     if (model === undefined) throw new Error('predict before init');
     const start = performance.now();
-    const probabilities = await predictBatch(model, message.pixels, message.count);
+    const { predict } = await tfjsModules();
+    const probabilities = await predict.predictBatch(model, message.pixels, message.count);
     send({ type: 'result', id: message.id, probabilities, ms: performance.now() - start }, [
       probabilities.buffer as ArrayBuffer,
     ]);

@@ -307,7 +307,13 @@ describe('bench classify', () => {
   it.runIf(hasTorch)(
     'the PyTorch reference is the paper’s network: 34,058,656 parameters at 512×512',
     () => {
-      const run = spawnSync('/usr/bin/python3', [REFERENCE_ONNX, '--count-only'], { encoding: 'utf8' });
+      const run = spawnSync(
+        process.env.COVIDCT_PYTHON ?? '/usr/bin/python3',
+        [REFERENCE_ONNX, '--count-only'],
+        {
+          encoding: 'utf8',
+        },
+      );
       expect(run.status, run.stderr).toBe(0);
       expect(JSON.parse(run.stdout)).toEqual({ parameters: 34_058_656, inputShape: [1, 512, 512] });
     },

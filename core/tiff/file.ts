@@ -49,7 +49,8 @@ export function fileByteSource(fd: number, size: number, file: string): TiffByte
       if (block === sharedBlock) sharedOwner = source;
       blockStart = offset;
       blockLength = wanted;
-      return block.subarray(0, length);
+      // Never past what was read: the shared block holds another file's bytes beyond it.
+      return block.subarray(0, Math.min(length, wanted));
     },
   };
   return source;

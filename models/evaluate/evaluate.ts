@@ -1,3 +1,9 @@
+/**
+ * The paper's evaluation: slice-level metrics on a labelled slice set, and the patient table on
+ * labelled patients (select → classify the selected slices → vote), with a threshold sweep.
+ * Slices are resized to the model's input when it differs (models trained at small sizes); the
+ * paper's model takes them as they are.
+ */
 import type { LabelledPatient, LabelledSlice } from '../../core/dataset.js';
 import { describeError } from '../../core/errors.js';
 import {

@@ -147,11 +147,7 @@ function crossEntropy(pTrue: number): number {
 }
 
 /** Probabilities `[pCovid, pNormal]` per slice for a batch, in inference mode. */
-export async function predictPixels(
-  model: LayersModel,
-  pixels: Float32Array,
-  count: number,
-): Promise<Float32Array> {
+async function predictPixels(model: LayersModel, pixels: Float32Array, count: number): Promise<Float32Array> {
   const [h, w, c] = modelInputShape(model);
   const out = tidy(() => model.predict(tensor4d(pixels, [count, h, w, c])) as Tensor);
   try {
