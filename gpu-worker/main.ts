@@ -265,6 +265,8 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
           fetchDecodeMs: Math.round(r.outcome.fetchDecodeMs),
           classifyMs: Math.round(r.outcome.classifyMs),
           heatmapsMs: Math.round(r.outcome.heatmapsMs),
+          // Grad-CAM runs on TensorFlow.js beside the CPU engine: its cost per COVID slice drawn.
+          ...(r.heatmaps > 0 ? { heatmapMsPerSlice: Math.round(r.outcome.heatmapsMs / r.heatmaps) } : {}),
           totalMs: Math.round(r.outcome.totalMs),
         });
       },
