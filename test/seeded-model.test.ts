@@ -241,6 +241,8 @@ describe('heads-only training on cached features', () => {
       worst = Math.max(worst, relative);
       expect(relative, `slice ${i}`).toBeLessThan(3e-5);
     }
+    // Not bit-identical: the ONNX Runtime path did run.
+    expect(worst).toBeGreaterThan(0);
     console.log(`cached features, ONNX Runtime vs tfjs: max ‖Δ‖/‖f‖ per slice ${worst.toExponential(2)}`);
     m.dispose();
   }, 60_000);
