@@ -390,7 +390,7 @@ async function trainCached(
     });
   };
   process.stderr.write(
-    'covidct: heads only without augmentation: caching the frozen features once per slice\n',
+    `covidct: heads only without augmentation: caching the frozen features once per slice${featureEngine === 'ort' ? ' (on ONNX Runtime)' : ''}\n`,
   );
   let progress = startProgress('features', 1);
   let phase = '';
