@@ -1,10 +1,8 @@
 #!/usr/bin/env node
 /**
- * Inference speed of three ways to run the same model, measured in the same run and interleaved
- * round by round so a busy machine slows them alike: `layers` (tfjs-layers' model.predict),
- * `direct` (the compiled graph of models/fast with tfjs's own convolutions) and `winograd` (the
- * compiled graph with its 3×3 stride-1 convolutions as Winograd F(4×4, 3×3), the default on wasm).
- * One wasm thread in this process, and the worker pool, at batch 1 and 4. Wall and CPU time
+ * Inference speed on tfjs's wasm backend of two ways to run the same model, measured in the same run
+ * and interleaved round by round so a busy machine slows them alike: `layers` (tfjs-layers'
+ * model.predict) and `compiled` (the compiled graph of models/fast). One wasm thread in this process, and the worker pool, at batch 1 and 4. Wall and CPU time
  * (process.cpuUsage, which counts the pool's threads too) per slice; medians and best over the
  * rounds. Prints JSON.
  *
@@ -39,9 +37,8 @@ const { buildArchitecture } = await import(new URL('registry.js', dist).href);
 const { compileForInference } = await import(new URL('fast/compile.js', dist).href);
 const { PredictionPool } = await import(new URL('pool.js', dist).href);
 const { INFERENCE_ENV } = await import(new URL('fast/graph-cache.js', dist).href);
-const { WINOGRAD_ENV } = await import(new URL('fast/winograd/kernel.js', dist).href);
 
-const WAYS = ['layers', 'direct', 'winograd'];
+const WAYS = ['layers', 'compiled'];
 
 const log = (line) => process.stderr.write(`${line}\n`);
 
@@ -90,10 +87,8 @@ async function compare(label, batch, ways) {
   for (const name of WAYS) row[name] = summary(samples[name]);
   const ratio = (a, b, k) => +(row[a][k] / row[b][k]).toFixed(2);
   row.speedup = {
-    winogradOverDirectWall: ratio('direct', 'winograd', 'wallMsPerSlice'),
-    winogradOverDirectCpu: ratio('direct', 'winograd', 'cpuMsPerSlice'),
-    winogradOverLayersWall: ratio('layers', 'winograd', 'wallMsPerSlice'),
-    directOverLayersCpu: ratio('layers', 'direct', 'cpuMsPerSlice'),
+    compiledOverLayersWall: ratio('layers', 'compiled', 'wallMsPerSlice'),
+    compiledOverLayersCpu: ratio('layers', 'compiled', 'cpuMsPerSlice'),
   };
   log(`${label} batch ${batch}: ${WAYS.map((n) => `${n} ${JSON.stringify(row[n])}`).join(' ')}`);
   return row;
@@ -111,12 +106,10 @@ if (!args['no-single']) {
   const graph = compileForInference(model);
   const compileMs = Math.round(performance.now() - t0);
   log(`compiled in ${compileMs} ms: ${JSON.stringify(graph.stats)}`);
-  const direct = compileForInference(model, { winograd: false });
-  // Convolution FLOPs (2 per multiply-add) of one slice, counted from the direct graph's kernels
-  // (the Winograd layers are not tfjs kernels; the FLOPs they replace are the same).
+  // Convolution FLOPs (2 per multiply-add) of one slice, counted from the compiled graph's kernels.
   {
     const x = tf.tensor4d(pixels(1), [1, size, size, 1]);
-    const info = await tf.profile(() => direct.run(x));
+    const info = await tf.profile(() => graph.run(x));
     convGflop = 0;
     for (const k of info.kernels) {
       if (k.name !== 'FusedConv2D' && k.name !== 'FusedDepthwiseConv2D' && k.name !== 'DepthwiseConv2dNative')
@@ -138,15 +131,13 @@ if (!args['no-single']) {
       });
     const ways = {
       layers: run(() => model.predict(x)),
-      direct: run(() => direct.run(x)),
-      winograd: run(() => graph.run(x)),
+      compiled: run(() => graph.run(x)),
     };
     // Warm-up: XNNPACK operators are created on first use.
     for (const name of WAYS) await ways[name]();
     results.push({ ...(await compare('wasm-1-thread', batch, ways)), compileMs });
     x.dispose();
   }
-  direct.dispose();
   graph.dispose();
   model.dispose();
 }
@@ -157,8 +148,7 @@ if (!args['no-pool'] && poolSize > 1) {
     // Workers copy the environment when they start: it picks their inference path.
     const env = {
       layers: { [INFERENCE_ENV]: 'layers' },
-      direct: { [INFERENCE_ENV]: 'compiled', [WINOGRAD_ENV]: '0' },
-      winograd: { [INFERENCE_ENV]: 'compiled' },
+      compiled: { [INFERENCE_ENV]: 'compiled' },
     };
     for (const name of WAYS) {
       const saved = { ...process.env };
@@ -167,7 +157,7 @@ if (!args['no-pool'] && poolSize > 1) {
         { kind: 'arch', arch: args.arch, options: { inputSize: size } },
         { size: poolSize },
       );
-      for (const key of [INFERENCE_ENV, WINOGRAD_ENV]) {
+      for (const key of [INFERENCE_ENV]) {
         if (saved[key] === undefined) delete process.env[key];
         else process.env[key] = saved[key];
       }
@@ -197,7 +187,7 @@ const limitMs = [Math.round((48 / 190) * 1000 * area), Math.round((48 / 170) * 1
 const best = results
   .filter((r) => r.variant.startsWith('wasm-pool'))
   .reduce(
-    (b, r) => (b === undefined || r.winograd.wallMsPerSlice < b.winograd.wallMsPerSlice ? r : b),
+    (b, r) => (b === undefined || r.compiled.wallMsPerSlice < b.compiled.wallMsPerSlice ? r : b),
     undefined,
   );
 console.log(
@@ -219,11 +209,11 @@ console.log(
           ? null
           : {
               batch: best.batch,
-              wallMsPerSlice: best.winograd.wallMsPerSlice,
-              bestWallMsPerSlice: best.winograd.bestWallMsPerSlice,
+              wallMsPerSlice: best.compiled.wallMsPerSlice,
+              bestWallMsPerSlice: best.compiled.bestWallMsPerSlice,
               percentOfMachineLimit: [
-                Math.round((100 * limitMs[0]) / best.winograd.bestWallMsPerSlice),
-                Math.round((100 * limitMs[1]) / best.winograd.bestWallMsPerSlice),
+                Math.round((100 * limitMs[0]) / best.compiled.bestWallMsPerSlice),
+                Math.round((100 * limitMs[1]) / best.compiled.bestWallMsPerSlice),
               ],
             },
     },

@@ -13,11 +13,6 @@ import { dirname } from 'node:path';
 import { enableProdMode, getBackend, ready, setBackend } from '@tensorflow/tfjs-core';
 import { InputError } from '../core/errors.js';
 import { BACKENDS, type BackendName, isBackendName, type TfBackendName } from './backend-names.js';
-import {
-  prepareWinograd,
-  winogradFallbackNotice,
-  winogradUnavailableReason,
-} from './fast/winograd/kernel.js';
 
 export { BACKENDS, type BackendName, isBackendName, type TfBackendName };
 
@@ -84,8 +79,6 @@ async function tryWasm(): Promise<void> {
   const main = require.resolve('@tensorflow/tfjs-backend-wasm');
   wasm.setWasmPaths(`${dirname(main)}/`);
   if (!(await setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
-  // Our Winograd 3×3 kernels run inside this backend's memory; without them tfjs's convolutions run.
-  await prepareWinograd();
 }
 
 async function tryCpu(): Promise<void> {
@@ -172,8 +165,6 @@ async function choose(options: BackendOptions): Promise<BackendChoice> {
       if (tf === undefined) continue;
     }
     const choice: BackendChoice = { name, tf, tfBackend: getBackend(), skipped };
-    const noWinograd = tf === 'wasm' ? winogradUnavailableReason() : undefined;
-    if (noWinograd !== undefined) log(winogradFallbackNotice(noWinograd));
     log(
       `covidct: backend ${name}${name === tf ? '' : ` (gradients on ${tf})`}${forced === undefined ? '' : ' (forced)'}${skipped.length > 0 ? ` (${skipped.join('; ')})` : ''}`,
     );

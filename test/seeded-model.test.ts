@@ -20,7 +20,7 @@ import {
   seededWeightValues,
   weightsSha256,
 } from '../models/seeded.js';
-import { splitHeads, trainHeadsCached } from '../models/train/cached.js';
+import { computeFeatures, splitHeads, trainHeadsCached } from '../models/train/cached.js';
 import type { TrainSettings } from '../models/train/checkpoint.js';
 import { trainModel } from '../models/train/train.js';
 import { tempDir } from './helpers/tmp.js';
@@ -200,5 +200,50 @@ describe('heads-only training on cached features', () => {
     }
     a.dispose();
     b.dispose();
+  }, 60_000);
+
+  it('computes the same features on ONNX Runtime as on tfjs (3e-5 relative, per slice)', async () => {
+    const data = images(6, 9);
+    const byPath = new Map(data.map((d, i) => [`s${i}`, d.pixels]));
+    const items: LabelledSlice[] = data.map((d, i) => ({ path: `s${i}`, label: d.label }));
+    const loader = async (path: string) => byPath.get(path)!;
+    const m = tiny(3);
+    // Non-trivial batch-norm statistics, so a wrongly exported normalisation cannot hide.
+    calibrateBatchNorm(
+      m,
+      data.slice(0, 4).map((d) => d.pixels),
+    );
+    const split = splitHeads(m);
+    // Batches of 4: the last batch is partial, and slices are told apart by their order.
+    const tfjs = await computeFeatures(m, split, items, { loader, engine: 'tfjs' });
+    const ort = await computeFeatures(m, split, items, { loader, engine: 'ort' });
+    expect(ort.lengths).toEqual(tfjs.lengths);
+    expect(Array.from(ort.classes)).toEqual(Array.from(tfjs.classes));
+    expect(ort.features).toHaveLength(items.length);
+    // Normwise per slice over all heads, ‖Δ‖ / ‖f‖. Float32 sums in another order give 0.4–1.4e-5
+    // here (against the compiled graph and against model.predict alike: raw CT values through ~50
+    // layers), hence 3e-5 rather than 1e-5; a slice or head out of place, or a wrong export, ≥ 1e-2.
+    let worst = 0;
+    for (let i = 0; i < items.length; i++) {
+      let diff = 0;
+      let norm = 0;
+      tfjs.lengths.forEach((n, k) => {
+        const a = tfjs.features[i]![k]!;
+        const b = ort.features[i]![k]!;
+        expect(b, `slice ${i} head ${k}`).toHaveLength(n);
+        for (let j = 0; j < n; j++) {
+          diff += (a[j]! - b[j]!) ** 2;
+          norm += a[j]! ** 2;
+        }
+      });
+      expect(norm, `slice ${i}`).toBeGreaterThan(0);
+      const relative = Math.sqrt(diff / norm);
+      worst = Math.max(worst, relative);
+      expect(relative, `slice ${i}`).toBeLessThan(3e-5);
+    }
+    // Not bit-identical: the ONNX Runtime path did run.
+    expect(worst).toBeGreaterThan(0);
+    console.log(`cached features, ONNX Runtime vs tfjs: max ‖Δ‖/‖f‖ per slice ${worst.toExponential(2)}`);
+    m.dispose();
   }, 60_000);
 });

@@ -163,11 +163,15 @@ export function registerTrain(program: Command): void {
       ]);
       const prefer = backendMod.parseBackendOption(o.backend);
       // Heads only without augmentation: the frozen part's features are cached once per slice
-      // (models/train/cached.ts); they are computed on the inference backend (wasm), the heads on cpu.
+      // (models/train/cached.ts); they are computed on the inference engine (ONNX Runtime, else the
+      // tfjs backend), the heads on tfjs (cpu when that is wasm).
       const cached = trainable === 'heads' && o.augment === false && o.resume === undefined;
-      const backend = cached
-        ? (await backendMod.initBackend(prefer === undefined ? {} : { prefer })).tf
-        : await train.ensureGradientBackend((line) => process.stderr.write(`${line}\n`), prefer);
+      const engine = cached
+        ? await backendMod.initBackend(prefer === undefined ? {} : { prefer })
+        : undefined;
+      const backend =
+        engine?.tf ??
+        (await train.ensureGradientBackend((line) => process.stderr.write(`${line}\n`), prefer));
 
       let model: import('@tensorflow/tfjs-layers').LayersModel;
       let seededInit: import('../../models/seeded.js').SeededManifest | undefined;
@@ -286,7 +290,8 @@ export function registerTrain(program: Command): void {
         warn('no validation set: best/ follows the training accuracy');
       }
       if (cached) {
-        await trainCached(model, sets, settings, epochs, outDir!, seededInit, intendedUse);
+        const featureEngine = engine?.name === 'ort' ? 'ort' : 'tfjs';
+        await trainCached(model, sets, settings, epochs, outDir!, seededInit, intendedUse, featureEngine);
         return;
       }
       let progress = startProgress('epoch', 1);
@@ -356,6 +361,7 @@ async function trainCached(
   outDir: string,
   seededInit: import('../../models/seeded.js').SeededManifest | undefined,
   intendedUse: IntendedUse,
+  featureEngine: import('../../models/train/cached.js').FeatureEngine,
 ): Promise<void> {
   const [cachedMod, io, seeded] = await Promise.all([
     import('../../models/train/cached.js'),
@@ -384,7 +390,7 @@ async function trainCached(
     });
   };
   process.stderr.write(
-    'covidct: heads only without augmentation: caching the frozen features once per slice\n',
+    `covidct: heads only without augmentation: caching the frozen features once per slice${featureEngine === 'ort' ? ' (on ONNX Runtime)' : ''}\n`,
   );
   let progress = startProgress('features', 1);
   let phase = '';
@@ -396,6 +402,7 @@ async function trainCached(
     epochs,
     outDir,
     save,
+    featureEngine,
     onFeatures: (set, done, total) => {
       if (set !== phase) {
         progress.stop();

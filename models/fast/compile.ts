@@ -49,12 +49,6 @@ import {
   transpose,
 } from '@tensorflow/tfjs-core';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
-import {
-  WinogradConv2D,
-  winogradApplies,
-  winogradAvailable,
-  winogradFallbackNotice,
-} from './winograd/kernel.js';
 
 /** A compiled classifier: one NHWC image batch in, one `[batch, classes]` tensor out. */
 export interface InferenceGraph {
@@ -91,19 +85,12 @@ export interface CompileStats {
   readonly fusedActivations: number;
   /** 3×3 convs over a concatenation with 2× upsampled inputs, run on the small maps (FPN's P3). */
   readonly upsampledConcatConvs: number;
-  /** 3×3 stride-1 convs run as Winograd F(4×4, 3×3) (wasm only; see winograd/kernel.ts). */
-  readonly winogradConvs: number;
 }
 
 /** Options of {@link compileForInference}. */
 export interface CompileOptions {
   /** Where the one-line fallback notice goes; default stderr. */
   readonly log?: (line: string) => void;
-  /**
-   * Run eligible 3×3 convolutions as Winograd F(4×4, 3×3) when the backend is wasm (see
-   * winograd/kernel.ts). False keeps tfjs's direct convolutions, for comparisons. @default true
-   */
-  readonly winograd?: boolean;
 }
 
 /** The model is not one NHWC image in, one rank-2 tensor out: nothing to compile or fall back to. */
@@ -308,8 +295,6 @@ class Compiler {
   readonly producer = new Map<number, GraphNode>();
   readonly absorbed = new Set<GraphNode>();
   readonly owned: Tensor[] = [];
-  /** Winograd layers (their filters live in the wasm heap, outside tfjs's tensors). */
-  readonly winograd: WinogradConv2D[] = [];
   readonly ops: Op[] = [];
   foldedBatchNorms = 0;
   standaloneBatchNorms = 0;
@@ -320,8 +305,6 @@ class Compiler {
   constructor(
     nodes: GraphNode[],
     readonly outputId: number,
-    readonly useWinograd: boolean,
-    readonly log: (line: string) => void,
   ) {
     this.nodes = nodes;
     for (const node of nodes) {
@@ -552,11 +535,6 @@ class Compiler {
       b[o] = affine === undefined ? b0 : b0 * affine.scale[o]! + affine.shift[o]!;
     }
     const after = FUSABLE.includes(own) ? 'linear' : own;
-    const winograd = this.winogradConv({ w, b, kh, kw, inC, outC, strides, dilations, padding, activation });
-    if (winograd !== undefined) {
-      this.emit([input], output, ([x]) => applyActivation(winograd.run(x as Tensor4D), after));
-      return;
-    }
     const filter = this.keep(tensor4d(w, [kh, kw, inC, outC]));
     const biasT = bias === undefined && affine === undefined ? undefined : this.keep(tensor1d(b));
     this.emit([input], output, ([x]) => {
@@ -571,43 +549,6 @@ class Compiler {
       });
       return applyActivation(y, after);
     });
-  }
-
-  /**
-   * The conv as a Winograd layer, when the backend and the shape allow it (3×3, stride 1, channels
-   * in multiples of 4 and 8, linear or ReLU): `w` and `b` are the folded kernel and bias.
-   */
-  winogradConv(conv: {
-    readonly w: Float32Array;
-    readonly b: Float32Array;
-    readonly kh: number;
-    readonly kw: number;
-    readonly inC: number;
-    readonly outC: number;
-    readonly strides: [number, number];
-    readonly dilations: [number, number];
-    readonly padding: 'valid' | 'same' | [[0, 0], [number, number], [number, number], [0, 0]];
-    readonly activation: Activation;
-  }): WinogradConv2D | undefined {
-    const { w, b, kh, kw, inC, outC, strides, dilations, padding, activation } = conv;
-    if (!this.useWinograd || !winogradAvailable() || activation === 'relu6') return undefined;
-    if (!winogradApplies(kh, kw, strides, dilations, inC, outC)) return undefined;
-    const pads: [number, number, number, number] =
-      padding === 'valid'
-        ? [0, 0, 0, 0]
-        : padding === 'same'
-          ? [1, 1, 1, 1]
-          : [padding[1][0], padding[1][1], padding[2][0], padding[2][1]];
-    let layer: WinogradConv2D;
-    try {
-      layer = new WinogradConv2D({ filter: w, bias: b, inC, outC, pads, relu: activation === 'relu' });
-    } catch (error) {
-      // Correct either way: tfjs's own convolution runs instead (winogradAvailable() is now false).
-      this.log(winogradFallbackNotice(error instanceof Error ? error.message : String(error)));
-      return undefined;
-    }
-    this.winograd.push(layer);
-    return layer;
   }
 
   /**
@@ -688,7 +629,7 @@ class Compiler {
       [[0], [1, 2]],
     ];
     const inputs: SymbolicTensor[] = [];
-    const steps: { filter: Tensor4D | WinogradConv2D; upsampled: boolean }[] = [];
+    const steps: { filter: Tensor4D; upsampled: boolean }[] = [];
     for (const part of parts) {
       const { offset, channels: cp } = part;
       if (part.upsampled) {
@@ -713,48 +654,29 @@ class Compiler {
           for (let ch = 0; ch < cp; ch++)
             for (let o = 0; o < outC; o++)
               w[(t * cp + ch) * outC + o] = k[(t * inC + offset + ch) * outC + o]! * scale(o);
-        // The bias rides on the first step (below); the activation waits for the sum.
-        const winograd = this.winogradConv({
-          w,
-          b: steps.length === 0 ? b : new Float32Array(outC),
-          kh: 3,
-          kw: 3,
-          inC: cp,
-          outC,
-          strides: [1, 1],
-          dilations: [1, 1],
-          padding: 'valid',
-          activation: 'linear',
-        });
-        steps.push({ filter: winograd ?? this.keep(tensor4d(w, [3, 3, cp, outC])), upsampled: false });
+        steps.push({ filter: this.keep(tensor4d(w, [3, 3, cp, outC])), upsampled: false });
         inputs.push(part.tensor);
       }
     }
     this.dropOpFor(node.inputs[0]!.id);
     this.upsampledConcatConvs++;
-    // The bias rides on the first conv (every parity's copy of it when that one is upsampled; a
-    // Winograd first step holds it already); the activation waits for the sum.
+    // The bias rides on the first conv (every parity's copy of it when that one is upsampled); the
+    // activation waits for the sum.
     const first = steps[0]!;
-    const biasT =
-      first.filter instanceof WinogradConv2D
-        ? undefined
-        : this.keep(
-            tensor1d(first.upsampled ? Float32Array.from({ length: 4 * outC }, (_, i) => b[i % outC]!) : b),
-          );
+    const biasT = this.keep(
+      tensor1d(first.upsampled ? Float32Array.from({ length: 4 * outC }, (_, i) => b[i % outC]!) : b),
+    );
     this.emit(inputs, output, (xs) => {
       let sum: Tensor | undefined;
       steps.forEach((step, i) => {
         const x = xs[i] as Tensor4D;
-        const y =
-          step.filter instanceof WinogradConv2D
-            ? step.filter.run(x)
-            : fused.conv2d({
-                x,
-                filter: step.filter,
-                strides: 1,
-                pad: 'valid',
-                ...(i === 0 && biasT !== undefined ? { bias: biasT } : {}),
-              });
+        const y = fused.conv2d({
+          x,
+          filter: step.filter,
+          strides: 1,
+          pad: 'valid',
+          ...(i === 0 ? { bias: biasT } : {}),
+        });
         const z = step.upsampled ? interleaveParities(y) : y;
         if (z !== y) y.dispose();
         if (sum === undefined) sum = z;
@@ -995,11 +917,10 @@ export function compileForInference(model: LayersModel, options: CompileOptions 
   let compiler: Compiler | undefined;
   try {
     const nodes = collectNodes(output);
-    compiler = new Compiler(nodes, output.id, options.winograd ?? true, log);
+    compiler = new Compiler(nodes, output.id);
     compiler.compile();
   } catch (error) {
     for (const t of compiler?.owned ?? []) t.dispose();
-    for (const conv of compiler?.winograd ?? []) conv.dispose();
     if (!(error instanceof Unsupported)) throw error;
     const reason = error.message;
     log(
@@ -1016,7 +937,6 @@ export function compileForInference(model: LayersModel, options: CompileOptions 
         foldedPads: 0,
         fusedActivations: 0,
         upsampledConcatConvs: 0,
-        winogradConvs: 0,
       },
       run: (x) => {
         checkInput(x, input);
@@ -1045,7 +965,6 @@ export function compileForInference(model: LayersModel, options: CompileOptions 
       foldedPads: c.foldedPads,
       fusedActivations: c.fusedActivations,
       upsampledConcatConvs: c.upsampledConcatConvs,
-      winogradConvs: c.winograd.length,
     },
     run: (x) => {
       if (disposed) throw new Error(`the compiled graph of model '${model.name}' was disposed`);
@@ -1082,7 +1001,6 @@ export function compileForInference(model: LayersModel, options: CompileOptions 
     dispose: () => {
       disposed = true;
       for (const t of c.owned) t.dispose();
-      for (const conv of c.winograd) conv.dispose();
     },
   };
 }

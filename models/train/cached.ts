@@ -1,7 +1,8 @@
 /**
  * Heads-only training on cached features: with `--trainable heads` and no augmentation the frozen
  * part of the network sees each slice the same way every epoch, so its outputs (the inputs of the
- * heads) are computed ONCE per slice (on the compiled inference graph where the backend has one),
+ * heads) are computed ONCE per slice (on ONNX Runtime when it is covidct's engine, else on the
+ * compiled inference graph where the tfjs backend has one),
  * and the epochs train a small model made of the heads alone. Same loss, same steps, same random
  * streams as {@link trainModel}'s heads-only path; epochs cost milliseconds instead of full forward
  * passes, which is what makes full-size (512×512) heads training possible on a CPU.
@@ -11,6 +12,7 @@
  * (the FPN's five `P*_flatten` outputs; the baselines' pooled features).
  */
 import { appendFile, mkdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import {
   getBackend,
@@ -175,18 +177,67 @@ export interface FeatureCache {
 }
 
 /**
- * Run the frozen part once over `items` (inference mode, compiled graph on wasm/cpu), in batches.
+ * Where the frozen part runs: `ort` exports it to ONNX and runs it on ONNX Runtime (covidct's CPU
+ * engine, ~4× tfjs's wasm on the full network); `tfjs` runs it on the current tfjs backend (the
+ * compiled inference graph on wasm/cpu, `model.predict` elsewhere).
+ */
+export type FeatureEngine = 'ort' | 'tfjs';
+
+/** Options of {@link computeFeatures}. */
+export interface FeatureOptions {
+  readonly loader?: PixelLoader;
+  readonly batchSize?: number;
+  /** @default 'tfjs' */
+  readonly engine?: FeatureEngine;
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+/** One batch of slices (NHWC float32) → its `[batch, total]` features, row-major. */
+type FeatureRunner = (pixels: Float32Array, count: number) => Promise<Float32Array>;
+
+/** The frozen part on `engine`: its runner and what frees it. */
+async function featureRunner(
+  fm: LayersModel,
+  shape: readonly [number, number, number],
+  engine: FeatureEngine,
+): Promise<{ run: FeatureRunner; release: () => Promise<void> }> {
+  const [h, w, c] = shape;
+  if (engine === 'ort') {
+    const [{ exportLayersModel }, { createOrtSession }] = await Promise.all([
+      import('../onnx/export.js'),
+      import('../onnx/runtime.js'),
+    ]);
+    // One session on every core: the pass is one long run of batches, nothing else competes.
+    const session = await createOrtSession(exportLayersModel(fm), { threads: availableParallelism() });
+    return { run: (pixels, count) => session.run(pixels, count), release: () => session.release() };
+  }
+  const graph =
+    ['wasm', 'cpu'].includes(getBackend()) && !layersInferenceForced()
+      ? compileForInference(fm, { log: () => {} })
+      : undefined;
+  return {
+    async run(pixels, count) {
+      const out = tidy(() => {
+        const x = tensor4d(pixels, [count, h, w, c]);
+        return graph === undefined ? (fm.predict(x) as Tensor) : graph.run(x);
+      });
+      const flat = (await out.data()) as Float32Array;
+      out.dispose();
+      return flat;
+    },
+    release: async () => graph?.dispose(),
+  };
+}
+
+/**
+ * Run the frozen part once over `items` (inference mode) on `options.engine`, in batches.
  * `onProgress(done, total)` after each batch.
  */
 export async function computeFeatures(
   model: LayersModel,
   split: HeadSplit,
   items: readonly LabelledSlice[],
-  options: {
-    loader?: PixelLoader;
-    batchSize?: number;
-    onProgress?: (done: number, total: number) => void;
-  } = {},
+  options: FeatureOptions = {},
 ): Promise<FeatureCache> {
   const lengths = cutLengths(split);
   const total = lengths.reduce((a, b) => a + b, 0);
@@ -194,10 +245,7 @@ export async function computeFeatures(
   const [h, w, c] = modelInputShape(model);
   const loader = options.loader ?? loadSlicePixels;
   const batchSize = options.batchSize ?? 4;
-  const graph =
-    ['wasm', 'cpu'].includes(getBackend()) && !layersInferenceForced()
-      ? compileForInference(fm, { log: () => {} })
-      : undefined;
+  const runner = await featureRunner(fm, [h, w, c], options.engine ?? 'tfjs');
   const features: Float32Array[][] = [];
   const classes = new Uint8Array(items.length);
   try {
@@ -208,12 +256,12 @@ export async function computeFeatures(
       loaded.forEach((p, i) => {
         pixels.set(p, i * h * w * c);
       });
-      const out = tidy(() => {
-        const x = tensor4d(pixels, [batch.length, h, w, c]);
-        return graph === undefined ? (fm.predict(x) as Tensor) : graph.run(x);
-      });
-      const flat = (await out.data()) as Float32Array;
-      out.dispose();
+      const flat = await runner.run(pixels, batch.length);
+      if (flat.length !== batch.length * total) {
+        throw new Error(
+          `feature pass: ${flat.length} values for ${batch.length} slices of ${total} features`,
+        );
+      }
       for (let i = 0; i < batch.length; i++) {
         const row = flat.subarray(i * total, (i + 1) * total);
         const parts: Float32Array[] = [];
@@ -228,7 +276,7 @@ export async function computeFeatures(
       options.onProgress?.(Math.min(s + batchSize, items.length), items.length);
     }
   } finally {
-    graph?.dispose();
+    await runner.release();
   }
   return { lengths, features, classes };
 }
@@ -258,6 +306,8 @@ export interface CachedTrainOptions {
   readonly save?: (model: LayersModel, dir: string) => Promise<void>;
   /** Feature caching progress. */
   readonly onFeatures?: (set: 'train' | 'validation', done: number, total: number) => void;
+  /** Where the feature pass runs ({@link FeatureEngine}): `ort` when ONNX Runtime is covidct's engine. @default 'tfjs' */
+  readonly featureEngine?: FeatureEngine;
   readonly onStep?: (epoch: number, done: number, total: number, loss: number, accuracy: number) => void;
   readonly onEpoch?: (metrics: EpochMetrics) => void;
   /** Backend for the head epochs once features are cached (wasm has no gradients for some ops; default cpu when on wasm). */
@@ -296,7 +346,10 @@ export async function trainHeadsCached(options: CachedTrainOptions): Promise<Cac
   const split = splitHeads(model);
   const validation = options.validation ?? [];
   const began = performance.now();
-  const loaderOpt = options.loader === undefined ? {} : { loader: options.loader };
+  const loaderOpt = {
+    ...(options.loader === undefined ? {} : { loader: options.loader }),
+    ...(options.featureEngine === undefined ? {} : { engine: options.featureEngine }),
+  };
   const trainCache = await computeFeatures(model, split, options.train, {
     ...loaderOpt,
     onProgress: (d, t) => options.onFeatures?.('train', d, t),
