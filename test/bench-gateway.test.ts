@@ -5,10 +5,11 @@
  * last instance to the SR. Needs dist/ (the bench runs the built gateway; npm test builds first)
  * and DCMTK (storescu, storescp, echoscu, dcmodify).
  */
-import { Command } from 'commander';
+
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { BenchGatewayResult, ReceiverName } from '../cli/bench/gateway.js';
 import { registerBench } from '../cli/commands/bench.js';
+import { runInProcess } from './helpers/cli.js';
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -16,16 +17,7 @@ afterEach(() => {
 
 describe('bench gateway (quick)', () => {
   it('prints the receive rates against storescp and the last instance → SR split', async () => {
-    const out: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      out.push(String(chunk));
-      return true;
-    });
-    const program = new Command('covidct').exitOverride();
-    registerBench(program);
-    await program.parseAsync([
-      'node',
-      'covidct',
+    const printed = await runInProcess(registerBench, [
       'bench',
       'gateway',
       '--instances',
@@ -36,7 +28,7 @@ describe('bench gateway (quick)', () => {
       '1',
       '--json',
     ]);
-    const r = JSON.parse(out.join('')) as BenchGatewayResult;
+    const r = JSON.parse(printed) as BenchGatewayResult;
     const positive = (n: number, what: string) =>
       expect(Number.isFinite(n) && n > 0, `${what}: ${n}`).toBe(true);
     // Figures are rounded to 3 significant digits (up to ±0.5 % each).

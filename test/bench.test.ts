@@ -7,7 +7,6 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command } from 'commander';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { BenchAllResult } from '../cli/bench/all.js';
 import { median } from '../cli/bench/common.js';
@@ -24,6 +23,7 @@ import {
 import { autoCandidates, chooseBatch } from '../gpu-worker/warmup.js';
 import type { BenchClassifyResult } from '../models/bench-classify.js';
 import { defaultOrtLayout } from '../models/onnx/runtime.js';
+import { runInProcess } from './helpers/cli.js';
 
 const REAL = join(import.meta.dirname, 'fixtures', 'lung-pet-ct-dx-A0002-tiff', 'B70f');
 // Four real slices (two selected, two not) keep the runs quick on a shared two-core machine.
@@ -55,18 +55,9 @@ describe('bench select', () => {
   });
 
   it('prints JSON with positive figures and the reference (quick mode)', async () => {
-    const out: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      out.push(String(chunk));
-      return true;
-    });
-    const program = new Command('covidct').exitOverride();
-    registerBench(program);
     // A setting in our own environment must not reach the "defaults" reference.
     vi.stubEnv('MALLOC_TOP_PAD_', '1048576');
-    await program.parseAsync([
-      'node',
-      'covidct',
+    const printed = await runInProcess(registerBench, [
       'bench',
       'select',
       SERIES,
@@ -75,7 +66,7 @@ describe('bench select', () => {
       '2',
       '--uncompressed',
     ]);
-    const result = JSON.parse(out.join('')) as BenchSelectResult;
+    const result = JSON.parse(printed) as BenchSelectResult;
     expect(result).toMatchObject({ runs: 2, slices: 4, format: 'tiff', uncompressed: true });
     const sane = (f: RunFigures, what: string) => {
       for (const n of [f.msPerSlice, f.medianMsPerSlice, f.slicesPerSecond, f.medianSlicesPerSecond])
@@ -129,15 +120,7 @@ describe('bench select', () => {
   });
 
   it('prints both references and both ratios as text', async () => {
-    const out: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      out.push(String(chunk));
-      return true;
-    });
-    const program = new Command('covidct').exitOverride();
-    registerBench(program);
-    await program.parseAsync(['node', 'covidct', 'bench', 'select', SERIES, '--runs', '1']);
-    const text = out.join('');
+    const text = await runInProcess(registerBench, ['bench', 'select', SERIES, '--runs', '1']);
     expect(text).toContain('covidct (tiff, selectStudy)');
     if (hasOpenCv) {
       expect(text).toContain('glibc malloc defaults');
@@ -243,19 +226,11 @@ describe('bench helpers', () => {
 
 describe('bench classify', () => {
   it('times covidct’s ONNX Runtime engine beside the wasm variants and the independent PyTorch export (quick build)', async () => {
-    const out: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      out.push(String(chunk));
-      return true;
-    });
-    const program = new Command('covidct').exitOverride();
-    registerBench(program);
-    await program.parseAsync(
-      'node covidct bench classify --input-size 96 --width 0.125 --batch 1 --rounds 2 --workers 2 --json'.split(
-        ' ',
-      ),
+    const printed = await runInProcess(
+      registerBench,
+      'bench classify --input-size 96 --width 0.125 --batch 1 --rounds 2 --workers 2 --json'.split(' '),
     );
-    const r = JSON.parse(out.join('')) as BenchClassifyResult;
+    const r = JSON.parse(printed) as BenchClassifyResult;
     expect(r).toMatchObject({
       arch: 'resnet50v2-fpn',
       inputShape: [96, 96, 1],
@@ -323,16 +298,9 @@ describe('bench classify', () => {
 
 describe('bench all --quick', () => {
   it('runs every bench and prints sane JSON, each figure beside its baseline', async () => {
-    const out: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      out.push(String(chunk));
-      return true;
-    });
     vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-    const program = new Command('covidct').exitOverride();
-    registerBench(program);
-    await program.parseAsync(['node', 'covidct', 'bench', 'all', '--quick', '--json']);
-    const r = JSON.parse(out.join('')) as BenchAllResult;
+    const printed = await runInProcess(registerBench, ['bench', 'all', '--quick', '--json']);
+    const r = JSON.parse(printed) as BenchAllResult;
     const positive = (n: number) => expect(Number.isFinite(n) && n > 0, String(n)).toBe(true);
 
     expect(r.quick).toBe(true);

@@ -13,7 +13,6 @@ import {
   type SymbolicTensor,
   model as tfModel,
 } from '@tensorflow/tfjs-layers';
-import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerModel } from '../cli/commands/model.js';
 import { backendFromEnv, initBackend } from '../models/backend.js';
@@ -26,6 +25,7 @@ import { buildArchitecture } from '../models/registry.js';
 import { buildResnet50v2 } from '../models/resnet50v2/resnet50v2.js';
 import { buildResnet50v2Fpn } from '../models/resnet50v2-fpn/resnet50v2-fpn.js';
 import { buildXception } from '../models/xception/xception.js';
+import { runInProcess } from './helpers/cli.js';
 
 let dir: string;
 
@@ -326,19 +326,9 @@ describe('prediction, model folders and the pool (small FPN: 96×96, width 1/16)
   });
 
   it('model info --model DIR prints arch, params, input shape and layer names', async () => {
-    const out: string[] = [];
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      out.push(String(chunk));
-      return true;
-    });
-    try {
-      const program = new Command('covidct').exitOverride();
-      registerModel(program);
-      await program.parseAsync(['node', 'covidct', 'model', 'info', '--model', modelDir, '--json']);
-    } finally {
-      write.mockRestore();
-    }
-    const info = JSON.parse(out.join(''));
+    const info = JSON.parse(
+      await runInProcess(registerModel, ['model', 'info', '--model', modelDir, '--json']),
+    );
     expect(info.arch).toBe('resnet50v2-fpn');
     expect(info.params).toBe(small.countParams());
     expect(info.inputShape).toEqual([96, 96, 1]);

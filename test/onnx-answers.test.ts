@@ -41,6 +41,7 @@ import { predictSlices, rawToFloat32 } from '../models/predict.js';
 import { buildArchitecture } from '../models/registry.js';
 import { PYRAMID_LEVELS } from '../models/resnet50v2-fpn/resnet50v2-fpn.js';
 import { fillSeededWeights } from '../models/seeded.js';
+import { maxAbsDiff } from './helpers/compare.js';
 import { tempDir } from './helpers/tmp.js';
 
 const TOLERANCE = 1e-4;
@@ -64,18 +65,6 @@ function pack(slices: readonly Float32Array[]): Float32Array {
   const packed = new Float32Array(slices.length * per);
   for (const [i, s] of slices.entries()) packed.set(s, i * per);
   return packed;
-}
-
-/** Largest |a − b| over probability pairs. */
-function maxProbabilityDiff(a: readonly (readonly number[])[], b: readonly (readonly number[])[]): number {
-  expect(a.length).toBe(b.length);
-  let max = 0;
-  a.forEach((row, i) => {
-    row.forEach((v, j) => {
-      max = Math.max(max, Math.abs(v - (b[i]?.[j] ?? Number.NaN)));
-    });
-  });
-  return max;
 }
 
 /** Probabilities of ONNX Runtime through covidct's session (models/onnx/runtime.ts). */
@@ -317,7 +306,7 @@ describe('a random full-size ResNet50V2-FPN (512², width 1)', () => {
     const cached = await cachedOnnx(folder, cacheDir);
     expect(cached.exported).toBe(true);
     const ort = await ortProbabilities(cached.path, slices);
-    const diff = maxProbabilityDiff(ort, tfjs);
+    const diff = maxAbsDiff(ort, tfjs);
     console.log(
       `onnx answers full-size FPN: max |Δp| ${diff.toExponential(2)} over ${slices.length} slices (pCovid ${tfjs.map((p) => p[0].toFixed(3)).join(' ')}); features ${featureWorst.toExponential(2)} over ${names.join(', ')}; ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
@@ -369,7 +358,7 @@ async function checkSmall(model: LayersModel): Promise<void> {
   const ort = await ortProbabilities(exportLayersModel(model), slices);
   model.dispose();
   expect(features.worst).toBeLessThan(FEATURE_TOLERANCE);
-  expect(maxProbabilityDiff(ort, tfjs)).toBeLessThan(TOLERANCE);
+  expect(maxAbsDiff(ort, tfjs)).toBeLessThan(TOLERANCE);
 }
 
 const pool = (name: string, options: Parameters<typeof tfLayers.maxPooling2d>[0]) => (x: SymbolicTensor) =>
@@ -459,10 +448,10 @@ describe('an imported Keras checkpoint', () => {
       model.dispose();
       const { path } = await cachedOnnx(folder, cacheDir);
       const ort = await ortProbabilities(path, slices);
-      const diff = maxProbabilityDiff(ort, tfjs);
+      const diff = maxAbsDiff(ort, tfjs);
       // And against the independent numpy forward pass the fixture was written with.
       const numpy = expected.outputs[fixture.output]!.data;
-      const numpyDiff = maxProbabilityDiff(
+      const numpyDiff = maxAbsDiff(
         ort.slice(0, n),
         Array.from({ length: n }, (_, i) => numpy.slice(2 * i, 2 * i + 2)),
       );
@@ -557,7 +546,7 @@ describe('every decision on the bundled studies, default model', () => {
       expect(a.study.classifiedCount, `${study.name}: nothing classified`).toBeGreaterThan(0);
       expect(decisions(b), study.name).toEqual(decisions(a));
       const pa = probabilitiesOf(a);
-      const diff = maxProbabilityDiff(probabilitiesOf(b), pa);
+      const diff = maxAbsDiff(probabilitiesOf(b), pa);
       console.log(
         `onnx answers ${study.name}: ${pa.length} slices, covidCount ${a.study.covidCount}, decision ${a.study.decision}; max |Δp| ${diff.toExponential(2)}`,
       );

@@ -24,6 +24,7 @@ import { buildResnet50v2 } from '../models/resnet50v2/resnet50v2.js';
 import { buildResnet50v2Fpn } from '../models/resnet50v2-fpn/resnet50v2-fpn.js';
 import { fillSeededWeights, saveSeededModel } from '../models/seeded.js';
 import { buildXception } from '../models/xception/xception.js';
+import { maxAbsDiff } from './helpers/compare.js';
 
 const TOLERANCE = 1e-4;
 /** Random models: float32 features relative to their largest value (sums in a different order). */
@@ -84,17 +85,6 @@ async function runOrtOutputs(
   } finally {
     await session.release();
   }
-}
-
-function maxAbsDiff(a: readonly (readonly number[])[], b: readonly (readonly number[])[]): number {
-  expect(a.length).toBe(b.length);
-  let max = 0;
-  a.forEach((row, i) => {
-    row.forEach((v, j) => {
-      max = Math.max(max, Math.abs(v - (b[i]?.[j] ?? Number.NaN)));
-    });
-  });
-  return max;
 }
 
 /** Debian's ONNX checker (full check, with shape inference) on the bytes; throws its message. */

@@ -2,6 +2,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { vi } from 'vitest';
 
 /** The built command line. */
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -46,4 +48,27 @@ export function runCliAsync(args: readonly string[], env: NodeJS.ProcessEnv = {}
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/**
+ * Run a command in this process, as `covidct …args` would (its commands registered by `register`,
+ * errors thrown rather than exiting), and return what it printed on stdout.
+ */
+export async function runInProcess(
+  register: (program: Command) => void,
+  args: readonly string[],
+): Promise<string> {
+  const out: string[] = [];
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    out.push(String(chunk));
+    return true;
+  });
+  try {
+    const program = new Command('covidct').exitOverride();
+    register(program);
+    await program.parseAsync(['node', 'covidct', ...args]);
+  } finally {
+    write.mockRestore();
+  }
+  return out.join('');
 }
