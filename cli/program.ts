@@ -1,6 +1,9 @@
 /** The `covidct` program: every command, and the error policy (one line on stderr, exit code 1, no stack trace). */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { describeError, InputError } from '../core/errors.js';
+import { packageRoot } from '../models/default-model.js';
 import { registerBench } from './commands/bench.js';
 import { registerClassify } from './commands/classify.js';
 import { registerDeidentify } from './commands/deidentify.js';
@@ -20,12 +23,19 @@ import { registerUpload } from './commands/upload.js';
 import { registerWait } from './commands/wait.js';
 import { warn } from './io.js';
 
+/** covidct's version, from its package.json. */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
+
 /** Build the program with every command registered. */
 export function buildProgram(): Command {
   const program = new Command('covidct')
     .description(
       'COVID-19 from whole chest CT series: slice selection, classification, vote (Rahimzadeh et al.)',
     )
+    .version(packageVersion(), '-V, --version', 'print the version of covidct')
     .showHelpAfterError('(run with --help for usage)');
   registerSelect(program);
   registerPhantom(program);

@@ -46,13 +46,18 @@ export class BackendError extends InputError {
 
 /**
  * A `--backend` option's value as a backend name (case and spaces ignored); `undefined` when the
- * option was not given. Anything else is a one-line {@link BackendError} naming the option.
+ * option was not given or is `auto` (as `COVIDCT_BACKEND` takes it). Anything else is a one-line
+ * {@link BackendError} naming the option.
  */
 export function parseBackendOption(name: string | undefined): BackendName | undefined {
   if (name === undefined) return undefined;
   const value = name.trim().toLowerCase();
+  if (value === 'auto') return undefined;
   if (!isBackendName(value)) {
-    throw new BackendError('--backend', `'${name}' is not a backend: expected one of ${BACKENDS.join(', ')}`);
+    throw new BackendError(
+      '--backend',
+      `'${name}' is not a backend: expected one of ${BACKENDS.join(', ')} or auto`,
+    );
   }
   return value;
 }

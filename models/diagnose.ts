@@ -664,7 +664,7 @@ export async function diagnoseStudy(path: string, options: DiagnoseOptions): Pro
       progress?.('heatmaps', ++drawn, targets.length);
     }
   }
-  const heatmapsMs = performance.now() - heatmapsAt - heatmapModelMs;
+  const heatmapsMs = options.heatmapsDir === undefined ? 0 : performance.now() - heatmapsAt - heatmapModelMs;
 
   const votes = voteStudy(
     work.map((w) => ({

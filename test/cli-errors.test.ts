@@ -2,7 +2,8 @@
  * Bad input through the command line: a non-zero exit and one line naming the file, never a
  * stack trace; a series with an unreadable slice fails as a whole while the others go on.
  */
-import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -46,6 +47,19 @@ function expectOneLineError(args: string[], file: string, pattern: RegExp) {
   expect(lines[0]).toMatch(pattern);
   expect(run.stderr).not.toMatch(/\n\s+at /);
 }
+
+describe('the covidct command', () => {
+  it('runs as `npx covidct` from the repository (the built entry point is executable) and says its version', () => {
+    const run = spawnSync('npx', ['--no-install', 'covidct', '--version'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(run.stderr).not.toMatch(/Permission denied/);
+    expect(run.status).toBe(0);
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    expect(run.stdout.trim()).toBe(pkg.version);
+  });
+});
 
 describe('covidct select on bad input', () => {
   it('names a truncated TIFF', () => {

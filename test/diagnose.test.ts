@@ -333,7 +333,7 @@ describe('covidct diagnose', () => {
     const run = runCli(['diagnose', SAMPLE, '--model', modelDir, '--backend', 'tpu']);
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(
-      "covidct: --backend: 'tpu' is not a backend: expected one of gpu, ort, node, wasm, cpu\n",
+      "covidct: --backend: 'tpu' is not a backend: expected one of gpu, ort, node, wasm, cpu or auto\n",
     );
   });
 

@@ -15,7 +15,7 @@ import {
 } from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerModel } from '../cli/commands/model.js';
-import { backendFromEnv, initBackend } from '../models/backend.js';
+import { backendFromEnv, initBackend, parseBackendOption } from '../models/backend.js';
 import { CLASS_NAMES, COVID_INDEX } from '../models/classes.js';
 import { loadModel, ModelFolderError, readArtifacts, saveModel } from '../models/io.js';
 import { UpsampleLike } from '../models/layers/upsample-like.js';
@@ -343,6 +343,10 @@ describe('backend choice', () => {
     expect(backendFromEnv({ COVIDCT_BACKEND: 'auto' })).toBeUndefined();
     expect(backendFromEnv({})).toBeUndefined();
     expect(() => backendFromEnv({ COVIDCT_BACKEND: 'tpu' })).toThrow(/gpu, ort, node, wasm, cpu/);
+    // --backend takes what COVIDCT_BACKEND takes, auto included.
+    expect(parseBackendOption(' ORT ')).toBe('ort');
+    expect(parseBackendOption('auto')).toBeUndefined();
+    expect(() => parseBackendOption('tpu')).toThrow(/gpu, ort, node, wasm, cpu or auto$/);
   });
 
   it('chooses once per process', async () => {

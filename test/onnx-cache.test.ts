@@ -73,9 +73,9 @@ describe('covidct model export-onnx', () => {
     const out = join(work, 'default.onnx');
     const run = runCli(['model', 'export-onnx', DEFAULT_MODEL, out, '--json']);
     expect(run.code, run.stderr).toBe(0);
-    const printed = JSON.parse(run.stdout) as { out: string; bytes: number; sha256: string };
+    const printed = JSON.parse(run.stdout) as { out: string; bytes: number; modelSha256: string };
     expect(printed.bytes).toBe(readFileSync(out).length);
-    expect(printed.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(printed.modelSha256).toMatch(/^[0-9a-f]{64}$/);
     const checked = execFileSync(
       '/usr/bin/python3',
       [

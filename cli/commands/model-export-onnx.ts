@@ -15,7 +15,7 @@ export function registerModelExportOnnx(model: Command): void {
     .argument('<out>', 'the .onnx file to write (replaced if it exists)')
     .option(
       '--json',
-      "print JSON: { out, bytes, sha256 } (the model's SHA-256, as in the ids of its results)",
+      "print JSON: { out, bytes, modelSha256 } (the model's SHA-256, as in the ids of its results)",
     )
     .action(async (modelDir: string, out: string, options: { json?: boolean }) => {
       const [{ exportOnnx }, { modelFolderSha256 }, { writeFile }, { fileSystemError }] = await Promise.all([
@@ -30,7 +30,8 @@ export function registerModelExportOnnx(model: Command): void {
       } catch (error) {
         throw fileSystemError(out, error);
       }
-      if (options.json) printJson({ out, bytes: bytes.length, sha256: await modelFolderSha256(modelDir) });
+      if (options.json)
+        printJson({ out, bytes: bytes.length, modelSha256: await modelFolderSha256(modelDir) });
       else process.stdout.write(`${out}: ${bytes.length} bytes\n`);
     });
 }
