@@ -169,3 +169,11 @@ export function thresholdSweep(
 ): PatientTable[] {
   return thresholds.map((t) => patientTable(patients, t));
 }
+
+/** Median of some numbers (NaN for none). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}

@@ -13,8 +13,10 @@
  * so that a shared machine's load slows them alike; figures are medians over the rounds. Weights
  * are random: only speed is measured, so no trained model is needed.
  */
+
 import { availableParallelism } from 'node:os';
 import { describeError, InputError } from '../core/errors.js';
+import { median } from '../core/metrics.js';
 import { initBackend } from './backend.js';
 import { DEFAULT_INPUT_SIZE } from './classes.js';
 import type { SlicePredictor } from './diagnose.js';
@@ -144,12 +146,6 @@ interface Timer {
   readonly slicesPerRound: number;
   round(): Promise<void>;
   close(): Promise<void>;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 async function poolTimer(

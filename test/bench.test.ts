@@ -3,13 +3,13 @@
  * are compared; `bench all --quick` runs every bench and prints one JSON document whose shape and
  * figures are sane (it needs dist/ for the worker and select child processes: npm test builds first).
  */
+
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { BenchAllResult } from '../cli/bench/all.js';
-import { median } from '../cli/bench/common.js';
 import { unionMs } from '../cli/bench/pipeline.js';
 import { recommendMemoryMb } from '../cli/bench/select-memory.js';
 import {
@@ -20,6 +20,7 @@ import {
   type RunFigures,
   registerBench,
 } from '../cli/commands/bench.js';
+import { median } from '../core/metrics.js';
 import { autoCandidates, chooseBatch } from '../gpu-worker/warmup.js';
 import type { BenchClassifyResult } from '../models/bench-classify.js';
 import { defaultOrtLayout } from '../models/onnx/runtime.js';

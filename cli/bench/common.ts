@@ -3,18 +3,12 @@
  * running a Python reference that prints JSON, and finding the repository's bundled files whether
  * covidct runs from source or from dist/.
  */
+
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-
-/** Median of some numbers (NaN for none). */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
+import { median } from '../../core/metrics.js';
 
 /** Run `fn` once to warm up, then `runs` times; the median ms of the timed runs and the last result. */
 export async function timeRuns<T>(

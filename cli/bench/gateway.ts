@@ -14,6 +14,7 @@
  *    the gateway's JSON log (study complete → study sent → result received → results built) into
  *    quiet period, gateway work and cloud time, the cloud time split by the study's timings.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -21,11 +22,12 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { median } from '../../core/metrics.js';
 import { freePort } from '../../local/ports.js';
 import { type LocalStack, startLocalStack } from '../../local/stack.js';
 import { resolveModelDir } from '../../models/default-model.js';
 import { getStudy } from '../api-client.js';
-import { median, quietPowertools, repoRoot, round } from './common.js';
+import { quietPowertools, repoRoot, round } from './common.js';
 import { waitHealthy } from './pipeline.js';
 
 /** The floor for the gateway's receive rate, as a fraction of storescp's. */

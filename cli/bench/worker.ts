@@ -6,6 +6,7 @@
  * and `after` (overlap plus the next batch prefetched while one is classified: the default).
  * Configurations alternate round by round, so load from other work on the machine hits them alike.
  */
+
 import { createHash } from 'node:crypto';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -18,6 +19,7 @@ import {
   SendMessageBatchCommand,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
+import { median } from '../../core/metrics.js';
 import { type ClassifyContext, classifySlices } from '../../gpu-worker/classify.js';
 import { type BatchReport, InferenceConsumer } from '../../gpu-worker/consumer.js';
 import { warmUp } from '../../gpu-worker/warmup.js';
@@ -34,7 +36,7 @@ import {
   type SlicePredictor,
 } from '../../models/diagnose.js';
 import { DEFAULT_BATCH_SIZE } from '../../models/predict.js';
-import { median, repoRoot, round } from './common.js';
+import { repoRoot, round } from './common.js';
 import { saveTinyModel } from './tiny-model.js';
 
 /** A slice object to put in the bucket. */

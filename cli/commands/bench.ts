@@ -3,19 +3,21 @@
  * the authors' numpy + OpenCV way of doing the same (bench/reference_select.py), measured in the
  * same run on the same files.
  */
+
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join, relative } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../core/errors.js';
+import { median } from '../../core/metrics.js';
 import { readSlice } from '../../core/read.js';
 import { selectionRows } from '../../core/selection.js';
 import type { SliceFormat } from '../../core/slice.js';
 import { discoverStudy, type StudySelection, selectStudy } from '../../core/study.js';
 import { encodeTiff16 } from '../../core/tiff/encode.js';
 import { isTiffFile, readTiffFile } from '../../core/tiff/file.js';
-import { median, type PythonServer, startPythonServer } from '../bench/common.js';
+import { type PythonServer, startPythonServer } from '../bench/common.js';
 import { parseInteger, parseNumber, printJson, warn } from '../io.js';
 
 /**

@@ -6,14 +6,6 @@
 import { availableParallelism } from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
 
-/**
- * Threads one forward pass uses unless told otherwise: every available core (bench/INFERENCE.md has
- * the measurements behind it).
- */
-export function defaultOrtThreads(): number {
-  return availableParallelism();
-}
-
 /** How covidct spreads ONNX Runtime over the cores: `sessions` sessions of `threads` threads each. */
 export interface OrtLayout {
   /** Sessions, each in its own worker thread when more than one. */
@@ -48,7 +40,7 @@ export function ortLayout(
 
 /** Options of {@link createOrtSession}. */
 export interface OrtSessionOptions {
-  /** Threads one forward pass uses. @default defaultOrtThreads() */
+  /** Threads one forward pass uses. @default every available core (one session alone) */
   readonly threads?: number;
 }
 
@@ -97,7 +89,7 @@ export async function createOrtSession(
   options: OrtSessionOptions = {},
 ): Promise<OrtClassifier> {
   const ort = await loadOnnxRuntime();
-  const threads = options.threads ?? defaultOrtThreads();
+  const threads = options.threads ?? availableParallelism();
   const sessionOptions = ortSessionOptions(threads);
   const session =
     typeof model === 'string'
