@@ -13,6 +13,8 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 60_000,
+    // Log lines (the handlers' JSON logs, progress) only for a test that failed: the run shows results.
+    silent: 'passed-only',
     // ONNX graphs the CPU engine exports go to a cache of the tests' own, not the user's ~/.cache.
     env: { COVIDCT_CACHE_DIR: join(tmpdir(), 'covidct-test-cache') },
     hookTimeout: 120_000,

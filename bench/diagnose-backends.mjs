@@ -7,7 +7,7 @@
  * to the first backend.
  *
  *   npm run build && node bench/diagnose-backends.mjs [--runs 3] [--backends wasm,ort]
- *     [--model DIR] [--batch N] [STUDY (default test/fixtures/lung-pet-ct-dx-A0002)]
+ *     [--model DIR] [--batch N] [STUDY (default samples/lung-pet-ct-dx-A0002)]
  *
  * Figures: bench/README.md (classification section).
  */
@@ -26,8 +26,7 @@ const { values: args, positionals } = parseArgs({
   },
 });
 const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
-const study =
-  positionals[0] ?? fileURLToPath(new URL('../test/fixtures/lung-pet-ct-dx-A0002', import.meta.url));
+const study = positionals[0] ?? fileURLToPath(new URL('../samples/lung-pet-ct-dx-A0002', import.meta.url));
 const backends = args.backends.split(',');
 const runs = Number(args.runs);
 

@@ -12,7 +12,7 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { QueueDefinition } from '../lambdas/shared/resources.js';
+import type { QueueDefinition } from '../pipeline/resources.js';
 
 /** The repository root (entries, lock file and the worker's Docker context are found from it). */
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -60,7 +60,7 @@ export interface PipelineFunctionProps {
   readonly timeout: Duration;
   /** @default - none reserved */
   readonly reservedConcurrentExecutions?: number;
-  /** The `COVIDCT_*` variables (names from lambdas/shared/config.ts ENV). */
+  /** The `COVIDCT_*` variables (names from pipeline/config.ts ENV). */
   readonly environment: Record<string, string>;
   /** How long the function's log group keeps logs. */
   readonly logRetention: logs.RetentionDays;
@@ -145,7 +145,7 @@ export class PipelineFunction extends Construct {
 
 /** Props of {@link PipelineQueue}. */
 export interface PipelineQueueProps {
-  /** The shared definition (lambdas/shared/resources.ts QUEUES). */
+  /** The shared definition (pipeline/resources.ts QUEUES). */
   readonly definition: QueueDefinition;
   readonly key: kms.IKey;
 }

@@ -105,7 +105,7 @@ export const DEFAULT_SETTINGS: DeploymentSettings = {
 
 /**
  * How the GPU worker service scales. cdk/constructs/inference.ts builds its scaling policies and
- * alarm from these numbers and the surge simulation (core/simulate/) models the same ones, so the
+ * alarm from these numbers and the surge simulation (simulate/) models the same ones, so the
  * model cannot drift from what is deployed. Plain numbers (no CDK types): core/ may import them.
  */
 export const GPU_SCALING = {
@@ -139,7 +139,7 @@ function integer(node: Node, key: string, fallback: number, min: number, max: nu
   return n;
 }
 
-/** Hospital ids as the pipeline accepts them (lambdas/shared/messages.ts ID_PATTERN). */
+/** Hospital ids as the pipeline accepts them (pipeline/messages.ts ID_PATTERN). */
 const HOSPITAL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 

@@ -1,6 +1,6 @@
 /**
  * The one stack of a covidct deployment: storage, ingest, inference, results, API and operations,
- * built from the shared resource definitions (lambdas/shared/resources.ts) and the deployment's
+ * built from the shared resource definitions (pipeline/resources.ts) and the deployment's
  * settings. Environment-agnostic: synthesizes without an AWS account (no lookups).
  */
 import { CfnOutput, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';

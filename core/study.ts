@@ -44,8 +44,8 @@ export interface SliceSelection {
   readonly file: string;
   readonly darkPixels: number;
   readonly selected: boolean;
-  readonly instanceNumber?: number;
-  readonly sliceLocation?: number;
+  readonly instanceNumber?: number | undefined;
+  readonly sliceLocation?: number | undefined;
 }
 
 /** The selection of one series, or why it could not be made. */

@@ -401,11 +401,12 @@ export function startStoreScp(options: StoreScpOptions): Promise<StoreScp> {
       }
       const path = join(options.incomingDir, `.rx-${randomBytes(12).toString('hex')}.part`);
       const syntax = context.getAcceptedTransferSyntaxUid() ?? IMPLICIT_VR_LE;
+      const callingAe = this.association?.getCallingAeTitle();
       const head = encodeFileHead({
         sopClassUid: request.getAffectedSopClassUid(),
         sopInstanceUid: request.getAffectedSopInstanceUid(),
         transferSyntaxUid: syntax,
-        sourceAeTitle: this.association?.getCallingAeTitle(),
+        ...(callingAe === undefined ? {} : { sourceAeTitle: callingAe }),
       });
       const file = new SyncedFile(path, head);
       this.files.set(request, { file, syntax });

@@ -13,6 +13,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type DeidentifyMap, deidentifyStudy, writePrivateFile } from '../core/deidentify.js';
+import { readTopLevelValues, trimmed } from '../core/dicom/deidentify.js';
+import { describeError, FileSystemError } from '../core/errors.js';
 import {
   ApiError,
   type ApiTarget,
@@ -22,10 +25,7 @@ import {
   type StudyReport,
   type StudyStatus,
   uploadStudy,
-} from '../cli/api-client.js';
-import { type DeidentifyMap, deidentifyStudy, writePrivateFile } from '../core/deidentify.js';
-import { readTopLevelValues, trimmed } from '../core/dicom/deidentify.js';
-import { describeError, FileSystemError } from '../core/errors.js';
+} from '../pipeline/api-client.js';
 import {
   type AllowedCaller,
   type DicomPeer,

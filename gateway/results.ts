@@ -6,7 +6,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import type { StudyReport, StudyStatus } from '../cli/api-client.js';
 import type { DeidentifyMap } from '../core/deidentify.js';
 import { readTopLevelValues, trimmed } from '../core/dicom/deidentify.js';
 import {
@@ -21,6 +20,7 @@ import {
 } from '../core/dicom/result-objects.js';
 import { InputError } from '../core/errors.js';
 import { UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
+import type { StudyReport, StudyStatus } from '../pipeline/api-client.js';
 
 const SPECIFIC_CHARACTER_SET = 0x00080005;
 const SOP_CLASS_UID = 0x00080016;

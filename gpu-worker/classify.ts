@@ -11,8 +11,6 @@ import { describeError, InputError } from '../core/errors.js';
 import { decodeSlice } from '../core/read.js';
 import { forEachLimited } from '../core/study.js';
 import type { SliceLabel } from '../core/vote.js';
-import { heatmapKey } from '../lambdas/shared/messages.js';
-import { PIPELINE_DEFAULTS } from '../lambdas/shared/resources.js';
 import {
   type Classifier,
   checkSliceFits,
@@ -22,6 +20,8 @@ import {
   type SlicePredictor,
 } from '../models/diagnose.js';
 import { DEFAULT_BATCH_SIZE, type Probabilities } from '../models/predict.js';
+import { heatmapKey } from '../pipeline/messages.js';
+import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
 
 /** One slice to classify, as an inference message names it. */
 export interface SliceJob {

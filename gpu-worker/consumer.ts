@@ -29,8 +29,8 @@ import {
   type SliceVote,
   type VotesMessage,
   type VotingModel,
-} from '../lambdas/shared/messages.js';
-import { QUEUES } from '../lambdas/shared/resources.js';
+} from '../pipeline/messages.js';
+import { QUEUES } from '../pipeline/resources.js';
 import type { BatchOutcome, SliceJob } from './classify.js';
 
 /** Structured log sink (Powertools Logger fits); attributes never carry patient data. */

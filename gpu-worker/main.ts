@@ -4,7 +4,7 @@
  * votes queue, writes Grad-CAM overlays, serves a health check, and drains on SIGTERM (ECS scale-in,
  * Spot interruption) before exiting 0. It needs S3 and SQS only, never DynamoDB.
  *
- * Settings (environment): the shared ones of lambdas/shared/config.ts (`COVIDCT_BUCKET`,
+ * Settings (environment): the shared ones of pipeline/config.ts (`COVIDCT_BUCKET`,
  * `COVIDCT_INFERENCE_QUEUE_URL`, `COVIDCT_VOTES_QUEUE_URL`, `COVIDCT_MODEL`, `COVIDCT_ENDPOINT`) and
  * the worker's own, {@link WORKER_ENV}.
  */
@@ -12,19 +12,19 @@ import { pathToFileURL } from 'node:url';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { describeError, InputError } from '../core/errors.js';
-import { type AwsClients, createClients } from '../lambdas/shared/clients.js';
-import { ENV, requireEnv } from '../lambdas/shared/config.js';
-import type { VotingModel } from '../lambdas/shared/messages.js';
 import { initBackend } from '../models/backend.js';
 import { createPredictor, type SlicePredictor } from '../models/diagnose.js';
 import { DEFAULT_BATCH_SIZE } from '../models/predict.js';
+import { type AwsClients, createClients } from '../pipeline/clients.js';
+import { ENV, requireEnv } from '../pipeline/config.js';
+import type { VotingModel } from '../pipeline/messages.js';
 import { type ClassifyContext, classifySlices, type HeatmapMode, parseHeatmapMode } from './classify.js';
 import { type ConsumerOptions, InferenceConsumer, type WorkerLog } from './consumer.js';
 import { type HealthReport, startHealthServer } from './health.js';
 import { parseModelRef, readStoredModel, storedClassifier } from './model-store.js';
 import { autoCandidates, warmUp } from './warmup.js';
 
-/** The worker's own settings (the shared ones are in lambdas/shared/config.ts ENV). */
+/** The worker's own settings (the shared ones are in pipeline/config.ts ENV). */
 export const WORKER_ENV = {
   /** Health check port; default 8080, 0 for any free port (logged). */
   healthPort: 'COVIDCT_HEALTH_PORT',

@@ -10,12 +10,12 @@ import { io } from '@tensorflow/tfjs-core';
 import { type LayersModel, loadLayersModel } from '@tensorflow/tfjs-layers';
 import { InputError } from '../core/errors.js';
 import { type IntendedUse, intendedUseOf } from '../core/intended-use.js';
-import { KEYS } from '../lambdas/shared/resources.js';
 import type { Classifier } from '../models/diagnose.js';
 import { topologyInputShape } from '../models/diagnose.js';
 import { MANIFEST_JSON, MODEL_JSON, type ModelManifest } from '../models/io.js';
 import { modelInputShape } from '../models/predict.js';
 import { isSeededManifest, materializeSeeded, type SeededManifest } from '../models/seeded.js';
+import { KEYS } from '../pipeline/resources.js';
 // Registers UpsampleLike so the paper's FPN deserializes.
 import '../models/layers/upsample-like.js';
 

@@ -1,6 +1,6 @@
 /**
  * The pipeline's resources on the local servers, built from the shared definitions
- * (lambdas/shared/resources.ts) exactly as the CDK stack builds them on AWS: the bucket, each
+ * (pipeline/resources.ts) exactly as the CDK stack builds them on AWS: the bucket, each
  * queue with its dead-letter queue and redrive policy, the on-demand table with its GSIs, the
  * API-key table, and the topic. Idempotent: running it against servers that already hold them (a restart with `--data`)
  * changes nothing but drifted queue attributes, and brings a data folder from before a change up
@@ -24,9 +24,9 @@ import {
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
 import { BatchWriteCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
-import { moveLegacyApiKeys } from '../lambdas/shared/api-keys.js';
-import type { AwsClients, ClientEndpoints } from '../lambdas/shared/clients.js';
-import { ENV } from '../lambdas/shared/config.js';
+import { moveLegacyApiKeys } from '../pipeline/api-keys.js';
+import type { AwsClients, ClientEndpoints } from '../pipeline/clients.js';
+import { ENV } from '../pipeline/config.js';
 import {
   API_KEY_TABLE,
   BUCKET,
@@ -35,8 +35,8 @@ import {
   type QueueId,
   TABLE,
   TOPIC,
-} from '../lambdas/shared/resources.js';
-import { StudyStore } from '../lambdas/shared/store.js';
+} from '../pipeline/resources.js';
+import { StudyStore } from '../pipeline/store.js';
 
 /** A queue's key in {@link LocalResources.queueUrls}: the queue itself or its DLQ (`ingestDlq`, …). */
 export type QueueKey = QueueId | `${QueueId}Dlq`;
@@ -118,7 +118,7 @@ export async function createLocalResources(clients: AwsClients): Promise<LocalRe
   };
 }
 
-/** The environment the handlers and the worker read (names from lambdas/shared/config.ts). */
+/** The environment the handlers and the worker read (names from pipeline/config.ts). */
 export function envFor(
   resources: LocalResources,
   endpoints: ClientEndpoints,

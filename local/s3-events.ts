@@ -2,7 +2,7 @@
  * S3 event notifications for the local stack. fauxqs has none, but its message spy sees every
  * stored object (PutObject through the SDK, presigned PUTs, copies, completed multipart uploads),
  * so the router turns each upload of a manifest (`incoming/…/manifest.json`) into the S3 event
- * record AWS would send to the ingest queue (`makeS3EventBody` of lambdas/shared/messages.ts: same
+ * record AWS would send to the ingest queue (`makeS3EventBody` of pipeline/messages.ts: same
  * JSON, same URL-encoded key), so the select handler parses both alike.
  *
  * As on AWS, delivery is asynchronous: the PUT has returned before the event is on the queue.
@@ -10,9 +10,9 @@
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { SpyMessage } from 'fauxqs';
-import type { AwsClients } from '../lambdas/shared/clients.js';
-import { makeS3EventBody } from '../lambdas/shared/messages.js';
-import { KEYS } from '../lambdas/shared/resources.js';
+import type { AwsClients } from '../pipeline/clients.js';
+import { makeS3EventBody } from '../pipeline/messages.js';
+import { KEYS } from '../pipeline/resources.js';
 import type { LocalFauxqs } from './fauxqs.js';
 
 /** Options of {@link startS3EventRouter}. */

@@ -13,7 +13,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import dynalite from 'dynalite';
-import { createClients } from '../lambdas/shared/clients.js';
+import { createClients } from '../pipeline/clients.js';
 import { type LocalFauxqs, startFauxqsOn } from './fauxqs.js';
 import { restoreSnapshot, saveSnapshot } from './snapshot.js';
 
@@ -27,9 +27,9 @@ export interface LocalServersOptions {
    */
   readonly host?: string;
   /** @default 0 (a free port) */
-  readonly s3SqsSnsPort?: number;
+  readonly s3SqsSnsPort?: number | undefined;
   /** @default 0 (a free port) */
-  readonly dynamoPort?: number;
+  readonly dynamoPort?: number | undefined;
   /** Events the fauxqs message spy keeps for `waitForMessage` (the S3 router does not depend on it). @default 1000 */
   readonly spyBufferSize?: number;
 }

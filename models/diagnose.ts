@@ -607,7 +607,11 @@ export async function diagnoseStudy(path: string, options: DiagnoseOptions): Pro
       // A pool pays a model load per worker: worth it only with more than one batch to share.
       predictor = await createPredictor(classifier, {
         backend: choice.name,
-        poolSize: pixels.length > batch ? options.poolSize : 1,
+        ...(pixels.length > batch
+          ? options.poolSize === undefined
+            ? {}
+            : { poolSize: options.poolSize }
+          : { poolSize: 1 }),
       });
       backend = predictor.backend;
       workers = predictor.workers;

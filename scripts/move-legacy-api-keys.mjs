@@ -6,8 +6,8 @@
 // Usage: npm run build && AWS_REGION=REGION node scripts/move-legacy-api-keys.mjs TABLE_NAME API_KEY_TABLE_NAME
 // (credentials from the default chain; both names are stack outputs). The local stack does the same
 // on every start.
-import { moveLegacyApiKeys } from '../dist/lambdas/shared/api-keys.js';
-import { createClients } from '../dist/lambdas/shared/clients.js';
+import { moveLegacyApiKeys } from '../dist/pipeline/api-keys.js';
+import { createClients } from '../dist/pipeline/clients.js';
 
 const [table, keyTable] = process.argv.slice(2);
 if (!table || !keyTable) {

@@ -16,9 +16,9 @@ import {
   UNAUTHORIZED,
 } from '../lambdas/authorizer/authorizer.js';
 import { makeAuthorizerHandler } from '../lambdas/authorizer/handler.js';
-import { ApiKeyStore, hashApiKey } from '../lambdas/shared/api-keys.js';
 import { type ApiHandler, PIPELINE_API_ROUTES, startApiServer } from '../local/api-server.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
+import { ApiKeyStore, hashApiKey } from '../pipeline/api-keys.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability } from './helpers/pipeline.js';
 

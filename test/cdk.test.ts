@@ -30,9 +30,9 @@ import {
 } from '../cdk/settings.js';
 import { CovidCtStack } from '../cdk/stack.js';
 import { REFUSAL_MESSAGES } from '../lambdas/authorizer/authorizer.js';
-import { hashApiKey } from '../lambdas/shared/api-keys.js';
-import { ENV } from '../lambdas/shared/config.js';
-import { heatmapKey, reportKey } from '../lambdas/shared/messages.js';
+import { hashApiKey } from '../pipeline/api-keys.js';
+import { ENV } from '../pipeline/config.js';
+import { heatmapKey, reportKey } from '../pipeline/messages.js';
 import {
   API_KEY_TABLE,
   KEYS,
@@ -41,7 +41,7 @@ import {
   type QueueId,
   TABLE,
   TOPIC,
-} from '../lambdas/shared/resources.js';
+} from '../pipeline/resources.js';
 import { type LocalTestStack, startLocalTestStack } from './helpers/local-stack.js';
 
 type Resource = { Type: string; Properties: Record<string, unknown>; DependsOn?: unknown };

@@ -32,7 +32,7 @@ import { CLI, runCli } from './helpers/cli.js';
 import { buildRuleModel, ruleLabel } from './helpers/rule-model.js';
 import { tempDir } from './helpers/tmp.js';
 
-const SAMPLE = 'test/fixtures/lung-pet-ct-dx-A0002';
+const SAMPLE = 'samples/lung-pet-ct-dx-A0002';
 
 const work = tempDir('covidct-diagnose-');
 const modelDir = join(work, 'rule-model');

@@ -15,12 +15,12 @@ import { join } from 'node:path';
 import { GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { uploadStudy } from '../cli/api-client.js';
-import { type AwsClients, createClients } from '../lambdas/shared/clients.js';
-import type { StudyNotification } from '../lambdas/shared/messages.js';
-import { StudyStore } from '../lambdas/shared/store.js';
 import type { SqsEventHandler } from '../local/event-source.js';
 import { type LocalStack, loadPipelineHandlers, startLocalStack } from '../local/stack.js';
+import { uploadStudy } from '../pipeline/api-client.js';
+import { type AwsClients, createClients } from '../pipeline/clients.js';
+import type { StudyNotification } from '../pipeline/messages.js';
+import { StudyStore } from '../pipeline/store.js';
 import { FaultInjector, type FaultRule, seededRandom } from './helpers/faults.js';
 import { subscribeHospitalQueue } from './helpers/pipeline.js';
 import {
@@ -68,7 +68,7 @@ let store: StudyStore;
 /** Each hospital's subscribed queue of notifications. */
 const notifyQueue = (h: { hospital: string }) => `faults-${h.hospital}`;
 let doubleVotes = false;
-const real: { aggregate?: SqsEventHandler } = {};
+const real: { aggregate?: SqsEventHandler | undefined } = {};
 const errors: string[] = [];
 let seq = 0;
 

@@ -23,7 +23,7 @@ import { InputError } from '../core/errors.js';
 import { decodeSlice, readSlice } from '../core/read.js';
 import { selectionRows } from '../core/selection.js';
 import type { DecodeOptions, RawRows } from '../core/slice.js';
-import { MessageError } from '../lambdas/shared/errors.js';
+import { MessageError } from '../pipeline/errors.js';
 import {
   makeS3EventBody,
   parseCreateStudyRequest,
@@ -33,7 +33,7 @@ import {
   parseStudyNotification,
   parseVotesMessage,
   sliceKey,
-} from '../lambdas/shared/messages.js';
+} from '../pipeline/messages.js';
 import { tempDir } from './helpers/tmp.js';
 
 const LONG = process.env.COVIDCT_LONG === '1';

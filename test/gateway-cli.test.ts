@@ -7,9 +7,9 @@
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ApiError } from '../cli/api-client.js';
 import { isAllowed, parseAllowedCaller, parseDestination } from '../gateway/dimse.js';
 import { refusedForGood, retryDelay } from '../gateway/gateway.js';
+import { ApiError } from '../pipeline/api-client.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 

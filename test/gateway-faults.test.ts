@@ -35,7 +35,7 @@ const exec = promisify(execFile);
 const LONG = process.env.COVIDCT_LONG === '1';
 /** How long an outage lasts. */
 const OUTAGE_MS = LONG ? 70_000 : 3_000;
-const SERIES = join(import.meta.dirname, 'fixtures', 'lung-pet-ct-dx-A0002', 'B40f');
+const SERIES = join(import.meta.dirname, '..', 'samples', 'lung-pet-ct-dx-A0002', 'B40f');
 const COMPREHENSIVE_SR = '1.2.840.10008.5.1.4.1.1.88.33';
 const KEY = 'gateway-faults-key';
 const AE = 'COVIDCT';

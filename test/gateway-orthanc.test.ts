@@ -25,7 +25,7 @@ import { tempDir } from './helpers/tmp.js';
 
 const run = promisify(execFile);
 const work = tempDir('covidct-gw-orthanc-');
-const FIXTURE = join(import.meta.dirname, 'fixtures', 'lung-pet-ct-dx-A0002', 'B40f');
+const FIXTURE = join(import.meta.dirname, '..', 'samples', 'lung-pet-ct-dx-A0002', 'B40f');
 const HELPER = join(import.meta.dirname, 'helpers', 'orthanc-charsets.py');
 const PYTHON = '/usr/bin/python3';
 /** Slices of the second (Japanese) study: enough for a decision, few for time. */

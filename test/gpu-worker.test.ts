@@ -31,12 +31,12 @@ import {
   type WorkerConfig,
   workerHealth,
 } from '../gpu-worker/main.js';
-import { type InferenceMessage, parseVotesMessage, type VotesMessage } from '../lambdas/shared/messages.js';
-import { QUEUES } from '../lambdas/shared/resources.js';
 import { initBackend } from '../models/backend.js';
 import { CLASS_NAMES } from '../models/classes.js';
 import { modelFolderSha256 } from '../models/diagnose.js';
 import { saveModel } from '../models/io.js';
+import { type InferenceMessage, parseVotesMessage, type VotesMessage } from '../pipeline/messages.js';
+import { QUEUES } from '../pipeline/resources.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { buildRuleModel, RULE_LIMIT } from './helpers/rule-model.js';
 import { tempDir } from './helpers/tmp.js';

@@ -14,10 +14,10 @@ import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-s
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePhantomSlice } from '../core/phantom/files.js';
 import { createPhantom } from '../core/phantom/phantom.js';
-import { makeS3EventBody, manifestKey } from '../lambdas/shared/messages.js';
-import { PIPELINE_DEFAULTS } from '../lambdas/shared/resources.js';
-import { type StudyRecord, StudyStore } from '../lambdas/shared/store.js';
 import type { LocalStack } from '../local/stack.js';
+import { makeS3EventBody, manifestKey } from '../pipeline/messages.js';
+import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
+import { type StudyRecord, StudyStore } from '../pipeline/store.js';
 import { quietObservability } from './helpers/pipeline.js';
 import { startStackWithSelect } from './helpers/select-stack.js';
 

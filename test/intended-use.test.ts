@@ -16,12 +16,12 @@ import {
   UNDECLARED_INTENDED_USE,
 } from '../core/intended-use.js';
 import { buildReport, decide } from '../lambdas/aggregate/aggregate.js';
-import { parseStudyNotification, parseVotesMessage } from '../lambdas/shared/messages.js';
-import { notificationFor } from '../lambdas/shared/notify.js';
-import type { StoredVote, StudyRecord } from '../lambdas/shared/store.js';
 import { defaultModelDir } from '../models/default-model.js';
 import { loadClassifier } from '../models/diagnose.js';
 import { ModelFolderError, readManifest } from '../models/io.js';
+import { parseStudyNotification, parseVotesMessage } from '../pipeline/messages.js';
+import { notificationFor } from '../pipeline/notify.js';
+import type { StoredVote, StudyRecord } from '../pipeline/store.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 

@@ -16,17 +16,17 @@ import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeTiff16 } from '../core/tiff/encode.js';
 import { parseVoteThreshold as parseVoteThresholdText, voteThresholdValue } from '../core/vote.js';
+import type { LocalStack } from '../local/stack.js';
 import {
   type InferenceMessage,
   MAX_MANIFEST_BYTES,
   parseCreateStudyRequest,
   parseInferenceMessage,
   parseManifest,
-} from '../lambdas/shared/messages.js';
-import { MAX_REASON_BYTES } from '../lambdas/shared/reasons.js';
-import { PIPELINE_DEFAULTS } from '../lambdas/shared/resources.js';
-import { DYNAMODB_MAX_ITEM_BYTES, type StudyRecord, StudyStore } from '../lambdas/shared/store.js';
-import type { LocalStack } from '../local/stack.js';
+} from '../pipeline/messages.js';
+import { MAX_REASON_BYTES } from '../pipeline/reasons.js';
+import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
+import { DYNAMODB_MAX_ITEM_BYTES, type StudyRecord, StudyStore } from '../pipeline/store.js';
 import { drainQueue, queueDepth, quietObservability } from './helpers/pipeline.js';
 import { startStackWithSelect } from './helpers/select-stack.js';
 
@@ -329,7 +329,7 @@ const longSeriesId = (i: number) => `${String(i).padStart(6, '0')}-${'s'.repeat(
 
 /** Every item of a study's partition (study, selection parts, votes) with its size as DynamoDB counts it. */
 async function itemSizes(hospital: string, studyId: string): Promise<{ sk: string; bytes: number }[]> {
-  const { dynamoItemBytes, studyPk } = await import('../lambdas/shared/store.js');
+  const { dynamoItemBytes, studyPk } = await import('../pipeline/store.js');
   const sizes: { sk: string; bytes: number }[] = [];
   let start: Record<string, unknown> | undefined;
   do {
@@ -494,7 +494,7 @@ describe('selection parts and capped reasons (no network)', () => {
 
   // ASCII only: dynalite counts a string's UTF-16 units where DynamoDB (and dynamoItemBytes) count UTF-8 bytes.
   it('sizes items as dynalite (which enforces DynamoDB’s 400 KB) does, or a little over', async () => {
-    const { dynamoItemBytes } = await import('../lambdas/shared/store.js');
+    const { dynamoItemBytes } = await import('../pipeline/store.js');
     const { marshall } = await import('@aws-sdk/util-dynamodb');
     const require = createRequire(import.meta.url);
     const db = require('dynalite/db/index.js') as { itemSize: (item: unknown) => number };
@@ -524,7 +524,7 @@ describe('selection parts and capped reasons (no network)', () => {
 
   it('splits the maxima (with each slice’s recorded sha256 and size) into parts under 256 KB and joins them back', async () => {
     const { dynamoItemBytes, joinSelection, SELECTION_PART_MAX_BYTES, splitSelection } = await import(
-      '../lambdas/shared/store.js'
+      '../pipeline/store.js'
     );
     const n = PIPELINE_DEFAULTS.maxSlicesPerStudy;
     // What select records for each slice it read: its SHA-256 (64 hex) and its length, at the largest.
@@ -571,7 +571,7 @@ describe('selection parts and capped reasons (no network)', () => {
   });
 
   it('caps a reason to one line of 2 KB, the first 3 causes and a count of the rest', async () => {
-    const { capReason, reasonWithCauses } = await import('../lambdas/shared/reasons.js');
+    const { capReason, reasonWithCauses } = await import('../pipeline/reasons.js');
     expect(capReason('one\ntwo')).toBe('one');
     const long = capReason('é'.repeat(5000));
     expect(Buffer.byteLength(long)).toBeLessThanOrEqual(MAX_REASON_BYTES);

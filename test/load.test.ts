@@ -1,7 +1,7 @@
 /**
  * Load on the whole local stack: studies (the real sample series and phantoms) uploaded at once by
  * three hospitals through the API as their client sends them (POST /studies, presigned PUTs, the
- * manifest last; cli/api-client.ts), processed by the real handlers and one worker process with the
+ * manifest last; pipeline/api-client.ts), processed by the real handlers and one worker process with the
  * rule model. All must complete, each selected slice counted once, DLQs empty; time to result
  * (upload start → COMPLETE seen in the table, polled every 200 ms) p50/p95 and throughput are
  * printed as one JSON line (`load: {...}`).
@@ -12,9 +12,9 @@
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { uploadStudy } from '../cli/api-client.js';
-import { StudyStore } from '../lambdas/shared/store.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
+import { uploadStudy } from '../pipeline/api-client.js';
+import { StudyStore } from '../pipeline/store.js';
 import {
   accountSlices,
   dlqDepths,

@@ -51,7 +51,7 @@ const TOLERANCE = 1e-4;
  */
 const FEATURE_TOLERANCE = 1e-4;
 const FIXTURES = join(import.meta.dirname, 'fixtures');
-const REAL_SERIES = join(FIXTURES, 'lung-pet-ct-dx-A0002', 'B40f');
+const REAL_SERIES = join(FIXTURES, '..', '..', 'samples', 'lung-pet-ct-dx-A0002', 'B40f');
 
 const work = tempDir('covidct-onnx-answers-');
 const cacheDir = join(work, 'onnx-cache');
@@ -495,7 +495,7 @@ describe('every decision on the bundled studies, default model', () => {
   let tfjs: SlicePredictor;
   let ort: SlicePredictor;
   const studies: { name: string; path: string }[] = [
-    { name: 'A0002 DICOM (B40f, B70f)', path: join(FIXTURES, 'lung-pet-ct-dx-A0002') },
+    { name: 'A0002 DICOM (B40f, B70f)', path: join(FIXTURES, '..', '..', 'samples', 'lung-pet-ct-dx-A0002') },
     { name: 'A0002 TIFF (B40f, B70f)', path: join(FIXTURES, 'lung-pet-ct-dx-A0002-tiff') },
   ];
   const totals = { slices: 0, covid: 0, maxDiff: 0, minMargin: Number.POSITIVE_INFINITY };

@@ -29,7 +29,7 @@ import { maxAbsDiff } from './helpers/compare.js';
 const TOLERANCE = 1e-4;
 /** Random models: float32 features relative to their largest value (sums in a different order). */
 const FEATURE_TOLERANCE = 1e-5;
-const REAL_SERIES = join(import.meta.dirname, 'fixtures', 'lung-pet-ct-dx-A0002', 'B40f');
+const REAL_SERIES = join(import.meta.dirname, '..', 'samples', 'lung-pet-ct-dx-A0002', 'B40f');
 const PYTHON = '/usr/bin/python3';
 const hasOnnxChecker = spawnSync(PYTHON, ['-c', 'import onnx'], { stdio: 'ignore' }).status === 0;
 

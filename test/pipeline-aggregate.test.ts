@@ -18,9 +18,9 @@ import {
   type SliceVote,
   sliceKey,
   type VotesMessage,
-} from '../lambdas/shared/messages.js';
-import { TOPIC } from '../lambdas/shared/resources.js';
-import { type StoredSeries, StudyStore } from '../lambdas/shared/store.js';
+} from '../pipeline/messages.js';
+import { TOPIC } from '../pipeline/resources.js';
+import { type StoredSeries, StudyStore } from '../pipeline/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability, sqsEvent, subscribeHospitalQueue, uploadStudy } from './helpers/pipeline.js';
 

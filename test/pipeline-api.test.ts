@@ -10,9 +10,9 @@ import { DeleteCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeApiHandler } from '../lambdas/api/handler.js';
-import { ApiKeyStore, hashApiKey } from '../lambdas/shared/api-keys.js';
-import { heatmapKey, reportKey, sliceKey } from '../lambdas/shared/messages.js';
-import { StudyStore } from '../lambdas/shared/store.js';
+import { ApiKeyStore, hashApiKey } from '../pipeline/api-keys.js';
+import { heatmapKey, reportKey, sliceKey } from '../pipeline/messages.js';
+import { StudyStore } from '../pipeline/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability } from './helpers/pipeline.js';
 

@@ -17,23 +17,23 @@ import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getStudy, uploadStudy, waitForStudy } from '../cli/api-client.js';
 import { writePhantomSeries } from '../cli/commands/phantom.js';
+import { type LocalStack, startLocalStack } from '../local/stack.js';
+import { defaultModelDir } from '../models/default-model.js';
+import { getStudy, uploadStudy, waitForStudy } from '../pipeline/api-client.js';
 import {
   makeS3EventBody,
   manifestKey,
   reportKey,
   type StudyNotification,
   sliceKey,
-} from '../lambdas/shared/messages.js';
-import { StudyStore } from '../lambdas/shared/store.js';
-import { type LocalStack, startLocalStack } from '../local/stack.js';
-import { defaultModelDir } from '../models/default-model.js';
+} from '../pipeline/messages.js';
+import { StudyStore } from '../pipeline/store.js';
 import { subscribeHospitalQueue } from './helpers/pipeline.js';
 import { createAndUploadRaw, dlqDepths, receiveNotifications, settle } from './helpers/studies.js';
 import { tempDir } from './helpers/tmp.js';
 
-const B70F = join(import.meta.dirname, 'fixtures/lung-pet-ct-dx-A0002/B70f');
+const B70F = join(import.meta.dirname, '../samples/lung-pet-ct-dx-A0002/B70f');
 /** What the fixture's DICOM headers say of the patient (PatientName and PatientID). */
 const PHI = ['Lung_Dx-A0002', 'Lung_Dx', 'A0002'];
 const A = { hospital: 'hospital-a', apiKey: 'e2e-key-hospital-a-0123456789' };

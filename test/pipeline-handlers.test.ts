@@ -10,13 +10,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LocalStack, startLocalStack } from '../local/stack.js';
 import {
   heatmapKey,
   parseInferenceMessage,
   type StudyNotification,
   type VotesMessage,
-} from '../lambdas/shared/messages.js';
-import { type LocalStack, startLocalStack } from '../local/stack.js';
+} from '../pipeline/messages.js';
 import { queueDepth, subscribeHospitalQueue } from './helpers/pipeline.js';
 import { receiveNotifications } from './helpers/studies.js';
 

@@ -1,9 +1,9 @@
 /**
- * The pipeline's wire formats (lambdas/shared/messages.ts): every rejection is one line naming
+ * The pipeline's wire formats (pipeline/messages.ts): every rejection is one line naming
  * the field; S3 event keys are URL-decoded; keys must stay under the study's prefix.
  */
 import { describe, expect, it } from 'vitest';
-import { MessageError } from '../lambdas/shared/errors.js';
+import { MessageError } from '../pipeline/errors.js';
 import {
   decodeS3EventKey,
   heatmapKey,
@@ -14,8 +14,8 @@ import {
   parseManifestKey,
   parseS3EventBody,
   parseVotesMessage,
-} from '../lambdas/shared/messages.js';
-import { PIPELINE_DEFAULTS } from '../lambdas/shared/resources.js';
+} from '../pipeline/messages.js';
+import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
 
 const where = { hospital: 'h1', studyId: 's1' };
 const HASH = 'a'.repeat(64);

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectStudy } from '../core/study.js';
 import { makeSelectHandler, type SelectConfig } from '../lambdas/select/handler.js';
-import { parseInferenceMessage } from '../lambdas/shared/messages.js';
-import { StudyStore } from '../lambdas/shared/store.js';
+import { parseInferenceMessage } from '../pipeline/messages.js';
+import { StudyStore } from '../pipeline/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import {
   drainQueue,

@@ -20,9 +20,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePhantomSlice } from '../core/phantom/files.js';
 import { createPhantom } from '../core/phantom/phantom.js';
 import { type ApiDeps, createStudy, presignClientFor } from '../lambdas/api/api.js';
-import { CHECKSUM_HEADER } from '../lambdas/shared/messages.js';
-import { TABLE } from '../lambdas/shared/resources.js';
-import { StudyStore } from '../lambdas/shared/store.js';
+import { CHECKSUM_HEADER } from '../pipeline/messages.js';
+import { TABLE } from '../pipeline/resources.js';
+import { StudyStore } from '../pipeline/store.js';
 import { runCliAsync } from './helpers/cli.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { type StrictS3, startStrictS3 } from './helpers/strict-s3.js';
@@ -30,7 +30,7 @@ import { tempDir } from './helpers/tmp.js';
 
 const stack = useLocalStack();
 const work = tempDir('covidct-presign-');
-const SECRET = 'test'; // the local stack's credentials (lambdas/shared/clients.ts)
+const SECRET = 'test'; // the local stack's credentials (pipeline/clients.ts)
 const sha = (bytes: Uint8Array | string) => createHash('sha256').update(bytes).digest('hex');
 const b64 = (bytes: Uint8Array | string) => createHash('sha256').update(bytes).digest('base64');
 

@@ -24,7 +24,7 @@ const expected = JSON.parse(
 const stem = (file: string) => file.replace(/\.(dcm|tif)(\.gz)?$/, '');
 
 describe.each([
-  ['DICOM (gzipped)', 'lung-pet-ct-dx-A0002'],
+  ['DICOM (gzipped)', '../../samples/lung-pet-ct-dx-A0002'],
   ['16-bit TIFF', 'lung-pet-ct-dx-A0002-tiff'],
 ])('the real A0002 study as %s', (_format, folder) => {
   it('selects exactly what the independent implementation selects: counts, threshold and flags', async () => {
@@ -44,7 +44,7 @@ describe.each([
 
 describe('covidct select on the real study', () => {
   it('prints the JSON the README promises', () => {
-    const run = runCli(['select', fixture('lung-pet-ct-dx-A0002'), '--json']);
+    const run = runCli(['select', fixture('../../samples/lung-pet-ct-dx-A0002'), '--json']);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     const out = JSON.parse(run.stdout) as { series: ExpectedSeries[] & { id: string }[] };

@@ -14,9 +14,9 @@ import { encodePhantomSlice } from '../core/phantom/files.js';
 import { createPhantom } from '../core/phantom/phantom.js';
 import { finishStudy, recordVotes, type StudyReport } from '../lambdas/aggregate/aggregate.js';
 import { type SelectDeps, selectManifest } from '../lambdas/select/select.js';
-import { manifestKey, parseInferenceMessage, reportKey } from '../lambdas/shared/messages.js';
-import { TABLE } from '../lambdas/shared/resources.js';
-import { StudyStore } from '../lambdas/shared/store.js';
+import { manifestKey, parseInferenceMessage, reportKey } from '../pipeline/messages.js';
+import { TABLE } from '../pipeline/resources.js';
+import { StudyStore } from '../pipeline/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { drainQueue, uploadStudy } from './helpers/pipeline.js';
 

@@ -1,5 +1,5 @@
 /**
- * The surge model (core/simulate/): against closed-form queueing answers (a D/D/c backlog that
+ * The surge model (simulate/): against closed-form queueing answers (a D/D/c backlog that
  * grows at λ − cμ, the M/M/c mean wait from Erlang C), the scaling policy's rules (bounds, scale to
  * zero, cooldowns), the settings it imports, the arrivals parser, the plot, the FLOP count behind
  * the default GPU rate, and `covidct simulate` as a user runs it.
@@ -14,29 +14,25 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SETTINGS, GPU_SCALING } from '../cdk/settings.js';
 import { parseSlices } from '../cli/commands/simulate.js';
 import { InputError } from '../core/errors.js';
+import { countFlops } from '../models/flops.js';
+import { buildArchitecture } from '../models/registry.js';
+import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
 import {
   type Arrival,
   PROFILES,
   parseArrivals,
   profileArrivals,
   profileSeconds,
-} from '../core/simulate/arrivals.js';
-import { percentiles, type SimulationResult, simulate } from '../core/simulate/engine.js';
+} from '../simulate/arrivals.js';
+import { percentiles, type SimulationResult, simulate } from '../simulate/engine.js';
 import {
   ASSUMED_GPU_EFFICIENCY,
   estimatedSlicesPerSecond,
   GPU_INSTANCE_TYPES,
   RESNET50V2_FPN_GFLOP_PER_SLICE,
-} from '../core/simulate/gpu.js';
-import {
-  DEFAULT_GPU_SLICES_PER_SECOND,
-  defaultParams,
-  type SimulationParams,
-} from '../core/simulate/params.js';
-import { renderSimulationPng } from '../core/simulate/plot.js';
-import { PIPELINE_DEFAULTS, QUEUES } from '../lambdas/shared/resources.js';
-import { countFlops } from '../models/flops.js';
-import { buildArchitecture } from '../models/registry.js';
+} from '../simulate/gpu.js';
+import { DEFAULT_GPU_SLICES_PER_SECOND, defaultParams, type SimulationParams } from '../simulate/params.js';
+import { renderSimulationPng } from '../simulate/plot.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 

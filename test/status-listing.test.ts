@@ -28,13 +28,13 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type IntendedUse, UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
 import { listStudies as listStudiesRoute } from '../lambdas/api/api.js';
-import { ApiKeyStore, hashApiKey } from '../lambdas/shared/api-keys.js';
-import { createClients } from '../lambdas/shared/clients.js';
-import { HttpError } from '../lambdas/shared/errors.js';
-import { API_KEY_TABLE, TABLE } from '../lambdas/shared/resources.js';
-import { type StudyStatus, StudyStore } from '../lambdas/shared/store.js';
 import { createLocalResources } from '../local/resources.js';
 import { startLocalServers } from '../local/servers.js';
+import { ApiKeyStore, hashApiKey } from '../pipeline/api-keys.js';
+import { createClients } from '../pipeline/clients.js';
+import { HttpError } from '../pipeline/errors.js';
+import { API_KEY_TABLE, TABLE } from '../pipeline/resources.js';
+import { type StudyStatus, StudyStore } from '../pipeline/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
 
 const stack = useLocalStack();

@@ -8,12 +8,12 @@
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
 import { recordVotes } from '../lambdas/aggregate/aggregate.js';
-import { ENV } from '../lambdas/shared/config.js';
-import { parseStudyNotification } from '../lambdas/shared/messages.js';
-import { PIPELINE_DEFAULTS, QUEUES } from '../lambdas/shared/resources.js';
-import { type StoredSeries, StudyStore } from '../lambdas/shared/store.js';
 import { makeSweeperHandler, sweeperConfigFromEnv } from '../lambdas/sweeper/handler.js';
 import { formatIdle, neverUploadedReason, stalledReason, sweep } from '../lambdas/sweeper/sweeper.js';
+import { ENV } from '../pipeline/config.js';
+import { parseStudyNotification } from '../pipeline/messages.js';
+import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
+import { type StoredSeries, StudyStore } from '../pipeline/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability, subscribeHospitalQueue } from './helpers/pipeline.js';
 

@@ -18,8 +18,8 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { API_KEY_HEADER, REFUSAL_MESSAGES } from '../../lambdas/authorizer/authorizer.js';
-import { ENV } from '../../lambdas/shared/config.js';
-import { API_KEY_TABLE, KEYS } from '../../lambdas/shared/resources.js';
+import { ENV } from '../../pipeline/config.js';
+import { API_KEY_TABLE, KEYS } from '../../pipeline/resources.js';
 import { type FunctionCodeProvider, PipelineFunction, pipelineTable } from '../parts.js';
 import type { HospitalSetting } from '../settings.js';
 

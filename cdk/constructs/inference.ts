@@ -18,8 +18,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { ENV } from '../../lambdas/shared/config.js';
-import { KEYS, QUEUES } from '../../lambdas/shared/resources.js';
+import { ENV } from '../../pipeline/config.js';
+import { KEYS, QUEUES } from '../../pipeline/resources.js';
 import { PipelineQueue, REPO_ROOT } from '../parts.js';
 import { GPU_SCALING } from '../settings.js';
 
@@ -43,12 +43,12 @@ export const WORKER_IMAGE_CONTEXT = [
   '!lambdas',
   '!gpu-worker',
   '!local',
-  // The deployment defaults (plain data) that core/simulate imports: the image's build compiles it.
+  // The deployment defaults (plain data) that simulate imports: the image's build compiles it.
   '!cdk/settings.ts',
   '**/*.test.ts',
 ] as const;
 
-/** The folder under a study's results prefix that holds the worker's Grad-CAM heatmaps (lambdas/shared/messages.ts heatmapKey). */
+/** The folder under a study's results prefix that holds the worker's Grad-CAM heatmaps (pipeline/messages.ts heatmapKey). */
 export const HEATMAPS_DIR = 'heatmaps';
 
 /**

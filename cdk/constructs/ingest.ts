@@ -1,5 +1,5 @@
 /**
- * Ingest: the manifest's upload (written last, lambdas/shared/resources.ts KEYS) → an S3 event on
+ * Ingest: the manifest's upload (written last, pipeline/resources.ts KEYS) → an S3 event on
  * the ingest queue → the select Lambda, which records the selection and queues the selected
  * slices for inference.
  */
@@ -14,8 +14,8 @@ import { SqsDestination } from 'aws-cdk-lib/aws-s3-notifications';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { ENV } from '../../lambdas/shared/config.js';
-import { KEYS, QUEUES } from '../../lambdas/shared/resources.js';
+import { ENV } from '../../pipeline/config.js';
+import { KEYS, QUEUES } from '../../pipeline/resources.js';
 import { type FunctionCodeProvider, PipelineFunction, PipelineQueue } from '../parts.js';
 
 /** Props of {@link Ingest}. */

@@ -1,5 +1,5 @@
 /**
- * Results: the table (studies, votes, listing index; lambdas/shared/resources.ts TABLE),
+ * Results: the table (studies, votes, listing index; pipeline/resources.ts TABLE),
  * the votes queue, the aggregate Lambda that decides each study once, the topic that tells each
  * hospital about its own finished studies (subscriptions filter on the `hospital` attribute), and
  * the sweeper that fails studies which stopped making progress, on a schedule.
@@ -15,8 +15,8 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
-import { ENV } from '../../lambdas/shared/config.js';
-import { KEYS, PIPELINE_DEFAULTS, QUEUES, TABLE, TOPIC } from '../../lambdas/shared/resources.js';
+import { ENV } from '../../pipeline/config.js';
+import { KEYS, PIPELINE_DEFAULTS, QUEUES, TABLE, TOPIC } from '../../pipeline/resources.js';
 import { type FunctionCodeProvider, PipelineFunction, PipelineQueue, pipelineTable } from '../parts.js';
 
 /** A hospital's subscription to its own results. */

@@ -1,13 +1,13 @@
 /**
  * Storage: the one bucket (slices under `incoming/`, results under `results/`, models under
- * `models/`, layout from lambdas/shared/resources.ts KEYS), KMS-encrypted, versioned, private,
+ * `models/`, layout from pipeline/resources.ts KEYS), KMS-encrypted, versioned, private,
  * TLS-only, with server access logs; uploads expire, results stay.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { KEYS } from '../../lambdas/shared/resources.js';
+import { KEYS } from '../../pipeline/resources.js';
 
 /** Props of {@link Storage}. */
 export interface StorageProps {

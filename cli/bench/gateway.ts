@@ -26,7 +26,7 @@ import { median } from '../../core/metrics.js';
 import { freePort } from '../../local/ports.js';
 import { type LocalStack, startLocalStack } from '../../local/stack.js';
 import { resolveModelDir } from '../../models/default-model.js';
-import { getStudy } from '../api-client.js';
+import { getStudy } from '../../pipeline/api-client.js';
 import { quietPowertools, repoRoot, round } from './common.js';
 import { waitHealthy } from './pipeline.js';
 
@@ -175,7 +175,7 @@ export async function benchGateway(options: BenchGatewayOptions = {}): Promise<B
   const work = await mkdtemp(join(options.workParent ?? tmpdir(), 'covidct-bench-gateway-'));
   try {
     const real = join(work, 'real');
-    await gunzipSeries(join(repoRoot(), 'test', 'fixtures', 'lung-pet-ct-dx-A0002', SERIES), real);
+    await gunzipSeries(join(repoRoot(), 'samples', 'lung-pet-ct-dx-A0002', SERIES), real);
     const series = await replicate(real, join(work, 'series'), instances);
     const receive = await benchReceive(main, series, join(work, 'rx'), repetitions);
     const endToEnd =

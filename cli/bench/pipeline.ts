@@ -14,7 +14,7 @@ import type { SqsEventHandler } from '../../local/event-source.js';
 import { type LocalStack, loadPipelineHandlers, startLocalStack } from '../../local/stack.js';
 import { initBackend } from '../../models/backend.js';
 import { diagnoseStudy, loadClassifier } from '../../models/diagnose.js';
-import { uploadStudy, waitForStudy } from '../api-client.js';
+import { uploadStudy, waitForStudy } from '../../pipeline/api-client.js';
 import { writePhantomSeries } from '../commands/phantom.js';
 import { quietPowertools, repoRoot, round } from './common.js';
 import { saveTinyModel } from './tiny-model.js';
@@ -115,7 +115,7 @@ export async function benchPipeline(options: BenchPipelineOptions = {}): Promise
   const work = await mkdtemp(join(tmpdir(), 'covidct-bench-pipeline-'));
   const pool = options.workers ?? availableParallelism();
   const phantomSlices = options.phantomSlices ?? 300;
-  const sample = join(repoRoot(), 'test', 'fixtures', 'lung-pet-ct-dx-A0002');
+  const sample = join(repoRoot(), 'samples', 'lung-pet-ct-dx-A0002');
   const studies = [
     options.realSeries === undefined
       ? { name: 'Lung-PET-CT-Dx A0002 (2 series, 60 slices, .dcm.gz)', path: sample }

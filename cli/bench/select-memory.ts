@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { type LocalStack, startLocalStack } from '../../local/stack.js';
-import { getStudy, isFinished, uploadStudy } from '../api-client.js';
+import { getStudy, isFinished, uploadStudy } from '../../pipeline/api-client.js';
 import { writePhantomSeries } from '../commands/phantom.js';
 import { quietPowertools, repoRoot, round } from './common.js';
 import type { SelectChildReport } from './select-child.js';

@@ -23,9 +23,6 @@ import { median } from '../../core/metrics.js';
 import { type ClassifyContext, classifySlices } from '../../gpu-worker/classify.js';
 import { type BatchReport, InferenceConsumer } from '../../gpu-worker/consumer.js';
 import { warmUp } from '../../gpu-worker/warmup.js';
-import { type AwsClients, createClients } from '../../lambdas/shared/clients.js';
-import { type InferenceMessage, sliceKey } from '../../lambdas/shared/messages.js';
-import { PIPELINE_DEFAULTS } from '../../lambdas/shared/resources.js';
 import { createLocalResources, type LocalResources } from '../../local/resources.js';
 import { type LocalServers, startLocalServers } from '../../local/servers.js';
 import { initBackend } from '../../models/backend.js';
@@ -36,6 +33,9 @@ import {
   type SlicePredictor,
 } from '../../models/diagnose.js';
 import { DEFAULT_BATCH_SIZE } from '../../models/predict.js';
+import { type AwsClients, createClients } from '../../pipeline/clients.js';
+import { type InferenceMessage, sliceKey } from '../../pipeline/messages.js';
+import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';
 import { repoRoot, round } from './common.js';
 import { saveTinyModel } from './tiny-model.js';
 
@@ -94,7 +94,7 @@ export async function startWorkerHarness(slices: readonly HarnessSlice[]): Promi
 
 /** The bundled real series (Lung-PET-CT-Dx A0002 B70f, 512×512), gunzipped: DICOM as a hospital sends it. */
 export async function realSeriesSlices(): Promise<HarnessSlice[]> {
-  const dir = join(repoRoot(), 'test', 'fixtures', 'lung-pet-ct-dx-A0002', 'B70f');
+  const dir = join(repoRoot(), 'samples', 'lung-pet-ct-dx-A0002', 'B70f');
   const names = (await readdir(dir)).filter((n) => n.endsWith('.dcm.gz')).sort();
   return Promise.all(
     names.map(async (n) => ({

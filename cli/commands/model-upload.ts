@@ -148,9 +148,9 @@ export function registerModelUpload(model: Command): void {
     .option('--json', 'print JSON: { id, sha256, bucket, keys, bytes, unchanged }')
     .action(async (dir: string, options: UploadCliOptions) => {
       const [{ createClients, endpointsFromEnv }, { BUCKET }, { ENV }] = await Promise.all([
-        import('../../lambdas/shared/clients.js'),
-        import('../../lambdas/shared/resources.js'),
-        import('../../lambdas/shared/config.js'),
+        import('../../pipeline/clients.js'),
+        import('../../pipeline/resources.js'),
+        import('../../pipeline/config.js'),
       ]);
       const endpoints = options.endpoint === undefined ? endpointsFromEnv() : { endpoint: options.endpoint };
       const { s3 } = createClients(endpoints);

@@ -1,12 +1,12 @@
 /**
  * `covidct simulate --profile baseline|surge | --arrivals FILE`: the surge model. A discrete-event
- * simulation of the deployed pipeline with the CDK stack's own settings (core/simulate/), printing
+ * simulation of the deployed pipeline with the CDK stack's own settings (simulate/), printing
  * time to result (p50/p95/p99), peak tasks, GPU-hours and cost per study; `--plot` draws backlog
  * and tasks over time.
  */
 import type { Command } from 'commander';
 import { InputError } from '../../core/errors.js';
-import type { SliceDistribution } from '../../core/simulate/params.js';
+import type { SliceDistribution } from '../../simulate/params.js';
 import { parseInteger, parseNumber, printJson } from '../io.js';
 
 /** The options as commander hands them over. */
@@ -134,10 +134,10 @@ export function registerSimulate(program: Command): void {
     .action(async (o: SimulateCliOptions) => {
       const [{ readFile, writeFile }, arrivalsModule, { simulate }, params, gpu] = await Promise.all([
         import('node:fs/promises'),
-        import('../../core/simulate/arrivals.js'),
-        import('../../core/simulate/engine.js'),
-        import('../../core/simulate/params.js'),
-        import('../../core/simulate/gpu.js'),
+        import('../../simulate/arrivals.js'),
+        import('../../simulate/engine.js'),
+        import('../../simulate/params.js'),
+        import('../../simulate/gpu.js'),
       ]);
       const { isProfileName, parseArrivals, PROFILES, profileArrivals, profileSeconds } = arrivalsModule;
       if ((o.profile === undefined) === (o.arrivals === undefined)) {
@@ -209,7 +209,7 @@ export function registerSimulate(program: Command): void {
       }
       const result = simulate(arrivals, p, { horizonSeconds });
       if (o.plot !== undefined) {
-        const { renderSimulationPng } = await import('../../core/simulate/plot.js');
+        const { renderSimulationPng } = await import('../../simulate/plot.js');
         const title = `${o.profile ?? 'arrivals'}: max ${p.maxTasks} tasks, min ${p.minTasks}, backlog ${p.backlogPerTask}/task${p.warmPoolSize > 0 ? `, warm pool ${p.warmPoolSize}` : ''}${p.scalingMetric === 'visible' ? '' : `, ${p.scalingMetric}`}`;
         await writeFile(o.plot, renderSimulationPng(result, { title }));
       }

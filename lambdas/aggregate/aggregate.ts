@@ -17,10 +17,16 @@ import type { SNSClient } from '@aws-sdk/client-sns';
 import { combinedIntendedUse, type IntendedUse, UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
 import { forEachLimited } from '../../core/study.js';
 import { type SliceLabel, type StudyVote, voteStudy } from '../../core/vote.js';
-import { manifestKey, reportKey, type VotesMessage } from '../shared/messages.js';
-import { notifyOnce } from '../shared/notify.js';
-import { QUEUES } from '../shared/resources.js';
-import type { StoredFailure, StoredOutcome, StoredVote, StudyRecord, StudyStore } from '../shared/store.js';
+import { manifestKey, reportKey, type VotesMessage } from '../../pipeline/messages.js';
+import { notifyOnce } from '../../pipeline/notify.js';
+import { QUEUES } from '../../pipeline/resources.js';
+import type {
+  StoredFailure,
+  StoredOutcome,
+  StoredVote,
+  StudyRecord,
+  StudyStore,
+} from '../../pipeline/store.js';
 
 /** The FAILED reason of a study none of whose selected slices could be classified (then `: <first reason>`). */
 export const NO_SLICE_CLASSIFIED = 'no slice could be classified';

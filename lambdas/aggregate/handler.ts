@@ -5,16 +5,16 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { type AwsClients, sharedClients } from '../shared/clients.js';
-import { ENV, requireEnv } from '../shared/config.js';
-import { parseVotesMessage, type VotesMessage } from '../shared/messages.js';
+import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
+import { ENV, requireEnv } from '../../pipeline/config.js';
+import { parseVotesMessage, type VotesMessage } from '../../pipeline/messages.js';
 import {
   createObservability,
   lazyHandler,
   type Observability,
   sqsBatchHandler,
-} from '../shared/powertools.js';
-import { StudyStore } from '../shared/store.js';
+} from '../../pipeline/powertools.js';
+import { StudyStore } from '../../pipeline/store.js';
 import { finishStudy, recordVotes } from './aggregate.js';
 
 /** What the aggregate Lambda is configured with. */

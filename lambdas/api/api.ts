@@ -8,7 +8,7 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
 import { vote } from '../../core/vote.js';
-import { ConditionFailedError, HttpError } from '../shared/errors.js';
+import { ConditionFailedError, HttpError } from '../../pipeline/errors.js';
 import {
   CHECKSUM_HEADER,
   ID_PATTERN,
@@ -16,15 +16,15 @@ import {
   manifestKey,
   parseCreateStudyRequest,
   parseManifest,
-} from '../shared/messages.js';
-import { PIPELINE_DEFAULTS } from '../shared/resources.js';
+} from '../../pipeline/messages.js';
+import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';
 import {
   STUDY_STATUSES,
   type StudyRecord,
   type StudyStatus,
   type StudyStore,
   type StudySummary,
-} from '../shared/store.js';
+} from '../../pipeline/store.js';
 
 /** What the API routes need. */
 export interface ApiDeps {

@@ -7,13 +7,13 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { PAPER_VOTE_THRESHOLD, parseVoteThreshold } from '../../core/vote.js';
-import { ApiKeyStore } from '../shared/api-keys.js';
-import { type AwsClients, sharedClients } from '../shared/clients.js';
-import { ENV, requireEnv } from '../shared/config.js';
-import { HttpError, MessageError } from '../shared/errors.js';
-import { MAX_MANIFEST_BYTES } from '../shared/messages.js';
-import { createObservability, lazyHandler, msSince, type Observability } from '../shared/powertools.js';
-import { StudyStore } from '../shared/store.js';
+import { ApiKeyStore } from '../../pipeline/api-keys.js';
+import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
+import { ENV, requireEnv } from '../../pipeline/config.js';
+import { HttpError, MessageError } from '../../pipeline/errors.js';
+import { MAX_MANIFEST_BYTES } from '../../pipeline/messages.js';
+import { createObservability, lazyHandler, msSince, type Observability } from '../../pipeline/powertools.js';
+import { StudyStore } from '../../pipeline/store.js';
 import {
   type ApiDeps,
   type ApiResult,

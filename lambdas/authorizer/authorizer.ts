@@ -9,7 +9,7 @@
  * handler in front of the api handler (local/api-server.ts).
  */
 import type { APIGatewayAuthorizerResult } from 'aws-lambda';
-import { hashApiKey } from '../shared/api-keys.js';
+import { hashApiKey } from '../../pipeline/api-keys.js';
 
 /** The header carrying a hospital's API key: the authorizer's identity source. */
 export const API_KEY_HEADER = 'x-api-key';

@@ -4,10 +4,10 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { APIGatewayAuthorizerResult, APIGatewayTokenAuthorizerEvent, Context } from 'aws-lambda';
-import { ApiKeyStore } from '../shared/api-keys.js';
-import { type AwsClients, sharedClients } from '../shared/clients.js';
-import { ENV, requireEnv } from '../shared/config.js';
-import { createObservability, lazyHandler, type Observability } from '../shared/powertools.js';
+import { ApiKeyStore } from '../../pipeline/api-keys.js';
+import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
+import { ENV, requireEnv } from '../../pipeline/config.js';
+import { createObservability, lazyHandler, type Observability } from '../../pipeline/powertools.js';
 import { authorizerResult, decideApiKey } from './authorizer.js';
 
 /** What the authorizer is configured with. */

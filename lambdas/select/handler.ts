@@ -6,17 +6,17 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { type AwsClients, sharedClients } from '../shared/clients.js';
-import { ENV, requireEnv } from '../shared/config.js';
-import { parseS3EventBody } from '../shared/messages.js';
+import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
+import { ENV, requireEnv } from '../../pipeline/config.js';
+import { parseS3EventBody } from '../../pipeline/messages.js';
 import {
   createObservability,
   lazyHandler,
   msSince,
   type Observability,
   sqsBatchHandler,
-} from '../shared/powertools.js';
-import { StudyStore } from '../shared/store.js';
+} from '../../pipeline/powertools.js';
+import { StudyStore } from '../../pipeline/store.js';
 import { selectManifest } from './select.js';
 
 /** What the select Lambda is configured with. */

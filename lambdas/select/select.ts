@@ -26,11 +26,11 @@ import {
   parseManifest,
   parseManifestKey,
   type S3ObjectEvent,
-} from '../shared/messages.js';
-import { notifyOnce } from '../shared/notify.js';
-import { capReason, reasonWithCauses } from '../shared/reasons.js';
-import { PIPELINE_DEFAULTS, QUEUES } from '../shared/resources.js';
-import type { StoredSeries, StoredSlice, StudyRecord, StudyStore } from '../shared/store.js';
+} from '../../pipeline/messages.js';
+import { notifyOnce } from '../../pipeline/notify.js';
+import { capReason, reasonWithCauses } from '../../pipeline/reasons.js';
+import { PIPELINE_DEFAULTS, QUEUES } from '../../pipeline/resources.js';
+import type { StoredSeries, StoredSlice, StudyRecord, StudyStore } from '../../pipeline/store.js';
 
 /** What the select stage needs. */
 export interface SelectDeps {

@@ -6,11 +6,11 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { type AwsClients, sharedClients } from '../shared/clients.js';
-import { ENV, requireEnv } from '../shared/config.js';
-import { createObservability, lazyHandler, type Observability } from '../shared/powertools.js';
-import { PIPELINE_DEFAULTS } from '../shared/resources.js';
-import { StudyStore } from '../shared/store.js';
+import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
+import { ENV, requireEnv } from '../../pipeline/config.js';
+import { createObservability, lazyHandler, type Observability } from '../../pipeline/powertools.js';
+import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';
+import { StudyStore } from '../../pipeline/store.js';
 import { type SweepResult, sweep } from './sweeper.js';
 
 /** What the sweeper Lambda is configured with. */

@@ -25,9 +25,9 @@ export interface KerasCheckpoint {
   /** The parsed `model_config` attribute (`{ class_name, config }`); absent for weights-only files. */
   readonly modelConfig?: unknown;
   /** The `keras_version` attribute, when present. */
-  readonly kerasVersion?: string;
+  readonly kerasVersion?: string | undefined;
   /** The `backend` attribute (`tensorflow`, `theano`, …), when present. */
-  readonly backend?: string;
+  readonly backend?: string | undefined;
   /** The `layer_names` attribute: every layer of the saved model, weighted or not, in order. */
   readonly layerNames: readonly string[];
   /** Weights per layer name, in the order of the layer's `weight_names`; layers without weights map to []. */

@@ -144,7 +144,7 @@ export function headModel(model: LayersModel, split: HeadSplit): LayersModel {
       cls === 'Dense'
         ? layers.dense({
             units: config.units as number,
-            activation: config.activation as Parameters<typeof layers.dense>[0]['activation'],
+            activation: config.activation as NonNullable<Parameters<typeof layers.dense>[0]['activation']>,
             useBias: config.useBias as boolean,
             name,
           })

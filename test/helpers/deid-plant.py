@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Write a study with planted patient identity, for checking a de-identifier from the outside.
 
-Takes slices of a real CT series (gzip-compressed DICOM, as in test/fixtures/lung-pet-ct-dx-A0002)
+Takes slices of a real CT series (gzip-compressed DICOM, as in samples/lung-pet-ct-dx-A0002)
 and writes, under OUT/ZZDOE_JOHN_MRN99887766/ (the study root to give to the tool under test):
 
   ZZDOE_JOHN_MRN99887766/ZZDOE_JOHN_MRN99887766_CT_0001.dcm …  the CT slices, every attribute of

@@ -1,6 +1,6 @@
 /**
  * Fault injection for the local stack: an AWS SDK v3 middleware added to the real clients the
- * handlers use (lambdas/shared/clients.ts: injectable, so the Lambdas on the local stack share the
+ * handlers use (pipeline/clients.ts: injectable, so the Lambdas on the local stack share the
  * stack's clients). It sits inside the SDK's retry loop, so what it injects is what AWS would do:
  *
  * - `throttle`: the call is refused with ThrottlingException (the SDK backs off and retries; past its
@@ -13,7 +13,7 @@
  *
  * Decisions come from a seeded generator, so a failing run can be repeated with its seed.
  */
-import type { AwsClients } from '../../lambdas/shared/clients.js';
+import type { AwsClients } from '../../pipeline/clients.js';
 
 /** The services the middleware can fail. */
 export type FaultService = 's3' | 'dynamodb' | 'sqs' | 'sns';

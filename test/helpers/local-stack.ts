@@ -10,7 +10,6 @@
  * ```
  */
 import { afterAll, beforeAll } from 'vitest';
-import { type AwsClients, createClients } from '../../lambdas/shared/clients.js';
 import {
   createLocalResources,
   type EnvOptions,
@@ -19,6 +18,7 @@ import {
   type LocalResources,
 } from '../../local/resources.js';
 import { type LocalServers, type LocalServersOptions, startLocalServers } from '../../local/servers.js';
+import { type AwsClients, createClients } from '../../pipeline/clients.js';
 
 /** Servers, clients, resources and environment of one test file. */
 export interface LocalTestStack {

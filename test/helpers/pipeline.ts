@@ -16,10 +16,10 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { SQSEvent } from 'aws-lambda';
-import type { AwsClients } from '../../lambdas/shared/clients.js';
-import { type Manifest, makeS3EventBody, manifestKey, sliceKey } from '../../lambdas/shared/messages.js';
-import type { Observability } from '../../lambdas/shared/powertools.js';
-import { TOPIC } from '../../lambdas/shared/resources.js';
+import type { AwsClients } from '../../pipeline/clients.js';
+import { type Manifest, makeS3EventBody, manifestKey, sliceKey } from '../../pipeline/messages.js';
+import type { Observability } from '../../pipeline/powertools.js';
+import { TOPIC } from '../../pipeline/resources.js';
 
 /** Log lines and EMF metric lines the handlers wrote, as parsed JSON objects. */
 export interface CapturedLogs {

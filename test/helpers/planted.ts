@@ -9,7 +9,7 @@ import { join } from 'node:path';
 const PYTHON = '/usr/bin/python3';
 const HELPERS = import.meta.dirname;
 /** The real series the identity is planted in (Lung-PET-CT-Dx A0002, B40f). */
-export const PLANT_SERIES = join(HELPERS, '..', 'fixtures', 'lung-pet-ct-dx-A0002', 'B40f');
+export const PLANT_SERIES = join(HELPERS, '..', '..', 'samples', 'lung-pet-ct-dx-A0002', 'B40f');
 /** The non-CT instances of the planted study, which must be skipped (one stderr line each). */
 export const NON_CT_FILES = ['ZZDOE_JOHN_dose_sr.dcm', 'ZZDOE_JOHN_report.dcm', 'ZZDOE_JOHN_dose_screen.dcm'];
 

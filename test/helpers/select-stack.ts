@@ -3,9 +3,9 @@
  * exist, over an observability the test reads (what select logged), and every handler error kept.
  */
 
-import type { Observability } from '../../lambdas/shared/powertools.js';
 import type { SqsEventHandler } from '../../local/event-source.js';
 import { type LocalStack, type LocalStackOptions, startLocalStack } from '../../local/stack.js';
+import type { Observability } from '../../pipeline/powertools.js';
 
 /** A started stack and the handler errors it reported (`where: message`, 500 characters at most). */
 export interface SelectStack {

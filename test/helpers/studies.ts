@@ -14,17 +14,17 @@ import {
   ReceiveMessageCommand,
 } from '@aws-sdk/client-sqs';
 import { writePhantomSeries } from '../../cli/commands/phantom.js';
-import type { AwsClients } from '../../lambdas/shared/clients.js';
-import { parseStudyNotification, type StudyNotification } from '../../lambdas/shared/messages.js';
-import type { StudyRecord, StudyStore } from '../../lambdas/shared/store.js';
 import type { LocalResources } from '../../local/resources.js';
 import { initBackend } from '../../models/backend.js';
 import { CLASS_NAMES } from '../../models/classes.js';
 import { saveModel } from '../../models/io.js';
+import type { AwsClients } from '../../pipeline/clients.js';
+import { parseStudyNotification, type StudyNotification } from '../../pipeline/messages.js';
+import type { StudyRecord, StudyStore } from '../../pipeline/store.js';
 import { buildRuleModel } from './rule-model.js';
 
 /** The real sample series (B70f of Lung-PET-CT-Dx A0002, 12 selected slices), as .dcm.gz files. */
-export const REAL_SERIES = join(import.meta.dirname, '..', 'fixtures', 'lung-pet-ct-dx-A0002', 'B70f');
+export const REAL_SERIES = join(import.meta.dirname, '..', '..', 'samples', 'lung-pet-ct-dx-A0002', 'B70f');
 
 /** Save the rule model (tiny, labels known) into `dir` for `startLocalStack({ uploadModel })`. */
 export async function saveRuleModel(dir: string): Promise<void> {

@@ -9,7 +9,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { InputError } from '../../core/errors.js';
+import { InputError } from '../core/errors.js';
 
 /** The namespace of the pipeline's metrics. */
 export const METRICS_NAMESPACE = 'covidct';

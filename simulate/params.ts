@@ -2,12 +2,12 @@
  * The simulation's parameters. Everything the deployment decides comes from the CDK stack's own
  * definitions, imported: the settings (cdk/settings.ts DEFAULT_SETTINGS), the scaling policies'
  * cooldowns and alarm (GPU_SCALING, which cdk/constructs/inference.ts builds from), and the queues'
- * consumers (lambdas/shared/resources.ts). What AWS does on its own (target tracking's alarms) and
+ * consumers (pipeline/resources.ts). What AWS does on its own (target tracking's alarms) and
  * what the hardware does (start times, GPU rate) are stated here with their sources.
  */
-import { DEFAULT_SETTINGS, GPU_SCALING } from '../../cdk/settings.js';
-import { PIPELINE_DEFAULTS, QUEUES } from '../../lambdas/shared/resources.js';
-import { InputError } from '../errors.js';
+import { DEFAULT_SETTINGS, GPU_SCALING } from '../cdk/settings.js';
+import { InputError } from '../core/errors.js';
+import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
 import { estimatedSlicesPerSecond, GPU_INSTANCE_TYPES } from './gpu.js';
 
 /** How many slices a study has. */
@@ -111,7 +111,7 @@ export interface SimulationParams {
 
 /**
  * The default GPU rate of one task: the FLOP-based estimate for the default instance type
- * (core/simulate/gpu.ts; bench/GPU.md). ≈ 59 slices/s on g4dn.xlarge (T4).
+ * (simulate/gpu.ts; bench/GPU.md). ≈ 59 slices/s on g4dn.xlarge (T4).
  */
 export const DEFAULT_GPU_SLICES_PER_SECOND: number =
   estimatedSlicesPerSecond(DEFAULT_SETTINGS.gpuInstanceType) ?? Number.NaN;

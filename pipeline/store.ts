@@ -40,7 +40,7 @@ import {
   ScanCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import type { IntendedUse } from '../../core/intended-use.js';
+import type { IntendedUse } from '../core/intended-use.js';
 import { ConditionFailedError, HttpError } from './errors.js';
 import type { SliceFailureReport, SliceVote, VotingModel } from './messages.js';
 import { capReason } from './reasons.js';

@@ -125,7 +125,7 @@ export interface StudyStatus {
   readonly [key: string]: unknown;
 }
 
-/** Ids and names the API accepts (lambdas/shared/messages.ts ID_PATTERN, NAME_PATTERN). */
+/** Ids and names the API accepts (pipeline/messages.ts ID_PATTERN, NAME_PATTERN). */
 const ID_OK = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const NAME_OK = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 

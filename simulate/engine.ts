@@ -23,7 +23,7 @@
  *
  * Pure and deterministic: the same arrivals and parameters give the same result.
  */
-import { createRng, hash32 } from '../phantom/random.js';
+import { createRng, hash32 } from '../core/phantom/random.js';
 import type { Arrival } from './arrivals.js';
 import { checkParams, type SimulationParams, type SliceDistribution } from './params.js';
 

@@ -2,8 +2,8 @@
  * Studies arriving at the pipeline (a manifest landing in S3): from a file a hospital group
  * exported, or from a named profile (Poisson arrivals at a constant rate per segment).
  */
-import { InputError } from '../errors.js';
-import { createRng, hash32 } from '../phantom/random.js';
+import { InputError } from '../core/errors.js';
+import { createRng, hash32 } from '../core/phantom/random.js';
 
 /** One study's manifest landing. */
 export interface Arrival {

@@ -3,7 +3,7 @@
  * {@link InputError} whose message is one line `<field>: <what is wrong, what was expected>`; the
  * handlers turn it into a FAILED study, a dropped message or a 400, never a retry.
  */
-import { CovidCtError, InputError } from '../../core/errors.js';
+import { CovidCtError, InputError } from '../core/errors.js';
 
 /** A manifest, queue message or API body that does not match its schema. `subject` names the field. */
 export class MessageError extends InputError {

@@ -21,8 +21,8 @@ export interface AwsClients {
 /** Where the clients connect: nothing on AWS; the local servers' URLs on the local stack. */
 export interface ClientEndpoints {
   /** S3, SQS and SNS (one local server serves all three). */
-  readonly endpoint?: string;
-  readonly dynamoDbEndpoint?: string;
+  readonly endpoint?: string | undefined;
+  readonly dynamoDbEndpoint?: string | undefined;
   /** @default process.env.AWS_REGION ?? 'us-east-1' */
   readonly region?: string;
 }

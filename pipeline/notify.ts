@@ -5,7 +5,7 @@
  * two can only repeat a notification, never lose it.
  */
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
-import { UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
+import { UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
 import type { StudyNotification } from './messages.js';
 import { TOPIC } from './resources.js';
 import type { StudyRecord, StudyStore } from './store.js';

@@ -8,8 +8,8 @@
  * or client builds a key by hand.
  */
 import * as v from 'valibot';
-import { INTENDED_USE_EXPECTED, type IntendedUse, isIntendedUse } from '../../core/intended-use.js';
-import { VOTE_THRESHOLD_EXPECTED, voteThresholdValue } from '../../core/vote.js';
+import { INTENDED_USE_EXPECTED, type IntendedUse, isIntendedUse } from '../core/intended-use.js';
+import { VOTE_THRESHOLD_EXPECTED, voteThresholdValue } from '../core/vote.js';
 import { MessageError } from './errors.js';
 import { KEYS, PIPELINE_DEFAULTS } from './resources.js';
 
@@ -274,7 +274,7 @@ export interface Manifest {
   readonly version: 1;
   readonly studyId: string;
   readonly series: readonly ManifestSeries[];
-  readonly settings?: { readonly voteThreshold?: number };
+  readonly settings?: { readonly voteThreshold?: number | undefined } | undefined;
 }
 
 /**
@@ -382,7 +382,7 @@ export interface CreateStudyRequest {
     readonly id: string;
     readonly slices: ReadonlyArray<{ readonly name: string; readonly sha256: string; readonly size: number }>;
   }>;
-  readonly settings?: { readonly voteThreshold?: number };
+  readonly settings?: { readonly voteThreshold?: number | undefined } | undefined;
 }
 
 /** Parse a `POST /studies` body: schema, no duplicate series ids or names within a series, the slice bound. */
@@ -577,7 +577,7 @@ export interface InferenceMessage {
   /** Keys under `incoming/{hospital}/{studyId}/` and the SHA-256 the manifest gave (the worker checks it). */
   readonly slices: ReadonlyArray<{ readonly key: string; readonly sha256: string }>;
   /** The study's vote threshold (informational: the aggregate Lambda decides from the study item). */
-  readonly threshold?: number;
+  readonly threshold?: number | undefined;
 }
 
 /** Parse an inference queue message body; every key must lie under the study's prefix. */
@@ -659,7 +659,7 @@ export interface SliceVote {
   readonly probabilities: readonly [number, number];
   readonly label: 'covid' | 'normal';
   /** The Grad-CAM overlay under `results/{hospital}/{studyId}/`, for COVID slices. */
-  readonly heatmapKey?: string;
+  readonly heatmapKey?: string | undefined;
 }
 
 /**
@@ -678,7 +678,7 @@ export interface VotingModel {
   readonly id: string;
   readonly sha256: string;
   /** From the model's manifest; absent counts as not for diagnostic use. */
-  readonly intendedUse?: IntendedUse;
+  readonly intendedUse?: IntendedUse | undefined;
 }
 
 /** A batch of votes (and permanent slice failures) of one study, from one model. */
@@ -688,7 +688,7 @@ export interface VotesMessage {
   readonly model: VotingModel;
   /** May be empty when `failures` has entries. */
   readonly votes: readonly SliceVote[];
-  readonly failures?: readonly SliceFailureReport[];
+  readonly failures?: readonly SliceFailureReport[] | undefined;
 }
 
 /** Parse a votes queue message body; slice keys under the study's prefix, heatmaps under its results. */
@@ -751,7 +751,7 @@ export interface StudyNotification {
   readonly studyId: string;
   readonly status: 'COMPLETE' | 'FAILED';
   /** Why a study FAILED. */
-  readonly reason?: string;
+  readonly reason?: string | undefined;
   /** `null` when nothing was classified. */
   readonly decision: 'covid' | 'normal' | null;
   readonly covidFraction: number | null;
@@ -760,10 +760,10 @@ export interface StudyNotification {
   readonly covidCount: number;
   readonly threshold: number;
   /** `results/{hospital}/{studyId}/report.json`, for COMPLETE studies. */
-  readonly reportKey?: string;
-  readonly model?: { readonly id: string; readonly sha256: string };
+  readonly reportKey?: string | undefined;
+  readonly model?: { readonly id: string; readonly sha256: string } | undefined;
   /** What the deciding model is for, on every COMPLETE study: not diagnostic unless it says so. */
-  readonly intendedUse?: IntendedUse;
+  readonly intendedUse?: IntendedUse | undefined;
   /** ISO 8601. */
   readonly finishedAt: string;
 }
