@@ -1,16 +1,16 @@
 /**
- * `covidct model upload DIR --name N --version V [--endpoint URL] [--bucket B]`: put a model folder
- * (model.json, its weight files, manifest.json) under `models/{name}/{version}/`, where the GPU
- * worker loads it from (`COVIDCT_MODEL={name}/{version}`). A version is immutable: votes carry its
+ * Uploading a model folder (model.json, its weight files, manifest.json) under
+ * `models/{name}/{version}/`, where the worker's model store (model-store.ts) loads it from
+ * (`COVIDCT_MODEL={name}/{version}`); `covidct model upload` and the local stack use it. A version is immutable: votes carry its
  * hash, so uploading different files under an existing version is refused; the same files again
  * are a no-op. model.json goes last, so a worker never finds it without its weights.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { S3Client } from '@aws-sdk/client-s3';
-import type { Command } from 'commander';
-import { fileSystemError, InputError } from '../../core/errors.js';
-import { printJson } from '../io.js';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { InputError } from '../core/errors.js';
+import { readLocalFile } from '../core/read-file.js';
+import { MANIFEST_JSON, MODEL_JSON, readManifest } from '../models/io.js';
+import { checkModelSegment, modelId, modelPrefix, modelSha256, weightPaths } from './model-store.js';
 
 /** What {@link uploadModel} did. */
 export interface ModelUploadResult {
@@ -35,27 +35,14 @@ export interface ModelUploadOptions {
   readonly s3: S3Client;
 }
 
-async function readLocal(path: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (error) {
-    throw fileSystemError(path, error);
-  }
-}
-
 /** Upload a model folder to `models/{name}/{version}/` (see the module comment). */
 export async function uploadModel(options: ModelUploadOptions): Promise<ModelUploadResult> {
-  const { GetObjectCommand, PutObjectCommand } = await import('@aws-sdk/client-s3');
-  const { checkModelSegment, modelId, modelPrefix, modelSha256, weightPaths } = await import(
-    '../../gpu-worker/model-store.js'
-  );
-  const { MANIFEST_JSON, MODEL_JSON, readManifest } = await import('../../models/io.js');
   const ref = {
     name: checkModelSegment(options.name, '--name'),
     version: checkModelSegment(options.version, '--version'),
   };
   const jsonPath = join(options.dir, MODEL_JSON);
-  const json = await readLocal(jsonPath);
+  const json = await readLocalFile(jsonPath);
   let parsed: { modelTopology?: unknown; weightsManifest?: { paths: string[]; weights: unknown[] }[] };
   try {
     parsed = JSON.parse(json.toString('utf8'));
@@ -66,11 +53,11 @@ export async function uploadModel(options: ModelUploadOptions): Promise<ModelUpl
     throw new InputError(jsonPath, 'not a tfjs layers model (no modelTopology)');
   }
   const paths = weightPaths(parsed as never, jsonPath);
-  const weights = await Promise.all(paths.map((p) => readLocal(join(options.dir, p))));
+  const weights = await Promise.all(paths.map((p) => readLocalFile(join(options.dir, p))));
   // Checks classes and shape of covidct's manifest; a plain tfjs model may have none.
   const manifest = await readManifest(options.dir);
   const manifestBytes =
-    manifest === undefined ? undefined : await readLocal(join(options.dir, MANIFEST_JSON));
+    manifest === undefined ? undefined : await readLocalFile(join(options.dir, MANIFEST_JSON));
   const sha256 = modelSha256(json, weights);
   const prefix = modelPrefix(ref);
   const result = { id: modelId(ref), sha256, bucket: options.bucket };
@@ -122,48 +109,4 @@ export async function uploadModel(options: ModelUploadOptions): Promise<ModelUpl
     bytes += body.length;
   }
   return { ...result, keys, bytes, unchanged: false };
-}
-
-/** The options `model upload` takes. */
-interface UploadCliOptions {
-  readonly name: string;
-  readonly version: string;
-  readonly endpoint?: string;
-  readonly bucket?: string;
-  readonly json?: boolean;
-}
-
-/** Register `model upload` under the `model` command. */
-export function registerModelUpload(model: Command): void {
-  model
-    .command('upload')
-    .description(
-      'upload a model folder to the pipeline bucket as models/{name}/{version}/ (the worker loads COVIDCT_MODEL={name}/{version})',
-    )
-    .argument('<dir>', 'a model folder (model.json, weights, manifest.json)')
-    .requiredOption('--name <name>', 'model name, e.g. resnet50v2-fpn')
-    .requiredOption('--version <version>', 'model version, e.g. fold1 (immutable once uploaded)')
-    .option('--endpoint <url>', 'S3 endpoint of the local stack (default: AWS, or COVIDCT_ENDPOINT)')
-    .option('--bucket <name>', 'bucket (default: COVIDCT_BUCKET, else the local stack’s)')
-    .option('--json', 'print JSON: { id, sha256, bucket, keys, bytes, unchanged }')
-    .action(async (dir: string, options: UploadCliOptions) => {
-      const [{ createClients, endpointsFromEnv }, { BUCKET }, { ENV }] = await Promise.all([
-        import('../../pipeline/clients.js'),
-        import('../../pipeline/resources.js'),
-        import('../../pipeline/config.js'),
-      ]);
-      const endpoints = options.endpoint === undefined ? endpointsFromEnv() : { endpoint: options.endpoint };
-      const { s3 } = createClients(endpoints);
-      const bucket = options.bucket ?? process.env[ENV.bucket] ?? BUCKET.name;
-      const result = await uploadModel({ dir, name: options.name, version: options.version, bucket, s3 });
-      if (options.json) {
-        printJson(result);
-        return;
-      }
-      process.stdout.write(
-        result.unchanged
-          ? `${result.id}: already uploaded (sha256 ${result.sha256})\n`
-          : `${result.id}: uploaded ${result.keys.length} files, ${result.bytes} bytes, to s3://${bucket}/${result.keys[0]!.slice(0, result.keys[0]!.lastIndexOf('/') + 1)} (sha256 ${result.sha256})\n`,
-      );
-    });
 }

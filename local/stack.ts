@@ -229,7 +229,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
     let model = options.model;
     if (options.uploadModel) {
-      const { uploadModel } = await import('../cli/commands/model-upload.js');
+      const { uploadModel } = await import('../gpu-worker/model-upload.js');
       const uploaded = await uploadModel({
         ...options.uploadModel,
         bucket: resources.bucket,

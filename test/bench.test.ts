@@ -10,19 +10,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { BenchAllResult } from '../cli/bench/all.js';
+import type { BenchClassifyResult } from '../cli/bench/classify.js';
 import { unionMs } from '../cli/bench/pipeline.js';
-import { recommendMemoryMb } from '../cli/bench/select-memory.js';
 import {
   type BenchSelectResult,
   benchSelect,
   compareCounts,
   REFERENCE_BEST_ENV,
   type RunFigures,
-  registerBench,
-} from '../cli/commands/bench.js';
+} from '../cli/bench/select.js';
+import { recommendMemoryMb } from '../cli/bench/select-memory.js';
+import { registerBench } from '../cli/commands/bench.js';
 import { median } from '../core/metrics.js';
 import { autoCandidates, chooseBatch } from '../gpu-worker/warmup.js';
-import type { BenchClassifyResult } from '../models/bench-classify.js';
 import { defaultOrtLayout } from '../models/onnx/runtime.js';
 import { runInProcess } from './helpers/cli.js';
 

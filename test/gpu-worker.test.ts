@@ -20,7 +20,6 @@ import {
 } from '@aws-sdk/client-sqs';
 import { tensor1d, tensor2d } from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { uploadModel } from '../cli/commands/model-upload.js';
 import { encodeDicomCt } from '../core/dicom/encode.js';
 import type { WorkerLog } from '../gpu-worker/consumer.js';
 import { startHealthServer } from '../gpu-worker/health.js';
@@ -31,6 +30,7 @@ import {
   type WorkerConfig,
   workerHealth,
 } from '../gpu-worker/main.js';
+import { uploadModel } from '../gpu-worker/model-upload.js';
 import { initBackend } from '../models/backend.js';
 import { CLASS_NAMES } from '../models/classes.js';
 import { modelFolderSha256 } from '../models/diagnose.js';

@@ -5,13 +5,13 @@
  * figures are not the ones to quote (bench/README.md has those, from the full run).
  */
 import { join } from 'node:path';
-import { benchClassify } from '../../models/bench-classify.js';
 import { DEFAULT_ARCHITECTURE } from '../../models/registry.js';
-import { type BenchSelectResult, benchSelect } from '../commands/bench.js';
+import { benchClassify } from './classify.js';
 import { pytorchReference } from './classify-reference.js';
 import { type MachineInfo, machineInfo, repoRoot, round } from './common.js';
 import { type BenchDecodeResult, benchDecode } from './decode.js';
 import { type BenchPipelineResult, benchPipeline } from './pipeline.js';
+import { type BenchSelectResult, benchSelect } from './select.js';
 import { type BenchMemoryResult, benchSelectMemory } from './select-memory.js';
 import { type BenchWorkerResult, benchWorker } from './worker.js';
 

@@ -6,8 +6,8 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ReferenceGraph } from '../../models/bench-classify.js';
 import { RESNET50V2_FPN_ARCH } from '../../models/resnet50v2-fpn/resnet50v2-fpn.js';
+import type { ReferenceGraph } from './classify.js';
 import { repoRoot, runPythonJson } from './common.js';
 
 /** What bench/reference_onnx.py prints. */

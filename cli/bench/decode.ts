@@ -7,6 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { describeError } from '../../core/errors.js';
 import { decodeSlice } from '../../core/read.js';
 import { encodeTiff16 } from '../../core/tiff/encode.js';
 import { type Compared, compared, repoRoot, round, runPythonJson, timeRuns } from './common.js';
@@ -166,7 +167,7 @@ export async function benchDecode(options: BenchDecodeOptions = {}): Promise<Ben
         options.python,
       );
     } catch (error) {
-      referenceError = error instanceof Error ? error.message : String(error);
+      referenceError = describeError(error);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -15,15 +15,20 @@
  */
 
 import { availableParallelism } from 'node:os';
-import { describeError, InputError } from '../core/errors.js';
-import { median } from '../core/metrics.js';
-import { initBackend } from './backend.js';
-import { DEFAULT_INPUT_SIZE } from './classes.js';
-import type { SlicePredictor } from './diagnose.js';
-import type { BuildOptions } from './layers/common.js';
-import { PredictionPool } from './pool.js';
-import { DEFAULT_BATCH_SIZE, predictBatch } from './predict.js';
-import { ARCHITECTURES, buildArchitecture, DEFAULT_ARCHITECTURE, isArchitecture } from './registry.js';
+import { describeError, InputError } from '../../core/errors.js';
+import { median } from '../../core/metrics.js';
+import { initBackend } from '../../models/backend.js';
+import { DEFAULT_INPUT_SIZE } from '../../models/classes.js';
+import type { SlicePredictor } from '../../models/diagnose.js';
+import type { BuildOptions } from '../../models/layers/common.js';
+import { PredictionPool } from '../../models/pool.js';
+import { DEFAULT_BATCH_SIZE, predictBatch } from '../../models/predict.js';
+import {
+  ARCHITECTURES,
+  buildArchitecture,
+  DEFAULT_ARCHITECTURE,
+  isArchitecture,
+} from '../../models/registry.js';
 
 /** An independently built ONNX graph of the architecture, for {@link BenchClassifyOptions.reference}. */
 export interface ReferenceGraph {
@@ -280,7 +285,9 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
     options.onVariant?.('ort');
     let ortStarted = false;
     try {
-      const { classifierFromModel, onnxGraphPredictor, ortPredictor } = await import('./diagnose.js');
+      const { classifierFromModel, onnxGraphPredictor, ortPredictor } = await import(
+        '../../models/diagnose.js'
+      );
       const layout = {
         ...(options.threads === undefined ? {} : { threads: options.threads }),
         ...(options.sessions === undefined ? {} : { sessions: options.sessions }),
@@ -392,4 +399,46 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
     for (const t of timers) await t.close();
     built.dispose();
   }
+}
+
+/** Three significant digits, without exponents. */
+function figure(n: number): string {
+  return n >= 100 ? n.toFixed(0) : n.toPrecision(3);
+}
+
+/** The terminal table of `bench classify`. */
+export function formatClassify(result: BenchClassifyResult): string {
+  const rows: [string, string, string, string][] = [['', 'backend', 'ms/slice', 'slices/s']];
+  const row = (v: (typeof result.variants)[number], label = v.name) => {
+    const extra = [
+      ...(v.threads === undefined
+        ? v.workers > 1
+          ? [`${v.workers} workers`]
+          : []
+        : [
+            `${v.workers} session${v.workers > 1 ? 's' : ''} × ${v.threads} thread${v.threads > 1 ? 's' : ''}`,
+          ]),
+    ];
+    rows.push([
+      `${label}${extra.length > 0 ? ` (${extra.join(', ')})` : ''}`,
+      v.backend,
+      figure(v.msPerSlice),
+      figure(v.slicesPerSecond),
+    ]);
+  };
+  for (const v of result.variants) row(v);
+  if (result.reference !== null) row(result.reference, `reference ${result.reference.name}`);
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const lines = [
+    `${result.arch}, input ${result.inputShape.join('×')}, ${result.parameters.toLocaleString('en-US')} parameters, batch ${result.batch}, ${result.rounds} alternating round(s) of ${result.runs} batch(es) per worker, medians, random weights`,
+    ...rows.map(([a, b, c, d]) => `  ${a.padEnd(w0)}  ${b.padEnd(7)}  ${c.padStart(9)}  ${d.padStart(9)}`),
+    result.ratio === null
+      ? `  reference: ${result.referenceError ?? 'none'}`
+      : `  reference ÷ covidct (ort): ×${result.ratio.toFixed(2)} (≥ 0.95: covidct as fast)`,
+    ...(result.ortVsWasmPool === null
+      ? []
+      : [`  ort over the wasm pool: ×${result.ortVsWasmPool.toFixed(2)}`]),
+    ...result.unavailable.map((u) => `  ${u.name}: ${u.reason}`),
+  ];
+  return lines.join('\n');
 }
