@@ -1,5 +1,6 @@
 /** Output helpers shared by the commands. */
 import { InvalidArgumentError } from 'commander';
+import { InputError } from '../core/errors.js';
 import { parseVoteThreshold } from '../core/vote.js';
 
 /** Print a value as JSON on stdout. */
@@ -31,6 +32,16 @@ export function parseNumber(name: string): (value: string) => number {
       throw new OptionValueError(`${name} must be a number, got '${value}'`);
     return n;
   };
+}
+
+/** A width multiplier (`--width`): a number in (0, 1] or a fraction such as `1/16`. */
+export function parseWidth(value: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*(\d+(?:\.\d+)?))?\s*$/.exec(value);
+  const w = m ? Number(m[1]) / (m[2] === undefined ? 1 : Number(m[2])) : Number.NaN;
+  if (!Number.isFinite(w) || w <= 0 || w > 1) {
+    throw new InputError('--width', `must be a number in (0, 1] such as 0.25 or 1/16, got '${value}'`);
+  }
+  return w;
 }
 
 /**

@@ -6,14 +6,13 @@
  */
 import type { Command } from 'commander';
 import { InputError } from '../../core/errors.js';
-import { parseInteger } from '../io.js';
+import { parseInteger, parseWidth } from '../io.js';
 import {
   diagnosticOption,
   type IntendedUseCliOptions,
   intendedUseFromOptions,
   intendedUseOption,
 } from './intended-use.js';
-import { parseWidth } from './train.js';
 
 /** Options of `model seed`. */
 interface SeedCliOptions {

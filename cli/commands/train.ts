@@ -1,16 +1,22 @@
 /**
  * `covidct train`: the authors' recipe (Nadam 1e-4, categorical cross-entropy, batch 14, their
  * augmentation on raw 16-bit values, best checkpoint by validation accuracy), resumable.
- * TensorFlow.js is loaded inside the action, so other commands never pay for it.
+ * The command parses options and prints; where a run starts (resume, initial weights, resize) is
+ * models/train/session.ts. TensorFlow.js is loaded inside the action, so other commands never pay
+ * for it.
  */
-import { existsSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { definedOnly } from '../../core/defined.js';
 import { InputError } from '../../core/errors.js';
 import type { IntendedUse } from '../../core/intended-use.js';
 import { BACKEND_OPTION_HELP } from '../../models/backend-names.js';
-import type { TrainDataSources } from '../../models/train/checkpoint.js';
-import { parseInteger, parseNumber, warn } from '../io.js';
+import {
+  cachedRunSaver,
+  dataSources,
+  openTrainSession,
+  readTrainingSets,
+} from '../../models/train/session.js';
+import { parseInteger, parseNumber, parseWidth, warn } from '../io.js';
 import { startProgress } from '../progress.js';
 import {
   diagnosticOption,
@@ -41,47 +47,6 @@ export interface TrainCliOptions {
   readonly augment?: boolean;
   readonly calibrateBn?: number;
   readonly backend?: string;
-}
-
-/** A width multiplier: a number in (0, 1] or a fraction such as `1/16`. */
-export function parseWidth(value: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*(\d+(?:\.\d+)?))?\s*$/.exec(value);
-  const w = m ? Number(m[1]) / (m[2] === undefined ? 1 : Number(m[2])) : Number.NaN;
-  if (!Number.isFinite(w) || w <= 0 || w > 1) {
-    throw new InputError('--width', `must be a number in (0, 1] such as 0.25 or 1/16, got '${value}'`);
-  }
-  return w;
-}
-
-/** The data options given, as absolute paths (recorded in checkpoints for --resume). */
-function dataSources(o: TrainCliOptions): TrainDataSources {
-  const out: Record<string, string> = {};
-  for (const key of ['trainCsv', 'valCsv', 'images', 'data', 'valData'] as const) {
-    const v = o[key];
-    if (v !== undefined) out[key] = resolve(v);
-  }
-  return out;
-}
-
-/** Where the slices come from: fold CSVs + image folder, or folders per class. */
-async function readSets(o: TrainDataSources) {
-  const { readSliceCsv, readSliceFolders } = await import('../../core/dataset.js');
-  if (o.trainCsv !== undefined) {
-    if (o.data !== undefined) throw new InputError('--data', 'give either --train-csv or --data, not both');
-    if (o.images === undefined)
-      throw new InputError('--train-csv', 'needs --images DIR (the folder the CSV names files in)');
-    return {
-      train: await readSliceCsv(o.trainCsv, o.images),
-      validation: o.valCsv === undefined ? [] : await readSliceCsv(o.valCsv, o.images),
-    };
-  }
-  if (o.data !== undefined) {
-    return {
-      train: await readSliceFolders(o.data),
-      validation: o.valData === undefined ? [] : await readSliceFolders(o.valData),
-    };
-  }
-  throw new InputError('train', 'no training data: give --train-csv F --images DIR, or --data DIR');
 }
 
 /** Register `train`. */
@@ -152,14 +117,10 @@ export function registerTrain(program: Command): void {
       const width = o.width === undefined ? undefined : parseWidth(o.width);
       const given = dataSources(o);
       // A fresh run's data are read before tfjs starts, so a bad CSV fails in one line at once.
-      const freshSets = o.resume === undefined ? await readSets(given) : undefined;
-      const [backendMod, io, registry, train, checkpoint, predict] = await Promise.all([
+      const freshSets = o.resume === undefined ? await readTrainingSets(given) : undefined;
+      const [backendMod, train] = await Promise.all([
         import('../../models/backend.js'),
-        import('../../models/io.js'),
-        import('../../models/registry.js'),
         import('../../models/train/train.js'),
-        import('../../models/train/checkpoint.js'),
-        import('../../models/predict.js'),
       ]);
       const prefer = backendMod.parseBackendOption(o.backend);
       // Heads only without augmentation: the frozen part's features are cached once per slice
@@ -173,112 +134,36 @@ export function registerTrain(program: Command): void {
         engine?.tf ??
         (await train.ensureGradientBackend((line) => process.stderr.write(`${line}\n`), prefer));
 
-      let model: import('@tensorflow/tfjs-layers').LayersModel;
-      let seededInit: import('../../models/seeded.js').SeededManifest | undefined;
-      let settings: import('../../models/train/checkpoint.js').TrainSettings;
-      let start: import('../../models/train/train.js').TrainStart | undefined;
-      let optimizer: import('../../models/train/nadam.js').NadamOptimizer | undefined;
-      let outDir = o.out;
-      if (o.resume !== undefined) {
-        const dir = existsSync(join(o.resume, checkpoint.TRAINING_STATE_JSON))
-          ? o.resume
-          : join(o.resume, 'last');
-        const state = await checkpoint.readTrainingState(dir);
-        settings = state.settings;
-        const clash = (
-          [
-            ['--arch', o.arch, settings.arch],
-            ['--lr', o.lr, settings.learningRate],
-            ['--batch', o.batch, settings.batchSize],
-            ['--input-size', o.inputSize, settings.inputSize],
-            ['--seed', o.seed, settings.seed],
-            ['--trainable', o.trainable, settings.trainable],
-          ] as const
-        ).find(([, given, saved]) => given !== undefined && given !== saved);
-        if (clash) {
-          throw new InputError(
-            clash[0],
-            `${clash[1]} differs from the checkpoint's ${clash[2]}; a resumed run keeps its settings`,
-          );
-        }
-        if (o.initWeights !== undefined) throw new InputError('--init-weights', 'does not go with --resume');
-        model = (await io.loadModel(dir)).model;
-        const { NadamOptimizer } = await import('../../models/train/nadam.js');
-        optimizer = new NadamOptimizer(settings.learningRate);
-        await checkpoint.restoreOptimizer(dir, state, model, optimizer);
-        start = { epoch: state.epoch, rngState: state.rngState, best: state.best };
-        outDir ??= basename(dir) === 'last' || basename(dir) === 'best' ? dirname(dir) : dir;
-        process.stderr.write(`covidct: resuming ${dir} after epoch ${state.epoch}\n`);
-      } else {
-        if (outDir === undefined)
-          throw new InputError('train', 'give --out DIR for the checkpoints and metrics');
-        const seed = o.seed ?? 1;
-        let resizedWidth: number | undefined;
-        let arch = o.arch ?? registry.DEFAULT_ARCHITECTURE;
-        if (o.initWeights !== undefined) {
-          const loaded = await io.loadModel(o.initWeights);
-          model = loaded.model;
-          const seeded = await import('../../models/seeded.js');
-          if (seeded.isSeededManifest(loaded.manifest)) seededInit = loaded.manifest;
-          arch = o.arch ?? loaded.manifest?.arch ?? model.name;
-          if (width !== undefined)
-            throw new InputError('--width', 'does not go with --init-weights (the model has its width)');
-          const [h] = predict.modelInputShape(model);
-          if (o.inputSize !== undefined && o.inputSize !== h) {
-            // Progressive resizing: the convolutions carry over, the Dense heads start fresh.
-            if (seededInit !== undefined) {
-              throw new InputError('--input-size', `a seeded model stays at its input ${h}`);
-            }
-            const { resizeModel } = await import('../../models/train/transfer.js');
-            const inputSize = o.inputSize;
-            const from = model;
-            let resized: ReturnType<typeof resizeModel>;
-            try {
-              resized = resizeModel(from, arch, inputSize, (make) => train.buildSeeded(seed, make));
-            } catch (error) {
-              if (error instanceof InputError) throw error;
-              throw new InputError('--input-size', (error as Error).message);
-            }
-            from.dispose();
-            model = resized.model;
-            resizedWidth = resized.width;
-            process.stderr.write(
-              `covidct: ${o.initWeights} moved from ${h}×${h} to ${inputSize}×${inputSize}: ` +
-                `${resized.report.copied.length} layers carried over, fresh: ${resized.report.fresh.join(', ') || 'none'}\n`,
-            );
-          }
-        } else {
-          if (!registry.isArchitecture(arch)) {
-            throw new InputError(
-              '--arch',
-              `must be one of ${registry.ARCHITECTURES.join(', ')}, got '${arch}'`,
-            );
-          }
-          const inputSize = o.inputSize ?? 512;
-          const name = arch;
-          try {
-            model = train.buildSeeded(seed, () =>
-              registry.buildArchitecture(name, { inputSize, ...(width === undefined ? {} : { width }) }),
-            );
-          } catch (error) {
-            throw new InputError('--input-size', (error as Error).message);
-          }
-        }
-        const recordedWidth = width ?? resizedWidth;
-        settings = {
-          arch,
-          inputSize: predict.modelInputShape(model)[0],
-          ...(recordedWidth === undefined ? {} : { width: recordedWidth }),
-          batchSize: o.batch ?? train.PAPER_BATCH_SIZE,
-          learningRate: o.lr ?? train.PAPER_LEARNING_RATE,
-          seed,
-          trainable,
-          augment: o.augment !== false,
-          ...(o.calibrateBn === undefined ? {} : { batchNormCalibration: o.calibrateBn }),
-        };
+      const session = await openTrainSession({
+        augment: o.augment !== false,
+        ...definedOnly({
+          arch: o.arch,
+          learningRate: o.lr,
+          batchSize: o.batch,
+          inputSize: o.inputSize,
+          width,
+          initWeights: o.initWeights,
+          resume: o.resume,
+          outDir: o.out,
+          seed: o.seed,
+          trainable: o.trainable === undefined ? undefined : trainable,
+          batchNormCalibration: o.calibrateBn,
+        }),
+      });
+      const { model, start, optimizer, seededInit, outDir } = session;
+      if (session.resumedFrom !== undefined) {
+        process.stderr.write(`covidct: resuming ${session.resumedFrom} after epoch ${start?.epoch}\n`);
       }
+      if (session.resized !== undefined) {
+        const r = session.resized;
+        process.stderr.write(
+          `covidct: ${o.initWeights} moved from ${r.from}×${r.from} to ${r.to}×${r.to}: ` +
+            `${r.copied.length} layers carried over, fresh: ${r.fresh.join(', ') || 'none'}\n`,
+        );
+      }
+      let settings = session.settings;
       const sets =
-        freshSets ?? (await readSets(Object.keys(given).length > 0 ? given : (settings.data ?? {})));
+        freshSets ?? (await readTrainingSets(Object.keys(given).length > 0 ? given : (settings.data ?? {})));
       if (Object.keys(given).length > 0) settings = { ...settings, data: given };
       const epochs = o.epochs ?? 50;
       process.stderr.write(
@@ -291,7 +176,7 @@ export function registerTrain(program: Command): void {
       }
       if (cached) {
         const featureEngine = engine?.name === 'ort' ? 'ort' : 'tfjs';
-        await trainCached(model, sets, settings, epochs, outDir!, seededInit, intendedUse, featureEngine);
+        await trainCached(model, sets, settings, epochs, outDir, seededInit, intendedUse, featureEngine);
         return;
       }
       let progress = startProgress('epoch', 1);
@@ -315,14 +200,7 @@ export function registerTrain(program: Command): void {
         },
         onEpoch: (m) => {
           progress.stop();
-          const val =
-            m.valAccuracy === null
-              ? ''
-              : `  val_loss ${m.valLoss!.toFixed(4)}  val_accuracy ${m.valAccuracy.toFixed(4)}`;
-          process.stderr.write(
-            `epoch ${m.epoch}/${epochs}  loss ${m.loss.toFixed(4)}  accuracy ${m.accuracy.toFixed(4)}${val}` +
-              `${m.best ? '  (best)' : ''}  ${m.seconds.toFixed(1)} s, ${m.secondsPerStep.toFixed(2)} s/step\n`,
-          );
+          process.stderr.write(epochLine(m, epochs));
         },
       });
       progress.stop();
@@ -333,7 +211,7 @@ export function registerTrain(program: Command): void {
     });
 }
 
-/** Print one epoch's line (both training paths). */
+/** One epoch's line (both training paths). */
 function epochLine(m: import('../../models/train/train.js').EpochMetrics, epochs: number): string {
   const val =
     m.valAccuracy === null
@@ -341,7 +219,7 @@ function epochLine(m: import('../../models/train/train.js').EpochMetrics, epochs
       : `  val_loss ${m.valLoss!.toFixed(4)}  val_accuracy ${m.valAccuracy.toFixed(4)}`;
   return (
     `epoch ${m.epoch}/${epochs}  loss ${m.loss.toFixed(4)}  accuracy ${m.accuracy.toFixed(4)}${val}` +
-    `${m.best ? '  (best)' : ''}  ${m.seconds.toFixed(2)} s\n`
+    `${m.best ? '  (best)' : ''}  ${m.seconds.toFixed(1)} s, ${m.secondsPerStep.toFixed(2)} s/step\n`
   );
 }
 
@@ -363,38 +241,15 @@ async function trainCached(
   intendedUse: IntendedUse,
   featureEngine: import('../../models/train/cached.js').FeatureEngine,
 ): Promise<void> {
-  const [cachedMod, io, seeded] = await Promise.all([
-    import('../../models/train/cached.js'),
-    import('../../models/io.js'),
-    import('../../models/seeded.js'),
-  ]);
+  const { trainHeadsCached } = await import('../../models/train/cached.js');
   const createdBy = `covidct train (${settings.arch}, ${settings.inputSize}×${settings.inputSize}, heads on cached features)`;
-  const save = async (m: import('@tensorflow/tfjs-layers').LayersModel, dir: string) => {
-    if (seededInit === undefined) {
-      await io.saveModel(m, dir, {
-        arch: settings.arch,
-        classes: ['covid', 'normal'],
-        createdBy,
-        intendedUse,
-      });
-      return;
-    }
-    await seeded.saveSeededModel(m, dir, {
-      arch: seededInit.arch,
-      width: seededInit.width,
-      inputSize: seededInit.inputSize,
-      seed: seededInit.seed,
-      createdBy,
-      intendedUse,
-      ...(seededInit.notes === undefined ? {} : { notes: seededInit.notes }),
-    });
-  };
+  const save = await cachedRunSaver(settings, seededInit, createdBy, intendedUse);
   process.stderr.write(
     `covidct: heads only without augmentation: caching the frozen features once per slice${featureEngine === 'ort' ? ' (on ONNX Runtime)' : ''}\n`,
   );
   let progress = startProgress('features', 1);
   let phase = '';
-  const result = await cachedMod.trainHeadsCached({
+  const result = await trainHeadsCached({
     model,
     train: sets.train,
     validation: sets.validation,
