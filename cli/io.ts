@@ -1,5 +1,6 @@
-/** Output helpers shared by the commands. */
+/** Output helpers and option parsers shared by the commands. */
 import { InvalidArgumentError } from 'commander';
+import { boundedIntExpected, parseBoundedInt } from '../core/bounded-int.js';
 import { InputError } from '../core/errors.js';
 import { parseVoteThreshold } from '../core/vote.js';
 
@@ -16,9 +17,9 @@ export function warn(line: string): void {
 /** Parse a whole number option, or explain which option was wrong. */
 export function parseInteger(name: string, min: number, max: number): (value: string) => number {
   return (value: string) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      throw new OptionValueError(`${name} must be a whole number from ${min} to ${max}, got '${value}'`);
+    const n = parseBoundedInt(value, min, max);
+    if (n === undefined) {
+      throw new OptionValueError(`${name} must be ${boundedIntExpected(min, max)}, got '${value}'`);
     }
     return n;
   };
