@@ -10,7 +10,7 @@ import { runInNewContext } from 'node:vm';
 import { memory } from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel } from '../cli/bench/tiny-model.js';
-import { runConsumer, startWorkerHarness, type WorkerHarness } from '../cli/bench/worker.js';
+import { runConsumer, startWorkerHarness, type WorkerHarness } from '../cli/bench/worker-harness.js';
 import { encodeTiff16 } from '../core/tiff/encode.js';
 import { initBackend } from '../models/backend.js';
 import {

@@ -5,7 +5,7 @@
  * a pass on every predictor worker and picks the batch size with the most slices per second.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runConsumer, startWorkerHarness, type WorkerHarness } from '../cli/bench/worker.js';
+import { runConsumer, startWorkerHarness, type WorkerHarness } from '../cli/bench/worker-harness.js';
 import { encodeTiff16 } from '../core/tiff/encode.js';
 import { type ClassifyContext, classifySlices, type SliceJob } from '../gpu-worker/classify.js';
 import { warmUp } from '../gpu-worker/warmup.js';
