@@ -3,314 +3,36 @@
  * handlers behind the local API Gateway and SQS event sources, the real SDK clients, the S3 event
  * router. Manifests with keys outside the hospital's prefix, path traversal, 10,000 slices, slices
  * over the size cap, mismatched hashes, a missing object, a manifest uploaded twice with different
- * content, non-UTF-8 and odd names; oversized API bodies; wrong or missing API keys. Every case
- * must end in a clear rejection (a one-line message naming the field) or a FAILED study with a
- * reason — never a stuck study, a crash or a silent drop. No worker runs: no case here gets past
- * selection except the one that checks a second manifest changes nothing.
+ * content, non-UTF-8; ingest messages that are not S3 events. Every case must end in a FAILED
+ * study with a reason or a logged rejection — never a stuck study, a crash or a silent drop. No
+ * worker runs: no case here gets past selection except the one that checks a second manifest
+ * changes nothing. Hostile API calls: test/hostile-api.test.ts.
  */
-import { createHash } from 'node:crypto';
+
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodePhantomSlice } from '../core/phantom/files.js';
-import { createPhantom } from '../core/phantom/phantom.js';
-import type { LocalStack } from '../local/stack.js';
+import { describe, expect, it } from 'vitest';
 import { makeS3EventBody, manifestKey } from '../pipeline/messages.js';
 import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
-import { type StudyRecord, StudyStore } from '../pipeline/store.js';
-import { quietObservability } from './helpers/pipeline.js';
-import { startStackWithSelect } from './helpers/select-stack.js';
+import {
+  A,
+  type Created,
+  createStudy,
+  editedManifest,
+  errors,
+  expectFailed,
+  observed,
+  put,
+  record,
+  SLICES,
+  settled,
+  stack,
+  store,
+  uploadSlices,
+  useHostileStack,
+} from './helpers/hostile.js';
 
-const A = { hospital: 'hospital-a', apiKey: 'hostile-key-hospital-a-0123456789' };
-const B = { hospital: 'hospital-b', apiKey: 'hostile-key-hospital-b-0123456789' };
-const sha = (bytes: Uint8Array | string) => createHash('sha256').update(bytes).digest('hex');
-
-let stack: LocalStack;
-let store: StudyStore;
-const observed = quietObservability('covidct-select');
-let errors: string[] = [];
-
-/** Four phantom slices with open lungs (the middle of a 9-slice series), so a valid study selects some. */
-const phantom = createPhantom({ seed: 7, covid: false, slices: 9 });
-const SLICES = [3, 4, 5, 6].map((i) => ({
-  name: `s${i}.dcm`,
-  bytes: encodePhantomSlice(phantom.info, phantom.slice(i), 'dicom'),
-}));
-
-beforeAll(async () => {
-  ({ stack, errors } = await startStackWithSelect(
-    {
-      hospitals: [A, B],
-      worker: false,
-      pollWaitSeconds: 1,
-      visibilityTimeoutSeconds: 5,
-    },
-    observed,
-  ));
-  store = new StudyStore(stack.clients.dynamo, stack.resources.tableName);
-}, 60_000);
-
-afterAll(async () => {
-  await stack?.stop();
-});
-
-interface Created {
-  studyId: string;
-  uploads: { seriesId: string; key: string; url: string }[];
-  manifest: { key: string; url: string; body: { series: { id: string; slices: { key: string }[] }[] } };
-}
-
-async function api(
-  path: string,
-  init: {
-    method?: string;
-    key?: string | null;
-    body?: string | Uint8Array;
-    headers?: Record<string, string>;
-  } = {},
-): Promise<{ status: number; body: { message?: string } & Record<string, unknown> }> {
-  const headers: Record<string, string> = { 'content-type': 'application/json', ...init.headers };
-  if (init.key !== null) headers['x-api-key'] = init.key ?? A.apiKey;
-  const res = await fetch(`${stack.apiUrl}${path}`, {
-    method: init.method ?? (init.body !== undefined ? 'POST' : 'GET'),
-    headers,
-    ...(init.body !== undefined ? { body: init.body } : {}),
-  });
-  const text = await res.text();
-  let body: Record<string, unknown>;
-  try {
-    body = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    body = { raw: text };
-  }
-  return { status: res.status, body };
-}
-
-/** A one-line rejection naming the field. */
-function expectRejection(
-  res: { status: number; body: { message?: string } },
-  status: number,
-  field: RegExp,
-): void {
-  expect(res.status, JSON.stringify(res.body)).toBe(status);
-  expect(res.body.message).toMatch(field);
-  expect(res.body.message).not.toMatch(/[\r\n]/);
-}
-
-/** Create a study of the phantom slices through the API. */
-async function createStudy(slices = SLICES): Promise<Created> {
-  const res = await api('/studies', {
-    body: JSON.stringify({
-      series: [
-        {
-          id: 'S1',
-          slices: slices.map((s) => ({ name: s.name, sha256: sha(s.bytes), size: s.bytes.length })),
-        },
-      ],
-    }),
-  });
-  expect(res.status, JSON.stringify(res.body)).toBe(201);
-  return res.body as unknown as Created;
-}
-
-async function put(url: string, body: Uint8Array | string): Promise<void> {
-  const res = await fetch(url, { method: 'PUT', body });
-  expect(res.ok, await res.text()).toBe(true);
-}
-
-/** Upload the slices (all, or those `only` names) through their presigned URLs. */
-async function uploadSlices(
-  created: Created,
-  slices = SLICES,
-  only?: (name: string) => boolean,
-): Promise<void> {
-  for (const s of slices) {
-    if (only && !only(s.name)) continue;
-    const upload = created.uploads.find((u) => u.key.endsWith(`/${s.name}`))!;
-    await put(upload.url, s.bytes);
-  }
-}
-
-/** Wait until the study leaves RECEIVED/SELECTING (the select handler ran), up to 20 s. */
-async function settled(studyId: string, hospital = A.hospital): Promise<StudyRecord> {
-  for (let i = 0; i < 200; i++) {
-    const study = await store.getStudy(hospital, studyId);
-    if (study && study.status !== 'RECEIVED' && study.status !== 'SELECTING') return study;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`study ${studyId} is stuck in ${(await store.getStudy(hospital, studyId))?.status}`);
-}
-
-/** Upload a manifest text for a created study and wait for the outcome: FAILED with a reason matching `reason`. */
-async function expectFailed(
-  created: Created,
-  manifest: string | Uint8Array,
-  reason: RegExp,
-): Promise<StudyRecord> {
-  await put(created.manifest.url, manifest);
-  let study = await settled(created.studyId);
-  // A study already past selection (the resend case) fails when the event is handled.
-  for (let i = 0; i < 100 && study.status !== 'FAILED'; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    study = (await store.getStudy(A.hospital, created.studyId))!;
-  }
-  expect(study.status).toBe('FAILED');
-  expect(study.reason).toMatch(reason);
-  expect(study.reason).not.toMatch(/[\r\n]/);
-  // The API says the same to the hospital.
-  const res = await api(`/studies/${created.studyId}`);
-  expect(res.body).toMatchObject({ status: 'FAILED', reason: study.reason });
-  return study;
-}
-
-/** The manifest the API handed out, with `edit` applied to its first series' slices. */
-function editedManifest(
-  created: Created,
-  edit: (slices: { key: string; sha256: string; size: number }[]) => unknown[],
-): string {
-  const body = structuredClone(created.manifest.body) as unknown as {
-    series: { slices: { key: string; sha256: string; size: number }[] }[];
-  };
-  body.series[0]!.slices = edit(body.series[0]!.slices) as (typeof body.series)[0]['slices'];
-  return JSON.stringify(body);
-}
-
-/** Record of every case: what was sent, how it ended (for the reliability report). */
-const outcomes: string[] = [];
-afterAll(() => {
-  console.info(`hostile uploads: ${outcomes.length} cases\n${outcomes.map((o) => `  ${o}`).join('\n')}`);
-});
-const record = (what: string, how: string) => outcomes.push(`${what} → ${how}`);
-
-describe('API keys', () => {
-  it('refuses a missing, empty or unknown key with 401/403 and the same one-line message for any route', async () => {
-    for (const path of ['/studies', '/studies/x', '/studies/x/report']) {
-      expectRejection(await api(path, { key: null }), 401, /^x-api-key header missing$/);
-      expectRejection(await api(path, { key: '' }), 401, /^x-api-key header missing$/);
-      expectRejection(await api(path, { key: 'not-a-key' }), 403, /^API key not recognised$/);
-      expectRejection(await api(path, { key: `${A.apiKey}x` }), 403, /^API key not recognised$/);
-      expectRejection(await api(path, { key: B.apiKey.slice(0, -1) }), 403, /^API key not recognised$/);
-      expectRejection(await api(path, { key: 'é'.repeat(100) }), 403, /^API key not recognised$/);
-    }
-    const post = await api('/studies', { key: 'not-a-key', body: '{}' });
-    expectRejection(post, 403, /^API key not recognised$/);
-    record(
-      'missing / empty / unknown / extended / truncated / non-ASCII API key, every route',
-      '401 or 403, one line',
-    );
-  });
-});
-
-describe('POST /studies bodies', () => {
-  it('refuses a body over the 1 MiB request bound (413) and over API Gateway’s 10 MiB (413)', async () => {
-    const big = JSON.stringify({ series: [{ id: 'S1', slices: [] }], pad: 'x'.repeat(1024 * 1024) });
-    expectRejection(await api('/studies', { body: big }), 413, /^body: larger than 1048576 bytes$/);
-    const huge = 'x'.repeat(11 * 1024 * 1024);
-    const res = await api('/studies', { body: huge });
-    expect(res.status).toBe(413);
-    record('POST /studies body of 1 MiB + padding', '413 "body: larger than 1048576 bytes"');
-    record('POST /studies body of 11 MiB', '413 from the API Gateway emulation (10 MiB limit)');
-  });
-
-  it('refuses 10,000 slices, a slice over the size cap, traversal and odd names, each naming the field', async () => {
-    const slice = (name: string, size = 100) => ({ name, sha256: 'a'.repeat(64), size });
-    const tenThousand = {
-      series: Array.from({ length: 5 }, (_, s) => ({
-        id: `S${s}`,
-        slices: Array.from({ length: 2000 }, (_, i) => slice(`${i}.dcm`)),
-      })),
-    };
-    // 10,000 slices do not fit in the 1 MiB body; 2,250 do, and break the per-study bound.
-    const tenThousandRes = await api('/studies', { body: JSON.stringify(tenThousand) });
-    expectRejection(tenThousandRes, 413, /^body: larger than 1048576 bytes$/);
-    record('POST /studies: 10,000 slices', `413 "${tenThousandRes.body.message}"`);
-    const spread = {
-      series: Array.from({ length: 5 }, (_, s) => ({
-        id: `S${s}`,
-        slices: Array.from({ length: 450 }, (_, i) => slice(`${i}.dcm`)),
-      })),
-    };
-    const cases: [string, unknown, RegExp][] = [
-      ['2,250 slices in 5 series', spread, /^body\.series: 2250 slices in all, expected at most 2000$/],
-      [
-        '2,001 slices in one series',
-        { series: [{ id: 'S1', slices: Array.from({ length: 2001 }, (_, i) => slice(`${i}.dcm`)) }] },
-        /^body\.series\[0\]\.slices: expected at most 2000 slices$/,
-      ],
-      [
-        'a slice over the size cap',
-        { series: [{ id: 'S1', slices: [slice('a.dcm', PIPELINE_DEFAULTS.maxSliceBytes + 1)] }] },
-        /^body\.series\[0\]\.slices\[0\]\.size: expected at most 4194304 bytes$/,
-      ],
-      [
-        'name ..',
-        { series: [{ id: 'S1', slices: [slice('..')] }] },
-        /^body\.series\[0\]\.slices\[0\]\.name: /,
-      ],
-      [
-        'name ../../x',
-        { series: [{ id: 'S1', slices: [slice('../../x')] }] },
-        /^body\.series\[0\]\.slices\[0\]\.name: /,
-      ],
-      [
-        'name %2e%2e',
-        { series: [{ id: 'S1', slices: [slice('%2e%2e')] }] },
-        /^body\.series\[0\]\.slices\[0\]\.name: /,
-      ],
-      [
-        'name a/b',
-        { series: [{ id: 'S1', slices: [slice('a/b.dcm')] }] },
-        /^body\.series\[0\]\.slices\[0\]\.name: /,
-      ],
-      [
-        'name é.dcm',
-        { series: [{ id: 'S1', slices: [slice('é.dcm')] }] },
-        /^body\.series\[0\]\.slices\[0\]\.name: /,
-      ],
-      [
-        'name with a line break',
-        { series: [{ id: 'S1', slices: [slice('a\nb')] }] },
-        /^body\.series\[0\]\.slices\[0\]\.name: /,
-      ],
-      [
-        'series id ../hospital-b',
-        { series: [{ id: '../hospital-b', slices: [slice('a')] }] },
-        /^body\.series\[0\]\.id: /,
-      ],
-      [
-        'duplicate names',
-        { series: [{ id: 'S1', slices: [slice('a'), slice('a')] }] },
-        /^body\.series\[0\]\.slices\[1\]\.name: duplicate/,
-      ],
-      [
-        'an unknown field',
-        { series: [{ id: 'S1', slices: [slice('a')] }], hospital: 'hospital-b' },
-        /^body\.hospital: unknown field$/,
-      ],
-    ];
-    for (const [what, body, field] of cases) {
-      const res = await api('/studies', { body: JSON.stringify(body) });
-      expectRejection(res, 400, field);
-      record(`POST /studies: ${what}`, `400 "${res.body.message}"`);
-    }
-    // Bytes that are not UTF-8: decoded with replacement characters, then not JSON.
-    const res = await api('/studies', { body: Uint8Array.from([0x7b, 0xff, 0xfe, 0x22, 0x7d]) });
-    expectRejection(res, 400, /^body: is not JSON/);
-    record('POST /studies: non-UTF-8 bytes', `400 "${res.body.message}"`);
-  });
-
-  it('answers a study id with traversal or odd characters like a missing study', async () => {
-    for (const id of ['..%2F..%2Fhospital-b', '%2e%2e', 'x%00y', '%E9', 'a'.repeat(200), '%ZZ']) {
-      for (const path of [`/studies/${id}`, `/studies/${id}/report`]) {
-        const res = await api(path);
-        expect([404, 403], `${path}: ${JSON.stringify(res.body)}`).toContain(res.status);
-        if (res.status === 404 && res.body.message !== undefined)
-          expect(res.body.message).not.toMatch(/[\r\n]/);
-      }
-    }
-    record('GET /studies/{id}[/report] with ../, %00, %E9, %ZZ, 200 characters', '404 like a missing study');
-  });
-});
+useHostileStack();
 
 describe('manifests', () => {
   it('fails a study whose manifest lists a key under another hospital’s prefix', async () => {

@@ -9,6 +9,7 @@
  * it('…', async () => { await stack.clients.s3.send(…); stack.servers.fauxqs.spy.waitForMessage(…); });
  * ```
  */
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll } from 'vitest';
 import {
   createLocalResources,
@@ -112,5 +113,24 @@ export function useLocalStack(options: LocalTestStackOptions = {}): LocalTestSta
       return get().env;
     },
     stop: () => get().stop(),
+  };
+}
+
+/**
+ * `receiveAll(queueUrl, sqs?)`: the messages (at most 10, with every system attribute) waiting on a
+ * queue now, received through `sqs` (by default `stack`'s client); they become invisible for the
+ * queue's visibility timeout.
+ */
+export function receiveAllFrom(stack: LocalTestStack) {
+  return async (queueUrl: string, sqs = stack.clients.sqs) => {
+    const response = await sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: 0,
+        MessageSystemAttributeNames: ['All'],
+      }),
+    );
+    return response.Messages ?? [];
   };
 }
