@@ -11,10 +11,10 @@ describe('the worker Dockerfile', () => {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
     optionalDependencies: Record<string, string>;
   };
-  it('pins its base images (CUDA 11.2 with cuDNN 8 for libtensorflow 2.9) and tfjs-node-gpu to the lock', () => {
+  it('pins its base images (CUDA 11 with cuDNN 8 for libtensorflow 2.9, Node 22) and tfjs-node-gpu to the lock', () => {
     const args = Object.fromEntries([...text.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1], m[2]]));
-    expect(args.CUDA_IMAGE).toMatch(/^nvidia\/cuda:11\.2\.\d+-cudnn8-runtime-ubuntu\d+\.\d+$/);
-    expect(args.NODE_IMAGE).toMatch(/^node:\d+\.\d+\.\d+-/);
+    expect(args.CUDA_IMAGE).toMatch(/^nvidia\/cuda:11\.8\.\d+-cudnn8-runtime-ubuntu22\.04$/);
+    expect(args.NODE_IMAGE).toMatch(/^node:22\.\d+\.\d+-/);
     for (const from of text.matchAll(/^FROM (\S+)/gm)) {
       expect(from[1]).toMatch(/^\$\{(CUDA|NODE)_IMAGE\}$/);
     }

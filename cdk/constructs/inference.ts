@@ -168,7 +168,7 @@ export class Inference extends Construct {
     userData.addCommands(...BLOCK_TASK_IMDS_COMMANDS);
     const launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
       instanceType: new ec2.InstanceType(props.instanceType),
-      machineImage: ecs.EcsOptimizedImage.amazonLinux2(ecs.AmiHardwareType.GPU),
+      machineImage: ecs.EcsOptimizedImage.amazonLinux2023(ecs.AmiHardwareType.GPU),
       userData,
       role: new iam.Role(this, 'HostRole', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') }),
       securityGroup: hostSecurityGroup,

@@ -44,9 +44,9 @@ describe('inference on GPUs', () => {
       NewInstancesProtectedFromScaleIn: true,
     });
     const params = template.toJSON().Parameters as Record<string, { Default?: string }>;
-    expect(Object.values(params).some((p) => /amazon-linux-2\/gpu\/recommended/.test(p.Default ?? ''))).toBe(
-      true,
-    );
+    expect(
+      Object.values(params).some((p) => /amazon-linux-2023\/gpu\/recommended/.test(p.Default ?? '')),
+    ).toBe(true);
     template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
       LaunchTemplateData: Match.objectLike({
         InstanceType: DEFAULT_SETTINGS.gpuInstanceType,
