@@ -5,7 +5,6 @@
  * independent computation from the decoded pixels. The full-size ResNet50V2-FPN run is in
  * test/full/ (`npm run test:full`).
  */
-
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
@@ -13,7 +12,6 @@ import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ARCHITECTURES_HELP } from '../cli/commands/model.js';
 import { readSlice } from '../core/read.js';
-import { selectStudy } from '../core/study.js';
 import { initBackend } from '../models/backend.js';
 import { CLASS_NAMES } from '../models/classes.js';
 import { defaultModelDir, NoDefaultModelError, resolveModelDir } from '../models/default-model.js';
@@ -29,6 +27,7 @@ import { saveModel } from '../models/io.js';
 import { defaultOrtLayout } from '../models/onnx/runtime.js';
 import { ARCHITECTURES } from '../models/registry.js';
 import { CLI, runCli } from './helpers/cli.js';
+import { checkAgainstRule, expectedLabels } from './helpers/rule-checks.js';
 import { buildRuleModel, ruleLabel } from './helpers/rule-model.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -42,66 +41,6 @@ const DIAGNOSTIC_USE = { diagnostic: true, statement: 'covidct tests: validated 
 const phantom = join(work, 'phantom-study');
 /** A study with a good one-slice series and a series of 128×128 slices. */
 const mixed = join(work, 'mixed');
-
-/** Expected labels of every selected slice of a study, by series id and file. */
-async function expectedLabels(path: string): Promise<Map<string, 'covid' | 'normal'>> {
-  const out = new Map<string, 'covid' | 'normal'>();
-  for (const s of (await selectStudy(path)).series) {
-    for (const slice of s.slices.filter((x) => x.selected)) {
-      const rows = await readSlice(slice.path);
-      out.set(`${s.id}/${slice.file}`, ruleLabel(rows.pixels, rows.header.width));
-    }
-  }
-  return out;
-}
-
-function checkFigures(
-  r: {
-    selectedCount: number;
-    classifiedCount: number;
-    covidCount: number;
-    covidFraction: number | null;
-    decision: string | null;
-  },
-  threshold: number,
-) {
-  if (r.classifiedCount === 0) {
-    expect(r.covidFraction).toBeNull();
-    expect(r.decision).toBeNull();
-    return;
-  }
-  expect(r.covidFraction).toBeCloseTo(r.covidCount / r.classifiedCount, 12);
-  expect(r.decision).toBe(r.covidCount >= threshold * r.classifiedCount - 1e-9 ? 'covid' : 'normal');
-}
-
-/** Check every figure of a result against the rule's labels. */
-function checkAgainstRule(result: DiagnoseResult, expected: Map<string, 'covid' | 'normal'>) {
-  let covid = 0;
-  let classified = 0;
-  for (const s of result.series) {
-    expect(s.error).toBeUndefined();
-    const selected = s.slices.filter((x) => x.selected);
-    expect(s.selectedCount).toBe(selected.length);
-    expect(s.classifiedCount).toBe(selected.length);
-    for (const slice of s.slices) {
-      if (!slice.selected) {
-        expect(slice.probabilities).toBeUndefined();
-        continue;
-      }
-      const p = slice.probabilities!;
-      expect(p[0] + p[1]).toBeCloseTo(1, 5);
-      expect(slice.label).toBe(expected.get(`${s.id}/${slice.file}`));
-    }
-    const seriesCovid = selected.filter((x) => x.label === 'covid').length;
-    expect(s.covidCount).toBe(seriesCovid);
-    checkFigures(s, result.threshold);
-    covid += seriesCovid;
-    classified += selected.length;
-  }
-  expect(result.study.covidCount).toBe(covid);
-  expect(result.study.classifiedCount).toBe(classified);
-  checkFigures(result.study, result.threshold);
-}
 
 beforeAll(async () => {
   await initBackend({ prefer: 'wasm', log: () => {} });

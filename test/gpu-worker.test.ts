@@ -2,226 +2,42 @@
  * The GPU worker against the local servers (fauxqs through the real SDK clients): a small rule
  * model uploaded with `uploadModel`, DICOM slices in the bucket, inference messages in, votes and
  * Grad-CAM overlays out. Covers votes-before-delete (a votes queue that fails), duplicate
- * messages, the health check, and SIGTERM draining of the built worker process.
+ * messages and the health check; SIGTERM draining of the built worker process:
+ * test/gpu-worker-process.test.ts.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { get } from 'node:http';
+
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Metrics } from '@aws-lambda-powertools/metrics';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import {
-  DeleteMessageCommand,
-  PurgeQueueCommand,
-  ReceiveMessageCommand,
-  SendMessageBatchCommand,
-} from '@aws-sdk/client-sqs';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { tensor1d, tensor2d } from '@tensorflow/tfjs-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeDicomCt } from '../core/dicom/encode.js';
-import type { WorkerLog } from '../gpu-worker/consumer.js';
-import { startHealthServer } from '../gpu-worker/health.js';
-import {
-  type RunningWorker,
-  startWorker,
-  WORKER_ENV,
-  type WorkerConfig,
-  workerHealth,
-} from '../gpu-worker/main.js';
+import { afterAll, describe, expect, it } from 'vitest';
 import { uploadModel } from '../gpu-worker/model-upload.js';
-import { initBackend } from '../models/backend.js';
+import { startHealthServer } from '../gpu-worker/health.js';
+import { type RunningWorker, workerHealth } from '../gpu-worker/main.js';
 import { CLASS_NAMES } from '../models/classes.js';
-import { modelFolderSha256 } from '../models/diagnose.js';
 import { saveModel } from '../models/io.js';
-import { type InferenceMessage, parseVotesMessage, type VotesMessage } from '../pipeline/messages.js';
-import { QUEUES } from '../pipeline/resources.js';
-import { useLocalStack } from './helpers/local-stack.js';
+import type { InferenceMessage } from '../pipeline/messages.js';
 import { buildRuleModel, RULE_LIMIT } from './helpers/rule-model.js';
-import { tempDir } from './helpers/tmp.js';
+import {
+  collectVotes,
+  httpGet,
+  inferenceQueue,
+  listKeys,
+  logLines,
+  MODEL,
+  makeMessage,
+  modelDir,
+  modelSha,
+  PATIENT_NAME,
+  RULE_USE,
+  send,
+  stack,
+  startInProcess,
+  useWorkerStack,
+  waitFor,
+  work,
+} from './helpers/worker-stack.js';
 
-process.env.POWERTOOLS_DEV = 'true';
-
-const MODEL = 'rule/t1';
-/** Synthetic patient name written into every test slice: must never reach a log. */
-const PATIENT_NAME = 'WORKERTEST^SECRET';
-
-const stack = useLocalStack();
-const work = tempDir('covidct-worker-');
-const modelDir = join(work, 'rule-model');
-let modelSha = '';
-
-let sliceCounter = 0;
-
-/** A 512×512 DICOM slice of constant raw value (COVID above 540), uploaded; its key and hash. */
-async function putSlice(
-  s3: S3Client,
-  bucket: string,
-  where: { hospital: string; studyId: string; seriesId: string },
-  value: number,
-): Promise<{ key: string; sha256: string }> {
-  const n = ++sliceCounter;
-  const pixels = new Uint16Array(512 * 512).fill(value);
-  const bytes = encodeDicomCt(pixels, 512, 512, {
-    studyInstanceUid: '1.2.3.4',
-    seriesInstanceUid: '1.2.3.4.5',
-    sopInstanceUid: `1.2.3.4.5.${n}`,
-    patientName: PATIENT_NAME,
-    patientId: 'WT-0001',
-    instanceNumber: n,
-    sliceLocation: n,
-    imagePositionPatient: [0, 0, n],
-    pixelSpacing: [0.7, 0.7],
-  });
-  const key = `incoming/${where.hospital}/${where.studyId}/${where.seriesId}/slice-${n}.dcm`;
-  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes }));
-  return { key, sha256: createHash('sha256').update(bytes).digest('hex') };
-}
-
-/** Upload slices of the given values and build their inference message. */
-async function makeMessage(
-  where: { hospital: string; studyId: string; seriesId: string },
-  values: readonly number[],
-): Promise<InferenceMessage> {
-  const slices = [];
-  for (const v of values) slices.push(await putSlice(stack.clients.s3, stack.resources.bucket, where, v));
-  return { ...where, slices };
-}
-
-async function send(...messages: InferenceMessage[]): Promise<void> {
-  await stack.clients.sqs.send(
-    new SendMessageBatchCommand({
-      QueueUrl: stack.resources.queueUrls.inference,
-      Entries: messages.map((m, i) => ({ Id: String(i), MessageBody: JSON.stringify(m) })),
-    }),
-  );
-}
-
-/** Read (and delete) votes messages until `votes` votes have come, then check nothing more follows. */
-async function collectVotes(votes: number, timeoutMs = 30_000): Promise<VotesMessage[]> {
-  const out: VotesMessage[] = [];
-  const deadline = Date.now() + timeoutMs;
-  let count = 0;
-  for (;;) {
-    const done = count >= votes;
-    if (!done && Date.now() > deadline) throw new Error(`only ${count} of ${votes} votes arrived`);
-    const res = await stack.clients.sqs.send(
-      new ReceiveMessageCommand({
-        QueueUrl: stack.resources.queueUrls.votes,
-        MaxNumberOfMessages: 10,
-        WaitTimeSeconds: 1,
-      }),
-    );
-    const messages = res.Messages ?? [];
-    if (done && messages.length === 0) return out;
-    for (const m of messages) {
-      const parsed = parseVotesMessage(m.Body!);
-      out.push(parsed);
-      count += parsed.votes.length;
-      await stack.clients.sqs.send(
-        new DeleteMessageCommand({
-          QueueUrl: stack.resources.queueUrls.votes,
-          ReceiptHandle: m.ReceiptHandle!,
-        }),
-      );
-    }
-  }
-}
-
-/** Messages on the inference queue: ready and in flight. */
-function inferenceQueue() {
-  const q = stack.servers.fauxqs.inspectQueue(QUEUES.inference.name)!;
-  return { ready: q.messages.ready.length, inflight: q.messages.inflight.length };
-}
-
-/** Empty the inference queue (PurgeQueue), e.g. of a message that would otherwise wait for the DLQ. */
-async function purgeInference(): Promise<void> {
-  await stack.clients.sqs.send(new PurgeQueueCommand({ QueueUrl: stack.resources.queueUrls.inference }));
-  await waitFor('the purge', () => inferenceQueue().ready + inferenceQueue().inflight === 0);
-}
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function listKeys(prefix: string): Promise<string[]> {
-  const res = await stack.clients.s3.send(
-    new ListObjectsV2Command({ Bucket: stack.resources.bucket, Prefix: prefix }),
-  );
-  return (res.Contents ?? []).map((o) => o.Key!).sort();
-}
-
-/** Log lines the in-process workers wrote, to check that no patient data reaches them. */
-const logLines: string[] = [];
-const captureLog: WorkerLog = {
-  info: (m, a) => logLines.push(JSON.stringify({ m, ...a })),
-  warn: (m, a) => logLines.push(JSON.stringify({ m, ...a })),
-  error: (m, a) => logLines.push(JSON.stringify({ m, ...a })),
-};
-
-function config(overrides: Partial<WorkerConfig> = {}): WorkerConfig {
-  return {
-    bucket: stack.resources.bucket,
-    inferenceQueueUrl: stack.resources.queueUrls.inference,
-    votesQueueUrl: stack.resources.queueUrls.votes,
-    model: MODEL,
-    heatmaps: 'covid',
-    healthPort: 0,
-    poolSize: 1,
-    waitSeconds: 1,
-    visibilitySeconds: 3,
-    ...overrides,
-  };
-}
-
-function startInProcess(overrides: Partial<WorkerConfig> = {}): Promise<RunningWorker> {
-  return startWorker(config(overrides), {
-    clients: stack.clients,
-    log: captureLog,
-    metrics: new Metrics({ namespace: 'covidct-test' }),
-    consumer: { heartbeatSeconds: 1 },
-  });
-}
-
-function httpGet(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    get({ host: '127.0.0.1', port, path: '/health' }, (res) => {
-      let text = '';
-      res.on('data', (c) => {
-        text += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
-    }).on('error', reject);
-  });
-}
-
-/** The rule model's declared intended use (diagnostic, to tell it from the not-diagnostic default). */
-const RULE_USE = { diagnostic: true, statement: 'gpu-worker.test rule model, validated on its own rule' };
-
-beforeAll(async () => {
-  await initBackend({ log: () => {} });
-  await saveModel(buildRuleModel(), modelDir, {
-    arch: 'mean-rule',
-    classes: [...CLASS_NAMES],
-    createdBy: 'gpu-worker.test',
-    intendedUse: RULE_USE,
-  });
-  modelSha = await modelFolderSha256(modelDir);
-  const [name, version] = MODEL.split('/') as [string, string];
-  const up = await uploadModel({
-    dir: modelDir,
-    name,
-    version,
-    bucket: stack.resources.bucket,
-    s3: stack.clients.s3,
-  });
-  expect(up.sha256).toBe(modelSha);
-});
+useWorkerStack();
 
 describe('model upload', () => {
   it('writes models/{name}/{version}/, is a no-op for the same files and refuses different ones', async () => {
@@ -420,85 +236,4 @@ describe('GPU worker (in process)', () => {
     expect(logLines.join('\n')).not.toContain('WORKERTEST');
     expect(logLines.join('\n')).not.toContain('WT-0001');
   });
-});
-
-const BUILT_WORKER = fileURLToPath(new URL('../dist/gpu-worker/main.js', import.meta.url));
-
-describe('GPU worker process', () => {
-  it.skipIf(!existsSync(BUILT_WORKER))(
-    'drains on SIGTERM mid-batch: exit 0, every message either voted and deleted or left whole',
-    async () => {
-      await purgeInference();
-      const messages: InferenceMessage[] = [];
-      for (let i = 0; i < 4; i++) {
-        messages.push(
-          await makeMessage(
-            { hospital: 'h3', studyId: `drain${i}`, seriesId: 'A' },
-            [700, 710, 720, 730, 400, 410],
-          ),
-        );
-      }
-      await send(...messages);
-      const child: ChildProcess = spawn(process.execPath, [BUILT_WORKER], {
-        env: {
-          ...process.env,
-          ...stack.env,
-          COVIDCT_MODEL: MODEL,
-          [WORKER_ENV.healthPort]: '0',
-          [WORKER_ENV.batchSlices]: '6',
-          [WORKER_ENV.poolSize]: '1',
-          [WORKER_ENV.waitSeconds]: '1',
-          [WORKER_ENV.visibilitySeconds]: '30',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let output = '';
-      child.stdout!.on('data', (c) => {
-        output += c;
-      });
-      child.stderr!.on('data', (c) => {
-        output += c;
-      });
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      try {
-        // The worker must be up (its SIGTERM handler installed, polling) and holding this test's messages.
-        await waitFor(
-          'a batch in flight',
-          () => output.includes('polling') && inferenceQueue().inflight > 0,
-          30_000,
-        );
-        child.kill('SIGTERM');
-        expect(await exited).toBe(0);
-      } finally {
-        child.kill('SIGKILL');
-      }
-      expect(output).toContain('draining');
-      // No GPU here: the worker classifies on the CPU engine, ONNX Runtime.
-      expect(/"message": "model loaded",[\s\S]*?"backend": "(\w+)"/.exec(output)?.[1]).toBe('ort');
-      expect(output).not.toContain('WORKERTEST');
-      const votes = await collectVotes(0);
-      const voted = new Set(votes.flatMap((m) => m.votes.map((v) => v.key)));
-      const q = stack.servers.fauxqs.inspectQueue(QUEUES.inference.name)!;
-      const left = [...q.messages.ready, ...q.messages.inflight.map((f) => f.message)].map(
-        (m) => (JSON.parse(m.body) as InferenceMessage).studyId,
-      );
-      let completed = 0;
-      for (const m of messages) {
-        const keys = m.slices.map((s) => voted.has(s.key));
-        if (keys.every(Boolean)) {
-          completed++;
-          expect(left).not.toContain(m.studyId);
-        } else {
-          // Not voted at all (never half), and still on the queue to be taken again.
-          expect(keys.some(Boolean)).toBe(false);
-          expect(left).toContain(m.studyId);
-        }
-      }
-      // Whatever was in flight when the signal came was finished, work not started was handed back
-      // (a signal between receive and classification hands everything back: that is a drain too).
-      // Messages still in flight are whole and come back after their visibility timeout: the local
-      // server completes a long poll the draining worker abandoned (as SQS may), so it can hold some.
-      expect(completed + left.length).toBe(messages.length);
-    },
-  );
 });

@@ -23,161 +23,32 @@ import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeDicomCt } from '../core/dicom/encode.js';
-import { phantomDicomMeta } from '../core/phantom/files.js';
-import { createPhantom } from '../core/phantom/phantom.js';
+import { describe, expect, it } from 'vitest';
 import { presignClientFor } from '../lambdas/api/api.js';
-import type { ApiHandler } from '../local/api-server.js';
-import type { SqsEventHandler } from '../local/event-source.js';
-import { type LocalStack, startLocalStack } from '../local/stack.js';
 import { uploadStudy } from '../pipeline/api-client.js';
 import { type CliRun, runCliAsync } from './helpers/cli.js';
-import { quietObservability, subscribeHospitalQueue } from './helpers/pipeline.js';
 import { NON_CT_FILES, type PlantManifest, plantedStrings, plantStudy } from './helpers/planted.js';
-import { type CreatedStudy, createAndUploadRaw, saveRuleModel } from './helpers/studies.js';
-import { tempDir } from './helpers/tmp.js';
+import { type CreatedStudy, createAndUploadRaw } from './helpers/studies.js';
+import {
+  A,
+  B,
+  call,
+  notifyA,
+  notifyB,
+  observed,
+  PATIENT,
+  PHI_FOLDER,
+  PHI_STRINGS,
+  phiSlices,
+  stack,
+  stackErrors,
+  useTenancyStack,
+  waitFor,
+  work,
+  workerLines,
+} from './helpers/tenancy-stack.js';
 
-const A = { hospital: 'hospital-a', apiKey: 'tenancy-key-hospital-a-0123456789' };
-const B = { hospital: 'hospital-b', apiKey: 'tenancy-key-hospital-b-0123456789' };
-
-/** Fake patient identity written into the DICOM headers: none of it may leave the uploads. */
-const PATIENT = { name: 'ZZPHI^WILHELMINA^TESTPERSON', id: 'ZZPHI-ID-938172', birthDate: '19230405' };
-/** The hospital's folder name for the study sent with `covidct upload`: it must not leave either. */
-const PHI_FOLDER = 'ZZDOE_JOHN_MRN99887766';
-const PHI_STRINGS = [
-  'ZZDOE',
-  'MRN99887766',
-  'ZZPHI',
-  'WILHELMINA',
-  'TESTPERSON',
-  'ZZPHI-ID-938172',
-  '938172',
-  '19230405',
-  '1923-04-05',
-];
-
-const work = tempDir('covidct-tenancy-');
-let stack: LocalStack;
-const observed = {
-  select: quietObservability('covidct-select'),
-  aggregate: quietObservability('covidct-aggregate'),
-  api: quietObservability('covidct-api'),
-};
-const workerLines: string[] = [];
-const stackErrors: string[] = [];
-const handlers: { select?: SqsEventHandler; aggregate?: SqsEventHandler; api?: ApiHandler } = {};
-let notifyA: string;
-let notifyB: string;
-
-/** Write the birth date into the encoder's empty (0010,0030) DA element (explicit VR little endian). */
-function withBirthDate(bytes: Uint8Array, date: string): Uint8Array {
-  const empty = [0x10, 0x00, 0x30, 0x00, 0x44, 0x41, 0x00, 0x00];
-  for (let i = 132; i + empty.length <= bytes.length; i++) {
-    if (!empty.every((b, k) => bytes[i + k] === b)) continue;
-    const out = new Uint8Array(bytes.length + date.length);
-    out.set(bytes.subarray(0, i + 6));
-    out.set([date.length, 0], i + 6);
-    out.set(Buffer.from(date, 'latin1'), i + 8);
-    out.set(bytes.subarray(i + 8), i + 8 + date.length);
-    return out;
-  }
-  throw new Error('no empty PatientBirthDate element');
-}
-
-/** 12 phantom slices (COVID lesions in the middle) carrying {@link PATIENT} in their headers. */
-function phiSlices(): { name: string; bytes: Uint8Array }[] {
-  const phantom = createPhantom({ seed: 31, covid: true, slices: 12 });
-  return Array.from({ length: 12 }, (_, i) => {
-    const slice = phantom.slice(i);
-    const meta = {
-      ...phantomDicomMeta(phantom.info, slice),
-      patientName: PATIENT.name,
-      patientId: PATIENT.id,
-    };
-    const bytes = withBirthDate(
-      encodeDicomCt(slice.pixels, phantom.info.width, phantom.info.height, { ...meta, bitsStored: 16 }),
-      PATIENT.birthDate,
-    );
-    return { name: `${String(i + 1).padStart(3, '0')}.dcm`, bytes };
-  });
-}
-
-beforeAll(async () => {
-  await saveRuleModel(join(work, 'model'));
-  stack = await startLocalStack({
-    hospitals: [A, B],
-    uploadModel: { dir: join(work, 'model'), name: 'tenancy', version: '1' },
-    workerEnv: { COVIDCT_POOL_SIZE: '1', COVIDCT_WORKER_WAIT_SECONDS: '1' },
-    onWorkerLine: (line) => workerLines.push(line),
-    pollWaitSeconds: 1,
-    visibilityTimeoutSeconds: 10,
-    // The handlers are made once the stack's clients exist, each with its logs captured.
-    handlers: {
-      select: (event, context) => handlers.select!(event, context),
-      aggregate: (event, context) => handlers.aggregate!(event, context),
-      api: (event, context) => handlers.api!(event, context),
-    },
-    onError: (error, where) =>
-      stackErrors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`),
-  });
-  const env = { ...process.env, ...stack.env };
-  const s = await import('../lambdas/select/handler.js');
-  const g = await import('../lambdas/aggregate/handler.js');
-  const p = await import('../lambdas/api/handler.js');
-  handlers.select = s.makeSelectHandler(stack.clients, s.selectConfigFromEnv(env), observed.select);
-  handlers.aggregate = g.makeAggregateHandler(
-    stack.clients,
-    g.aggregateConfigFromEnv(env),
-    observed.aggregate,
-  );
-  handlers.api = p.makeApiHandler(stack.clients, p.apiConfigFromEnv(env), observed.api);
-  notifyA = await subscribeHospitalQueue(
-    stack.clients,
-    stack.resources.topicArn,
-    'tenancy-notify-a',
-    A.hospital,
-  );
-  notifyB = await subscribeHospitalQueue(
-    stack.clients,
-    stack.resources.topicArn,
-    'tenancy-notify-b',
-    B.hospital,
-  );
-}, 180_000);
-
-afterAll(async () => {
-  await stack?.stop();
-});
-
-async function call(
-  path: string,
-  key: string,
-  init: { method?: string; body?: string } = {},
-): Promise<{ status: number; body: unknown; text: string }> {
-  const res = await fetch(`${stack.apiUrl}${path}`, {
-    method: init.method ?? (init.body !== undefined ? 'POST' : 'GET'),
-    headers: { 'x-api-key': key, 'content-type': 'application/json' },
-    ...(init.body !== undefined ? { body: init.body } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: JSON.parse(text) as unknown, text };
-}
-
-async function waitFor(
-  studyId: string,
-  key: string,
-  statuses: string[],
-  seconds = 120,
-): Promise<{ status: string }> {
-  let body: { status: string } = { status: 'unknown' };
-  for (let i = 0; i < seconds * 4; i++) {
-    body = (await call(`/studies/${studyId}`, key)).body as { status: string };
-    if (statuses.includes(body.status)) return body;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`study ${studyId} is ${body.status} after ${seconds} s`);
-}
+useTenancyStack();
 
 let phiStudy: CreatedStudy;
 /** The same slices sent as `covidct upload` sends them: de-identified once, under neutral names. */

@@ -201,7 +201,7 @@ export const longSeriesId = (i: number) => `${String(i).padStart(6, '0')}-${'s'.
 
 /** Every item of a study's partition (study, selection parts, votes) with its size as DynamoDB counts it. */
 export async function itemSizes(hospital: string, studyId: string): Promise<{ sk: string; bytes: number }[]> {
-  const { dynamoItemBytes, studyPk } = await import('../pipeline/store.js');
+  const { dynamoItemBytes, studyPk } = await import('../../pipeline/store.js');
   const sizes: { sk: string; bytes: number }[] = [];
   let start: Record<string, unknown> | undefined;
   do {
