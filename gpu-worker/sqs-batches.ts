@@ -5,6 +5,7 @@
  * visibility change at worst the same.
  */
 import {
+  type BatchResultErrorEntry,
   ChangeMessageVisibilityBatchCommand,
   DeleteMessageBatchCommand,
   type SQSClient,
@@ -24,47 +25,53 @@ export interface QueueTarget {
 const ENTRIES_PER_CALL = 10;
 
 /** Delete messages by receipt handle. */
-export async function deleteMessages(
+export function deleteMessages(
   target: QueueTarget,
   messages: readonly { readonly receiptHandle: string }[],
 ): Promise<void> {
-  for (const group of chunks(messages, ENTRIES_PER_CALL)) {
-    try {
-      const out = await target.sqs.send(
-        new DeleteMessageBatchCommand({
-          QueueUrl: target.queueUrl,
-          Entries: group.map((h, i) => ({ Id: String(i), ReceiptHandle: h.receiptHandle })),
-        }),
-      );
-      for (const f of out.Failed ?? []) target.log.warn('delete failed', { code: f.Code, error: f.Message });
-    } catch (error) {
-      target.log.warn('delete failed', { messages: group.length, error: describeError(error) });
-    }
-  }
+  return inCalls(target, messages, 'delete failed', (group) =>
+    target.sqs.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: target.queueUrl,
+        Entries: group.map((h, i) => ({ Id: String(i), ReceiptHandle: h.receiptHandle })),
+      }),
+    ),
+  );
 }
 
 /** Set the visibility timeout of messages (0 hands them back at once). */
-export async function changeVisibility(
+export function changeVisibility(
   target: QueueTarget,
   messages: readonly { readonly receiptHandle: string }[],
   seconds: number,
 ): Promise<void> {
+  return inCalls(target, messages, 'visibility change failed', (group) =>
+    target.sqs.send(
+      new ChangeMessageVisibilityBatchCommand({
+        QueueUrl: target.queueUrl,
+        Entries: group.map((h, i) => ({
+          Id: String(i),
+          ReceiptHandle: h.receiptHandle,
+          VisibilityTimeout: seconds,
+        })),
+      }),
+    ),
+  );
+}
+
+/** Make one batch call per ten messages; log each failed entry, and a call that failed whole, as `failure`. */
+async function inCalls<M>(
+  target: QueueTarget,
+  messages: readonly M[],
+  failure: string,
+  call: (group: M[]) => Promise<{ Failed?: readonly BatchResultErrorEntry[] | undefined }>,
+): Promise<void> {
   for (const group of chunks(messages, ENTRIES_PER_CALL)) {
     try {
-      const out = await target.sqs.send(
-        new ChangeMessageVisibilityBatchCommand({
-          QueueUrl: target.queueUrl,
-          Entries: group.map((h, i) => ({
-            Id: String(i),
-            ReceiptHandle: h.receiptHandle,
-            VisibilityTimeout: seconds,
-          })),
-        }),
-      );
-      for (const f of out.Failed ?? [])
-        target.log.warn('visibility change failed', { code: f.Code, error: f.Message });
+      const out = await call(group);
+      for (const f of out.Failed ?? []) target.log.warn(failure, { code: f.Code, error: f.Message });
     } catch (error) {
-      target.log.warn('visibility change failed', { messages: group.length, error: describeError(error) });
+      target.log.warn(failure, { messages: group.length, error: describeError(error) });
     }
   }
 }

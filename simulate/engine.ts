@@ -165,14 +165,15 @@ class Simulation {
       params: this.p,
       studies: this.studies,
       hosts: this.cluster.hosts,
-      peakTasks: this.cluster.peakTasks,
-      peakDesired: this.peakDesired,
-      peakHosts: this.cluster.peakHosts,
+      peaks: { tasks: this.cluster.peakTasks, desired: this.peakDesired, hosts: this.cluster.peakHosts },
       busySeconds: this.busySeconds,
       endSeconds: this.end,
       scalingEvents: this.scalingEvents,
       timeline: this.timeline,
-      keepStudies,
+      // The records without the engine's own bookkeeping.
+      ...(keepStudies
+        ? { studyRecords: this.studies.map(({ pending: _p, lastDone: _l, ...record }) => record) }
+        : {}),
     });
   }
 

@@ -110,15 +110,15 @@ export interface RunRecord {
   readonly studies: readonly SimulatedStudy[];
   /** When each host was launched and, if it was, terminated. */
   readonly hosts: readonly { readonly launchedAt: number; readonly terminatedAt: number | undefined }[];
-  readonly peakTasks: number;
-  readonly peakDesired: number;
-  readonly peakHosts: number;
+  /** The most tasks running, desired and hosts live at any moment. */
+  readonly peaks: { readonly tasks: number; readonly desired: number; readonly hosts: number };
   /** Seconds tasks spent classifying. */
   readonly busySeconds: number;
   readonly endSeconds: number;
   readonly scalingEvents: readonly ScalingEvent[];
   readonly timeline: readonly TimelinePoint[];
-  readonly keepStudies: boolean;
+  /** The studies' records to report (only with `keepStudies`). */
+  readonly studyRecords?: readonly SimulatedStudy[];
 }
 
 /** The figures of a finished run. */
@@ -154,9 +154,9 @@ export function summarize(run: RunRecord): SimulationResult {
         const q = percentiles(list);
         return { hospital, studies: list.length, p50: q.p50, p95: q.p95 };
       }),
-    peakTasks: run.peakTasks,
-    peakDesired: run.peakDesired,
-    peakHosts: run.peakHosts,
+    peakTasks: run.peaks.tasks,
+    peakDesired: run.peaks.desired,
+    peakHosts: run.peaks.hosts,
     peakVisible: timeline.reduce((a, t) => Math.max(a, t.visible), 0),
     gpuHours,
     busyGpuHours: run.busySeconds / 3600,
@@ -165,20 +165,6 @@ export function summarize(run: RunRecord): SimulationResult {
     endSeconds: end,
     scalingEvents: run.scalingEvents,
     timeline,
-    ...(run.keepStudies ? { studyRecords: studies.map(copyStudy) } : {}),
-  };
-}
-
-/** A study's record as reported, without the engine's own bookkeeping. */
-function copyStudy(s: SimulatedStudy): SimulatedStudy {
-  return {
-    hospital: s.hospital,
-    arrival: s.arrival,
-    slices: s.slices,
-    selected: s.selected,
-    messages: s.messages,
-    selectedAt: s.selectedAt,
-    firstMessageWait: s.firstMessageWait,
-    resultAt: s.resultAt,
+    ...(run.studyRecords === undefined ? {} : { studyRecords: run.studyRecords }),
   };
 }
