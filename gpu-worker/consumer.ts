@@ -11,34 +11,16 @@
  * Exactly-once is not this module's job: a message can be processed twice (a crash after sending
  * votes, a heartbeat that came too late), and the aggregate Lambda counts each slice once.
  */
-import {
-  ChangeMessageVisibilityBatchCommand,
-  DeleteMessageBatchCommand,
-  type Message,
-  ReceiveMessageCommand,
-  SendMessageCommand,
-  type SQSClient,
-} from '@aws-sdk/client-sqs';
+import { type Message, ReceiveMessageCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { describeError } from '../core/errors.js';
-import {
-  type InferenceMessage,
-  MAX_FAILURE_REASON_CHARS,
-  MAX_VOTES_PER_MESSAGE,
-  parseInferenceMessage,
-  type SliceFailureReport,
-  type SliceVote,
-  type VotesMessage,
-  type VotingModel,
-} from '../pipeline/messages.js';
+import { type InferenceMessage, parseInferenceMessage, type VotingModel } from '../pipeline/messages.js';
 import { QUEUES } from '../pipeline/resources.js';
+import { groupByStudy, type Held, type StudyVotes, sliceJobs, sortMessages, votesMessages } from './batch.js';
 import type { BatchOutcome, SliceJob } from './classify.js';
+import { correlationKeys, SILENT_LOG, type WorkerLog, withKeys } from './observability.js';
+import { changeVisibility, deleteMessages, type QueueTarget } from './sqs-batches.js';
 
-/** Structured log sink (Powertools Logger fits); attributes never carry patient data. */
-export interface WorkerLog {
-  info(message: string, attributes?: Record<string, unknown>): void;
-  warn(message: string, attributes?: Record<string, unknown>): void;
-  error(message: string, attributes?: Record<string, unknown>): void;
-}
+export type { WorkerLog } from './observability.js';
 
 /** What one finished batch did, for metrics. */
 export interface BatchReport {
@@ -103,21 +85,6 @@ export interface ConsumerCounts {
   receiveErrors: number;
 }
 
-interface Held {
-  readonly sqsId: string;
-  receiptHandle: string;
-  readonly message: InferenceMessage;
-}
-
-const SILENT: WorkerLog = { info() {}, warn() {}, error() {} };
-
-/** Split `items` into chunks of at most `size`. */
-function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
 /** The long-running consumer; {@link start} once, {@link stop} to drain. */
 export class InferenceConsumer {
   readonly counts: ConsumerCounts = {
@@ -146,10 +113,12 @@ export class InferenceConsumer {
   private readonly visibility: number;
   private readonly heartbeatMs: number;
   private readonly budgetMs: number;
+  /** The inference queue, for deletes and visibility changes. */
+  private readonly queue: QueueTarget;
 
   constructor(private readonly options: ConsumerOptions) {
     const c = QUEUES.inference.consumer;
-    this.log = options.log ?? SILENT;
+    this.log = options.log ?? SILENT_LOG;
     this.maxBatchSlices = options.maxBatchSlices ?? 32;
     this.batchesInFlight = Math.max(1, options.batchesInFlight ?? 2);
     this.receiveBatch = Math.min(10, Math.max(1, options.receiveBatch ?? c.batchSize));
@@ -157,6 +126,7 @@ export class InferenceConsumer {
     this.visibility = options.visibilityTimeoutSeconds ?? QUEUES.inference.visibilityTimeoutSeconds;
     this.heartbeatMs = (options.heartbeatSeconds ?? this.visibility / 3) * 1000;
     this.budgetMs = (options.batchBudgetSeconds ?? c.timeoutSeconds) * 1000;
+    this.queue = { sqs: options.sqs, queueUrl: options.queueUrl, log: this.log };
   }
 
   /** Whether the poll loop runs and has shown life recently (a receive, a heartbeat, a batch). */
@@ -274,7 +244,9 @@ export class InferenceConsumer {
         existing.receiptHandle = m.ReceiptHandle;
         continue;
       }
-      const held: Held = { sqsId: m.MessageId, receiptHandle: m.ReceiptHandle, message };
+      // The message's correlation keys, bound here once: every later line about it carries them.
+      const log = withKeys(this.log, correlationKeys(message));
+      const held: Held = { sqsId: m.MessageId, receiptHandle: m.ReceiptHandle, message, log };
       this.held.set(m.MessageId, held);
       this.buffer.push(held);
       accepted++;
@@ -296,226 +268,114 @@ export class InferenceConsumer {
     return batch;
   }
 
+  /** One batch: classify its slices, send the votes of the messages done, delete those, count. */
   private async processBatch(batch: Held[]): Promise<void> {
     const started = performance.now();
-    const jobs: SliceJob[] = [];
-    const ranges: [number, number][] = [];
-    for (const h of batch) {
-      const m = h.message;
-      ranges.push([jobs.length, jobs.length + m.slices.length]);
-      for (const s of m.slices) {
-        jobs.push({
-          hospital: m.hospital,
-          studyId: m.studyId,
-          seriesId: m.seriesId,
-          key: s.key,
-          sha256: s.sha256,
-        });
-      }
-    }
-    let outcome: BatchOutcome;
+    const { jobs, parts } = sliceJobs(batch);
+    const outcome = await this.classifyBatch(batch, jobs);
+    if (outcome === undefined) return;
+    this.warnAboutBatch(started, outcome);
+    const { ready, retry } = sortMessages(parts, outcome);
+    const sent = await this.sendVotes(groupByStudy(ready, jobs, outcome));
+    retry.push(...sent.unsent);
+    await deleteMessages(this.queue, sent.deletable);
+    this.forget(batch);
+    this.countBatch({
+      messages: batch.length,
+      slices: jobs.length,
+      completed: sent.deletable.length,
+      failedSlices: sent.failedSlices,
+      retried: retry.length,
+      votesMessages: sent.votesMessages,
+      heatmaps: outcome.heatmaps,
+      outcome: { ...outcome.timings, totalMs: performance.now() - started },
+    });
+  }
+
+  /** Classify the batch's slices; undefined (every message left to reappear) if that throws. */
+  private async classifyBatch(
+    batch: readonly Held[],
+    jobs: readonly SliceJob[],
+  ): Promise<BatchOutcome | undefined> {
     try {
-      outcome = await this.options.classify(jobs);
+      return await this.options.classify(jobs);
     } catch (error) {
       // Not expected (classifySlices reports per slice); leave every message to reappear.
       this.log.error('batch failed', { messages: batch.length, error: describeError(error) });
       this.forget(batch);
       this.counts.retried += batch.length;
-      return;
+      return undefined;
     }
+  }
+
+  private warnAboutBatch(started: number, outcome: BatchOutcome): void {
     const overBudget = performance.now() - started > this.budgetMs;
     if (overBudget) this.log.warn('batch over budget', { ms: Math.round(performance.now() - started) });
     for (const w of outcome.warnings) this.log.warn('heatmap skipped', { error: w });
+  }
 
-    // A message is reported only when every slice of it is classified or permanently failed:
-    // never half-done. A transient failure leaves the whole message to reappear.
-    const ready: Held[] = [];
-    const retry: Held[] = [];
-    batch.forEach((h, i) => {
-      const [from, to] = ranges[i]!;
-      const failed = outcome.outcomes.slice(from, to).filter((o) => !o.ok);
-      const transient = failed.filter((o) => !o.permanent);
-      if (transient.length === 0) {
-        ready.push(h);
-        if (failed.length > 0) {
-          this.log.warn('slices cannot be classified; reported as failed', {
-            hospital: h.message.hospital,
-            studyId: h.message.studyId,
-            seriesId: h.message.seriesId,
-            failed: failed.length,
-            error: failed[0]!.error,
-          });
-        }
-        return;
-      }
-      retry.push(h);
-      this.log.error('slices not classified; message left to reappear', {
-        hospital: h.message.hospital,
-        studyId: h.message.studyId,
-        seriesId: h.message.seriesId,
-        failed: failed.length,
-        transient: transient.length,
-        error: transient[0]!.error,
-      });
-    });
-
-    // One votes message per study in the batch (split if huge); a study's messages are deleted
-    // only when all of its votes were sent.
-    const byStudy = new Map<
-      string,
-      {
-        hospital: string;
-        studyId: string;
-        votes: SliceVote[];
-        failures: SliceFailureReport[];
-        members: Held[];
-      }
-    >();
-    for (const h of ready) {
-      const i = batch.indexOf(h);
-      const [from, to] = ranges[i]!;
-      const m = h.message;
-      const id = `${m.hospital}/${m.studyId}`;
-      let group = byStudy.get(id);
-      if (group === undefined) {
-        group = { hospital: m.hospital, studyId: m.studyId, votes: [], failures: [], members: [] };
-        byStudy.set(id, group);
-      }
-      group.members.push(h);
-      for (let j = from; j < to; j++) {
-        const o = outcome.outcomes[j]!;
-        if (!o.ok) {
-          // Permanent here (transient ones sent the message to retry): one line, bounded.
-          const reason = o.error.split('\n')[0]!.slice(0, MAX_FAILURE_REASON_CHARS) || 'unclassifiable';
-          group.failures.push({ seriesId: m.seriesId, key: jobs[j]!.key, reason });
-          continue;
-        }
-        group.votes.push({
-          seriesId: m.seriesId,
-          key: jobs[j]!.key,
-          probabilities: o.probabilities,
-          label: o.label,
-          ...(o.heatmapKey === undefined ? {} : { heatmapKey: o.heatmapKey }),
-        });
-      }
-    }
-    const deletable: Held[] = [];
-    let votesMessages = 0;
-    let failedSlices = 0;
+  /**
+   * One votes message per study in the batch (split if huge), all studies at once; a study's
+   * messages are deletable only when all of its votes were sent, else they reappear.
+   */
+  private async sendVotes(groups: readonly StudyVotes[]): Promise<{
+    deletable: Held[];
+    unsent: Held[];
+    votesMessages: number;
+    failedSlices: number;
+  }> {
+    const sent = { deletable: [] as Held[], unsent: [] as Held[], votesMessages: 0, failedSlices: 0 };
     await Promise.all(
-      [...byStudy.values()].map(async (group) => {
+      groups.map(async (group) => {
         try {
-          const voteChunks = chunks(group.votes, MAX_VOTES_PER_MESSAGE);
-          const failureChunks = chunks(group.failures, MAX_VOTES_PER_MESSAGE);
-          const messages = Math.max(voteChunks.length, failureChunks.length);
-          for (let k = 0; k < messages; k++) {
-            const failures = failureChunks[k] ?? [];
-            const body: VotesMessage = {
-              hospital: group.hospital,
-              studyId: group.studyId,
-              model: this.options.model,
-              votes: voteChunks[k] ?? [],
-              ...(failures.length > 0 ? { failures } : {}),
-            };
+          for (const body of votesMessages(group, this.options.model)) {
             await this.options.sqs.send(
               new SendMessageCommand({
                 QueueUrl: this.options.votesQueueUrl,
                 MessageBody: JSON.stringify(body),
               }),
             );
-            votesMessages++;
+            sent.votesMessages++;
           }
-          deletable.push(...group.members);
-          failedSlices += group.failures.length;
-          this.log.info('votes sent', {
-            hospital: group.hospital,
-            studyId: group.studyId,
+          sent.deletable.push(...group.members);
+          sent.failedSlices += group.failures.length;
+          group.log.info('votes sent', {
             votes: group.votes.length,
             covid: group.votes.filter((v) => v.label === 'covid').length,
             failed: group.failures.length,
           });
         } catch (error) {
-          retry.push(...group.members);
-          this.log.error('votes not sent; messages left to reappear', {
-            hospital: group.hospital,
-            studyId: group.studyId,
-            error: describeError(error),
-          });
+          sent.unsent.push(...group.members);
+          group.log.error('votes not sent; messages left to reappear', { error: describeError(error) });
         }
       }),
     );
-    await this.delete(deletable);
-    this.forget(batch);
+    return sent;
+  }
 
+  private countBatch(report: BatchReport): void {
     this.counts.batches++;
-    this.counts.messages += batch.length;
-    this.counts.slices += jobs.length;
-    this.counts.retried += retry.length;
-    this.counts.votesMessages += votesMessages;
-    this.counts.heatmaps += outcome.heatmaps;
-    this.options.onBatch?.({
-      messages: batch.length,
-      slices: jobs.length,
-      completed: deletable.length,
-      failedSlices,
-      retried: retry.length,
-      votesMessages,
-      heatmaps: outcome.heatmaps,
-      outcome: { ...outcome.timings, totalMs: performance.now() - started },
-    });
+    this.counts.messages += report.messages;
+    this.counts.slices += report.slices;
+    this.counts.retried += report.retried;
+    this.counts.votesMessages += report.votesMessages;
+    this.counts.heatmaps += report.heatmaps;
+    this.options.onBatch?.(report);
   }
 
   private forget(batch: readonly Held[]): void {
     for (const h of batch) this.held.delete(h.sqsId);
   }
 
-  private async delete(messages: readonly Held[]): Promise<void> {
-    for (const group of chunks(messages, 10)) {
-      try {
-        const out = await this.options.sqs.send(
-          new DeleteMessageBatchCommand({
-            QueueUrl: this.options.queueUrl,
-            Entries: group.map((h, i) => ({ Id: String(i), ReceiptHandle: h.receiptHandle })),
-          }),
-        );
-        // A failed delete only means a repeat delivery, whose votes the aggregate ignores.
-        for (const f of out.Failed ?? []) this.log.warn('delete failed', { code: f.Code, error: f.Message });
-      } catch (error) {
-        this.log.warn('delete failed', { messages: group.length, error: describeError(error) });
-      }
-    }
-  }
-
   /** Hand messages back at once (visibility 0) so another worker takes them without waiting. */
   private async release(messages: readonly Held[]): Promise<void> {
     for (const h of messages) this.held.delete(h.sqsId);
-    await this.changeVisibility(messages, 0);
+    await changeVisibility(this.queue, messages, 0);
   }
 
   private async extendVisibility(): Promise<void> {
     // A batch in flight keeps the loop busy, legitimately: the heartbeat vouches for it meanwhile.
     if (this.inBatch > 0) this.lastActivity = Date.now();
-    await this.changeVisibility([...this.held.values()], this.visibility);
-  }
-
-  private async changeVisibility(messages: readonly Held[], seconds: number): Promise<void> {
-    for (const group of chunks(messages, 10)) {
-      try {
-        const out = await this.options.sqs.send(
-          new ChangeMessageVisibilityBatchCommand({
-            QueueUrl: this.options.queueUrl,
-            Entries: group.map((h, i) => ({
-              Id: String(i),
-              ReceiptHandle: h.receiptHandle,
-              VisibilityTimeout: seconds,
-            })),
-          }),
-        );
-        for (const f of out.Failed ?? [])
-          this.log.warn('visibility change failed', { code: f.Code, error: f.Message });
-      } catch (error) {
-        this.log.warn('visibility change failed', { messages: group.length, error: describeError(error) });
-      }
-    }
+    await changeVisibility(this.queue, [...this.held.values()], this.visibility);
   }
 }

@@ -9,8 +9,7 @@
  * the worker's own, {@link WORKER_ENV}.
  */
 import { pathToFileURL } from 'node:url';
-import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { describeError, InputError } from '../core/errors.js';
 import { initBackend } from '../models/backend.js';
 import { createPredictor, type SlicePredictor } from '../models/diagnose.js';
@@ -19,9 +18,16 @@ import { type AwsClients, createClients } from '../pipeline/clients.js';
 import { ENV, requireEnv } from '../pipeline/config.js';
 import type { VotingModel } from '../pipeline/messages.js';
 import { type ClassifyContext, classifySlices, type HeatmapMode, parseHeatmapMode } from './classify.js';
-import { type ConsumerOptions, InferenceConsumer, type WorkerLog } from './consumer.js';
+import { type ConsumerOptions, InferenceConsumer } from './consumer.js';
 import { type HealthReport, startHealthServer } from './health.js';
 import { parseModelRef, readStoredModel, storedClassifier } from './model-store.js';
+import {
+  powertoolsLog,
+  publishBatchMetrics,
+  type WorkerLog,
+  workerLogger,
+  workerMetrics,
+} from './observability.js';
 import { autoCandidates, warmUp } from './warmup.js';
 
 /** The worker's own settings (the shared ones are in pipeline/config.ts ENV). */
@@ -155,23 +161,14 @@ export interface StartOptions {
   >;
 }
 
-/** A Powertools logger as the consumer's {@link WorkerLog}. */
-export function powertoolsLog(logger: Logger): WorkerLog {
-  return {
-    info: (message, attributes) => logger.info(message, attributes ?? {}),
-    warn: (message, attributes) => logger.warn(message, attributes ?? {}),
-    error: (message, attributes) => logger.error(message, attributes ?? {}),
-  };
-}
-
 /**
  * Start the worker: health server first (503 while the model loads), then the backend, the model
  * from S3, the predictor (a wasm pool or tfjs-node's own threads), a warm-up pass on every
  * predictor worker (and, with `COVIDCT_FORWARD_BATCH=auto`, the batch size measured), then the consumer.
  */
 export async function startWorker(config: WorkerConfig, options: StartOptions = {}): Promise<RunningWorker> {
-  const log = options.log ?? powertoolsLog(new Logger({ serviceName: 'covidct-worker' }));
-  const metrics = options.metrics ?? new Metrics({ namespace: 'covidct', serviceName: 'covidct-worker' });
+  const log = options.log ?? powertoolsLog(workerLogger());
+  const metrics = options.metrics ?? workerMetrics();
   const { s3, sqs } = options.clients ?? createClients();
   const ref = parseModelRef(config.model);
 
@@ -246,16 +243,7 @@ export async function startWorker(config: WorkerConfig, options: StartOptions = 
         : { visibilityTimeoutSeconds: config.visibilitySeconds }),
       ...options.consumer,
       onBatch: (r) => {
-        metrics.addMetric('batches', MetricUnit.Count, 1);
-        metrics.addMetric('slicesClassified', MetricUnit.Count, r.slices);
-        metrics.addMetric('messagesCompleted', MetricUnit.Count, r.completed);
-        metrics.addMetric('messagesRetried', MetricUnit.Count, r.retried);
-        metrics.addMetric('heatmaps', MetricUnit.Count, r.heatmaps);
-        metrics.addMetric('fetchDecodeMs', MetricUnit.Milliseconds, r.outcome.fetchDecodeMs);
-        metrics.addMetric('classifyMs', MetricUnit.Milliseconds, r.outcome.classifyMs);
-        metrics.addMetric('heatmapsMs', MetricUnit.Milliseconds, r.outcome.heatmapsMs);
-        metrics.addMetric('batchMs', MetricUnit.Milliseconds, r.outcome.totalMs);
-        metrics.publishStoredMetrics();
+        publishBatchMetrics(metrics, r);
         log.info('batch done', {
           messages: r.messages,
           slices: r.slices,
@@ -307,7 +295,7 @@ const SAME_STOP_MS = 2_000;
  * a second stop (a signal 2 s or more after the first) exits at once.
  */
 async function runMain(): Promise<void> {
-  const logger = new Logger({ serviceName: 'covidct-worker' });
+  const logger = workerLogger();
   let worker: RunningWorker | undefined;
   let signalled: NodeJS.Signals | undefined;
   let firstSignalAt: number | undefined;

@@ -4,39 +4,31 @@
  * aggregate handlers driven by emulated event source mappings, the GPU worker as a separate
  * process, and the api handler behind an emulated API Gateway that runs the key authorizer first
  * (an unknown key is refused before the api handler, as on AWS). `covidct dev`, the demo and the
- * integration tests all start it here.
+ * integration tests all start it here. {@link startLocalStack} runs one named step per part, in
+ * the order they depend on each other, and stops them in the reverse order.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { API_KEY_HEADER, REFUSAL_MESSAGES } from '../lambdas/authorizer/authorizer.js';
-import type { TokenAuthorizerHandler } from '../lambdas/authorizer/handler.js';
 import type { SweepResult } from '../lambdas/sweeper/sweeper.js';
 import { ApiKeyStore } from '../pipeline/api-keys.js';
 import { type AwsClients, createClients } from '../pipeline/clients.js';
 import { ENV } from '../pipeline/config.js';
 import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
-import { type ApiHandler, PIPELINE_API_ROUTES, startApiServer } from './api-server.js';
+import { type ApiServer, PIPELINE_API_ROUTES, startApiServer } from './api-server.js';
 import { type EventSource, type SqsEventHandler, startEventSource } from './event-source.js';
-import { freePort } from './ports.js';
+import { completeHandlers, type PipelineHandlers } from './handlers.js';
 import { createLocalResources, envFor, LOCAL_RUNTIME_ENV, type LocalResources } from './resources.js';
 import { type S3EventRouter, startS3EventRouter } from './s3-events.js';
 import { type LocalServers, startLocalServers } from './servers.js';
+import { WorkerProcess, type WorkerStatus } from './worker-process.js';
+
+// The stack's public face: the parts split out of this file are still imported from here.
+export { type HandlerName, loadPipelineHandlers, type PipelineHandlers } from './handlers.js';
+export { WorkerExitError, type WorkerStatus } from './worker-process.js';
 
 /** A hospital and its API key (stored hashed by the store). */
 export interface HospitalKey {
   readonly hospital: string;
   readonly apiKey: string;
-}
-
-/** The handlers the stack drives. */
-export interface PipelineHandlers {
-  readonly select: SqsEventHandler;
-  readonly aggregate: SqsEventHandler;
-  readonly api: ApiHandler;
-  /** The API's key check, run before `api` on every request. */
-  readonly authorizer: TokenAuthorizerHandler;
 }
 
 /** A model folder to upload before the worker starts (what `covidct model upload` does). */
@@ -95,16 +87,6 @@ export interface LocalStackOptions {
       };
 }
 
-/** The worker process's state. */
-export interface WorkerStatus {
-  readonly running: boolean;
-  readonly pid?: number;
-  readonly healthPort?: number;
-  readonly starts: number;
-  /** How the last run ended, if it did. */
-  readonly lastExit?: { readonly code: number | null; readonly signal: NodeJS.Signals | null };
-}
-
 /** A running local stack. */
 export interface LocalStack {
   readonly apiUrl: string;
@@ -130,126 +112,219 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
-/** The worker process ended while the stack was neither stopping nor killing it (a crash, a bad setting). */
-export class WorkerExitError extends Error {
-  override name = 'WorkerExitError';
-  constructor(
-    readonly code: number | null,
-    readonly signal: NodeJS.Signals | null,
-  ) {
-    super(
-      `the worker process exited (${signal ? `signal ${signal}` : `code ${code}`}): no slice is classified until it runs again`,
-    );
+/** Where the stack's own problems go: a function and the part it happened in. */
+type OnError = (error: unknown, where: string) => void;
+
+/** The default {@link LocalStackOptions.onError}: one line on stderr. */
+function printError(error: unknown, where: string): void {
+  console.error(`covidct dev: ${where}: ${error instanceof Error ? error.message : String(error)}`);
+}
+
+/** The stop steps of the parts started so far; {@link run} runs them newest first, once. */
+class Teardown {
+  private readonly steps: (() => Promise<void>)[] = [];
+  constructor(private readonly onError: OnError) {}
+  add(step: () => Promise<void>): void {
+    this.steps.push(step);
+  }
+  async run(): Promise<void> {
+    for (const step of this.steps.reverse())
+      await step().catch((error: unknown) => this.onError(error, 'stop'));
+    this.steps.length = 0;
   }
 }
 
-/** `node dist/gpu-worker/main.js`, from the repository root whether this runs from source or dist. */
-function defaultWorkerCommand(): string[] {
-  const here = dirname(fileURLToPath(import.meta.url));
-  // From dist/local/stack.js the worker is dist/gpu-worker/main.js; from local/stack.ts, the built one.
-  const root = here.endsWith(join('dist', 'local')) ? join(here, '..', '..') : join(here, '..');
-  return [process.execPath, join(root, 'dist', 'gpu-worker', 'main.js')];
+/** Step 1: the local servers and the SDK clients on them. */
+async function startServersAndClients(
+  options: LocalStackOptions,
+  teardown: Teardown,
+): Promise<{ servers: LocalServers; endpoints: LocalStack['endpoints']; clients: AwsClients }> {
+  const servers = await startLocalServers({
+    ...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
+    ...(options.host !== undefined ? { host: options.host } : {}),
+    ...(options.s3SqsSnsPort !== undefined ? { s3SqsSnsPort: options.s3SqsSnsPort } : {}),
+    ...(options.dynamoPort !== undefined ? { dynamoPort: options.dynamoPort } : {}),
+  });
+  teardown.add(() => servers.stop());
+  const endpoints = { endpoint: servers.endpoint, dynamoDbEndpoint: servers.dynamoDbEndpoint };
+  const clients = createClients(endpoints);
+  teardown.add(async () => {
+    clients.s3.destroy();
+    clients.sqs.destroy();
+    clients.sns.destroy();
+    clients.dynamo.destroy();
+  });
+  return { servers, endpoints, clients };
 }
 
-/** The handler modules, by name: `lambdas/{name}/handler.ts`. */
-export type HandlerName = keyof PipelineHandlers;
+/** Step 2: the resources, and access for the hospitals of this start. */
+async function createResourcesAndKeys(
+  options: LocalStackOptions,
+  clients: AwsClients,
+): Promise<LocalResources> {
+  const resources = await createLocalResources(clients);
+  // The hospitals of this start are the ones with access: one dropped from the command line of a
+  // restart on the same data folder must not keep its key.
+  if (options.hospitals) {
+    await new ApiKeyStore(clients.dynamo, resources.apiKeyTableName).replaceAll(options.hospitals);
+  }
+  return resources;
+}
+
+/** Step 3: the worker's model: the one named, or the folder uploaded now. */
+async function resolveModel(
+  options: LocalStackOptions,
+  clients: AwsClients,
+  resources: LocalResources,
+): Promise<string | undefined> {
+  if (!options.uploadModel) return options.model;
+  const { uploadModel } = await import('../gpu-worker/model-upload.js');
+  const uploaded = await uploadModel({ ...options.uploadModel, bucket: resources.bucket, s3: clients.s3 });
+  return uploaded.id;
+}
+
+/** Step 4: the environment the handlers and the worker run with. */
+function stackEnv(
+  options: LocalStackOptions,
+  resources: LocalResources,
+  endpoints: LocalStack['endpoints'],
+  model: string | undefined,
+): Record<string, string> {
+  const stalledSeconds = options.sweeper ? options.sweeper.stalledSeconds : undefined;
+  const neverUploadedSeconds = options.sweeper ? options.sweeper.neverUploadedSeconds : undefined;
+  return {
+    ...LOCAL_RUNTIME_ENV,
+    ...envFor(resources, endpoints, {
+      ...(options.voteThreshold !== undefined ? { voteThreshold: options.voteThreshold } : {}),
+      ...(model !== undefined ? { model } : {}),
+    }),
+    ...(stalledSeconds !== undefined ? { [ENV.stalledSeconds]: String(stalledSeconds) } : {}),
+    ...(neverUploadedSeconds !== undefined
+      ? { [ENV.neverUploadedSeconds]: String(neverUploadedSeconds) }
+      : {}),
+  };
+}
+
+/** Step 5: the emulated event source mappings of the select and aggregate functions. */
+function startPollers(
+  options: LocalStackOptions,
+  clients: AwsClients,
+  resources: LocalResources,
+  handlers: PipelineHandlers,
+  onError: OnError,
+): LocalStack['eventSources'] {
+  const poller = (queue: 'ingest' | 'votes', handler: SqsEventHandler, functionName: string) =>
+    startEventSource({
+      sqs: clients.sqs,
+      queueUrl: resources.queueUrls[queue],
+      queueArn: resources.queueArns[queue],
+      definition: QUEUES[queue].consumer,
+      handler,
+      context: { functionName },
+      ...(options.visibilityTimeoutSeconds !== undefined
+        ? { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds }
+        : {}),
+      ...(options.pollWaitSeconds !== undefined ? { pollWaitSeconds: options.pollWaitSeconds } : {}),
+      onError: (error) => onError(error, functionName),
+    });
+  return {
+    select: poller('ingest', handlers.select, 'covidct-select'),
+    aggregate: poller('votes', handlers.aggregate, 'covidct-aggregate'),
+  };
+}
+
+/** Step 6: the worker process (not started here), configured from the stack's environment. */
+function workerProcess(
+  options: LocalStackOptions,
+  env: Readonly<Record<string, string>>,
+  host: string,
+  onError: OnError,
+): WorkerProcess {
+  return new WorkerProcess({
+    ...(options.workerCommand !== undefined ? { command: options.workerCommand } : {}),
+    env,
+    overrides: {
+      ...(options.visibilityTimeoutSeconds !== undefined
+        ? { COVIDCT_WORKER_VISIBILITY_SECONDS: String(options.visibilityTimeoutSeconds) }
+        : {}),
+      ...options.workerEnv,
+    },
+    host,
+    ...(options.onWorkerLine !== undefined ? { onLine: options.onWorkerLine } : {}),
+    onError: (error) => onError(error, 'worker'),
+  });
+}
+
+/** Step 7: the API behind the emulated API Gateway, the key authorizer first. */
+function startApi(
+  options: LocalStackOptions,
+  handlers: PipelineHandlers,
+  worker: WorkerProcess,
+  onError: OnError,
+): Promise<ApiServer> {
+  return startApiServer({
+    handler: handlers.api,
+    authorizer: {
+      handler: handlers.authorizer,
+      header: API_KEY_HEADER,
+      messages: { unauthorized: REFUSAL_MESSAGES.missing, accessDenied: REFUSAL_MESSAGES.unknown },
+    },
+    routes: PIPELINE_API_ROUTES,
+    ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.host !== undefined ? { host: options.host } : {}),
+    health: () => ({ worker: worker.status() }),
+    onError: (error) => onError(error, 'covidct-api'),
+  });
+}
 
 /**
- * The real handlers, made over the stack's clients and configured from `env` (not process.env, so
- * several stacks can share a process); only the modules of `names` are loaded.
+ * Step 8: the sweeper, one run at a time, on a timer as EventBridge runs it on AWS (unless
+ * `sweeper: false`); the timer's runs report through onError.
  */
-export async function loadPipelineHandlers(
+async function startSweeper(
+  options: LocalStackOptions,
   clients: AwsClients,
   env: Readonly<Record<string, string>>,
-  names: readonly HandlerName[] = ['select', 'aggregate', 'api', 'authorizer'],
-): Promise<Partial<PipelineHandlers>> {
-  const config = { ...process.env, ...env };
-  const loaders: { [K in HandlerName]: () => Promise<PipelineHandlers[K]> } = {
-    select: async () => {
-      const m = await import('../lambdas/select/handler.js');
-      return m.makeSelectHandler(clients, m.selectConfigFromEnv(config));
-    },
-    aggregate: async () => {
-      const m = await import('../lambdas/aggregate/handler.js');
-      return m.makeAggregateHandler(clients, m.aggregateConfigFromEnv(config));
-    },
-    api: async () => {
-      const m = await import('../lambdas/api/handler.js');
-      return m.makeApiHandler(clients, m.apiConfigFromEnv(config));
-    },
-    authorizer: async () => {
-      const m = await import('../lambdas/authorizer/handler.js');
-      return m.makeAuthorizerHandler(clients, m.authorizerConfigFromEnv(config));
-    },
+  teardown: Teardown,
+  onError: OnError,
+): Promise<() => Promise<SweepResult>> {
+  const { makeSweeperHandler, sweeperConfigFromEnv } = await import('../lambdas/sweeper/handler.js');
+  const sweeper = makeSweeperHandler(clients, sweeperConfigFromEnv({ ...process.env, ...env }));
+  let sweeping: Promise<SweepResult> | undefined;
+  const sweepNow = async (): Promise<SweepResult> => {
+    while (sweeping) await sweeping.catch(() => undefined);
+    const run = sweeper();
+    sweeping = run;
+    try {
+      return await run;
+    } finally {
+      sweeping = undefined;
+    }
   };
-  return Object.fromEntries(
-    await Promise.all(names.map(async (name) => [name, await loaders[name]()] as const)),
-  ) as Partial<PipelineHandlers>;
+  if (options.sweeper !== false) {
+    const everySeconds = options.sweeper?.everySeconds ?? PIPELINE_DEFAULTS.sweepEverySeconds;
+    const timer = setInterval(() => {
+      if (!sweeping) sweepNow().catch((error: unknown) => onError(error, 'covidct-sweeper'));
+    }, everySeconds * 1000);
+    timer.unref();
+    teardown.add(async () => {
+      clearInterval(timer);
+      await sweeping?.catch(() => undefined);
+    });
+  }
+  return sweepNow;
 }
 
-/** Start the local pipeline. */
+/** Start the local pipeline: the steps above in order; a failed step stops the ones before it. */
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
-  const onError =
-    options.onError ??
-    ((error: unknown, where: string) =>
-      console.error(`covidct dev: ${where}: ${error instanceof Error ? error.message : String(error)}`));
-  const cleanups: (() => Promise<void>)[] = [];
-  // Declared before anything can call stop() or the worker's exit listener reads it.
-  let stopping: Promise<void> | undefined;
+  const onError = options.onError ?? printError;
   const host = options.host ?? '127.0.0.1';
-  const unwind = async () => {
-    for (const cleanup of cleanups.reverse())
-      await cleanup().catch((error: unknown) => onError(error, 'stop'));
-    cleanups.length = 0;
-  };
-
+  const teardown = new Teardown(onError);
   try {
-    const servers = await startLocalServers({
-      ...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
-      ...(options.host !== undefined ? { host: options.host } : {}),
-      ...(options.s3SqsSnsPort !== undefined ? { s3SqsSnsPort: options.s3SqsSnsPort } : {}),
-      ...(options.dynamoPort !== undefined ? { dynamoPort: options.dynamoPort } : {}),
-    });
-    cleanups.push(() => servers.stop());
-    const endpoints = { endpoint: servers.endpoint, dynamoDbEndpoint: servers.dynamoDbEndpoint };
-    const clients = createClients(endpoints);
-    cleanups.push(async () => {
-      clients.s3.destroy();
-      clients.sqs.destroy();
-      clients.sns.destroy();
-      clients.dynamo.destroy();
-    });
-    const resources = await createLocalResources(clients);
-
-    // The hospitals of this start are the ones with access: one dropped from the command line of a
-    // restart on the same data folder must not keep its key.
-    if (options.hospitals) {
-      await new ApiKeyStore(clients.dynamo, resources.apiKeyTableName).replaceAll(options.hospitals);
-    }
-
-    let model = options.model;
-    if (options.uploadModel) {
-      const { uploadModel } = await import('../gpu-worker/model-upload.js');
-      const uploaded = await uploadModel({
-        ...options.uploadModel,
-        bucket: resources.bucket,
-        s3: clients.s3,
-      });
-      model = uploaded.id;
-    }
-    const stalledSeconds = options.sweeper ? options.sweeper.stalledSeconds : undefined;
-    const neverUploadedSeconds = options.sweeper ? options.sweeper.neverUploadedSeconds : undefined;
-    const env: Record<string, string> = {
-      ...LOCAL_RUNTIME_ENV,
-      ...envFor(resources, endpoints, {
-        ...(options.voteThreshold !== undefined ? { voteThreshold: options.voteThreshold } : {}),
-        ...(model !== undefined ? { model } : {}),
-      }),
-      ...(stalledSeconds !== undefined ? { [ENV.stalledSeconds]: String(stalledSeconds) } : {}),
-      ...(neverUploadedSeconds !== undefined
-        ? { [ENV.neverUploadedSeconds]: String(neverUploadedSeconds) }
-        : {}),
-    };
+    const { servers, endpoints, clients } = await startServersAndClients(options, teardown);
+    const resources = await createResourcesAndKeys(options, clients);
+    const model = await resolveModel(options, clients, resources);
+    const env = stackEnv(options, resources, endpoints, model);
 
     const router = startS3EventRouter({
       fauxqs: servers.fauxqs,
@@ -258,161 +333,27 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       queueUrl: resources.queueUrls.ingest,
       onError: (error, key) => onError(error, `S3 event for ${key}`),
     });
-    cleanups.push(() => router.stop());
+    teardown.add(() => router.stop());
 
-    const given = options.handlers ?? {};
-    const missing = (['select', 'aggregate', 'api', 'authorizer'] as const).filter((name) => !given[name]);
-    const handlers = {
-      ...(missing.length > 0 ? await loadPipelineHandlers(clients, env, missing) : {}),
-      ...given,
-    } as PipelineHandlers;
-
-    const poller = (queue: 'ingest' | 'votes', handler: SqsEventHandler, functionName: string) => {
-      const source = startEventSource({
-        sqs: clients.sqs,
-        queueUrl: resources.queueUrls[queue],
-        queueArn: resources.queueArns[queue],
-        definition: QUEUES[queue].consumer,
-        handler,
-        context: { functionName },
-        ...(options.visibilityTimeoutSeconds !== undefined
-          ? { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds }
-          : {}),
-        ...(options.pollWaitSeconds !== undefined ? { pollWaitSeconds: options.pollWaitSeconds } : {}),
-        onError: (error) => onError(error, functionName),
-      });
-      return source;
-    };
-    const eventSources = {
-      select: poller('ingest', handlers.select, 'covidct-select'),
-      aggregate: poller('votes', handlers.aggregate, 'covidct-aggregate'),
-    };
+    const handlers = await completeHandlers(clients, env, options.handlers);
+    const eventSources = startPollers(options, clients, resources, handlers, onError);
     // Both drain at once (each waits out at most one short poll and its batch in flight).
-    cleanups.push(async () => {
+    teardown.add(async () => {
       await Promise.all([eventSources.select.stop(), eventSources.aggregate.stop()]);
     });
 
-    // The worker: a child process, as on ECS. Stopped before the pollers so its last votes count.
-    let child: ChildProcess | undefined;
-    let exited: Promise<void> = Promise.resolve();
-    let healthPort: number | undefined;
-    let starts = 0;
-    let lastExit: WorkerStatus['lastExit'];
-    const wantWorker = (options.worker ?? true) && model !== undefined;
-    const status = (): WorkerStatus => ({
-      running: child !== undefined,
-      ...(child?.pid !== undefined ? { pid: child.pid } : {}),
-      ...(healthPort !== undefined ? { healthPort } : {}),
-      starts,
-      ...(lastExit ? { lastExit } : {}),
-    });
-    const startWorker = async (): Promise<void> => {
-      if (!model) throw new Error('no model configured: the worker needs COVIDCT_MODEL');
-      const [command, ...args] = options.workerCommand ?? defaultWorkerCommand();
-      healthPort = await freePort(host);
-      const proc = spawn(command!, args, {
-        env: {
-          ...process.env,
-          ...env,
-          COVIDCT_HEALTH_PORT: String(healthPort),
-          // The worker's health check on the stack's address, like every other server here.
-          COVIDCT_HEALTH_HOST: host,
-          ...(options.visibilityTimeoutSeconds !== undefined
-            ? { COVIDCT_WORKER_VISIBILITY_SECONDS: String(options.visibilityTimeoutSeconds) }
-            : {}),
-          ...options.workerEnv,
-        },
-        stdio: [
-          'ignore',
-          options.onWorkerLine ? 'pipe' : 'inherit',
-          options.onWorkerLine ? 'pipe' : 'inherit',
-        ],
-      });
-      starts++;
-      child = proc;
-      const onLine = options.onWorkerLine;
-      if (onLine) {
-        createInterface({ input: proc.stdout! }).on('line', (line) => onLine(line, 'stdout'));
-        createInterface({ input: proc.stderr! }).on('line', (line) => onLine(line, 'stderr'));
-      }
-      exited = new Promise<void>((resolve) => {
-        proc.once('error', (error) => {
-          onError(error, 'worker');
-          if (child === proc) child = undefined;
-          resolve();
-        });
-        proc.once('exit', (code, signal) => {
-          lastExit = { code, signal };
-          if (child === proc) child = undefined;
-          if (!stopping && !killing) {
-            onError(new WorkerExitError(code, signal), 'worker');
-          }
-          resolve();
-        });
-      });
-    };
-    let killing = false;
-    const killWorker = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<WorkerStatus> => {
-      const proc = child;
-      if (proc) {
-        killing = true;
-        proc.kill(signal);
-        // A draining worker finishes its batch; past a minute it is killed, as ECS's stopTimeout would.
-        const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
-        await exited;
-        clearTimeout(timer);
-        killing = false;
-      }
-      return status();
-    };
-    if (wantWorker) {
-      await startWorker();
-      cleanups.push(async () => {
-        await killWorker('SIGTERM');
-      });
+    // Stopped before the pollers so its last votes count.
+    const worker = workerProcess(options, env, host, onError);
+    if ((options.worker ?? true) && model !== undefined) {
+      await worker.start();
+      teardown.add(() => worker.stop());
     }
 
-    const api = await startApiServer({
-      handler: handlers.api,
-      authorizer: {
-        handler: handlers.authorizer,
-        header: API_KEY_HEADER,
-        messages: { unauthorized: REFUSAL_MESSAGES.missing, accessDenied: REFUSAL_MESSAGES.unknown },
-      },
-      routes: PIPELINE_API_ROUTES,
-      ...(options.port !== undefined ? { port: options.port } : {}),
-      ...(options.host !== undefined ? { host: options.host } : {}),
-      health: () => ({ worker: status() }),
-      onError: (error) => onError(error, 'covidct-api'),
-    });
-    cleanups.push(() => api.stop());
+    const api = await startApi(options, handlers, worker, onError);
+    teardown.add(() => api.stop());
+    const sweep = await startSweeper(options, clients, env, teardown, onError);
 
-    // The sweeper: one run at a time; the timer's runs report through onError.
-    const { makeSweeperHandler, sweeperConfigFromEnv } = await import('../lambdas/sweeper/handler.js');
-    const sweeper = makeSweeperHandler(clients, sweeperConfigFromEnv({ ...process.env, ...env }));
-    let sweeping: Promise<SweepResult> | undefined;
-    const sweepNow = async (): Promise<SweepResult> => {
-      while (sweeping) await sweeping.catch(() => undefined);
-      const run = sweeper();
-      sweeping = run;
-      try {
-        return await run;
-      } finally {
-        sweeping = undefined;
-      }
-    };
-    if (options.sweeper !== false) {
-      const everySeconds = options.sweeper?.everySeconds ?? PIPELINE_DEFAULTS.sweepEverySeconds;
-      const timer = setInterval(() => {
-        if (!sweeping) sweepNow().catch((error: unknown) => onError(error, 'covidct-sweeper'));
-      }, everySeconds * 1000);
-      timer.unref();
-      cleanups.push(async () => {
-        clearInterval(timer);
-        await sweeping?.catch(() => undefined);
-      });
-    }
-
+    let stopping: Promise<void> | undefined;
     return {
       apiUrl: api.url,
       endpoints,
@@ -424,21 +365,23 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ...(model !== undefined ? { model } : {}),
       eventSources,
       router,
-      worker: status,
-      killWorker,
+      worker: () => worker.status(),
+      killWorker: (signal) => worker.kill(signal),
       async restartWorker() {
-        await killWorker('SIGTERM');
-        await startWorker();
-        return status();
+        await worker.kill('SIGTERM');
+        if (model === undefined) throw new Error('no model configured: the worker needs COVIDCT_MODEL');
+        return worker.start();
       },
-      sweep: sweepNow,
+      sweep,
       stop() {
-        stopping ??= unwind();
+        // No exit of the worker is a crash from here on, whichever step stops it.
+        worker.markStopping();
+        stopping ??= teardown.run();
         return stopping;
       },
     };
   } catch (error) {
-    await unwind();
+    await teardown.run();
     throw error;
   }
 }

@@ -5,7 +5,7 @@
  * 3×5 pixel font (no font files).
  */
 import { PNG } from 'pngjs';
-import type { SimulationResult } from './engine.js';
+import type { SimulationResult } from './result.js';
 
 type Rgb = readonly [number, number, number];
 

@@ -235,5 +235,12 @@ describe('GPU worker (in process)', () => {
     expect(logLines.length).toBeGreaterThan(5);
     expect(logLines.join('\n')).not.toContain('WORKERTEST');
     expect(logLines.join('\n')).not.toContain('WT-0001');
+    // Every line about a study carries its correlation keys, as the Lambdas' lines do.
+    const votesSent = logLines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.m === 'votes sent');
+    expect(votesSent.length).toBeGreaterThan(0);
+    for (const line of votesSent)
+      expect(line).toMatchObject({ hospital: expect.any(String), study: expect.any(String) });
   });
 });
