@@ -9,7 +9,8 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildResultSr, type CovidctResult } from '../core/dicom/result-objects.js';
-import { setUpDimse, storeInstances } from '../gateway/dimse.js';
+import { setUpDimse } from '../gateway/dimse.js';
+import { storeInstances } from '../gateway/store-scu.js';
 import { freePort } from '../local/ports.js';
 import { tempDir } from './helpers/tmp.js';
 

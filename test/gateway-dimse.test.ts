@@ -22,10 +22,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { part10DataSet } from '../core/dicom/implicit.js';
 import { IMPLICIT_VR_LE } from '../core/dicom/syntax.js';
 import { decodeSlice } from '../core/read.js';
-import { STATUS_CANNOT_UNDERSTAND } from '../gateway/dimse.js';
 import { type Gateway, startGateway } from '../gateway/gateway.js';
 import type { GatewayLog } from '../gateway/log.js';
 import { GatewayState } from '../gateway/state.js';
+import { STATUS_CANNOT_UNDERSTAND } from '../gateway/store-scp.js';
 import { freePort } from '../local/ports.js';
 import { tempDir } from './helpers/tmp.js';
 
