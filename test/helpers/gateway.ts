@@ -11,6 +11,9 @@ import type { GatewayLog } from '../../gateway/log.js';
 
 const exec = promisify(execFile);
 
+/** Resolves after `ms` milliseconds. */
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
 /** The DICOM fixtures (test/fixtures/dicom). */
 export const DICOM_FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'dicom');
 
