@@ -6,6 +6,7 @@
  */
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { Writable } from 'node:stream';
+import { describeError } from '../core/errors.js';
 import type { GatewayLog } from './log.js';
 
 /** Instances up to this size are collected in memory and written with one call. */
@@ -112,7 +113,7 @@ export class Discard extends Writable {
 
 /** Remove a spool file; a failure (read-only disk, permissions) is logged, never thrown. */
 export function discardFile(path: string, log: GatewayLog): Promise<void> {
-  return rm(path, { force: true }).catch((error: Error) =>
-    log.warn('spool file not removed', { error: error.message }),
+  return rm(path, { force: true }).catch((error: unknown) =>
+    log.warn('spool file not removed', { error: describeError(error) }),
   );
 }
