@@ -34,6 +34,7 @@ import {
   logLine,
   makeStudy,
   type Proc,
+  resultDelivered,
   sendStudy,
   sopInstanceOf,
   srsOf,
@@ -176,7 +177,7 @@ describe('gateway faults', () => {
       gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
       const run = await logLine(gateway, 'the run', (l) => l.message === 'study complete: run started');
       expect(run.instances).toBeGreaterThanOrEqual(acked.length);
-      await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered');
+      await resultDelivered(gateway);
       const srs = await expectDeliveredOnce(destDir, stateDir, [first, gateway], study.studyUid);
       expect(srs.objects[0]!.patientId).toBe('PID-KILLRX');
     } finally {
@@ -200,7 +201,7 @@ describe('gateway faults', () => {
       await gateway.exited;
       dest = startDestination(destPort, destDir);
       gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
-      await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered');
+      await resultDelivered(gateway);
       // The restart resumed the run; it did not start a new one.
       expect(gateway.logs().filter((l) => l.message === 'study complete: run started')).toEqual([]);
       await expectDeliveredOnce(destDir, stateDir, [first, gateway], study.studyUid);
@@ -237,7 +238,7 @@ describe('gateway faults', () => {
       await gateway.exited;
       expect(gateway.logs().some((l) => l.message === 'result delivered')).toBe(false);
       gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
-      await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered', 45_000);
+      await resultDelivered(gateway, 45_000);
       const srs = await deliveredSr(destDir, study.studyUid);
       // Sent again after the restart: the same SOP Instance UID, which the PACS keeps once.
       expect(srs.uids).toHaveLength(1);
@@ -263,7 +264,7 @@ describe('gateway faults', () => {
         await failedStep(gateway, 'a failed delivery', 'deliver');
         await sleep(OUTAGE_MS);
         dest = startDestination(destPort, destDir);
-        await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered', OUTAGE_MS + 70_000);
+        await resultDelivered(gateway, OUTAGE_MS + 70_000);
         const retries = gateway
           .logs()
           .filter((l) => l.message === 'run step failed; retrying' && l.phase === 'deliver');
@@ -306,7 +307,7 @@ describe('gateway faults', () => {
           upstream.on('error', () => socket.destroy());
         });
         await new Promise<void>((resolve) => relay!.listen(apiPort, '127.0.0.1', resolve));
-        await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered', OUTAGE_MS + 70_000);
+        await resultDelivered(gateway, OUTAGE_MS + 70_000);
         expect(gateway.logs().find((l) => l.message === 'result received')?.status).toBe('COMPLETE');
         await expectDeliveredOnce(destDir, stateDir, [gateway], study.studyUid);
       } finally {

@@ -267,6 +267,11 @@ export function logLine(
   return until(what, () => gateway.logs().find(match), timeoutMs);
 }
 
+/** Resolves with the gateway's first "result delivered" line. */
+export function resultDelivered(gateway: GatewayProc, timeoutMs = 30_000) {
+  return logLine(gateway, 'the delivery', (l) => l.message === 'result delivered', timeoutMs);
+}
+
 /** Resolves with the gateway's first "run step failed; retrying" line of `phase` (`what` names it in a timeout). */
 export function failedStep(gateway: GatewayProc, what: string, phase: 'upload' | 'deliver') {
   return logLine(gateway, what, (l) => l.message === 'run step failed; retrying' && l.phase === phase);
