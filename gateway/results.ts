@@ -18,7 +18,7 @@ import {
   type StudyIdentity,
   type WrittenObject,
 } from '../core/dicom/result-objects.js';
-import { InputError } from '../core/errors.js';
+import { describeError, InputError } from '../core/errors.js';
 import { UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
 import type { StudyReport, StudyStatus } from '../pipeline/api-client.js';
 
@@ -155,7 +155,7 @@ export function pngToRgb(
   try {
     png = PNG.sync.read(Buffer.from(bytes));
   } catch (error) {
-    throw new InputError(what, `is not a PNG (${(error as Error).message})`);
+    throw new InputError(what, `is not a PNG (${describeError(error)})`);
   }
   const rgb = new Uint8Array(png.width * png.height * 3);
   for (let i = 0, j = 0; i < png.data.length; i += 4, j += 3) {

@@ -9,8 +9,10 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildResultSr, type CovidctResult } from '../core/dicom/result-objects.js';
-import { setUpDimse, storeInstances } from '../gateway/dimse.js';
+import { setUpDimse } from '../gateway/dimse.js';
+import { storeInstances } from '../gateway/store-scu.js';
 import { freePort } from '../local/ports.js';
+import { GATEWAY_AE } from './helpers/gateway.js';
 import { tempDir } from './helpers/tmp.js';
 
 const work = tempDir('covidct-gateway-delivery-');
@@ -22,14 +24,16 @@ afterEach(() => {
 });
 
 /**
- * storescp made slow: `--sleep-after S` answers each store, then sleeps S seconds before it reads
+ * storescp made slow, storing into `work/name`: `--sleep-after S` answers each store, then sleeps S seconds before it reads
  * the next; `--sleep-during S` stalls inside the store before it answers.
  */
 async function slowDestination(
-  dir: string,
+  name: string,
   how: '--sleep-after' | '--sleep-during',
   seconds: number,
-): Promise<number> {
+): Promise<{ dir: string; port: number }> {
+  const dir = join(work, name);
+  mkdirSync(dir);
   const port = await freePort();
   const child = spawn(
     'storescp',
@@ -47,7 +51,7 @@ async function slowDestination(
       });
       s.once('error', () => resolve(false));
     });
-    if (up) return port;
+    if (up) return { dir, port };
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('storescp did not start');
@@ -70,21 +74,18 @@ function objects(count: number) {
   });
 }
 
+/** storeInstances from the gateway's AE title to DEST on loopback `port`, with an idle timeout. */
+const deliverTo = (port: number, instances: ReturnType<typeof objects>, idleMs: number) =>
+  storeInstances({ aeTitle: 'DEST', host: '127.0.0.1', port }, GATEWAY_AE, instances, idleMs);
+
 describe('storeInstances', () => {
   it('keeps going while a slow destination answers (idle timeout, not a cap on the whole association)', {
     timeout: 60_000,
   }, async () => {
-    const dir = join(work, 'slow');
-    mkdirSync(dir);
-    const port = await slowDestination(dir, '--sleep-after', 1);
+    const { dir, port } = await slowDestination('slow', '--sleep-after', 1);
     const sent = objects(4);
     // An answer about every second, four in about 3 s: longer than the 1.8 s timeout in all.
-    const outcomes = await storeInstances(
-      { aeTitle: 'DEST', host: '127.0.0.1', port },
-      'COVIDCT',
-      sent,
-      1800,
-    );
+    const outcomes = await deliverTo(port, sent, 1800);
     expect(outcomes.map((o) => o.status)).toEqual([0, 0, 0, 0]);
     expect(outcomes.map((o) => o.sopInstanceUid)).toEqual(sent.map((s) => s.uid));
     expect(readdirSync(dir).filter((n) => !n.startsWith('.'))).toHaveLength(4);
@@ -93,19 +94,12 @@ describe('storeInstances', () => {
   it('ends an attempt whose destination stops answering, with the statuses it had, and aborts it', {
     timeout: 60_000,
   }, async () => {
-    const dir = join(work, 'stalls');
-    mkdirSync(dir);
     // 3 s per store against a 1.5 s idle timeout: no answer comes in time, so the attempt ends
     // with no status for any object (a retry sends them all), resolved rather than thrown, and
     // the association is aborted rather than left sending in the background.
-    const port = await slowDestination(dir, '--sleep-during', 3);
+    const { port } = await slowDestination('stalls', '--sleep-during', 3);
     const started = Date.now();
-    const outcomes = await storeInstances(
-      { aeTitle: 'DEST', host: '127.0.0.1', port },
-      'COVIDCT',
-      objects(3),
-      1500,
-    );
+    const outcomes = await deliverTo(port, objects(3), 1500);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(outcomes.map((o) => o.status)).toEqual([undefined, undefined, undefined]);
   });

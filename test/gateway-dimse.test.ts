@@ -12,53 +12,32 @@
  * - A corrupt data set gets a failure status and nothing is spooled.
  * - The same instance sent twice is one file; two patients in one association are two studies.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type * as Dimse from 'dcmjs-dimse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { part10DataSet } from '../core/dicom/implicit.js';
 import { IMPLICIT_VR_LE } from '../core/dicom/syntax.js';
 import { decodeSlice } from '../core/read.js';
-import { STATUS_CANNOT_UNDERSTAND } from '../gateway/dimse.js';
 import { type Gateway, startGateway } from '../gateway/gateway.js';
-import type { GatewayLog } from '../gateway/log.js';
 import { GatewayState } from '../gateway/state.js';
+import { STATUS_CANNOT_UNDERSTAND } from '../gateway/store-scp.js';
 import { freePort } from '../local/ports.js';
+import {
+  GATEWAY_AE as AE,
+  dcmtk,
+  DICOM_FIXTURES as FIXTURES,
+  memoryLog,
+  storescu,
+  variant,
+} from './helpers/gateway.js';
 import { tempDir } from './helpers/tmp.js';
 
 const work = tempDir('covidct-gw-dimse-');
 /** A fresh folder inside `work` (tempDir registers its cleanup with afterAll: not from inside a hook or test). */
 const scratch = (prefix: string) => mkdtempSync(join(work, prefix));
-
-const exec = promisify(execFile);
-const FIXTURES = join(import.meta.dirname, 'fixtures', 'dicom');
-const AE = 'COVIDCT';
-
-/** A log that keeps its lines. */
-function memoryLog(): GatewayLog & {
-  lines: { level: string; message: string; attrs: Record<string, unknown> }[];
-} {
-  const lines: { level: string; message: string; attrs: Record<string, unknown> }[] = [];
-  const add =
-    (level: string) =>
-    (message: string, attrs: Record<string, unknown> = {}) =>
-      void lines.push({ level, message, attrs });
-  return { lines, info: add('info'), warn: add('warn'), error: add('error') };
-}
-
-/** Run a DCMTK tool; resolves with its exit code and output (never rejects on a non-zero exit). */
-async function dcmtk(tool: string, args: readonly string[]): Promise<{ code: number; output: string }> {
-  try {
-    const { stdout, stderr } = await exec(tool, [...args], { timeout: 60_000 });
-    return { code: 0, output: stdout + stderr };
-  } catch (error) {
-    const e = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, output: `${e.stdout ?? ''}${e.stderr ?? ''}` };
-  }
-}
 
 /** A gateway with its state, log and helpers; the API is unreachable and nothing is ever due. */
 interface TestGateway {
@@ -101,8 +80,7 @@ async function openGateway(options: { refuseOtherSopClasses?: boolean } = {}): P
     state,
     stateDir,
     log,
-    storescu: (aet, files, extra = []) =>
-      dcmtk('storescu', ['-aet', aet, '-aec', AE, ...extra, '127.0.0.1', String(gateway.port), ...files]),
+    storescu: (aet, files, extra = []) => storescu(gateway.port, aet, files, extra),
     spooled() {
       const out = new Map<string, string[]>();
       const studies = join(stateDir, 'studies');
@@ -285,21 +263,6 @@ describe('other SOP classes', () => {
   });
 });
 
-/** A copy of CT_small (or `from`) with new patient, study and instance UIDs (dcmodify updates the file meta). */
-async function variant(
-  dir: string,
-  name: string,
-  values: Readonly<Record<string, string>>,
-  from = 'CT_small.dcm',
-): Promise<string> {
-  const path = join(dir, `${name}.dcm`);
-  copyFileSync(join(FIXTURES, from), path);
-  const args = Object.entries(values).flatMap(([tag, value]) => ['-m', `${tag}=${value}`]);
-  const out = await dcmtk('dcmodify', ['-nb', ...args, path]);
-  expect(out.code, out.output).toBe(0);
-  return path;
-}
-
 /**
  * Send Part 10 files (implicit VR little endian, which the gateway picks first) over one association as their bytes, whatever they
  * hold (storescu and storeInstances both parse what they send); resolves with each C-STORE status.
@@ -394,17 +357,7 @@ describe('runs', () => {
       log,
     });
     try {
-      const sent = await dcmtk('storescu', [
-        '-aet',
-        'PACS',
-        '-aec',
-        AE,
-        '127.0.0.1',
-        String(gateway.port),
-        a,
-        b,
-        a,
-      ]);
+      const sent = await storescu(gateway.port, 'PACS', [a, b, a]);
       expect(sent.code, sent.output).toBe(0);
       await expect.poll(() => readdirSync(join(stateDir, 'runs')).length, { timeout: 15_000 }).toBe(2);
       const state = await GatewayState.open(stateDir);

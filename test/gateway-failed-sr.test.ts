@@ -10,42 +10,27 @@
  * - unit level: `resultOf` turns a FAILED status into a FailedResult with its reason, and
  *   `buildRunResults` makes a PARTIAL SR of it.
  */
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { startGateway } from '../gateway/gateway.js';
-import type { GatewayLog } from '../gateway/log.js';
 import { buildRunResults, resultOf } from '../gateway/results.js';
+import { freePort } from '../local/ports.js';
+import {
+  GATEWAY_AE as AE,
+  dciodvfyErrors,
+  DICOM_FIXTURES as FIXTURES,
+  memoryLog,
+  storescu,
+  variant,
+} from './helpers/gateway.js';
 import { tempDir } from './helpers/tmp.js';
 
-const exec = promisify(execFile);
 const work = tempDir('covidct-gw-failed-');
 /** A fresh folder inside `work` (tempDir registers its cleanup with afterAll: not from inside a test). */
 const scratch = (prefix: string) => mkdtempSync(join(work, prefix));
-const FIXTURES = join(import.meta.dirname, 'fixtures', 'dicom');
 const COMPREHENSIVE_SR = '1.2.840.10008.5.1.4.1.1.88.33';
-const AE = 'COVIDCT';
-
-/** A log that keeps its lines. */
-function memoryLog(): GatewayLog & { lines: { message: string; attrs: Record<string, unknown> }[] } {
-  const lines: { message: string; attrs: Record<string, unknown> }[] = [];
-  const add = (message: string, attrs: Record<string, unknown> = {}) => void lines.push({ message, attrs });
-  return { lines, info: add, warn: add, error: add };
-}
-
-/** A copy of CT_small with the given values (dcmodify -i inserts or replaces; the file meta follows). */
-async function variant(dir: string, name: string, values: Readonly<Record<string, string>>): Promise<string> {
-  const path = join(dir, `${name}.dcm`);
-  copyFileSync(join(FIXTURES, 'CT_small.dcm'), path);
-  await exec('dcmodify', [
-    '-nb',
-    ...Object.entries(values).flatMap(([tag, v]) => ['-i', `${tag}=${v}`]),
-    path,
-  ]);
-  return path;
-}
 
 /** What pydicom reads from each file: SOP class, study, CompletionFlag, every TextValue, PatientName's raw bytes. */
 interface Read {
@@ -73,19 +58,10 @@ for f in sys.argv[1:]:
 print(json.dumps(out))
 `;
 
-import { freePort } from '../local/ports.js';
-
 function readAll(files: readonly string[]): Record<string, Read> {
   const res = spawnSync('/usr/bin/python3', ['-c', READ_PY, ...files], { encoding: 'utf8' });
   expect(res.status, res.stderr).toBe(0);
   return JSON.parse(res.stdout) as Record<string, Read>;
-}
-
-/** dciodvfy's error lines for `file` (its warnings are not failures). */
-function dciodvfyErrors(file: string): string[] {
-  const res = spawnSync('dciodvfy', [file], { encoding: 'utf8' });
-  expect(res.error).toBeUndefined();
-  return `${res.stdout}\n${res.stderr}`.split('\n').filter((l) => l.startsWith('Error'));
 }
 
 const STUDY = '1.2.826.0.1.3680043.9.7133.15.8';
@@ -93,22 +69,19 @@ const STUDY = '1.2.826.0.1.3680043.9.7133.15.8';
 describe('a study the gateway may not send', () => {
   it('burned-in annotation: one PARTIAL SR at the destination saying why, identity as received', async () => {
     const input = scratch('input-');
-    const patient = { '(0010,0010)': 'BURNED^IN^ANNOTATION', '(0010,0020)': 'PID-BURNED' };
-    const burned = await variant(input, 'burned', {
-      ...patient,
-      '(0020,000d)': STUDY,
-      '(0020,000e)': `${STUDY}.1`,
-      '(0008,0018)': `${STUDY}.1.1`,
-      '(0028,0301)': 'YES',
-    });
+    /** A slice of the study's one series, of the one patient. */
+    const slice = (name: string, instance: number, values: Readonly<Record<string, string>>) =>
+      variant(input, name, {
+        '(0010,0010)': 'BURNED^IN^ANNOTATION',
+        '(0010,0020)': 'PID-BURNED',
+        '(0020,000d)': STUDY,
+        '(0020,000e)': `${STUDY}.1`,
+        '(0008,0018)': `${STUDY}.1.${instance}`,
+        ...values,
+      });
+    const burned = await slice('burned', 1, { '(0028,0301)': 'YES' });
     // A second slice without the flag: one burned-in slice refuses the whole study.
-    const clean = await variant(input, 'clean', {
-      ...patient,
-      '(0020,000d)': STUDY,
-      '(0020,000e)': `${STUDY}.1`,
-      '(0008,0018)': `${STUDY}.1.2`,
-      '(0020,0013)': '2',
-    });
+    const clean = await slice('clean', 2, { '(0020,0013)': '2' });
     const destDir = scratch('dest-');
     const destPort = await freePort();
     const dest: ChildProcess = spawn(
@@ -131,17 +104,9 @@ describe('a study the gateway may not send', () => {
       log,
     });
     try {
-      const sent = await exec('storescu', [
-        '-aet',
-        'PACS',
-        '-aec',
-        AE,
-        '127.0.0.1',
-        String(gateway.port),
-        burned,
-        clean,
-      ]);
-      expect(sent.stderr).not.toMatch(/^E:/m);
+      const sent = await storescu(gateway.port, 'PACS', [burned, clean]);
+      expect(sent.code, sent.output).toBe(0);
+      expect(sent.output).not.toMatch(/^E:/m);
       await expect
         .poll(() => log.lines.some((l) => l.message === 'result delivered'), {
           timeout: 30_000,

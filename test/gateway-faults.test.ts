@@ -16,29 +16,42 @@
  *
  * `COVIDCT_LONG=1` (npm run test:reliability) makes the outages last a minute and more.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { type Dirent, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { type Dirent, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayState } from '../gateway/state.js';
 import { freePort } from '../local/ports.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
-import { CLI } from './helpers/cli.js';
+import { sleep } from './helpers/gateway.js';
+import {
+  acknowledged,
+  deliveredSr,
+  expectDeliveredOnce,
+  expectOneRun,
+  failedStep,
+  type GatewayProc,
+  logLine,
+  makeStudy,
+  type Proc,
+  resultDelivered,
+  sendStudy,
+  sopInstanceOf,
+  srsOf,
+  startDestination,
+  startGatewayProc as startGatewayProcess,
+  startProc,
+  stopProc,
+  storescu,
+  until,
+} from './helpers/gateway-procs.js';
 import { saveRuleModel } from './helpers/studies.js';
 import { tempDir } from './helpers/tmp.js';
 
-const exec = promisify(execFile);
 const LONG = process.env.COVIDCT_LONG === '1';
 /** How long an outage lasts. */
 const OUTAGE_MS = LONG ? 70_000 : 3_000;
-const SERIES = join(import.meta.dirname, '..', 'samples', 'lung-pet-ct-dx-A0002', 'B40f');
-const COMPREHENSIVE_SR = '1.2.840.10008.5.1.4.1.1.88.33';
 const KEY = 'gateway-faults-key';
-const AE = 'COVIDCT';
 
 const work = tempDir('covidct-gw-faults-');
 /** A fresh folder inside `work` (tempDir registers its cleanup with afterAll: not from inside a test). */
@@ -60,300 +73,51 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Poll `check` until it returns a value other than undefined. */
-async function until<T>(
-  what: string,
-  check: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 30_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 let studyCount = 0;
 /** Every patient's identity the tests sent (names, ids, study UIDs): none may reach the stack. */
 const identities: string[] = [];
 /** Every gateway process started. */
 const gateways: Proc[] = [];
-/**
- * `slices` files of the real series, gunzipped, as a study of its own: new study, series and
- * instance UIDs and the given patient (dcmodify); beyond the series' 30 slices they repeat, each
- * copy with an instance UID of its own. Resolves with the files, in order.
- */
-async function makeStudy(patient: { id: string; name: string }, slices: number) {
+
+/** A study of `slices` instances of its own for `patient` ({@link makeStudy}); its identity is noted. */
+async function newStudy(patient: { id: string; name: string }, slices: number) {
   const n = ++studyCount;
-  const dir = join(work, `study-${n}`);
-  await mkdir(dir, { recursive: true });
   const studyUid = `1.2.826.0.1.3680043.9.7133.${process.pid}.${n}`;
   identities.push(patient.id, patient.name, studyUid);
-  const files: string[] = [];
-  const names = readdirSync(SERIES).sort();
-  for (let i = 0; i < slices; i++) {
-    const path = join(dir, `${String(i).padStart(4, '0')}.dcm`);
-    writeFileSync(path, gunzipSync(readFileSync(join(SERIES, names[i % names.length]!))));
-    files.push(path);
-  }
-  await exec('dcmodify', [
-    '-nb',
-    '-m',
-    `(0010,0010)=${patient.name}`,
-    '-m',
-    `(0010,0020)=${patient.id}`,
-    '-m',
-    `(0020,000d)=${studyUid}`,
-    '-m',
-    `(0020,000e)=${studyUid}.1`,
-    '-gin',
-    ...files,
-  ]);
-  return { studyUid, files };
+  return { studyUid, files: await makeStudy(join(work, `study-${n}`), studyUid, patient, slices) };
 }
 
-/** A process's output kept as lines. */
-interface Proc {
-  readonly child: ChildProcess;
-  readonly lines: string[];
-  /** Resolves once the process has exited. */
-  readonly exited: Promise<void>;
+/** A fault test's study, and a destination folder, port and state folder of its own. */
+async function faultCase(patient: { id: string; name: string }, slices: number) {
+  const study = await newStudy(patient, slices);
+  const destDir = scratch('dest-');
+  const destPort = await freePort();
+  const stateDir = scratch('state-');
+  return { study, destDir, destPort, stateDir };
 }
 
-function startProc(
-  command: string,
-  args: readonly string[],
-  env: NodeJS.ProcessEnv = {},
-  onLine?: (line: string) => void,
-): Proc {
-  const child = spawn(command, [...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  let partial = '';
-  const collect = (chunk: Buffer) => {
-    const text = partial + chunk.toString('utf8');
-    const parts = text.split('\n');
-    partial = parts.pop() ?? '';
-    lines.push(...parts);
-    if (onLine) for (const line of parts) onLine(line);
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return { child, lines, exited };
-}
-
-async function stopProc(proc: Proc | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill(signal);
-  await proc.exited;
-}
-
-/** A gateway child process; its JSON log lines parsed. */
-interface GatewayProc extends Proc {
-  readonly port: number;
-  logs(): { message: string; [key: string]: unknown }[];
-}
-
+/** `covidct gateway` against the stack's API (or `api`), noted for the identity scan at the end. */
 async function startGatewayProc(options: {
   stateDir: string;
   destinationPort: number;
   api?: string;
-  port?: number;
 }): Promise<GatewayProc> {
-  const port = options.port ?? (await freePort());
-  const proc = startProc(
-    process.execPath,
-    [
-      CLI,
-      'gateway',
-      '--port',
-      String(port),
-      '--ae-title',
-      AE,
-      '--api',
-      options.api ?? stack.apiUrl,
-      '--destination',
-      `DEST@127.0.0.1:${options.destinationPort}`,
-      '--allow-caller',
-      'PACS',
-      '--quiet-seconds',
-      '2',
-      '--state',
-      options.stateDir,
-    ],
-    { COVIDCT_API_KEY: KEY },
-  );
-  gateways.push(proc);
-  const gateway: GatewayProc = {
-    ...proc,
-    port,
-    logs: () =>
-      proc.lines.flatMap((line) => {
-        try {
-          return [JSON.parse(line) as { message: string }];
-        } catch {
-          return [];
-        }
-      }),
-  };
-  await until('the gateway to listen', () =>
-    gateway.logs().some((l) => l.message === 'gateway listening') ? true : undefined,
-  );
+  const gateway = await startGatewayProcess({ ...options, api: options.api ?? stack.apiUrl, apiKey: KEY });
+  gateways.push(gateway);
   return gateway;
-}
-
-/** storescp as the destination PACS: every object it receives kept under a unique name. */
-function startDestination(port: number, dir: string, extra: readonly string[] = []): Proc {
-  return startProc('storescp', ['-v', '-aet', 'DEST', '+xa', '+uf', ...extra, '-od', dir, String(port)]);
-}
-
-/** What the destination holds: each object's SOP class and instance UIDs, study and patient. */
-async function received(dir: string) {
-  const out: {
-    sopClass: string;
-    sopInstance: string;
-    study: string;
-    patientId: string;
-    patientName: string;
-  }[] = [];
-  for (const name of readdirSync(dir)) {
-    if (name.startsWith('.') || name.endsWith('.tmp')) continue;
-    const { stdout } = await exec('dcmdump', [
-      '-q',
-      '-Un',
-      '+P',
-      '0008,0016',
-      '+P',
-      '0008,0018',
-      '+P',
-      '0020,000d',
-      '+P',
-      '0010,0020',
-      '+P',
-      '0010,0010',
-      join(dir, name),
-    ]);
-    const value = (tag: string) =>
-      /\[(.*?)\]/.exec(stdout.split('\n').find((l) => l.startsWith(`(${tag})`)) ?? '')?.[1] ?? '';
-    out.push({
-      sopClass: value('0008,0016'),
-      sopInstance: value('0008,0018'),
-      study: value('0020,000d'),
-      patientId: value('0010,0020'),
-      patientName: value('0010,0010'),
-    });
-  }
-  return out;
-}
-
-/** The SR SOP Instance UIDs at the destination for `study` (distinct) and how many copies came. */
-async function srsOf(dir: string, study: string) {
-  const srs = (await received(dir)).filter((o) => o.study === study && o.sopClass === COMPREHENSIVE_SR);
-  return { uids: [...new Set(srs.map((s) => s.sopInstance))], copies: srs.length, objects: srs };
-}
-
-/** storescu from PACS to the gateway, verbose: the output names each file and its response. */
-function storescu(port: number, files: readonly string[], onLine?: (line: string) => void) {
-  return startProc(
-    'storescu',
-    ['-v', '-aet', 'PACS', '-aec', AE, '127.0.0.1', String(port), ...files],
-    {},
-    onLine,
-  );
-}
-
-/** The files storescu's verbose output shows answered with success, in order. */
-function acknowledged(lines: readonly string[]): string[] {
-  const out: string[] = [];
-  let current: string | undefined;
-  for (const line of lines) {
-    const sending = /^I: Sending file: (.*)$/.exec(line);
-    if (sending) current = sending[1];
-    else if (/^I: Received Store Response \(Success\)/.test(line) && current !== undefined) {
-      out.push(current);
-      current = undefined;
-    }
-  }
-  return out;
-}
-
-/** A file's SOP Instance UID (dcmdump). */
-async function sopInstanceOf(path: string): Promise<string> {
-  const { stdout } = await exec('dcmdump', ['-q', '-Un', '+P', '0008,0018', path]);
-  return /\[(.*?)\]/.exec(stdout)?.[1] ?? '';
-}
-
-/** Resolves with the first log line of `gateway` that `match` accepts. */
-function logLine(
-  gateway: GatewayProc,
-  what: string,
-  match: (l: Record<string, unknown>) => boolean,
-  timeoutMs = 30_000,
-) {
-  return until(what, () => gateway.logs().find(match), timeoutMs);
-}
-
-/**
- * Exactly one run of `studyUid` in the logs of `procs` (the gateway processes of the test, before
- * and after a restart) and in the state folder, and every run there done (waited for a little: the
- * record is saved after the delivery's log line). A duplicate run would show as a second "run
- * started" line or a run left unfinished.
- */
-async function expectOneRun(stateDir: string, procs: readonly GatewayProc[], studyUid: string) {
-  const state = await GatewayState.open(stateDir);
-  const study = state.keyOf('study', studyUid);
-  const started = procs
-    .flatMap((p) => p.logs())
-    .filter((l) => l.message === 'study complete: run started' && l.study === study);
-  expect(started, 'run started lines of the study').toHaveLength(1);
-  const records = () =>
-    readdirSync(join(stateDir, 'runs'))
-      .filter((name) => !name.startsWith('.'))
-      .map(
-        (name) =>
-          JSON.parse(readFileSync(join(stateDir, 'runs', name, 'run.json'), 'utf8')) as {
-            studyKey: string;
-            phase: string;
-          },
-      );
-  const deadline = Date.now() + 5000;
-  while (records().some((r) => r.phase !== 'done') && Date.now() < deadline) await sleep(100);
-  const runs = records();
-  expect(runs.map((r) => r.phase)).toEqual(runs.map(() => 'done'));
-  expect(runs.filter((r) => r.studyKey === study)).toHaveLength(1);
-}
-
-/** Wait until `study` has an SR at `dir`, then a moment more (a duplicate would show), and return its SRs. */
-async function deliveredSr(dir: string, study: string, timeoutMs = 30_000) {
-  await until(
-    'the SR at the destination',
-    async () => ((await srsOf(dir, study)).copies > 0 ? true : undefined),
-    timeoutMs,
-  );
-  await sleep(1500);
-  return srsOf(dir, study);
 }
 
 describe('gateway faults', () => {
   it('two patients in one association: two runs, each SR with its own patient', async () => {
-    const a = await makeStudy({ id: 'PID-ALPHA', name: 'ALPHA^ONE' }, 6);
-    const b = await makeStudy({ id: 'PID-BETA', name: 'BETA^TWO' }, 6);
+    const a = await newStudy({ id: 'PID-ALPHA', name: 'ALPHA^ONE' }, 6);
+    const b = await newStudy({ id: 'PID-BETA', name: 'BETA^TWO' }, 6);
     const destDir = scratch('dest-');
     const destPort = await freePort();
     const dest = startDestination(destPort, destDir);
     const stateDir = scratch('state-');
     const gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
     try {
-      const send = storescu(gateway.port, [...a.files, ...b.files]);
-      await send.exited;
-      expect(send.child.exitCode, send.lines.join('\n')).toBe(0);
+      await sendStudy(gateway, [...a.files, ...b.files]);
       const srA = await until('the SR of patient A', async () => {
         const s = await srsOf(destDir, a.studyUid);
         return s.copies > 0 ? s : undefined;
@@ -380,11 +144,11 @@ describe('gateway faults', () => {
   it('SIGKILL while receiving: every acknowledged instance survives; the study completes with one SR', async () => {
     // Far more instances than storescu can send between the 8th answer and the kill, however
     // loaded the machine: it is always killed mid-series (only those received are in the run).
-    const study = await makeStudy({ id: 'PID-KILLRX', name: 'KILL^RECEIVE' }, 240);
-    const destDir = scratch('dest-');
-    const destPort = await freePort();
+    const { study, destDir, destPort, stateDir } = await faultCase(
+      { id: 'PID-KILLRX', name: 'KILL^RECEIVE' },
+      240,
+    );
     const dest = startDestination(destPort, destDir);
-    const stateDir = scratch('state-');
     let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
     const first = gateway;
     try {
@@ -413,12 +177,9 @@ describe('gateway faults', () => {
       gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
       const run = await logLine(gateway, 'the run', (l) => l.message === 'study complete: run started');
       expect(run.instances).toBeGreaterThanOrEqual(acked.length);
-      await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered');
-      const srs = await deliveredSr(destDir, study.studyUid);
-      expect(srs.uids).toHaveLength(1);
-      expect(srs.copies).toBe(1);
+      await resultDelivered(gateway);
+      const srs = await expectDeliveredOnce(destDir, stateDir, [first, gateway], study.studyUid);
       expect(srs.objects[0]!.patientId).toBe('PID-KILLRX');
-      await expectOneRun(stateDir, [first, gateway], study.studyUid);
     } finally {
       await stopProc(gateway);
       await stopProc(dest);
@@ -426,33 +187,24 @@ describe('gateway faults', () => {
   }, 90_000);
 
   it('SIGKILL while delivering to a destination that is down: delivered after the restart, one SR', async () => {
-    const study = await makeStudy({ id: 'PID-KILLTX', name: 'KILL^DELIVER' }, 6);
-    const destDir = scratch('dest-');
-    const destPort = await freePort();
-    const stateDir = scratch('state-');
+    const { study, destDir, destPort, stateDir } = await faultCase(
+      { id: 'PID-KILLTX', name: 'KILL^DELIVER' },
+      6,
+    );
     let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
     const first = gateway;
     let dest: Proc | undefined;
     try {
-      const send = storescu(gateway.port, study.files);
-      await send.exited;
-      expect(send.child.exitCode).toBe(0);
-      await logLine(
-        gateway,
-        'a failed delivery',
-        (l) => l.message === 'run step failed; retrying' && l.phase === 'deliver',
-      );
+      await sendStudy(gateway, study.files);
+      await failedStep(gateway, 'a failed delivery', 'deliver');
       gateway.child.kill('SIGKILL');
       await gateway.exited;
       dest = startDestination(destPort, destDir);
       gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
-      await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered');
+      await resultDelivered(gateway);
       // The restart resumed the run; it did not start a new one.
       expect(gateway.logs().filter((l) => l.message === 'study complete: run started')).toEqual([]);
-      const srs = await deliveredSr(destDir, study.studyUid);
-      expect(srs.uids).toHaveLength(1);
-      expect(srs.copies).toBe(1);
-      await expectOneRun(stateDir, [first, gateway], study.studyUid);
+      await expectDeliveredOnce(destDir, stateDir, [first, gateway], study.studyUid);
     } finally {
       await stopProc(gateway);
       await stopProc(dest);
@@ -460,10 +212,10 @@ describe('gateway faults', () => {
   }, 60_000);
 
   it('SIGKILL while the destination holds the C-STORE: redelivered after the restart as the same SR', async () => {
-    const study = await makeStudy({ id: 'PID-KILLMID', name: 'KILL^MIDSTORE' }, 6);
-    const destDir = scratch('dest-');
-    const destPort = await freePort();
-    const stateDir = scratch('state-');
+    const { study, destDir, destPort, stateDir } = await faultCase(
+      { id: 'PID-KILLMID', name: 'KILL^MIDSTORE' },
+      6,
+    );
     let gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
     const first = gateway;
     // storescp sleeps in each C-STORE before it answers: the gateway is killed in that window.
@@ -481,14 +233,12 @@ describe('gateway faults', () => {
       },
     );
     try {
-      const send = storescu(gateway.port, study.files);
-      await send.exited;
-      expect(send.child.exitCode).toBe(0);
+      await sendStudy(gateway, study.files);
       await until('the kill', () => (gateway.child.signalCode === 'SIGKILL' ? true : undefined));
       await gateway.exited;
       expect(gateway.logs().some((l) => l.message === 'result delivered')).toBe(false);
       gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
-      await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered', 45_000);
+      await resultDelivered(gateway, 45_000);
       const srs = await deliveredSr(destDir, study.studyUid);
       // Sent again after the restart: the same SOP Instance UID, which the PACS keeps once.
       expect(srs.uids).toHaveLength(1);
@@ -503,32 +253,23 @@ describe('gateway faults', () => {
   it(
     `the destination down for ${OUTAGE_MS / 1000} s: delivered afterwards, retries logged`,
     async () => {
-      const study = await makeStudy({ id: 'PID-DESTDOWN', name: 'DEST^DOWN' }, 6);
-      const destDir = scratch('dest-');
-      const destPort = await freePort();
-      const stateDir = scratch('state-');
+      const { study, destDir, destPort, stateDir } = await faultCase(
+        { id: 'PID-DESTDOWN', name: 'DEST^DOWN' },
+        6,
+      );
       const gateway = await startGatewayProc({ stateDir, destinationPort: destPort });
       let dest: Proc | undefined;
       try {
-        const send = storescu(gateway.port, study.files);
-        await send.exited;
-        expect(send.child.exitCode).toBe(0);
-        await logLine(
-          gateway,
-          'a failed delivery',
-          (l) => l.message === 'run step failed; retrying' && l.phase === 'deliver',
-        );
+        await sendStudy(gateway, study.files);
+        await failedStep(gateway, 'a failed delivery', 'deliver');
         await sleep(OUTAGE_MS);
         dest = startDestination(destPort, destDir);
-        await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered', OUTAGE_MS + 70_000);
+        await resultDelivered(gateway, OUTAGE_MS + 70_000);
         const retries = gateway
           .logs()
           .filter((l) => l.message === 'run step failed; retrying' && l.phase === 'deliver');
         expect(retries.length).toBeGreaterThanOrEqual(2);
-        const srs = await deliveredSr(destDir, study.studyUid);
-        expect(srs.uids).toHaveLength(1);
-        expect(srs.copies).toBe(1);
-        await expectOneRun(stateDir, [gateway], study.studyUid);
+        await expectDeliveredOnce(destDir, stateDir, [gateway], study.studyUid);
       } finally {
         await stopProc(gateway);
         await stopProc(dest);
@@ -540,15 +281,15 @@ describe('gateway faults', () => {
   it(
     `the API unreachable for ${OUTAGE_MS / 1000} s: the run completes afterwards`,
     async () => {
-      const study = await makeStudy({ id: 'PID-APIDOWN', name: 'API^DOWN' }, 6);
-      const destDir = scratch('dest-');
-      const destPort = await freePort();
+      const { study, destDir, destPort, stateDir } = await faultCase(
+        { id: 'PID-APIDOWN', name: 'API^DOWN' },
+        6,
+      );
       const dest = startDestination(destPort, destDir);
       // The gateway's API is a port where nothing listens until the outage ends; then a TCP relay to
       // the stack's API.
       const apiPort = await freePort();
       const target = new URL(stack.apiUrl);
-      const stateDir = scratch('state-');
       const gateway = await startGatewayProc({
         stateDir,
         destinationPort: destPort,
@@ -556,14 +297,8 @@ describe('gateway faults', () => {
       });
       let relay: Server | undefined;
       try {
-        const send = storescu(gateway.port, study.files);
-        await send.exited;
-        expect(send.child.exitCode).toBe(0);
-        await logLine(
-          gateway,
-          'a failed upload',
-          (l) => l.message === 'run step failed; retrying' && l.phase === 'upload',
-        );
+        await sendStudy(gateway, study.files);
+        await failedStep(gateway, 'a failed upload', 'upload');
         await sleep(OUTAGE_MS);
         relay = createServer((socket) => {
           const upstream = connect(Number(target.port), target.hostname);
@@ -572,12 +307,9 @@ describe('gateway faults', () => {
           upstream.on('error', () => socket.destroy());
         });
         await new Promise<void>((resolve) => relay!.listen(apiPort, '127.0.0.1', resolve));
-        await logLine(gateway, 'the delivery', (l) => l.message === 'result delivered', OUTAGE_MS + 70_000);
+        await resultDelivered(gateway, OUTAGE_MS + 70_000);
         expect(gateway.logs().find((l) => l.message === 'result received')?.status).toBe('COMPLETE');
-        const srs = await deliveredSr(destDir, study.studyUid);
-        expect(srs.uids).toHaveLength(1);
-        expect(srs.copies).toBe(1);
-        await expectOneRun(stateDir, [gateway], study.studyUid);
+        await expectDeliveredOnce(destDir, stateDir, [gateway], study.studyUid);
       } finally {
         await stopProc(gateway);
         await stopProc(dest);
