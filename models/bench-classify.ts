@@ -19,10 +19,10 @@ import { describeError, InputError } from '../core/errors.js';
 import { median } from '../core/metrics.js';
 import { initBackend } from './backend.js';
 import { DEFAULT_INPUT_SIZE } from './classes.js';
-import type { SlicePredictor } from './diagnose.js';
 import type { BuildOptions } from './layers/common.js';
 import { PredictionPool } from './pool.js';
 import { DEFAULT_BATCH_SIZE, predictBatch } from './predict.js';
+import type { SlicePredictor } from './predictor.js';
 import { ARCHITECTURES, buildArchitecture, DEFAULT_ARCHITECTURE, isArchitecture } from './registry.js';
 
 /** An independently built ONNX graph of the architecture, for {@link BenchClassifyOptions.reference}. */
@@ -280,7 +280,10 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
     options.onVariant?.('ort');
     let ortStarted = false;
     try {
-      const { classifierFromModel, onnxGraphPredictor, ortPredictor } = await import('./diagnose.js');
+      const [{ classifierFromModel }, { onnxGraphPredictor, ortPredictor }] = await Promise.all([
+        import('./classifier.js'),
+        import('./predictor.js'),
+      ]);
       const layout = {
         ...(options.threads === undefined ? {} : { threads: options.threads }),
         ...(options.sessions === undefined ? {} : { sessions: options.sessions }),

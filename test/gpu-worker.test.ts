@@ -33,7 +33,7 @@ import {
 } from '../gpu-worker/main.js';
 import { initBackend } from '../models/backend.js';
 import { CLASS_NAMES } from '../models/classes.js';
-import { modelFolderSha256 } from '../models/diagnose.js';
+import { modelFolderSha256 } from '../models/classifier.js';
 import { saveModel } from '../models/io.js';
 import { type InferenceMessage, parseVotesMessage, type VotesMessage } from '../pipeline/messages.js';
 import { QUEUES } from '../pipeline/resources.js';

@@ -20,17 +20,9 @@ import { createPhantom } from '../core/phantom/phantom.js';
 import { readSlice } from '../core/read.js';
 import { initBackend } from '../models/backend.js';
 import { CLASS_NAMES } from '../models/classes.js';
+import { type Classifier, loadClassifier } from '../models/classifier.js';
 import { defaultModelDir } from '../models/default-model.js';
-import {
-  type Classifier,
-  createPredictor,
-  type DiagnoseResult,
-  diagnoseStudy,
-  inThreadPredictor,
-  loadClassifier,
-  type SlicePredictor,
-  type VoteFigures,
-} from '../models/diagnose.js';
+import { type DiagnoseResult, diagnoseStudy, type VoteFigures } from '../models/diagnose.js';
 import { compileForInference } from '../models/fast/compile.js';
 import { loadModel, saveModel } from '../models/io.js';
 import { importKerasToFolder } from '../models/keras/save.js';
@@ -38,6 +30,7 @@ import { cachedOnnx } from '../models/onnx/cache.js';
 import { exportLayersModel } from '../models/onnx/export.js';
 import { createOrtSession } from '../models/onnx/runtime.js';
 import { predictSlices, rawToFloat32 } from '../models/predict.js';
+import { createPredictor, inThreadPredictor, type SlicePredictor } from '../models/predictor.js';
 import { buildArchitecture } from '../models/registry.js';
 import { PYRAMID_LEVELS } from '../models/resnet50v2-fpn/resnet50v2-fpn.js';
 import { fillSeededWeights } from '../models/seeded.js';

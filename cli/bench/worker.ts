@@ -26,13 +26,9 @@ import { warmUp } from '../../gpu-worker/warmup.js';
 import { createLocalResources, type LocalResources } from '../../local/resources.js';
 import { type LocalServers, startLocalServers } from '../../local/servers.js';
 import { initBackend } from '../../models/backend.js';
-import {
-  type Classifier,
-  createPredictor,
-  loadClassifier,
-  type SlicePredictor,
-} from '../../models/diagnose.js';
+import { type Classifier, loadClassifier } from '../../models/classifier.js';
 import { DEFAULT_BATCH_SIZE } from '../../models/predict.js';
+import { createPredictor, type SlicePredictor } from '../../models/predictor.js';
 import { type AwsClients, createClients } from '../../pipeline/clients.js';
 import { type InferenceMessage, sliceKey } from '../../pipeline/messages.js';
 import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';
