@@ -7,7 +7,7 @@
  *
  * The kernel is {@link DARK_COUNT_WAT}, assembled once by wabt into {@link DARK_COUNT_WASM} (a test
  * checks that the two agree and that the kernel counts like the plain loop). Where WebAssembly or
- * its SIMD is missing, or `COVIDCT_WASM_COUNT=0`, the plain loop counts, with the same results.
+ * its SIMD is missing, the plain loop counts, with the same results.
  */
 
 /** The kernel, in WebAssembly text. `countBelow(ptr, stride, rows, cols, limit)` counts the u16 values below `limit` in `rows` rows of `cols` values each, the first at byte `ptr`, rows `stride` bytes apart. */
@@ -59,9 +59,6 @@ export const DARK_COUNT_WAT = `(module
 export const DARK_COUNT_WASM =
   'AGFzbQEAAAABCgFgBX9/f39/AX8DAgEABQMBAAIHFwIGbWVtb3J5AgAKY291bnRCZWxvdwAACsoBAccBAgN7BX8gBP0QIQcCQANAIAwgAk8NASAAIQggACADQQF0aiEJIAAgA0F4cUEBdGohCv0MAAAAAAAAAAAAAAAAAAAAACEGAkADQCAIIApPDQEgBiAI/QAAACAH/TD9kQEhBiAIQRBqIQgMAAsLIAUgBv1//a4BIQUCQANAIAggCU8NASALIAgvAQAgBElqIQsgCEECaiEIDAALCyAAIAFqIQAgDEEBaiEMDAALCyALIAX9GwAgBf0bAWogBf0bAiAF/RsDampqCw==';
 
-/** Environment variable: `0` counts with the plain JavaScript loop instead of the kernel. */
-export const WASM_COUNT_ENV = 'COVIDCT_WASM_COUNT';
-
 /** A rectangle of a row-major pixel array: `rows` rows of `cols` values from index `start`, rows `width` apart. */
 export interface PixelRect {
   readonly start: number;
@@ -85,12 +82,12 @@ interface Kernel {
 const PAGE = 65536;
 let kernel: Kernel | null | undefined;
 
-/** The kernel, compiled on first use; null where it cannot run (no WebAssembly, no SIMD, turned off). */
+/** The kernel, compiled on first use; null where it cannot run (no WebAssembly, no SIMD). */
 function loadKernel(): Kernel | null {
   if (kernel !== undefined) return kernel;
   kernel = null;
   const api = (globalThis as unknown as { WebAssembly?: WebAssemblyApi }).WebAssembly;
-  if (process.env[WASM_COUNT_ENV] === '0' || api === undefined) return kernel;
+  if (api === undefined) return kernel;
   try {
     const bytes = Buffer.from(DARK_COUNT_WASM, 'base64');
     if (!api.validate(bytes)) return kernel; // an engine without SIMD128

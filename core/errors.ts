@@ -55,11 +55,29 @@ export class BurnedInAnnotationError extends InputError {
   override name = 'BurnedInAnnotationError';
 }
 
-/** Format a caught value as one line for the user; unexpected errors keep their class name. */
-export function describeError(error: unknown): string {
+/** Options of {@link describeError}. */
+export interface DescribeErrorOptions {
+  /** Put an unexpected error's class name first (`TypeError: …`). @default true */
+  readonly className?: boolean;
+  /** Cut the line to at most this many characters (a library's message can be a whole dump). */
+  readonly maxLength?: number;
+}
+
+/**
+ * Format a caught value as one line for the user: an {@link InputError}'s message as it is, another
+ * error's first line (with its class name unless `className` is false), anything else as a string.
+ * The one place a thrown value becomes a reason; callers add their context around it.
+ */
+export function describeError(error: unknown, options: DescribeErrorOptions = {}): string {
   if (error instanceof InputError) return error.message;
-  if (error instanceof Error) return `${error.name}: ${error.message.split('\n')[0]}`;
-  return String(error);
+  const text =
+    error instanceof Error
+      ? (options.className ?? true)
+        ? `${error.name}: ${error.message}`
+        : error.message
+      : String(error);
+  const line = text.split('\n')[0]!;
+  return options.maxLength === undefined ? line : line.slice(0, options.maxLength);
 }
 
 /** A one-line error for a failed file-system call on `path`. */

@@ -8,6 +8,7 @@
  */
 import { type Dirent, readdirSync, type Stats, statSync } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
+import { forEachLimited } from './concurrency.js';
 import { describeError, fileSystemError, InputError } from './errors.js';
 import { readSliceCount, type SliceCount } from './read.js';
 import { countDarkPixels, selectByCounts, selectionRows } from './selection.js';
@@ -273,20 +274,4 @@ function selectSeries(
     selectedCount: selected.filter(Boolean).length,
     size: ordered[0]!.size,
   };
-}
-
-/** Run `task` over `items` with at most `limit` in flight. */
-export async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  task: (item: T, index: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const runners = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      await task(items[i]!, i);
-    }
-  });
-  await Promise.all(runners);
 }

@@ -7,19 +7,14 @@
  */
 import { createHash } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { forEachLimited } from '../core/concurrency.js';
 import { describeError, InputError } from '../core/errors.js';
 import { decodeSlice } from '../core/read.js';
-import { forEachLimited } from '../core/study.js';
 import type { SliceLabel } from '../core/vote.js';
-import {
-  type Classifier,
-  checkSliceFits,
-  classifyPixels,
-  type HeatmapRenderer,
-  labelOf,
-  type SlicePredictor,
-} from '../models/diagnose.js';
+import { type Classifier, checkSliceFits, classifyPixels, labelOf } from '../models/classifier.js';
+import type { HeatmapRenderer } from '../models/gradcam/heatmap.js';
 import { DEFAULT_BATCH_SIZE, type Probabilities } from '../models/predict.js';
+import type { SlicePredictor } from '../models/predictor.js';
 import { heatmapKey } from '../pipeline/messages.js';
 import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
 
@@ -315,7 +310,7 @@ export async function classifySlices(jobs: readonly SliceJob[], ctx: ClassifyCon
   if (ctx.heatmaps === 'covid') {
     const covid = ready.filter((d) => d.outcome?.ok === true && d.outcome.label === 'covid');
     if (covid.length > 0) {
-      const render = ctx.renderHeatmap ?? (await import('../models/diagnose.js')).gradCamOverlay;
+      const render = ctx.renderHeatmap ?? (await import('../models/gradcam/heatmap.js')).gradCamOverlay;
       const model = await ctx.classifier.model();
       // One at a time: Grad-CAM runs on this thread's backend, and uploads overlap the next render.
       const uploads: Promise<void>[] = [];

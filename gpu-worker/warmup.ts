@@ -4,7 +4,7 @@
  * worker runs before the first real slice. Optionally the warm-up also measures which forward
  * batch size gives the most slices per second on this machine (`COVIDCT_FORWARD_BATCH=auto`).
  */
-import type { SlicePredictor } from '../models/diagnose.js';
+import type { SlicePredictor } from '../models/predictor.js';
 
 /** One batch size as measured at start. */
 export interface BatchMeasurement {

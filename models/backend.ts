@@ -11,7 +11,7 @@
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { enableProdMode, getBackend, ready, setBackend } from '@tensorflow/tfjs-core';
-import { InputError } from '../core/errors.js';
+import { describeError, InputError } from '../core/errors.js';
 import { BACKENDS, type BackendName, isBackendName, type TfBackendName } from './backend-names.js';
 
 export { BACKENDS, type BackendName, isBackendName, type TfBackendName };
@@ -116,7 +116,7 @@ export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendNam
 /** A short reason a backend did not load: most often its optional package is simply absent. */
 function whyNot(error: unknown): string {
   if ((error as NodeJS.ErrnoException | undefined)?.code === 'ERR_MODULE_NOT_FOUND') return 'not installed';
-  return error instanceof Error ? (error.message.split('\n')[0] ?? error.name) : String(error);
+  return describeError(error, { className: false });
 }
 
 /** Load the first of `names` that loads; `skipped` collects why the others did not. */

@@ -5,6 +5,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { describeError } from '../core/errors.js';
 import type { OrtClassifier } from './onnx/runtime.js';
 import type { FromWorker, ModelSource, ToWorker } from './pool-protocol.js';
 
@@ -89,7 +90,7 @@ port.on('message', async (message: ToWorker) => {
     send({
       type: 'error',
       ...(message.type === 'predict' ? { id: message.id } : {}),
-      message: error instanceof Error ? error.message : String(error),
+      message: describeError(error, { className: false }),
     });
   }
 });

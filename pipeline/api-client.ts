@@ -12,10 +12,10 @@ import { rmSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { forEachLimited } from '../core/concurrency.js';
 import { deidentifyStudy, reserveMapFile, writeMapFile } from '../core/deidentify.js';
 import type { CompletedResult, ResultSeries } from '../core/dicom/result-objects.js';
 import { fileSystemError, InputError } from '../core/errors.js';
-import { forEachLimited } from '../core/study.js';
 
 /** A failed API call: `<METHOD> <path>: <status> <the server's message>`, one line. */
 export class ApiError extends InputError {

@@ -11,8 +11,9 @@ import { input, type LayersModel, layers, model as tfModel } from '@tensorflow/t
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../models/backend.js';
 import { CLASS_NAMES } from '../models/classes.js';
-import { type Classifier, classifierFromModel, createPredictor, loadClassifier } from '../models/diagnose.js';
+import { type Classifier, classifierFromModel, loadClassifier } from '../models/classifier.js';
 import { saveModel } from '../models/io.js';
+import { createPredictor } from '../models/predictor.js';
 import { buildRuleModel } from './helpers/rule-model.js';
 import { tempDir } from './helpers/tmp.js';
 

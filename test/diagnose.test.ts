@@ -14,15 +14,9 @@ import { ARCHITECTURES_HELP } from '../cli/commands/model.js';
 import { readSlice } from '../core/read.js';
 import { initBackend } from '../models/backend.js';
 import { CLASS_NAMES } from '../models/classes.js';
+import { classifierId, labelOf, loadClassifier, topologyInputShape } from '../models/classifier.js';
 import { defaultModelDir, NoDefaultModelError, resolveModelDir } from '../models/default-model.js';
-import {
-  classifierId,
-  type DiagnoseResult,
-  diagnoseStudy,
-  labelOf,
-  loadClassifier,
-  topologyInputShape,
-} from '../models/diagnose.js';
+import { type DiagnoseResult, diagnoseStudy } from '../models/diagnose.js';
 import { saveModel } from '../models/io.js';
 import { defaultOrtLayout } from '../models/onnx/runtime.js';
 import { ARCHITECTURES } from '../models/registry.js';

@@ -16,8 +16,8 @@ import {
   UNDECLARED_INTENDED_USE,
 } from '../core/intended-use.js';
 import { buildReport, decide } from '../lambdas/aggregate/aggregate.js';
+import { loadClassifier } from '../models/classifier.js';
 import { defaultModelDir } from '../models/default-model.js';
-import { loadClassifier } from '../models/diagnose.js';
 import { ModelFolderError, readManifest } from '../models/io.js';
 import { parseStudyNotification, parseVotesMessage } from '../pipeline/messages.js';
 import { notificationFor } from '../pipeline/notify.js';

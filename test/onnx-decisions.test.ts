@@ -6,17 +6,10 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writePhantomSeries } from '../cli/commands/phantom.js';
+import { type Classifier, loadClassifier } from '../models/classifier.js';
 import { defaultModelDir } from '../models/default-model.js';
-import {
-  type Classifier,
-  createPredictor,
-  type DiagnoseResult,
-  diagnoseStudy,
-  inThreadPredictor,
-  loadClassifier,
-  type SlicePredictor,
-  type VoteFigures,
-} from '../models/diagnose.js';
+import { type DiagnoseResult, diagnoseStudy, type VoteFigures } from '../models/diagnose.js';
+import { createPredictor, inThreadPredictor, type SlicePredictor } from '../models/predictor.js';
 import { maxAbsDiff } from './helpers/compare.js';
 import { FIXTURES, initWasm, TOLERANCE } from './helpers/onnx-compare.js';
 import { tempDir } from './helpers/tmp.js';

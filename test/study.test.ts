@@ -1,10 +1,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { forEachLimited } from '../core/concurrency.js';
 import { CorruptFileError, InputError } from '../core/errors.js';
 import { selectionRegion } from '../core/selection.js';
 import type { RawRows, SliceHeader } from '../core/slice.js';
-import { compareSlices, discoverStudy, forEachLimited, selectStudy } from '../core/study.js';
+import { compareSlices, discoverStudy, selectStudy } from '../core/study.js';
 import { tempDir } from './helpers/tmp.js';
 
 /**

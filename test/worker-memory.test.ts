@@ -13,12 +13,8 @@ import { buildTinyModel } from '../cli/bench/tiny-model.js';
 import { runConsumer, startWorkerHarness, type WorkerHarness } from '../cli/bench/worker-harness.js';
 import { encodeTiff16 } from '../core/tiff/encode.js';
 import { initBackend } from '../models/backend.js';
-import {
-  type Classifier,
-  classifierFromModel,
-  inThreadPredictor,
-  type SlicePredictor,
-} from '../models/diagnose.js';
+import { type Classifier, classifierFromModel } from '../models/classifier.js';
+import { inThreadPredictor, type SlicePredictor } from '../models/predictor.js';
 
 const SIZE = 64;
 const LONG = process.env.COVIDCT_LONG === '1';

@@ -9,7 +9,8 @@ import { runConsumer, startWorkerHarness, type WorkerHarness } from '../cli/benc
 import { encodeTiff16 } from '../core/tiff/encode.js';
 import { type ClassifyContext, classifySlices, type SliceJob } from '../gpu-worker/classify.js';
 import { warmUp } from '../gpu-worker/warmup.js';
-import type { Classifier, SlicePredictor } from '../models/diagnose.js';
+import type { Classifier } from '../models/classifier.js';
+import type { SlicePredictor } from '../models/predictor.js';
 
 const SIZE = 16;
 

@@ -19,10 +19,10 @@ import { describeError, InputError } from '../../core/errors.js';
 import { median } from '../../core/metrics.js';
 import { initBackend } from '../../models/backend.js';
 import { DEFAULT_INPUT_SIZE } from '../../models/classes.js';
-import type { SlicePredictor } from '../../models/diagnose.js';
 import type { BuildOptions } from '../../models/layers/common.js';
 import { PredictionPool } from '../../models/pool.js';
 import { DEFAULT_BATCH_SIZE, predictBatch } from '../../models/predict.js';
+import type { SlicePredictor } from '../../models/predictor.js';
 import {
   ARCHITECTURES,
   buildArchitecture,
@@ -285,9 +285,10 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
     options.onVariant?.('ort');
     let ortStarted = false;
     try {
-      const { classifierFromModel, onnxGraphPredictor, ortPredictor } = await import(
-        '../../models/diagnose.js'
-      );
+      const [{ classifierFromModel }, { onnxGraphPredictor, ortPredictor }] = await Promise.all([
+        import('../../models/classifier.js'),
+        import('../../models/predictor.js'),
+      ]);
       const layout = {
         ...(options.threads === undefined ? {} : { threads: options.threads }),
         ...(options.sessions === undefined ? {} : { sessions: options.sessions }),

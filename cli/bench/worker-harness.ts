@@ -20,7 +20,8 @@ import { type ClassifyContext, classifySlices } from '../../gpu-worker/classify.
 import { type BatchReport, InferenceConsumer } from '../../gpu-worker/consumer.js';
 import { createLocalResources, type LocalResources } from '../../local/resources.js';
 import { type LocalServers, startLocalServers } from '../../local/servers.js';
-import type { Classifier, SlicePredictor } from '../../models/diagnose.js';
+import type { Classifier } from '../../models/classifier.js';
+import type { SlicePredictor } from '../../models/predictor.js';
 import { type AwsClients, createClients } from '../../pipeline/clients.js';
 import { type InferenceMessage, sliceKey } from '../../pipeline/messages.js';
 import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';

@@ -4,8 +4,9 @@ import { dirname } from 'node:path';
 import { median } from '../../core/metrics.js';
 import { warmUp } from '../../gpu-worker/warmup.js';
 import { initBackend } from '../../models/backend.js';
-import { createPredictor, loadClassifier } from '../../models/diagnose.js';
+import { loadClassifier } from '../../models/classifier.js';
 import { DEFAULT_BATCH_SIZE } from '../../models/predict.js';
+import { createPredictor } from '../../models/predictor.js';
 import { round } from './common.js';
 import { saveTinyModel } from './tiny-model.js';
 import {

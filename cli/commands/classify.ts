@@ -31,9 +31,10 @@ export function registerClassify(program: Command): void {
     .option('--batch <n>', 'slices per forward pass', parseInteger('--batch', 1, 256))
     .action(async (files: string[], options: ClassifyCliOptions) => {
       if (files.length === 0) throw new InputError('classify', 'no slice files given');
-      const { createPredictor, classifyFiles, initBackendOption, loadClassifier } = await import(
-        '../../models/diagnose.js'
-      );
+      const [{ classifyFiles, initBackendOption, loadClassifier }, { createPredictor }] = await Promise.all([
+        import('../../models/classifier.js'),
+        import('../../models/predictor.js'),
+      ]);
       const choice = await initBackendOption(options.backend);
       const classifier = await loadClassifier(options.model);
       const batch = options.batch ?? 4;

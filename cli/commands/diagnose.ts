@@ -65,7 +65,10 @@ export function registerDiagnose(program: Command): void {
     .action(async (path: string, options: DiagnoseCliOptions) => {
       // Before tfjs loads: no model is a one-line error, never random weights.
       const modelDir = resolveModelDir(options.model);
-      const { diagnoseStudy, initBackendOption, loadClassifier } = await import('../../models/diagnose.js');
+      const [{ initBackendOption, loadClassifier }, { diagnoseStudy }] = await Promise.all([
+        import('../../models/classifier.js'),
+        import('../../models/diagnose.js'),
+      ]);
       await initBackendOption(options.backend);
       const classifier = await loadClassifier(modelDir);
       let bar: Progress | undefined;

@@ -127,15 +127,16 @@ export function registerEvaluate(program: Command): void {
             ? await dataset.readSliceFolders(o.data)
             : undefined;
       const patients = o.patients === undefined ? undefined : await dataset.readPatients(o.patients);
-      const [backendMod, diagnose, evaluate] = await Promise.all([
+      const [backendMod, classifierMod, predictorMod, evaluate] = await Promise.all([
         import('../../models/backend.js'),
-        import('../../models/diagnose.js'),
+        import('../../models/classifier.js'),
+        import('../../models/predictor.js'),
         import('../../models/evaluate/evaluate.js'),
       ]);
       const prefer = backendMod.parseBackendOption(o.backend);
       const backend = await backendMod.initBackend(prefer === undefined ? {} : { prefer });
-      const classifier = await diagnose.loadClassifier(modelDir);
-      const predictor = await diagnose.createPredictor(classifier, { backend: backend.name });
+      const classifier = await classifierMod.loadClassifier(modelDir);
+      const predictor = await predictorMod.createPredictor(classifier, { backend: backend.name });
       // The ONNX Runtime (or wasm) workers keep the process alive until closed, on errors too.
       try {
         const [size] = classifier.inputShape;

@@ -6,7 +6,7 @@
  * `jpeg-lossless-decoder-js` (pure JS), JPEG-LS and JPEG 2000 by cornerstone's CharLS and OpenJPEG
  * WebAssembly builds, and lossy JPEG (8- and 12-bit) by DCMTK's IJG codecs in `dcmjs-codecs`.
  */
-import { CorruptFileError, UnsupportedTransferSyntaxError } from '../errors.js';
+import { CorruptFileError, describeError, UnsupportedTransferSyntaxError } from '../errors.js';
 import { decodeRle16 } from './rle.js';
 import { describeSyntax, type PixelEncoding } from './syntax.js';
 
@@ -240,10 +240,10 @@ async function decodeWith(encoding: PixelEncoding, frame: Uint8Array, shape: Fra
   }
 }
 
+/** A codec's failure as one line: the emscripten codecs throw bare numbers, which are error codes. */
 function reason(error: unknown): string {
-  const text =
-    error instanceof Error ? error.message : typeof error === 'string' ? error : `code ${String(error)}`;
-  return text.split('\n')[0]!.slice(0, 200);
+  const value = error instanceof Error || typeof error === 'string' ? error : `code ${String(error)}`;
+  return describeError(value, { className: false, maxLength: 200 });
 }
 
 /**

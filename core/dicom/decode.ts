@@ -9,6 +9,7 @@ import { inflateRawSync } from 'node:zlib';
 import dicomParser, { type DataSet, type Element } from 'dicom-parser';
 import {
   CorruptFileError,
+  describeError,
   InputError,
   NotCtSliceError,
   UnknownFormatError,
@@ -67,8 +68,7 @@ function parserReason(error: unknown): string {
     typeof error === 'object' && error !== null && 'exception' in error
       ? (error as { exception: unknown }).exception
       : error;
-  const text = inner instanceof Error ? inner.message : String(inner);
-  const line = text.split('\n')[0]!.replace(/^dicomParser[.:]\s*\w+:\s*/, '');
+  const line = describeError(inner, { className: false }).replace(/^dicomParser[.:]\s*\w+:\s*/, '');
   if (/overrun|past end|beyond|end of buffer|outside/i.test(line)) {
     return 'truncated or damaged: a data element runs past the end of the file';
   }
@@ -365,7 +365,9 @@ export const decodeDicom: SliceDecoder = async (bytes, file, options) => {
   } catch (error) {
     if (error instanceof InputError) throw error;
     // Anything else is a parser or codec surprise on bad bytes: still the file's fault, one line.
-    const text = error instanceof Error ? error.message : String(error);
-    throw new CorruptFileError(file, `damaged DICOM data: ${text.split('\n')[0]!.slice(0, 200)}`);
+    throw new CorruptFileError(
+      file,
+      `damaged DICOM data: ${describeError(error, { className: false, maxLength: 200 })}`,
+    );
   }
 };

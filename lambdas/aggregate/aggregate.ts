@@ -14,8 +14,8 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
+import { forEachLimited } from '../../core/concurrency.js';
 import { combinedIntendedUse, type IntendedUse, UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
-import { forEachLimited } from '../../core/study.js';
 import { type SliceLabel, type StudyVote, voteStudy } from '../../core/vote.js';
 import { manifestKey, reportKey, type VotesMessage } from '../../pipeline/messages.js';
 import { notifyOnce } from '../../pipeline/notify.js';

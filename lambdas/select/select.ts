@@ -13,10 +13,11 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { forEachLimited } from '../../core/concurrency.js';
 import { describeError, InputError } from '../../core/errors.js';
 import { decodeSlice } from '../../core/read.js';
 import { countDarkPixels, selectByCounts, selectionRows } from '../../core/selection.js';
-import { compareSlices, forEachLimited } from '../../core/study.js';
+import { compareSlices } from '../../core/study.js';
 import {
   type InferenceMessage,
   MAX_MANIFEST_BYTES,

@@ -4,6 +4,8 @@
  * Slices are resized to the model's input when it differs (models trained at small sizes); the
  * paper's model takes them as they are.
  */
+
+import { forEachLimited } from '../../core/concurrency.js';
 import type { LabelledPatient, LabelledSlice } from '../../core/dataset.js';
 import { describeError } from '../../core/errors.js';
 import {
@@ -19,9 +21,9 @@ import {
   sliceMetrics,
   thresholdSweep,
 } from '../../core/metrics.js';
-import { forEachLimited, selectStudy } from '../../core/study.js';
+import { selectStudy } from '../../core/study.js';
 import { PAPER_VOTE_THRESHOLD, type SliceLabel, validateThreshold } from '../../core/vote.js';
-import type { SlicePredictor } from '../diagnose.js';
+import type { SlicePredictor } from '../predictor.js';
 import { batches, loadSlicePixels, type PixelLoader } from '../train/data.js';
 
 /** Classifies slice files: one label per path, in order. */

@@ -6,7 +6,7 @@
  */
 import { open, stat } from 'node:fs/promises';
 import h5wasm from 'h5wasm/node';
-import { CorruptFileError, InputError, UnknownFormatError } from '../../core/errors.js';
+import { CorruptFileError, describeError, InputError, UnknownFormatError } from '../../core/errors.js';
 
 /** One weight array as Keras stored it. */
 export interface KerasWeight {
@@ -215,5 +215,5 @@ export async function readKerasHdf5(file: string): Promise<KerasCheckpoint> {
 }
 
 function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
+  return describeError(error, { className: false });
 }

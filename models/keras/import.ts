@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import { type Tensor, tensor } from '@tensorflow/tfjs-core';
 import { type LayersModel, models } from '@tensorflow/tfjs-layers';
-import { InputError } from '../../core/errors.js';
+import { describeError, InputError } from '../../core/errors.js';
 import { type IntendedUse, RESEARCH_USE } from '../../core/intended-use.js';
 import { CLASS_NAMES } from '../classes.js';
 import type { ModelManifest } from '../io.js';
@@ -287,7 +287,7 @@ async function modelFromCheckpoint(
     const topology = structuredClone(kerasConfig) as Parameters<typeof models.modelFromJSON>[0];
     return { model: await models.modelFromJSON(topology), kerasConfig };
   } catch (error) {
-    const message = (error instanceof Error ? error.message : String(error)).split('\n')[0];
+    const message = describeError(error, { className: false });
     throw new InputError(file, `TensorFlow.js could not build the model from its model_config: ${message}`);
   }
 }

@@ -21,16 +21,41 @@
  * Sequential configs. Anything else
  * (nested models, shared layers, quantized weights, other activations) is refused with the layer's
  * name rather than exported wrongly.
+ *
+ * Beside this file: the protobuf writer (protobuf.ts), reading Keras layer configs (keras-config.ts),
+ * the weights (weights.ts) and the exporter's error (errors.ts).
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { io } from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import protobuf from 'protobufjs';
-import { InputError } from '../../core/errors.js';
-import { packageRoot } from '../default-model.js';
 import { loadModel, MODEL_JSON, readArtifacts, readManifest } from '../io.js';
 import { isSeededManifest } from '../seeded.js';
+import { OnnxExportError } from './errors.js';
+import {
+  axisPads,
+  convKernel,
+  depthwiseKernel,
+  FLT_MAX,
+  inboundNames,
+  type LayerEntry,
+  type ModelConfig,
+  paddedWindows,
+  pair,
+  type Shape,
+  sequentialAsFunctional,
+  sides,
+} from './keras-config.js';
+import { encodeModel, FLOAT, GraphBuilder } from './protobuf.js';
+import {
+  decodeWeights,
+  joinBuffers,
+  layersModelWeights,
+  type WeightMap,
+  type WeightValue,
+} from './weights.js';
+
+// Declared beside the modules that throw it; export.ts is where callers look for them.
+export { decodeWeights, layersModelWeights, OnnxExportError, type WeightMap, type WeightValue };
 
 /** ONNX IR version written (ONNX 1.12's, what Debian's checker and every current runtime accept). */
 export const ONNX_IR_VERSION = 8;
@@ -44,338 +69,6 @@ export const ONNX_OPSET = 13;
 export const ONNX_EXPORT_VERSION = 2;
 /** Name of the batch dimension in the graph's input and output. */
 export const BATCH_DIM = 'N';
-
-/** A model that cannot be exported (a layer or weight the exporter does not translate). */
-export class OnnxExportError extends InputError {
-  override name = 'OnnxExportError';
-}
-
-/** One weight: Keras layout, float32. */
-export interface WeightValue {
-  readonly shape: readonly number[];
-  readonly data: Float32Array;
-}
-
-/** Weights by their tfjs name, `<layer>/<weight>` (`conv1_conv/kernel`, `post_bn/moving_mean`). */
-export type WeightMap = ReadonlyMap<string, WeightValue>;
-
-// ONNX enums (onnx.proto): TensorProto.DataType and AttributeProto.AttributeType.
-const FLOAT = 1;
-const INT64 = 7;
-const ATTR_FLOAT = 1;
-const ATTR_INT = 2;
-const ATTR_STRING = 3;
-const ATTR_INTS = 7;
-
-let schemaRoot: protobuf.Root | undefined;
-
-/** A message type of the vendored schema, parsed once (snake_case kept). */
-function messageType(name: 'ModelProto' | 'GraphProto' | 'TensorProto'): protobuf.Type {
-  if (schemaRoot === undefined) {
-    const source = readFileSync(join(packageRoot(), 'models', 'onnx', 'onnx.proto'), 'utf8');
-    schemaRoot = protobuf.parse(source, { keepCase: true }).root;
-  }
-  return schemaRoot.lookupType(`onnx.${name}`);
-}
-
-/** The number of a message's field in the schema. */
-function fieldId(type: protobuf.Type, field: string): number {
-  const found = type.fields[field];
-  if (found === undefined) throw new Error(`onnx.proto: ${type.name} has no field ${field}`);
-  return found.id;
-}
-
-/** A protobuf varint (non-negative, below 2^53). */
-function varint(value: number): Uint8Array {
-  const out: number[] = [];
-  let v = value;
-  while (v >= 0x80) {
-    out.push((v % 0x80) | 0x80);
-    v = Math.floor(v / 0x80);
-  }
-  out.push(v);
-  return Uint8Array.from(out);
-}
-
-/** A length-delimited field (wire type 2) holding `chunks`, as a list of chunks (nothing copied). */
-function delimited(field: number, chunks: readonly Uint8Array[]): Uint8Array[] {
-  const length = chunks.reduce((sum, c) => sum + c.length, 0);
-  return [varint(field * 8 + 2), varint(length), ...chunks];
-}
-
-/** An initializer: a named tensor and its little-endian bytes. */
-interface Initializer {
-  readonly name: string;
-  readonly dims: readonly number[];
-  readonly dataType: number;
-  readonly raw: Uint8Array;
-}
-
-/**
- * Encode the model: every message but the initializers through protobufjs; the initializers
- * (all but a few kilobytes of a model's bytes) as chunks that point at the weights, joined by one
- * copy at the end. protobufjs alone copies each weight several times as its writer grows: the
- * paper's 136 MB model took seconds to encode that way. Field numbers come from the schema.
- */
-function encodeModel(model: object, graph: object, initializers: readonly Initializer[]): Uint8Array {
-  const modelType = messageType('ModelProto');
-  const graphType = messageType('GraphProto');
-  const tensorType = messageType('TensorProto');
-  const dimsField = fieldId(tensorType, 'dims');
-  const typeField = fieldId(tensorType, 'data_type');
-  const nameField = fieldId(tensorType, 'name');
-  const rawField = fieldId(tensorType, 'raw_data');
-  const initializerField = fieldId(graphType, 'initializer');
-  const graphChunks: Uint8Array[] = [graphType.encode(graphType.fromObject(graph)).finish()];
-  for (const t of initializers) {
-    const tensor: Uint8Array[] = [];
-    for (const d of t.dims) tensor.push(varint(dimsField * 8), varint(d));
-    tensor.push(varint(typeField * 8), varint(t.dataType));
-    tensor.push(...delimited(nameField, [new TextEncoder().encode(t.name)]));
-    tensor.push(...delimited(rawField, [t.raw]));
-    graphChunks.push(...delimited(initializerField, tensor));
-  }
-  const chunks = [
-    modelType.encode(modelType.fromObject(model)).finish(),
-    ...delimited(fieldId(modelType, 'graph'), graphChunks),
-  ];
-  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
-type Attr = number | string | number[] | { float: number };
-
-interface NodeSpec {
-  readonly op: string;
-  readonly inputs: readonly string[];
-  readonly outputs: readonly string[];
-  readonly attrs?: Record<string, Attr>;
-}
-
-/** Static shape of a tensor, batch excluded: an image (kept NCHW in the graph) or a flat vector. */
-type Shape = { kind: 'image'; c: number; h: number; w: number } | { kind: 'flat'; n: number };
-
-function attribute(name: string, value: Attr): object {
-  if (typeof value === 'number') return { name, type: ATTR_INT, i: value };
-  if (typeof value === 'string') return { name, type: ATTR_STRING, s: new TextEncoder().encode(value) };
-  if (Array.isArray(value)) return { name, type: ATTR_INTS, ints: value };
-  return { name, type: ATTR_FLOAT, f: value.float };
-}
-
-function bytesOf(data: Float32Array | BigInt64Array): Uint8Array {
-  // ONNX raw_data is little-endian; so is every platform covidct supports.
-  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-}
-
-/** Builds the graph: nodes, initializers, and the static shape of every Keras layer's output. */
-class GraphBuilder {
-  readonly nodes: object[] = [];
-  readonly initializers: Initializer[] = [];
-  private counter = 0;
-
-  node(spec: NodeSpec): void {
-    this.nodes.push({
-      name: `${spec.outputs[0]}_${spec.op}`,
-      op_type: spec.op,
-      input: [...spec.inputs],
-      output: [...spec.outputs],
-      attribute: Object.entries(spec.attrs ?? {}).map(([k, v]) => attribute(k, v)),
-    });
-  }
-
-  /** A fresh intermediate name under a layer's. */
-  temp(base: string, what: string): string {
-    this.counter += 1;
-    return `${base}/${what}_${this.counter}`;
-  }
-
-  float(name: string, dims: readonly number[], data: Float32Array): string {
-    this.initializers.push({ name, dims: [...dims], dataType: FLOAT, raw: bytesOf(data) });
-    return name;
-  }
-
-  int64(name: string, values: readonly number[]): string {
-    const data = BigInt64Array.from(values.map((v) => BigInt(v)));
-    this.initializers.push({ name, dims: [values.length], dataType: INT64, raw: bytesOf(data) });
-    return name;
-  }
-}
-
-interface LayerEntry {
-  readonly name: string;
-  readonly class_name: string;
-  readonly config: Record<string, unknown>;
-  readonly inbound_nodes: unknown;
-}
-
-/** `[a, b]` from a Keras int-or-pair option. */
-function pair(value: unknown, fallback: number): [number, number] {
-  if (value === undefined || value === null) return [fallback, fallback];
-  if (typeof value === 'number') return [value, value];
-  if (Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === 'number')) {
-    return [value[0] as number, value[1] as number];
-  }
-  throw new Error(`expected a number or a pair, got ${JSON.stringify(value)}`);
-}
-
-/**
- * ZeroPadding2D's `padding` or Cropping2D's `cropping`: one number for every side, a pair (rows,
- * columns) for both ends of each axis, or `[[top, bottom], [left, right]]`.
- */
-function sides(
-  value: unknown,
-  fallback: number,
-): { top: number; bottom: number; left: number; right: number } {
-  if (Array.isArray(value) && Array.isArray(value[0])) {
-    const [top, bottom] = pair(value[0], 0);
-    const [left, right] = pair(value[1], 0);
-    return { top, bottom, left, right };
-  }
-  const [rows, columns] = pair(value, fallback);
-  return { top: rows, bottom: rows, left: columns, right: columns };
-}
-
-/**
- * Keras's padding along one axis: 'valid' none; 'same' pads so that out = ceil(in / stride), the
- * odd pixel at the end (TensorFlow puts floor(total / 2) before, the rest after).
- */
-function axisPads(
-  size: number,
-  kernel: number,
-  stride: number,
-  dilation: number,
-  padding: string,
-): { before: number; after: number; out: number } {
-  const effective = (kernel - 1) * dilation + 1;
-  if (padding === 'valid') return { before: 0, after: 0, out: Math.floor((size - effective) / stride) + 1 };
-  if (padding !== 'same') throw new Error(`padding '${padding}' (expected 'same' or 'valid')`);
-  const out = Math.ceil(size / stride);
-  const total = Math.max((out - 1) * stride + effective - size, 0);
-  const before = Math.floor(total / 2);
-  return { before, after: total - before, out };
-}
-
-/** The largest finite float32: a mask value that never wins a Max. */
-const FLT_MAX = 3.4028234663852886e38;
-
-/**
- * Along one axis of a tensor zero-padded by `before`/`after` around `size` values, then pooled with
- * `kernel`, `stride` and the pool's own (−∞) `poolBefore` padding: whether each of the `out` windows
- * covers one of the padded zeros.
- */
-function paddedWindows(
-  size: number,
-  before: number,
-  after: number,
-  kernel: number,
-  stride: number,
-  poolBefore: number,
-  out: number,
-): boolean[] {
-  const padded = before + size + after;
-  return Array.from({ length: out }, (_, i) => {
-    const start = Math.max(0, i * stride - poolBefore);
-    const end = Math.min(padded, i * stride - poolBefore + kernel);
-    return start < end && (start < before || end > before + size);
-  });
-}
-
-/** Inbound tensors of a layer: names of the layers feeding its only call. */
-function inboundNames(layer: LayerEntry): string[] {
-  const nodes = layer.inbound_nodes;
-  if (!Array.isArray(nodes) || nodes.length === 0) return [];
-  if (nodes.length > 1) throw new Error('called more than once (shared layers are not exported)');
-  const call = nodes[0];
-  if (!Array.isArray(call)) throw new Error('inbound_nodes in an unknown format');
-  return call.map((entry) => {
-    if (!Array.isArray(entry) || typeof entry[0] !== 'string') {
-      throw new Error('inbound_nodes in an unknown format');
-    }
-    if (entry[1] !== 0 || entry[2] !== 0) throw new Error('takes a non-first output of a layer');
-    return entry[0];
-  });
-}
-
-/** Keras kernel `[kh, kw, cin, cout]` → ONNX `[cout, cin, kh, kw]`. */
-function convKernel(kernel: WeightValue): { dims: number[]; data: Float32Array } {
-  const [kh, kw, cin, cout] = kernel.shape as [number, number, number, number];
-  const out = new Float32Array(kernel.data.length);
-  // Written in order (reads strided): 2–3× faster than the other way round on the paper's kernels.
-  let k = 0;
-  for (let o = 0; o < cout; o++)
-    for (let i = 0; i < cin; i++)
-      for (let y = 0; y < kh; y++)
-        for (let x = 0; x < kw; x++) out[k++] = kernel.data[((y * kw + x) * cin + i) * cout + o]!;
-  return { dims: [cout, cin, kh, kw], data: out };
-}
-
-/** Keras depthwise kernel `[kh, kw, cin, m]` → ONNX grouped `[cin·m, 1, kh, kw]` (channel c·m + j, as Keras orders them). */
-function depthwiseKernel(kernel: WeightValue): { dims: number[]; data: Float32Array } {
-  const [kh, kw, cin, m] = kernel.shape as [number, number, number, number];
-  const out = new Float32Array(kernel.data.length);
-  for (let y = 0; y < kh; y++)
-    for (let x = 0; x < kw; x++)
-      for (let c = 0; c < cin; c++)
-        for (let j = 0; j < m; j++) {
-          out[((c * m + j) * kh + y) * kw + x] = kernel.data[((y * kw + x) * cin + c) * m + j]!;
-        }
-  return { dims: [cin * m, 1, kh, kw], data: out };
-}
-
-type ModelConfig = {
-  class_name?: unknown;
-  config?: { name?: unknown; layers?: unknown; input_layers?: unknown; output_layers?: unknown };
-};
-
-/**
- * A Sequential model config (`covidct import-keras` of a Sequential checkpoint) as the functional
- * config it stands for: each layer takes the one before; the input is the first layer's declared
- * `batch_input_shape`, named `<first layer>_input` as tfjs-layers names it.
- */
-function sequentialAsFunctional(modelConfig: ModelConfig): ModelConfig {
-  const config = modelConfig.config;
-  if (modelConfig.class_name !== 'Sequential' || config === undefined || !Array.isArray(config.layers)) {
-    return modelConfig;
-  }
-  const entries = (config.layers as { class_name?: unknown; config?: Record<string, unknown> }[]).map(
-    (l) => ({ class_name: String(l.class_name), config: l.config ?? {}, name: String(l.config?.name) }),
-  );
-  const first = entries[0];
-  if (first === undefined) return modelConfig;
-  const layers: LayerEntry[] = [];
-  let previous: string;
-  if (first.class_name === 'InputLayer') {
-    layers.push({ ...first, inbound_nodes: [] });
-    previous = first.name;
-  } else {
-    previous = `${first.name}_input`;
-    const shape = first.config.batch_input_shape ?? first.config.batch_shape;
-    layers.push({
-      name: previous,
-      class_name: 'InputLayer',
-      config: { name: previous, batch_input_shape: shape },
-      inbound_nodes: [],
-    });
-  }
-  for (const entry of first.class_name === 'InputLayer' ? entries.slice(1) : entries) {
-    layers.push({ ...entry, inbound_nodes: [[[previous, 0, 0, {}]]] });
-    previous = entry.name;
-  }
-  return {
-    class_name: 'Model',
-    config: {
-      name: config.name,
-      layers,
-      input_layers: [[layers[0]!.name, 0, 0]],
-      output_layers: [[previous, 0, 0]],
-    },
-  };
-}
 
 /** Translate one Keras functional (or Sequential) model config and its weights into ONNX ModelProto bytes. */
 export function exportKerasGraph(topology: unknown, weights: WeightMap, producer = 'covidct'): Uint8Array {
@@ -847,41 +540,6 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
   }
 }
 
-/** Split a folder's weight bytes by the manifest's specs (float32 only; quantized weights are refused). */
-export function decodeWeights(
-  specs: readonly io.WeightsManifestEntry[],
-  data: ArrayBuffer,
-  file: string,
-): WeightMap {
-  const out = new Map<string, WeightValue>();
-  let offset = 0;
-  for (const spec of specs) {
-    if (spec.dtype !== 'float32' || spec.quantization !== undefined) {
-      throw new OnnxExportError(
-        file,
-        `weight '${spec.name}' is ${spec.quantization ? 'quantized' : spec.dtype}; only float32 is exported`,
-      );
-    }
-    const count = spec.shape.reduce((a, b) => a * b, 1);
-    if (offset + count * 4 > data.byteLength) {
-      throw new OnnxExportError(file, `weight data ends before '${spec.name}' (${data.byteLength} bytes)`);
-    }
-    // A view, not a copy: the exporter only reads weights (float32 offsets are multiples of 4).
-    out.set(spec.name, { shape: spec.shape, data: new Float32Array(data, offset, count) });
-    offset += count * 4;
-  }
-  return out;
-}
-
-/** The weights of a built tfjs model, by their tfjs names. */
-export function layersModelWeights(model: LayersModel): WeightMap {
-  const out = new Map<string, WeightValue>();
-  for (const w of model.weights) {
-    out.set(w.originalName, { shape: w.shape as number[], data: w.read().dataSync() as Float32Array });
-  }
-  return out;
-}
-
 /** Export a built tfjs layers model (seeded and freshly built models). */
 export function exportLayersModel(model: LayersModel): Uint8Array {
   return exportKerasGraph(model.toJSON(null, false), layersModelWeights(model));
@@ -904,16 +562,4 @@ export async function exportOnnx(modelDir: string): Promise<Uint8Array> {
 export function exportArtifacts(artifacts: io.ModelArtifacts, file = MODEL_JSON): Uint8Array {
   const data = artifacts.weightData === undefined ? new ArrayBuffer(0) : joinBuffers(artifacts.weightData);
   return exportKerasGraph(artifacts.modelTopology, decodeWeights(artifacts.weightSpecs ?? [], data, file));
-}
-
-function joinBuffers(data: io.WeightData): ArrayBuffer {
-  if (!Array.isArray(data)) return data as ArrayBuffer;
-  const total = data.reduce((sum, b) => sum + b.byteLength, 0);
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const b of data) {
-    out.set(new Uint8Array(b), at);
-    at += b.byteLength;
-  }
-  return out.buffer;
 }

@@ -5,7 +5,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLASS_NAMES } from '../../models/classes.js';
-import { diagnoseStudy, labelOf, loadClassifier } from '../../models/diagnose.js';
+import { labelOf, loadClassifier } from '../../models/classifier.js';
+import { diagnoseStudy } from '../../models/diagnose.js';
 import { saveModel } from '../../models/io.js';
 import { buildArchitecture } from '../../models/registry.js';
 import { runCli } from '../helpers/cli.js';

@@ -17,13 +17,13 @@ import {
   SendMessageBatchCommand,
 } from '@aws-sdk/client-sqs';
 import { beforeAll, expect } from 'vitest';
-import { uploadModel } from '../../gpu-worker/model-upload.js';
 import { encodeDicomCt } from '../../core/dicom/encode.js';
 import type { WorkerLog } from '../../gpu-worker/consumer.js';
 import { type RunningWorker, startWorker, type WorkerConfig } from '../../gpu-worker/main.js';
+import { uploadModel } from '../../gpu-worker/model-upload.js';
 import { initBackend } from '../../models/backend.js';
 import { CLASS_NAMES } from '../../models/classes.js';
-import { modelFolderSha256 } from '../../models/diagnose.js';
+import { modelFolderSha256 } from '../../models/classifier.js';
 import { saveModel } from '../../models/io.js';
 import { type InferenceMessage, parseVotesMessage, type VotesMessage } from '../../pipeline/messages.js';
 import { QUEUES } from '../../pipeline/resources.js';
