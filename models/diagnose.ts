@@ -1,5 +1,5 @@
 /**
- * A study's diagnosis, DESIGN.md §1 end to end: select the open-lung slices, decode them fully,
+ * A study's diagnosis, docs/METHOD.md end to end: select the open-lung slices, decode them fully,
  * classify them in batches, label each by argmax (index 0 COVID), vote per series and over the
  * whole study, and optionally draw Grad-CAM overlays of the COVID slices. No command line, no AWS:
  * the CLI and the GPU worker both build on these pieces.
@@ -320,7 +320,7 @@ export function labelOf(probabilities: Probabilities): SliceLabel {
 
 /**
  * Check that a slice of `width × height` fits a model input `[height, width, channels]`: slices are
- * fed as they are, never resized (DESIGN.md §1). Throws an {@link InputError} naming `file` and both sizes.
+ * fed as they are, never resized (docs/METHOD.md, "Input domain"). Throws an {@link InputError} naming `file` and both sizes.
  */
 export function checkSliceFits(
   file: string,
