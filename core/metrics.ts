@@ -1,5 +1,5 @@
 /**
- * The paper's evaluation figures (DESIGN.md §1, "Metrics"), as pure functions: slice-level
+ * The paper's evaluation figures (docs/METHOD.md, "Metrics"), as pure functions: slice-level
  * confusion matrix and per-class sensitivity, specificity, precision and accuracy; patient-level
  * table (correct, wrong, COVID correct, COVID missed, normal correct, normal flagged) at a vote
  * threshold, and a sweep over thresholds.

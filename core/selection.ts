@@ -1,5 +1,5 @@
 /**
- * The paper's slice selection (DESIGN.md §1): count dark pixels (`raw < 300`) in rows 240…339 and
+ * The paper's slice selection (docs/METHOD.md, "Slice selection"): count dark pixels (`raw < 300`) in rows 240…339 and
  * columns 120…369 of each slice, then keep the slices whose count is strictly above
  * `(max − min) / 1.5` over the series.
  */

@@ -1,7 +1,7 @@
 /**
  * The one in-memory form of a CT slice, whatever file it came from.
  *
- * Pixels are in the paper's raw domain (DESIGN.md §1): `raw = clamp(round(HU + 1024), 0, 65535)`,
+ * Pixels are in the paper's raw domain (docs/METHOD.md, "Input domain"): `raw = clamp(round(HU + 1024), 0, 65535)`,
  * which is what COVID-CTset's 16-bit TIFF files store and what the network sees.
  */
 

@@ -1,5 +1,5 @@
 /**
- * The patient decision (DESIGN.md §1): classify every selected slice, then call the patient COVID
+ * The patient decision (docs/METHOD.md, "The vote"): classify every selected slice, then call the patient COVID
  * when the COVID slices reach a fraction of the classified ones.
  */
 import { InputError } from './errors.js';

@@ -1,5 +1,5 @@
 /**
- * The classifier runtime (DESIGN.md §1, the part the GPU worker and every command share): a model
+ * The classifier runtime (docs/METHOD.md, "The classifier": the part the GPU worker and every command share): a model
  * folder or a model in memory as a {@link Classifier}, each slice's label by argmax (index 0 COVID),
  * and slices or slice files classified in batches through a {@link SlicePredictor} (models/predictor.ts).
  * The whole-study diagnosis on one machine builds on this in models/diagnose.ts.
@@ -140,7 +140,7 @@ export function labelOf(probabilities: Probabilities): SliceLabel {
 
 /**
  * Check that a slice of `width × height` fits a model input `[height, width, channels]`: slices are
- * fed as they are, never resized (DESIGN.md §1). Throws an {@link InputError} naming `file` and both sizes.
+ * fed as they are, never resized (docs/METHOD.md, "Input domain"). Throws an {@link InputError} naming `file` and both sizes.
  */
 export function checkSliceFits(
   file: string,

@@ -1,5 +1,5 @@
 /**
- * A study's diagnosis on one machine, DESIGN.md §1 end to end: select the open-lung slices, decode
+ * A study's diagnosis on one machine, docs/METHOD.md end to end: select the open-lung slices, decode
  * them fully, classify them in batches (models/classifier.ts), label each by argmax, vote per series
  * and over the whole study, and optionally draw Grad-CAM overlays of the COVID slices (models/gradcam/heatmap.ts). No command
  * line, no AWS: `covidct diagnose` and the benches build on it.

@@ -1,5 +1,5 @@
 /**
- * The classifier networks: ResNet50V2-FPN exactly as DESIGN.md §1 (parameter count, Keras layer
+ * The classifier networks: ResNet50V2-FPN exactly as docs/METHOD.md, "The classifier" (parameter count, Keras layer
  * names, feature shapes), the baselines' sizes, UpsampleLike, prediction, model folders, the pool.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -136,7 +136,7 @@ describe('resnet50v2-fpn at 512×512×1', () => {
     for (const n of FPN_LAYERS) expect(names).toContain(n);
   });
 
-  it("gives DESIGN.md's feature and pyramid shapes", () => {
+  it("gives docs/METHOD.md's feature and pyramid shapes", () => {
     const shape = (name: string) => fpn.getLayer(name).outputShape;
     expect(fpn.inputs[0]!.shape).toEqual([null, 512, 512, 1]);
     expect(shape('conv4_block1_preact_relu')).toEqual([null, 32, 32, 512]);

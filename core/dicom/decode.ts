@@ -1,6 +1,6 @@
 /**
  * The DICOM slice decoder: one single-frame grayscale CT image per file, mapped to the raw domain
- * (DESIGN.md §1). Everything the file could do wrong ends as an {@link InputError} naming the file.
+ * (docs/METHOD.md, "Input domain"). Everything the file could do wrong ends as an {@link InputError} naming the file.
  *
  * Header reading is `dicom-parser`'s; pixels are converted here, only for the rows asked for when
  * the data is uncompressed, through a per-format lookup table (see pixels.ts).
@@ -348,7 +348,7 @@ async function decode(bytes: Uint8Array, file: string, options?: DecodeOptions):
 }
 
 /**
- * Decode a DICOM CT slice into raw-domain rows (DESIGN.md §1), with its {@link SliceHeader}
+ * Decode a DICOM CT slice into raw-domain rows (docs/METHOD.md, "Input domain"), with its {@link SliceHeader}
  * (format `'dicom'`). Only the rows chosen by `options.rows` are converted; uncompressed data is
  * read straight from `bytes` for those rows alone.
  *

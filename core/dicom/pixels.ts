@@ -1,5 +1,5 @@
 /**
- * Stored DICOM pixel words to the raw domain (DESIGN.md §1) through one lookup table per pixel
+ * Stored DICOM pixel words to the raw domain (docs/METHOD.md, "Input domain") through one lookup table per pixel
  * format: `raw = clamp(round(stored × slope + intercept + 1024), 0, 65535)`, padding → 0 (air).
  */
 import { huToRaw } from '../slice.js';

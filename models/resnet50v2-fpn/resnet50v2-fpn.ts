@@ -1,5 +1,5 @@
 /**
- * The authors' classifier (DESIGN.md §1): Keras's ResNet50V2 backbone, a feature pyramid whose
+ * The authors' classifier (docs/METHOD.md, "The classifier"): Keras's ResNet50V2 backbone, a feature pyramid whose
  * levels are concatenated rather than added, and a small classification head on every level.
  */
 import { initializers, type LayersModel, layers, model, type SymbolicTensor } from '@tensorflow/tfjs-layers';

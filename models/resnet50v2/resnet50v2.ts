@@ -19,7 +19,7 @@ import {
   scaled,
 } from '../layers/common.js';
 
-/** The backbone's outputs the FPN taps, named as in DESIGN.md §1. */
+/** The backbone's outputs the FPN taps, named as in docs/METHOD.md, "The classifier". */
 export interface Resnet50v2Features {
   readonly input: SymbolicTensor;
   /** `conv4_block1_preact_relu`: 32×32×512 at 512×512 input. */

@@ -1,5 +1,5 @@
 /**
- * The authors' training recipe (DESIGN.md §1): Nadam (lr 1e-4), categorical cross-entropy, batch
+ * The authors' training recipe (docs/METHOD.md, "Training"): Nadam (lr 1e-4), categorical cross-entropy, batch
  * 14, on-the-fly augmentation of the raw 16-bit values, best checkpoint by validation accuracy.
  *
  * Layout of an output folder: `best/` (model folder of the best epoch), `last/` (model folder plus
