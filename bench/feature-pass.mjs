@@ -10,13 +10,13 @@
  * See README.md ("What remains of models/fast") for the figures.
  */
 import { parseArgs } from 'node:util';
+import { MODEL_OPTIONS } from './options.mjs';
 
 const { values: args } = parseArgs({
   options: {
     backend: { type: 'string', default: 'ort' },
     slices: { type: 'string', default: '12' },
-    size: { type: 'string', default: '512' },
-    arch: { type: 'string', default: 'resnet50v2-fpn' },
+    ...MODEL_OPTIONS,
   },
 });
 const size = Number(args.size);

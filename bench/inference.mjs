@@ -14,11 +14,11 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
+import { MODEL_OPTIONS, rawPixels } from './options.mjs';
 
 const { values: args } = parseArgs({
   options: {
-    arch: { type: 'string', default: 'resnet50v2-fpn' },
-    size: { type: 'string', default: '512' },
+    ...MODEL_OPTIONS,
     rounds: { type: 'string', default: '3' },
     batches: { type: 'string', default: '1,4' },
     pool: { type: 'string', default: String(Math.min(2, availableParallelism())) },
@@ -42,16 +42,7 @@ const WAYS = ['layers', 'compiled'];
 
 const log = (line) => process.stderr.write(`${line}\n`);
 
-/** Deterministic raw-domain values (0 … 1999). */
-function pixels(count) {
-  const out = new Float32Array(count * size * size);
-  let s = 12345;
-  for (let i = 0; i < out.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s % 2000;
-  }
-  return out;
-}
+const pixels = (count) => rawPixels(count, size);
 
 /** Time `fn` (which handles `slices` slices): wall and process CPU ms per slice. */
 async function timed(slices, fn) {

@@ -29,6 +29,7 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { MODEL_OPTIONS, rawPixels } from './options.mjs';
 
 const dist = new URL('../dist/models/', import.meta.url);
 const { createOrtSession } = await import(new URL('onnx/runtime.js', dist).href);
@@ -46,8 +47,7 @@ if (!isMainThread) {
 
 const { values: args } = parseArgs({
   options: {
-    arch: { type: 'string', default: 'resnet50v2-fpn' },
-    size: { type: 'string', default: '512' },
+    ...MODEL_OPTIONS,
     width: { type: 'string', default: '1' },
     rounds: { type: 'string', default: '3' },
     batches: { type: 'string', default: '1,2,4,8' },
@@ -133,15 +133,7 @@ for (const name of configs) {
   };
 }
 
-function pixels(count) {
-  const out = new Float32Array(count * size * size);
-  let s = 12345;
-  for (let i = 0; i < out.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s % 2000;
-  }
-  return out;
-}
+const pixels = (count) => rawPixels(count, size);
 
 /** Push `total` slices through a configuration in batches of `batch`; ms per slice. */
 async function timeConfig(config, batch, total) {
