@@ -104,3 +104,14 @@ export function s3KeyPatterns(role: IConstruct, action: RegExp): string[] {
 /** Whether an IAM resource pattern (`*` matches across `/`) matches an object key. */
 export const keyMatches = (pattern: string, key: string) =>
   new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`).test(key);
+
+/** The stack's five Lambdas: select, aggregate, api, authorizer, sweeper. */
+export function lambdas() {
+  return [
+    stack.ingest.select,
+    stack.results.aggregate,
+    stack.api.handler,
+    stack.api.authorizerFunction,
+    stack.results.sweeper,
+  ];
+}
