@@ -66,6 +66,18 @@ AS_UN = {"(0010,1080)", "(0010,2000)", "(0010,21F0)", "(0032,4000)"}
 SKIPPED_GROUPS = ("(0000,",)
 
 
+# VRs whose planted value is numbered: the counter it advances and the value for its new number.
+NUMBERED = {
+    "DA": ("dates", lambda n: f"{1800 + n:04d}0612"),
+    "DT": ("dates", lambda n: f"{1700 + n:04d}0612083015.{920000 + n}"),
+    "TM": ("dates", lambda n: f"0830{n % 60:02d}.{930000 + n}"),
+    "AS": ("count", lambda n: f"{n % 1000:03d}Y"),
+    "DS": ("count", lambda n: f"7{n:04d}.25"),
+    "IS": ("count", lambda n: f"7{n:05d}"),
+    "UI": ("count", lambda n: f"2.25.4242{n:06d}"),
+}
+
+
 class Planter:
     def __init__(self):
         self.count = 0
@@ -97,33 +109,10 @@ class Planter:
         if vr == "PN":
             m = self.text()
             return f"{m}^DOE^JOHN", m
-        if vr == "DA":
-            self.dates += 1
-            m = f"{1800 + self.dates:04d}0612"
-            return m, m
-        if vr == "DT":
-            self.dates += 1
-            m = f"{1700 + self.dates:04d}0612083015.{920000 + self.dates}"
-            return m, m
-        if vr == "TM":
-            self.dates += 1
-            m = f"0830{self.dates % 60:02d}.{930000 + self.dates}"
-            return m, m
-        if vr == "AS":
-            self.count += 1
-            m = f"{self.count % 1000:03d}Y"
-            return m, m
-        if vr == "DS":
-            self.count += 1
-            m = f"7{self.count:04d}.25"
-            return m, m
-        if vr == "IS":
-            self.count += 1
-            m = f"7{self.count:05d}"
-            return m, m
-        if vr == "UI":
-            self.count += 1
-            m = f"2.25.4242{self.count:06d}"
+        if vr in NUMBERED:
+            counter, make = NUMBERED[vr]
+            setattr(self, counter, getattr(self, counter) + 1)
+            m = make(getattr(self, counter))
             return m, m
         if vr in ("OB", "UN", "OB or OW"):
             m = self.text()
