@@ -2,7 +2,6 @@
  * The synthesized CDK stack's compute and operations: the GPU task and its scaling from zero, the
  * API's key check, throttling and logging, the alarms and log retention.
  */
-
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { API_KEY_HEADER } from '../../cdk/constructs/api.js';

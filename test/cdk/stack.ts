@@ -6,7 +6,6 @@
  * Lambda code is given inline and the worker image by name so no test bundles or stages Docker
  * context; `npx cdk synth` bundles for real (CI runs it).
  */
-
 import { App, type CfnElement, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';

@@ -2,7 +2,6 @@
  * Votes as the worker sends them to the aggregate Lambda: a model, votes for the selected slices
  * of a study's series, and the votes message's body.
  */
-
 import { heatmapKey, type SliceVote, type VotesMessage } from '../../pipeline/messages.js';
 import type { StoredSeries } from '../../pipeline/store.js';
 /** The model the votes name. */
