@@ -4,7 +4,6 @@
  * back the actions the table asks; UIDs replaced by a keyed hash, consistently across files and
  * references; CT images told from the rest.
  */
-
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

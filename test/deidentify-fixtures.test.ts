@@ -3,7 +3,6 @@
  * pixels and header facts kept, a second pass only maps UIDs again, covidct's own writer's files,
  * damaged and foreign bytes as one-line errors.
  */
-
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';

@@ -3,7 +3,6 @@
  * its edition, choices resolved by what the CT image IOD needs, names on one line; and which CT
  * instances are report or screen pages (core/dicom/deidentify.ts).
  */
-
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';

@@ -5,7 +5,6 @@
  * refusing the study with nothing written, TIFF slices down to their pixel tags with the pixels
  * geotiff reads unchanged.
  */
-
 import {
   chmodSync,
   copyFileSync,

@@ -21,7 +21,7 @@ import { uploadStudy } from '../pipeline/api-client.js';
 import { type AwsClients, createClients } from '../pipeline/clients.js';
 import type { StudyNotification } from '../pipeline/messages.js';
 import { StudyStore } from '../pipeline/store.js';
-import { FaultInjector, type FaultRule, seededRandom } from './helpers/faults.js';
+import { FaultInjector, type FaultRule, lostTransitionResponse, seededRandom } from './helpers/faults.js';
 import { subscribeHospitalQueue } from './helpers/pipeline.js';
 import {
   accountSlices,
@@ -210,18 +210,6 @@ async function collectNotifications(): Promise<void> {
       notified.set(n.studyId, [...(notified.get(n.studyId) ?? []), n]);
     }
   }
-}
-
-/** Lose the response of the first conditional status transition to `to`: the write is carried out, the SDK retries it and fails the condition. */
-function lostTransitionResponse(to: 'CLASSIFYING' | 'COMPLETE'): FaultRule {
-  return {
-    service: 'dynamodb',
-    mode: 'lost-response',
-    rate: 1,
-    limit: 1,
-    command: /UpdateItem/,
-    input: new RegExp(`":to":(\\{"S":)?"${to}"`),
-  };
 }
 
 describe('the pipeline under faults', { timeout: 400_000 }, () => {

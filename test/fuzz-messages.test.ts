@@ -3,7 +3,6 @@
  * one-line {@link MessageError} naming the field, never another exception, never slow; and the
  * message regressions the fuzzer found, as fixed cases.
  */
-
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MessageError } from '../pipeline/errors.js';

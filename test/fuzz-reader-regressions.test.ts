@@ -3,7 +3,6 @@
  * before allocating, codestreams that disagree with the header, LZW tables that never clear,
  * Deflate bombs, damaged header text quoted on one line.
  */
-
 import { deflateRawSync, deflateSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InputError } from '../core/errors.js';

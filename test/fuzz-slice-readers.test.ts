@@ -44,19 +44,24 @@ const caseOf = (seeds: readonly Seed[]) =>
     options: rowsOption,
   });
 
+/** Every mutated case of `seeds` decodes in memory or is a one-line InputError, tallied as `target`. */
+const decodesOrRejects = (seeds: readonly Seed[], target: string, runs: number) => async () => {
+  await fc.assert(
+    fc.asyncProperty(caseOf(seeds), async ({ seed, mutations, options }) => {
+      const s = seeds[seed]!;
+      const bytes = mutate(s.bytes, mutations);
+      await clean(target, s.name, () => decodeSlice(bytes, s.name, options));
+    }),
+    fuzzParameters(runs),
+  );
+};
+
 describe('fuzzing the slice readers', () => {
-  it('TIFF bytes in memory (decodeSlice): a decode or a one-line InputError', {
-    timeout: 600_000,
-  }, async () => {
-    await fc.assert(
-      fc.asyncProperty(caseOf(TIFF_SEEDS), async ({ seed, mutations, options }) => {
-        const s = TIFF_SEEDS[seed]!;
-        const bytes = mutate(s.bytes, mutations);
-        await clean('tiff (decodeSlice)', s.name, () => decodeSlice(bytes, s.name, options));
-      }),
-      fuzzParameters(1500),
-    );
-  });
+  it(
+    'TIFF bytes in memory (decodeSlice): a decode or a one-line InputError',
+    { timeout: 600_000 },
+    decodesOrRejects(TIFF_SEEDS, 'tiff (decodeSlice)', 1500),
+  );
 
   it('TIFF files (readSlice, read at offsets) agree with decodeSlice on the same bytes', {
     timeout: 600_000,
@@ -77,31 +82,17 @@ describe('fuzzing the slice readers', () => {
     );
   });
 
-  it('DICOM bytes (uncompressed, RLE, small JPEG-LS and JPEG 2000): a decode or a one-line InputError', {
-    timeout: 600_000,
-  }, async () => {
-    await fc.assert(
-      fc.asyncProperty(caseOf(DICOM_SEEDS), async ({ seed, mutations, options }) => {
-        const s = DICOM_SEEDS[seed]!;
-        const bytes = mutate(s.bytes, mutations);
-        await clean('dicom (decodeSlice)', s.name, () => decodeSlice(bytes, s.name, options));
-      }),
-      fuzzParameters(1500),
-    );
-  });
+  it(
+    'DICOM bytes (uncompressed, RLE, small JPEG-LS and JPEG 2000): a decode or a one-line InputError',
+    { timeout: 600_000 },
+    decodesOrRejects(DICOM_SEEDS, 'dicom (decodeSlice)', 1500),
+  );
 
-  it('512×512 compressed DICOM (RLE, JPEG lossless and lossy, JPEG-LS, JPEG 2000): a decode or a one-line InputError', {
-    timeout: 600_000,
-  }, async () => {
-    await fc.assert(
-      fc.asyncProperty(caseOf(CODEC_SEEDS), async ({ seed, mutations, options }) => {
-        const s = CODEC_SEEDS[seed]!;
-        const bytes = mutate(s.bytes, mutations);
-        await clean('dicom codecs (decodeSlice)', s.name, () => decodeSlice(bytes, s.name, options));
-      }),
-      fuzzParameters(250),
-    );
-  });
+  it(
+    '512×512 compressed DICOM (RLE, JPEG lossless and lossy, JPEG-LS, JPEG 2000): a decode or a one-line InputError',
+    { timeout: 600_000 },
+    decodesOrRejects(CODEC_SEEDS, 'dicom codecs (decodeSlice)', 250),
+  );
 
   it('gzip-wrapped slices, the gzip stream itself mutated, through readSlice', {
     timeout: 600_000,
@@ -120,6 +111,3 @@ describe('fuzzing the slice readers', () => {
     );
   });
 });
-
-// -----------------------------------------------------------------------------------------------
-// The message parsers

@@ -5,7 +5,6 @@
  * messages and the health check; SIGTERM draining of the built worker process:
  * test/gpu-worker-process.test.ts.
  */
-
 import { join } from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { tensor1d, tensor2d } from '@tensorflow/tfjs-core';

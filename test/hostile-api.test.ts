@@ -3,7 +3,6 @@
  * bodies, 10,000 slices, slices over the size cap, traversal and odd names, odd study ids. Every
  * case must end in a clear rejection: a one-line message naming the field.
  */
-
 import { describe, expect, it } from 'vitest';
 import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
 import { A, api, B, expectRejection, record, useHostileStack } from './helpers/hostile.js';

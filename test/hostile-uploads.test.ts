@@ -8,7 +8,6 @@
  * worker runs: no case here gets past selection except the one that checks a second manifest
  * changes nothing. Hostile API calls: test/hostile-api.test.ts.
  */
-
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';

@@ -21,35 +21,17 @@ import {
   buildOverlaySecondaryCapture,
   buildResultSr,
   type CompletedResult,
-  type StudyIdentity,
 } from '../core/dicom/result-objects.js';
 import { IMPLICIT_VR_LE } from '../core/dicom/syntax.js';
 import { CorruptFileError, UnsupportedTransferSyntaxError } from '../core/errors.js';
 import { type El, encodeDataSet, encodeEl, tag } from './helpers/dicom-builder.js';
+import { JIS_IDENTITY as IDENTITY, JIS_NAME, latin1 } from './helpers/identities.js';
 import { tempDir } from './helpers/tmp.js';
 
 const work = tempDir('covidct-implicit-');
 const EXPLICIT = { explicit: true, little: true };
 const IMPLICIT = { explicit: false, little: true };
-const latin1 = (s: string) => new Uint8Array(Buffer.from(s, 'latin1'));
 
-/** PS3.5 H.3.1's example name: romaji, then kanji and kana behind ISO 2022 escape sequences. */
-const JIS_NAME = latin1(
-  'Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B',
-);
-const IDENTITY: StudyIdentity = {
-  studyInstanceUid: '1.2.826.0.1.3680043.8.498.12',
-  specificCharacterSet: '\\ISO 2022 IR 87',
-  attributes: {
-    PatientName: JIS_NAME,
-    PatientID: 'JP-77',
-    PatientBirthDate: '19650505',
-    PatientSex: 'F',
-    StudyDate: '20261203',
-    StudyTime: '0930',
-    ReferringPhysicianName: latin1('Suzuki^Hanako=\x1b$BNkLZ\x1b(B^\x1b$B2Z;R\x1b(B'),
-  },
-};
 const RESULT: CompletedResult = {
   status: 'COMPLETE',
   studyId: 'st-0001',

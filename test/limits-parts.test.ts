@@ -3,7 +3,6 @@
  * section 3): item sizes as dynalite counts them, the maxima split into parts under 256 KB and
  * joined back, a reason capped to one line of 2 KB.
  */
-
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { MAX_REASON_BYTES } from '../pipeline/reasons.js';

@@ -3,7 +3,6 @@
  * the CLI and the CDK context (issue 14, section 3); `1e-300` was a 500 and a study stuck in
  * SELECTING. Against the local stack of test/helpers/limits-stack.ts.
  */
-
 import { describe, expect, it } from 'vitest';
 import { parseVoteThreshold as parseVoteThresholdText, voteThresholdValue } from '../core/vote.js';
 import { parseCreateStudyRequest, parseManifest } from '../pipeline/messages.js';

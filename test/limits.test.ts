@@ -9,7 +9,6 @@
  * Vote thresholds: test/limits-thresholds.test.ts; selection parts and reasons without a network:
  * test/limits-parts.test.ts.
  */
-
 import { describe, expect, it } from 'vitest';
 import { MAX_MANIFEST_BYTES } from '../pipeline/messages.js';
 import { MAX_REASON_BYTES } from '../pipeline/reasons.js';

@@ -3,7 +3,6 @@
  * event source (deletes, partial failures, retries, DLQ redrive, stop during a batch) and the API
  * Gateway emulation (the proxy event and result, 413, 502, base64).
  */
-
 import { CreateQueueCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEvent, SQSEvent } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';

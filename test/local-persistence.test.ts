@@ -2,7 +2,6 @@
  * The local stack with a data folder: DynamoDB items, S3 objects, queued messages and filtered
  * subscriptions kept across a restart; the hospitals of this start only; ports asked for.
  */
-
 import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {

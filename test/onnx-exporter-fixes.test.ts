@@ -3,7 +3,6 @@
  * (zero padding before max pooling, zeros as wide as the pool, a capped ReLU layer), on small
  * models: features and probabilities within 1e-4.
  */
-
 import { tensor } from '@tensorflow/tfjs-core';
 import {
   type LayersModel,

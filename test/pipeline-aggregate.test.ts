@@ -12,7 +12,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
 import { makeAggregateHandler } from '../lambdas/aggregate/handler.js';
 import {
-  heatmapKey,
   parseStudyNotification,
   reportKey,
   type SliceVote,
@@ -23,12 +22,12 @@ import { TOPIC } from '../pipeline/resources.js';
 import { type StoredSeries, StudyStore } from '../pipeline/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability, sqsEvent, subscribeHospitalQueue, uploadStudy } from './helpers/pipeline.js';
+import { body, MODEL, votesFor } from './helpers/votes.js';
 
 const stack = useLocalStack();
 let store: StudyStore;
 let aggregate: ReturnType<typeof makeAggregateHandler>;
 const subscribed: Record<string, string> = {};
-const MODEL = { id: 'fpn@0123456789ab', sha256: `0123456789ab${'c'.repeat(52)}` };
 
 beforeAll(async () => {
   store = new StudyStore(stack.clients.dynamo, stack.resources.tableName);
@@ -118,31 +117,6 @@ async function classifyingStudy(
   );
   await store.markEnqueued(hospital, studyId);
   return series;
-}
-
-/** Votes for the selected slices of `series`, labelled by `covid(key index)`. */
-function votesFor(
-  hospital: string,
-  studyId: string,
-  series: StoredSeries[],
-  covid: (i: number) => boolean,
-): SliceVote[] {
-  const selected = series.flatMap((s) => s.slices.filter((sl) => sl.selected).map((sl) => ({ s, sl })));
-  return selected.map(({ s, sl }, i) => {
-    const isCovid = covid(i);
-    return {
-      seriesId: s.id,
-      key: sl.key,
-      probabilities: isCovid ? [0.9, 0.1] : [0.2, 0.8],
-      label: isCovid ? 'covid' : 'normal',
-      ...(isCovid ? { heatmapKey: heatmapKey(hospital, studyId, s.id, sl.key) } : {}),
-    };
-  });
-}
-
-function body(hospital: string, studyId: string, votes: SliceVote[]): string {
-  const message: VotesMessage = { hospital, studyId, model: MODEL, votes };
-  return JSON.stringify(message);
 }
 
 describe('aggregate Lambda', () => {

@@ -3,7 +3,6 @@
  * site in ISO_IR 192 and ISO 2022 IR 87 byte-exact, and UIDs that repeat for a run and change with
  * it, the previous SR referenced as predecessor.
  */
-
 import { describe, expect, it } from 'vitest';
 import {
   buildOverlaySecondaryCapture,

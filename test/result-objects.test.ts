@@ -5,7 +5,6 @@
  * content tree (codes, figures, intended use, failure reason). Identity and UIDs:
  * test/result-objects-identity.test.ts; the Grad-CAM Secondary Capture: test/result-overlay.test.ts.
  */
-
 import { describe, expect, it } from 'vitest';
 import { buildResultSr } from '../core/dicom/result-objects.js';
 import {

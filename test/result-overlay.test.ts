@@ -3,7 +3,6 @@
  * finds no error, RGB with burned-in annotation referencing its source image, "NOT FOR DIAGNOSTIC
  * USE" in its pixels and the overlay unchanged elsewhere.
  */
-
 import { describe, expect, it } from 'vitest';
 import { rasterize } from '../core/dicom/font.js';
 import {

@@ -3,7 +3,6 @@
  * real SDK: every transition moves the index key with the status, pages and cursors keep to one
  * hospital and one status, studies written before the index are backfilled.
  */
-
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { HttpError } from '../pipeline/errors.js';

@@ -13,7 +13,6 @@
  * listing made before the index (a status filter over the hospital's listing, one item per request):
  * at 100 studies in `npm test`, at 10,000 too under COVIDCT_LONG=1 (it takes tens of seconds).
  */
-
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { UNDECLARED_INTENDED_USE } from '../core/intended-use.js';

@@ -2,7 +2,6 @@
  * cdk-nag's AwsSolutions and HIPAA Security packs with no unacknowledged finding, and the
  * deployment settings read from CDK context.
  */
-
 import { App } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';

@@ -2,14 +2,13 @@
  * The synthesized CDK stack's compute and operations: the GPU task and its scaling from zero, the
  * API's key check, throttling and logging, the alarms and log retention.
  */
-
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { API_KEY_HEADER } from '../../cdk/constructs/api.js';
 import { DEFAULT_SETTINGS } from '../../cdk/settings.js';
 import { ENV } from '../../pipeline/config.js';
 import { KEYS, QUEUES, type QueueId } from '../../pipeline/resources.js';
-import { idOf, ofType, queueOf, ref, resources, stack, synthesize, template } from './stack.js';
+import { idOf, lambdas, ofType, queueOf, ref, resources, stack, synthesize, template } from './stack.js';
 
 beforeAll(synthesize);
 
@@ -179,13 +178,7 @@ describe('operations', () => {
     }
     const inferenceName = { 'Fn::GetAtt': [idOf(stack.inference.queue.queue), 'QueueName'] };
     expect(find('ApproximateAgeOfOldestMessage', inferenceName)).toHaveLength(1);
-    for (const fn of [
-      stack.ingest.select,
-      stack.results.aggregate,
-      stack.api.handler,
-      stack.api.authorizerFunction,
-      stack.results.sweeper,
-    ]) {
+    for (const fn of lambdas()) {
       expect(find('Errors', ref(fn.function))).toHaveLength(1);
       expect(find('Throttles', ref(fn.function))).toHaveLength(1);
     }
@@ -205,13 +198,7 @@ describe('operations', () => {
       expect(g.Properties.RetentionInDays, id).toBe(DEFAULT_SETTINGS.logRetentionDays);
       expect(g.Properties.KmsKeyId, id).toBeDefined();
     }
-    for (const fn of [
-      stack.ingest.select,
-      stack.results.aggregate,
-      stack.api.handler,
-      stack.api.authorizerFunction,
-      stack.results.sweeper,
-    ]) {
+    for (const fn of lambdas()) {
       const props = resources[idOf(fn.function)]!.Properties;
       expect(props.TracingConfig).toEqual({ Mode: 'Active' });
       expect(props.Runtime).toBe('nodejs22.x');

@@ -2,7 +2,6 @@
  * The synthesized CDK stack's queues, table, sweeper and Lambda environments against the shared
  * definitions, and the queues and table against what `covidct dev` creates on the local servers.
  */
-
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { Match } from 'aws-cdk-lib/assertions';

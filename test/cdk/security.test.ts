@@ -3,7 +3,6 @@
  * privilege (the API's TOKEN authorizer, per-hospital usage plans, each role's S3 keys and
  * tables, the worker's instance metadata).
  */
-
 import { Match } from 'aws-cdk-lib/assertions';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';

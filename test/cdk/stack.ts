@@ -6,7 +6,6 @@
  * Lambda code is given inline and the worker image by name so no test bundles or stages Docker
  * context; `npx cdk synth` bundles for real (CI runs it).
  */
-
 import { App, type CfnElement, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -104,3 +103,14 @@ export function s3KeyPatterns(role: IConstruct, action: RegExp): string[] {
 /** Whether an IAM resource pattern (`*` matches across `/`) matches an object key. */
 export const keyMatches = (pattern: string, key: string) =>
   new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`).test(key);
+
+/** The stack's five Lambdas: select, aggregate, api, authorizer, sweeper. */
+export function lambdas() {
+  return [
+    stack.ingest.select,
+    stack.results.aggregate,
+    stack.api.handler,
+    stack.api.authorizerFunction,
+    stack.results.sweeper,
+  ];
+}

@@ -179,3 +179,15 @@ export class FaultInjector {
     };
   }
 }
+
+/** Lose the response of the first conditional status transition to `to`: the write is carried out, the SDK retries it and fails the condition. */
+export function lostTransitionResponse(to: 'CLASSIFYING' | 'COMPLETE'): FaultRule {
+  return {
+    service: 'dynamodb',
+    mode: 'lost-response',
+    rate: 1,
+    limit: 1,
+    command: /UpdateItem/,
+    input: new RegExp(`":to":(\\{"S":)?"${to}"`),
+  };
+}

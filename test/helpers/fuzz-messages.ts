@@ -2,7 +2,6 @@
  * Valid pipeline messages and the JSON and text edits the fuzzer applies to them: hostile strings,
  * added, removed and replaced fields, grown arrays, truncated or deeply nested text.
  */
-
 import fc from 'fast-check';
 import {
   makeS3EventBody,

@@ -2,7 +2,6 @@
  * The fuzzer's mutations of a slice's bytes: truncations, bit flips, absurd words in header
  * fields, splices of other fixtures, nested DICOM sequences, huge sizes, IFD loops.
  */
-
 import fc from 'fast-check';
 import { ALL_SEEDS } from './fuzz.js';
 import { fieldsOf, looksLikeTiff, readWord, setDimensions, tiffFields, writeWord } from './fuzz-fields.js';

@@ -3,7 +3,6 @@
  * features of a model on both, their tolerances, real and phantom slices to feed them, and fixed
  * pseudo-random weights for the heads.
  */
-
 import { join } from 'node:path';
 import { tensor, tensor4d, tidy } from '@tensorflow/tfjs-core';
 import {

@@ -3,7 +3,6 @@
  * label the rule gives every selected slice, and every figure of a result (counts, COVID
  * fraction, decision at the threshold) for each series and the study.
  */
-
 import { expect } from 'vitest';
 import { readSlice } from '../../core/read.js';
 import { selectStudy } from '../../core/study.js';

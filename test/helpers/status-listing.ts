@@ -2,7 +2,6 @@
  * What the status-listing suites share: studies taken through the store to a status, copies of a
  * study item put in bulk, the raw items, a counting document client, and a median timing.
  */
-
 import { BatchWriteCommand, type DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { expect } from 'vitest';
 import type { IntendedUse } from '../../core/intended-use.js';

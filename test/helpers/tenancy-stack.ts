@@ -4,7 +4,6 @@
  * model, each hospital's notifications on a queue; the fake patient identity planted in phantom
  * DICOM slices, and calls to the API as either hospital.
  */
-
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { encodeDicomCt } from '../../core/dicom/encode.js';

@@ -4,7 +4,6 @@
  * patient name, inference messages in, votes and overlays out; workers started in process with
  * their log lines captured.
  */
-
 import { createHash } from 'node:crypto';
 import { get } from 'node:http';
 import { join } from 'node:path';
