@@ -32,6 +32,7 @@ const batches = args.batches.split(',').map(Number);
 const poolSize = Number(args.pool);
 
 const dist = new URL('../dist/models/', import.meta.url);
+const { randomRawSlices } = await import(new URL('../dist/cli/bench/common.js', import.meta.url).href);
 const { initBackend } = await import(new URL('backend.js', dist).href);
 const { buildArchitecture } = await import(new URL('registry.js', dist).href);
 const { compileForInference } = await import(new URL('fast/compile.js', dist).href);
@@ -42,16 +43,8 @@ const WAYS = ['layers', 'compiled'];
 
 const log = (line) => process.stderr.write(`${line}\n`);
 
-/** Deterministic raw-domain values (0 … 1999). */
-function pixels(count) {
-  const out = new Float32Array(count * size * size);
-  let s = 12345;
-  for (let i = 0; i < out.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s % 2000;
-  }
-  return out;
-}
+/** Deterministic raw-domain values (0 … 1999), as every speed-only bench feeds. */
+const pixels = (count) => randomRawSlices(count, size * size);
 
 /** Time `fn` (which handles `slices` slices): wall and process CPU ms per slice. */
 async function timed(slices, fn) {

@@ -31,6 +31,7 @@ import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
 const dist = new URL('../dist/models/', import.meta.url);
+const { randomRawSlices } = await import(new URL('../dist/cli/bench/common.js', import.meta.url).href);
 const { createOrtSession } = await import(new URL('onnx/runtime.js', dist).href);
 
 if (!isMainThread) {
@@ -133,15 +134,8 @@ for (const name of configs) {
   };
 }
 
-function pixels(count) {
-  const out = new Float32Array(count * size * size);
-  let s = 12345;
-  for (let i = 0; i < out.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s % 2000;
-  }
-  return out;
-}
+/** Deterministic raw-domain values (0 … 1999), as every speed-only bench feeds. */
+const pixels = (count) => randomRawSlices(count, size * size);
 
 /** Push `total` slices through a configuration in batches of `batch`; ms per slice. */
 async function timeConfig(config, batch, total) {

@@ -15,6 +15,7 @@
  */
 
 import { availableParallelism } from 'node:os';
+import { definedOnly } from '../../core/defined.js';
 import { describeError, InputError } from '../../core/errors.js';
 import { median } from '../../core/metrics.js';
 import { initBackend } from '../../models/backend.js';
@@ -29,6 +30,7 @@ import {
   DEFAULT_ARCHITECTURE,
   isArchitecture,
 } from '../../models/registry.js';
+import { randomRawSlices } from './common.js';
 
 /** An independently built ONNX graph of the architecture, for {@link BenchClassifyOptions.reference}. */
 export interface ReferenceGraph {
@@ -130,17 +132,6 @@ export interface BenchClassifyResult {
   readonly unavailable: readonly { readonly name: string; readonly reason: string }[];
 }
 
-/** Deterministic raw-domain values (0 … 1999, air to bone) for `count` slices of `per` values. */
-function randomSlices(count: number, per: number): Float32Array {
-  const out = new Float32Array(count * per);
-  let s = 12345;
-  for (let i = 0; i < out.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s % 2000;
-  }
-  return out;
-}
-
 /** One way of classifying, ready to time: a round pushes `slicesPerRound` slices through it. */
 interface Timer {
   readonly name: string;
@@ -168,7 +159,7 @@ async function poolTimer(
     { size, backend },
   );
   const inputSize = build?.inputSize ?? DEFAULT_INPUT_SIZE;
-  const template = randomSlices(batch, inputSize * inputSize);
+  const template = randomRawSlices(batch, inputSize * inputSize);
   return {
     name,
     backend: pool.backend,
@@ -211,7 +202,7 @@ function predictorTimer(
   runs: number,
   size: number,
 ): Timer {
-  const template = randomSlices(batch, size * size);
+  const template = randomRawSlices(batch, size * size);
   const n = predictor.workers * runs;
   return {
     name,
@@ -268,7 +259,7 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
   try {
     if (choice.name === 'gpu' || choice.name === 'node') {
       options.onVariant?.(choice.name);
-      const pixels = randomSlices(batch, size * size);
+      const pixels = randomRawSlices(batch, size * size);
       timers.push(
         sequentialTimer(
           { name: choice.name, backend: choice.name, workers: 1, startMs: 0 },
@@ -289,8 +280,10 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
         '../../models/diagnose.js'
       );
       const layout = {
-        ...(options.threads === undefined ? {} : { threads: options.threads }),
-        ...(options.sessions === undefined ? {} : { sessions: options.sessions }),
+        ...definedOnly({
+          threads: options.threads,
+          sessions: options.sessions,
+        }),
       };
       const start = performance.now();
       const predictor = await ortPredictor(classifierFromModel(built, { arch }), layout);

@@ -16,7 +16,7 @@ import {
   openTrainSession,
   readTrainingSets,
 } from '../../models/train/session.js';
-import { parseInteger, parseNumber, parseWidth, warn } from '../io.js';
+import { integerOption, parseNumber, parseWidth, warn } from '../io.js';
 import { startProgress } from '../progress.js';
 import {
   diagnosticOption,
@@ -66,18 +66,24 @@ export function registerTrain(program: Command): void {
     .option('--val-data <dir>', 'with --data: the validation folder (covid/, normal/)')
     .option('--out <dir>', 'output folder: best/, last/, metrics.jsonl (default: the --resume checkpoint’s)')
     .option('--arch <name>', `architecture (${ARCHITECTURES_HELP}); default resnet50v2-fpn`)
-    .option(
-      '--epochs <n>',
-      'total epochs (a resumed run continues up to this); default 50, the paper’s',
-      parseInteger('--epochs', 1, 100000),
+    .addOption(
+      integerOption(
+        '--epochs <n>',
+        'total epochs (a resumed run continues up to this); default 50, the paper’s',
+        1,
+        100000,
+      ),
     )
     .option('--lr <rate>', 'Nadam learning rate; default 1e-4, the paper’s', parseNumber('--lr'))
-    .option('--batch <n>', 'slices per step; default 14, the paper’s', parseInteger('--batch', 1, 4096))
-    .option(
-      '--input-size <n>',
-      'resize slices to n×n (area averaging on raw values) and build the model for it; the paper uses 512 ' +
-        '(no resizing); small sizes (64, 96) are for tests and CPU training',
-      parseInteger('--input-size', 16, 4096),
+    .addOption(integerOption('--batch <n>', 'slices per step; default 14, the paper’s', 1, 4096))
+    .addOption(
+      integerOption(
+        '--input-size <n>',
+        'resize slices to n×n (area averaging on raw values) and build the model for it; the paper uses 512 ' +
+          '(no resizing); small sizes (64, 96) are for tests and CPU training',
+        16,
+        4096,
+      ),
     )
     .option('--width <w>', 'width multiplier of every convolution, e.g. 1/16 (default 1, the paper’s)')
     .option(
@@ -89,21 +95,22 @@ export function registerTrain(program: Command): void {
       '--resume <dir>',
       'continue a run from its checkpoint (OUT/last, or OUT): weights, optimizer, epoch and random state',
     )
-    .option(
-      '--seed <s>',
-      'whole number every random choice follows (default 1)',
-      parseInteger('--seed', 0, 2 ** 32 - 1),
+    .addOption(
+      integerOption('--seed <s>', 'whole number every random choice follows (default 1)', 0, 2 ** 32 - 1),
     )
     .option(
       '--trainable <which>',
       "'all' (default) or 'heads': train only the final Dense layers, everything else frozen",
     )
     .option('--no-augment', 'no augmentation')
-    .option(
-      '--calibrate-bn <n>',
-      'after each epoch, set BatchNorm statistics from n training slices before validating (short runs: ' +
-        'the running averages need hundreds of steps); default off, as in the paper',
-      parseInteger('--calibrate-bn', 1, 1000),
+    .addOption(
+      integerOption(
+        '--calibrate-bn <n>',
+        'after each epoch, set BatchNorm statistics from n training slices before validating (short runs: ' +
+          'the running averages need hundreds of steps); default off, as in the paper',
+        1,
+        1000,
+      ),
     )
     .option('--backend <name>', BACKEND_OPTION_HELP)
     .addOption(intendedUseOption())
@@ -189,8 +196,10 @@ export function registerTrain(program: Command): void {
         outDir,
         createdBy: `covidct train (${settings.arch}, ${settings.inputSize}×${settings.inputSize})`,
         intendedUse,
-        ...(optimizer === undefined ? {} : { optimizer }),
-        ...(start === undefined ? {} : { start }),
+        ...definedOnly({
+          optimizer,
+          start,
+        }),
         onStep: (epoch, done, total) => {
           if (done === 1) {
             progress.stop();
@@ -204,11 +213,19 @@ export function registerTrain(program: Command): void {
         },
       });
       progress.stop();
-      const best = result.best;
-      process.stdout.write(
-        `${outDir}: best/ from epoch ${best.epoch} (${best.monitor} ${best.value?.toFixed(4) ?? '-'}), last/ after epoch ${result.epochs.at(-1)?.epoch ?? start?.epoch ?? 0}, metrics in metrics.jsonl\n`,
-      );
+      process.stdout.write(summaryLine(outDir, '', result, start?.epoch ?? 0));
     });
+}
+
+/** The last line of a run (both training paths): where best/ and last/ came from. */
+function summaryLine(
+  outDir: string,
+  prefix: string,
+  result: Pick<import('../../models/train/train.js').TrainResult, 'epochs' | 'best'>,
+  startEpoch: number,
+): string {
+  const best = result.best;
+  return `${outDir}: ${prefix}best/ from epoch ${best.epoch} (${best.monitor} ${best.value?.toFixed(4) ?? '-'}), last/ after epoch ${result.epochs.at(-1)?.epoch ?? startEpoch}, metrics in metrics.jsonl\n`;
 }
 
 /** One epoch's line (both training paths). */
@@ -272,8 +289,7 @@ async function trainCached(
     },
   });
   progress.stop();
-  const best = result.best;
   process.stdout.write(
-    `${outDir}: features cached in ${result.featureSeconds.toFixed(0)} s; best/ from epoch ${best.epoch} (${best.monitor} ${best.value?.toFixed(4) ?? '-'}), last/ after epoch ${result.epochs.at(-1)?.epoch ?? 0}, metrics in metrics.jsonl\n`,
+    summaryLine(outDir, `features cached in ${result.featureSeconds.toFixed(0)} s; `, result, 0),
   );
 }

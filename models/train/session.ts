@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { LabelledSlice } from '../../core/dataset.js';
+import { definedOnly } from '../../core/defined.js';
 import { InputError } from '../../core/errors.js';
 import type { IntendedUse } from '../../core/intended-use.js';
 import type { SeededManifest } from '../seeded.js';
@@ -219,8 +220,10 @@ async function startFresh(o: TrainSessionOptions): Promise<TrainSession> {
     model,
     settings,
     outDir: o.outDir,
-    ...(seededInit === undefined ? {} : { seededInit }),
-    ...(resized === undefined ? {} : { resized }),
+    ...definedOnly({
+      seededInit,
+      resized,
+    }),
   };
 }
 
