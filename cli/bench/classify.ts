@@ -20,9 +20,7 @@ import { describeError, InputError } from '../../core/errors.js';
 import { median } from '../../core/metrics.js';
 import { initBackend } from '../../models/backend.js';
 import { DEFAULT_INPUT_SIZE } from '../../models/classes.js';
-import type { SlicePredictor } from '../../models/diagnose.js';
 import type { BuildOptions } from '../../models/layers/common.js';
-import { PredictionPool } from '../../models/pool.js';
 import { DEFAULT_BATCH_SIZE, predictBatch } from '../../models/predict.js';
 import {
   ARCHITECTURES,
@@ -30,6 +28,7 @@ import {
   DEFAULT_ARCHITECTURE,
   isArchitecture,
 } from '../../models/registry.js';
+import { poolTimer, predictorTimer, sequentialTimer, type Timer } from './classify-timers.js';
 import { randomRawSlices } from './common.js';
 
 /** An independently built ONNX graph of the architecture, for {@link BenchClassifyOptions.reference}. */
@@ -130,92 +129,6 @@ export interface BenchClassifyResult {
   readonly ortVsWasmPool: number | null;
   /** Backends that could not run here, and why. */
   readonly unavailable: readonly { readonly name: string; readonly reason: string }[];
-}
-
-/** One way of classifying, ready to time: a round pushes `slicesPerRound` slices through it. */
-interface Timer {
-  readonly name: string;
-  readonly backend: string;
-  readonly workers: number;
-  readonly threads?: number;
-  readonly startMs: number;
-  readonly slicesPerRound: number;
-  round(): Promise<void>;
-  close(): Promise<void>;
-}
-
-async function poolTimer(
-  name: string,
-  arch: string,
-  build: BuildOptions | undefined,
-  size: number,
-  backend: 'wasm' | 'cpu',
-  batch: number,
-  runs: number,
-): Promise<Timer> {
-  const start = performance.now();
-  const pool = await PredictionPool.create(
-    { kind: 'arch', arch, ...(build === undefined ? {} : { options: build }) },
-    { size, backend },
-  );
-  const inputSize = build?.inputSize ?? DEFAULT_INPUT_SIZE;
-  const template = randomRawSlices(batch, inputSize * inputSize);
-  return {
-    name,
-    backend: pool.backend,
-    workers: size,
-    startMs: performance.now() - start,
-    slicesPerRound: size * runs * batch,
-    round: async () => {
-      await Promise.all(
-        Array.from({ length: size * runs }, () => pool.predictBatch(template.slice(), batch)),
-      );
-    },
-    close: () => pool.close(),
-  };
-}
-
-/** Sequential forward passes of `batch` slices, `runs` per round. */
-function sequentialTimer(
-  about: Omit<Timer, 'round' | 'close' | 'slicesPerRound'>,
-  batch: number,
-  runs: number,
-  pass: () => Promise<unknown>,
-  close: () => Promise<void>,
-): Timer {
-  return {
-    ...about,
-    slicesPerRound: runs * batch,
-    round: async () => {
-      for (let i = 0; i < runs; i++) await pass();
-    },
-    close,
-  };
-}
-
-/** A predictor's round: `runs` batches per worker, all queued at once (as the wasm pool's). */
-function predictorTimer(
-  name: string,
-  predictor: SlicePredictor & { readonly threads: number },
-  startMs: number,
-  batch: number,
-  runs: number,
-  size: number,
-): Timer {
-  const template = randomRawSlices(batch, size * size);
-  const n = predictor.workers * runs;
-  return {
-    name,
-    backend: predictor.backend,
-    workers: predictor.workers,
-    threads: predictor.threads,
-    startMs,
-    slicesPerRound: n * batch,
-    round: async () => {
-      await Promise.all(Array.from({ length: n }, () => predictor.predictBatch(template.slice(), batch)));
-    },
-    close: () => predictor.close(),
-  };
 }
 
 /** The first line of an error, for `unavailable` and `referenceError`. */

@@ -17,7 +17,7 @@ import {
   readTrainingSets,
 } from '../../models/train/session.js';
 import { integerOption, parseNumber, parseWidth, warn } from '../io.js';
-import { startProgress } from '../progress.js';
+import { type PhasedProgress, phasedProgress } from '../progress.js';
 import {
   diagnosticOption,
   type IntendedUseCliOptions,
@@ -186,7 +186,7 @@ export function registerTrain(program: Command): void {
         await trainCached(model, sets, settings, epochs, outDir, seededInit, intendedUse, featureEngine);
         return;
       }
-      let progress = startProgress('epoch', 1);
+      const progress = phasedProgress();
       const result = await train.trainModel({
         model,
         train: sets.train,
@@ -200,17 +200,8 @@ export function registerTrain(program: Command): void {
           optimizer,
           start,
         }),
-        onStep: (epoch, done, total) => {
-          if (done === 1) {
-            progress.stop();
-            progress = startProgress(`epoch ${epoch}/${epochs}`, 1);
-          }
-          progress.update(done, total);
-        },
-        onEpoch: (m) => {
-          progress.stop();
-          process.stderr.write(epochLine(m, epochs));
-        },
+        onStep: (epoch, done, total) => progress.update(`epoch ${epoch}/${epochs}`, done, total),
+        onEpoch: epochPrinter(progress, epochs),
       });
       progress.stop();
       process.stdout.write(summaryLine(outDir, '', result, start?.epoch ?? 0));
@@ -226,6 +217,17 @@ function summaryLine(
 ): string {
   const best = result.best;
   return `${outDir}: ${prefix}best/ from epoch ${best.epoch} (${best.monitor} ${best.value?.toFixed(4) ?? '-'}), last/ after epoch ${result.epochs.at(-1)?.epoch ?? startEpoch}, metrics in metrics.jsonl\n`;
+}
+
+/** Both training paths' onEpoch: the bar stops, the epoch's line is printed. */
+function epochPrinter(
+  progress: PhasedProgress,
+  epochs: number,
+): (m: import('../../models/train/train.js').EpochMetrics) => void {
+  return (m) => {
+    progress.stop();
+    process.stderr.write(epochLine(m, epochs));
+  };
 }
 
 /** One epoch's line (both training paths). */
@@ -264,8 +266,7 @@ async function trainCached(
   process.stderr.write(
     `covidct: heads only without augmentation: caching the frozen features once per slice${featureEngine === 'ort' ? ' (on ONNX Runtime)' : ''}\n`,
   );
-  let progress = startProgress('features', 1);
-  let phase = '';
+  const progress = phasedProgress();
   const result = await trainHeadsCached({
     model,
     train: sets.train,
@@ -275,18 +276,8 @@ async function trainCached(
     outDir,
     save,
     featureEngine,
-    onFeatures: (set, done, total) => {
-      if (set !== phase) {
-        progress.stop();
-        phase = set;
-        progress = startProgress(`features (${set})`, 1);
-      }
-      progress.update(done, total);
-    },
-    onEpoch: (m) => {
-      progress.stop();
-      process.stderr.write(epochLine(m, epochs));
-    },
+    onFeatures: (set, done, total) => progress.update(`features (${set})`, done, total),
+    onEpoch: epochPrinter(progress, epochs),
   });
   progress.stop();
   process.stdout.write(
