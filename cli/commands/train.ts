@@ -165,7 +165,7 @@ export function registerTrain(program: Command): void {
         const r = session.resized;
         process.stderr.write(
           `covidct: ${o.initWeights} moved from ${r.from}×${r.from} to ${r.to}×${r.to}: ` +
-            `${r.copied.length} layers carried over, fresh: ${r.fresh.join(', ') || 'none'}\n`,
+            `${r.report.copied.length} layers carried over, fresh: ${r.report.fresh.join(', ') || 'none'}\n`,
         );
       }
       let settings = session.settings;
@@ -181,19 +181,22 @@ export function registerTrain(program: Command): void {
       if (sets.validation.length === 0) {
         warn('no validation set: best/ follows the training accuracy');
       }
-      if (cached) {
-        const featureEngine = engine?.name === 'ort' ? 'ort' : 'tfjs';
-        await trainCached(model, sets, settings, epochs, outDir, seededInit, intendedUse, featureEngine);
-        return;
-      }
-      const progress = phasedProgress();
-      const result = await train.trainModel({
+      const run: TrainRun = {
         model,
         train: sets.train,
         validation: sets.validation,
         settings,
         epochs,
         outDir,
+      };
+      if (cached) {
+        const featureEngine = engine?.name === 'ort' ? 'ort' : 'tfjs';
+        await trainCached(run, seededInit, intendedUse, featureEngine);
+        return;
+      }
+      const progress = phasedProgress();
+      const result = await train.trainModel({
+        ...run,
         createdBy: `covidct train (${settings.arch}, ${settings.inputSize}×${settings.inputSize})`,
         intendedUse,
         ...definedOnly({
@@ -206,6 +209,16 @@ export function registerTrain(program: Command): void {
       progress.stop();
       process.stdout.write(summaryLine(outDir, '', result, start?.epoch ?? 0));
     });
+}
+
+/** What both training paths take: the model, its slices, settings, epochs and output folder. */
+interface TrainRun {
+  readonly model: import('@tensorflow/tfjs-layers').LayersModel;
+  readonly train: import('../../core/dataset.js').LabelledSlice[];
+  readonly validation: import('../../core/dataset.js').LabelledSlice[];
+  readonly settings: import('../../models/train/checkpoint.js').TrainSettings;
+  readonly epochs: number;
+  readonly outDir: string;
 }
 
 /** The last line of a run (both training paths): where best/ and last/ came from. */
@@ -248,19 +261,13 @@ function epochLine(m: import('../../models/train/train.js').EpochMetrics, epochs
  * optimizer state is written (epochs cost seconds: rerun rather than resume).
  */
 async function trainCached(
-  model: import('@tensorflow/tfjs-layers').LayersModel,
-  sets: {
-    train: import('../../core/dataset.js').LabelledSlice[];
-    validation: import('../../core/dataset.js').LabelledSlice[];
-  },
-  settings: import('../../models/train/checkpoint.js').TrainSettings,
-  epochs: number,
-  outDir: string,
+  run: TrainRun,
   seededInit: import('../../models/seeded.js').SeededManifest | undefined,
   intendedUse: IntendedUse,
   featureEngine: import('../../models/train/cached.js').FeatureEngine,
 ): Promise<void> {
   const { trainHeadsCached } = await import('../../models/train/cached.js');
+  const { settings, epochs, outDir } = run;
   const createdBy = `covidct train (${settings.arch}, ${settings.inputSize}×${settings.inputSize}, heads on cached features)`;
   const save = await cachedRunSaver(settings, seededInit, createdBy, intendedUse);
   process.stderr.write(
@@ -268,12 +275,7 @@ async function trainCached(
   );
   const progress = phasedProgress();
   const result = await trainHeadsCached({
-    model,
-    train: sets.train,
-    validation: sets.validation,
-    settings,
-    epochs,
-    outDir,
+    ...run,
     save,
     featureEngine,
     onFeatures: (set, done, total) => progress.update(`features (${set})`, done, total),

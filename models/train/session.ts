@@ -17,6 +17,7 @@ import type { SeededManifest } from '../seeded.js';
 import type { TrainDataSources, TrainSettings } from './checkpoint.js';
 import type { NadamOptimizer } from './nadam.js';
 import type { TrainStart } from './train.js';
+import type { TransferReport } from './transfer.js';
 
 /** The training and validation slices of a run. */
 export interface TrainingSets {
@@ -76,12 +77,12 @@ export interface TrainSessionOptions {
 
 /** A resize of the initial weights to another input size (progressive resizing). */
 export interface TrainResize {
+  /** The initial weights' input size. */
   readonly from: number;
+  /** The asked input size. */
   readonly to: number;
-  /** Layers whose weights carried over. */
-  readonly copied: readonly string[];
-  /** Layers that start fresh (the Dense heads). */
-  readonly fresh: readonly string[];
+  /** Which layers carried over and which start fresh (the Dense heads). */
+  readonly report: TransferReport;
 }
 
 /** A run's start, ready for trainModel or trainHeadsCached. */
@@ -187,7 +188,7 @@ async function startFresh(o: TrainSessionOptions): Promise<TrainSession> {
       from.dispose();
       model = moved.model;
       resizedWidth = moved.width;
-      resized = { from: h, to: inputSize, copied: moved.report.copied, fresh: moved.report.fresh };
+      resized = { from: h, to: inputSize, report: moved.report };
     }
   } else {
     if (!registry.isArchitecture(arch)) {
