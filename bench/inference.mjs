@@ -14,7 +14,7 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import { MODEL_OPTIONS, rawPixels } from './options.mjs';
+import { MODEL_OPTIONS } from './options.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -32,6 +32,7 @@ const batches = args.batches.split(',').map(Number);
 const poolSize = Number(args.pool);
 
 const dist = new URL('../dist/models/', import.meta.url);
+const { randomRawSlices } = await import(new URL('../dist/cli/bench/common.js', import.meta.url).href);
 const { initBackend } = await import(new URL('backend.js', dist).href);
 const { buildArchitecture } = await import(new URL('registry.js', dist).href);
 const { compileForInference } = await import(new URL('fast/compile.js', dist).href);
@@ -42,7 +43,8 @@ const WAYS = ['layers', 'compiled'];
 
 const log = (line) => process.stderr.write(`${line}\n`);
 
-const pixels = (count) => rawPixels(count, size);
+/** Deterministic raw-domain values (0 … 1999), as every speed-only bench feeds. */
+const pixels = (count) => randomRawSlices(count, size * size);
 
 /** Time `fn` (which handles `slices` slices): wall and process CPU ms per slice. */
 async function timed(slices, fn) {

@@ -29,9 +29,10 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { MODEL_OPTIONS, rawPixels } from './options.mjs';
+import { MODEL_OPTIONS } from './options.mjs';
 
 const dist = new URL('../dist/models/', import.meta.url);
+const { randomRawSlices } = await import(new URL('../dist/cli/bench/common.js', import.meta.url).href);
 const { createOrtSession } = await import(new URL('onnx/runtime.js', dist).href);
 
 if (!isMainThread) {
@@ -133,7 +134,8 @@ for (const name of configs) {
   };
 }
 
-const pixels = (count) => rawPixels(count, size);
+/** Deterministic raw-domain values (0 … 1999), as every speed-only bench feeds. */
+const pixels = (count) => randomRawSlices(count, size * size);
 
 /** Push `total` slices through a configuration in batches of `batch`; ms per slice. */
 async function timeConfig(config, batch, total) {

@@ -1,5 +1,5 @@
 /** Output helpers and option parsers shared by the commands. */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { boundedIntExpected, parseBoundedInt } from '../core/bounded-int.js';
 import { InputError } from '../core/errors.js';
 import { parseVoteThreshold } from '../core/vote.js';
@@ -23,6 +23,21 @@ export function parseInteger(name: string, min: number, max: number): (value: st
     }
     return n;
   };
+}
+
+/**
+ * A whole-number option (`--runs <n>`) from `min` to `max`, its value parsed by
+ * {@link parseInteger} under the option's own name; `fallback` is its default.
+ */
+export function integerOption(
+  flags: string,
+  description: string,
+  min: number,
+  max: number,
+  fallback?: number,
+): Option {
+  const option = new Option(flags, description).argParser(parseInteger(flags.split(' ')[0]!, min, max));
+  return fallback === undefined ? option : option.default(fallback);
 }
 
 /** Parse a decimal option. */

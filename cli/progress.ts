@@ -32,3 +32,28 @@ export function startProgress(label: string, minTotal = 20): Progress {
     },
   };
 }
+
+/** A progress bar per phase (an epoch, a feature set): a new phase stops the bar and starts another. */
+export interface PhasedProgress {
+  update(phase: string, done: number, total: number): void;
+  stop(): void;
+}
+
+/** Start a {@link PhasedProgress}; each phase's bar is labelled with the phase. */
+export function phasedProgress(): PhasedProgress {
+  let current: Progress = { update() {}, stop() {} };
+  let label: string | undefined;
+  return {
+    update(phase, done, total) {
+      if (phase !== label) {
+        current.stop();
+        label = phase;
+        current = startProgress(phase, 1);
+      }
+      current.update(done, total);
+    },
+    stop() {
+      current.stop();
+    },
+  };
+}

@@ -12,14 +12,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import type { BenchAllResult } from '../cli/bench/all.js';
 import type { BenchClassifyResult } from '../cli/bench/classify.js';
 import { unionMs } from '../cli/bench/pipeline.js';
-import {
-  type BenchSelectResult,
-  benchSelect,
-  compareCounts,
-  REFERENCE_BEST_ENV,
-  type RunFigures,
-} from '../cli/bench/select.js';
+import { type BenchSelectResult, benchSelect, type RunFigures } from '../cli/bench/select.js';
 import { recommendMemoryMb } from '../cli/bench/select-memory.js';
+import { compareCounts, REFERENCE_BEST_ENV } from '../cli/bench/select-reference.js';
 import { registerBench } from '../cli/commands/bench.js';
 import { median } from '../core/metrics.js';
 import { autoCandidates, chooseBatch } from '../gpu-worker/warmup.js';

@@ -5,6 +5,7 @@
  * figures are not the ones to quote (bench/README.md has those, from the full run).
  */
 import { join } from 'node:path';
+import { definedOnly } from '../../core/defined.js';
 import { DEFAULT_ARCHITECTURE } from '../../models/registry.js';
 import { benchClassify } from './classify.js';
 import { pytorchReference } from './classify-reference.js';
@@ -78,8 +79,10 @@ export async function benchClassifySuite(options: {
   readonly width?: number;
 }): Promise<ClassifySuiteResult> {
   const build = {
-    ...(options.inputSize === undefined ? {} : { inputSize: options.inputSize }),
-    ...(options.width === undefined ? {} : { width: options.width }),
+    ...definedOnly({
+      inputSize: options.inputSize,
+      width: options.width,
+    }),
   };
   // Exported once, run at every batch size.
   const reference = pytorchReference(DEFAULT_ARCHITECTURE);

@@ -15,12 +15,12 @@
  */
 
 import { availableParallelism } from 'node:os';
+import { definedOnly } from '../../core/defined.js';
 import { describeError, InputError } from '../../core/errors.js';
 import { median } from '../../core/metrics.js';
 import { initBackend } from '../../models/backend.js';
 import { DEFAULT_INPUT_SIZE } from '../../models/classes.js';
 import type { BuildOptions } from '../../models/layers/common.js';
-import { PredictionPool } from '../../models/pool.js';
 import { DEFAULT_BATCH_SIZE, predictBatch } from '../../models/predict.js';
 import type { SlicePredictor } from '../../models/predictor.js';
 import {
@@ -29,6 +29,8 @@ import {
   DEFAULT_ARCHITECTURE,
   isArchitecture,
 } from '../../models/registry.js';
+import { poolTimer, predictorTimer, sequentialTimer, type Timer } from './classify-timers.js';
+import { randomRawSlices } from './common.js';
 
 /** An independently built ONNX graph of the architecture, for {@link BenchClassifyOptions.reference}. */
 export interface ReferenceGraph {
@@ -130,103 +132,6 @@ export interface BenchClassifyResult {
   readonly unavailable: readonly { readonly name: string; readonly reason: string }[];
 }
 
-/** Deterministic raw-domain values (0 … 1999, air to bone) for `count` slices of `per` values. */
-function randomSlices(count: number, per: number): Float32Array {
-  const out = new Float32Array(count * per);
-  let s = 12345;
-  for (let i = 0; i < out.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s % 2000;
-  }
-  return out;
-}
-
-/** One way of classifying, ready to time: a round pushes `slicesPerRound` slices through it. */
-interface Timer {
-  readonly name: string;
-  readonly backend: string;
-  readonly workers: number;
-  readonly threads?: number;
-  readonly startMs: number;
-  readonly slicesPerRound: number;
-  round(): Promise<void>;
-  close(): Promise<void>;
-}
-
-async function poolTimer(
-  name: string,
-  arch: string,
-  build: BuildOptions | undefined,
-  size: number,
-  backend: 'wasm' | 'cpu',
-  batch: number,
-  runs: number,
-): Promise<Timer> {
-  const start = performance.now();
-  const pool = await PredictionPool.create(
-    { kind: 'arch', arch, ...(build === undefined ? {} : { options: build }) },
-    { size, backend },
-  );
-  const inputSize = build?.inputSize ?? DEFAULT_INPUT_SIZE;
-  const template = randomSlices(batch, inputSize * inputSize);
-  return {
-    name,
-    backend: pool.backend,
-    workers: size,
-    startMs: performance.now() - start,
-    slicesPerRound: size * runs * batch,
-    round: async () => {
-      await Promise.all(
-        Array.from({ length: size * runs }, () => pool.predictBatch(template.slice(), batch)),
-      );
-    },
-    close: () => pool.close(),
-  };
-}
-
-/** Sequential forward passes of `batch` slices, `runs` per round. */
-function sequentialTimer(
-  about: Omit<Timer, 'round' | 'close' | 'slicesPerRound'>,
-  batch: number,
-  runs: number,
-  pass: () => Promise<unknown>,
-  close: () => Promise<void>,
-): Timer {
-  return {
-    ...about,
-    slicesPerRound: runs * batch,
-    round: async () => {
-      for (let i = 0; i < runs; i++) await pass();
-    },
-    close,
-  };
-}
-
-/** A predictor's round: `runs` batches per worker, all queued at once (as the wasm pool's). */
-function predictorTimer(
-  name: string,
-  predictor: SlicePredictor & { readonly threads: number },
-  startMs: number,
-  batch: number,
-  runs: number,
-  size: number,
-): Timer {
-  const template = randomSlices(batch, size * size);
-  const n = predictor.workers * runs;
-  return {
-    name,
-    backend: predictor.backend,
-    workers: predictor.workers,
-    threads: predictor.threads,
-    startMs,
-    slicesPerRound: n * batch,
-    round: async () => {
-      await Promise.all(Array.from({ length: n }, () => predictor.predictBatch(template.slice(), batch)));
-    },
-    close: () => predictor.close(),
-  };
-}
-
 /** The first line of an error, for `unavailable` and `referenceError`. */
 function reasonOf(error: unknown): string {
   return describeError(error).split('\n')[0] ?? String(error);
@@ -268,7 +173,7 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
   try {
     if (choice.name === 'gpu' || choice.name === 'node') {
       options.onVariant?.(choice.name);
-      const pixels = randomSlices(batch, size * size);
+      const pixels = randomRawSlices(batch, size * size);
       timers.push(
         sequentialTimer(
           { name: choice.name, backend: choice.name, workers: 1, startMs: 0 },
@@ -290,8 +195,10 @@ export async function benchClassify(options: BenchClassifyOptions = {}): Promise
         import('../../models/predictor.js'),
       ]);
       const layout = {
-        ...(options.threads === undefined ? {} : { threads: options.threads }),
-        ...(options.sessions === undefined ? {} : { sessions: options.sessions }),
+        ...definedOnly({
+          threads: options.threads,
+          sessions: options.sessions,
+        }),
       };
       const start = performance.now();
       const predictor = await ortPredictor(classifierFromModel(built, { arch }), layout);

@@ -216,6 +216,20 @@ export async function startPythonServer<Ready>(
   };
 }
 
+/**
+ * Deterministic raw-domain values (0 … 1999, air to bone) for `count` slices of `per` values: the
+ * input of every speed-only bench (random weights, no real slices needed). bench/*.mjs use it too.
+ */
+export function randomRawSlices(count: number, per: number): Float32Array {
+  const out = new Float32Array(count * per);
+  let s = 12345;
+  for (let i = 0; i < out.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s % 2000;
+  }
+  return out;
+}
+
 /** Round for JSON output: figures are noisy well before the third significant digit. */
 export function round(value: number, digits = 3): number {
   if (!Number.isFinite(value) || value === 0) return value;

@@ -1,3 +1,12 @@
+/**
+ * `covidct bench worker`: the GPU worker's consumer loop (gpu-worker/consumer.ts + classify.ts, the
+ * real code) against the local S3 and SQS servers, timed per configuration in one run on the same
+ * slices and the same predictor: `before` (fetch and decode every slice of a batch, then classify,
+ * one batch at a time), `overlap` (forward passes start as slices are decoded, input buffers reused)
+ * and `after` (overlap plus the next batch prefetched while one is classified: the default).
+ * Configurations alternate round by round, so load from other work on the machine hits them alike.
+ */
+
 import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';

@@ -5,7 +5,8 @@
  */
 
 import type { Command } from 'commander';
-import { parseInteger, parseNumber, printJson, warn } from '../io.js';
+import { definedOnly } from '../../core/defined.js';
+import { integerOption, parseNumber, printJson, warn } from '../io.js';
 
 /** Register `bench` and its subcommands (select, classify, decode, worker, pipeline, gateway, memory, all). */
 export function registerBench(program: Command): void {
@@ -22,7 +23,7 @@ export function registerBench(program: Command): void {
       '--json',
       'print JSON: { slicesPerSecond, msPerSlice, medianMsPerSlice, runs, slices, format, reference, referenceBest, ratio, ratioBest, ... }',
     )
-    .option('--runs <n>', 'timed runs of each side after a warm-up run', parseInteger('--runs', 1, 1000), 11)
+    .addOption(integerOption('--runs <n>', 'timed runs of each side after a warm-up run', 1, 1000, 11))
     .option('--reference-tiff <dir>', 'the same series as TIFF, for the reference when PATH holds DICOM')
     .option(
       '--uncompressed',
@@ -67,24 +68,33 @@ function registerBenchClassify(bench: Command): void {
       'time classification of 512×512 slices by a randomly initialised architecture on each backend: covidct’s CPU engine (ONNX Runtime), wasm on one thread, the wasm worker pool, cpu (with --include-cpu), tfjs-node(-gpu) when installed; beside them an independent PyTorch export of the same network on ONNX Runtime (bench/reference_onnx.py); variants alternate round by round, figures are medians',
     )
     .option('--arch <name>', 'architecture: resnet50v2-fpn (default, the paper’s), resnet50v2 or xception')
-    .option('--batch <n>', 'slices per forward pass', parseInteger('--batch', 1, 256), 4)
-    .option('--runs <n>', 'timed batches per worker in each round', parseInteger('--runs', 1, 1000), 1)
-    .option(
-      '--rounds <n>',
-      'rounds after one warm-up round; the variants take turns in each',
-      parseInteger('--rounds', 1, 1000),
-      5,
+    .addOption(integerOption('--batch <n>', 'slices per forward pass', 1, 256, 4))
+    .addOption(integerOption('--runs <n>', 'timed batches per worker in each round', 1, 1000, 1))
+    .addOption(
+      integerOption(
+        '--rounds <n>',
+        'rounds after one warm-up round; the variants take turns in each',
+        1,
+        1000,
+        5,
+      ),
     )
-    .option('--workers <n>', 'pool workers (default: the available cores)', parseInteger('--workers', 1, 256))
-    .option(
-      '--sessions <n>',
-      'ONNX Runtime sessions, each in a worker thread when more than one, covidct’s engine and the reference alike (default: 2 with two cores or more, else 1)',
-      parseInteger('--sessions', 1, 256),
+    .addOption(integerOption('--workers <n>', 'pool workers (default: the available cores)', 1, 256))
+    .addOption(
+      integerOption(
+        '--sessions <n>',
+        'ONNX Runtime sessions, each in a worker thread when more than one, covidct’s engine and the reference alike (default: 2 with two cores or more, else 1)',
+        1,
+        256,
+      ),
     )
-    .option(
-      '--threads <n>',
-      'ONNX Runtime intra-op threads per session, both alike (default: the cores ÷ the sessions)',
-      parseInteger('--threads', 1, 256),
+    .addOption(
+      integerOption(
+        '--threads <n>',
+        'ONNX Runtime intra-op threads per session, both alike (default: the cores ÷ the sessions)',
+        1,
+        256,
+      ),
     )
     .option('--no-reference', 'skip the PyTorch reference (bench/reference_onnx.py, /usr/bin/python3)')
     .option(
@@ -92,10 +102,13 @@ function registerBenchClassify(bench: Command): void {
       'skip the wasm variants (ONNX Runtime against the reference only: more rounds in less time)',
     )
     .option('--include-cpu', 'also time the pure-JS cpu backend (slow: tens of seconds per slice)')
-    .option(
-      '--input-size <n>',
-      'build at this input size instead of 512 (quick checks only)',
-      parseInteger('--input-size', 32, 4096),
+    .addOption(
+      integerOption(
+        '--input-size <n>',
+        'build at this input size instead of 512 (quick checks only)',
+        32,
+        4096,
+      ),
     )
     .option('--width <f>', 'multiply filter counts by this (quick checks only)', parseNumber('--width'))
     .option(
@@ -125,8 +138,10 @@ function registerBenchClassify(bench: Command): void {
             import('../../models/registry.js'),
           ]);
         const build = {
-          ...(opts.inputSize === undefined ? {} : { inputSize: opts.inputSize }),
-          ...(opts.width === undefined ? {} : { width: opts.width }),
+          ...definedOnly({
+            inputSize: opts.inputSize,
+            width: opts.width,
+          }),
         };
         const result = await benchClassify({
           batch: opts.batch,
@@ -134,10 +149,12 @@ function registerBenchClassify(bench: Command): void {
           rounds: opts.rounds,
           includeCpu: opts.includeCpu === true,
           wasm: opts.wasm,
-          ...(opts.arch === undefined ? {} : { arch: opts.arch }),
-          ...(opts.workers === undefined ? {} : { poolSize: opts.workers }),
-          ...(opts.threads === undefined ? {} : { threads: opts.threads }),
-          ...(opts.sessions === undefined ? {} : { sessions: opts.sessions }),
+          ...definedOnly({
+            arch: opts.arch,
+            poolSize: opts.workers,
+            threads: opts.threads,
+            sessions: opts.sessions,
+          }),
           ...(Object.keys(build).length === 0 ? {} : { build }),
           ...(opts.reference ? { reference: pytorchReference(opts.arch ?? DEFAULT_ARCHITECTURE) } : {}),
           onVariant: opts.json ? () => {} : (name) => process.stderr.write(`covidct: timing ${name}…\n`),
@@ -165,7 +182,7 @@ function registerBenchSuite(bench: Command): void {
     .description(
       'time full decoding of one 512×512 slice per format (TIFF none/LZW/Deflate, DICOM uncompressed and each compressed syntax) against OpenCV and pydicom on the same bytes',
     )
-    .option('--runs <n>', 'timed decodes per format after a warm-up', parseInteger('--runs', 1, 10000), 20)
+    .addOption(integerOption('--runs <n>', 'timed decodes per format after a warm-up', 1, 10000, 20))
     .option('--no-reference', 'skip the OpenCV/pydicom reference')
     .option('--json', 'print JSON')
     .action(async (opts: { runs: number; reference: boolean; json?: boolean }) => {
@@ -178,11 +195,11 @@ function registerBenchSuite(bench: Command): void {
     .description(
       'time the worker loop (real consumer and classify code, local S3 and SQS) before and after the throughput work — fetch/decode/inference overlap and batch prefetch — on this machine’s backend and on a simulated accelerator, alternating in one run',
     )
-    .option('--slices <n>', 'slice jobs per run', parseInteger('--slices', 8, 100000), 240)
-    .option('--rounds <n>', 'alternating rounds', parseInteger('--rounds', 1, 100), 3)
+    .addOption(integerOption('--slices <n>', 'slice jobs per run', 8, 100000, 240))
+    .addOption(integerOption('--rounds <n>', 'alternating rounds', 1, 100, 3))
     .option('--model <dir>', 'model folder (default: a tiny 512×512 model, see cli/bench/tiny-model.ts)')
-    .option('--workers <n>', 'wasm pool workers (1: this thread)', parseInteger('--workers', 1, 256))
-    .option('--forward-batch <n>', 'slices per forward pass', parseInteger('--forward-batch', 1, 256))
+    .addOption(integerOption('--workers <n>', 'wasm pool workers (1: this thread)', 1, 256))
+    .addOption(integerOption('--forward-batch <n>', 'slices per forward pass', 1, 256))
     .option(
       '--accelerator-ms <ms>',
       'simulated accelerator: ms per slice',
@@ -213,9 +230,11 @@ function registerBenchSuite(bench: Command): void {
           rounds: opts.rounds,
           acceleratorMs: opts.acceleratorMs,
           s3LatencyMs: opts.latencyMs,
-          ...(opts.model === undefined ? {} : { modelDir: opts.model }),
-          ...(opts.workers === undefined ? {} : { workers: opts.workers }),
-          ...(opts.forwardBatch === undefined ? {} : { forwardBatch: opts.forwardBatch }),
+          ...definedOnly({
+            modelDir: opts.model,
+            workers: opts.workers,
+            forwardBatch: opts.forwardBatch,
+          }),
         });
         emit(opts.json, result, () =>
           result.scenarios
@@ -235,16 +254,18 @@ function registerBenchSuite(bench: Command): void {
     .description(
       'time the real sample study and a phantom series through the whole local pipeline (upload → decision), with the share of each stage, against diagnose in one process',
     )
-    .option('--phantom-slices <n>', 'phantom series length', parseInteger('--phantom-slices', 10, 1000), 300)
+    .addOption(integerOption('--phantom-slices <n>', 'phantom series length', 10, 1000, 300))
     .option('--model <dir>', 'model folder (default: a tiny 512×512 model)')
-    .option('--workers <n>', 'wasm pool workers', parseInteger('--workers', 1, 256))
+    .addOption(integerOption('--workers <n>', 'wasm pool workers', 1, 256))
     .option('--json', 'print JSON')
     .action(async (opts: { phantomSlices: number; model?: string; workers?: number; json?: boolean }) => {
       const { benchPipeline } = await import('../bench/pipeline.js');
       const result = await benchPipeline({
         phantomSlices: opts.phantomSlices,
-        ...(opts.model === undefined ? {} : { modelDir: opts.model }),
-        ...(opts.workers === undefined ? {} : { workers: opts.workers }),
+        ...definedOnly({
+          modelDir: opts.model,
+          workers: opts.workers,
+        }),
       });
       emit(opts.json, result, () => JSON.stringify(result, null, 2));
     });
@@ -253,25 +274,18 @@ function registerBenchSuite(bench: Command): void {
     .description(
       'time the DICOM gateway (needs dist/ and DCMTK): its receive rate from storescu against storescp -od in the same run, and the time from the last instance to the SR in the PACS through the local stack, split into quiet period, gateway work and cloud time',
     )
-    .option(
-      '--instances <n>',
-      'series length for the receive rate (30 real slices, replicated with new UIDs)',
-      parseInteger('--instances', 1, 10000),
-      120,
+    .addOption(
+      integerOption(
+        '--instances <n>',
+        'series length for the receive rate (30 real slices, replicated with new UIDs)',
+        1,
+        10000,
+        120,
+      ),
     )
-    .option(
-      '--repetitions <n>',
-      'alternating timed repetitions per receiver',
-      parseInteger('--repetitions', 1, 100),
-      5,
-    )
-    .option('--runs <n>', 'end-to-end runs of the real series', parseInteger('--runs', 1, 20), 1)
-    .option(
-      '--quiet-seconds <n>',
-      "the gateway's --quiet-seconds end to end",
-      parseInteger('--quiet-seconds', 1, 3600),
-      2,
-    )
+    .addOption(integerOption('--repetitions <n>', 'alternating timed repetitions per receiver', 1, 100, 5))
+    .addOption(integerOption('--runs <n>', 'end-to-end runs of the real series', 1, 20, 1))
+    .addOption(integerOption('--quiet-seconds <n>', "the gateway's --quiet-seconds end to end", 1, 3600, 2))
     .option('--model <dir>', 'model folder end to end (default: the shipped default model)')
     .option(
       '--dir <dir>',
@@ -297,8 +311,10 @@ function registerBenchSuite(bench: Command): void {
           endToEnd: opts.endToEnd,
           endToEndRuns: opts.runs,
           quietSeconds: opts.quietSeconds,
-          ...(opts.model === undefined ? {} : { modelDir: opts.model }),
-          ...(opts.dir === undefined ? {} : { workParent: opts.dir }),
+          ...definedOnly({
+            modelDir: opts.model,
+            workParent: opts.dir,
+          }),
         });
         emit(opts.json, result, () => formatGateway(result));
       },
@@ -308,7 +324,7 @@ function registerBenchSuite(bench: Command): void {
     .description(
       'measure the select Lambda’s peak RSS for one phantom series (a fresh process running only the handler) and derive its memory setting (needs dist/: npm run build)',
     )
-    .option('--slices <n>', 'series length', parseInteger('--slices', 10, 1000), 600)
+    .addOption(integerOption('--slices <n>', 'series length', 10, 1000, 600))
     .option('--json', 'print JSON')
     .action(async (opts: { slices: number; json?: boolean }) => {
       const { benchSelectMemory } = await import('../bench/select-memory.js');

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { InputError } from '../../core/errors.js';
 import { BACKEND_OPTION_HELP } from '../../models/backend-names.js';
-import { parseInteger, printJson } from '../io.js';
+import { integerOption, printJson } from '../io.js';
 
 /** The options `classify` takes. */
 export interface ClassifyCliOptions {
@@ -28,7 +28,7 @@ export function registerClassify(program: Command): void {
     )
     .option('--json', 'print JSON: [ { file, probabilities: [pCovid, pNormal], label } ]')
     .option('--backend <name>', `${BACKEND_OPTION_HELP} (default: the best that loads)`)
-    .option('--batch <n>', 'slices per forward pass', parseInteger('--batch', 1, 256))
+    .addOption(integerOption('--batch <n>', 'slices per forward pass', 1, 256))
     .action(async (files: string[], options: ClassifyCliOptions) => {
       if (files.length === 0) throw new InputError('classify', 'no slice files given');
       const [{ classifyFiles, initBackendOption, loadClassifier }, { createPredictor }] = await Promise.all([

@@ -4,7 +4,7 @@
  * for each decision, and prints it with where its report and heatmaps are.
  */
 import type { Command } from 'commander';
-import { parseInteger, printJson } from '../io.js';
+import { integerOption, printJson } from '../io.js';
 
 /** Options of `covidct demo`. */
 export interface DemoOptions {
@@ -42,8 +42,8 @@ export function registerDemo(program: Command): void {
       'run the whole pipeline locally: start the local stack, upload the bundled real study and phantom COVID/normal studies as two hospitals, print each decision',
     )
     .option('--model-dir <dir>', 'model folder the worker runs (default: the shipped default model)')
-    .option('--slices <n>', 'slices per phantom series', parseInteger('--slices', 10, 300), 40)
-    .option('--timeout <s>', 'seconds to wait for each study', parseInteger('--timeout', 10, 7200), 1800)
+    .addOption(integerOption('--slices <n>', 'slices per phantom series', 10, 300, 40))
+    .addOption(integerOption('--timeout <s>', 'seconds to wait for each study', 10, 7200, 1800))
     .option('--out <dir>', "where each study's report and heatmaps are copied", 'covidct-demo')
     .option('--verbose', "show the Lambdas' and the worker's JSON logs")
     .option('--keep', 'keep the local stack running afterwards (Ctrl-C stops it)')

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Command, Option } from 'commander';
 import { resolveModelDir } from '../../models/default-model.js';
-import { OptionValueError, parseInteger, parseVoteThresholdOption, printJson, warn } from '../io.js';
+import { integerOption, OptionValueError, parseVoteThresholdOption, printJson, warn } from '../io.js';
 
 /** Options of `covidct dev`. */
 interface DevOptions {
@@ -40,7 +40,7 @@ export function registerDev(program: Command): void {
     .description(
       'run the whole pipeline locally (S3/SQS/SNS and DynamoDB servers, the Lambdas, the GPU worker, the API) until Ctrl-C',
     )
-    .option('--port <port>', 'API port', parseInteger('--port', 0, 65535), 3000)
+    .addOption(integerOption('--port <port>', 'API port', 0, 65535, 3000))
     .option(
       '--host <host>',
       'address every local server listens on (API, S3/SQS/SNS, DynamoDB, worker health); none checks signatures, keep it on loopback',

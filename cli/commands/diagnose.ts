@@ -3,12 +3,13 @@
  * folder is checked before TensorFlow.js is loaded, so a missing model fails at once.
  */
 import type { Command } from 'commander';
+import { definedOnly } from '../../core/defined.js';
 import { notDiagnosticWarning } from '../../core/intended-use.js';
 import { PAPER_VOTE_THRESHOLD } from '../../core/vote.js';
 import { BACKEND_OPTION_HELP } from '../../models/backend-names.js';
 import { resolveModelDir } from '../../models/default-model.js';
 import type { DiagnoseResult, DiagnoseStage, VoteFigures } from '../../models/diagnose.js';
-import { parseInteger, parseVoteThresholdOption, printJson, warn } from '../io.js';
+import { integerOption, parseVoteThresholdOption, printJson, warn } from '../io.js';
 import { type Progress, startProgress } from '../progress.js';
 
 /** The options `diagnose` takes. */
@@ -56,11 +57,14 @@ export function registerDiagnose(program: Command): void {
       'print JSON: { study, series: [ { id, selectedCount, classifiedCount, covidCount, covidFraction, decision, slices } ], timings, backend, model, intendedUse: { diagnostic, statement }, threshold }',
     )
     .option('--backend <name>', `${BACKEND_OPTION_HELP} (default: the best that loads)`)
-    .option('--batch <n>', 'slices per forward pass', parseInteger('--batch', 1, 256))
-    .option(
-      '--workers <n>',
-      'worker threads classifying: ONNX Runtime sessions (default 2 from two cores, the cores shared among them) or the wasm pool (default: the available cores); 1 classifies in this thread',
-      parseInteger('--workers', 1, 256),
+    .addOption(integerOption('--batch <n>', 'slices per forward pass', 1, 256))
+    .addOption(
+      integerOption(
+        '--workers <n>',
+        'worker threads classifying: ONNX Runtime sessions (default 2 from two cores, the cores shared among them) or the wasm pool (default: the available cores); 1 classifies in this thread',
+        1,
+        256,
+      ),
     )
     .action(async (path: string, options: DiagnoseCliOptions) => {
       // Before tfjs loads: no model is a one-line error, never random weights.
@@ -78,9 +82,11 @@ export function registerDiagnose(program: Command): void {
         result = await diagnoseStudy(path, {
           model: classifier,
           threshold: options.threshold,
-          ...(options.heatmaps === undefined ? {} : { heatmapsDir: options.heatmaps }),
-          ...(options.batch === undefined ? {} : { batchSize: options.batch }),
-          ...(options.workers === undefined ? {} : { poolSize: options.workers }),
+          ...definedOnly({
+            heatmapsDir: options.heatmaps,
+            batchSize: options.batch,
+            poolSize: options.workers,
+          }),
           onProgress: (s, done, total) => {
             if (s !== stage) {
               bar?.stop();

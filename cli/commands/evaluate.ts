@@ -10,7 +10,7 @@ import { InputError } from '../../core/errors.js';
 import type { PatientTable, SliceMetrics } from '../../core/metrics.js';
 import { PAPER_VOTE_THRESHOLD } from '../../core/vote.js';
 import { BACKEND_OPTION_HELP } from '../../models/backend-names.js';
-import { parseInteger, parseNumber, printJson } from '../io.js';
+import { integerOption, parseNumber, printJson } from '../io.js';
 import { startProgress } from '../progress.js';
 
 /** The options as commander hands them over. */
@@ -99,7 +99,7 @@ export function registerEvaluate(program: Command): void {
       `vote threshold of the patient table (default ${PAPER_VOTE_THRESHOLD}, the paper's; the authors' code used 0.1)`,
       parseNumber('--threshold'),
     )
-    .option('--batch <n>', 'slices per forward pass (default 8)', parseInteger('--batch', 1, 1024))
+    .addOption(integerOption('--batch <n>', 'slices per forward pass (default 8)', 1, 1024))
     .option('--json', 'print everything as JSON')
     .option('--plot <file.png>', 'draw the threshold sweep as a PNG')
     .option('--backend <name>', BACKEND_OPTION_HELP)

@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { InputError } from '../../core/errors.js';
-import { parseInteger, parseWidth } from '../io.js';
+import { integerOption, parseWidth } from '../io.js';
 import {
   diagnosticOption,
   type IntendedUseCliOptions,
@@ -52,15 +52,18 @@ export function registerModelSeed(model: Command): void {
     )
     .argument('<outdir>', 'the folder to write (model.json, stored.bin, manifest.json)')
     .option('--arch <name>', 'architecture (default resnet50v2-fpn)')
-    .option('--seed <s>', 'seed of the fixed weights (default 1)', parseInteger('--seed', 0, 2 ** 32 - 1))
-    .option('--input-size <n>', 'input size (default 512)', parseInteger('--input-size', 16, 4096))
+    .addOption(integerOption('--seed <s>', 'seed of the fixed weights (default 1)', 0, 2 ** 32 - 1))
+    .addOption(integerOption('--input-size <n>', 'input size (default 512)', 16, 4096))
     .option('--width <w>', 'width multiplier (default 1)')
     .option('--calibrate-csv <file>', "slices to calibrate BatchNorm on: a fold CSV 'filename,class'")
     .option('--images <dir>', 'the folder the CSV names files in')
-    .option(
-      '--calibration-slices <n>',
-      'how many slices, half COVID half normal (default 12)',
-      parseInteger('--calibration-slices', 1, 1000),
+    .addOption(
+      integerOption(
+        '--calibration-slices <n>',
+        'how many slices, half COVID half normal (default 12)',
+        1,
+        1000,
+      ),
     )
     .addOption(intendedUseOption())
     .addOption(diagnosticOption())

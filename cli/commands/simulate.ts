@@ -5,9 +5,10 @@
  * and tasks over time.
  */
 import type { Command } from 'commander';
+import { definedOnly } from '../../core/defined.js';
 import { InputError } from '../../core/errors.js';
 import type { SliceDistribution } from '../../simulate/params.js';
-import { parseInteger, parseNumber, printJson } from '../io.js';
+import { integerOption, parseNumber, printJson } from '../io.js';
 
 /** The options as commander hands them over. */
 export interface SimulateCliOptions {
@@ -65,27 +66,18 @@ export function registerSimulate(program: Command): void {
       'JSON [{time, hospital, slices?}] or CSV time,hospital,slices (time: seconds or ISO 8601)',
     )
     .option('--json', 'print the whole result as JSON (timeline and scaling events included)')
-    .option('--seed <n>', 'seed of the random draws', parseInteger('--seed', 0, 2 ** 32 - 1), 1)
-    .option(
-      '--max-tasks <n>',
-      'most GPU tasks (default: the stack’s maxGpuTasks)',
-      parseInteger('--max-tasks', 1, 1000),
+    .addOption(integerOption('--seed <n>', 'seed of the random draws', 0, 2 ** 32 - 1, 1))
+    .addOption(integerOption('--max-tasks <n>', 'most GPU tasks (default: the stack’s maxGpuTasks)', 1, 1000))
+    .addOption(integerOption('--min-tasks <n>', 'fewest GPU tasks (default 0: scale to zero)', 0, 1000))
+    .addOption(
+      integerOption(
+        '--backlog-per-task <n>',
+        'target visible messages per task (default: the stack’s backlogPerTask)',
+        1,
+        100_000,
+      ),
     )
-    .option(
-      '--min-tasks <n>',
-      'fewest GPU tasks (default 0: scale to zero)',
-      parseInteger('--min-tasks', 0, 1000),
-    )
-    .option(
-      '--backlog-per-task <n>',
-      'target visible messages per task (default: the stack’s backlogPerTask)',
-      parseInteger('--backlog-per-task', 1, 100_000),
-    )
-    .option(
-      '--warm-pool <n>',
-      'stopped GPU hosts kept in a warm pool (default 0)',
-      parseInteger('--warm-pool', 0, 1000),
-    )
+    .addOption(integerOption('--warm-pool <n>', 'stopped GPU hosts kept in a warm pool (default 0)', 0, 1000))
     .option(
       '--scaling-metric <m>',
       'backlog the policy counts: visible (as deployed) or visible+in-flight (what-if)',
@@ -112,10 +104,13 @@ export function registerSimulate(program: Command): void {
       'share of slices selection keeps (default 0.4)',
       parseNumber('--selected-fraction'),
     )
-    .option(
-      '--select-concurrency <n>',
-      'select Lambda reserved concurrency (default: the stack’s)',
-      parseInteger('--select-concurrency', 1, 10_000),
+    .addOption(
+      integerOption(
+        '--select-concurrency <n>',
+        'select Lambda reserved concurrency (default: the stack’s)',
+        1,
+        10_000,
+      ),
     )
     .option(
       '--price <usd/h>',
@@ -152,17 +147,23 @@ export function registerSimulate(program: Command): void {
         instanceType,
         gpuSlicesPerSecond: o.gpuRate ?? gpu.estimatedSlicesPerSecond(instanceType) ?? Number.NaN,
         onDemandUsdPerHour: o.price ?? known?.onDemandUsdPerHour ?? Number.NaN,
-        ...(o.maxTasks === undefined ? {} : { maxTasks: o.maxTasks }),
-        ...(o.minTasks === undefined ? {} : { minTasks: o.minTasks }),
-        ...(o.backlogPerTask === undefined ? {} : { backlogPerTask: o.backlogPerTask }),
-        ...(o.warmPool === undefined ? {} : { warmPoolSize: o.warmPool }),
+        ...definedOnly({
+          maxTasks: o.maxTasks,
+          minTasks: o.minTasks,
+          backlogPerTask: o.backlogPerTask,
+          warmPoolSize: o.warmPool,
+        }),
         ...(o.scalingMetric === undefined ? {} : { scalingMetric: scalingMetric(o.scalingMetric) }),
-        ...(o.instanceStart === undefined ? {} : { instanceStartSeconds: o.instanceStart }),
-        ...(o.taskStart === undefined ? {} : { taskStartSeconds: o.taskStart }),
+        ...definedOnly({
+          instanceStartSeconds: o.instanceStart,
+          taskStartSeconds: o.taskStart,
+        }),
         ...(o.slices === undefined ? {} : { slices: parseSlices(o.slices) }),
-        ...(o.selectedFraction === undefined ? {} : { selectedFraction: o.selectedFraction }),
-        ...(o.selectConcurrency === undefined ? {} : { selectConcurrency: o.selectConcurrency }),
-        ...(o.spotPrice === undefined ? {} : { spotUsdPerHour: o.spotPrice }),
+        ...definedOnly({
+          selectedFraction: o.selectedFraction,
+          selectConcurrency: o.selectConcurrency,
+          spotUsdPerHour: o.spotPrice,
+        }),
       };
       if (p.maxTasks < p.minTasks) {
         throw new InputError('--min-tasks', `${p.minTasks} is above the most tasks (${p.maxTasks})`);

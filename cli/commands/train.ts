@@ -16,8 +16,8 @@ import {
   openTrainSession,
   readTrainingSets,
 } from '../../models/train/session.js';
-import { parseInteger, parseNumber, parseWidth, warn } from '../io.js';
-import { startProgress } from '../progress.js';
+import { integerOption, parseNumber, parseWidth, warn } from '../io.js';
+import { type PhasedProgress, phasedProgress } from '../progress.js';
 import {
   diagnosticOption,
   type IntendedUseCliOptions,
@@ -66,18 +66,24 @@ export function registerTrain(program: Command): void {
     .option('--val-data <dir>', 'with --data: the validation folder (covid/, normal/)')
     .option('--out <dir>', 'output folder: best/, last/, metrics.jsonl (default: the --resume checkpoint’s)')
     .option('--arch <name>', `architecture (${ARCHITECTURES_HELP}); default resnet50v2-fpn`)
-    .option(
-      '--epochs <n>',
-      'total epochs (a resumed run continues up to this); default 50, the paper’s',
-      parseInteger('--epochs', 1, 100000),
+    .addOption(
+      integerOption(
+        '--epochs <n>',
+        'total epochs (a resumed run continues up to this); default 50, the paper’s',
+        1,
+        100000,
+      ),
     )
     .option('--lr <rate>', 'Nadam learning rate; default 1e-4, the paper’s', parseNumber('--lr'))
-    .option('--batch <n>', 'slices per step; default 14, the paper’s', parseInteger('--batch', 1, 4096))
-    .option(
-      '--input-size <n>',
-      'resize slices to n×n (area averaging on raw values) and build the model for it; the paper uses 512 ' +
-        '(no resizing); small sizes (64, 96) are for tests and CPU training',
-      parseInteger('--input-size', 16, 4096),
+    .addOption(integerOption('--batch <n>', 'slices per step; default 14, the paper’s', 1, 4096))
+    .addOption(
+      integerOption(
+        '--input-size <n>',
+        'resize slices to n×n (area averaging on raw values) and build the model for it; the paper uses 512 ' +
+          '(no resizing); small sizes (64, 96) are for tests and CPU training',
+        16,
+        4096,
+      ),
     )
     .option('--width <w>', 'width multiplier of every convolution, e.g. 1/16 (default 1, the paper’s)')
     .option(
@@ -89,21 +95,22 @@ export function registerTrain(program: Command): void {
       '--resume <dir>',
       'continue a run from its checkpoint (OUT/last, or OUT): weights, optimizer, epoch and random state',
     )
-    .option(
-      '--seed <s>',
-      'whole number every random choice follows (default 1)',
-      parseInteger('--seed', 0, 2 ** 32 - 1),
+    .addOption(
+      integerOption('--seed <s>', 'whole number every random choice follows (default 1)', 0, 2 ** 32 - 1),
     )
     .option(
       '--trainable <which>',
       "'all' (default) or 'heads': train only the final Dense layers, everything else frozen",
     )
     .option('--no-augment', 'no augmentation')
-    .option(
-      '--calibrate-bn <n>',
-      'after each epoch, set BatchNorm statistics from n training slices before validating (short runs: ' +
-        'the running averages need hundreds of steps); default off, as in the paper',
-      parseInteger('--calibrate-bn', 1, 1000),
+    .addOption(
+      integerOption(
+        '--calibrate-bn <n>',
+        'after each epoch, set BatchNorm statistics from n training slices before validating (short runs: ' +
+          'the running averages need hundreds of steps); default off, as in the paper',
+        1,
+        1000,
+      ),
     )
     .option('--backend <name>', BACKEND_OPTION_HELP)
     .addOption(intendedUseOption())
@@ -158,7 +165,7 @@ export function registerTrain(program: Command): void {
         const r = session.resized;
         process.stderr.write(
           `covidct: ${o.initWeights} moved from ${r.from}×${r.from} to ${r.to}×${r.to}: ` +
-            `${r.copied.length} layers carried over, fresh: ${r.fresh.join(', ') || 'none'}\n`,
+            `${r.report.copied.length} layers carried over, fresh: ${r.report.fresh.join(', ') || 'none'}\n`,
         );
       }
       let settings = session.settings;
@@ -174,41 +181,66 @@ export function registerTrain(program: Command): void {
       if (sets.validation.length === 0) {
         warn('no validation set: best/ follows the training accuracy');
       }
-      if (cached) {
-        const featureEngine = engine?.name === 'ort' ? 'ort' : 'tfjs';
-        await trainCached(model, sets, settings, epochs, outDir, seededInit, intendedUse, featureEngine);
-        return;
-      }
-      let progress = startProgress('epoch', 1);
-      const result = await train.trainModel({
+      const run: TrainRun = {
         model,
         train: sets.train,
         validation: sets.validation,
         settings,
         epochs,
         outDir,
+      };
+      if (cached) {
+        const featureEngine = engine?.name === 'ort' ? 'ort' : 'tfjs';
+        await trainCached(run, seededInit, intendedUse, featureEngine);
+        return;
+      }
+      const progress = phasedProgress();
+      const result = await train.trainModel({
+        ...run,
         createdBy: `covidct train (${settings.arch}, ${settings.inputSize}×${settings.inputSize})`,
         intendedUse,
-        ...(optimizer === undefined ? {} : { optimizer }),
-        ...(start === undefined ? {} : { start }),
-        onStep: (epoch, done, total) => {
-          if (done === 1) {
-            progress.stop();
-            progress = startProgress(`epoch ${epoch}/${epochs}`, 1);
-          }
-          progress.update(done, total);
-        },
-        onEpoch: (m) => {
-          progress.stop();
-          process.stderr.write(epochLine(m, epochs));
-        },
+        ...definedOnly({
+          optimizer,
+          start,
+        }),
+        onStep: (epoch, done, total) => progress.update(`epoch ${epoch}/${epochs}`, done, total),
+        onEpoch: epochPrinter(progress, epochs),
       });
       progress.stop();
-      const best = result.best;
-      process.stdout.write(
-        `${outDir}: best/ from epoch ${best.epoch} (${best.monitor} ${best.value?.toFixed(4) ?? '-'}), last/ after epoch ${result.epochs.at(-1)?.epoch ?? start?.epoch ?? 0}, metrics in metrics.jsonl\n`,
-      );
+      process.stdout.write(summaryLine(outDir, '', result, start?.epoch ?? 0));
     });
+}
+
+/** What both training paths take: the model, its slices, settings, epochs and output folder. */
+interface TrainRun {
+  readonly model: import('@tensorflow/tfjs-layers').LayersModel;
+  readonly train: import('../../core/dataset.js').LabelledSlice[];
+  readonly validation: import('../../core/dataset.js').LabelledSlice[];
+  readonly settings: import('../../models/train/checkpoint.js').TrainSettings;
+  readonly epochs: number;
+  readonly outDir: string;
+}
+
+/** The last line of a run (both training paths): where best/ and last/ came from. */
+function summaryLine(
+  outDir: string,
+  prefix: string,
+  result: Pick<import('../../models/train/train.js').TrainResult, 'epochs' | 'best'>,
+  startEpoch: number,
+): string {
+  const best = result.best;
+  return `${outDir}: ${prefix}best/ from epoch ${best.epoch} (${best.monitor} ${best.value?.toFixed(4) ?? '-'}), last/ after epoch ${result.epochs.at(-1)?.epoch ?? startEpoch}, metrics in metrics.jsonl\n`;
+}
+
+/** Both training paths' onEpoch: the bar stops, the epoch's line is printed. */
+function epochPrinter(
+  progress: PhasedProgress,
+  epochs: number,
+): (m: import('../../models/train/train.js').EpochMetrics) => void {
+  return (m) => {
+    progress.stop();
+    process.stderr.write(epochLine(m, epochs));
+  };
 }
 
 /** One epoch's line (both training paths). */
@@ -229,51 +261,28 @@ function epochLine(m: import('../../models/train/train.js').EpochMetrics, epochs
  * optimizer state is written (epochs cost seconds: rerun rather than resume).
  */
 async function trainCached(
-  model: import('@tensorflow/tfjs-layers').LayersModel,
-  sets: {
-    train: import('../../core/dataset.js').LabelledSlice[];
-    validation: import('../../core/dataset.js').LabelledSlice[];
-  },
-  settings: import('../../models/train/checkpoint.js').TrainSettings,
-  epochs: number,
-  outDir: string,
+  run: TrainRun,
   seededInit: import('../../models/seeded.js').SeededManifest | undefined,
   intendedUse: IntendedUse,
   featureEngine: import('../../models/train/cached.js').FeatureEngine,
 ): Promise<void> {
   const { trainHeadsCached } = await import('../../models/train/cached.js');
+  const { settings, epochs, outDir } = run;
   const createdBy = `covidct train (${settings.arch}, ${settings.inputSize}×${settings.inputSize}, heads on cached features)`;
   const save = await cachedRunSaver(settings, seededInit, createdBy, intendedUse);
   process.stderr.write(
     `covidct: heads only without augmentation: caching the frozen features once per slice${featureEngine === 'ort' ? ' (on ONNX Runtime)' : ''}\n`,
   );
-  let progress = startProgress('features', 1);
-  let phase = '';
+  const progress = phasedProgress();
   const result = await trainHeadsCached({
-    model,
-    train: sets.train,
-    validation: sets.validation,
-    settings,
-    epochs,
-    outDir,
+    ...run,
     save,
     featureEngine,
-    onFeatures: (set, done, total) => {
-      if (set !== phase) {
-        progress.stop();
-        phase = set;
-        progress = startProgress(`features (${set})`, 1);
-      }
-      progress.update(done, total);
-    },
-    onEpoch: (m) => {
-      progress.stop();
-      process.stderr.write(epochLine(m, epochs));
-    },
+    onFeatures: (set, done, total) => progress.update(`features (${set})`, done, total),
+    onEpoch: epochPrinter(progress, epochs),
   });
   progress.stop();
-  const best = result.best;
   process.stdout.write(
-    `${outDir}: features cached in ${result.featureSeconds.toFixed(0)} s; best/ from epoch ${best.epoch} (${best.monitor} ${best.value?.toFixed(4) ?? '-'}), last/ after epoch ${result.epochs.at(-1)?.epoch ?? 0}, metrics in metrics.jsonl\n`,
+    summaryLine(outDir, `features cached in ${result.featureSeconds.toFixed(0)} s; `, result, 0),
   );
 }

@@ -5,6 +5,7 @@
  * only); what leaves is exactly what was hashed. The work is in ../api-client.ts, imported inside the action.
  */
 import type { Command } from 'commander';
+import { definedOnly } from '../../core/defined.js';
 import { parseVoteThresholdOption, printJson, warn } from '../io.js';
 
 /** The options `upload` takes. */
@@ -56,9 +57,11 @@ export function registerUpload(program: Command): void {
           path,
           api: options.api,
           key: options.key,
-          ...(options.threshold === undefined ? {} : { threshold: options.threshold }),
-          ...(options.map === undefined ? {} : { mapFile: options.map }),
-          ...(uidSecret === undefined ? {} : { uidSecret }),
+          ...definedOnly({
+            threshold: options.threshold,
+            mapFile: options.map,
+            uidSecret,
+          }),
           onSkip: (file, reason) => warn(`${file}: skipped, ${reason}`),
           onProgress: (done, total) => progress.update(done, total),
         });

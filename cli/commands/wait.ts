@@ -4,7 +4,8 @@
  * when the study FAILED or the wait timed out.
  */
 import type { Command } from 'commander';
-import { parseInteger, printJson, warn } from '../io.js';
+import { definedOnly } from '../../core/defined.js';
+import { integerOption, printJson, warn } from '../io.js';
 
 /** The options `wait` takes. */
 export interface WaitCliOptions {
@@ -23,12 +24,8 @@ export function registerWait(program: Command): void {
     .argument('<studyId>', 'the id `covidct upload` printed')
     .requiredOption('--api <url>', 'the API base URL')
     .requiredOption('--key <key>', "the hospital's API key")
-    .option(
-      '--timeout <seconds>',
-      'give up after this long (default 600)',
-      parseInteger('--timeout', 1, 86_400),
-    )
-    .option('--interval <seconds>', 'poll period (default 2)', parseInteger('--interval', 1, 3600))
+    .addOption(integerOption('--timeout <seconds>', 'give up after this long (default 600)', 1, 86_400))
+    .addOption(integerOption('--interval <seconds>', 'poll period (default 2)', 1, 3600))
     .option('--json', 'print the final status as JSON')
     .action(async (studyId: string, options: WaitCliOptions) => {
       const [{ formatStatus, waitForStudy }, { startProgress }] = await Promise.all([
@@ -42,8 +39,10 @@ export function registerWait(program: Command): void {
           api: options.api,
           key: options.key,
           studyId,
-          ...(options.timeout === undefined ? {} : { timeoutSeconds: options.timeout }),
-          ...(options.interval === undefined ? {} : { intervalSeconds: options.interval }),
+          ...definedOnly({
+            timeoutSeconds: options.timeout,
+            intervalSeconds: options.interval,
+          }),
           onProgress: (s) => {
             if (s.selectedCount !== undefined && s.selectedCount > 0) {
               progress.update(s.classifiedCount ?? 0, s.selectedCount);

@@ -10,12 +10,14 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { LabelledSlice } from '../../core/dataset.js';
+import { definedOnly } from '../../core/defined.js';
 import { InputError } from '../../core/errors.js';
 import type { IntendedUse } from '../../core/intended-use.js';
 import type { SeededManifest } from '../seeded.js';
 import type { TrainDataSources, TrainSettings } from './checkpoint.js';
 import type { NadamOptimizer } from './nadam.js';
 import type { TrainStart } from './train.js';
+import type { TransferReport } from './transfer.js';
 
 /** The training and validation slices of a run. */
 export interface TrainingSets {
@@ -75,12 +77,12 @@ export interface TrainSessionOptions {
 
 /** A resize of the initial weights to another input size (progressive resizing). */
 export interface TrainResize {
+  /** The initial weights' input size. */
   readonly from: number;
+  /** The asked input size. */
   readonly to: number;
-  /** Layers whose weights carried over. */
-  readonly copied: readonly string[];
-  /** Layers that start fresh (the Dense heads). */
-  readonly fresh: readonly string[];
+  /** Which layers carried over and which start fresh (the Dense heads). */
+  readonly report: TransferReport;
 }
 
 /** A run's start, ready for trainModel or trainHeadsCached. */
@@ -186,7 +188,7 @@ async function startFresh(o: TrainSessionOptions): Promise<TrainSession> {
       from.dispose();
       model = moved.model;
       resizedWidth = moved.width;
-      resized = { from: h, to: inputSize, copied: moved.report.copied, fresh: moved.report.fresh };
+      resized = { from: h, to: inputSize, report: moved.report };
     }
   } else {
     if (!registry.isArchitecture(arch)) {
@@ -219,8 +221,10 @@ async function startFresh(o: TrainSessionOptions): Promise<TrainSession> {
     model,
     settings,
     outDir: o.outDir,
-    ...(seededInit === undefined ? {} : { seededInit }),
-    ...(resized === undefined ? {} : { resized }),
+    ...definedOnly({
+      seededInit,
+      resized,
+    }),
   };
 }
 
