@@ -4,6 +4,7 @@
  */
 import { type ElementEncoding, encodeElement, padded } from './encode.js';
 import { PROFILE_EDITION } from './profile.js';
+import { tag as t } from './tags.js';
 
 /** The DeidentificationMethod (0012,0063) written into every file (LO: at most 64 characters). */
 export const DEIDENTIFICATION_METHOD = `covidct: PS3.15 ${PROFILE_EDITION} Basic Profile, UIDs replaced`;
@@ -15,17 +16,20 @@ export const BASIC_PROFILE_CODE = {
   meaning: 'Basic Application Confidentiality Profile',
 } as const;
 
-export const t = (group: number, element: number) => ((group << 16) | element) >>> 0;
+// The tags every byte-level reader shares come from tags.ts; `t` is its short name here.
+export {
+  ITEM,
+  ITEM_END,
+  PIXEL_DATA,
+  SEQUENCE_END,
+  SOP_CLASS_UID,
+  SOP_INSTANCE_UID,
+  tag as t,
+  UNDEFINED_LENGTH as UNDEFINED,
+} from './tags.js';
 
-export const UNDEFINED = 0xffffffff;
-export const ITEM = t(0xfffe, 0xe000);
-export const ITEM_END = t(0xfffe, 0xe00d);
-export const SEQUENCE_END = t(0xfffe, 0xe0dd);
 export const TRAILING_PADDING = t(0xfffc, 0xfffc);
-export const PIXEL_DATA = t(0x7fe0, 0x0010);
 export const IMAGE_TYPE = t(0x0008, 0x0008);
-export const SOP_CLASS_UID = t(0x0008, 0x0016);
-export const SOP_INSTANCE_UID = t(0x0008, 0x0018);
 export const MODALITY = t(0x0008, 0x0060);
 export const BURNED_IN_ANNOTATION = t(0x0028, 0x0301);
 export const PATIENT_IDENTITY_REMOVED = t(0x0012, 0x0062);
