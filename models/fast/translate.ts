@@ -237,6 +237,22 @@ function convOverUpsampledConcat(
   });
 }
 
+/** A depthwise or separable convolution's strides, dilations and padding ('valid' or 'same', else Unsupported). */
+function convWindow(node: GraphNode): {
+  strides: [number, number];
+  dilations: [number, number];
+  padding: 'valid' | 'same';
+} {
+  const c = node.config;
+  const strides = pair(c.strides, 'strides');
+  const dilations = pair(c.dilationRate ?? 1, 'dilationRate');
+  const padding = c.padding as 'valid' | 'same';
+  if (padding !== 'valid' && padding !== 'same') {
+    throw new Unsupported(`${node.className} padding ${String(padding)}`);
+  }
+  return { strides, dilations, padding };
+}
+
 export function compileSeparableConv2d(cc: Compiler, node: GraphNode): void {
   channelsLast(node);
   const c = node.config;
@@ -245,11 +261,7 @@ export function compileSeparableConv2d(cc: Compiler, node: GraphNode): void {
   const pointwise = weights[1]!;
   const bias = c.useBias === false ? undefined : weights[2]?.dataSync();
   const [, , mid, outC] = pointwise.shape as [number, number, number, number];
-  const strides = pair(c.strides, 'strides');
-  const dilations = pair(c.dilationRate ?? 1, 'dilationRate');
-  const padding = c.padding as 'valid' | 'same';
-  if (padding !== 'valid' && padding !== 'same')
-    throw new Unsupported(`SeparableConv2D padding ${String(padding)}`);
+  const { strides, dilations, padding } = convWindow(node);
   const own = activationOf(node);
   checkActivation(own, `SeparableConv2D '${node.layer.name}'`);
   const { affine, activation, output } = cc.absorbAfter(node, outC, own, true);
@@ -284,11 +296,7 @@ export function compileDepthwiseConv2d(cc: Compiler, node: GraphNode): void {
   const [kh, kw, inC, mult] = kernel.shape as [number, number, number, number];
   const outC = inC * mult;
   const bias = c.useBias === false ? undefined : weights[1]?.dataSync();
-  const strides = pair(c.strides, 'strides');
-  const dilations = pair(c.dilationRate ?? 1, 'dilationRate');
-  const padding = c.padding as 'valid' | 'same';
-  if (padding !== 'valid' && padding !== 'same')
-    throw new Unsupported(`DepthwiseConv2D padding ${String(padding)}`);
+  const { strides, dilations, padding } = convWindow(node);
   const own = activationOf(node);
   checkActivation(own, `DepthwiseConv2D '${node.layer.name}'`);
   const { affine, activation, output } = cc.absorbAfter(node, outC, own, true);
