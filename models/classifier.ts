@@ -16,7 +16,7 @@ import { type BackendChoice, type BackendError, initBackend, parseBackendOption 
 import { COVID_INDEX, NORMAL_INDEX } from './classes.js';
 import { loadModel, MANIFEST_JSON, MODEL_JSON, modelFolderSha256, readManifest } from './io.js';
 import type { ModelSource } from './pool-protocol.js';
-import { DEFAULT_BATCH_SIZE, modelInputShape, type Probabilities } from './predict.js';
+import { DEFAULT_BATCH_SIZE, modelInputShape, type Probabilities, packBatch } from './predict.js';
 import type { SlicePredictor } from './predictor.js';
 
 export { modelFolderSha256 };
@@ -181,24 +181,16 @@ export async function classifyPixels(
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new RangeError(`batch size must be a whole number ≥ 1, got ${batchSize}`);
   }
-  const [h, w, c] = predictor.inputShape;
-  const per = h * w * c;
   const starts: number[] = [];
   for (let start = 0; start < slices.length; start += batchSize) starts.push(start);
   const results: Probabilities[] = new Array(slices.length);
   let done = 0;
   await forEachLimited(starts, Math.max(1, predictor.workers * 2), async (start) => {
-    const batch = slices.slice(start, start + batchSize);
-    const packed = new Float32Array(batch.length * per);
-    batch.forEach((slice, i) => {
-      if (slice.length !== per) {
-        throw new RangeError(`slice ${start + i}: ${slice.length} values, the model takes ${w}×${h}×${c}`);
-      }
-      packed.set(slice, i * per);
-    });
-    const flat = await predictor.predictBatch(packed, batch.length);
-    for (let i = 0; i < batch.length; i++) results[start + i] = [flat[2 * i]!, flat[2 * i + 1]!];
-    done += batch.length;
+    const packed = packBatch(slices, start, batchSize, predictor.inputShape);
+    const count = Math.min(batchSize, slices.length - start);
+    const flat = await predictor.predictBatch(packed, count);
+    for (let i = 0; i < count; i++) results[start + i] = [flat[2 * i]!, flat[2 * i + 1]!];
+    done += count;
     options.onProgress?.(done, slices.length);
   });
   return results;

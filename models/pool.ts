@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { BackendName } from './backend.js';
 import type { FromWorker, ModelSource, ToWorker } from './pool-protocol.js';
-import { DEFAULT_BATCH_SIZE, type Probabilities, toProbabilities } from './predict.js';
+import { DEFAULT_BATCH_SIZE, type Probabilities, packBatch, toProbabilities } from './predict.js';
 
 export type { ModelSource } from './pool-protocol.js';
 
@@ -157,21 +157,10 @@ export class PredictionPool {
     slices: readonly (Float32Array | Uint16Array)[],
     batchSize = DEFAULT_BATCH_SIZE,
   ): Promise<Probabilities[]> {
-    const [h, w, c] = this.inputShape;
-    const per = h * w * c;
     const batches: Promise<Float32Array>[] = [];
     for (let start = 0; start < slices.length; start += batchSize) {
-      const batch = slices.slice(start, start + batchSize);
-      const packed = new Float32Array(batch.length * per);
-      batch.forEach((slice, i) => {
-        if (slice.length !== per) {
-          throw new RangeError(
-            `slice ${start + i}: ${slice.length} values, the model takes ${h}×${w}×${c} = ${per}`,
-          );
-        }
-        packed.set(slice, i * per);
-      });
-      batches.push(this.predictBatch(packed, batch.length));
+      const packed = packBatch(slices, start, batchSize, this.inputShape);
+      batches.push(this.predictBatch(packed, Math.min(batchSize, slices.length - start)));
     }
     return (await Promise.all(batches)).flatMap((flat) => toProbabilities(flat));
   }

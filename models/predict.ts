@@ -66,6 +66,31 @@ export function toProbabilities(flat: Float32Array): Probabilities[] {
 }
 
 /**
+ * Pack `slices[start … start + batchSize)` NHWC into one float32 batch for a model input
+ * `[height, width, channels]`; a slice of another length is a RangeError naming its index.
+ */
+export function packBatch(
+  slices: readonly (Float32Array | Uint16Array)[],
+  start: number,
+  batchSize: number,
+  inputShape: readonly [number, number, number],
+): Float32Array {
+  const [h, w, c] = inputShape;
+  const per = h * w * c;
+  const batch = slices.slice(start, start + batchSize);
+  const packed = new Float32Array(batch.length * per);
+  batch.forEach((slice, i) => {
+    if (slice.length !== per) {
+      throw new RangeError(
+        `slice ${start + i}: ${slice.length} values, the model takes ${h}×${w}×${c} = ${per}`,
+      );
+    }
+    packed.set(slice, i * per);
+  });
+  return packed;
+}
+
+/**
  * Classify slices (each `height × width × channels` values, raw domain, as Float32Array or the
  * decoder's Uint16Array) in batches of `batchSize`; results in input order.
  */
@@ -74,21 +99,12 @@ export async function predictSlices(
   slices: readonly (Float32Array | Uint16Array)[],
   batchSize = DEFAULT_BATCH_SIZE,
 ): Promise<Probabilities[]> {
-  const [h, w, c] = modelInputShape(model);
-  const per = h * w * c;
+  const shape = modelInputShape(model);
   const results: Probabilities[] = [];
   for (let start = 0; start < slices.length; start += batchSize) {
-    const batch = slices.slice(start, start + batchSize);
-    const packed = new Float32Array(batch.length * per);
-    batch.forEach((slice, i) => {
-      if (slice.length !== per) {
-        throw new RangeError(
-          `slice ${start + i}: ${slice.length} values, the model takes ${h}×${w}×${c} = ${per}`,
-        );
-      }
-      packed.set(slice, i * per);
-    });
-    results.push(...toProbabilities(await predictBatch(model, packed, batch.length)));
+    const packed = packBatch(slices, start, batchSize, shape);
+    const count = Math.min(batchSize, slices.length - start);
+    results.push(...toProbabilities(await predictBatch(model, packed, count)));
   }
   return results;
 }

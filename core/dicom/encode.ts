@@ -4,7 +4,12 @@
  * endian with uncompressed 16-bit unsigned pixels. Used for phantoms and test fixtures; dcmtk,
  * pydicom and dicom-parser read it.
  */
+
 import { createHash } from 'node:crypto';
+import { concatBytes } from '../bytes.js';
+
+// Joining bytes is not DICOM's own; its DICOM callers import it from here.
+export { concatBytes };
 
 /** CT Image Storage. */
 export const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
@@ -105,17 +110,6 @@ export function encodeElement(tag: number, vr: string, value: Uint8Array, enc: E
     else view.setUint16(6, value.length, enc.little);
   } else view.setUint32(4, value.length, enc.little);
   out.set(value, headerLength);
-  return out;
-}
-
-/** `parts` one after the other in one array. */
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
   return out;
 }
 

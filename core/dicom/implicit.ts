@@ -12,12 +12,8 @@ import { CorruptFileError, UnknownFormatError, UnsupportedTransferSyntaxError } 
 import { concatBytes, LONG_VRS } from './encode.js';
 import { hasPreamble } from './sniff.js';
 import { IMPLICIT_VR_LE } from './syntax.js';
+import { ITEM, ITEM_END, PIXEL_DATA, SEQUENCE_END, UNDEFINED_LENGTH as UNDEFINED } from './tags.js';
 
-const UNDEFINED = 0xffffffff;
-const ITEM = 0xfffee000;
-const ITEM_END = 0xfffee00d;
-const SEQUENCE_END = 0xfffee0dd;
-const PIXEL_DATA = 0x7fe00010;
 /** Deeper nesting than any real object; bounds the recursion on hostile input. */
 const MAX_DEPTH = 128;
 

@@ -254,3 +254,36 @@ export function checkInput(x: Tensor4D, expected: SymbolicTensor): void {
     );
   }
 }
+
+/** A BatchNormalization folded into the op before it: per output channel, y·scale + shift. */
+export type Affine = { readonly scale: Float64Array; readonly shift: Float64Array };
+
+/**
+ * Kernel values with the folded BatchNormalization's scale of their output channel (the last axis:
+ * index modulo `channels`) multiplied in; a copy as float32 when there is nothing to fold.
+ */
+export function foldedKernel(
+  kernel: ArrayLike<number>,
+  channels: number,
+  affine: Affine | undefined,
+): Float32Array {
+  const w = new Float32Array(kernel.length);
+  for (let i = 0; i < kernel.length; i++) {
+    w[i] = affine === undefined ? kernel[i]! : kernel[i]! * affine.scale[i % channels]!;
+  }
+  return w;
+}
+
+/** The bias (zeros when the layer has none) with the folded BatchNormalization: bias·scale + shift. */
+export function foldedBias(
+  bias: ArrayLike<number> | undefined,
+  channels: number,
+  affine: Affine | undefined,
+): Float32Array {
+  const b = new Float32Array(channels);
+  for (let o = 0; o < channels; o++) {
+    const b0 = bias === undefined ? 0 : bias[o]!;
+    b[o] = affine === undefined ? b0 : b0 * affine.scale[o]! + affine.shift[o]!;
+  }
+  return b;
+}

@@ -26,6 +26,8 @@ import {
   channelsLast,
   checkActivation,
   FUSABLE,
+  foldedBias,
+  foldedKernel,
   type GraphNode,
   interleaveParities,
   pair,
@@ -78,13 +80,8 @@ export function compileConv2d(cc: Compiler, node: GraphNode): void {
   }
   const { affine, activation, output } = cc.absorbAfter(node, outC, own, true);
   const k = kernel.dataSync();
-  const w = new Float32Array(k.length);
-  const b = new Float32Array(outC);
-  for (let i = 0; i < k.length; i++) w[i] = affine === undefined ? k[i]! : k[i]! * affine.scale[i % outC]!;
-  for (let o = 0; o < outC; o++) {
-    const b0 = bias === undefined ? 0 : bias[o]!;
-    b[o] = affine === undefined ? b0 : b0 * affine.scale[o]! + affine.shift[o]!;
-  }
+  const w = foldedKernel(k, outC, affine);
+  const b = foldedBias(bias, outC, affine);
   const after = FUSABLE.includes(own) ? 'linear' : own;
   const filter = cc.keep(tensor4d(w, [kh, kw, inC, outC]));
   const biasT = bias === undefined && affine === undefined ? undefined : cc.keep(tensor1d(b));
@@ -171,11 +168,7 @@ function convOverUpsampledConcat(
   const k = kernel.dataSync();
   const scale = (o: number) => (affine === undefined ? 1 : affine.scale[o]!);
   const at = (ky: number, kx: number, ch: number, o: number) => k[((ky * 3 + kx) * inC + ch) * outC + o]!;
-  const b = new Float32Array(outC);
-  for (let o = 0; o < outC; o++) {
-    const b0 = bias === undefined ? 0 : bias[o]!;
-    b[o] = affine === undefined ? b0 : b0 * affine.scale[o]! + affine.shift[o]!;
-  }
+  const b = foldedBias(bias, outC, affine);
   // Taps of the 3×3 kernel that land on source row/column r (0, 1) for output parity p (0, 1).
   const taps = [
     [[0, 1], [2]],
@@ -244,6 +237,22 @@ function convOverUpsampledConcat(
   });
 }
 
+/** A depthwise or separable convolution's strides, dilations and padding ('valid' or 'same', else Unsupported). */
+function convWindow(node: GraphNode): {
+  strides: [number, number];
+  dilations: [number, number];
+  padding: 'valid' | 'same';
+} {
+  const c = node.config;
+  const strides = pair(c.strides, 'strides');
+  const dilations = pair(c.dilationRate ?? 1, 'dilationRate');
+  const padding = c.padding as 'valid' | 'same';
+  if (padding !== 'valid' && padding !== 'same') {
+    throw new Unsupported(`${node.className} padding ${String(padding)}`);
+  }
+  return { strides, dilations, padding };
+}
+
 export function compileSeparableConv2d(cc: Compiler, node: GraphNode): void {
   channelsLast(node);
   const c = node.config;
@@ -252,22 +261,13 @@ export function compileSeparableConv2d(cc: Compiler, node: GraphNode): void {
   const pointwise = weights[1]!;
   const bias = c.useBias === false ? undefined : weights[2]?.dataSync();
   const [, , mid, outC] = pointwise.shape as [number, number, number, number];
-  const strides = pair(c.strides, 'strides');
-  const dilations = pair(c.dilationRate ?? 1, 'dilationRate');
-  const padding = c.padding as 'valid' | 'same';
-  if (padding !== 'valid' && padding !== 'same')
-    throw new Unsupported(`SeparableConv2D padding ${String(padding)}`);
+  const { strides, dilations, padding } = convWindow(node);
   const own = activationOf(node);
   checkActivation(own, `SeparableConv2D '${node.layer.name}'`);
   const { affine, activation, output } = cc.absorbAfter(node, outC, own, true);
   const p = pointwise.dataSync();
-  const w = new Float32Array(p.length);
-  const b = new Float32Array(outC);
-  for (let i = 0; i < p.length; i++) w[i] = affine === undefined ? p[i]! : p[i]! * affine.scale[i % outC]!;
-  for (let o = 0; o < outC; o++) {
-    const b0 = bias === undefined ? 0 : bias[o]!;
-    b[o] = affine === undefined ? b0 : b0 * affine.scale[o]! + affine.shift[o]!;
-  }
+  const w = foldedKernel(p, outC, affine);
+  const b = foldedBias(bias, outC, affine);
   const dw = cc.keep(tensor4d(depthwise.dataSync(), depthwise.shape as [number, number, number, number]));
   const pw = cc.keep(tensor4d(w, [1, 1, mid, outC]));
   const biasT = bias === undefined && affine === undefined ? undefined : cc.keep(tensor1d(b));
@@ -296,23 +296,14 @@ export function compileDepthwiseConv2d(cc: Compiler, node: GraphNode): void {
   const [kh, kw, inC, mult] = kernel.shape as [number, number, number, number];
   const outC = inC * mult;
   const bias = c.useBias === false ? undefined : weights[1]?.dataSync();
-  const strides = pair(c.strides, 'strides');
-  const dilations = pair(c.dilationRate ?? 1, 'dilationRate');
-  const padding = c.padding as 'valid' | 'same';
-  if (padding !== 'valid' && padding !== 'same')
-    throw new Unsupported(`DepthwiseConv2D padding ${String(padding)}`);
+  const { strides, dilations, padding } = convWindow(node);
   const own = activationOf(node);
   checkActivation(own, `DepthwiseConv2D '${node.layer.name}'`);
   const { affine, activation, output } = cc.absorbAfter(node, outC, own, true);
   const k = kernel.dataSync();
-  const w = new Float32Array(k.length);
   // Output channel of kernel[…, c, m] is c·mult + m, which is also its index modulo inC·mult.
-  for (let i = 0; i < k.length; i++) w[i] = affine === undefined ? k[i]! : k[i]! * affine.scale[i % outC]!;
-  const b = new Float32Array(outC);
-  for (let o = 0; o < outC; o++) {
-    const b0 = bias === undefined ? 0 : bias[o]!;
-    b[o] = affine === undefined ? b0 : b0 * affine.scale[o]! + affine.shift[o]!;
-  }
+  const w = foldedKernel(k, outC, affine);
+  const b = foldedBias(bias, outC, affine);
   const filter = cc.keep(tensor4d(w, [kh, kw, inC, mult]));
   const biasT = bias === undefined && affine === undefined ? undefined : cc.keep(tensor1d(b));
   const after = FUSABLE.includes(own) ? 'linear' : own;
@@ -345,13 +336,8 @@ export function compileDense(cc: Compiler, node: GraphNode): void {
   checkActivation(own, `Dense '${node.layer.name}'`);
   const { affine, activation, output } = cc.absorbAfter(node, units, own, true);
   const k = kernel.dataSync();
-  const w = new Float32Array(k.length);
-  for (let i = 0; i < k.length; i++) w[i] = affine === undefined ? k[i]! : k[i]! * affine.scale[i % units]!;
-  const b = new Float32Array(units);
-  for (let o = 0; o < units; o++) {
-    const b0 = bias === undefined ? 0 : bias[o]!;
-    b[o] = affine === undefined ? b0 : b0 * affine.scale[o]! + affine.shift[o]!;
-  }
+  const w = foldedKernel(k, units, affine);
+  const b = foldedBias(bias, units, affine);
   const kernelT = cc.keep(tensor2d(w, [inC, units]));
   const biasT = bias === undefined && affine === undefined ? undefined : cc.keep(tensor1d(b));
   const after = FUSABLE.includes(own) ? 'linear' : own;

@@ -13,45 +13,37 @@
  * slower than its forward convolution. So on wasm the whole computation stays on wasm. Should a
  * kernel still be missing (layers this module does not special-case, such as depthwise convolutions
  * after the feature layer), that model's gradient pass runs on the pure-JS cpu backend instead.
+ *
+ * Beside this file: the model split (plan.ts) and the input-only convolution gradient (input-gradient.ts).
  */
 import {
   add,
-  conv2d,
-  customGrad,
-  elu,
   getBackend,
   grad,
   image,
-  keep,
   matMul,
   mean,
   mul,
-  pad,
   relu,
-  relu6,
   reshape,
   type Scalar,
-  selu,
   setBackend,
-  sigmoid,
   slice,
-  softplus,
   sum,
   type Tensor,
   type Tensor2D,
   type Tensor4D,
-  tanh,
   tensor4d,
   tidy,
 } from '@tensorflow/tfjs-core';
-import {
-  type LayersModel,
-  type layers,
-  type SymbolicTensor,
-  model as tfModel,
-} from '@tensorflow/tfjs-layers';
+import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
 import type { Probabilities } from '../predict.js';
 import { modelInputShape } from '../predict.js';
+import { convWithInputGradient, type Layer } from './input-gradient.js';
+import { type Plan, planFor } from './plan.js';
+
+// Callers that clear the cache or train with the same gradient import them from here too.
+export { clearGradCamCache, conv2dInputGradient } from './input-gradient.js';
 
 /** Options of {@link gradCam}. */
 export interface GradCamOptions {
@@ -111,8 +103,6 @@ export interface GradCamResult {
  */
 export const DEFAULT_GRADCAM_LAYERS = ['post_relu', 'block14_sepconv2_act'] as const;
 
-type Layer = layers.Layer;
-
 /** The feature layer {@link gradCam} uses for `model` when none is named. */
 export function defaultGradCamLayer(model: LayersModel): string {
   const names = new Set(model.layers.map((l) => l.name));
@@ -124,276 +114,6 @@ export function defaultGradCamLayer(model: LayersModel): string {
     if (Array.isArray(shape) && shape.length === 4 && !Array.isArray(shape[0])) return layer.name;
   }
   throw new Error(`model '${model.name}': no layer with a 4-D output to compute Grad-CAM on`);
-}
-
-/** How one model is split at one feature layer; built once and cached. */
-interface Plan {
-  readonly feature: SymbolicTensor;
-  /** Non-feature tensors the layers after the feature layer need (C3/C4 for the FPN). */
-  readonly boundary: readonly SymbolicTensor[];
-  /** input → [feature, ...boundary]: the forward part, sharing the model's layers. */
-  readonly forward: LayersModel;
-  /** The tensor whose `classIndex` entry is differentiated, and how it is computed from the output layer. */
-  /** Backends on which this plan's gradient pass hit a missing kernel: the cpu backend is used there. */
-  readonly lacksGradients: Set<string>;
-  readonly score: {
-    readonly kind: 'dense-logit' | 'activation-logit' | 'output';
-    /** The tensor evaluated from the feature map (the softmax's input, or the output itself). */
-    readonly tensor: SymbolicTensor;
-    /** The output layer (whose kernel and bias give the logits for `dense-logit`). */
-    readonly layer: Layer;
-  };
-}
-
-const plans = new WeakMap<LayersModel, Map<string, Plan>>();
-
-/** Find the symbolic output of `layerName` within `model`'s graph, walking back from its output. */
-function findFeature(output: SymbolicTensor, layerName: string): SymbolicTensor | undefined {
-  const seen = new Set<number>();
-  const stack = [output];
-  while (stack.length > 0) {
-    const t = stack.pop()!;
-    if (seen.has(t.id)) continue;
-    seen.add(t.id);
-    if (t.sourceLayer.name === layerName) return t;
-    stack.push(...t.inputs);
-  }
-  return undefined;
-}
-
-function makePlan(model: LayersModel, layerName: string): Plan {
-  if (model.outputs.length !== 1) {
-    throw new Error(`model '${model.name}': Grad-CAM needs a single output, got ${model.outputs.length}`);
-  }
-  const output = model.outputs[0]!;
-  if (!model.layers.some((l) => l.name === layerName)) {
-    throw new RangeError(`model '${model.name}' has no layer '${layerName}'`);
-  }
-  const feature = findFeature(output, layerName);
-  if (feature === undefined || feature === output) {
-    throw new RangeError(`layer '${layerName}' does not lie before the output of model '${model.name}'`);
-  }
-  if (feature.rank !== 4) {
-    throw new RangeError(
-      `layer '${layerName}' gives a ${feature.rank}-D output; Grad-CAM needs a 4-D (NHWC) feature map`,
-    );
-  }
-  // Which tensors depend on the feature, and which independent tensors those consume.
-  const dependent = new Map<number, boolean>();
-  const boundary = new Map<number, SymbolicTensor>();
-  const visit = (t: SymbolicTensor): boolean => {
-    const known = dependent.get(t.id);
-    if (known !== undefined) return known;
-    let result = t.id === feature.id;
-    if (!result) {
-      const flags = t.inputs.map(visit);
-      result = flags.some(Boolean);
-      if (result) {
-        for (const [i, input] of t.inputs.entries()) if (!flags[i]) boundary.set(input.id, input);
-      }
-    }
-    dependent.set(t.id, result);
-    return result;
-  };
-  if (!visit(output)) {
-    throw new RangeError(`the output of model '${model.name}' does not depend on layer '${layerName}'`);
-  }
-  const boundaryList = [...boundary.values()];
-  return {
-    feature,
-    boundary: boundaryList,
-    forward: tfModel({
-      inputs: model.inputs,
-      outputs: [feature, ...boundaryList],
-      name: `${model.name}_gradcam_${layerName}`,
-    }),
-    lacksGradients: new Set(),
-    score: scoreOf(output, dependent),
-  };
-}
-
-/** Where the pre-softmax class score can be read, if anywhere. */
-function scoreOf(output: SymbolicTensor, dependent: Map<number, boolean>): Plan['score'] {
-  const layer = output.sourceLayer;
-  const config = layer.getConfig();
-  const input = output.inputs[0];
-  if (output.inputs.length === 1 && input !== undefined && input.rank === 2 && dependent.get(input.id)) {
-    if (layer.getClassName() === 'Dense' && config.activation === 'softmax') {
-      return { kind: 'dense-logit', tensor: input, layer };
-    }
-    if (layer.getClassName() === 'Activation' && config.activation === 'softmax') {
-      return { kind: 'activation-logit', tensor: input, layer };
-    }
-  }
-  return { kind: 'output', tensor: output, layer };
-}
-
-function planFor(model: LayersModel, layerName: string): Plan {
-  let byLayer = plans.get(model);
-  if (byLayer === undefined) {
-    byLayer = new Map();
-    plans.set(model, byLayer);
-  }
-  let plan = byLayer.get(layerName);
-  if (plan === undefined) {
-    plan = makePlan(model, layerName);
-    byLayer.set(layerName, plan);
-  }
-  return plan;
-}
-
-const ACTIVATIONS: Record<string, (x: Tensor) => Tensor> = {
-  linear: (x) => x,
-  relu: (x) => relu(x),
-  relu6: (x) => relu6(x),
-  sigmoid: (x) => sigmoid(x),
-  tanh: (x) => tanh(x),
-  elu: (x) => elu(x),
-  selu: (x) => selu(x),
-  softplus: (x) => softplus(x),
-};
-
-/**
- * Take `length` entries of `t` along `axis` starting at `start` (negative: zeros before the first
- * entry), padding with zeros past the end.
- */
-function window(t: Tensor4D, axis: 1 | 2, start: number, length: number): Tensor4D {
-  const size = t.shape[axis];
-  const before = Math.max(-start, 0);
-  const from = Math.max(start, 0);
-  const take = Math.max(0, Math.min(size - from, length - before));
-  const after = length - before - take;
-  if (before === 0 && after === 0 && take === size) return t;
-  const begin = [0, 0, 0, 0];
-  const extent = [...t.shape] as number[];
-  begin[axis] = from;
-  extent[axis] = take;
-  const padding: [number, number][] = [
-    [0, 0],
-    [0, 0],
-    [0, 0],
-    [0, 0],
-  ];
-  padding[axis] = [before, after];
-  return pad(slice(t, begin, extent), padding);
-}
-
-/** Insert `s − 1` zeros after every entry along `axis` (the transposed stride of a strided convolution). */
-function zeroStuff(t: Tensor4D, axis: 1 | 2, s: number): Tensor4D {
-  if (s === 1) return t;
-  const [n, h, w, c] = t.shape;
-  if (axis === 1) {
-    const stuffed = pad(reshape(t, [n, h, 1, w * c]), [
-      [0, 0],
-      [0, 0],
-      [0, s - 1],
-      [0, 0],
-    ]);
-    return reshape(stuffed, [n, h * s, w, c]);
-  }
-  const stuffed = pad(reshape(t, [n * h, w, 1, c]), [
-    [0, 0],
-    [0, 0],
-    [0, s - 1],
-    [0, 0],
-  ]);
-  return reshape(stuffed, [n, h, w * s, c]);
-}
-
-/**
- * Rotated kernels (180° in space, input and output channels swapped) by kernel tensor, with the
- * kernel's data id when rotated: assigning new weights to a layer gives its variable a new data id, so
- * a stale entry is recomputed. Rotating on every call cost ~0.4 s per FPN slice on wasm (its Reverse
- * and Transpose kernels are slow on 4.7M-value kernels); kept, the FPN's rotated kernels take ~40 MB.
- */
-const rotatedKernels = new Map<Tensor, { dataId: object; rotated: Tensor4D }>();
-
-/** Free the rotated kernels {@link gradCam} keeps between calls (for example before disposing a model). */
-export function clearGradCamCache(): void {
-  for (const entry of rotatedKernels.values()) entry.rotated.dispose();
-  rotatedKernels.clear();
-}
-
-/** `kernel` [kh, kw, in, out] rotated by 180° in space with its channel axes swapped: [kh, kw, out, in]. */
-function rotateKernel(kernel: Tensor4D): Tensor4D {
-  const cached = rotatedKernels.get(kernel);
-  if (cached !== undefined && cached.dataId === kernel.dataId) return cached.rotated;
-  cached?.rotated.dispose();
-  const rotated = keep(rotateKernelOnce(kernel));
-  rotatedKernels.set(kernel, { dataId: kernel.dataId, rotated });
-  return rotated;
-}
-
-/** {@link rotateKernel} without the cache, for kernels that change on every call (training). */
-function rotateKernelOnce(kernel: Tensor4D): Tensor4D {
-  const [kh, kw, cin, cout] = kernel.shape;
-  // In JS: one pass over the values, several times faster than wasm's Reverse + Transpose here.
-  const source = kernel.dataSync() as Float32Array;
-  const target = new Float32Array(source.length);
-  for (let i = 0; i < kh; i++) {
-    for (let j = 0; j < kw; j++) {
-      const from = (i * kw + j) * cin * cout;
-      const to = ((kh - 1 - i) * kw + (kw - 1 - j)) * cout * cin;
-      for (let ci = 0; ci < cin; ci++) {
-        const row = from + ci * cout;
-        for (let co = 0; co < cout; co++) target[to + co * cin + ci] = source[row + co]!;
-      }
-    }
-  }
-  return tensor4d(target, [kh, kw, cout, cin]);
-}
-
-/**
- * ∂(conv2d(x, kernel))/∂x applied to `dy` (dilation 1, NHWC), computed as a forward convolution:
- * `dy` zero-stuffed by the stride and placed with `kernel − 1 − padding` zeros before it, correlated
- * with the rotated kernel. Same values as tfjs's `Conv2DBackpropInput`, whose wasm kernel is a plain
- * loop about 13× slower than the XNNPACK forward convolution on the FPN's shapes. Exported for tests.
- */
-export function conv2dInputGradient(
-  dy: Tensor4D,
-  kernel: Tensor4D,
-  inputShape: readonly [number, number, number, number],
-  strides: readonly [number, number],
-  padding: 'same' | 'valid',
-  cacheRotated = true,
-): Tensor4D {
-  const [, height, width] = inputShape;
-  const [kh, kw] = kernel.shape;
-  const [, oh, ow] = dy.shape;
-  // TensorFlow's 'same' padding puts the smaller half first.
-  const padTop = padding === 'same' ? Math.floor(Math.max((oh - 1) * strides[0] + kh - height, 0) / 2) : 0;
-  const padLeft = padding === 'same' ? Math.floor(Math.max((ow - 1) * strides[1] + kw - width, 0) / 2) : 0;
-  let z = zeroStuff(zeroStuff(dy, 1, strides[0]), 2, strides[1]);
-  z = window(z, 1, padTop - (kh - 1), height + kh - 1);
-  z = window(z, 2, padLeft - (kw - 1), width + kw - 1);
-  return conv2d(z, cacheRotated ? rotateKernel(kernel) : rotateKernelOnce(kernel), 1, 'valid');
-}
-
-/**
- * A channels-last Conv2D layer applied with the unfused op and a custom gradient with respect to its
- * input only (the fused op's gradient computes the filter gradient too, which wasm lacks);
- * `undefined` when the layer is configured otherwise (dilated, channels first, unknown activation).
- */
-function convWithInputGradient(layer: Layer, x: Tensor): Tensor | undefined {
-  const config = layer.getConfig();
-  const activation = ACTIVATIONS[String(config.activation)];
-  const strides = config.strides as [number, number];
-  const dilations = config.dilationRate as [number, number];
-  if (config.dataFormat !== 'channelsLast' || activation === undefined || x.rank !== 4) return undefined;
-  if (dilations.some((d) => d !== 1)) return undefined;
-  const [kernel, bias] = layer.getWeights();
-  if (kernel === undefined || kernel.rank !== 4) return undefined;
-  const padding = config.padding === 'same' ? 'same' : 'valid';
-  const x4 = x as Tensor4D;
-  const k4 = kernel as Tensor4D;
-  const inputShape = [...x4.shape] as [number, number, number, number];
-  const convolve = customGrad((input) => ({
-    value: conv2d(input as Tensor4D, k4, strides, padding),
-    gradFunc: (dy: Tensor4D) => conv2dInputGradient(dy, k4, inputShape, strides, padding),
-  }));
-  let y: Tensor = convolve(x4);
-  if (config.useBias === true && bias !== undefined) y = add(y, bias);
-  return activation(y);
 }
 
 /** Apply one layer to concrete tensors in inference mode. */

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
+import { concatBytes } from '../../core/bytes.js';
 import { packageRoot } from '../default-model.js';
 
 // ONNX enums (onnx.proto): TensorProto.DataType and AttributeProto.AttributeType.
@@ -88,13 +89,7 @@ export function encodeModel(model: object, graph: object, initializers: readonly
     modelType.encode(modelType.fromObject(model)).finish(),
     ...delimited(fieldId(modelType, 'graph'), graphChunks),
   ];
-  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 export type Attr = number | string | number[] | { float: number };

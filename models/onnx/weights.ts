@@ -4,6 +4,7 @@
  */
 import type { io } from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { concatBytes } from '../../core/bytes.js';
 import { OnnxExportError } from './errors.js';
 
 /** One weight: Keras layout, float32. */
@@ -52,12 +53,5 @@ export function layersModelWeights(model: LayersModel): WeightMap {
 
 export function joinBuffers(data: io.WeightData): ArrayBuffer {
   if (!Array.isArray(data)) return data as ArrayBuffer;
-  const total = data.reduce((sum, b) => sum + b.byteLength, 0);
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const b of data) {
-    out.set(new Uint8Array(b), at);
-    at += b.byteLength;
-  }
-  return out.buffer;
+  return concatBytes(data.map((b) => new Uint8Array(b))).buffer as ArrayBuffer;
 }

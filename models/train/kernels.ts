@@ -50,7 +50,7 @@ import {
   tidy,
   unregisterKernel,
 } from '@tensorflow/tfjs-core';
-import { conv2dInputGradient } from '../gradcam/gradcam.js';
+import { conv2dInputGradient } from '../gradcam/input-gradient.js';
 
 const WASM = 'wasm';
 const CPU = 'cpu';
