@@ -6,9 +6,9 @@
  */
 
 import { DEFAULT_INPUT_SIZE } from '../../models/classes.js';
-import type { SlicePredictor } from '../../models/diagnose.js';
 import type { BuildOptions } from '../../models/layers/common.js';
 import { PredictionPool } from '../../models/pool.js';
+import type { SlicePredictor } from '../../models/predictor.js';
 import { randomRawSlices } from './common.js';
 
 /** One way of classifying, ready to time: a round pushes `slicesPerRound` slices through it. */

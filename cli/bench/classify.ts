@@ -22,7 +22,6 @@ import { initBackend } from '../../models/backend.js';
 import { DEFAULT_INPUT_SIZE } from '../../models/classes.js';
 import type { BuildOptions } from '../../models/layers/common.js';
 import { DEFAULT_BATCH_SIZE, predictBatch } from '../../models/predict.js';
-import type { SlicePredictor } from '../../models/predictor.js';
 import {
   ARCHITECTURES,
   buildArchitecture,
