@@ -32,20 +32,22 @@ import { loadModel, MODEL_JSON, readArtifacts, readManifest } from '../io.js';
 import { isSeededManifest } from '../seeded.js';
 import { OnnxExportError } from './errors.js';
 import {
-  axisPads,
-  convKernel,
-  depthwiseKernel,
-  FLT_MAX,
   inboundNames,
   type LayerEntry,
   type ModelConfig,
-  paddedWindows,
-  pair,
   type Shape,
   sequentialAsFunctional,
-  sides,
 } from './keras-config.js';
 import { encodeModel, FLOAT, GraphBuilder } from './protobuf.js';
+import {
+  type LayerContext,
+  translateBatchNorm,
+  translateConv,
+  translateCropping,
+  translatePooling,
+  translateZeroPadding,
+  type ZeroPad,
+} from './translate-image.js';
 import {
   decodeWeights,
   joinBuffers,
@@ -92,10 +94,7 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
   const graphInputs: object[] = [];
   const used = new Set<string>();
   /** ZeroPadding2D layers, by name: their input and pads (a MaxPooling2D after one pads again). */
-  const zeroPads = new Map<
-    string,
-    { source: string; pads: string; top: number; bottom: number; left: number; right: number }
-  >();
+  const zeroPads = new Map<string, ZeroPad>();
   /** Class names of the layers each layer feeds. */
   const consumers = new Map<string, string[]>();
   for (const layer of layers) {
@@ -143,6 +142,19 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
     return s;
   };
 
+  const ctx: LayerContext = {
+    g,
+    shapes,
+    zeroPads,
+    consumers,
+    weight,
+    optionalWeight,
+    activation,
+    image,
+    known,
+    nchw,
+  };
+
   for (const layer of layers) {
     const { name, class_name: cls, config: c } = layer;
     try {
@@ -183,78 +195,11 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
         case 'Conv2D':
         case 'SeparableConv2D':
         case 'DepthwiseConv2D': {
-          const s = image(name, x);
-          if ((c.data_format ?? 'channels_last') !== 'channels_last') throw new Error('channels_first');
-          if ((c.groups ?? 1) !== 1) throw new Error('grouped convolution');
-          const [kh, kw] = pair(c.kernel_size, 1);
-          const [sh, sw] = pair(c.strides, 1);
-          const [dh, dw] = pair(c.dilation_rate, 1);
-          const padding = String(c.padding ?? 'valid');
-          const py = axisPads(s.h, kh, sh, dh, padding);
-          const px = axisPads(s.w, kw, sw, dw, padding);
-          const attrs = {
-            kernel_shape: [kh, kw],
-            strides: [sh, sw],
-            dilations: [dh, dw],
-            pads: [py.before, px.before, py.after, px.after],
-          };
-          const useBias = c.use_bias !== false;
-          const conv = g.temp(name, 'conv');
-          let channels: number;
-          if (cls === 'Conv2D') {
-            const k = convKernel(weight(name, 'kernel'));
-            channels = k.dims[0]!;
-            const bias = optionalWeight(name, 'bias', useBias);
-            const ins = [g.float(`${name}/kernel`, k.dims, k.data)];
-            if (bias) ins.push(g.float(`${name}/bias`, bias.shape, bias.data));
-            g.node({ op: 'Conv', inputs: [nchw(x), ...ins], outputs: [conv], attrs });
-          } else {
-            const dk = depthwiseKernel(weight(name, 'depthwise_kernel'));
-            const depthOut = dk.dims[0]!;
-            const bias = optionalWeight(name, 'bias', useBias);
-            const dwOut = cls === 'SeparableConv2D' ? g.temp(name, 'depthwise') : conv;
-            const dwInputs = [nchw(x), g.float(`${name}/depthwise_kernel`, dk.dims, dk.data)];
-            if (cls === 'DepthwiseConv2D' && bias)
-              dwInputs.push(g.float(`${name}/bias`, bias.shape, bias.data));
-            g.node({ op: 'Conv', inputs: dwInputs, outputs: [dwOut], attrs: { ...attrs, group: s.c } });
-            channels = depthOut;
-            if (cls === 'SeparableConv2D') {
-              const pk = convKernel(weight(name, 'pointwise_kernel'));
-              channels = pk.dims[0]!;
-              const pwInputs = [dwOut, g.float(`${name}/pointwise_kernel`, pk.dims, pk.data)];
-              if (bias) pwInputs.push(g.float(`${name}/bias`, bias.shape, bias.data));
-              g.node({ op: 'Conv', inputs: pwInputs, outputs: [conv], attrs: { kernel_shape: [1, 1] } });
-            }
-          }
-          shapes.set(name, { kind: 'image', c: channels, h: py.out, w: px.out });
-          activation(name, conv, nchw(name), c.activation ?? 'linear');
+          translateConv(ctx, name, cls, c, x);
           break;
         }
         case 'BatchNormalization': {
-          const s = shapes.get(x);
-          const axis = Array.isArray(c.axis) ? c.axis[0] : c.axis;
-          const channelAxis = s?.kind === 'image' ? axis === 3 || axis === -1 : axis === 1 || axis === -1;
-          if (s === undefined || !channelAxis)
-            throw new Error(`axis ${JSON.stringify(c.axis)} (expected the channel axis)`);
-          const n = s.kind === 'image' ? s.c : s.n;
-          const gamma =
-            c.scale === false ? { shape: [n], data: new Float32Array(n).fill(1) } : weight(name, 'gamma');
-          const beta = c.center === false ? { shape: [n], data: new Float32Array(n) } : weight(name, 'beta');
-          const mean = weight(name, 'moving_mean');
-          const variance = weight(name, 'moving_variance');
-          shapes.set(name, s);
-          g.node({
-            op: 'BatchNormalization',
-            inputs: [
-              nchw(x),
-              g.float(`${name}/gamma`, [n], gamma.data),
-              g.float(`${name}/beta`, [n], beta.data),
-              g.float(`${name}/moving_mean`, [n], mean.data),
-              g.float(`${name}/moving_variance`, [n], variance.data),
-            ],
-            outputs: [nchw(name)],
-            attrs: { epsilon: { float: Number(c.epsilon ?? 1e-3) } },
-          });
+          translateBatchNorm(ctx, name, cls, c, x);
           break;
         }
         case 'Activation': {
@@ -289,92 +234,16 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
           g.node({ op: 'Identity', inputs: [nchw(x)], outputs: [nchw(name)] });
           break;
         case 'ZeroPadding2D': {
-          const s = image(name, x);
-          const { top, bottom, left, right } = sides(c.padding, 1);
-          const pads = g.int64(`${name}/pads`, [0, 0, top, left, 0, 0, bottom, right]);
-          shapes.set(name, { kind: 'image', c: s.c, h: s.h + top + bottom, w: s.w + left + right });
-          zeroPads.set(name, { source: x, pads, top, bottom, left, right });
-          // A MaxPooling2D pads its own input again (see there): the zeros are needed only by others.
-          const feeds = consumers.get(name) ?? [];
-          if (feeds.length === 0 || feeds.some((k) => k !== 'MaxPooling2D')) {
-            g.node({ op: 'Pad', inputs: [nchw(x), pads], outputs: [nchw(name)] });
-          }
+          translateZeroPadding(ctx, name, cls, c, x);
           break;
         }
         case 'Cropping2D': {
-          const s = image(name, x);
-          if ((c.data_format ?? 'channels_last') !== 'channels_last') throw new Error('channels_first');
-          const { top, bottom, left, right } = sides(c.cropping, 0);
-          const h = s.h - top - bottom;
-          const w = s.w - left - right;
-          if (h < 1 || w < 1)
-            throw new Error(`cropping ${JSON.stringify(c.cropping)} leaves nothing of ${s.h}×${s.w}`);
-          const starts = g.int64(`${name}/starts`, [top, left]);
-          const ends = g.int64(`${name}/ends`, [top + h, left + w]);
-          const axes = g.int64(`${name}/axes`, [2, 3]);
-          shapes.set(name, { kind: 'image', c: s.c, h, w });
-          g.node({ op: 'Slice', inputs: [nchw(x), starts, ends, axes], outputs: [nchw(name)] });
+          translateCropping(ctx, name, cls, c, x);
           break;
         }
         case 'MaxPooling2D':
         case 'AveragePooling2D': {
-          const s = image(name, x);
-          const [kh, kw] = pair(c.pool_size, 2);
-          const [sh, sw] = pair(c.strides ?? c.pool_size, 2);
-          const padding = String(c.padding ?? 'valid');
-          const py = axisPads(s.h, kh, sh, 1, padding);
-          const px = axisPads(s.w, kw, sw, 1, padding);
-          shapes.set(name, { kind: 'image', c: s.c, h: py.out, w: px.out });
-          // ZeroPadding2D then MaxPooling2D: a window that covers padded zeros has a max of at least 0.
-          // ONNX Runtime's PadFusion (level 'basic' and up) folds a zero Pad into the MaxPool's own
-          // pads, which pool as −∞: windows of negative values there lost their 0 (the default model
-          // differed from tfjs by 1.3e-3), and pads wider than the kernel failed to load. So the pool
-          // reads its own copy padded with −FLT_MAX, which nothing fuses, and a Max with a mask (0
-          // where a window covers a padded zero, −FLT_MAX elsewhere) puts the zeros' 0 back.
-          const zero = cls === 'MaxPooling2D' ? zeroPads.get(x) : undefined;
-          let pooledInput = nchw(x);
-          if (zero !== undefined) {
-            pooledInput = g.temp(name, 'padded');
-            const fill = g.float(`${name}/fill`, [], Float32Array.of(-FLT_MAX));
-            g.node({ op: 'Pad', inputs: [nchw(zero.source), zero.pads, fill], outputs: [pooledInput] });
-          }
-          const pooled = zero === undefined ? nchw(name) : g.temp(name, 'pooled');
-          g.node({
-            op: cls === 'MaxPooling2D' ? 'MaxPool' : 'AveragePool',
-            inputs: [pooledInput],
-            outputs: [pooled],
-            // TensorFlow's pooling ignores the padding (max of real pixels, mean over real pixels).
-            attrs: {
-              kernel_shape: [kh, kw],
-              strides: [sh, sw],
-              pads: [py.before, px.before, py.after, px.after],
-            },
-          });
-          if (zero !== undefined) {
-            const rows = paddedWindows(
-              s.h - zero.top - zero.bottom,
-              zero.top,
-              zero.bottom,
-              kh,
-              sh,
-              py.before,
-              py.out,
-            );
-            const cols = paddedWindows(
-              s.w - zero.left - zero.right,
-              zero.left,
-              zero.right,
-              kw,
-              sw,
-              px.before,
-              px.out,
-            );
-            const mask = new Float32Array(py.out * px.out);
-            for (let i = 0; i < py.out; i++)
-              for (let j = 0; j < px.out; j++) mask[i * px.out + j] = rows[i] || cols[j] ? 0 : -FLT_MAX;
-            const maskName = g.float(`${name}/zero_mask`, [1, 1, py.out, px.out], mask);
-            g.node({ op: 'Max', inputs: [pooled, maskName], outputs: [nchw(name)] });
-          }
+          translatePooling(ctx, name, cls, c, x);
           break;
         }
         case 'GlobalAveragePooling2D':
