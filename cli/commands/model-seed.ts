@@ -6,6 +6,7 @@
  */
 import type { Command } from 'commander';
 import { InputError } from '../../core/errors.js';
+import { pickCalibration } from '../../models/calibration-slices.js';
 import { integerOption, parseWidth } from '../io.js';
 import {
   diagnosticOption,
@@ -23,22 +24,6 @@ interface SeedCliOptions {
   readonly calibrateCsv?: string;
   readonly images?: string;
   readonly calibrationSlices?: number;
-}
-
-/** Pick `count` slices spread evenly over each class (half COVID, half normal where possible). */
-export function pickCalibration<T extends { readonly label: string }>(
-  items: readonly T[],
-  count: number,
-): T[] {
-  const covid = items.filter((i) => i.label === 'covid');
-  const normal = items.filter((i) => i.label !== 'covid');
-  const take = (list: readonly T[], k: number) =>
-    Array.from(
-      { length: Math.min(k, list.length) },
-      (_, j) => list[Math.floor(((j + 0.5) * list.length) / Math.min(k, list.length))]!,
-    );
-  const half = Math.ceil(count / 2);
-  return [...take(covid, half), ...take(normal, count - Math.min(half, covid.length))];
 }
 
 /** Register `model seed` and `model materialize` under `model`. */
