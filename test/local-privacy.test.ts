@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { writePhantomSeries } from '../cli/commands/phantom.js';
+import { writePhantomSeries } from '../core/phantom/series.js';
 import { startLocalStack, WorkerExitError } from '../local/stack.js';
 import { CLI } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';

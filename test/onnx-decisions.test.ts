@@ -5,7 +5,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writePhantomSeries } from '../cli/commands/phantom.js';
+import { writePhantomSeries } from '../core/phantom/series.js';
 import { type Classifier, loadClassifier } from '../models/classifier.js';
 import { defaultModelDir } from '../models/default-model.js';
 import { type DiagnoseResult, diagnoseStudy, type VoteFigures } from '../models/diagnose.js';

@@ -17,7 +17,7 @@ import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writePhantomSeries } from '../cli/commands/phantom.js';
+import { writePhantomSeries } from '../core/phantom/series.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
 import { defaultModelDir } from '../models/default-model.js';
 import { getStudy, uploadStudy, waitForStudy } from '../pipeline/api-client.js';

@@ -9,11 +9,12 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parsePhantomOptions, writePhantomSeries } from '../cli/commands/phantom.js';
+import { parsePhantomOptions } from '../cli/commands/phantom.js';
 import { deriveUid, encodeDicomCt, formatDs } from '../core/dicom/encode.js';
 import { InputError } from '../core/errors.js';
 import { phantomDicomMeta, phantomFileName, phantomUids } from '../core/phantom/files.js';
 import { createPhantom } from '../core/phantom/phantom.js';
+import { writePhantomSeries } from '../core/phantom/series.js';
 import { encodeTiff16 } from '../core/tiff/encode.js';
 
 const PYTHON = '/usr/bin/python3';

@@ -10,13 +10,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { SQSEvent } from 'aws-lambda';
+import { writePhantomSeries } from '../../core/phantom/series.js';
 import type { SqsEventHandler } from '../../local/event-source.js';
 import { type LocalStack, loadPipelineHandlers, startLocalStack } from '../../local/stack.js';
 import { initBackend } from '../../models/backend.js';
 import { loadClassifier } from '../../models/classifier.js';
 import { diagnoseStudy } from '../../models/diagnose.js';
 import { uploadStudy, waitForStudy } from '../../pipeline/api-client.js';
-import { writePhantomSeries } from '../commands/phantom.js';
 import { quietPowertools, repoRoot, round } from './common.js';
 import { saveTinyModel } from './tiny-model.js';
 

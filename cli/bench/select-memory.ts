@@ -10,9 +10,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { writePhantomSeries } from '../../core/phantom/series.js';
 import { type LocalStack, startLocalStack } from '../../local/stack.js';
 import { getStudy, isFinished, uploadStudy } from '../../pipeline/api-client.js';
-import { writePhantomSeries } from '../commands/phantom.js';
 import { quietPowertools, repoRoot, round } from './common.js';
 import type { SelectChildReport } from './select-child.js';
 

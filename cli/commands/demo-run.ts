@@ -5,13 +5,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { writePhantomSeries } from '../../core/phantom/series.js';
 import { startLocalStack } from '../../local/stack.js';
 import { defaultModelDir, resolveModelDir } from '../../models/default-model.js';
 import { formatStatus, uploadStudy, waitForStudy } from '../../pipeline/api-client.js';
 import { reportKey, resultsPrefix } from '../../pipeline/messages.js';
 import { warn } from '../io.js';
 import type { DemoOptions, DemoResult } from './demo.js';
-import { writePhantomSeries } from './phantom.js';
 
 /** The bundled real study (two series of Lung-PET-CT-Dx patient A0002). */
 const SAMPLE = fileURLToPath(new URL('../../../samples/lung-pet-ct-dx-A0002', import.meta.url));

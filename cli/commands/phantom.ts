@@ -1,21 +1,14 @@
 /** `covidct phantom OUTDIR`: write a synthetic chest CT series with its ground truth. */
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Command } from 'commander';
+import { boundedIntExpected, parseBoundedInt } from '../../core/bounded-int.js';
 import { InputError } from '../../core/errors.js';
 import {
   checkDatasetOptions,
   MIN_DATASET_PATIENTS,
   writePhantomDataset,
 } from '../../core/phantom/dataset.js';
-import {
-  encodePhantomSlice,
-  type PhantomFileFormat,
-  type PhantomTruthEntry,
-  phantomFileName,
-  phantomTruthFile,
-} from '../../core/phantom/files.js';
-import { createPhantom, DEFAULT_PHANTOM_SLICES, MAX_PHANTOM_SLICES } from '../../core/phantom/phantom.js';
+import { DEFAULT_PHANTOM_SLICES, MAX_PHANTOM_SLICES } from '../../core/phantom/phantom.js';
+import { type PhantomSeriesOptions, writePhantomSeries } from '../../core/phantom/series.js';
 import { startProgress } from '../progress.js';
 
 /** The options as commander hands them over (strings, unparsed). */
@@ -31,19 +24,11 @@ export interface PhantomCliOptions {
 }
 
 /** Parsed and checked options of `covidct phantom`. */
-export interface PhantomCommandOptions {
-  readonly covid: boolean;
-  readonly slices: number;
-  readonly seed: number;
-  readonly format: PhantomFileFormat;
-  readonly force: boolean;
-}
+export type PhantomCommandOptions = PhantomSeriesOptions;
 
 function wholeNumber(name: string, raw: string, min: number, max: number): number {
-  const n = /^\s*\d+\s*$/.test(raw) ? Number(raw) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new InputError(name, `must be a whole number from ${min} to ${max}, got '${raw}'`);
-  }
+  const n = parseBoundedInt(raw, min, max);
+  if (n === undefined) throw new InputError(name, `must be ${boundedIntExpected(min, max)}, got '${raw}'`);
   return n;
 }
 
@@ -62,54 +47,6 @@ export function parsePhantomOptions(options: PhantomCliOptions): PhantomCommandO
     seed: options.seed === undefined ? 1 : wholeNumber('--seed', options.seed, 0, Number.MAX_SAFE_INTEGER),
     format,
     force: options.force === true,
-  };
-}
-
-/** What {@link writePhantomSeries} wrote. */
-export interface PhantomWriteSummary {
-  readonly folder: string;
-  readonly files: number;
-  readonly openSlices: number;
-  readonly lesionSlices: number;
-}
-
-/**
- * Write the series into `outDir` (created if missing): one file per slice and `truth.json`.
- * Refuses a folder that already holds files unless `force`, so a typo cannot mix two series.
- */
-export async function writePhantomSeries(
-  outDir: string,
-  options: PhantomCommandOptions,
-): Promise<PhantomWriteSummary> {
-  const existing = await stat(outDir).catch(() => undefined);
-  if (existing !== undefined) {
-    if (!existing.isDirectory())
-      throw new InputError(outDir, 'exists and is not a folder; give a folder to write the series into');
-    if (!options.force && (await readdir(outDir)).length > 0) {
-      throw new InputError(outDir, 'folder is not empty; give a new folder, or --force to write over it');
-    }
-  }
-  await mkdir(outDir, { recursive: true });
-  const phantom = createPhantom({ seed: options.seed, covid: options.covid, slices: options.slices });
-  const entries: PhantomTruthEntry[] = [];
-  // One slice at a time: a 1000-slice series never sits in memory.
-  for (const slice of phantom.slices()) {
-    const file = phantomFileName(slice.index, phantom.info.sliceCount, options.format);
-    await writeFile(join(outDir, file), encodePhantomSlice(phantom.info, slice, options.format));
-    entries.push({
-      file,
-      instanceNumber: slice.instanceNumber,
-      sliceLocation: slice.sliceLocation,
-      ...slice.truth,
-    });
-  }
-  const truth = phantomTruthFile(phantom.info, options.format, entries);
-  await writeFile(join(outDir, 'truth.json'), `${JSON.stringify(truth, null, 2)}\n`);
-  return {
-    folder: outDir,
-    files: entries.length,
-    openSlices: entries.filter((e) => e.lungOpen).length,
-    lesionSlices: entries.filter((e) => e.lesion).length,
   };
 }
 

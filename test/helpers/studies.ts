@@ -13,7 +13,7 @@ import {
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
 } from '@aws-sdk/client-sqs';
-import { writePhantomSeries } from '../../cli/commands/phantom.js';
+import { writePhantomSeries } from '../../core/phantom/series.js';
 import type { LocalResources } from '../../local/resources.js';
 import { initBackend } from '../../models/backend.js';
 import { CLASS_NAMES } from '../../models/classes.js';
