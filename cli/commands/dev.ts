@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type Command, Option } from 'commander';
+import { describeError } from '../../core/errors.js';
 import { resolveModelDir } from '../../models/default-model.js';
 import { integerOption, OptionValueError, parseVoteThresholdOption, printJson, warn } from '../io.js';
 
@@ -161,7 +162,7 @@ export function registerDev(program: Command): void {
           firstSignalAt = Date.now();
           warn(`${signal}: stopping (the worker drains its batch${options.data ? ', state is saved' : ''})`);
           stack.stop().then(resolve, (error: unknown) => {
-            warn(`stop failed: ${error instanceof Error ? error.message : String(error)}`);
+            warn(`stop failed: ${describeError(error, { className: false })}`);
             resolve();
           });
         };
