@@ -357,7 +357,7 @@ describe('bench all --quick', () => {
 
     expect(r.worker.scenarios.map((s) => s.name)).toEqual(['cpu', 'accelerator']);
     for (const s of r.worker.scenarios) {
-      expect(s.variants.map((v) => v.name)).toEqual(['before', 'overlap', 'after']);
+      expect(s.variants.map((v) => v.name)).toEqual(['overlap', 'after']);
       expect(s.variants[0]!.speedup).toBe(1);
       for (const v of s.variants) {
         positive(v.slicesPerSecond);
