@@ -75,8 +75,6 @@ describe('bench select', () => {
       expect(Math.min(...f.runMs) / 4, what).toBeCloseTo(f.msPerSlice, 9);
     };
     sane(result, 'ours');
-    expect(result.variants.length).toBeGreaterThan(0);
-    for (const v of result.variants) sane(v, v.name);
     if (hasOpenCv && result.reference !== null) {
       for (const [ref, env] of [
         [result.reference, {}],
