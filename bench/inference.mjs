@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
- * Inference speed on tfjs's wasm backend of two ways to run the same model, measured in the same run
- * and interleaved round by round so a busy machine slows them alike: `layers` (tfjs-layers'
- * model.predict) and `compiled` (the compiled graph of models/fast). One wasm thread in this process, and the worker pool, at batch 1 and 4. Wall and CPU time
+ * Inference speed on tfjs's wasm backend. In this process (one wasm thread), two ways to run the
+ * same model, measured in the same run and interleaved round by round so a busy machine slows them
+ * alike: `layers` (tfjs-layers' model.predict) and `compiled` (the compiled graph of models/fast).
+ * The worker pool runs what covidct runs there, the compiled graph, alone (the switch that made pool
+ * workers run model.predict was removed in issue #17). Batch 1 and 4. Wall and CPU time
  * (process.cpuUsage, which counts the pool's threads too) per slice; medians and best over the
  * rounds. Prints JSON.
  *
@@ -37,7 +39,6 @@ const { initBackend } = await import(new URL('backend.js', dist).href);
 const { buildArchitecture } = await import(new URL('registry.js', dist).href);
 const { compileForInference } = await import(new URL('fast/compile.js', dist).href);
 const { PredictionPool } = await import(new URL('pool.js', dist).href);
-const { INFERENCE_ENV } = await import(new URL('fast/graph-cache.js', dist).href);
 
 const WAYS = ['layers', 'compiled'];
 
@@ -70,20 +71,26 @@ function summary(samples) {
   };
 }
 
-/** Interleave the ways round by round; returns per-way summaries and the speed-up ratios. */
+/**
+ * Interleave the ways round by round; returns per-way summaries and, when both ways ran, the
+ * speed-up ratios.
+ */
 async function compare(label, batch, ways) {
-  const samples = Object.fromEntries(WAYS.map((name) => [name, []]));
+  const names = WAYS.filter((name) => ways[name] !== undefined);
+  const samples = Object.fromEntries(names.map((name) => [name, []]));
   for (let r = 0; r < rounds; r++) {
-    for (const name of WAYS) samples[name].push(await ways[name]());
+    for (const name of names) samples[name].push(await ways[name]());
   }
   const row = { variant: label, batch };
-  for (const name of WAYS) row[name] = summary(samples[name]);
-  const ratio = (a, b, k) => +(row[a][k] / row[b][k]).toFixed(2);
-  row.speedup = {
-    compiledOverLayersWall: ratio('layers', 'compiled', 'wallMsPerSlice'),
-    compiledOverLayersCpu: ratio('layers', 'compiled', 'cpuMsPerSlice'),
-  };
-  log(`${label} batch ${batch}: ${WAYS.map((n) => `${n} ${JSON.stringify(row[n])}`).join(' ')}`);
+  for (const name of names) row[name] = summary(samples[name]);
+  if (names.length === WAYS.length) {
+    const ratio = (a, b, k) => +(row[a][k] / row[b][k]).toFixed(2);
+    row.speedup = {
+      compiledOverLayersWall: ratio('layers', 'compiled', 'wallMsPerSlice'),
+      compiledOverLayersCpu: ratio('layers', 'compiled', 'cpuMsPerSlice'),
+    };
+  }
+  log(`${label} batch ${batch}: ${names.map((n) => `${n} ${JSON.stringify(row[n])}`).join(' ')}`);
   return row;
 }
 
@@ -137,39 +144,21 @@ if (!args['no-single']) {
 
 if (!args['no-pool'] && poolSize > 1) {
   for (const batch of batches) {
-    const pools = {};
-    // Workers copy the environment when they start: it picks their inference path.
-    const env = {
-      layers: { [INFERENCE_ENV]: 'layers' },
-      compiled: { [INFERENCE_ENV]: 'compiled' },
-    };
-    for (const name of WAYS) {
-      const saved = { ...process.env };
-      Object.assign(process.env, env[name]);
-      pools[name] = await PredictionPool.create(
-        { kind: 'arch', arch: args.arch, options: { inputSize: size } },
-        { size: poolSize },
-      );
-      for (const key of [INFERENCE_ENV]) {
-        if (saved[key] === undefined) delete process.env[key];
-        else process.env[key] = saved[key];
-      }
-    }
+    // The pool's workers run the compiled graph (models/fast/graph-cache.ts), as covidct does.
+    const pool = await PredictionPool.create(
+      { kind: 'arch', arch: args.arch, options: { inputSize: size } },
+      { size: poolSize },
+    );
     const template = pixels(batch);
     // Each round: one batch per worker, queued at once (transferred, so each gets its own copy).
     const jobs = poolSize;
-    const round = (pool) => () =>
+    const compiled = () =>
       timed(jobs * batch, () =>
         Promise.all(Array.from({ length: jobs }, () => pool.predictBatch(template.slice(), batch))),
       );
-    const ways = Object.fromEntries(WAYS.map((name) => [name, round(pools[name])]));
-    for (const name of WAYS) {
-      await Promise.all(
-        Array.from({ length: poolSize }, () => pools[name].predictBatch(template.slice(), batch)),
-      );
-    }
-    results.push({ ...(await compare(`wasm-pool-${poolSize}`, batch, ways)), workers: poolSize });
-    for (const name of WAYS) await pools[name].close();
+    await Promise.all(Array.from({ length: poolSize }, () => pool.predictBatch(template.slice(), batch)));
+    results.push({ ...(await compare(`wasm-pool-${poolSize}`, batch, { compiled })), workers: poolSize });
+    await pool.close();
   }
 }
 

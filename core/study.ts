@@ -76,8 +76,6 @@ export interface StudySelection {
 
 /** Options for {@link selectStudy}. */
 export interface SelectStudyOptions {
-  /** Files read at once. @default 8 */
-  readonly concurrency?: number;
   /** Called after each file is read (or failed). */
   readonly onProgress?: (done: number, total: number) => void;
   /**
@@ -88,6 +86,9 @@ export interface SelectStudyOptions {
 }
 
 const collator = new Intl.Collator('en', { numeric: true });
+
+/** Files read at once: TIFF reads are synchronous, DICOM and gzip ones wait on the thread pool. */
+const FILES_AT_ONCE = 8;
 
 /** Order slices: instance number, then slice location, then file name; missing values go last. */
 export function compareSlices(a: SliceOrderKey, b: SliceOrderKey): number {
@@ -189,7 +190,7 @@ export async function selectStudy(path: string, options: SelectStudyOptions = {}
   const outcomes = new Map<string, ReadOutcome>();
   let done = 0;
   const all = layout.folders.flatMap((f) => f.files);
-  await forEachLimited(all, options.concurrency ?? 8, async (file) => {
+  await forEachLimited(all, FILES_AT_ONCE, async (file) => {
     try {
       const { header, darkPixels } = await count(file);
       outcomes.set(file, { path: file, header, darkPixels });

@@ -11,7 +11,7 @@ import { forEachLimited } from '../core/concurrency.js';
 import { describeError, InputError } from '../core/errors.js';
 import { decodeSlice } from '../core/read.js';
 import type { SliceLabel } from '../core/vote.js';
-import { type Classifier, checkSliceFits, classifyPixels, labelOf } from '../models/classifier.js';
+import { type Classifier, checkSliceFits, labelOf } from '../models/classifier.js';
 import type { HeatmapRenderer } from '../models/gradcam/heatmap.js';
 import { DEFAULT_BATCH_SIZE, type Probabilities } from '../models/predict.js';
 import type { SlicePredictor } from '../models/predictor.js';
@@ -74,20 +74,13 @@ export interface ClassifyContext {
   readonly fetchConcurrency?: number;
   /** Slices per forward pass. @default DEFAULT_BATCH_SIZE of models/predict.ts */
   readonly forwardBatch?: number;
-  /**
-   * Overlap fetch + decode with inference (a forward pass starts as soon as its slices are decoded)
-   * and reuse input buffers. `false`: fetch and decode every slice first, then classify (the former
-   * behaviour, kept so `covidct bench worker` can compare the two in one run). @default true
-   */
-  readonly overlap?: boolean;
   /** How overlays are drawn. @default gradCamOverlay (models/diagnose.ts) */
   readonly renderHeatmap?: HeatmapRenderer;
 }
 
 /**
- * Milliseconds per stage of one batch, for metrics. With overlap (the default) the first two
- * overlap: fetch + decode runs until the last slice is decoded, classify from the first forward
- * pass until the last one ends.
+ * Milliseconds per stage of one batch, for metrics. The first two overlap: fetch + decode runs
+ * until the last slice is decoded, classify from the first forward pass until the last one ends.
  */
 export interface BatchTimings {
   readonly fetchDecodeMs: number;
@@ -273,35 +266,10 @@ export async function classifySlices(jobs: readonly SliceJob[], ctx: ClassifyCon
   const distinct = [...byKey.values()];
 
   const t0 = performance.now();
-  let t1: number;
-  let fetchDecodeMs: number;
-  if (ctx.overlap !== false) {
-    const { decodedAt, firstAt } = await pipelined(distinct, ctx);
-    // The stages overlap: fetch+decode until the last slice was decoded, classify from the first forward pass.
-    t1 = firstAt;
-    fetchDecodeMs = decodedAt - t0;
-  } else {
-    // One stage after the other (the behaviour before the pipeline; kept for `bench worker`).
-    await forEachLimited(distinct, ctx.fetchConcurrency ?? 8, (d) => fetchDecode(d, ctx));
-    t1 = performance.now();
-    fetchDecodeMs = t1 - t0;
-    const waiting = distinct.filter((d) => d.outcome === undefined);
-    if (waiting.length > 0) {
-      try {
-        const probabilities = await classifyPixels(
-          ctx.predictor,
-          waiting.map((d) => d.pixels!),
-          ctx.forwardBatch === undefined ? {} : { batchSize: ctx.forwardBatch },
-        );
-        waiting.forEach((d, i) => {
-          const p = probabilities[i]!;
-          d.outcome = { ok: true, probabilities: p, label: labelOf(p) };
-        });
-      } catch (error) {
-        for (const d of waiting) d.outcome = { ok: false, permanent: false, error: describeError(error) };
-      }
-    }
-  }
+  const { decodedAt, firstAt } = await pipelined(distinct, ctx);
+  // The stages overlap: fetch+decode until the last slice was decoded, classify from the first forward pass.
+  const t1 = firstAt;
+  const fetchDecodeMs = decodedAt - t0;
   const ready = distinct.filter((d) => d.pixels !== undefined);
   const t2 = performance.now();
 

@@ -75,8 +75,6 @@ describe('bench select', () => {
       expect(Math.min(...f.runMs) / 4, what).toBeCloseTo(f.msPerSlice, 9);
     };
     sane(result, 'ours');
-    expect(result.variants.length).toBeGreaterThan(0);
-    for (const v of result.variants) sane(v, v.name);
     if (hasOpenCv && result.reference !== null) {
       for (const [ref, env] of [
         [result.reference, {}],
@@ -357,7 +355,7 @@ describe('bench all --quick', () => {
 
     expect(r.worker.scenarios.map((s) => s.name)).toEqual(['cpu', 'accelerator']);
     for (const s of r.worker.scenarios) {
-      expect(s.variants.map((v) => v.name)).toEqual(['before', 'overlap', 'after']);
+      expect(s.variants.map((v) => v.name)).toEqual(['overlap', 'after']);
       expect(s.variants[0]!.speedup).toBe(1);
       for (const v of s.variants) {
         positive(v.slicesPerSecond);

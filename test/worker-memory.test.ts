@@ -58,7 +58,7 @@ afterAll(async () => {
 
 describe('worker memory', () => {
   it(`classifies ${SLICES} slices with the tensor count flat and RSS growth under ${MAX_RSS_GROWTH * 100} % after warm-up`, async () => {
-    const setup = { overlap: true, batchesInFlight: 2, batchSlices: 32, forwardBatch: 8 } as const;
+    const setup = { batchesInFlight: 2, batchSlices: 32, forwardBatch: 8 } as const;
     // Warm-up: buffers, SDK connections, V8's code, the allocator's arenas and the backend's memory
     // reach their working size (measured: RSS still grows ~5 % over the first 1,000 slices, then
     // moves only within a few %). RSS after a full GC still wanders with the allocator, so the

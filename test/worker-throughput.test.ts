@@ -1,15 +1,16 @@
 /**
  * The worker's throughput mechanics against local S3 and SQS: overlapped classification gives the
- * same outcomes as the sequential path and reuses its input buffers (or takes fresh ones when a pool
+ * same outcomes as classifying every decoded slice at once and reuses its input buffers (or takes fresh ones when a pool
  * transferred them away); the consumer works on two batches at once only when asked to; warm-up runs
  * a pass on every predictor worker and picks the batch size with the most slices per second.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runConsumer, startWorkerHarness, type WorkerHarness } from '../cli/bench/worker-harness.js';
+import { decodeSlice } from '../core/read.js';
 import { encodeTiff16 } from '../core/tiff/encode.js';
 import { type ClassifyContext, classifySlices, type SliceJob } from '../gpu-worker/classify.js';
 import { warmUp } from '../gpu-worker/warmup.js';
-import type { Classifier } from '../models/classifier.js';
+import { type Classifier, classifyPixels, labelOf } from '../models/classifier.js';
 import type { SlicePredictor } from '../models/predictor.js';
 
 const SIZE = 16;
@@ -76,24 +77,30 @@ function jobs(): SliceJob[] {
   }));
 }
 
-function context(predictor: SlicePredictor, overlap: boolean): ClassifyContext {
+function context(predictor: SlicePredictor): ClassifyContext {
   return {
     s3: harness.clients.s3,
     bucket: harness.resources.bucket,
     classifier,
     predictor,
     heatmaps: 'none',
-    overlap,
     forwardBatch: 4,
   };
 }
 
 describe('classifySlices', () => {
-  it('overlapped gives the same outcomes as sequential, in job order, with a missing slice failed', async () => {
+  it('overlapped gives the same outcomes as classifying every decoded slice at once, in job order, with a missing slice failed', async () => {
     const list = [...jobs(), { ...jobs()[0]!, key: `${jobs()[0]!.key}-missing` }];
-    const a = await classifySlices(list, context(recordingPredictor().predictor, false));
-    const b = await classifySlices(list, context(recordingPredictor().predictor, true));
-    expect(b.outcomes).toEqual(a.outcomes);
+    // What the sequential path did (removed with ClassifyContext.overlap): decode all, then classify.
+    const decoded = await Promise.all(
+      Array.from({ length: 20 }, async (_, k) => (await decodeSlice(slice(k).bytes, slice(k).name)).pixels),
+    );
+    const probabilities = await classifyPixels(recordingPredictor().predictor, decoded, { batchSize: 4 });
+    const b = await classifySlices(list, context(recordingPredictor().predictor));
+    expect(b.outcomes).toHaveLength(21);
+    expect(b.outcomes.slice(0, 20)).toEqual(
+      probabilities.map((p) => ({ ok: true, probabilities: p, label: labelOf(p) })),
+    );
     expect(b.classified).toBe(20);
     expect(b.outcomes.slice(0, 20).map((o) => (o.ok ? o.probabilities[0] : -1))).toEqual(
       Array.from({ length: 20 }, (_, k) => Math.fround((k * 10) / 1000)),
@@ -103,7 +110,7 @@ describe('classifySlices', () => {
 
   it('reuses input buffers batch after batch in this thread, and takes fresh ones when a pool transfers them', async () => {
     const inThread = recordingPredictor();
-    const ctx = context(inThread.predictor, true);
+    const ctx = context(inThread.predictor);
     await classifySlices(jobs(), ctx);
     await classifySlices(jobs(), ctx);
     // 2 × 5 forward passes of 4 slices through at most 2 buffers (two passes in flight).
@@ -111,7 +118,7 @@ describe('classifySlices', () => {
     expect(new Set(inThread.inputs).size).toBeLessThanOrEqual(2);
 
     const pooled = recordingPredictor({ workers: 2, transfer: true });
-    const out = await classifySlices(jobs(), context(pooled.predictor, true));
+    const out = await classifySlices(jobs(), context(pooled.predictor));
     expect(out.classified).toBe(20);
     expect(new Set(pooled.inputs).size).toBe(5);
     for (const input of pooled.inputs) expect(input.length).toBe(0); // detached, never handed out again
@@ -141,7 +148,7 @@ describe('consumer', () => {
         },
       },
       64,
-      { overlap: true, batchesInFlight, batchSlices: 8, forwardBatch: 8 },
+      { batchesInFlight, batchSlices: 8, forwardBatch: 8 },
     );
     return max;
   }

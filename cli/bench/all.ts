@@ -185,7 +185,7 @@ export function summarizeAll(r: BenchAllResult): string {
     ),
     ...r.worker.scenarios.flatMap((s) =>
       s.variants.map(
-        (v) => `worker ${s.name} ${v.name}: ${v.slicesPerSecond} slices/s (${x(v.speedup)} vs before)`,
+        (v) => `worker ${s.name} ${v.name}: ${v.slicesPerSecond} slices/s (${x(v.speedup)} vs overlap)`,
       ),
     ),
     ...r.pipeline.studies.map((s) => {

@@ -47,12 +47,6 @@ export interface ReferenceFigures extends RunFigures {
   readonly versions?: Record<string, string>;
 }
 
-/** One way of reading the slices, timed. */
-export interface BenchVariant extends RunFigures {
-  readonly name: string;
-  readonly description: string;
-}
-
 /** What `bench select --json` prints. Every figure is best-of-`runs`, medians beside them. */
 export interface BenchSelectResult extends RunFigures {
   /**
@@ -85,8 +79,6 @@ export interface BenchSelectResult extends RunFigures {
   readonly countsMatch: boolean | null;
   /** Slices whose counts differ, or that only one side read (at most 20). */
   readonly mismatches: readonly CountMismatch[];
-  /** Other ways of reading the same files, timed the same way. */
-  readonly variants: readonly BenchVariant[];
 }
 
 /** Options of {@link benchSelect}. */
@@ -138,19 +130,18 @@ export async function benchSelect(
     const failed = last.series.find((s) => s.error !== undefined);
     if (failed) throw new InputError(failed.folder, failed.error!);
     const slices = last.series.reduce((n, s) => n + s.slices.length, 0);
-    await selectStudy(measured, { concurrency: 1 });
 
-    const timeOurs = (concurrency?: number) => async () => {
-      const t = performance.now();
-      const result = await selectStudy(measured, concurrency === undefined ? {} : { concurrency });
-      const ms = performance.now() - t;
-      last = result;
-      return ms;
+    const ours: Side = {
+      run: async () => {
+        const t = performance.now();
+        const result = await selectStudy(measured);
+        const ms = performance.now() - t;
+        last = result;
+        return ms;
+      },
+      times: [],
     };
-    const ours: Side = { run: timeOurs(), times: [] };
-    // The TIFF reads are synchronous, so concurrency only matters for other formats; shown for that.
-    const sequential: Side = { run: timeOurs(1), times: [] };
-    const sides: Side[] = [ours, sequential];
+    const sides: Side[] = [ours];
 
     let referenceError: string | undefined;
     let references: { server: PythonServer<ReferenceReady>; side: Side; env: Record<string, string> }[] = [];
@@ -183,11 +174,11 @@ export async function benchSelect(
         try {
           side.times.push(await side.run());
         } catch (error) {
-          if (side === ours || side === sequential) throw error;
+          if (side === ours) throw error;
           // The reference died mid-way: report ours alone, and why.
           referenceError = describeError(error);
           references = [];
-          sides.splice(2);
+          sides.splice(1);
           break;
         }
       }
@@ -230,13 +221,6 @@ export async function benchSelect(
       ratioBestRange: perRound.length > 0 ? [Math.min(...perRound), Math.max(...perRound)] : null,
       countsMatch: refDefault ? mismatches.length === 0 : null,
       mismatches,
-      variants: [
-        {
-          name: 'sequential',
-          description: 'selectStudy reading one file at a time',
-          ...runFigures(sequential.times, slices),
-        },
-      ],
     };
   } finally {
     for (const server of servers) await server.close();
@@ -292,7 +276,6 @@ export function formatSelect(r: BenchSelectResult): string {
   const label = (ref: ReferenceFigures) =>
     Object.keys(ref.env).length === 0 ? ref.allocator : 'its best allocator settings';
   rows.push([`covidct (${r.format}, selectStudy)`, ...fmt(r)]);
-  for (const v of r.variants) rows.push([`covidct ${v.name}`, ...fmt(v)]);
   for (const ref of [r.reference, r.referenceBest]) {
     if (ref) rows.push([`reference (${ref.name}), ${label(ref)}`, ...fmt(ref)]);
   }

@@ -94,8 +94,6 @@ export async function realSeriesSlices(): Promise<HarnessSlice[]> {
 
 /** How the consumer is set up for one run. */
 export interface ConsumerSetup {
-  /** classify.ts: overlap fetch/decode with inference. */
-  readonly overlap: boolean;
   /** consumer.ts: batches in flight (2 = prefetch the next). */
   readonly batchesInFlight: number;
   readonly forwardBatch?: number;
@@ -137,7 +135,6 @@ export async function runConsumer(
     classifier,
     predictor,
     heatmaps: 'none',
-    overlap: setup.overlap,
     ...(setup.forwardBatch === undefined ? {} : { forwardBatch: setup.forwardBatch }),
   };
   let done = 0;

@@ -1,9 +1,11 @@
 /**
  * `covidct bench worker`: the GPU worker's consumer loop (gpu-worker/consumer.ts + classify.ts, the
  * real code) against the local S3 and SQS servers, timed per configuration in one run on the same
- * slices and the same predictor: `before` (fetch and decode every slice of a batch, then classify,
- * one batch at a time), `overlap` (forward passes start as slices are decoded, input buffers reused)
- * and `after` (overlap plus the next batch prefetched while one is classified: the default).
+ * slices and the same predictor, in the configurations the worker can be set to: `overlap` (one
+ * batch in flight; within it forward passes start as slices are decoded) and `after` (the next batch
+ * prefetched while one is classified: the default, WorkerConfig.batchesInFlight 2). The `before`
+ * configuration (fetch and decode a whole batch, then classify) was removed with the code path it
+ * timed (2026-12-05, issue #17).
  * Configurations alternate round by round, so load from other work on the machine hits them alike.
  */
 
@@ -48,15 +50,14 @@ export interface BenchWorkerOptions {
 
 /** One configuration's figures. */
 export interface WorkerVariant {
-  readonly name: 'before' | 'overlap' | 'after';
-  readonly overlap: boolean;
+  readonly name: 'overlap' | 'after';
   readonly batchesInFlight: number;
   /** Median ms per run. */
   readonly ms: number;
   readonly msPerSlice: number;
   readonly slicesPerSecond: number;
   readonly runsMs: readonly number[];
-  /** slicesPerSecond over `before`'s, from the same run. */
+  /** slicesPerSecond over `overlap`'s (one batch in flight), from the same run. */
   readonly speedup: number;
 }
 
@@ -80,17 +81,16 @@ export interface BenchWorkerResult {
   readonly batchSlices: number;
   readonly rounds: number;
   readonly warmUpMs: number;
-  readonly baseline: 'before';
+  readonly baseline: 'overlap';
   readonly scenarios: readonly WorkerScenario[];
 }
 
 const SETUPS = [
-  { name: 'before', overlap: false, batchesInFlight: 1 },
-  { name: 'overlap', overlap: true, batchesInFlight: 1 },
-  { name: 'after', overlap: true, batchesInFlight: 2 },
+  { name: 'overlap', batchesInFlight: 1 },
+  { name: 'after', batchesInFlight: 2 },
 ] as const;
 
-/** Time the worker loop before and after the throughput work (see the module comment). */
+/** Time the worker loop with one and with two batches in flight (see the module comment). */
 export async function benchWorker(options: BenchWorkerOptions = {}): Promise<BenchWorkerResult> {
   const total = options.slices ?? 240;
   const rounds = options.rounds ?? 3;
@@ -130,7 +130,6 @@ export async function benchWorker(options: BenchWorkerOptions = {}): Promise<Ben
       try {
         // One untimed run warms the servers, the SDK connections and the decoders.
         await runConsumer(scenarioHarness, classifier, plan.predictor, Math.min(total, 32), {
-          overlap: true,
           batchesInFlight: 2,
           forwardBatch,
           batchSlices,
@@ -146,7 +145,7 @@ export async function benchWorker(options: BenchWorkerOptions = {}): Promise<Ben
             times.get(s.name)!.push(ms);
           }
         }
-        const beforeMs = median(times.get('before')!);
+        const baselineMs = median(times.get('overlap')!);
         scenarios.push({
           name: plan.name,
           description: plan.description,
@@ -162,7 +161,7 @@ export async function benchWorker(options: BenchWorkerOptions = {}): Promise<Ben
               msPerSlice: round(ms / total),
               slicesPerSecond: round((total * 1000) / ms),
               runsMs: times.get(s.name)!.map((t) => round(t)),
-              speedup: round(beforeMs / ms),
+              speedup: round(baselineMs / ms),
             };
           }),
         });
@@ -180,7 +179,7 @@ export async function benchWorker(options: BenchWorkerOptions = {}): Promise<Ben
       batchSlices,
       rounds,
       warmUpMs: round(warm.warmUpMs),
-      baseline: 'before',
+      baseline: 'overlap',
       scenarios,
     };
   } finally {

@@ -193,7 +193,7 @@ function registerBenchSuite(bench: Command): void {
   bench
     .command('worker')
     .description(
-      'time the worker loop (real consumer and classify code, local S3 and SQS) before and after the throughput work — fetch/decode/inference overlap and batch prefetch — on this machine’s backend and on a simulated accelerator, alternating in one run',
+      'time the worker loop (real consumer and classify code, local S3 and SQS) with one batch in flight and with the next batch prefetched (the default) on this machine’s backend and on a simulated accelerator, alternating in one run',
     )
     .addOption(integerOption('--slices <n>', 'slice jobs per run', 8, 100000, 240))
     .addOption(integerOption('--rounds <n>', 'alternating rounds', 1, 100, 3))

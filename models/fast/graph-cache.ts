@@ -8,26 +8,18 @@ import { getBackend } from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { compileForInference, type InferenceGraph, NotAClassifierError } from './compile.js';
 
-/** Environment variable choosing the inference path: `compiled` (default on wasm/cpu) or `layers`. */
-export const INFERENCE_ENV = 'COVIDCT_INFERENCE';
-
 /** Backends (tfjs names) whose prediction goes through the compiled graph. */
 export const COMPILED_BACKENDS: readonly string[] = ['wasm', 'cpu'];
 
 const graphs = new WeakMap<LayersModel, InferenceGraph | null>();
 
-/** Whether `COVIDCT_INFERENCE` asks for tfjs-layers' own `predict` (for comparisons and as an escape hatch). */
-export function layersInferenceForced(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env[INFERENCE_ENV]?.trim().toLowerCase() === 'layers';
-}
-
 /**
  * The compiled graph of `model` on the current backend, compiled on first use and again after its
- * weights were replaced; undefined where `model.predict` should run (other backends, `layers` forced,
- * not a one-input classifier). Call outside `tidy`. The graph is freed with `model.dispose()`.
+ * weights were replaced; undefined where `model.predict` should run (other backends, not a one-input
+ * classifier). Call outside `tidy`. The graph is freed with `model.dispose()`.
  */
 export function inferenceGraphFor(model: LayersModel): InferenceGraph | undefined {
-  if (!COMPILED_BACKENDS.includes(getBackend()) || layersInferenceForced()) return undefined;
+  if (!COMPILED_BACKENDS.includes(getBackend())) return undefined;
   let graph = graphs.get(model);
   if (graph === null) return undefined;
   if (graph !== undefined && !graph.isStale()) return graph;

@@ -8,7 +8,6 @@ import { getBackend, type Tensor, type Tensor2D, tensor2d, tensor4d, tidy } from
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { LabelledSlice } from '../../core/dataset.js';
 import { compileForInference } from '../fast/compile.js';
-import { layersInferenceForced } from '../fast/graph-cache.js';
 import { modelInputShape } from '../predict.js';
 import { loadSlicePixels, type PixelLoader } from './data.js';
 import { cutLengths, featureModel, type HeadSplit } from './heads.js';
@@ -55,10 +54,9 @@ export async function featureRunner(
     const session = await createOrtSession(exportLayersModel(fm), { threads: availableParallelism() });
     return { run: (pixels, count) => session.run(pixels, count), release: () => session.release() };
   }
-  const graph =
-    ['wasm', 'cpu'].includes(getBackend()) && !layersInferenceForced()
-      ? compileForInference(fm, { log: () => {} })
-      : undefined;
+  const graph = ['wasm', 'cpu'].includes(getBackend())
+    ? compileForInference(fm, { log: () => {} })
+    : undefined;
   return {
     async run(pixels, count) {
       const out = tidy(() => {
