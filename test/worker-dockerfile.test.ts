@@ -25,7 +25,7 @@ describe('the worker Dockerfile', () => {
   });
 
   it('carries ONNX’s schema where the exporter reads it (COVIDCT_BACKEND=ort on a CPU instance)', () => {
-    const source = readFileSync(new URL('../models/onnx/export.ts', import.meta.url), 'utf8');
+    const source = readFileSync(new URL('../models/onnx/protobuf.ts', import.meta.url), 'utf8');
     expect(source).toContain("join(packageRoot(), 'models', 'onnx', 'onnx.proto')");
     expect(text).toMatch(/^COPY --from=build \/app\/models\/onnx\/onnx\.proto models\/onnx\/onnx\.proto$/m);
     expect(text).toMatch(/^WORKDIR \/app$/m);
