@@ -15,6 +15,8 @@ export default defineConfig({
     testTimeout: 60_000,
     // Log lines (the handlers' JSON logs, progress) only for a test that failed: the run shows results.
     silent: 'passed-only',
+    // …including what code under test writes straight to stdout/stderr (Powertools, Node's warnings).
+    setupFiles: ['test/setup/console.ts'],
     // ONNX graphs the CPU engine exports go to a cache of the tests' own, not the user's ~/.cache.
     env: { COVIDCT_CACHE_DIR: join(tmpdir(), 'covidct-test-cache') },
     hookTimeout: 120_000,

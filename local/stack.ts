@@ -64,7 +64,7 @@ export interface LocalStackOptions {
   readonly workerCommand?: readonly string[];
   /** Extra worker environment (`COVIDCT_HEATMAPS=none`, `COVIDCT_POOL_SIZE`, shorter waits…). */
   readonly workerEnv?: Readonly<Record<string, string>>;
-  /** The worker's output, a line at a time; inherited (shown as is) when absent. */
+  /** The worker's output, a line at a time. @default each line on this process's stdout or stderr (worker-process.ts printLine) */
   readonly onWorkerLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** Visibility timeout the Lambda pollers ask for (tests: retries in seconds). @default the queues' */
   readonly visibilityTimeoutSeconds?: number;

@@ -41,6 +41,11 @@ export function defaultWorkerCommand(): string[] {
   return [process.execPath, join(root, 'dist', 'gpu-worker', 'main.js')];
 }
 
+/** A line of the worker's output on this process's stream of the same name. */
+export function printLine(line: string, stream: 'stdout' | 'stderr'): void {
+  (stream === 'stdout' ? process.stdout : process.stderr).write(`${line}\n`);
+}
+
 /** Options of {@link WorkerProcess}. */
 export interface WorkerProcessOptions {
   /** The command line. @default {@link defaultWorkerCommand} */
@@ -51,7 +56,11 @@ export interface WorkerProcessOptions {
   readonly overrides?: Readonly<Record<string, string>>;
   /** The address its health check listens on (a free port there is chosen at each start). */
   readonly host: string;
-  /** Its output, a line at a time; inherited (shown as is) when absent. */
+  /**
+   * Its output, a line at a time. @default {@link printLine}: each line on this process's own
+   * stdout or stderr, as an inherited descriptor would show it, but through this process's streams
+   * (a test runner that holds back what a passing test prints holds these lines back too).
+   */
   readonly onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** A spawn failure, or an exit nobody asked for ({@link WorkerExitError}). */
   readonly onError: (error: unknown) => void;
@@ -87,7 +96,6 @@ export class WorkerProcess {
     const [command, ...args] = this.options.command ?? defaultWorkerCommand();
     if (command === undefined) throw new Error('workerCommand is empty: give at least the program to run');
     const healthPort = await freePort(this.options.host);
-    const piped = this.options.onLine !== undefined;
     const proc = spawn(command, args, {
       env: {
         ...process.env,
@@ -97,7 +105,7 @@ export class WorkerProcess {
         COVIDCT_HEALTH_HOST: this.options.host,
         ...this.options.overrides,
       },
-      stdio: ['ignore', piped ? 'pipe' : 'inherit', piped ? 'pipe' : 'inherit'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.healthPort = healthPort;
     this.starts++;
@@ -113,8 +121,9 @@ export class WorkerProcess {
         this.lastExit = { code, signal };
         this.forget(proc);
         if (!this.expectingExit) this.options.onError(new WorkerExitError(code, signal));
-        resolve();
       });
+      // 'close' comes after 'exit' once its output is read to the end: a stop waits for its last lines.
+      proc.once('close', () => resolve());
     });
     return this.status();
   }
@@ -158,8 +167,7 @@ export class WorkerProcess {
   }
 
   private forwardLines(proc: ChildProcess): void {
-    const onLine = this.options.onLine;
-    if (onLine === undefined) return;
+    const onLine = this.options.onLine ?? printLine;
     if (proc.stdout) createInterface({ input: proc.stdout }).on('line', (line) => onLine(line, 'stdout'));
     if (proc.stderr) createInterface({ input: proc.stderr }).on('line', (line) => onLine(line, 'stderr'));
   }

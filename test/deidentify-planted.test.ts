@@ -236,7 +236,16 @@ const TABLE_MADE_ERRORS: readonly { line: RegExp; why: string }[] = [
 describe('dciodvfy (dicom3tools)', () => {
   it('reports no error on an output that it did not report on its source', () => {
     const errors = (file: string): Set<string> => {
-      const res = spawnSync('dciodvfy', [file], { encoding: 'utf8' });
+      // dciodvfy exits 1 on any error it reports; a run that did not happen (a spawn refused on a
+      // loaded machine, a signal) would read as "no error" and, on a source, make every error of its
+      // output look new: try again, then say so.
+      let res = spawnSync('dciodvfy', [file], { encoding: 'utf8' });
+      for (let retry = 0; retry < 2 && (res.error !== undefined || res.signal !== null); retry++) {
+        res = spawnSync('dciodvfy', [file], { encoding: 'utf8' });
+      }
+      if (res.error !== undefined || res.signal !== null) {
+        throw new Error(`dciodvfy did not run on ${file}: ${res.error?.message ?? `signal ${res.signal}`}`);
+      }
       return new Set(
         `${res.stdout}\n${res.stderr}`
           .split('\n')
