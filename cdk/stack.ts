@@ -9,6 +9,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import type { DeploymentSettings } from '../pipeline/deployment.js';
 import { acknowledgeFindings } from './compliance.js';
 import { Api } from './constructs/api.js';
 import { Inference } from './constructs/inference.js';
@@ -17,7 +18,6 @@ import { Operations } from './constructs/operations.js';
 import { type HospitalSubscription, Results } from './constructs/results.js';
 import { Storage } from './constructs/storage.js';
 import type { FunctionCodeProvider } from './parts.js';
-import type { DeploymentSettings } from './settings.js';
 
 /** Props of {@link CovidCtStack}. */
 export interface CovidCtStackProps extends StackProps {

@@ -10,14 +10,18 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { API_KEY_HEADER, REFUSAL_MESSAGES } from '../lambdas/authorizer/authorizer.js';
 import type { TokenAuthorizerHandler } from '../lambdas/authorizer/handler.js';
 import type { SweepResult } from '../lambdas/sweeper/sweeper.js';
 import { ApiKeyStore } from '../pipeline/api-keys.js';
 import { type AwsClients, createClients } from '../pipeline/clients.js';
 import { ENV } from '../pipeline/config.js';
 import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
-import { type ApiHandler, PIPELINE_API_ROUTES, startApiServer } from './api-server.js';
+import {
+  API_KEY_HEADER,
+  API_RESOURCES as PIPELINE_API_ROUTES,
+  REFUSAL_MESSAGES,
+} from '../pipeline/routes.js';
+import { type ApiHandler, startApiServer } from './api-server.js';
 import { type EventSource, type SqsEventHandler, startEventSource } from './event-source.js';
 import { freePort } from './ports.js';
 import { createLocalResources, envFor, LOCAL_RUNTIME_ENV, type LocalResources } from './resources.js';

@@ -76,13 +76,23 @@ export function heatmapKey(
   return `${resultsPrefix(hospital, studyId)}heatmaps/${seriesId}/${name}.png`;
 }
 
+/**
+ * The hospital and study of any key under `incoming/{hospital}/{studyId}/` (both segments safe
+ * ids), or `undefined` for a key outside that layout.
+ */
+export function parseStudyKey(key: string): { hospital: string; studyId: string } | undefined {
+  const parts = key.split('/');
+  if (parts.length < 4 || `${parts[0]}/` !== KEYS.incoming) return undefined;
+  const [, hospital, studyId] = parts as [string, string, string, ...string[]];
+  if (!ID_PATTERN.test(hospital) || !ID_PATTERN.test(studyId)) return undefined;
+  return { hospital, studyId };
+}
+
 /** A manifest key split into its hospital and study, or `undefined` for any other key. */
 export function parseManifestKey(key: string): { hospital: string; studyId: string } | undefined {
   const parts = key.split('/');
-  if (parts.length !== 4 || `${parts[0]}/` !== KEYS.incoming || parts[3] !== KEYS.manifest) return undefined;
-  const [, hospital, studyId] = parts as [string, string, string, string];
-  if (!ID_PATTERN.test(hospital) || !ID_PATTERN.test(studyId)) return undefined;
-  return { hospital, studyId };
+  if (parts.length !== 4 || parts[3] !== KEYS.manifest) return undefined;
+  return parseStudyKey(key);
 }
 
 /** Whether `key` is a slice object key under the study's prefix (safe segments, not the manifest). */

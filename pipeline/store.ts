@@ -41,7 +41,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import type { IntendedUse } from '../core/intended-use.js';
-import { ConditionFailedError, HttpError } from './errors.js';
+import { ConditionFailedError, CursorError } from './errors.js';
 import type { SliceFailureReport, SliceVote, VotingModel } from './messages.js';
 import { capReason } from './reasons.js';
 import { TABLE } from './resources.js';
@@ -1125,7 +1125,7 @@ function decodeCursor(
     k.sk !== STUDY_SK ||
     Object.keys(k).length !== 4
   ) {
-    throw new HttpError(400, 'cursor: not a cursor this listing returned');
+    throw new CursorError('cursor', 'not a cursor this listing returned');
   }
   return k;
 }

@@ -20,18 +20,12 @@ import type { IConstruct } from 'constructs';
 import { validate as validateDockerfile } from 'dockerfile-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rulePacks } from '../cdk/compliance.js';
-import { API_KEY_HEADER } from '../cdk/constructs/api.js';
 import { BLOCK_TASK_IMDS_COMMANDS } from '../cdk/constructs/inference.js';
-import {
-  DEFAULT_SETTINGS,
-  type DeploymentSettings,
-  parseHospitals,
-  settingsFromContext,
-} from '../cdk/settings.js';
+import { parseHospitals, settingsFromContext } from '../cdk/settings.js';
 import { CovidCtStack } from '../cdk/stack.js';
-import { REFUSAL_MESSAGES } from '../lambdas/authorizer/authorizer.js';
 import { hashApiKey } from '../pipeline/api-keys.js';
 import { ENV } from '../pipeline/config.js';
+import { DEFAULT_SETTINGS, type DeploymentSettings } from '../pipeline/deployment.js';
 import { heatmapKey, reportKey } from '../pipeline/messages.js';
 import {
   API_KEY_TABLE,
@@ -42,6 +36,7 @@ import {
   TABLE,
   TOPIC,
 } from '../pipeline/resources.js';
+import { API_KEY_HEADER, REFUSAL_MESSAGES } from '../pipeline/routes.js';
 import { type LocalTestStack, startLocalTestStack } from './helpers/local-stack.js';
 
 type Resource = { Type: string; Properties: Record<string, unknown>; DependsOn?: unknown };

@@ -24,17 +24,12 @@ import { uploadModel } from '../cli/commands/model-upload.js';
 import { encodeDicomCt } from '../core/dicom/encode.js';
 import type { WorkerLog } from '../gpu-worker/consumer.js';
 import { startHealthServer } from '../gpu-worker/health.js';
-import {
-  type RunningWorker,
-  startWorker,
-  WORKER_ENV,
-  type WorkerConfig,
-  workerHealth,
-} from '../gpu-worker/main.js';
+import { type RunningWorker, startWorker, type WorkerConfig, workerHealth } from '../gpu-worker/main.js';
 import { initBackend } from '../models/backend.js';
 import { CLASS_NAMES } from '../models/classes.js';
 import { modelFolderSha256 } from '../models/diagnose.js';
 import { saveModel } from '../models/io.js';
+import { WORKER_ENV } from '../pipeline/config.js';
 import { type InferenceMessage, parseVotesMessage, type VotesMessage } from '../pipeline/messages.js';
 import { QUEUES } from '../pipeline/resources.js';
 import { useLocalStack } from './helpers/local-stack.js';

@@ -25,7 +25,7 @@ import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { APIGatewayProxyEvent, SQSEvent } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
-import { type ApiHandler, PIPELINE_API_ROUTES, startApiServer } from '../local/api-server.js';
+import { type ApiHandler, startApiServer } from '../local/api-server.js';
 import { startEventSource } from '../local/event-source.js';
 import { createLocalResources, envFor } from '../local/resources.js';
 import { startS3EventRouter } from '../local/s3-events.js';
@@ -36,6 +36,7 @@ import { createClients } from '../pipeline/clients.js';
 import { ENV } from '../pipeline/config.js';
 import { parseS3EventBody } from '../pipeline/messages.js';
 import { API_KEY_TABLE, BUCKET, QUEUES, type QueueId, TABLE, TOPIC } from '../pipeline/resources.js';
+import { API_RESOURCES as PIPELINE_API_ROUTES } from '../pipeline/routes.js';
 import { startLocalTestStack, useLocalStack } from './helpers/local-stack.js';
 import { tempDir } from './helpers/tmp.js';
 

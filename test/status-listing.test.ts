@@ -28,11 +28,12 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type IntendedUse, UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
 import { listStudies as listStudiesRoute } from '../lambdas/api/api.js';
+import { httpStatusOf } from '../lambdas/api/handler.js';
 import { createLocalResources } from '../local/resources.js';
 import { startLocalServers } from '../local/servers.js';
 import { ApiKeyStore, hashApiKey } from '../pipeline/api-keys.js';
 import { createClients } from '../pipeline/clients.js';
-import { HttpError } from '../pipeline/errors.js';
+import { CursorError } from '../pipeline/errors.js';
 import { API_KEY_TABLE, TABLE } from '../pipeline/resources.js';
 import { type StudyStatus, StudyStore } from '../pipeline/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
@@ -312,8 +313,9 @@ describe('the status index', () => {
         () => undefined,
         (e: unknown) => e,
       );
-      expect(error).toBeInstanceOf(HttpError);
-      expect((error as HttpError).statusCode).toBe(400);
+      // The store throws its domain error; the api Lambda answers it with a 400.
+      expect(error).toBeInstanceOf(CursorError);
+      expect(httpStatusOf(error)).toBe(400);
     };
     await refuse(
       store.listStudies('other-hospital', { status: 'COMPLETE', limit: 2, cursor: first.cursor! }),

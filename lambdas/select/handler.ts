@@ -8,7 +8,7 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
 import { ENV, requireEnv } from '../../pipeline/config.js';
-import { parseS3EventBody } from '../../pipeline/messages.js';
+import { parseS3EventBody, parseStudyKey } from '../../pipeline/messages.js';
 import {
   createObservability,
   lazyHandler,
@@ -79,8 +79,8 @@ export function makeSelectHandler(
     for (const event of body.records) {
       const started = performance.now();
       const outcome = await selectManifest(deps, event);
-      const where = event.key.split('/');
-      const keys = { hospital: where[1], study: where[2] };
+      const where = parseStudyKey(event.key);
+      const keys = { hospital: where?.hospital, study: where?.studyId };
       switch (outcome.kind) {
         case 'ignored':
           logger.warn('manifest event ignored', { ...keys, why: outcome.why });
