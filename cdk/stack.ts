@@ -15,8 +15,8 @@ import { Api } from './constructs/api.js';
 import { Inference } from './constructs/inference.js';
 import { Ingest } from './constructs/ingest.js';
 import { Operations } from './constructs/operations.js';
-import { type HospitalSubscription, Results } from './constructs/results.js';
 import { Storage } from './constructs/storage.js';
+import { type HospitalSubscription, StudyLifecycle } from './constructs/study-lifecycle.js';
 import type { FunctionCodeProvider } from './parts.js';
 
 /** Props of {@link CovidCtStack}. */
@@ -35,7 +35,7 @@ export interface CovidCtStackProps extends StackProps {
 export class CovidCtStack extends Stack {
   readonly key: kms.Key;
   readonly storage: Storage;
-  readonly results: Results;
+  readonly results: StudyLifecycle;
   readonly inference: Inference;
   readonly ingest: Ingest;
   readonly api: Api;
@@ -82,7 +82,8 @@ export class CovidCtStack extends Stack {
       corsOrigins: s.corsOrigins,
     });
     const bucket = this.storage.bucket;
-    this.results = new Results(this, 'Results', {
+    // Construct id 'Results' as first deployed: a new id would replace the table and its data.
+    this.results = new StudyLifecycle(this, 'Results', {
       bucket,
       key: this.key,
       logRetention,
