@@ -22,7 +22,7 @@ import {
   type StudyIdentity,
 } from '../core/dicom/result-objects.js';
 import { InputError } from '../core/errors.js';
-import type { StudyReport } from '../lambdas/aggregate/aggregate.js';
+import type { StudyReport } from '../lambdas/aggregate/report.js';
 import { renderOverlayRgb } from '../models/gradcam/overlay.js';
 import { python } from './helpers/planted.js';
 import { tempDir } from './helpers/tmp.js';
