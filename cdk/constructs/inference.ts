@@ -20,6 +20,7 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV } from '../../pipeline/config.js';
 import { GPU_SCALING } from '../../pipeline/deployment.js';
+import { METRICS_NAMESPACE } from '../../pipeline/observability.js';
 import { KEYS, QUEUES } from '../../pipeline/resources.js';
 import { PipelineQueue, REPO_ROOT } from '../parts.js';
 
@@ -235,7 +236,7 @@ export class Inference extends Construct {
         [ENV.backend]: 'gpu',
         AWS_REGION: Stack.of(this).region,
         POWERTOOLS_SERVICE_NAME: 'covidct-worker',
-        POWERTOOLS_METRICS_NAMESPACE: 'covidct',
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
       },
       healthCheck: {
         command: [

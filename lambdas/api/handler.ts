@@ -13,7 +13,14 @@ import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
 import { ENV, requireEnv } from '../../pipeline/config.js';
 import { CursorError, HttpError, MessageError } from '../../pipeline/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../pipeline/messages.js';
-import { createObservability, lazyHandler, msSince, type Observability } from '../../pipeline/powertools.js';
+import { METRIC } from '../../pipeline/observability.js';
+import {
+  createObservability,
+  lazyHandler,
+  msSince,
+  type Observability,
+  withStudyKeys,
+} from '../../pipeline/powertools.js';
 import {
   API_KEY_HEADER,
   API_RESOURCES,
@@ -135,6 +142,10 @@ export function makeApiHandler(
     if (!key) throw new HttpError(401, REFUSAL_MESSAGES.missing);
     const hospital = await keys.hospitalFor(key);
     if (!hospital) throw new HttpError(403, REFUSAL_MESSAGES.unknown);
+    return withStudyKeys(logger, { hospital }, () => dispatchAs(event, hospital));
+  };
+
+  const dispatchAs = async (event: APIGatewayProxyEvent, hospital: string): Promise<ApiResult> => {
     const { key: r, route: matched, id } = route(event);
     switch (matched?.name) {
       case 'createStudy': {
@@ -145,8 +156,8 @@ export function makeApiHandler(
         }
         const result = await createStudy(deps, hospital, body);
         const studyId = (result.body as { studyId: string }).studyId;
-        logger.info('study created', { hospital, study: studyId });
-        metrics.addMetric('StudiesCreated', MetricUnit.Count, 1);
+        logger.info('study created', { study: studyId });
+        metrics.addMetric(METRIC.StudiesCreated, MetricUnit.Count, 1);
         return result;
       }
       case 'listStudies':
@@ -171,7 +182,7 @@ export function makeApiHandler(
       logger.error('api request failed', { route: route(event).key, error: describeError(error) });
       return json(500, { message: 'internal error' });
     } finally {
-      metrics.addMetric('ApiLatency', MetricUnit.Milliseconds, msSince(started));
+      metrics.addMetric(METRIC.ApiLatency, MetricUnit.Milliseconds, msSince(started));
       metrics.publishStoredMetrics();
     }
   };
