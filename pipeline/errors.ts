@@ -44,10 +44,8 @@ export class ObjectError extends InputError {
  */
 export class ObjectNotFoundError extends ObjectError {
   override name = 'ObjectNotFoundError';
-  constructor(
-    /** The object's key. */
-    readonly key: string,
-  ) {
+  /** `key`: the object's key (the error's subject). */
+  constructor(key: string) {
     super(key, 'not found in the bucket');
   }
 }
@@ -55,14 +53,8 @@ export class ObjectNotFoundError extends ObjectError {
 /** The object is larger than its reader accepts; its body was not read. */
 export class ObjectTooLargeError extends ObjectError {
   override name = 'ObjectTooLargeError';
-  constructor(
-    /** The object's key. */
-    readonly key: string,
-    /** The object's size in bytes. */
-    readonly bytes: number,
-    /** The most bytes the reader accepts. */
-    readonly maxBytes: number,
-  ) {
+  /** `key` (the subject), its size in bytes and the most bytes the reader accepts. */
+  constructor(key: string, bytes: number, maxBytes: number) {
     super(key, `${bytes} bytes, expected at most ${maxBytes}`);
   }
 }

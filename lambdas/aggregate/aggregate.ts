@@ -114,6 +114,24 @@ export async function recordVotes(deps: AggregateDeps, message: VotesMessage): P
 const CLAIM_TTL_SECONDS = QUEUES.votes.visibilityTimeoutSeconds;
 
 /**
+ * After this stage's finishing transition (to FAILED or COMPLETE): the study as stored and whether
+ * this delivery published its notification. When the transition was lost (another delivery won, or
+ * this one did and the response was lost, the SDK's retry then failing the condition), the
+ * {@link renotify} outcome instead: notify unless done, or the notification waits for the sweeper.
+ */
+async function notifyFinished(
+  deps: AggregateDeps,
+  hospital: string,
+  studyId: string,
+  won: boolean,
+): Promise<FinishOutcome | { study: StudyRecord; notified: boolean }> {
+  const study = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
+  if (!won) return renotify(deps, study);
+  const notified = await notifyOnce(deps.store, deps.sns, deps.topicArn, study, CLAIM_TTL_SECONDS);
+  return { study, notified };
+}
+
+/**
  * A study this stage finished: COMPLETE, or FAILED by this stage for want of a classified slice
  * (a FAILED study is this stage's to notify only then).
  */
@@ -157,11 +175,14 @@ export async function finishStudy(
   if (votes.length === 0) {
     const first = failures[0]?.reason ?? 'no votes recorded';
     const reason = `${NO_SLICE_CLASSIFIED}: ${first}`;
-    const won = await deps.store.failStudy(hospital, studyId, reason);
-    const failedStudy = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
-    // As for COMPLETE below: the transition may have been this delivery's, its response lost.
-    if (!won) return renotify(deps, failedStudy);
-    const notified = await notifyOnce(deps.store, deps.sns, deps.topicArn, failedStudy, CLAIM_TTL_SECONDS);
+    const settled = await notifyFinished(
+      deps,
+      hospital,
+      studyId,
+      await deps.store.failStudy(hospital, studyId, reason),
+    );
+    if ('kind' in settled) return settled;
+    const { study: failedStudy, notified } = settled;
     deps.logger?.warn('study failed: no slice could be classified', {
       hospital,
       study: studyId,
@@ -194,11 +215,9 @@ export async function finishStudy(
     intendedUse: report.intendedUse,
     reportKey: key,
   });
-  const completed = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
-  // Another delivery completed it, or this one did and the response was lost (the SDK's retry
-  // then fails the condition): notify unless done, or the notification waits for the sweeper.
-  if (!won) return renotify(deps, completed);
-  const notified = await notifyOnce(deps.store, deps.sns, deps.topicArn, completed, CLAIM_TTL_SECONDS);
+  const settled = await notifyFinished(deps, hospital, studyId, won);
+  if ('kind' in settled) return settled;
+  const { study: completed, notified } = settled;
   deps.logger?.info('study complete', {
     hospital,
     study: studyId,
