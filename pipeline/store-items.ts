@@ -4,7 +4,12 @@
  * by the store's modules (store.ts, store-votes.ts, store-listing.ts); no requests here.
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import {
+  type DynamoDBDocumentClient,
+  QueryCommand,
+  type QueryCommandInput,
+  type QueryCommandOutput,
+} from '@aws-sdk/lib-dynamodb';
 import type { IntendedUse } from '../core/intended-use.js';
 import type { SliceFailureReport, SliceVote } from './messages.js';
 
@@ -13,6 +18,19 @@ export interface StoreContext {
   readonly dynamo: DynamoDBDocumentClient;
   readonly tableName: string;
   readonly now: () => Date;
+}
+
+/** Every page of a query, in order, each request starting where the last page ended. */
+export async function* queryPages(
+  ctx: StoreContext,
+  input: QueryCommandInput,
+): AsyncGenerator<QueryCommandOutput> {
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await ctx.dynamo.send(new QueryCommand({ ...input, ExclusiveStartKey: start }));
+    yield out;
+    start = out.LastEvaluatedKey;
+  } while (start);
 }
 
 /** A study's lifecycle: RECEIVED → SELECTING → CLASSIFYING → COMPLETE, or FAILED from any non-terminal state. */

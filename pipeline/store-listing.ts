@@ -12,6 +12,7 @@ import {
   type IdleStudy,
   isConditionFailure,
   OPEN,
+  queryPages,
   STUDY_SK,
   type StoreContext,
   type StudyPage,
@@ -29,19 +30,14 @@ import {
 export async function listIdleStudies(ctx: StoreContext, before: Date): Promise<IdleStudy[]> {
   const index = TABLE.openIndex;
   const found: IdleStudy[] = [];
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await ctx.dynamo.send(
-      new QueryCommand({
-        TableName: ctx.tableName,
-        IndexName: index.name,
-        KeyConditionExpression: '#pk = :open AND #sk < :before',
-        ExpressionAttributeNames: { '#pk': index.partitionKey, '#sk': index.sortKey },
-        ExpressionAttributeValues: { ':open': OPEN, ':before': before.toISOString() },
-        ExclusiveStartKey: start,
-      }),
-    );
-    for (const item of out.Items ?? []) {
+  for await (const page of queryPages(ctx, {
+    TableName: ctx.tableName,
+    IndexName: index.name,
+    KeyConditionExpression: '#pk = :open AND #sk < :before',
+    ExpressionAttributeNames: { '#pk': index.partitionKey, '#sk': index.sortKey },
+    ExpressionAttributeValues: { ':open': OPEN, ':before': before.toISOString() },
+  })) {
+    for (const item of page.Items ?? []) {
       found.push({
         hospital: String(item.hospital),
         studyId: String(item.studyId),
@@ -50,8 +46,7 @@ export async function listIdleStudies(ctx: StoreContext, before: Date): Promise<
         notified: item.notified === true,
       });
     }
-    start = out.LastEvaluatedKey;
-  } while (start);
+  }
   return found;
 }
 

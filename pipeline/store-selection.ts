@@ -4,9 +4,10 @@
  * (functions over a {@link StoreContext}; store.ts records the reference on the study).
  */
 import { randomUUID } from 'node:crypto';
-import { DeleteCommand, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { capReason } from './reasons.js';
 import {
+  queryPages,
   SELECTION_PREFIX,
   STUDY_SK,
   type StoreContext,
@@ -162,23 +163,17 @@ export async function readSelection(
   ref: SelectionRef,
 ): Promise<StoredSeries[]> {
   const parts: StoredSeries[][] = [];
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await ctx.dynamo.send(
-      new QueryCommand({
-        TableName: ctx.tableName,
-        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-        ExpressionAttributeValues: {
-          ':pk': studyPk(hospital, studyId),
-          ':prefix': `${SELECTION_PREFIX}${ref.token}#`,
-        },
-        ConsistentRead: true,
-        ExclusiveStartKey: start,
-      }),
-    );
-    for (const item of out.Items ?? []) parts.push(item.series as StoredSeries[]);
-    start = out.LastEvaluatedKey;
-  } while (start);
+  for await (const page of queryPages(ctx, {
+    TableName: ctx.tableName,
+    KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+    ExpressionAttributeValues: {
+      ':pk': studyPk(hospital, studyId),
+      ':prefix': `${SELECTION_PREFIX}${ref.token}#`,
+    },
+    ConsistentRead: true,
+  })) {
+    for (const item of page.Items ?? []) parts.push(item.series as StoredSeries[]);
+  }
   if (parts.length !== ref.parts) {
     // Parts are written before the reference: fewer means the table lost some. Retryable.
     throw new Error(`study ${studyId}: ${parts.length} of ${ref.parts} selection parts found`);

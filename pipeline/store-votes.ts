@@ -3,11 +3,12 @@
  * can never be classified (a failure), each written once by a conditional put, and read back as
  * a count or a list. Functions over a {@link StoreContext}; {@link StudyStore} (store.ts) exposes them.
  */
-import { PutCommand, QueryCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { PutCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import type { SliceFailureReport, SliceVote, VotingModel } from './messages.js';
 import { capReason } from './reasons.js';
 import {
   isConditionFailure,
+  queryPages,
   type StoreContext,
   type StoredFailure,
   type StoredVote,
@@ -93,18 +94,9 @@ async function putSliceResultOnce(
  */
 export async function countVotes(ctx: StoreContext, hospital: string, studyId: string): Promise<number> {
   let count = 0;
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await ctx.dynamo.send(
-      new QueryCommand({
-        ...votesQuery(ctx, hospital, studyId),
-        Select: 'COUNT',
-        ExclusiveStartKey: start,
-      }),
-    );
-    count += out.Count ?? 0;
-    start = out.LastEvaluatedKey;
-  } while (start);
+  for await (const page of queryPages(ctx, { ...votesQuery(ctx, hospital, studyId), Select: 'COUNT' })) {
+    count += page.Count ?? 0;
+  }
   return count;
 }
 
@@ -121,18 +113,13 @@ export async function listSliceResults(
 ): Promise<{ votes: StoredVote[]; failures: StoredFailure[] }> {
   const votes: StoredVote[] = [];
   const failures: StoredFailure[] = [];
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await ctx.dynamo.send(
-      new QueryCommand({ ...votesQuery(ctx, hospital, studyId), ExclusiveStartKey: start }),
-    );
-    for (const item of out.Items ?? []) {
+  for await (const page of queryPages(ctx, votesQuery(ctx, hospital, studyId))) {
+    for (const item of page.Items ?? []) {
       const { pk: _pk, sk: _sk, ...rest } = item;
       if (rest.failed === true) failures.push(rest as StoredFailure);
       else votes.push(rest as StoredVote);
     }
-    start = out.LastEvaluatedKey;
-  } while (start);
+  }
   return { votes, failures };
 }
 
