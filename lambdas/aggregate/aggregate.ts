@@ -183,11 +183,8 @@ export async function finishStudy(
     );
     if ('kind' in settled) return settled;
     const { study: failedStudy, notified } = settled;
-    deps.logger?.warn('study failed: no slice could be classified', {
-      hospital,
-      study: studyId,
-      failed: failures.length,
-    });
+    // The handler appended the study's correlation keys (withStudyKeys).
+    deps.logger?.warn('study failed: no slice could be classified', { failed: failures.length });
     return { kind: 'failed', reason: failedStudy.reason ?? reason, notified, study: failedStudy };
   }
   const result = decide(study, votes);
@@ -219,8 +216,6 @@ export async function finishStudy(
   if ('kind' in settled) return settled;
   const { study: completed, notified } = settled;
   deps.logger?.info('study complete', {
-    hospital,
-    study: studyId,
     decision: outcome.decision,
     covidFraction: outcome.covidFraction,
     classifiedCount: outcome.classifiedCount,

@@ -256,7 +256,6 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
   const where = parseManifestKey(event.key);
   if (!where) return { kind: 'ignored', why: 'not a study manifest key' };
   const { hospital, studyId } = where;
-  const keys = { hospital, study: studyId };
   let study = await deps.store.getStudy(hospital, studyId);
   // No study item: the manifest was not uploaded through POST /studies (which creates the study
   // and is the only way to get upload URLs). A manifest alone must not create a tenant's study.
@@ -283,7 +282,7 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
   const fail = async (cause: string, extra: Parameters<StudyStore['failStudy']>[3] = {}, slicesRead = 0) => {
     // Capped as the store caps it: the log line, the item and the notification say the same.
     const reason = capReason(cause);
-    log?.warn('study failed', { ...keys, reason });
+    log?.warn('study failed', { reason }); // the handler appended the study's keys
     await deps.store.failStudy(hospital, studyId, reason, {
       ...extra,
       selectMs: performance.now() - started,
@@ -311,7 +310,6 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
   const selectedCount = series.reduce((sum, s) => sum + s.selectedCount, 0);
   const selectMs = performance.now() - started;
   log?.info('selected', {
-    ...keys,
     series: series.length,
     slicesRead,
     selectedCount,
