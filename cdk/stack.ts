@@ -9,15 +9,15 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import type { DeploymentSettings } from '../pipeline/deployment.js';
 import { acknowledgeFindings } from './compliance.js';
 import { Api } from './constructs/api.js';
 import { Inference } from './constructs/inference.js';
 import { Ingest } from './constructs/ingest.js';
 import { Operations } from './constructs/operations.js';
-import { type HospitalSubscription, Results } from './constructs/results.js';
 import { Storage } from './constructs/storage.js';
+import { type HospitalSubscription, StudyLifecycle } from './constructs/study-lifecycle.js';
 import type { FunctionCodeProvider } from './parts.js';
-import type { DeploymentSettings } from './settings.js';
 
 /** Props of {@link CovidCtStack}. */
 export interface CovidCtStackProps extends StackProps {
@@ -35,7 +35,7 @@ export interface CovidCtStackProps extends StackProps {
 export class CovidCtStack extends Stack {
   readonly key: kms.Key;
   readonly storage: Storage;
-  readonly results: Results;
+  readonly results: StudyLifecycle;
   readonly inference: Inference;
   readonly ingest: Ingest;
   readonly api: Api;
@@ -82,7 +82,8 @@ export class CovidCtStack extends Stack {
       corsOrigins: s.corsOrigins,
     });
     const bucket = this.storage.bucket;
-    this.results = new Results(this, 'Results', {
+    // Construct id 'Results' as first deployed: a new id would replace the table and its data.
+    this.results = new StudyLifecycle(this, 'Results', {
       bucket,
       key: this.key,
       logRetention,

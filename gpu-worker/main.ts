@@ -6,7 +6,7 @@
  *
  * Settings (environment): the shared ones of pipeline/config.ts (`COVIDCT_BUCKET`,
  * `COVIDCT_INFERENCE_QUEUE_URL`, `COVIDCT_VOTES_QUEUE_URL`, `COVIDCT_MODEL`, `COVIDCT_ENDPOINT`) and
- * the worker's own, {@link WORKER_ENV}.
+ * the worker's own, pipeline/config.ts ENV.
  */
 import { pathToFileURL } from 'node:url';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
@@ -29,31 +29,6 @@ import {
   workerMetrics,
 } from './observability.js';
 import { autoCandidates, warmUp } from './warmup.js';
-
-/** The worker's own settings (the shared ones are in pipeline/config.ts ENV). */
-export const WORKER_ENV = {
-  /** Health check port; default 8080, 0 for any free port (logged). */
-  healthPort: 'COVIDCT_HEALTH_PORT',
-  /** Address the health check listens on; default 127.0.0.1 (the ECS health check runs in the container). */
-  healthHost: 'COVIDCT_HEALTH_HOST',
-  /** `covid` (default): a Grad-CAM overlay per COVID slice; `none`: no overlays (Grad-CAM takes seconds on CPU). */
-  heatmaps: 'COVIDCT_HEATMAPS',
-  /** Slices per batch, gathered across messages; default 32. */
-  batchSlices: 'COVIDCT_WORKER_BATCH_SLICES',
-  /** wasm worker threads; default the available cores. */
-  poolSize: 'COVIDCT_POOL_SIZE',
-  /** Long-poll wait in seconds; default QUEUES.inference.consumer.waitSeconds (tests shorten it). */
-  waitSeconds: 'COVIDCT_WORKER_WAIT_SECONDS',
-  /** Visibility timeout asked for on receive and heartbeat; default the queue's (tests shorten it). */
-  visibilitySeconds: 'COVIDCT_WORKER_VISIBILITY_SECONDS',
-  /**
-   * Slices per forward pass: a number, or `auto` to time 1, 2, 4, … (up to the batch slices) during
-   * warm-up and take the fastest (see bench/README.md); default DEFAULT_BATCH_SIZE of models/predict.ts.
-   */
-  forwardBatch: 'COVIDCT_FORWARD_BATCH',
-  /** Batches in flight: 2 (default) prefetches the next batch while one is classified; 1 does one at a time. */
-  batchesInFlight: 'COVIDCT_WORKER_BATCHES_IN_FLIGHT',
-} as const;
 
 /** Everything {@link startWorker} needs; {@link workerConfigFromEnv} reads it from the environment. */
 export interface WorkerConfig {
@@ -87,23 +62,23 @@ function optionalNumber(env: NodeJS.ProcessEnv, name: string, min: number, max: 
 
 /** Read the worker's configuration; a missing or bad setting is a one-line error naming it. */
 export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const batchSlices = optionalNumber(env, WORKER_ENV.batchSlices, 1, 1024);
-  const poolSize = optionalNumber(env, WORKER_ENV.poolSize, 1, 256);
-  const waitSeconds = optionalNumber(env, WORKER_ENV.waitSeconds, 0, 20);
-  const visibilitySeconds = optionalNumber(env, WORKER_ENV.visibilitySeconds, 1, 43_200);
+  const batchSlices = optionalNumber(env, ENV.batchSlices, 1, 1024);
+  const poolSize = optionalNumber(env, ENV.poolSize, 1, 256);
+  const waitSeconds = optionalNumber(env, ENV.waitSeconds, 0, 20);
+  const visibilitySeconds = optionalNumber(env, ENV.visibilitySeconds, 1, 43_200);
   const forwardBatch =
-    env[WORKER_ENV.forwardBatch]?.trim().toLowerCase() === 'auto'
+    env[ENV.forwardBatch]?.trim().toLowerCase() === 'auto'
       ? ('auto' as const)
-      : optionalNumber(env, WORKER_ENV.forwardBatch, 1, 256);
-  const batchesInFlight = optionalNumber(env, WORKER_ENV.batchesInFlight, 1, 8);
-  const healthHost = env[WORKER_ENV.healthHost]?.trim();
+      : optionalNumber(env, ENV.forwardBatch, 1, 256);
+  const batchesInFlight = optionalNumber(env, ENV.batchesInFlight, 1, 8);
+  const healthHost = env[ENV.healthHost]?.trim();
   return {
     bucket: requireEnv(ENV.bucket, env),
     inferenceQueueUrl: requireEnv(ENV.inferenceQueueUrl, env),
     votesQueueUrl: requireEnv(ENV.votesQueueUrl, env),
     model: requireEnv(ENV.model, env),
-    heatmaps: parseHeatmapMode(env[WORKER_ENV.heatmaps]),
-    healthPort: optionalNumber(env, WORKER_ENV.healthPort, 0, 65535) ?? 8080,
+    heatmaps: parseHeatmapMode(env[ENV.heatmaps]),
+    healthPort: optionalNumber(env, ENV.healthPort, 0, 65535) ?? 8080,
     ...(healthHost ? { healthHost } : {}),
     ...(batchSlices === undefined ? {} : { batchSlices }),
     ...(poolSize === undefined ? {} : { poolSize }),

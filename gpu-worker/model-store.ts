@@ -5,7 +5,7 @@
  * files it lists, in order: the same hash `modelFolderSha256` gives for the folder it came from.
  */
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { io } from '@tensorflow/tfjs-core';
 import { type LayersModel, loadLayersModel } from '@tensorflow/tfjs-layers';
 import { InputError } from '../core/errors.js';
@@ -15,7 +15,10 @@ import { topologyInputShape } from '../models/classifier.js';
 import { MANIFEST_JSON, MODEL_JSON, type ModelManifest } from '../models/io.js';
 import { modelInputShape } from '../models/predict.js';
 import { isSeededManifest, materializeSeeded, type SeededManifest } from '../models/seeded.js';
+import { ENV } from '../pipeline/config.js';
+import { ObjectNotFoundError } from '../pipeline/errors.js';
 import { KEYS } from '../pipeline/resources.js';
+import { readObject } from '../pipeline/s3-read.js';
 // Registers UpsampleLike so the paper's FPN deserializes.
 import '../models/layers/upsample-like.js';
 
@@ -40,7 +43,7 @@ export function checkModelSegment(value: string, field: string): string {
 }
 
 /** Parse `{name}/{version}` (the `COVIDCT_MODEL` setting). */
-export function parseModelRef(value: string, field = 'COVIDCT_MODEL'): ModelRef {
+export function parseModelRef(value: string, field: string = ENV.model): ModelRef {
   const parts = value.split('/');
   if (parts.length !== 2) {
     throw new InputError(field, `'${value}' is not {name}/{version}, e.g. resnet50v2-fpn/fold1`);
@@ -93,15 +96,15 @@ export interface StoredModel {
   readonly bytes: number;
 }
 
-/** Read an object whole; a missing one is a one-line {@link InputError} naming its key. */
+/** The largest model file read from the bucket (a ResNet50's weights are ~100 MB). */
+export const MAX_MODEL_FILE_BYTES = 1024 * 1024 * 1024;
+
+/** Read a model file whole (pipeline/s3-read.ts); a missing one is a one-line {@link InputError} naming its key. */
 async function getObject(s3: S3Client, bucket: string, key: string, what: string): Promise<Uint8Array> {
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    if (out.Body === undefined) throw new InputError(key, `empty response for the ${what}`);
-    return await out.Body.transformToByteArray();
+    return await readObject(s3, bucket, key, MAX_MODEL_FILE_BYTES);
   } catch (error) {
-    const name = (error as { name?: string }).name;
-    if (name === 'NoSuchKey' || name === 'NotFound') {
+    if (error instanceof ObjectNotFoundError) {
       throw new InputError(
         `s3://${bucket}/${key}`,
         `missing ${what}: upload it with \`covidct model upload\``,

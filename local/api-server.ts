@@ -22,6 +22,7 @@ import type {
   APIGatewayTokenAuthorizerEvent,
   Context,
 } from 'aws-lambda';
+import { compileResources, decodePathParameter, matchResource } from '../pipeline/routes.js';
 import { HandlerTimeoutError, lambdaContext, withTimeout } from './lambda-context.js';
 
 /** A Lambda proxy handler. */
@@ -42,9 +43,6 @@ export interface ApiAuthorizerOptions {
   readonly messages: { readonly unauthorized: string; readonly accessDenied: string };
 }
 
-/** The resources of the pipeline's REST API (issue 5): `{id}` is a path parameter. */
-export const PIPELINE_API_ROUTES: readonly string[] = ['/studies', '/studies/{id}', '/studies/{id}/report'];
-
 /** API Gateway's payload limit. */
 export const API_MAX_BODY_BYTES = 10 * 1024 * 1024;
 
@@ -57,7 +55,8 @@ export interface ApiServerOptions {
   readonly host?: string;
   /**
    * Resource templates (`/studies/{id}`, `/files/{path+}`): a matching path gets that `resource`
-   * and its `pathParameters`; others get API Gateway's 403. Absent: one `/{proxy+}` resource.
+   * and its `pathParameters`; others get API Gateway's 403 (the pipeline's: pipeline/routes.ts
+   * API_RESOURCES). Absent: one `/{proxy+}` resource.
    */
   readonly routes?: readonly string[];
   /** @default 'local' */
@@ -94,60 +93,6 @@ function isTextual(contentType: string | undefined): boolean {
     type === 'application/x-www-form-urlencoded' ||
     type === 'application/javascript'
   );
-}
-
-interface CompiledRoute {
-  readonly resource: string;
-  readonly pattern: RegExp;
-  readonly names: readonly string[];
-}
-
-function compileRoute(resource: string): CompiledRoute {
-  const names: string[] = [];
-  const source = resource
-    .split('/')
-    .map((segment) => {
-      const greedy = /^\{(\w+)\+\}$/.exec(segment);
-      if (greedy) {
-        names.push(greedy[1]!);
-        return '(.+)';
-      }
-      const param = /^\{(\w+)\}$/.exec(segment);
-      if (param) {
-        names.push(param[1]!);
-        return '([^/]+)';
-      }
-      return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    })
-    .join('/');
-  return { resource, pattern: new RegExp(`^${source}/?$`), names };
-}
-
-/** The resource a path matches and its decoded path parameters. */
-function matchRoute(
-  routes: readonly CompiledRoute[],
-  path: string,
-): { resource: string; pathParameters: Record<string, string> | null } | undefined {
-  // `routes` is sorted with the most literal templates first: literal segments beat parameters.
-  for (const route of routes) {
-    const match = route.pattern.exec(path);
-    if (!match) continue;
-    if (route.names.length === 0) return { resource: route.resource, pathParameters: null };
-    const pathParameters: Record<string, string> = {};
-    route.names.forEach((name, i) => {
-      pathParameters[name] = safeDecode(match[i + 1]!);
-    });
-    return { resource: route.resource, pathParameters };
-  }
-  return undefined;
-}
-
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
 }
 
 /** Read the body, or `'too-large'` as soon as it passes the cap. */
@@ -297,12 +242,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const onError =
     options.onError ??
     ((error: unknown) => console.error(`api: ${error instanceof Error ? error.message : String(error)}`));
-  const routes = options.routes
-    ? [...options.routes]
-        // More literal segments first, so `/studies/new` would beat `/studies/{id}`.
-        .sort((a, b) => (a.match(/\{/g)?.length ?? 0) - (b.match(/\{/g)?.length ?? 0))
-        .map(compileRoute)
-    : undefined;
+  const routes = options.routes ? compileResources(options.routes) : undefined;
 
   const serve = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const url = new URL(request.url ?? '/', 'http://localhost');
@@ -318,8 +258,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       return;
     }
     const route = routes
-      ? matchRoute(routes, url.pathname)
-      : { resource: '/{proxy+}', pathParameters: { proxy: safeDecode(url.pathname.slice(1)) } };
+      ? matchResource(routes, url.pathname)
+      : { resource: '/{proxy+}', pathParameters: { proxy: decodePathParameter(url.pathname.slice(1)) } };
     if (!route) {
       sendJson(response, 403, { message: 'Missing Authentication Token' });
       return;

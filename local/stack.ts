@@ -7,13 +7,17 @@
  * integration tests all start it here. {@link startLocalStack} runs one named step per part, in
  * the order they depend on each other, and stops them in the reverse order.
  */
-import { API_KEY_HEADER, REFUSAL_MESSAGES } from '../lambdas/authorizer/authorizer.js';
 import type { SweepResult } from '../lambdas/sweeper/sweeper.js';
 import { ApiKeyStore } from '../pipeline/api-keys.js';
 import { type AwsClients, createClients } from '../pipeline/clients.js';
 import { ENV } from '../pipeline/config.js';
 import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
-import { type ApiServer, PIPELINE_API_ROUTES, startApiServer } from './api-server.js';
+import {
+  API_KEY_HEADER,
+  API_RESOURCES as PIPELINE_API_ROUTES,
+  REFUSAL_MESSAGES,
+} from '../pipeline/routes.js';
+import { type ApiServer, startApiServer } from './api-server.js';
 import { type EventSource, type SqsEventHandler, startEventSource } from './event-source.js';
 import { completeHandlers, type PipelineHandlers } from './handlers.js';
 import { createLocalResources, envFor, LOCAL_RUNTIME_ENV, type LocalResources } from './resources.js';

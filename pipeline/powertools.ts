@@ -9,10 +9,8 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { InputError } from '../core/errors.js';
-
-/** The namespace of the pipeline's metrics. */
-export const METRICS_NAMESPACE = 'covidct';
+import { describeError } from '../core/errors.js';
+import { METRICS_NAMESPACE } from './observability.js';
 
 /** Logger, metrics and tracer of one function. */
 export interface Observability {
@@ -80,11 +78,10 @@ export function sqsBatchHandler(
             await record(r);
           } catch (error) {
             // Transient (AWS errors, throttling): fail the record so SQS redelivers it.
-            const detail =
-              error instanceof InputError
-                ? error.message
-                : `${(error as Error).name}: ${(error as Error).message}`;
-            logger.error(`${what} record failed, will be retried`, { messageId: r.messageId, error: detail });
+            logger.error(`${what} record failed, will be retried`, {
+              messageId: r.messageId,
+              error: describeError(error),
+            });
             throw error;
           }
         },
@@ -95,4 +92,26 @@ export function sqsBatchHandler(
       if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
     }
   };
+}
+
+/** A study's correlation keys: pseudonymous ids only (the API's hospital and study ids), never names. */
+export interface StudyKeys {
+  readonly hospital?: string | undefined;
+  readonly studyId?: string | undefined;
+}
+
+/**
+ * Run `work` with the study's correlation keys (`hospital`, `study`) on every log line it writes,
+ * appended once and removed after, so that one record's keys never reach the next record's lines.
+ */
+export async function withStudyKeys<T>(logger: Logger, keys: StudyKeys, work: () => Promise<T>): Promise<T> {
+  const appended: Record<string, string> = {};
+  if (keys.hospital !== undefined) appended.hospital = keys.hospital;
+  if (keys.studyId !== undefined) appended.study = keys.studyId;
+  logger.appendKeys(appended);
+  try {
+    return await work();
+  } finally {
+    logger.removeKeys(Object.keys(appended));
+  }
 }

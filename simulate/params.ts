@@ -5,8 +5,9 @@
  * consumers (pipeline/resources.ts). What AWS does on its own (target tracking's alarms) and
  * what the hardware does (start times, GPU rate) are stated here with their sources.
  */
-import { DEFAULT_SETTINGS, GPU_SCALING } from '../cdk/settings.js';
+
 import { InputError } from '../core/errors.js';
+import { DEFAULT_SETTINGS, GPU_SCALING } from '../pipeline/deployment.js';
 import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
 import { estimatedSlicesPerSecond, GPU_INSTANCE_TYPES } from './gpu.js';
 

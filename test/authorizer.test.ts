@@ -11,14 +11,14 @@ import {
   authorizerResult,
   decideApiKey,
   type KeyLookup,
-  REFUSAL_MESSAGES,
   stageWildcard,
   UNAUTHORIZED,
 } from '../lambdas/authorizer/authorizer.js';
 import { makeAuthorizerHandler } from '../lambdas/authorizer/handler.js';
-import { type ApiHandler, PIPELINE_API_ROUTES, startApiServer } from '../local/api-server.js';
+import { type ApiHandler, startApiServer } from '../local/api-server.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
 import { ApiKeyStore, hashApiKey } from '../pipeline/api-keys.js';
+import { API_RESOURCES as PIPELINE_API_ROUTES, REFUSAL_MESSAGES } from '../pipeline/routes.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability } from './helpers/pipeline.js';
 

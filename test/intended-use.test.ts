@@ -15,7 +15,7 @@ import {
   RESEARCH_USE,
   UNDECLARED_INTENDED_USE,
 } from '../core/intended-use.js';
-import { buildReport, decide } from '../lambdas/aggregate/aggregate.js';
+import { buildReport, decide } from '../lambdas/aggregate/report.js';
 import { loadClassifier } from '../models/classifier.js';
 import { defaultModelDir } from '../models/default-model.js';
 import { ModelFolderError, readManifest } from '../models/io.js';

@@ -11,11 +11,11 @@ import { setBackend } from '@tensorflow/tfjs-core';
 import { layers, sequential } from '@tensorflow/tfjs-layers';
 import { PNG } from 'pngjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_SETTINGS, GPU_SCALING } from '../cdk/settings.js';
 import { parseSlices } from '../cli/commands/simulate.js';
 import { InputError } from '../core/errors.js';
 import { countFlops } from '../models/flops.js';
 import { buildArchitecture } from '../models/registry.js';
+import { DEFAULT_SETTINGS, GPU_SCALING } from '../pipeline/deployment.js';
 import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
 import {
   type Arrival,

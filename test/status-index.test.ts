@@ -5,7 +5,8 @@
  */
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
-import { HttpError } from '../pipeline/errors.js';
+import { httpStatusOf } from '../lambdas/api/handler.js';
+import { CursorError } from '../pipeline/errors.js';
 import { TABLE } from '../pipeline/resources.js';
 import { type StudyStatus, StudyStore } from '../pipeline/store.js';
 import { useLocalStack } from './helpers/local-stack.js';
@@ -75,8 +76,9 @@ describe('the status index', () => {
         () => undefined,
         (e: unknown) => e,
       );
-      expect(error).toBeInstanceOf(HttpError);
-      expect((error as HttpError).statusCode).toBe(400);
+      // The store throws its domain error; the api Lambda answers it with a 400.
+      expect(error).toBeInstanceOf(CursorError);
+      expect(httpStatusOf(error)).toBe(400);
     };
     await refuse(
       store.listStudies('other-hospital', { status: 'COMPLETE', limit: 2, cursor: first.cursor! }),

@@ -17,14 +17,11 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
-import { API_KEY_HEADER, REFUSAL_MESSAGES } from '../../lambdas/authorizer/authorizer.js';
 import { ENV } from '../../pipeline/config.js';
+import type { HospitalSetting } from '../../pipeline/deployment.js';
 import { API_KEY_TABLE, KEYS } from '../../pipeline/resources.js';
+import { API_KEY_HEADER, API_ROUTES, type ApiRoute, REFUSAL_MESSAGES } from '../../pipeline/routes.js';
 import { type FunctionCodeProvider, PipelineFunction, pipelineTable } from '../parts.js';
-import type { HospitalSetting } from '../settings.js';
-
-/** The header carrying a hospital's API key (the authorizer's identity source). */
-export { API_KEY_HEADER };
 
 /** A hospital's usage plan limits, after defaults. */
 export interface HospitalLimits {
@@ -207,16 +204,16 @@ export class Api extends Construct {
       apiKeyRequired: true,
       requestParameters: keyHeader,
     };
-    const studies = this.api.root.addResource('studies');
-    studies.addMethod('POST', integration, {
-      ...guarded,
-      requestValidator: requireKeyAndBody,
-      requestModels: { 'application/json': createStudyModel },
-    });
-    studies.addMethod('GET', integration, { ...guarded, requestValidator: requireKey });
-    const study = studies.addResource('{id}');
-    study.addMethod('GET', integration, { ...guarded, requestValidator: requireKey });
-    study.addResource('report').addMethod('GET', integration, { ...guarded, requestValidator: requireKey });
+    // The resources and methods of the route table (pipeline/routes.ts), as the api Lambda dispatches.
+    for (const route of API_ROUTES as readonly ApiRoute[]) {
+      const resource = this.api.root.resourceForPath(route.resource);
+      resource.addMethod(route.method, integration, {
+        ...guarded,
+        ...(route.validatesBody
+          ? { requestValidator: requireKeyAndBody, requestModels: { 'application/json': createStudyModel } }
+          : { requestValidator: requireKey }),
+      });
+    }
 
     // One usage plan per hospital: its throttle and quota, and the API key API Gateway matches the
     // authorizer's usageIdentifierKey against (value = SHA-256 of the hospital's key).

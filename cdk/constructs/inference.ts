@@ -19,13 +19,10 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV } from '../../pipeline/config.js';
+import { GPU_SCALING } from '../../pipeline/deployment.js';
+import { METRICS_NAMESPACE } from '../../pipeline/observability.js';
 import { KEYS, QUEUES } from '../../pipeline/resources.js';
 import { PipelineQueue, REPO_ROOT } from '../parts.js';
-import { GPU_SCALING } from '../settings.js';
-
-/** Worker settings the task passes as environment (names from gpu-worker/main.ts WORKER_ENV). */
-const WORKER_HEALTH_PORT_ENV = 'COVIDCT_HEALTH_PORT';
-const WORKER_BACKEND_ENV = 'COVIDCT_BACKEND';
 
 /**
  * What the worker image's build needs from the repository (Docker ignore syntax: everything
@@ -234,12 +231,12 @@ export class Inference extends Construct {
         [ENV.inferenceQueueUrl]: this.queue.queue.queueUrl,
         [ENV.votesQueueUrl]: props.votesQueue.queueUrl,
         [ENV.model]: props.model,
-        [WORKER_HEALTH_PORT_ENV]: String(healthPort),
+        [ENV.healthPort]: String(healthPort),
         // Fail loudly on a host without a working GPU instead of classifying on the CPU.
-        [WORKER_BACKEND_ENV]: 'gpu',
+        [ENV.backend]: 'gpu',
         AWS_REGION: Stack.of(this).region,
         POWERTOOLS_SERVICE_NAME: 'covidct-worker',
-        POWERTOOLS_METRICS_NAMESPACE: 'covidct',
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
       },
       healthCheck: {
         command: [

@@ -8,11 +8,13 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
 import { ENV, requireEnv } from '../../pipeline/config.js';
 import { parseVotesMessage, type VotesMessage } from '../../pipeline/messages.js';
+import { METRIC } from '../../pipeline/observability.js';
 import {
   createObservability,
   lazyHandler,
   type Observability,
   sqsBatchHandler,
+  withStudyKeys,
 } from '../../pipeline/powertools.js';
 import { StudyStore } from '../../pipeline/store.js';
 import { finishStudy, recordVotes } from './aggregate.js';
@@ -64,46 +66,48 @@ export function makeAggregateHandler(
         messageId: sqsRecord.messageId,
         error: (error as Error).message,
       });
-      metrics.addMetric('VotesMessagesRejected', MetricUnit.Count, 1);
+      metrics.addMetric(METRIC.VotesMessagesRejected, MetricUnit.Count, 1);
       return;
     }
-    const keys = { hospital: message.hospital, study: message.studyId };
-    const recorded = await recordVotes(deps, message);
-    metrics.addMetric('VotesRecorded', MetricUnit.Count, recorded.recorded - recorded.failed);
-    if (recorded.failed > 0) metrics.addMetric('SliceFailuresRecorded', MetricUnit.Count, recorded.failed);
-    if (recorded.duplicates > 0) metrics.addMetric('VotesDuplicate', MetricUnit.Count, recorded.duplicates);
-    if (recorded.ignored > 0) {
-      logger.warn('votes ignored', {
-        ...keys,
-        ignored: recorded.ignored,
-        status: recorded.study?.status ?? 'missing',
-      });
-      metrics.addMetric('VotesIgnored', MetricUnit.Count, recorded.ignored);
-    }
-    if (!recorded.study) return;
-    const finished = await finishStudy(deps, message.hospital, message.studyId);
-    if (finished.kind === 'completed') {
-      const timings = finished.study.timings;
-      metrics.addMetric('StudiesCompleted', MetricUnit.Count, 1);
-      metrics.addMetric(
-        finished.outcome.decision === 'covid' ? 'CovidDecisions' : 'NormalDecisions',
-        MetricUnit.Count,
-        1,
-      );
-      if (timings.classifyingAt && timings.completedAt) {
-        const ms = Date.parse(timings.completedAt) - Date.parse(timings.classifyingAt);
-        metrics.addMetric('ClassifyDuration', MetricUnit.Milliseconds, ms);
+    await withStudyKeys(logger, message, async () => {
+      const recorded = await recordVotes(deps, message);
+      metrics.addMetric(METRIC.VotesRecorded, MetricUnit.Count, recorded.recorded - recorded.failed);
+      if (recorded.failed > 0)
+        metrics.addMetric(METRIC.SliceFailuresRecorded, MetricUnit.Count, recorded.failed);
+      if (recorded.duplicates > 0)
+        metrics.addMetric(METRIC.VotesDuplicate, MetricUnit.Count, recorded.duplicates);
+      if (recorded.ignored > 0) {
+        logger.warn('votes ignored', {
+          ignored: recorded.ignored,
+          status: recorded.study?.status ?? 'missing',
+        });
+        metrics.addMetric(METRIC.VotesIgnored, MetricUnit.Count, recorded.ignored);
       }
-      if (timings.completedAt) {
-        const ms = Date.parse(timings.completedAt) - Date.parse(timings.createdAt);
-        metrics.addMetric('StudyDuration', MetricUnit.Milliseconds, ms);
+      if (!recorded.study) return;
+      const finished = await finishStudy(deps, message.hospital, message.studyId);
+      if (finished.kind === 'completed') {
+        const timings = finished.study.timings;
+        metrics.addMetric(METRIC.StudiesCompleted, MetricUnit.Count, 1);
+        metrics.addMetric(
+          finished.outcome.decision === 'covid' ? METRIC.CovidDecisions : METRIC.NormalDecisions,
+          MetricUnit.Count,
+          1,
+        );
+        if (timings.classifyingAt && timings.completedAt) {
+          const ms = Date.parse(timings.completedAt) - Date.parse(timings.classifyingAt);
+          metrics.addMetric(METRIC.ClassifyDuration, MetricUnit.Milliseconds, ms);
+        }
+        if (timings.completedAt) {
+          const ms = Date.parse(timings.completedAt) - Date.parse(timings.createdAt);
+          metrics.addMetric(METRIC.StudyDuration, MetricUnit.Milliseconds, ms);
+        }
+      } else if (finished.kind === 'failed') {
+        logger.warn('study failed', { reason: finished.reason });
+        metrics.addMetric(METRIC.StudiesFailed, MetricUnit.Count, 1);
+      } else if (finished.kind === 'renotified') {
+        logger.info('notification published after a redelivery');
       }
-    } else if (finished.kind === 'failed') {
-      logger.warn('study failed', { ...keys, reason: finished.reason });
-      metrics.addMetric('StudiesFailed', MetricUnit.Count, 1);
-    } else if (finished.kind === 'renotified') {
-      logger.info('notification published after a redelivery', keys);
-    }
+    });
   };
 
   return sqsBatchHandler({ logger, metrics }, 'votes', record);

@@ -18,6 +18,7 @@ import {
   parseManifest,
 } from '../../pipeline/messages.js';
 import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';
+import { readObject } from '../../pipeline/s3-read.js';
 import {
   STUDY_STATUSES,
   type StudyRecord,
@@ -25,6 +26,9 @@ import {
   type StudyStore,
   type StudySummary,
 } from '../../pipeline/store.js';
+
+/** The largest report read back (2,000 slices with heatmap keys make about 1 MB). */
+const MAX_REPORT_BYTES = 64 * 1024 * 1024;
 
 /** What the API routes need. */
 export interface ApiDeps {
@@ -252,8 +256,8 @@ export async function getReport(deps: ApiDeps, hospital: string, studyId: string
   if (study.status !== 'COMPLETE' || !study.reportKey) {
     throw new HttpError(409, `study is ${study.status}: the report exists once it is COMPLETE`);
   }
-  const out = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: study.reportKey }));
-  const report = JSON.parse(await out.Body!.transformToString()) as {
+  const bytes = await readObject(deps.s3, deps.bucket, study.reportKey, MAX_REPORT_BYTES);
+  const report = JSON.parse(Buffer.from(bytes).toString('utf8')) as {
     series?: { slices?: { vote?: { heatmapKey?: string; heatmapUrl?: string } }[] }[];
   };
   const expiresIn = deps.presignSeconds ?? PIPELINE_DEFAULTS.presignSeconds;

@@ -6,13 +6,30 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { describeError } from '../../core/errors.js';
 import { PAPER_VOTE_THRESHOLD, parseVoteThreshold } from '../../core/vote.js';
 import { ApiKeyStore } from '../../pipeline/api-keys.js';
 import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
 import { ENV, requireEnv } from '../../pipeline/config.js';
-import { HttpError, MessageError } from '../../pipeline/errors.js';
+import { CursorError, HttpError, MessageError } from '../../pipeline/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../pipeline/messages.js';
-import { createObservability, lazyHandler, msSince, type Observability } from '../../pipeline/powertools.js';
+import { METRIC } from '../../pipeline/observability.js';
+import {
+  createObservability,
+  lazyHandler,
+  msSince,
+  type Observability,
+  withStudyKeys,
+} from '../../pipeline/powertools.js';
+import {
+  API_KEY_HEADER,
+  API_RESOURCES,
+  type ApiRoute,
+  compileResources,
+  findApiRoute,
+  matchResource,
+  REFUSAL_MESSAGES,
+} from '../../pipeline/routes.js';
 import { StudyStore } from '../../pipeline/store.js';
 import {
   type ApiDeps,
@@ -50,6 +67,16 @@ export function apiConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ApiConfi
 /** The largest `POST /studies` body (the manifest it becomes has the same bound). */
 export const MAX_REQUEST_BYTES = MAX_MANIFEST_BYTES;
 
+/**
+ * The HTTP status of an error the API answers with its own message: an {@link HttpError}'s, 400
+ * for the domain's bad input (a body or a listing cursor); `undefined` for anything else (a 500).
+ */
+export function httpStatusOf(error: unknown): number | undefined {
+  if (error instanceof HttpError) return error.statusCode;
+  if (error instanceof MessageError || error instanceof CursorError) return 400;
+  return undefined;
+}
+
 type ApiHandler = (event: APIGatewayProxyEvent, context?: Context) => Promise<APIGatewayProxyResult>;
 
 function json(statusCode: number, body: unknown): APIGatewayProxyResult {
@@ -64,24 +91,31 @@ function header(event: APIGatewayProxyEvent, name: string): string | undefined {
   return undefined;
 }
 
-/** The route of an event: API Gateway's resource template, or the path matched here (proxy resources). */
-function route(event: APIGatewayProxyEvent): { route: string; id?: string } {
+const RESOURCES = compileResources(API_RESOURCES);
+
+/**
+ * The route of an event (pipeline/routes.ts): API Gateway's resource template, or the path matched
+ * against the same templates (proxy resources). `key` (`GET /studies/{id}`) names it in errors and logs.
+ */
+function route(event: APIGatewayProxyEvent): { key: string; route?: ApiRoute; id?: string } {
   const method = event.httpMethod.toUpperCase();
-  const id = event.pathParameters?.id;
+  let resource: string;
+  let id = event.pathParameters?.id;
   if (event.resource && !event.resource.includes('{proxy')) {
-    return { route: `${method} ${event.resource}`, ...(id !== undefined ? { id } : {}) };
+    resource = event.resource;
+  } else {
+    const path = event.path.replace(/\/+$/, '');
+    const matched = matchResource(RESOURCES, path);
+    if (!matched) return { key: `${method} ${path}` };
+    resource = matched.resource;
+    id = matched.pathParameters?.id;
   }
-  const path = event.path.replace(/\/+$/, '');
-  const match = /^\/studies(?:\/([^/]+)(\/report)?)?$/.exec(path);
-  if (!match) return { route: `${method} ${path}` };
-  const template = match[1] === undefined ? '/studies' : match[2] ? '/studies/{id}/report' : '/studies/{id}';
-  let decoded: string | undefined;
-  try {
-    decoded = match[1] === undefined ? undefined : decodeURIComponent(match[1]);
-  } catch {
-    decoded = '';
-  }
-  return { route: `${method} ${template}`, ...(decoded !== undefined ? { id: decoded } : {}) };
+  const found = findApiRoute(method, resource);
+  return {
+    key: `${method} ${resource}`,
+    ...(found ? { route: found } : {}),
+    ...(id !== undefined ? { id } : {}),
+  };
 }
 
 /** The handler over given clients and configuration (tests pass their own). */
@@ -104,13 +138,17 @@ export function makeApiHandler(
   };
 
   const dispatch = async (event: APIGatewayProxyEvent): Promise<ApiResult> => {
-    const key = header(event, 'x-api-key');
-    if (!key) throw new HttpError(401, 'x-api-key header missing');
+    const key = header(event, API_KEY_HEADER);
+    if (!key) throw new HttpError(401, REFUSAL_MESSAGES.missing);
     const hospital = await keys.hospitalFor(key);
-    if (!hospital) throw new HttpError(403, 'API key not recognised');
-    const { route: r, id } = route(event);
-    switch (r) {
-      case 'POST /studies': {
+    if (!hospital) throw new HttpError(403, REFUSAL_MESSAGES.unknown);
+    return withStudyKeys(logger, { hospital }, () => dispatchAs(event, hospital));
+  };
+
+  const dispatchAs = async (event: APIGatewayProxyEvent, hospital: string): Promise<ApiResult> => {
+    const { key: r, route: matched, id } = route(event);
+    switch (matched?.name) {
+      case 'createStudy': {
         const raw = event.body ?? '';
         const body = event.isBase64Encoded ? Buffer.from(raw, 'base64').toString('utf8') : raw;
         if (Buffer.byteLength(body) > MAX_REQUEST_BYTES) {
@@ -118,15 +156,15 @@ export function makeApiHandler(
         }
         const result = await createStudy(deps, hospital, body);
         const studyId = (result.body as { studyId: string }).studyId;
-        logger.info('study created', { hospital, study: studyId });
-        metrics.addMetric('StudiesCreated', MetricUnit.Count, 1);
+        logger.info('study created', { study: studyId });
+        metrics.addMetric(METRIC.StudiesCreated, MetricUnit.Count, 1);
         return result;
       }
-      case 'GET /studies':
+      case 'listStudies':
         return listStudies(deps, hospital, event.queryStringParameters ?? {});
-      case 'GET /studies/{id}':
+      case 'getStudy':
         return getStudyStatus(deps, hospital, id ?? '');
-      case 'GET /studies/{id}/report':
+      case 'getReport':
         return getReport(deps, hospital, id ?? '');
       default:
         throw new HttpError(404, `no route ${r}`);
@@ -139,15 +177,12 @@ export function makeApiHandler(
       const result = await dispatch(event);
       return json(result.statusCode, result.body);
     } catch (error) {
-      if (error instanceof HttpError) return json(error.statusCode, { message: error.message });
-      if (error instanceof MessageError) return json(400, { message: error.message });
-      logger.error('api request failed', {
-        route: route(event).route,
-        error: `${(error as Error).name}: ${(error as Error).message}`.split('\n')[0],
-      });
+      const status = httpStatusOf(error);
+      if (status !== undefined) return json(status, { message: (error as Error).message });
+      logger.error('api request failed', { route: route(event).key, error: describeError(error) });
       return json(500, { message: 'internal error' });
     } finally {
-      metrics.addMetric('ApiLatency', MetricUnit.Milliseconds, msSince(started));
+      metrics.addMetric(METRIC.ApiLatency, MetricUnit.Milliseconds, msSince(started));
       metrics.publishStoredMetrics();
     }
   };

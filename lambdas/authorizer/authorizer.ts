@@ -10,21 +10,7 @@
  */
 import type { APIGatewayAuthorizerResult } from 'aws-lambda';
 import { hashApiKey } from '../../pipeline/api-keys.js';
-
-/** The header carrying a hospital's API key: the authorizer's identity source. */
-export const API_KEY_HEADER = 'x-api-key';
-
-/**
- * The bodies API Gateway answers with when the authorizer refuses (gateway responses UNAUTHORIZED
- * and ACCESS_DENIED, cdk/constructs/api.ts; the local API server answers the same). They are the
- * api Lambda's own messages for the same cases, so a client sees one wording wherever it is refused.
- */
-export const REFUSAL_MESSAGES = {
-  /** 401: no key, or an empty one. */
-  missing: 'x-api-key header missing',
-  /** 403: a key that is not stored. */
-  unknown: 'API key not recognised',
-} as const;
+import type { REFUSAL_MESSAGES } from '../../pipeline/routes.js';
 
 /**
  * The error message by which a Lambda authorizer asks API Gateway for a 401 (any other thrown

@@ -7,6 +7,7 @@ import type { APIGatewayAuthorizerResult, APIGatewayTokenAuthorizerEvent, Contex
 import { ApiKeyStore } from '../../pipeline/api-keys.js';
 import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
 import { ENV, requireEnv } from '../../pipeline/config.js';
+import { METRIC } from '../../pipeline/observability.js';
 import { createObservability, lazyHandler, type Observability } from '../../pipeline/powertools.js';
 import { authorizerResult, decideApiKey } from './authorizer.js';
 
@@ -42,7 +43,7 @@ export function makeAuthorizerHandler(
       if (decision.allow) logger.debug('key accepted', { hospital: decision.hospital });
       else {
         logger.info('key refused', { reason: decision.reason });
-        metrics.addMetric('ApiKeysRefused', MetricUnit.Count, 1);
+        metrics.addMetric(METRIC.ApiKeysRefused, MetricUnit.Count, 1);
       }
       return authorizerResult(decision, event.methodArn);
     } finally {

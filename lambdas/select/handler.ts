@@ -8,13 +8,15 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
 import { ENV, requireEnv } from '../../pipeline/config.js';
-import { parseS3EventBody } from '../../pipeline/messages.js';
+import { parseS3EventBody, parseStudyKey } from '../../pipeline/messages.js';
+import { METRIC } from '../../pipeline/observability.js';
 import {
   createObservability,
   lazyHandler,
   msSince,
   type Observability,
   sqsBatchHandler,
+  withStudyKeys,
 } from '../../pipeline/powertools.js';
 import { StudyStore } from '../../pipeline/store.js';
 import { selectManifest } from './select.js';
@@ -77,38 +79,38 @@ export function makeSelectHandler(
     }
     if (body.kind === 'test') return; // S3 sends s3:TestEvent once when notifications are configured
     for (const event of body.records) {
-      const started = performance.now();
-      const outcome = await selectManifest(deps, event);
-      const where = event.key.split('/');
-      const keys = { hospital: where[1], study: where[2] };
-      switch (outcome.kind) {
-        case 'ignored':
-          logger.warn('manifest event ignored', { ...keys, why: outcome.why });
-          break;
-        case 'duplicate':
-          logger.info('duplicate manifest event', { ...keys, status: outcome.status });
-          metrics.addMetric('DuplicateManifestEvents', MetricUnit.Count, 1);
-          break;
-        case 'failed':
-          metrics.addMetric('StudiesFailed', MetricUnit.Count, 1);
-          metrics.addMetric('SlicesRead', MetricUnit.Count, outcome.slicesRead);
-          break;
-        case 'classifying':
-          if (outcome.resent) {
-            metrics.addMetric('SelectionsResent', MetricUnit.Count, 1);
+      const where = parseStudyKey(event.key);
+      await withStudyKeys(logger, { hospital: where?.hospital, studyId: where?.studyId }, async () => {
+        const started = performance.now();
+        const outcome = await selectManifest(deps, event);
+        switch (outcome.kind) {
+          case 'ignored':
+            logger.warn('manifest event ignored', { why: outcome.why });
             break;
-          }
-          logger.info('study queued for inference', {
-            ...keys,
-            selectedCount: outcome.selectedCount,
-            messages: outcome.messages,
-          });
-          metrics.addMetric('StudiesSelected', MetricUnit.Count, 1);
-          metrics.addMetric('SlicesRead', MetricUnit.Count, outcome.slicesRead);
-          metrics.addMetric('SlicesSelected', MetricUnit.Count, outcome.selectedCount);
-          metrics.addMetric('SelectDuration', MetricUnit.Milliseconds, msSince(started));
-          break;
-      }
+          case 'duplicate':
+            logger.info('duplicate manifest event', { status: outcome.status });
+            metrics.addMetric(METRIC.DuplicateManifestEvents, MetricUnit.Count, 1);
+            break;
+          case 'failed':
+            metrics.addMetric(METRIC.StudiesFailed, MetricUnit.Count, 1);
+            metrics.addMetric(METRIC.SlicesRead, MetricUnit.Count, outcome.slicesRead);
+            break;
+          case 'classifying':
+            if (outcome.resent) {
+              metrics.addMetric(METRIC.SelectionsResent, MetricUnit.Count, 1);
+              break;
+            }
+            logger.info('study queued for inference', {
+              selectedCount: outcome.selectedCount,
+              messages: outcome.messages,
+            });
+            metrics.addMetric(METRIC.StudiesSelected, MetricUnit.Count, 1);
+            metrics.addMetric(METRIC.SlicesRead, MetricUnit.Count, outcome.slicesRead);
+            metrics.addMetric(METRIC.SlicesSelected, MetricUnit.Count, outcome.selectedCount);
+            metrics.addMetric(METRIC.SelectDuration, MetricUnit.Milliseconds, msSince(started));
+            break;
+        }
+      });
     }
   };
 

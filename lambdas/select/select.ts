@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '@aws-lambda-powertools/logger';
-import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { forEachLimited } from '../../core/concurrency.js';
@@ -18,6 +18,7 @@ import { describeError, InputError } from '../../core/errors.js';
 import { decodeSlice } from '../../core/read.js';
 import { countDarkPixels, selectByCounts, selectionRows } from '../../core/selection.js';
 import { compareSlices } from '../../core/study.js';
+import { ObjectNotFoundError } from '../../pipeline/errors.js';
 import {
   type InferenceMessage,
   MAX_MANIFEST_BYTES,
@@ -31,6 +32,7 @@ import {
 import { notifyOnce } from '../../pipeline/notify.js';
 import { capReason, reasonWithCauses } from '../../pipeline/reasons.js';
 import { PIPELINE_DEFAULTS, QUEUES } from '../../pipeline/resources.js';
+import { readObject } from '../../pipeline/s3-read.js';
 import type { StoredSeries, StoredSlice, StudyRecord, StudyStore } from '../../pipeline/store.js';
 
 /** What the select stage needs. */
@@ -67,35 +69,18 @@ class SliceError extends InputError {
   override name = 'SliceError';
 }
 
-/** Whether an S3 error says the object is not there (bad input: S3 reads are strongly consistent). */
-function isNotFound(error: unknown): boolean {
-  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
-  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
-}
-
-/** Read an object whole, refusing anything over `maxBytes` before reading its body. */
-async function readObject(s3: S3Client, bucket: string, key: string, maxBytes: number): Promise<Uint8Array> {
-  let out: GetObjectCommandOutput;
+/**
+ * Read an object whole within `maxBytes` (pipeline/s3-read.ts); a missing one is a
+ * {@link SliceError} that says it was expected before the manifest.
+ */
+async function readStudyObject(deps: SelectDeps, key: string, maxBytes: number): Promise<Uint8Array> {
   try {
-    out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return await readObject(deps.s3, deps.bucket, key, maxBytes);
   } catch (error) {
-    if (isNotFound(error))
+    if (error instanceof ObjectNotFoundError)
       throw new SliceError(key, 'not found in the bucket, expected it uploaded before the manifest');
     throw error;
   }
-  // The Node body stream has destroy(); the SDK types only promise the transform helpers.
-  const body = out.Body as
-    | (NonNullable<GetObjectCommandOutput['Body']> & { destroy?: () => void })
-    | undefined;
-  if (!body) throw new SliceError(key, 'the object has no body');
-  if (out.ContentLength !== undefined && out.ContentLength > maxBytes) {
-    body.destroy?.();
-    throw new SliceError(key, `${out.ContentLength} bytes, expected at most ${maxBytes}`);
-  }
-  const bytes = await body.transformToByteArray();
-  if (bytes.length > maxBytes)
-    throw new SliceError(key, `${bytes.length} bytes, expected at most ${maxBytes}`);
-  return bytes;
 }
 
 /** Read the study's manifest; bad input is a {@link MessageError} or {@link SliceError}. */
@@ -110,7 +95,7 @@ async function readManifestWithHash(
   studyId: string,
 ): Promise<{ manifest: Manifest; sha256: string }> {
   const key = manifestKey(hospital, studyId);
-  const bytes = await readObject(deps.s3, deps.bucket, key, MAX_MANIFEST_BYTES);
+  const bytes = await readStudyObject(deps, key, MAX_MANIFEST_BYTES);
   let text: string;
   try {
     // Fatal: bytes that are not UTF-8 would otherwise become U+FFFD and a confusing key error.
@@ -132,7 +117,7 @@ interface SliceFigures {
 
 /** Read, check (size, SHA-256) and count one slice, decoding only the selection rows. */
 async function countSlice(deps: SelectDeps, slice: ManifestSlice): Promise<SliceFigures> {
-  const bytes = await readObject(deps.s3, deps.bucket, slice.key, PIPELINE_DEFAULTS.maxSliceBytes);
+  const bytes = await readStudyObject(deps, slice.key, PIPELINE_DEFAULTS.maxSliceBytes);
   if (bytes.length !== slice.size) {
     throw new SliceError(slice.key, `${bytes.length} bytes, the manifest says ${slice.size}`);
   }
@@ -272,7 +257,6 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
   const where = parseManifestKey(event.key);
   if (!where) return { kind: 'ignored', why: 'not a study manifest key' };
   const { hospital, studyId } = where;
-  const keys = { hospital, study: studyId };
   let study = await deps.store.getStudy(hospital, studyId);
   // No study item: the manifest was not uploaded through POST /studies (which creates the study
   // and is the only way to get upload URLs). A manifest alone must not create a tenant's study.
@@ -299,7 +283,7 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
   const fail = async (cause: string, extra: Parameters<StudyStore['failStudy']>[3] = {}, slicesRead = 0) => {
     // Capped as the store caps it: the log line, the item and the notification say the same.
     const reason = capReason(cause);
-    log?.warn('study failed', { ...keys, reason });
+    log?.warn('study failed', { reason }); // the handler appended the study's keys
     await deps.store.failStudy(hospital, studyId, reason, {
       ...extra,
       selectMs: performance.now() - started,
@@ -327,7 +311,6 @@ export async function selectManifest(deps: SelectDeps, event: S3ObjectEvent): Pr
   const selectedCount = series.reduce((sum, s) => sum + s.selectedCount, 0);
   const selectMs = performance.now() - started;
   log?.info('selected', {
-    ...keys,
     series: series.length,
     slicesRead,
     selectedCount,

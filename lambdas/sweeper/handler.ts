@@ -8,6 +8,7 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
 import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
 import { ENV, requireEnv } from '../../pipeline/config.js';
+import { METRIC } from '../../pipeline/observability.js';
 import { createObservability, lazyHandler, type Observability } from '../../pipeline/powertools.js';
 import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';
 import { StudyStore } from '../../pipeline/store.js';
@@ -68,8 +69,9 @@ export function makeSweeperHandler(
         logger,
         ...(now ? { now } : {}),
       });
-      metrics.addMetric('StudiesStalled', MetricUnit.Count, result.failed.length);
-      if (result.notified > 0) metrics.addMetric('SweeperNotifications', MetricUnit.Count, result.notified);
+      metrics.addMetric(METRIC.StudiesStalled, MetricUnit.Count, result.failed.length);
+      if (result.notified > 0)
+        metrics.addMetric(METRIC.SweeperNotifications, MetricUnit.Count, result.notified);
       if (result.examined > 0 || result.errors.length > 0) {
         logger.info('sweep', {
           examined: result.examined,

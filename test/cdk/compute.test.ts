@@ -4,10 +4,10 @@
  */
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { API_KEY_HEADER } from '../../cdk/constructs/api.js';
-import { DEFAULT_SETTINGS } from '../../cdk/settings.js';
 import { ENV } from '../../pipeline/config.js';
+import { DEFAULT_SETTINGS } from '../../pipeline/deployment.js';
 import { KEYS, QUEUES, type QueueId } from '../../pipeline/resources.js';
+import { API_KEY_HEADER } from '../../pipeline/routes.js';
 import { idOf, lambdas, ofType, queueOf, ref, resources, stack, synthesize, template } from './stack.js';
 
 beforeAll(synthesize);

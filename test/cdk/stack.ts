@@ -11,9 +11,9 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { IConstruct } from 'constructs';
-import { DEFAULT_SETTINGS, type DeploymentSettings } from '../../cdk/settings.js';
 import { CovidCtStack } from '../../cdk/stack.js';
 import { hashApiKey } from '../../pipeline/api-keys.js';
+import { DEFAULT_SETTINGS, type DeploymentSettings } from '../../pipeline/deployment.js';
 import type { QueueId } from '../../pipeline/resources.js';
 
 /** A resource of the synthesized template. */

@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { CompletedResult, CovidctResult } from '../../core/dicom/result-objects.js';
-import type { StudyReport } from '../../lambdas/aggregate/aggregate.js';
+import type { StudyReport } from '../../lambdas/aggregate/report.js';
 import { renderOverlayRgb } from '../../models/gradcam/overlay.js';
 import { JIS_IDENTITY, JIS_NAME, latin1, UTF8_IDENTITY, utf8 } from './identities.js';
 import { python } from './planted.js';

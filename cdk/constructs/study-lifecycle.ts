@@ -1,5 +1,6 @@
 /**
- * Results: the table (studies, votes, listing index; pipeline/resources.ts TABLE),
+ * StudyLifecycle (construct id `Results`, kept so a deployed stack's resources are not replaced):
+ * everything a study passes through after selection: the table (studies, votes, listing index; pipeline/resources.ts TABLE),
  * the votes queue, the aggregate Lambda that decides each study once, the topic that tells each
  * hospital about its own finished studies (subscriptions filter on the `hospital` attribute), and
  * the sweeper that fails studies which stopped making progress, on a schedule.
@@ -28,8 +29,8 @@ export interface HospitalSubscription {
   readonly protocol: 'https' | 'email';
 }
 
-/** Props of {@link Results}. */
-export interface ResultsProps {
+/** Props of {@link StudyLifecycle}. */
+export interface StudyLifecycleProps {
   readonly bucket: s3.IBucket;
   readonly key: kms.IKey;
   readonly logRetention: logs.RetentionDays;
@@ -49,7 +50,7 @@ export interface ResultsProps {
 }
 
 /** The table, the votes queue, the aggregate Lambda, the results topic and the sweeper. */
-export class Results extends Construct {
+export class StudyLifecycle extends Construct {
   readonly table: dynamodb.Table;
   readonly votesQueue: PipelineQueue;
   readonly topic: sns.Topic;
@@ -58,7 +59,7 @@ export class Results extends Construct {
   /** The schedule that invokes the sweeper. */
   readonly sweepSchedule: events.Rule;
 
-  constructor(scope: Construct, id: string, props: ResultsProps) {
+  constructor(scope: Construct, id: string, props: StudyLifecycleProps) {
     super(scope, id);
     this.table = pipelineTable(this, 'Table', TABLE, props);
     // The listings, every attribute projected: by hospital, and by hospital and status
