@@ -12,8 +12,8 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { METRICS_NAMESPACE } from '../pipeline/observability.js';
-import type { QueueDefinition } from '../pipeline/resources.js';
+import type { QueueDefinition } from '../pipeline/index.js';
+import { METRICS_NAMESPACE } from '../pipeline/index.js';
 
 /** The repository root (entries, lock file and the worker's Docker context are found from it). */
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -5,7 +5,7 @@
  */
 import type { Node } from 'constructs';
 import { parseVoteThreshold } from '../core/vote.js';
-import { DEFAULT_SETTINGS, type DeploymentSettings, type HospitalSetting } from '../pipeline/deployment.js';
+import { DEFAULT_SETTINGS, type DeploymentSettings, type HospitalSetting } from '../pipeline/index.js';
 
 /** A context value as text (`-c` gives strings; cdk.json may give numbers or booleans). */
 function text(node: Node, key: string): string | undefined {

@@ -9,7 +9,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import type { DeploymentSettings } from '../pipeline/deployment.js';
+import type { DeploymentSettings } from '../pipeline/index.js';
 import { acknowledgeFindings } from './compliance.js';
 import { Api } from './constructs/api.js';
 import { Inference } from './constructs/inference.js';

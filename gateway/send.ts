@@ -15,9 +15,9 @@ import {
   getStudy,
   isFinished,
   type StudyReport,
-  type StudyStatus,
+  type ApiStudyStatus as StudyStatus,
   uploadStudy,
-} from '../pipeline/api-client.js';
+} from '../pipeline/index.js';
 import type { RunContext } from './run-context.js';
 import type { RunRecord } from './state.js';
 

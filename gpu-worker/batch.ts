@@ -11,7 +11,7 @@ import {
   type SliceVote,
   type VotesMessage,
   type VotingModel,
-} from '../pipeline/messages.js';
+} from '../pipeline/index.js';
 import type { BatchOutcome, SliceJob } from './classify.js';
 import type { WorkerLog } from './observability.js';
 

@@ -15,8 +15,7 @@ import { type Classifier, checkSliceFits, labelOf } from '../models/classifier.j
 import type { HeatmapRenderer } from '../models/gradcam/heatmap.js';
 import { DEFAULT_BATCH_SIZE, type Probabilities } from '../models/predict.js';
 import type { SlicePredictor } from '../models/predictor.js';
-import { heatmapKey } from '../pipeline/messages.js';
-import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
+import { heatmapKey, PIPELINE_DEFAULTS } from '../pipeline/index.js';
 
 /** One slice to classify, as an inference message names it. */
 export interface SliceJob {

@@ -13,8 +13,7 @@
  */
 import { type Message, ReceiveMessageCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { describeError } from '../core/errors.js';
-import { type InferenceMessage, parseInferenceMessage, type VotingModel } from '../pipeline/messages.js';
-import { QUEUES } from '../pipeline/resources.js';
+import { type InferenceMessage, parseInferenceMessage, QUEUES, type VotingModel } from '../pipeline/index.js';
 import { groupByStudy, type Held, type StudyVotes, sliceJobs, sortMessages, votesMessages } from './batch.js';
 import type { BatchOutcome, SliceJob } from './classify.js';
 import { correlationKeys, SILENT_LOG, type WorkerLog, withKeys } from './observability.js';

@@ -22,7 +22,7 @@ import type {
   APIGatewayTokenAuthorizerEvent,
   Context,
 } from 'aws-lambda';
-import { compileResources, decodePathParameter, matchResource } from '../pipeline/routes.js';
+import { compileResources, decodePathParameter, matchResource } from '../pipeline/index.js';
 import { HandlerTimeoutError, lambdaContext, withTimeout } from './lambda-context.js';
 
 /** A Lambda proxy handler. */

@@ -14,7 +14,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
-import type { QueueConsumer } from '../pipeline/resources.js';
+import type { QueueConsumer } from '../pipeline/index.js';
 import { lambdaContext, withTimeout } from './lambda-context.js';
 
 /** A handler as Lambda calls it for SQS (the callback style is not supported). */

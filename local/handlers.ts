@@ -4,7 +4,7 @@
  * handler loads none of that module).
  */
 import type { TokenAuthorizerHandler } from '../lambdas/authorizer/handler.js';
-import type { AwsClients } from '../pipeline/clients.js';
+import type { AwsClients } from '../pipeline/index.js';
 import type { ApiHandler } from './api-server.js';
 import type { SqsEventHandler } from './event-source.js';
 

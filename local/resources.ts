@@ -24,19 +24,19 @@ import {
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
 import { BatchWriteCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
-import { moveLegacyApiKeys } from '../pipeline/api-keys.js';
-import type { AwsClients, ClientEndpoints } from '../pipeline/clients.js';
-import { ENV } from '../pipeline/config.js';
+import type { AwsClients, ClientEndpoints } from '../pipeline/index.js';
 import {
   API_KEY_TABLE,
   BUCKET,
+  ENV,
+  moveLegacyApiKeys,
   QUEUES,
   type QueueDefinition,
   type QueueId,
+  StudyStore,
   TABLE,
   TOPIC,
-} from '../pipeline/resources.js';
-import { StudyStore } from '../pipeline/store.js';
+} from '../pipeline/index.js';
 
 /** A queue's key in {@link LocalResources.queueUrls}: the queue itself or its DLQ (`ingestDlq`, …). */
 export type QueueKey = QueueId | `${QueueId}Dlq`;

@@ -10,9 +10,8 @@
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { SpyMessage } from 'fauxqs';
-import type { AwsClients } from '../pipeline/clients.js';
-import { makeS3EventBody } from '../pipeline/messages.js';
-import { KEYS } from '../pipeline/resources.js';
+import type { AwsClients } from '../pipeline/index.js';
+import { KEYS, makeS3EventBody } from '../pipeline/index.js';
 import type { LocalFauxqs } from './fauxqs.js';
 
 /** Options of {@link startS3EventRouter}. */

@@ -13,7 +13,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import dynalite from 'dynalite';
-import { createClients } from '../pipeline/clients.js';
+import { createClients } from '../pipeline/index.js';
 import { type LocalFauxqs, startFauxqsOn } from './fauxqs.js';
 import { restoreSnapshot, saveSnapshot } from './snapshot.js';
 

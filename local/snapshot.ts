@@ -32,7 +32,7 @@ import {
   SendMessageCommand,
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
-import type { AwsClients } from '../pipeline/clients.js';
+import type { AwsClients } from '../pipeline/index.js';
 import type { LocalFauxqs } from './fauxqs.js';
 
 interface SnapshotObject {

@@ -8,15 +8,17 @@
  * the order they depend on each other, and stops them in the reverse order.
  */
 import type { SweepResult } from '../lambdas/sweeper/sweeper.js';
-import { ApiKeyStore } from '../pipeline/api-keys.js';
-import { type AwsClients, createClients } from '../pipeline/clients.js';
-import { ENV } from '../pipeline/config.js';
-import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
 import {
   API_KEY_HEADER,
+  ApiKeyStore,
+  type AwsClients,
+  createClients,
+  ENV,
   API_RESOURCES as PIPELINE_API_ROUTES,
+  PIPELINE_DEFAULTS,
+  QUEUES,
   REFUSAL_MESSAGES,
-} from '../pipeline/routes.js';
+} from '../pipeline/index.js';
 import { type ApiServer, startApiServer } from './api-server.js';
 import { type EventSource, type SqsEventHandler, startEventSource } from './event-source.js';
 import { completeHandlers, type PipelineHandlers } from './handlers.js';

@@ -4,8 +4,7 @@
 // Usage: npm run build && AWS_REGION=REGION node scripts/backfill-status-index.mjs TABLE_NAME
 // (credentials from the default chain; the table name is a stack output). The local stack runs
 // the same backfill on every start.
-import { createClients } from '../dist/pipeline/clients.js';
-import { StudyStore } from '../dist/pipeline/store.js';
+import { createClients, StudyStore } from '../dist/pipeline/index.js';
 
 const table = process.argv[2];
 if (!table) {

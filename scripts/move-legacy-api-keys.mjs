@@ -6,8 +6,7 @@
 // Usage: npm run build && AWS_REGION=REGION node scripts/move-legacy-api-keys.mjs TABLE_NAME API_KEY_TABLE_NAME
 // (credentials from the default chain; both names are stack outputs). The local stack does the same
 // on every start.
-import { moveLegacyApiKeys } from '../dist/pipeline/api-keys.js';
-import { createClients } from '../dist/pipeline/clients.js';
+import { createClients, moveLegacyApiKeys } from '../dist/pipeline/index.js';
 
 const [table, keyTable] = process.argv.slice(2);
 if (!table || !keyTable) {

@@ -7,8 +7,7 @@
  */
 
 import { InputError } from '../core/errors.js';
-import { DEFAULT_SETTINGS, GPU_SCALING } from '../pipeline/deployment.js';
-import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
+import { DEFAULT_SETTINGS, GPU_SCALING, PIPELINE_DEFAULTS, QUEUES } from '../pipeline/index.js';
 import { estimatedSlicesPerSecond, GPU_INSTANCE_TYPES } from './gpu.js';
 
 /** How many slices a study has. */

@@ -17,8 +17,12 @@ import {
 import { makeAuthorizerHandler } from '../lambdas/authorizer/handler.js';
 import { type ApiHandler, startApiServer } from '../local/api-server.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
-import { ApiKeyStore, hashApiKey } from '../pipeline/api-keys.js';
-import { API_RESOURCES as PIPELINE_API_ROUTES, REFUSAL_MESSAGES } from '../pipeline/routes.js';
+import {
+  ApiKeyStore,
+  hashApiKey,
+  API_RESOURCES as PIPELINE_API_ROUTES,
+  REFUSAL_MESSAGES,
+} from '../pipeline/index.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability } from './helpers/pipeline.js';
 

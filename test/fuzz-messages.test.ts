@@ -5,8 +5,12 @@
  */
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MessageError } from '../pipeline/errors.js';
-import { parseCreateStudyRequest, parseInferenceMessage, parseManifest } from '../pipeline/messages.js';
+import {
+  MessageError,
+  parseCreateStudyRequest,
+  parseInferenceMessage,
+  parseManifest,
+} from '../pipeline/index.js';
 import { checkMessage, fuzzParameters, printTallies, tally } from './helpers/fuzz.js';
 import {
   applyEdit,

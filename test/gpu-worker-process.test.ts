@@ -6,9 +6,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { WORKER_ENV } from '../pipeline/config.js';
-import type { InferenceMessage } from '../pipeline/messages.js';
-import { QUEUES } from '../pipeline/resources.js';
+import type { InferenceMessage } from '../pipeline/index.js';
+import { QUEUES, WORKER_ENV } from '../pipeline/index.js';
 import {
   collectVotes,
   inferenceQueue,

@@ -14,7 +14,7 @@ import { type RunningWorker, workerHealth } from '../gpu-worker/main.js';
 import { uploadModel } from '../gpu-worker/model-upload.js';
 import { CLASS_NAMES } from '../models/classes.js';
 import { saveModel } from '../models/io.js';
-import type { InferenceMessage } from '../pipeline/messages.js';
+import type { InferenceMessage } from '../pipeline/index.js';
 import { buildRuleModel, RULE_LIMIT } from './helpers/rule-model.js';
 import {
   collectVotes,

@@ -4,7 +4,7 @@
  * case must end in a clear rejection: a one-line message naming the field.
  */
 import { describe, expect, it } from 'vitest';
-import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
+import { PIPELINE_DEFAULTS } from '../pipeline/index.js';
 import { A, api, B, expectRejection, record, useHostileStack } from './helpers/hostile.js';
 
 useHostileStack();

@@ -11,8 +11,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
-import { makeS3EventBody, manifestKey } from '../pipeline/messages.js';
-import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
+import { makeS3EventBody, manifestKey, PIPELINE_DEFAULTS } from '../pipeline/index.js';
 import {
   A,
   type Created,

@@ -19,9 +19,8 @@ import { buildReport, decide } from '../lambdas/aggregate/report.js';
 import { loadClassifier } from '../models/classifier.js';
 import { defaultModelDir } from '../models/default-model.js';
 import { ModelFolderError, readManifest } from '../models/io.js';
-import { parseStudyNotification, parseVotesMessage } from '../pipeline/messages.js';
-import { notificationFor } from '../pipeline/notify.js';
-import type { StoredVote, StudyRecord } from '../pipeline/store.js';
+import type { StoredVote, StudyRecord } from '../pipeline/index.js';
+import { notificationFor, parseStudyNotification, parseVotesMessage } from '../pipeline/index.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 

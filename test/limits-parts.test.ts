@@ -5,9 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { MAX_REASON_BYTES } from '../pipeline/reasons.js';
-import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
-import { DYNAMODB_MAX_ITEM_BYTES } from '../pipeline/store.js';
+import { DYNAMODB_MAX_ITEM_BYTES, MAX_REASON_BYTES, PIPELINE_DEFAULTS } from '../pipeline/index.js';
 import { LONG, longName, longSeriesId } from './helpers/limits-stack.js';
 
 describe('selection parts and capped reasons (no network)', () => {
@@ -17,7 +15,7 @@ describe('selection parts and capped reasons (no network)', () => {
 
   // ASCII only: dynalite counts a string's UTF-16 units where DynamoDB (and dynamoItemBytes) count UTF-8 bytes.
   it('sizes items as dynalite (which enforces DynamoDB’s 400 KB) does, or a little over', async () => {
-    const { dynamoItemBytes } = await import('../pipeline/store.js');
+    const { dynamoItemBytes } = await import('../pipeline/index.js');
     const { marshall } = await import('@aws-sdk/util-dynamodb');
     const require = createRequire(import.meta.url);
     const db = require('dynalite/db/index.js') as { itemSize: (item: unknown) => number };
@@ -47,7 +45,7 @@ describe('selection parts and capped reasons (no network)', () => {
 
   it('splits the maxima (with each slice’s recorded sha256 and size) into parts under 256 KB and joins them back', async () => {
     const { dynamoItemBytes, joinSelection, SELECTION_PART_MAX_BYTES, splitSelection } = await import(
-      '../pipeline/store.js'
+      '../pipeline/index.js'
     );
     const n = PIPELINE_DEFAULTS.maxSlicesPerStudy;
     // What select records for each slice it read: its SHA-256 (64 hex) and its length, at the largest.
@@ -94,7 +92,7 @@ describe('selection parts and capped reasons (no network)', () => {
   });
 
   it('caps a reason to one line of 2 KB, the first 3 causes and a count of the rest', async () => {
-    const { capReason, reasonWithCauses } = await import('../pipeline/reasons.js');
+    const { capReason, reasonWithCauses } = await import('../pipeline/index.js');
     expect(capReason('one\ntwo')).toBe('one');
     const long = capReason('é'.repeat(5000));
     expect(Buffer.byteLength(long)).toBeLessThanOrEqual(MAX_REASON_BYTES);

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseVoteThreshold as parseVoteThresholdText, voteThresholdValue } from '../core/vote.js';
-import { parseCreateStudyRequest, parseManifest } from '../pipeline/messages.js';
+import { parseCreateStudyRequest, parseManifest } from '../pipeline/index.js';
 import {
   A,
   api,

@@ -10,9 +10,7 @@
  * test/limits-parts.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { MAX_MANIFEST_BYTES } from '../pipeline/messages.js';
-import { MAX_REASON_BYTES } from '../pipeline/reasons.js';
-import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
+import { MAX_MANIFEST_BYTES, MAX_REASON_BYTES, PIPELINE_DEFAULTS } from '../pipeline/index.js';
 import {
   api,
   createStudy,

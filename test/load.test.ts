@@ -13,8 +13,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
-import { uploadStudy } from '../pipeline/api-client.js';
-import { StudyStore } from '../pipeline/store.js';
+import { StudyStore, uploadStudy } from '../pipeline/index.js';
 import {
   accountSlices,
   dlqDepths,

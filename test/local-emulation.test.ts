@@ -8,8 +8,7 @@ import type { APIGatewayProxyEvent, SQSEvent } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import { type ApiHandler, startApiServer } from '../local/api-server.js';
 import { startEventSource } from '../local/event-source.js';
-import { QUEUES } from '../pipeline/resources.js';
-import { API_RESOURCES as PIPELINE_API_ROUTES } from '../pipeline/routes.js';
+import { API_RESOURCES as PIPELINE_API_ROUTES, QUEUES } from '../pipeline/index.js';
 import { receiveAllFrom, useLocalStack } from './helpers/local-stack.js';
 
 const stack = useLocalStack();

@@ -20,9 +20,7 @@ import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { startLocalServers } from '../local/servers.js';
 import { startLocalStack } from '../local/stack.js';
-import { ApiKeyStore } from '../pipeline/api-keys.js';
-import { createClients } from '../pipeline/clients.js';
-import { TABLE, TOPIC } from '../pipeline/resources.js';
+import { ApiKeyStore, createClients, TABLE, TOPIC } from '../pipeline/index.js';
 import { startLocalTestStack } from './helpers/local-stack.js';
 import { tempDir } from './helpers/tmp.js';
 

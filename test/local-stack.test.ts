@@ -15,10 +15,17 @@ import { describe, expect, it } from 'vitest';
 import { createLocalResources, envFor } from '../local/resources.js';
 import { startS3EventRouter } from '../local/s3-events.js';
 import { type LocalStack, startLocalStack, type WorkerStatus } from '../local/stack.js';
-import { ApiKeyStore } from '../pipeline/api-keys.js';
-import { ENV } from '../pipeline/config.js';
-import { parseS3EventBody } from '../pipeline/messages.js';
-import { API_KEY_TABLE, BUCKET, QUEUES, type QueueId, TABLE, TOPIC } from '../pipeline/resources.js';
+import {
+  API_KEY_TABLE,
+  ApiKeyStore,
+  BUCKET,
+  ENV,
+  parseS3EventBody,
+  QUEUES,
+  type QueueId,
+  TABLE,
+  TOPIC,
+} from '../pipeline/index.js';
 import { receiveAllFrom, useLocalStack } from './helpers/local-stack.js';
 
 const stack = useLocalStack();

@@ -15,11 +15,12 @@ import {
   parseStudyNotification,
   reportKey,
   type SliceVote,
+  type StoredSeries,
+  StudyStore,
   sliceKey,
+  TOPIC,
   type VotesMessage,
-} from '../pipeline/messages.js';
-import { TOPIC } from '../pipeline/resources.js';
-import { type StoredSeries, StudyStore } from '../pipeline/store.js';
+} from '../pipeline/index.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability, sqsEvent, subscribeHospitalQueue, uploadStudy } from './helpers/pipeline.js';
 import { body, MODEL, votesFor } from './helpers/votes.js';

@@ -10,9 +10,7 @@ import { DeleteCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeApiHandler } from '../lambdas/api/handler.js';
-import { ApiKeyStore, hashApiKey } from '../pipeline/api-keys.js';
-import { heatmapKey, reportKey, sliceKey } from '../pipeline/messages.js';
-import { StudyStore } from '../pipeline/store.js';
+import { ApiKeyStore, hashApiKey, heatmapKey, reportKey, StudyStore, sliceKey } from '../pipeline/index.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability } from './helpers/pipeline.js';
 

@@ -10,21 +10,22 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it, vi } from 'vitest';
 import { httpStatusOf } from '../lambdas/api/handler.js';
 import {
-  CursorError,
-  HttpError,
-  MessageError,
-  ObjectNotFoundError,
-  ObjectTooLargeError,
-} from '../pipeline/errors.js';
-import { manifestKey, parseManifestKey, parseStudyKey, sliceKey } from '../pipeline/messages.js';
-import { withStudyKeys } from '../pipeline/powertools.js';
-import {
   API_RESOURCES,
   API_ROUTES,
+  CursorError,
   compileResources,
   findApiRoute,
+  HttpError,
+  MessageError,
+  manifestKey,
   matchResource,
-} from '../pipeline/routes.js';
+  ObjectNotFoundError,
+  ObjectTooLargeError,
+  parseManifestKey,
+  parseStudyKey,
+  sliceKey,
+  withStudyKeys,
+} from '../pipeline/index.js';
 import { readObject } from '../pipeline/s3-read.js';
 import { useLocalStack } from './helpers/local-stack.js';
 

@@ -16,7 +16,7 @@ import {
   parseInferenceMessage,
   type StudyNotification,
   type VotesMessage,
-} from '../pipeline/messages.js';
+} from '../pipeline/index.js';
 import { queueDepth, subscribeHospitalQueue } from './helpers/pipeline.js';
 import { receiveNotifications } from './helpers/studies.js';
 

@@ -3,19 +3,19 @@
  * the field; S3 event keys are URL-decoded; keys must stay under the study's prefix.
  */
 import { describe, expect, it } from 'vitest';
-import { MessageError } from '../pipeline/errors.js';
 import {
   decodeS3EventKey,
   heatmapKey,
+  MessageError,
   makeS3EventBody,
+  PIPELINE_DEFAULTS,
   parseCreateStudyRequest,
   parseInferenceMessage,
   parseManifest,
   parseManifestKey,
   parseS3EventBody,
   parseVotesMessage,
-} from '../pipeline/messages.js';
-import { PIPELINE_DEFAULTS } from '../pipeline/resources.js';
+} from '../pipeline/index.js';
 
 const where = { hospital: 'h1', studyId: 's1' };
 const HASH = 'a'.repeat(64);

@@ -10,8 +10,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectStudy } from '../core/study.js';
 import { makeSelectHandler, type SelectConfig } from '../lambdas/select/handler.js';
-import { parseInferenceMessage } from '../pipeline/messages.js';
-import { StudyStore } from '../pipeline/store.js';
+import { parseInferenceMessage, StudyStore } from '../pipeline/index.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import {
   drainQueue,

@@ -15,9 +15,7 @@ import { createPhantom } from '../core/phantom/phantom.js';
 import { finishStudy, recordVotes } from '../lambdas/aggregate/aggregate.js';
 import type { StudyReport } from '../lambdas/aggregate/report.js';
 import { type SelectDeps, selectManifest } from '../lambdas/select/select.js';
-import { manifestKey, parseInferenceMessage, reportKey } from '../pipeline/messages.js';
-import { TABLE } from '../pipeline/resources.js';
-import { StudyStore } from '../pipeline/store.js';
+import { manifestKey, parseInferenceMessage, reportKey, StudyStore, TABLE } from '../pipeline/index.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { drainQueue, uploadStudy } from './helpers/pipeline.js';
 

@@ -15,8 +15,7 @@ import { parseSlices } from '../cli/commands/simulate.js';
 import { InputError } from '../core/errors.js';
 import { countFlops } from '../models/flops.js';
 import { buildArchitecture } from '../models/registry.js';
-import { DEFAULT_SETTINGS, GPU_SCALING } from '../pipeline/deployment.js';
-import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
+import { DEFAULT_SETTINGS, GPU_SCALING, PIPELINE_DEFAULTS, QUEUES } from '../pipeline/index.js';
 import {
   type Arrival,
   PROFILES,

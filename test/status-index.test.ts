@@ -6,9 +6,7 @@
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { httpStatusOf } from '../lambdas/api/handler.js';
-import { CursorError } from '../pipeline/errors.js';
-import { TABLE } from '../pipeline/resources.js';
-import { type StudyStatus, StudyStore } from '../pipeline/store.js';
+import { CursorError, type StudyStatus, StudyStore, TABLE } from '../pipeline/index.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { storeKit, studyIn } from './helpers/status-listing.js';
 

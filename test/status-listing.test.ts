@@ -17,8 +17,7 @@ import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
 import { listStudies as listStudiesRoute } from '../lambdas/api/api.js';
-import { TABLE } from '../pipeline/resources.js';
-import { StudyStore } from '../pipeline/store.js';
+import { StudyStore, TABLE } from '../pipeline/index.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { copies, counting, medianMs, storeKit, studyIn } from './helpers/status-listing.js';
 

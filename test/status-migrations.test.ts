@@ -16,10 +16,14 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLocalResources } from '../local/resources.js';
 import { startLocalServers } from '../local/servers.js';
-import { ApiKeyStore, hashApiKey } from '../pipeline/api-keys.js';
-import { createClients } from '../pipeline/clients.js';
-import { API_KEY_TABLE, TABLE } from '../pipeline/resources.js';
-import { StudyStore } from '../pipeline/store.js';
+import {
+  API_KEY_TABLE,
+  ApiKeyStore,
+  createClients,
+  hashApiKey,
+  StudyStore,
+  TABLE,
+} from '../pipeline/index.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { copies } from './helpers/status-listing.js';
 

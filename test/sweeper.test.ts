@@ -10,10 +10,14 @@ import { describe, expect, it } from 'vitest';
 import { recordVotes } from '../lambdas/aggregate/aggregate.js';
 import { makeSweeperHandler, sweeperConfigFromEnv } from '../lambdas/sweeper/handler.js';
 import { formatIdle, neverUploadedReason, stalledReason, sweep } from '../lambdas/sweeper/sweeper.js';
-import { ENV } from '../pipeline/config.js';
-import { parseStudyNotification } from '../pipeline/messages.js';
-import { PIPELINE_DEFAULTS, QUEUES } from '../pipeline/resources.js';
-import { type StoredSeries, StudyStore } from '../pipeline/store.js';
+import {
+  ENV,
+  PIPELINE_DEFAULTS,
+  parseStudyNotification,
+  QUEUES,
+  type StoredSeries,
+  StudyStore,
+} from '../pipeline/index.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { quietObservability, subscribeHospitalQueue } from './helpers/pipeline.js';
 

@@ -17,10 +17,16 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
-import { ENV } from '../../pipeline/config.js';
-import type { HospitalSetting } from '../../pipeline/deployment.js';
-import { API_KEY_TABLE, KEYS } from '../../pipeline/resources.js';
-import { API_KEY_HEADER, API_ROUTES, type ApiRoute, REFUSAL_MESSAGES } from '../../pipeline/routes.js';
+import type { HospitalSetting } from '../../pipeline/index.js';
+import {
+  API_KEY_HEADER,
+  API_KEY_TABLE,
+  API_ROUTES,
+  type ApiRoute,
+  ENV,
+  KEYS,
+  REFUSAL_MESSAGES,
+} from '../../pipeline/index.js';
 import { type FunctionCodeProvider, PipelineFunction, pipelineTable } from '../parts.js';
 
 /** A hospital's usage plan limits, after defaults. */

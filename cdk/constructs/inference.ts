@@ -18,10 +18,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { ENV } from '../../pipeline/config.js';
-import { GPU_SCALING } from '../../pipeline/deployment.js';
-import { METRICS_NAMESPACE } from '../../pipeline/observability.js';
-import { KEYS, QUEUES } from '../../pipeline/resources.js';
+import { ENV, GPU_SCALING, KEYS, METRICS_NAMESPACE, QUEUES } from '../../pipeline/index.js';
 import { PipelineQueue, REPO_ROOT } from '../parts.js';
 
 /**

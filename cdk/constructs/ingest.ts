@@ -14,8 +14,7 @@ import { SqsDestination } from 'aws-cdk-lib/aws-s3-notifications';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { ENV } from '../../pipeline/config.js';
-import { KEYS, QUEUES } from '../../pipeline/resources.js';
+import { ENV, KEYS, QUEUES } from '../../pipeline/index.js';
 import { type FunctionCodeProvider, PipelineFunction, PipelineQueue } from '../parts.js';
 
 /** Props of {@link Ingest}. */

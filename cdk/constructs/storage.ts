@@ -7,7 +7,7 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { KEYS } from '../../pipeline/resources.js';
+import { KEYS } from '../../pipeline/index.js';
 
 /** Props of {@link Storage}. */
 export interface StorageProps {

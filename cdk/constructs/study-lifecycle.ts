@@ -16,8 +16,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
-import { ENV } from '../../pipeline/config.js';
-import { KEYS, PIPELINE_DEFAULTS, QUEUES, TABLE, TOPIC } from '../../pipeline/resources.js';
+import { ENV, KEYS, PIPELINE_DEFAULTS, QUEUES, TABLE, TOPIC } from '../../pipeline/index.js';
 import { type FunctionCodeProvider, PipelineFunction, PipelineQueue, pipelineTable } from '../parts.js';
 
 /** A hospital's subscription to its own results. */

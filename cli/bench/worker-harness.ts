@@ -22,9 +22,13 @@ import { createLocalResources, type LocalResources } from '../../local/resources
 import { type LocalServers, startLocalServers } from '../../local/servers.js';
 import type { Classifier } from '../../models/classifier.js';
 import type { SlicePredictor } from '../../models/predictor.js';
-import { type AwsClients, createClients } from '../../pipeline/clients.js';
-import { type InferenceMessage, sliceKey } from '../../pipeline/messages.js';
-import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';
+import {
+  type AwsClients,
+  createClients,
+  type InferenceMessage,
+  PIPELINE_DEFAULTS,
+  sliceKey,
+} from '../../pipeline/index.js';
 import { repoRoot } from './common.js';
 
 /** A slice object to put in the bucket. */

@@ -67,7 +67,7 @@ export function registerDev(program: Command): void {
     .option('--heatmaps <mode>', 'worker Grad-CAM overlays: covid (default) or none')
     .option('--json', 'print the addresses as one JSON object')
     .action(async (options: DevOptions) => {
-      const { ID_PATTERN } = await import('../../pipeline/messages.js');
+      const { ID_PATTERN } = await import('../../pipeline/index.js');
       const hospitals = options.hospital.map((pair) => {
         const at = pair.indexOf('=');
         return { hospital: pair.slice(0, at), apiKey: pair.slice(at + 1) };

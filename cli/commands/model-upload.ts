@@ -30,9 +30,9 @@ export function registerModelUpload(model: Command): void {
     .action(async (dir: string, options: UploadCliOptions) => {
       const [{ uploadModel }, { createClients, endpointsFromEnv }, { BUCKET }, { ENV }] = await Promise.all([
         import('../../gpu-worker/model-upload.js'),
-        import('../../pipeline/clients.js'),
-        import('../../pipeline/resources.js'),
-        import('../../pipeline/config.js'),
+        import('../../pipeline/index.js'),
+        import('../../pipeline/index.js'),
+        import('../../pipeline/index.js'),
       ]);
       const endpoints = options.endpoint === undefined ? endpointsFromEnv() : { endpoint: options.endpoint };
       const { s3 } = createClients(endpoints);

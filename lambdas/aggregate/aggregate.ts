@@ -15,10 +15,8 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { forEachLimited } from '../../core/concurrency.js';
-import { reportKey, type VotesMessage } from '../../pipeline/messages.js';
-import { notifyOnce } from '../../pipeline/notify.js';
-import { QUEUES } from '../../pipeline/resources.js';
-import type { StoredOutcome, StudyRecord, StudyStore } from '../../pipeline/store.js';
+import type { StoredOutcome, StudyRecord, StudyStore } from '../../pipeline/index.js';
+import { notifyOnce, QUEUES, reportKey, type VotesMessage } from '../../pipeline/index.js';
 import { buildReport, decide } from './report.js';
 
 /** The FAILED reason of a study none of whose selected slices could be classified (then `: <first reason>`). */

@@ -5,18 +5,21 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
-import { ENV, requireEnv } from '../../pipeline/config.js';
-import { parseVotesMessage, type VotesMessage } from '../../pipeline/messages.js';
-import { METRIC } from '../../pipeline/observability.js';
 import {
+  type AwsClients,
   createObservability,
+  ENV,
   lazyHandler,
+  METRIC,
   type Observability,
+  parseVotesMessage,
+  requireEnv,
+  StudyStore,
+  sharedClients,
   sqsBatchHandler,
+  type VotesMessage,
   withStudyKeys,
-} from '../../pipeline/powertools.js';
-import { StudyStore } from '../../pipeline/store.js';
+} from '../../pipeline/index.js';
 import { finishStudy, recordVotes } from './aggregate.js';
 
 /** What the aggregate Lambda is configured with. */

@@ -5,8 +5,8 @@
  */
 import { combinedIntendedUse, type IntendedUse, UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
 import { type SliceLabel, type StudyVote, voteStudy } from '../../core/vote.js';
-import { manifestKey } from '../../pipeline/messages.js';
-import type { StoredFailure, StoredVote, StudyRecord } from '../../pipeline/store.js';
+import type { StoredFailure, StoredVote, StudyRecord } from '../../pipeline/index.js';
+import { manifestKey } from '../../pipeline/index.js';
 
 /** One slice in the report. */
 export interface ReportSlice {

@@ -8,24 +8,23 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { UNDECLARED_INTENDED_USE } from '../../core/intended-use.js';
 import { vote } from '../../core/vote.js';
-import { ConditionFailedError, HttpError } from '../../pipeline/errors.js';
 import {
   CHECKSUM_HEADER,
+  ConditionFailedError,
+  HttpError,
   ID_PATTERN,
   manifestFor,
   manifestKey,
+  PIPELINE_DEFAULTS,
   parseCreateStudyRequest,
   parseManifest,
-} from '../../pipeline/messages.js';
-import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';
-import { readObject } from '../../pipeline/s3-read.js';
-import {
   STUDY_STATUSES,
   type StudyRecord,
   type StudyStatus,
   type StudyStore,
   type StudySummary,
-} from '../../pipeline/store.js';
+} from '../../pipeline/index.js';
+import { readObject } from '../../pipeline/s3-read.js';
 
 /** The largest report read back (2,000 slices with heatmap keys make about 1 MB). */
 const MAX_REPORT_BYTES = 64 * 1024 * 1024;

@@ -8,29 +8,31 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { describeError } from '../../core/errors.js';
 import { PAPER_VOTE_THRESHOLD, parseVoteThreshold } from '../../core/vote.js';
-import { ApiKeyStore } from '../../pipeline/api-keys.js';
-import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
-import { ENV, requireEnv } from '../../pipeline/config.js';
-import { CursorError, HttpError, MessageError } from '../../pipeline/errors.js';
-import { MAX_MANIFEST_BYTES } from '../../pipeline/messages.js';
-import { METRIC } from '../../pipeline/observability.js';
-import {
-  createObservability,
-  lazyHandler,
-  msSince,
-  type Observability,
-  withStudyKeys,
-} from '../../pipeline/powertools.js';
 import {
   API_KEY_HEADER,
   API_RESOURCES,
+  ApiKeyStore,
   type ApiRoute,
+  type AwsClients,
+  CursorError,
   compileResources,
+  createObservability,
+  ENV,
   findApiRoute,
+  HttpError,
+  lazyHandler,
+  MAX_MANIFEST_BYTES,
+  METRIC,
+  MessageError,
   matchResource,
+  msSince,
+  type Observability,
   REFUSAL_MESSAGES,
-} from '../../pipeline/routes.js';
-import { StudyStore } from '../../pipeline/store.js';
+  requireEnv,
+  StudyStore,
+  sharedClients,
+  withStudyKeys,
+} from '../../pipeline/index.js';
 import {
   type ApiDeps,
   type ApiResult,

@@ -9,8 +9,8 @@
  * handler in front of the api handler (local/api-server.ts).
  */
 import type { APIGatewayAuthorizerResult } from 'aws-lambda';
-import { hashApiKey } from '../../pipeline/api-keys.js';
-import type { REFUSAL_MESSAGES } from '../../pipeline/routes.js';
+import type { REFUSAL_MESSAGES } from '../../pipeline/index.js';
+import { hashApiKey } from '../../pipeline/index.js';
 
 /**
  * The error message by which a Lambda authorizer asks API Gateway for a 401 (any other thrown

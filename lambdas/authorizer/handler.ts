@@ -4,11 +4,17 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { APIGatewayAuthorizerResult, APIGatewayTokenAuthorizerEvent, Context } from 'aws-lambda';
-import { ApiKeyStore } from '../../pipeline/api-keys.js';
-import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
-import { ENV, requireEnv } from '../../pipeline/config.js';
-import { METRIC } from '../../pipeline/observability.js';
-import { createObservability, lazyHandler, type Observability } from '../../pipeline/powertools.js';
+import {
+  ApiKeyStore,
+  type AwsClients,
+  createObservability,
+  ENV,
+  lazyHandler,
+  METRIC,
+  type Observability,
+  requireEnv,
+  sharedClients,
+} from '../../pipeline/index.js';
 import { authorizerResult, decideApiKey } from './authorizer.js';
 
 /** What the authorizer is configured with. */

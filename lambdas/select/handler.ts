@@ -6,19 +6,22 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
-import { ENV, requireEnv } from '../../pipeline/config.js';
-import { parseS3EventBody, parseStudyKey } from '../../pipeline/messages.js';
-import { METRIC } from '../../pipeline/observability.js';
 import {
+  type AwsClients,
   createObservability,
+  ENV,
   lazyHandler,
+  METRIC,
   msSince,
   type Observability,
+  parseS3EventBody,
+  parseStudyKey,
+  requireEnv,
+  StudyStore,
+  sharedClients,
   sqsBatchHandler,
   withStudyKeys,
-} from '../../pipeline/powertools.js';
-import { StudyStore } from '../../pipeline/store.js';
+} from '../../pipeline/index.js';
 import { selectManifest } from './select.js';
 
 /** What the select Lambda is configured with. */

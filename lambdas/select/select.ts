@@ -18,22 +18,24 @@ import { describeError, InputError } from '../../core/errors.js';
 import { decodeSlice } from '../../core/read.js';
 import { countDarkPixels, selectByCounts, selectionRows } from '../../core/selection.js';
 import { compareSlices } from '../../core/study.js';
-import { ObjectNotFoundError } from '../../pipeline/errors.js';
+import type { StoredSeries, StoredSlice, StudyRecord, StudyStore } from '../../pipeline/index.js';
 import {
+  capReason,
   type InferenceMessage,
   MAX_MANIFEST_BYTES,
   type Manifest,
   type ManifestSlice,
   manifestKey,
+  notifyOnce,
+  ObjectNotFoundError,
+  PIPELINE_DEFAULTS,
   parseManifest,
   parseManifestKey,
+  QUEUES,
+  reasonWithCauses,
   type S3ObjectEvent,
-} from '../../pipeline/messages.js';
-import { notifyOnce } from '../../pipeline/notify.js';
-import { capReason, reasonWithCauses } from '../../pipeline/reasons.js';
-import { PIPELINE_DEFAULTS, QUEUES } from '../../pipeline/resources.js';
+} from '../../pipeline/index.js';
 import { readObject } from '../../pipeline/s3-read.js';
-import type { StoredSeries, StoredSlice, StudyRecord, StudyStore } from '../../pipeline/store.js';
 
 /** What the select stage needs. */
 export interface SelectDeps {

@@ -6,12 +6,18 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { type AwsClients, sharedClients } from '../../pipeline/clients.js';
-import { ENV, requireEnv } from '../../pipeline/config.js';
-import { METRIC } from '../../pipeline/observability.js';
-import { createObservability, lazyHandler, type Observability } from '../../pipeline/powertools.js';
-import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';
-import { StudyStore } from '../../pipeline/store.js';
+import {
+  type AwsClients,
+  createObservability,
+  ENV,
+  lazyHandler,
+  METRIC,
+  type Observability,
+  PIPELINE_DEFAULTS,
+  requireEnv,
+  StudyStore,
+  sharedClients,
+} from '../../pipeline/index.js';
 import { type SweepResult, sweep } from './sweeper.js';
 
 /** What the sweeper Lambda is configured with. */

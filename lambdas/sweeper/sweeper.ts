@@ -10,9 +10,8 @@
  */
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { SNSClient } from '@aws-sdk/client-sns';
-import { notifyOnce } from '../../pipeline/notify.js';
-import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';
-import type { IdleStudy, StudyRecord, StudyStore } from '../../pipeline/store.js';
+import type { IdleStudy, StudyRecord, StudyStore } from '../../pipeline/index.js';
+import { notifyOnce, PIPELINE_DEFAULTS } from '../../pipeline/index.js';
 
 /** The FAILED reasons the sweeper writes start with this. */
 export const NO_PROGRESS = 'no progress for';

@@ -8,8 +8,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { rulePacks } from '../../cdk/compliance.js';
 import { parseHospitals, settingsFromContext } from '../../cdk/settings.js';
-import { ENV } from '../../pipeline/config.js';
-import { DEFAULT_SETTINGS, type DeploymentSettings } from '../../pipeline/deployment.js';
+import { DEFAULT_SETTINGS, type DeploymentSettings, ENV } from '../../pipeline/index.js';
 import { build, stack, synthesize } from './stack.js';
 
 beforeAll(synthesize);

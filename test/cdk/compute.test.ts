@@ -4,10 +4,7 @@
  */
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ENV } from '../../pipeline/config.js';
-import { DEFAULT_SETTINGS } from '../../pipeline/deployment.js';
-import { KEYS, QUEUES, type QueueId } from '../../pipeline/resources.js';
-import { API_KEY_HEADER } from '../../pipeline/routes.js';
+import { API_KEY_HEADER, DEFAULT_SETTINGS, ENV, KEYS, QUEUES, type QueueId } from '../../pipeline/index.js';
 import { idOf, lambdas, ofType, queueOf, ref, resources, stack, synthesize, template } from './stack.js';
 
 beforeAll(synthesize);

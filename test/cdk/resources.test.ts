@@ -7,16 +7,16 @@ import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { Match } from 'aws-cdk-lib/assertions';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV } from '../../pipeline/config.js';
 import {
   API_KEY_TABLE,
+  ENV,
   KEYS,
   PIPELINE_DEFAULTS,
   QUEUES,
   type QueueId,
   TABLE,
   TOPIC,
-} from '../../pipeline/resources.js';
+} from '../../pipeline/index.js';
 import { type LocalTestStack, startLocalTestStack } from '../helpers/local-stack.js';
 import { idOf, ofType, queueOf, ref, resources, stack, synthesize, template } from './stack.js';
 

@@ -7,11 +7,15 @@ import { Match } from 'aws-cdk-lib/assertions';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_TASK_IMDS_COMMANDS } from '../../cdk/constructs/inference.js';
-import { ENV } from '../../pipeline/config.js';
-import { DEFAULT_SETTINGS } from '../../pipeline/deployment.js';
-import { heatmapKey, reportKey } from '../../pipeline/messages.js';
-import { KEYS } from '../../pipeline/resources.js';
-import { API_KEY_HEADER, REFUSAL_MESSAGES } from '../../pipeline/routes.js';
+import {
+  API_KEY_HEADER,
+  DEFAULT_SETTINGS,
+  ENV,
+  heatmapKey,
+  KEYS,
+  REFUSAL_MESSAGES,
+  reportKey,
+} from '../../pipeline/index.js';
 import {
   actionsOf,
   build,

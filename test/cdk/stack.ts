@@ -12,9 +12,8 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { IConstruct } from 'constructs';
 import { CovidCtStack } from '../../cdk/stack.js';
-import { hashApiKey } from '../../pipeline/api-keys.js';
-import { DEFAULT_SETTINGS, type DeploymentSettings } from '../../pipeline/deployment.js';
-import type { QueueId } from '../../pipeline/resources.js';
+import type { QueueId } from '../../pipeline/index.js';
+import { DEFAULT_SETTINGS, type DeploymentSettings, hashApiKey } from '../../pipeline/index.js';
 
 /** A resource of the synthesized template. */
 export type Resource = { Type: string; Properties: Record<string, unknown>; DependsOn?: unknown };

@@ -13,7 +13,7 @@
  *
  * Decisions come from a seeded generator, so a failing run can be repeated with its seed.
  */
-import type { AwsClients } from '../../pipeline/clients.js';
+import type { AwsClients } from '../../pipeline/index.js';
 
 /** The services the middleware can fail. */
 export type FaultService = 's3' | 'dynamodb' | 'sqs' | 'sns';

@@ -12,7 +12,7 @@ import {
   parseStudyNotification,
   parseVotesMessage,
   sliceKey,
-} from '../../pipeline/messages.js';
+} from '../../pipeline/index.js';
 
 // The message parsers
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect } from 'vitest';
 import { encodePhantomSlice } from '../../core/phantom/files.js';
 import { createPhantom } from '../../core/phantom/phantom.js';
 import type { LocalStack } from '../../local/stack.js';
-import { type StudyRecord, StudyStore } from '../../pipeline/store.js';
+import { type StudyRecord, StudyStore } from '../../pipeline/index.js';
 import { quietObservability } from './pipeline.js';
 import { startStackWithSelect } from './select-stack.js';
 

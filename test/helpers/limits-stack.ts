@@ -10,9 +10,14 @@ import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { encodeTiff16 } from '../../core/tiff/encode.js';
 import type { LocalStack } from '../../local/stack.js';
-import { type InferenceMessage, parseInferenceMessage } from '../../pipeline/messages.js';
-import { PIPELINE_DEFAULTS } from '../../pipeline/resources.js';
-import { DYNAMODB_MAX_ITEM_BYTES, type StudyRecord, StudyStore } from '../../pipeline/store.js';
+import {
+  DYNAMODB_MAX_ITEM_BYTES,
+  type InferenceMessage,
+  PIPELINE_DEFAULTS,
+  parseInferenceMessage,
+  type StudyRecord,
+  StudyStore,
+} from '../../pipeline/index.js';
 import { drainQueue, quietObservability } from './pipeline.js';
 import { startStackWithSelect } from './select-stack.js';
 
@@ -201,7 +206,7 @@ export const longSeriesId = (i: number) => `${String(i).padStart(6, '0')}-${'s'.
 
 /** Every item of a study's partition (study, selection parts, votes) with its size as DynamoDB counts it. */
 export async function itemSizes(hospital: string, studyId: string): Promise<{ sk: string; bytes: number }[]> {
-  const { dynamoItemBytes, studyPk } = await import('../../pipeline/store.js');
+  const { dynamoItemBytes, studyPk } = await import('../../pipeline/index.js');
   const sizes: { sk: string; bytes: number }[] = [];
   let start: Record<string, unknown> | undefined;
   do {

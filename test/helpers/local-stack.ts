@@ -19,7 +19,7 @@ import {
   type LocalResources,
 } from '../../local/resources.js';
 import { type LocalServers, type LocalServersOptions, startLocalServers } from '../../local/servers.js';
-import { type AwsClients, createClients } from '../../pipeline/clients.js';
+import { type AwsClients, createClients } from '../../pipeline/index.js';
 
 /** Servers, clients, resources and environment of one test file. */
 export interface LocalTestStack {

@@ -16,10 +16,8 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { SQSEvent } from 'aws-lambda';
-import type { AwsClients } from '../../pipeline/clients.js';
-import { type Manifest, makeS3EventBody, manifestKey, sliceKey } from '../../pipeline/messages.js';
-import type { Observability } from '../../pipeline/powertools.js';
-import { TOPIC } from '../../pipeline/resources.js';
+import type { AwsClients, Observability } from '../../pipeline/index.js';
+import { type Manifest, makeS3EventBody, manifestKey, sliceKey, TOPIC } from '../../pipeline/index.js';
 
 /** Log lines and EMF metric lines the handlers wrote, as parsed JSON objects. */
 export interface CapturedLogs {

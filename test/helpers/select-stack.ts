@@ -5,7 +5,7 @@
 
 import type { SqsEventHandler } from '../../local/event-source.js';
 import { type LocalStack, type LocalStackOptions, startLocalStack } from '../../local/stack.js';
-import type { Observability } from '../../pipeline/powertools.js';
+import type { Observability } from '../../pipeline/index.js';
 
 /** A started stack and the handler errors it reported (`where: message`, 500 characters at most). */
 export interface SelectStack {

@@ -5,8 +5,8 @@
 import { BatchWriteCommand, type DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { expect } from 'vitest';
 import type { IntendedUse } from '../../core/intended-use.js';
-import { TABLE } from '../../pipeline/resources.js';
-import type { StudyStatus, StudyStore } from '../../pipeline/store.js';
+import type { StudyStatus, StudyStore } from '../../pipeline/index.js';
+import { TABLE } from '../../pipeline/index.js';
 import type { LocalTestStack } from './local-stack.js';
 
 /** A document client that counts the items its queries read (ScannedCount, before any filter). */

@@ -18,9 +18,8 @@ import type { LocalResources } from '../../local/resources.js';
 import { initBackend } from '../../models/backend.js';
 import { CLASS_NAMES } from '../../models/classes.js';
 import { saveModel } from '../../models/io.js';
-import type { AwsClients } from '../../pipeline/clients.js';
-import { parseStudyNotification, type StudyNotification } from '../../pipeline/messages.js';
-import type { StudyRecord, StudyStore } from '../../pipeline/store.js';
+import type { AwsClients, StudyRecord, StudyStore } from '../../pipeline/index.js';
+import { parseStudyNotification, type StudyNotification } from '../../pipeline/index.js';
 import { buildRuleModel } from './rule-model.js';
 
 /** The real sample series (B70f of Lung-PET-CT-Dx A0002, 12 selected slices), as .dcm.gz files. */

@@ -2,8 +2,9 @@
  * Votes as the worker sends them to the aggregate Lambda: a model, votes for the selected slices
  * of a study's series, and the votes message's body.
  */
-import { heatmapKey, type SliceVote, type VotesMessage } from '../../pipeline/messages.js';
-import type { StoredSeries } from '../../pipeline/store.js';
+
+import type { StoredSeries } from '../../pipeline/index.js';
+import { heatmapKey, type SliceVote, type VotesMessage } from '../../pipeline/index.js';
 /** The model the votes name. */
 
 export const MODEL = { id: 'fpn@0123456789ab', sha256: `0123456789ab${'c'.repeat(52)}` };
