@@ -101,17 +101,17 @@ export interface StudyKeys {
 }
 
 /**
- * Run `work` with the study's correlation keys (`hospital`, `study`) on every log line it writes,
- * appended once and removed after, so that one record's keys never reach the next record's lines.
+ * Run `work` with a logger that writes the study's correlation keys (`hospital`, `study`) on every
+ * line: a child of `logger`, set once, so records a batch processes at the same time never share
+ * (or remove) each other's keys, and the parent's lines carry none.
  */
-export async function withStudyKeys<T>(logger: Logger, keys: StudyKeys, work: () => Promise<T>): Promise<T> {
-  const appended: Record<string, string> = {};
-  if (keys.hospital !== undefined) appended.hospital = keys.hospital;
-  if (keys.studyId !== undefined) appended.study = keys.studyId;
-  logger.appendKeys(appended);
-  try {
-    return await work();
-  } finally {
-    logger.removeKeys(Object.keys(appended));
-  }
+export async function withStudyKeys<T>(
+  logger: Logger,
+  keys: StudyKeys,
+  work: (log: Logger) => Promise<T>,
+): Promise<T> {
+  const log = logger.createChild();
+  if (keys.hospital !== undefined) log.appendKeys({ hospital: keys.hospital });
+  if (keys.studyId !== undefined) log.appendKeys({ study: keys.studyId });
+  return work(log);
 }

@@ -80,20 +80,31 @@ describe('API status of domain errors', () => {
   });
 });
 
+/** The JSON lines a fresh logger writes while `work` runs (Powertools writes to stdout or console.info). */
+async function captureLines(work: (logger: Logger) => Promise<void>): Promise<string[]> {
+  const lines: string[] = [];
+  const logger = new Logger({ serviceName: 'test', logLevel: 'INFO' });
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: unknown) => {
+    lines.push(String(chunk));
+    return true;
+  });
+  const logSpy = vi.spyOn(console, 'info').mockImplementation((...args: unknown[]) => {
+    lines.push(args.map(String).join(' '));
+  });
+  try {
+    await work(logger);
+  } finally {
+    spy.mockRestore();
+    logSpy.mockRestore();
+  }
+  return lines;
+}
+
 describe('correlation keys', () => {
-  it('appends hospital and study for one record and removes them after, also on failure', async () => {
-    const lines: string[] = [];
-    const logger = new Logger({ serviceName: 'test', logLevel: 'INFO' });
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: unknown) => {
-      lines.push(String(chunk));
-      return true;
-    });
-    const logSpy = vi.spyOn(console, 'info').mockImplementation((...args: unknown[]) => {
-      lines.push(args.map(String).join(' '));
-    });
-    try {
-      await withStudyKeys(logger, { hospital: 'h1', studyId: 's1' }, async () => {
-        logger.info('inside');
+  it('gives one record a logger with its hospital and study; the parent logger never carries them', async () => {
+    const lines = await captureLines(async (logger) => {
+      await withStudyKeys(logger, { hospital: 'h1', studyId: 's1' }, async (log) => {
+        log.info('inside');
       });
       await expect(
         withStudyKeys(logger, { hospital: 'h2' }, async () => {
@@ -101,10 +112,7 @@ describe('correlation keys', () => {
         }),
       ).rejects.toThrow('fails');
       logger.info('after');
-    } finally {
-      spy.mockRestore();
-      logSpy.mockRestore();
-    }
+    });
     const inside = lines.find((l) => l.includes('inside'));
     const after = lines.find((l) => l.includes('after'));
     expect(inside).toContain('"hospital":"h1"');
@@ -112,6 +120,26 @@ describe('correlation keys', () => {
     expect(after).toBeDefined();
     expect(after).not.toContain('hospital');
     expect(after).not.toContain('study');
+  });
+
+  it('keeps the keys of records processed at the same time apart (a batch runs its records in parallel)', async () => {
+    const lines = await captureLines(async (logger) => {
+      const record = (hospital: string, studyId: string, wait: number) =>
+        withStudyKeys(logger, { hospital, studyId }, async (log) => {
+          log.info(`start ${hospital}`);
+          await new Promise((r) => setTimeout(r, wait));
+          log.info(`end ${hospital}`);
+        });
+      await Promise.all([record('hA', 'sA', 30), record('hB', 'sB', 5)]);
+    });
+    for (const h of ['hA', 'hB']) {
+      const own = lines.filter((l) => l.includes(`start ${h}`) || l.includes(`end ${h}`));
+      expect(own).toHaveLength(2);
+      for (const line of own) {
+        expect(line).toContain(`"hospital":"${h}"`);
+        expect(line).toContain(`"study":"s${h.slice(1)}"`);
+      }
+    }
   });
 });
 

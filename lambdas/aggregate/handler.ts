@@ -72,15 +72,16 @@ export function makeAggregateHandler(
       metrics.addMetric(METRIC.VotesMessagesRejected, MetricUnit.Count, 1);
       return;
     }
-    await withStudyKeys(logger, message, async () => {
-      const recorded = await recordVotes(deps, message);
+    await withStudyKeys(logger, message, async (log) => {
+      const withLog = { ...deps, logger: log };
+      const recorded = await recordVotes(withLog, message);
       metrics.addMetric(METRIC.VotesRecorded, MetricUnit.Count, recorded.recorded - recorded.failed);
       if (recorded.failed > 0)
         metrics.addMetric(METRIC.SliceFailuresRecorded, MetricUnit.Count, recorded.failed);
       if (recorded.duplicates > 0)
         metrics.addMetric(METRIC.VotesDuplicate, MetricUnit.Count, recorded.duplicates);
       if (recorded.ignored > 0) {
-        logger.warn('votes ignored', {
+        log.warn('votes ignored', {
           ignored: recorded.ignored,
           status: recorded.study?.status ?? 'missing',
         });

@@ -4,6 +4,7 @@
  * unknown keys, this lookup is what scopes every route to the key's hospital), then the routes of api.ts. Errors are one-line JSON
  * `{ "message": … }`; a study of another hospital is a 404 exactly like a missing one.
  */
+import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { describeError } from '../../core/errors.js';
@@ -144,10 +145,14 @@ export function makeApiHandler(
     if (!key) throw new HttpError(401, REFUSAL_MESSAGES.missing);
     const hospital = await keys.hospitalFor(key);
     if (!hospital) throw new HttpError(403, REFUSAL_MESSAGES.unknown);
-    return withStudyKeys(logger, { hospital }, () => dispatchAs(event, hospital));
+    return withStudyKeys(logger, { hospital }, (log) => dispatchAs(event, hospital, log));
   };
 
-  const dispatchAs = async (event: APIGatewayProxyEvent, hospital: string): Promise<ApiResult> => {
+  const dispatchAs = async (
+    event: APIGatewayProxyEvent,
+    hospital: string,
+    log: Logger,
+  ): Promise<ApiResult> => {
     const { key: r, route: matched, id } = route(event);
     switch (matched?.name) {
       case 'createStudy': {
@@ -158,7 +163,7 @@ export function makeApiHandler(
         }
         const result = await createStudy(deps, hospital, body);
         const studyId = (result.body as { studyId: string }).studyId;
-        logger.info('study created', { study: studyId });
+        log.info('study created', { study: studyId });
         metrics.addMetric(METRIC.StudiesCreated, MetricUnit.Count, 1);
         return result;
       }

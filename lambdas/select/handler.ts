@@ -83,15 +83,15 @@ export function makeSelectHandler(
     if (body.kind === 'test') return; // S3 sends s3:TestEvent once when notifications are configured
     for (const event of body.records) {
       const where = parseStudyKey(event.key);
-      await withStudyKeys(logger, { hospital: where?.hospital, studyId: where?.studyId }, async () => {
+      await withStudyKeys(logger, { hospital: where?.hospital, studyId: where?.studyId }, async (log) => {
         const started = performance.now();
-        const outcome = await selectManifest(deps, event);
+        const outcome = await selectManifest({ ...deps, logger: log }, event);
         switch (outcome.kind) {
           case 'ignored':
-            logger.warn('manifest event ignored', { why: outcome.why });
+            log.warn('manifest event ignored', { why: outcome.why });
             break;
           case 'duplicate':
-            logger.info('duplicate manifest event', { status: outcome.status });
+            log.info('duplicate manifest event', { status: outcome.status });
             metrics.addMetric(METRIC.DuplicateManifestEvents, MetricUnit.Count, 1);
             break;
           case 'failed':
@@ -103,7 +103,7 @@ export function makeSelectHandler(
               metrics.addMetric(METRIC.SelectionsResent, MetricUnit.Count, 1);
               break;
             }
-            logger.info('study queued for inference', {
+            log.info('study queued for inference', {
               selectedCount: outcome.selectedCount,
               messages: outcome.messages,
             });
