@@ -13,7 +13,7 @@
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../core/errors.js';
-import type { ApiTarget } from '../pipeline/index.js';
+import type { ApiTarget } from '../pipeline/api-client.js';
 import { build, deliver } from './deliver.js';
 import { type AllowedCaller, type DicomPeer, setUpDimse } from './dimse.js';
 import type { GatewayLog } from './log.js';

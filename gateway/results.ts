@@ -20,7 +20,7 @@ import {
 } from '../core/dicom/result-objects.js';
 import { describeError, InputError } from '../core/errors.js';
 import { UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
-import type { StudyReport, ApiStudyStatus as StudyStatus } from '../pipeline/index.js';
+import type { StudyReport, StudyStatus } from '../pipeline/api-client.js';
 
 const SPECIFIC_CHARACTER_SET = 0x00080005;
 const SOP_CLASS_UID = 0x00080016;

@@ -3,7 +3,7 @@
  * (./gateway.ts): the state folder, the log, where to send and deliver, and the runs it holds.
  */
 import type { InstanceReference } from '../core/dicom/result-objects.js';
-import type { ApiTarget } from '../pipeline/index.js';
+import type { ApiTarget } from '../pipeline/api-client.js';
 import type { DicomPeer } from './dimse.js';
 import type { GatewayLog } from './log.js';
 import type { GatewayState, RunRecord } from './state.js';

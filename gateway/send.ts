@@ -15,9 +15,9 @@ import {
   getStudy,
   isFinished,
   type StudyReport,
-  type ApiStudyStatus as StudyStatus,
+  type StudyStatus,
   uploadStudy,
-} from '../pipeline/index.js';
+} from '../pipeline/api-client.js';
 import type { RunContext } from './run-context.js';
 import type { RunRecord } from './state.js';
 

@@ -2,17 +2,12 @@
  * The pipeline's contract, its only public face for code outside pipeline/ (the Lambdas, the GPU
  * worker, the local stack, the gateway, CDK, the command line, the simulation and the tests): its
  * resources and deployment settings, object keys and messages, environment variable names, API
- * routes and client, the study store, the bounded S3 read, errors and observability. Modules inside
- * pipeline/ import each other directly, never this file (no cycles).
+ * routes, the study store, the bounded S3 read, errors and observability. The API's client has a
+ * face of its own, pipeline/api-client.ts: it de-identifies and uploads (dcmjs, the codecs), which
+ * no Lambda should bundle and no status query should load. Modules inside pipeline/ import each
+ * other directly, never this file (no cycles).
  */
 
-// Two names mean one thing inside the pipeline and another to the API's client: the pipeline's
-// keep the name, the client's are prefixed.
-export type {
-  CreateStudyRequest as ApiCreateStudyRequest,
-  StudyStatus as ApiStudyStatus,
-} from './api-client.js';
-export * from './api-client.js';
 export * from './api-keys.js';
 export * from './clients.js';
 export * from './config.js';

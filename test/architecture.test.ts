@@ -230,6 +230,22 @@ describe('the layers of docs/ARCHITECTURE.md', () => {
     expect(violations, `imports ${ARCHITECTURE} does not allow`).toEqual([]);
   });
 
+  it('reach pipeline/ only through the public faces the document names', () => {
+    const text = readFileSync(join(root, ARCHITECTURE), 'utf8');
+    const sentence = /reaches it through its public faces only:(.*?)\.\s/.exec(text.replace(/\n/g, ' '));
+    expect(sentence, `${ARCHITECTURE} names pipeline/'s public faces`).not.toBeNull();
+    const faces = [...(sentence?.[1] ?? '').matchAll(/`(pipeline\/[\w-]+\.ts)`/g)].map((m) => m[1]);
+    expect(faces.length).toBeGreaterThan(0);
+    const deep: string[] = [];
+    for (const [file, targets] of graph) {
+      if (topFolder(file) === 'pipeline') continue;
+      for (const target of targets) {
+        if (topFolder(target) === 'pipeline' && !faces.includes(target)) deep.push(`${file} → ${target}`);
+      }
+    }
+    expect(deep, 'imports past pipeline/index.ts and pipeline/api-client.ts').toEqual([]);
+  });
+
   it('form no run-time import cycle', () => {
     expect(cycles(graph), 'run-time import cycles (type-only imports excluded)').toEqual([]);
   });

@@ -17,8 +17,9 @@ import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SqsEventHandler } from '../local/event-source.js';
 import { type LocalStack, loadPipelineHandlers, startLocalStack } from '../local/stack.js';
+import { uploadStudy } from '../pipeline/api-client.js';
 import type { StudyNotification } from '../pipeline/index.js';
-import { type AwsClients, createClients, StudyStore, uploadStudy } from '../pipeline/index.js';
+import { type AwsClients, createClients, StudyStore } from '../pipeline/index.js';
 import { FaultInjector, type FaultRule, lostTransitionResponse, seededRandom } from './helpers/faults.js';
 import { subscribeHospitalQueue } from './helpers/pipeline.js';
 import {

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { isAllowed, parseAllowedCaller, parseDestination } from '../gateway/dimse.js';
 import { retryDelay } from '../gateway/gateway.js';
 import { refusedForGood } from '../gateway/send.js';
-import { ApiError } from '../pipeline/index.js';
+import { ApiError } from '../pipeline/api-client.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 

@@ -13,7 +13,8 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
-import { StudyStore, uploadStudy } from '../pipeline/index.js';
+import { uploadStudy } from '../pipeline/api-client.js';
+import { StudyStore } from '../pipeline/index.js';
 import {
   accountSlices,
   dlqDepths,

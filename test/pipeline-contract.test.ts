@@ -23,10 +23,10 @@ import {
   ObjectTooLargeError,
   parseManifestKey,
   parseStudyKey,
+  readObject,
   sliceKey,
   withStudyKeys,
 } from '../pipeline/index.js';
-import { readObject } from '../pipeline/s3-read.js';
 import { useLocalStack } from './helpers/local-stack.js';
 
 describe('route table', () => {

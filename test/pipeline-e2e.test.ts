@@ -20,16 +20,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writePhantomSeries } from '../core/phantom/series.js';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
 import { defaultModelDir } from '../models/default-model.js';
+import { getStudy, uploadStudy, waitForStudy } from '../pipeline/api-client.js';
 import {
-  getStudy,
   makeS3EventBody,
   manifestKey,
   reportKey,
   type StudyNotification,
   StudyStore,
   sliceKey,
-  uploadStudy,
-  waitForStudy,
 } from '../pipeline/index.js';
 import { subscribeHospitalQueue } from './helpers/pipeline.js';
 import { createAndUploadRaw, dlqDepths, receiveNotifications, settle } from './helpers/studies.js';

@@ -25,7 +25,7 @@ import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { describe, expect, it } from 'vitest';
 import { presignClientFor } from '../lambdas/api/api.js';
-import { uploadStudy } from '../pipeline/index.js';
+import { uploadStudy } from '../pipeline/api-client.js';
 import { type CliRun, runCliAsync } from './helpers/cli.js';
 import { NON_CT_FILES, type PlantManifest, plantedStrings, plantStudy } from './helpers/planted.js';
 import { type CreatedStudy, createAndUploadRaw } from './helpers/studies.js';

@@ -10,7 +10,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type LocalStack, startLocalStack } from '../../local/stack.js';
 import { resolveModelDir } from '../../models/default-model.js';
-import { getStudy } from '../../pipeline/index.js';
+import { getStudy } from '../../pipeline/api-client.js';
 import { quietPowertools, round } from './common.js';
 import {
   countFiles,

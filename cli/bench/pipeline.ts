@@ -16,7 +16,7 @@ import { type LocalStack, loadPipelineHandlers, startLocalStack } from '../../lo
 import { initBackend } from '../../models/backend.js';
 import { loadClassifier } from '../../models/classifier.js';
 import { diagnoseStudy } from '../../models/diagnose.js';
-import { uploadStudy, waitForStudy } from '../../pipeline/index.js';
+import { uploadStudy, waitForStudy } from '../../pipeline/api-client.js';
 import { quietPowertools, repoRoot, round } from './common.js';
 import { saveTinyModel } from './tiny-model.js';
 

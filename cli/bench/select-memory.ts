@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { writePhantomSeries } from '../../core/phantom/series.js';
 import { type LocalStack, startLocalStack } from '../../local/stack.js';
-import { getStudy, isFinished, uploadStudy } from '../../pipeline/index.js';
+import { getStudy, isFinished, uploadStudy } from '../../pipeline/api-client.js';
 import { quietPowertools, repoRoot, round } from './common.js';
 import type { SelectChildReport } from './select-child.js';
 

@@ -8,7 +8,8 @@ import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/
 import { writePhantomSeries } from '../../core/phantom/series.js';
 import { startLocalStack } from '../../local/stack.js';
 import { defaultModelDir, resolveModelDir } from '../../models/default-model.js';
-import { formatStatus, reportKey, resultsPrefix, uploadStudy, waitForStudy } from '../../pipeline/index.js';
+import { formatStatus, uploadStudy, waitForStudy } from '../../pipeline/api-client.js';
+import { reportKey, resultsPrefix } from '../../pipeline/index.js';
 import { warn } from '../io.js';
 import type { DemoOptions, DemoResult } from './demo.js';
 

@@ -12,7 +12,7 @@ export function registerStatus(program: Command): void {
     .requiredOption('--key <key>', "the hospital's API key")
     .option('--json', 'print the API response as JSON')
     .action(async (studyId: string, options: { api: string; key: string; json?: boolean }) => {
-      const { formatStatus, getStudy } = await import('../../pipeline/index.js');
+      const { formatStatus, getStudy } = await import('../../pipeline/api-client.js');
       const status = await getStudy(options, studyId);
       if (options.json) printJson(status);
       else process.stdout.write(formatStatus(status));

@@ -45,7 +45,7 @@ export function registerUpload(program: Command): void {
     .option('--json', 'print JSON: { studyId, series, slices, bytes, skipped }')
     .action(async (path: string, options: UploadCliOptions) => {
       const [{ uploadStudy }, { startProgress }, { readUidSecret }] = await Promise.all([
-        import('../../pipeline/index.js'),
+        import('../../pipeline/api-client.js'),
         import('../progress.js'),
         import('../../core/dicom/uids.js'),
       ]);

@@ -29,7 +29,7 @@ export function registerWait(program: Command): void {
     .option('--json', 'print the final status as JSON')
     .action(async (studyId: string, options: WaitCliOptions) => {
       const [{ formatStatus, waitForStudy }, { startProgress }] = await Promise.all([
-        import('../../pipeline/index.js'),
+        import('../../pipeline/api-client.js'),
         import('../progress.js'),
       ]);
       const progress = startProgress('classified', 1);

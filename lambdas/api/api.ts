@@ -18,13 +18,13 @@ import {
   PIPELINE_DEFAULTS,
   parseCreateStudyRequest,
   parseManifest,
+  readObject,
   STUDY_STATUSES,
   type StudyRecord,
   type StudyStatus,
   type StudyStore,
   type StudySummary,
 } from '../../pipeline/index.js';
-import { readObject } from '../../pipeline/s3-read.js';
 
 /** The largest report read back (2,000 slices with heatmap keys make about 1 MB). */
 const MAX_REPORT_BYTES = 64 * 1024 * 1024;

@@ -32,10 +32,10 @@ import {
   parseManifest,
   parseManifestKey,
   QUEUES,
+  readObject,
   reasonWithCauses,
   type S3ObjectEvent,
 } from '../../pipeline/index.js';
-import { readObject } from '../../pipeline/s3-read.js';
 
 /** What the select stage needs. */
 export interface SelectDeps {
