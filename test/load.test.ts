@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
 import { StudyStore, uploadStudy } from '../pipeline/index.js';
+import { collectStackErrors } from './helpers/stack-errors.js';
 import {
   accountSlices,
   dlqDepths,
@@ -65,8 +66,7 @@ beforeAll(async () => {
     onWorkerLine: () => {},
     pollWaitSeconds: 1,
     sweeper: false,
-    onError: (error, where) =>
-      errors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`),
+    onError: collectStackErrors(errors),
   });
   store = new StudyStore(stack.clients.dynamo, stack.resources.tableName);
 }, 300_000);
