@@ -167,7 +167,7 @@ function group8Start(bytes: Uint8Array): number {
 }
 
 /** `bytes` with `chunk` inserted at offset `at` (a new array; `bytes` is left as it is). */
-function insertAt(bytes: Uint8Array, at: number, chunk: Uint8Array): Uint8Array {
+function insertAt(bytes: Uint8Array, at: number, chunk: Uint8Array): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(bytes.length + chunk.length);
   out.set(bytes.subarray(0, at));
   out.set(chunk, at);
