@@ -4,13 +4,12 @@
  * and on small random models of every architecture; Debian's ONNX checker accepts the file.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Tensor as TfTensor, tensor, tensor4d } from '@tensorflow/tfjs-core';
 import { type LayersModel, type SymbolicTensor, model as tfModel } from '@tensorflow/tfjs-layers';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createPhantom } from '../core/phantom/phantom.js';
 import { readSlice } from '../core/read.js';
 import { initBackend } from '../models/backend.js';
@@ -26,6 +25,7 @@ import { buildResnet50v2Fpn } from '../models/resnet50v2-fpn/resnet50v2-fpn.js';
 import { fillSeededWeights, saveSeededModel } from '../models/seeded.js';
 import { buildXception } from '../models/xception/xception.js';
 import { maxAbsDiff } from './helpers/compare.js';
+import { tempDir } from './helpers/tmp.js';
 
 const TOLERANCE = 1e-4;
 /** Random models: float32 features relative to their largest value (sums in a different order). */
@@ -34,15 +34,10 @@ const REAL_SERIES = join(import.meta.dirname, '..', 'samples', 'lung-pet-ct-dx-A
 const PYTHON = '/usr/bin/python3';
 const hasOnnxChecker = spawnSync(PYTHON, ['-c', 'import onnx'], { stdio: 'ignore' }).status === 0;
 
-let dir: string;
+const dir = tempDir('covidct-onnx-');
 
 beforeAll(async () => {
   await initBackend({ prefer: 'wasm', log: () => {} });
-  dir = await mkdtemp(join(tmpdir(), 'covidct-onnx-'));
-});
-
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
 });
 
 /** Run ONNX bytes on NHWC float32 slices; `[pCovid, pNormal]` per slice. */
