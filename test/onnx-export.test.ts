@@ -40,6 +40,18 @@ beforeAll(async () => {
   await initBackend({ prefer: 'wasm', log: () => {} });
 });
 
+/** The first `count` of three phantom slices as the model takes them: COVID, normal, COVID. */
+function phantomSlices(count: 2 | 3): Float32Array[] {
+  const picks = [
+    { seed: 7, covid: true, at: 15 },
+    { seed: 8, covid: false, at: 12 },
+    { seed: 9, covid: true, at: 14 },
+  ];
+  return picks
+    .slice(0, count)
+    .map((p) => rawToFloat32(createPhantom({ seed: p.seed, covid: p.covid, slices: 30 }).slice(p.at).pixels));
+}
+
 /** Run ONNX bytes on NHWC float32 slices; `[pCovid, pNormal]` per slice. */
 async function runOrt(bytes: Uint8Array, slices: readonly Float32Array[], shape: [number, number, number]) {
   const session = await InferenceSession.create(bytes, { executionProviders: ['cpu'] });
@@ -127,10 +139,7 @@ describe('ONNX export of the default model', () => {
   }, 300_000);
 
   it('gives the probabilities of predictSlices on phantom slices, COVID and normal (1e-4)', async () => {
-    const slices = [
-      createPhantom({ seed: 7, covid: true, slices: 30 }).slice(15),
-      createPhantom({ seed: 8, covid: false, slices: 30 }).slice(12),
-    ].map((s) => rawToFloat32(s.pixels));
+    const slices = phantomSlices(2);
     const { model } = await loadModel(defaultModelDir());
     const tfjs = await predictSlices(model, slices);
     model.dispose();
@@ -141,11 +150,7 @@ describe('ONNX export of the default model', () => {
   }, 300_000);
 
   it('two sessions in worker threads give the probabilities of one session in this thread', async () => {
-    const slices = [
-      createPhantom({ seed: 7, covid: true, slices: 30 }).slice(15),
-      createPhantom({ seed: 8, covid: false, slices: 30 }).slice(12),
-      createPhantom({ seed: 9, covid: true, slices: 30 }).slice(14),
-    ].map((s) => rawToFloat32(s.pixels));
+    const slices = phantomSlices(3);
     const per = 512 * 512;
     const run = async (sessions: number) => {
       const predictor = await onnxGraphPredictor(bytes, { sessions, threads: 1 });
