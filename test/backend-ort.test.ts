@@ -13,7 +13,7 @@ import { initBackend } from '../models/backend.js';
 import { CLASS_NAMES } from '../models/classes.js';
 import { type Classifier, classifierFromModel, loadClassifier } from '../models/classifier.js';
 import { saveModel } from '../models/io.js';
-import { createPredictor } from '../models/predictor.js';
+import { createPredictor, type SlicePredictor } from '../models/predictor.js';
 import { buildRuleModel } from './helpers/rule-model.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -51,6 +51,18 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
   return d;
 }
 
+/** The largest difference between `predictor`'s and TensorFlow.js's answers on `count` slices of `size`². */
+async function diffFromTfjs(
+  predictor: SlicePredictor,
+  model: LayersModel,
+  count: number,
+  size: number,
+): Promise<number> {
+  const pixels = slices(count, size);
+  const want = await tfjsPredict(model, pixels, count, size);
+  return maxDiff(await predictor.predictBatch(pixels.slice(), count), want);
+}
+
 describe('the CPU engine', () => {
   it('is ONNX Runtime on a machine without a GPU, with TensorFlow.js beside it for gradients', async () => {
     const choice = await initBackend();
@@ -70,9 +82,7 @@ describe('the CPU engine', () => {
     try {
       expect(predictor.backend).toBe('ort');
       expect(readdirSync(cache)).toHaveLength(1);
-      const pixels = slices(3, 512);
-      const want = await tfjsPredict(model, pixels, 3, 512);
-      expect(maxDiff(await predictor.predictBatch(pixels.slice(), 3), want)).toBeLessThan(1e-5);
+      expect(await diffFromTfjs(predictor, model, 3, 512)).toBeLessThan(1e-5);
     } finally {
       await predictor.close();
       model.dispose();
@@ -97,9 +107,7 @@ describe('the CPU engine', () => {
       expect(String(log.mock.calls[0]![0])).toMatch(
         /^covidct: .*a-file\/cache: is a file, expected a folder; the ONNX graph is not cached \(set COVIDCT_CACHE_DIR/,
       );
-      const pixels = slices(2, 512);
-      const want = await tfjsPredict(model, pixels, 2, 512);
-      expect(maxDiff(await predictor.predictBatch(pixels.slice(), 2), want)).toBeLessThan(1e-5);
+      expect(await diffFromTfjs(predictor, model, 2, 512)).toBeLessThan(1e-5);
     } finally {
       await predictor.close();
       model.dispose();
@@ -130,10 +138,7 @@ describe('the CPU engine', () => {
     try {
       expect(predictor.backend).toBe('ort');
       expect(built).toBe(0);
-      const pixels = slices(2, 512);
-      expect(
-        maxDiff(await predictor.predictBatch(pixels.slice(), 2), await tfjsPredict(model, pixels, 2, 512)),
-      ).toBeLessThan(1e-5);
+      expect(await diffFromTfjs(predictor, model, 2, 512)).toBeLessThan(1e-5);
     } finally {
       await predictor.close();
       model.dispose();
@@ -160,10 +165,7 @@ describe('the CPU engine', () => {
       expect(line).toMatch(/doubled/);
       expect(line).toMatch(new RegExp(`classifying on ${tf} instead of ONNX Runtime$`));
       expect(line).not.toContain('\n');
-      const pixels = slices(2, 16);
-      expect(
-        maxDiff(await predictor.predictBatch(pixels.slice(), 2), await tfjsPredict(model, pixels, 2, 16)),
-      ).toBe(0);
+      expect(await diffFromTfjs(predictor, model, 2, 16)).toBe(0);
     } finally {
       await predictor.close();
       model.dispose();

@@ -22,6 +22,7 @@ import type { StudyNotification } from '../pipeline/index.js';
 import { type AwsClients, createClients, StudyStore } from '../pipeline/index.js';
 import { FaultInjector, type FaultRule, lostTransitionResponse, seededRandom } from './helpers/faults.js';
 import { subscribeHospitalQueue } from './helpers/pipeline.js';
+import { collectStackErrors } from './helpers/stack-errors.js';
 import {
   accountSlices,
   dlqDepths,
@@ -103,8 +104,7 @@ async function start(): Promise<void> {
     visibilityTimeoutSeconds: 5,
     pollWaitSeconds: 1,
     sweeper: { everySeconds: 1, stalledSeconds: STALLED_SECONDS },
-    onError: (error, where) =>
-      errors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`),
+    onError: collectStackErrors(errors),
   });
   real.aggregate = (await loadPipelineHandlers(stack.clients, stack.env, ['aggregate'])).aggregate;
   faults.attach(stack.clients);

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalStack, startLocalStack } from '../local/stack.js';
 import { uploadStudy } from '../pipeline/api-client.js';
 import { StudyStore } from '../pipeline/index.js';
+import { collectStackErrors } from './helpers/stack-errors.js';
 import {
   accountSlices,
   dlqDepths,
@@ -66,8 +67,7 @@ beforeAll(async () => {
     onWorkerLine: () => {},
     pollWaitSeconds: 1,
     sweeper: false,
-    onError: (error, where) =>
-      errors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`),
+    onError: collectStackErrors(errors),
   });
   store = new StudyStore(stack.clients.dynamo, stack.resources.tableName);
 }, 300_000);

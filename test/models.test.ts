@@ -2,8 +2,6 @@
  * The classifier networks: ResNet50V2-FPN exactly as docs/METHOD.md, "The classifier" (parameter count, Keras layer
  * names, feature shapes), the baselines' sizes, UpsampleLike, prediction, model folders, the pool.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { io, memory, type serialization, type Tensor, tensor4d } from '@tensorflow/tfjs-core';
 import {
@@ -26,16 +24,12 @@ import { buildResnet50v2 } from '../models/resnet50v2/resnet50v2.js';
 import { buildResnet50v2Fpn } from '../models/resnet50v2-fpn/resnet50v2-fpn.js';
 import { buildXception } from '../models/xception/xception.js';
 import { runInProcess } from './helpers/cli.js';
+import { tempDir } from './helpers/tmp.js';
 
-let dir: string;
+const dir = tempDir('covidct-models-');
 
 beforeAll(async () => {
   await initBackend({ prefer: 'wasm', log: () => {} });
-  dir = await mkdtemp(join(tmpdir(), 'covidct-models-'));
-});
-
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
 });
 
 /** A deterministic raw-domain slice (values 0 … 4999, like HU + 1024). */

@@ -4,13 +4,12 @@
  * and on small random models of every architecture; Debian's ONNX checker accepts the file.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Tensor as TfTensor, tensor, tensor4d } from '@tensorflow/tfjs-core';
 import { type LayersModel, type SymbolicTensor, model as tfModel } from '@tensorflow/tfjs-layers';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createPhantom } from '../core/phantom/phantom.js';
 import { readSlice } from '../core/read.js';
 import { initBackend } from '../models/backend.js';
@@ -26,6 +25,7 @@ import { buildResnet50v2Fpn } from '../models/resnet50v2-fpn/resnet50v2-fpn.js';
 import { fillSeededWeights, saveSeededModel } from '../models/seeded.js';
 import { buildXception } from '../models/xception/xception.js';
 import { maxAbsDiff } from './helpers/compare.js';
+import { tempDir } from './helpers/tmp.js';
 
 const TOLERANCE = 1e-4;
 /** Random models: float32 features relative to their largest value (sums in a different order). */
@@ -34,16 +34,23 @@ const REAL_SERIES = join(import.meta.dirname, '..', 'samples', 'lung-pet-ct-dx-A
 const PYTHON = '/usr/bin/python3';
 const hasOnnxChecker = spawnSync(PYTHON, ['-c', 'import onnx'], { stdio: 'ignore' }).status === 0;
 
-let dir: string;
+const dir = tempDir('covidct-onnx-');
 
 beforeAll(async () => {
   await initBackend({ prefer: 'wasm', log: () => {} });
-  dir = await mkdtemp(join(tmpdir(), 'covidct-onnx-'));
 });
 
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+/** The first `count` of three phantom slices as the model takes them: COVID, normal, COVID. */
+function phantomSlices(count: 2 | 3): Float32Array[] {
+  const picks = [
+    { seed: 7, covid: true, at: 15 },
+    { seed: 8, covid: false, at: 12 },
+    { seed: 9, covid: true, at: 14 },
+  ];
+  return picks
+    .slice(0, count)
+    .map((p) => rawToFloat32(createPhantom({ seed: p.seed, covid: p.covid, slices: 30 }).slice(p.at).pixels));
+}
 
 /** Run ONNX bytes on NHWC float32 slices; `[pCovid, pNormal]` per slice. */
 async function runOrt(bytes: Uint8Array, slices: readonly Float32Array[], shape: [number, number, number]) {
@@ -132,10 +139,7 @@ describe('ONNX export of the default model', () => {
   }, 300_000);
 
   it('gives the probabilities of predictSlices on phantom slices, COVID and normal (1e-4)', async () => {
-    const slices = [
-      createPhantom({ seed: 7, covid: true, slices: 30 }).slice(15),
-      createPhantom({ seed: 8, covid: false, slices: 30 }).slice(12),
-    ].map((s) => rawToFloat32(s.pixels));
+    const slices = phantomSlices(2);
     const { model } = await loadModel(defaultModelDir());
     const tfjs = await predictSlices(model, slices);
     model.dispose();
@@ -146,11 +150,7 @@ describe('ONNX export of the default model', () => {
   }, 300_000);
 
   it('two sessions in worker threads give the probabilities of one session in this thread', async () => {
-    const slices = [
-      createPhantom({ seed: 7, covid: true, slices: 30 }).slice(15),
-      createPhantom({ seed: 8, covid: false, slices: 30 }).slice(12),
-      createPhantom({ seed: 9, covid: true, slices: 30 }).slice(14),
-    ].map((s) => rawToFloat32(s.pixels));
+    const slices = phantomSlices(3);
     const per = 512 * 512;
     const run = async (sessions: number) => {
       const predictor = await onnxGraphPredictor(bytes, { sessions, threads: 1 });

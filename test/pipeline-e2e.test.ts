@@ -30,6 +30,7 @@ import {
   sliceKey,
 } from '../pipeline/index.js';
 import { subscribeHospitalQueue } from './helpers/pipeline.js';
+import { collectStackErrors } from './helpers/stack-errors.js';
 import { createAndUploadRaw, dlqDepths, receiveNotifications, settle } from './helpers/studies.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -62,8 +63,7 @@ beforeAll(async () => {
     onWorkerLine: (line) => logs.push(line),
     visibilityTimeoutSeconds: 5,
     pollWaitSeconds: 1,
-    onError: (error, where) =>
-      errors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`),
+    onError: collectStackErrors(errors),
   });
   store = new StudyStore(stack.clients.dynamo, stack.resources.tableName);
   notifications = await subscribeHospitalQueue(

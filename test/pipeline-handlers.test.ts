@@ -18,6 +18,7 @@ import {
   type VotesMessage,
 } from '../pipeline/index.js';
 import { queueDepth, subscribeHospitalQueue } from './helpers/pipeline.js';
+import { collectStackErrors } from './helpers/stack-errors.js';
 import { receiveNotifications } from './helpers/studies.js';
 
 const B40F = join(import.meta.dirname, 'fixtures/lung-pet-ct-dx-A0002-tiff/B40f');
@@ -34,8 +35,7 @@ beforeAll(async () => {
     worker: false,
     pollWaitSeconds: 1,
     visibilityTimeoutSeconds: 5,
-    onError: (error, where) =>
-      errors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`),
+    onError: collectStackErrors(errors),
   });
   resultsQueue = await subscribeHospitalQueue(
     stack.clients,

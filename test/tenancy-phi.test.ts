@@ -19,9 +19,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
-import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { describe, expect, it } from 'vitest';
 import { presignClientFor } from '../lambdas/api/api.js';
@@ -33,13 +31,19 @@ import {
   A,
   B,
   call,
+  dynamoItems,
+  findPlanted,
+  listKeys,
   notifyA,
   notifyB,
+  objectBytes,
   observed,
   PATIENT,
   PHI_FOLDER,
   PHI_STRINGS,
   phiSlices,
+  receiveAll,
+  type Scanned,
   stack,
   stackErrors,
   useTenancyStack,
@@ -251,46 +255,18 @@ describe('patient data', () => {
   }, async () => {
     // Let the worker and the pollers finish what is in flight.
     await new Promise((r) => setTimeout(r, 1500));
-    const scanned: { where: string; text: string }[] = [];
-    let start: Record<string, unknown> | undefined;
-    let items = 0;
-    do {
-      const page = await stack.clients.dynamo.send(
-        new ScanCommand({
-          TableName: stack.resources.tableName,
-          ...(start ? { ExclusiveStartKey: start } : {}),
-        }),
-      );
-      for (const item of page.Items ?? [])
-        scanned.push({ where: `dynamodb ${item.pk}/${item.sk}`, text: JSON.stringify(item) });
-      items += page.Items?.length ?? 0;
-      start = page.LastEvaluatedKey;
-    } while (start);
+    const scanned = await dynamoItems();
+    const items = scanned.length;
     let objects = 0;
     // Every object's key, and the uploaded slices' bytes: for the planted study's values only (the
     // raw-upload study above carries its identity in its slices on purpose).
-    const everything: { where: string; text: string }[] = [];
-    {
-      let token: string | undefined;
-      do {
-        const listed = await stack.clients.s3.send(
-          new ListObjectsV2Command({ Bucket: stack.resources.bucket, ContinuationToken: token }),
-        );
-        for (const o of listed.Contents ?? []) {
-          everything.push({ where: `s3 key`, text: o.Key! });
-          if (!o.Key!.startsWith('incoming/')) continue;
-          const got = await stack.clients.s3.send(
-            new GetObjectCommand({ Bucket: stack.resources.bucket, Key: o.Key! }),
-          );
-          const bytes = Buffer.from(await got.Body!.transformToByteArray());
-          // Latin-1 and UTF-8 views, so planted names in either character set are found.
-          everything.push({
-            where: `s3 ${o.Key}`,
-            text: `${bytes.toString('latin1')}\n${bytes.toString('utf8')}`,
-          });
-        }
-        token = listed.NextContinuationToken;
-      } while (token);
+    const everything: Scanned[] = [];
+    for (const key of await listKeys()) {
+      everything.push({ where: `s3 key`, text: key });
+      if (!key.startsWith('incoming/')) continue;
+      const bytes = await objectBytes(key);
+      // Latin-1 and UTF-8 views, so planted names in either character set are found.
+      everything.push({ where: `s3 ${key}`, text: `${bytes.toString('latin1')}\n${bytes.toString('utf8')}` });
     }
     // Everything the upload client sent (keys and bytes), the status API and the report of its study.
     for (const route of [
@@ -303,41 +279,14 @@ describe('patient data', () => {
       scanned.push({ where: `api ${route}`, text: (await call(route, A.apiKey)).text });
     }
     for (const prefix of ['results/', 'models/', `incoming/${A.hospital}/${clientStudyId}/`]) {
-      let token: string | undefined;
-      do {
-        const listed = await stack.clients.s3.send(
-          new ListObjectsV2Command({
-            Bucket: stack.resources.bucket,
-            Prefix: prefix,
-            ContinuationToken: token,
-          }),
-        );
-        for (const o of listed.Contents ?? []) {
-          if (prefix === 'models/' && !o.Key!.endsWith('.json')) continue; // weights are numbers
-          const got = await stack.clients.s3.send(
-            new GetObjectCommand({ Bucket: stack.resources.bucket, Key: o.Key! }),
-          );
-          scanned.push({
-            where: `s3 ${o.Key}`,
-            text: `${o.Key}\n${Buffer.from(await got.Body!.transformToByteArray()).toString('latin1')}`,
-          });
-          objects++;
-        }
-        token = listed.NextContinuationToken;
-      } while (token);
-    }
-    const received = async (queue: string): Promise<string[]> => {
-      const out: string[] = [];
-      for (;;) {
-        const got = await stack.clients.sqs.send(
-          new ReceiveMessageCommand({ QueueUrl: queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
-        );
-        if (!got.Messages?.length) return out;
-        for (const m of got.Messages) out.push(m.Body ?? '');
+      for (const key of await listKeys(prefix)) {
+        if (prefix === 'models/' && !key.endsWith('.json')) continue; // weights are numbers
+        scanned.push({ where: `s3 ${key}`, text: `${key}\n${(await objectBytes(key)).toString('latin1')}` });
+        objects++;
       }
-    };
-    const forA = await received(notifyA);
-    const forB = await received(notifyB);
+    }
+    const forA = await receiveAll(notifyA);
+    const forB = await receiveAll(notifyB);
     // B's filtered subscription never carries A's study.
     expect(forB.filter((m) => m.includes(phiStudy.studyId))).toEqual([]);
     const messages = [...forA, ...forB];
@@ -355,24 +304,7 @@ describe('patient data', () => {
     );
     const plantedValues = plantedStrings(planted);
     // Per planted value, where it was found.
-    const plantedHits = new Map<string, string[]>();
-    const anyPlanted = new RegExp(
-      [...plantedValues]
-        .sort((a, b) => b.length - a.length)
-        .map((v) => v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
-        .join('|'),
-      'g',
-    );
-    // The UIDs covidct made (2.25 + a 128-bit HMAC, 30 to 39 digits) are random digits: a short
-    // numeric planted value (a US or IS value such as 60118) turns up in one now and then by chance.
-    // Planted UIDs (2.25.4242 + 6 digits) are far shorter and still found.
-    const newUids = /2\.25\.\d{30,}/g;
-    for (const { where, text: raw } of [...scanned, ...everything]) {
-      const text = raw.replace(newUids, '2.25.(new)');
-      for (const v of new Set([...text.matchAll(anyPlanted)].map((m) => m[0]))) {
-        plantedHits.set(v, [...(plantedHits.get(v) ?? []), where]);
-      }
-    }
+    const plantedHits = findPlanted(plantedValues, [...scanned, ...everything]);
     console.info(
       `phi scan: ${items} DynamoDB items, ${objects} S3 objects (results/, model JSON), ${messages.length} SNS messages, ${logs.length} log lines; ${hits.length} hits`,
     );
@@ -399,10 +331,7 @@ describe('patient data', () => {
 
   it('the scan can fail: the uploaded slices themselves still carry the identity', async () => {
     const key = phiStudy.uploads[0]!.key;
-    const got = await stack.clients.s3.send(
-      new GetObjectCommand({ Bucket: stack.resources.bucket, Key: key }),
-    );
-    const text = Buffer.from(await got.Body!.transformToByteArray()).toString('latin1');
+    const text = (await objectBytes(key)).toString('latin1');
     expect(PHI_STRINGS.filter((phi) => text.includes(phi))).toContain('ZZPHI-ID-938172');
     expect(key.startsWith(`incoming/${A.hospital}/`)).toBe(true);
   });

@@ -166,6 +166,15 @@ function group8Start(bytes: Uint8Array): number {
   return Math.min(132, bytes.length);
 }
 
+/** `bytes` with `chunk` inserted at offset `at` (a new array; `bytes` is left as it is). */
+function insertAt(bytes: Uint8Array, at: number, chunk: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(bytes.length + chunk.length);
+  out.set(bytes.subarray(0, at));
+  out.set(chunk, at);
+  out.set(bytes.subarray(at), at + chunk.length);
+  return out;
+}
+
 /** Apply the mutations in order to a copy of `original`. */
 export function mutate(original: Uint8Array, mutations: readonly Mutation[]): Uint8Array {
   let bytes = original.slice();
@@ -201,11 +210,7 @@ export function mutate(original: Uint8Array, mutations: readonly Mutation[]): Ui
         if (m.overwrite) {
           bytes.set(chunk.subarray(0, bytes.length - to), to);
         } else {
-          const out = new Uint8Array(bytes.length + chunk.length);
-          out.set(bytes.subarray(0, to));
-          out.set(chunk, to);
-          out.set(bytes.subarray(to), to + chunk.length);
-          bytes = out;
+          bytes = insertAt(bytes, to, chunk);
         }
         break;
       }
@@ -219,22 +224,14 @@ export function mutate(original: Uint8Array, mutations: readonly Mutation[]): Ui
       }
       case 'insert': {
         const at = m.at % bytes.length;
-        const out = new Uint8Array(bytes.length + m.bytes.length);
-        out.set(bytes.subarray(0, at));
-        out.set(m.bytes, at);
-        out.set(bytes.subarray(at), at + m.bytes.length);
-        bytes = out;
+        bytes = insertAt(bytes, at, m.bytes);
         break;
       }
       case 'nest': {
         const tiff = looksLikeTiff(bytes);
         const seq = nestedSequence(m.depth, m.closed, m.explicit);
         const at = tiff ? m.at % bytes.length : group8Start(bytes);
-        const out = new Uint8Array(bytes.length + seq.length);
-        out.set(bytes.subarray(0, at));
-        out.set(seq, at);
-        out.set(bytes.subarray(at), at + seq.length);
-        bytes = out;
+        bytes = insertAt(bytes, at, seq);
         break;
       }
       case 'huge':

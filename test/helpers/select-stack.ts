@@ -6,6 +6,7 @@
 import type { SqsEventHandler } from '../../local/event-source.js';
 import { type LocalStack, type LocalStackOptions, startLocalStack } from '../../local/stack.js';
 import type { Observability } from '../../pipeline/index.js';
+import { collectStackErrors } from './stack-errors.js';
 
 /** A started stack and the handler errors it reported (`where: message`, 500 characters at most). */
 export interface SelectStack {
@@ -29,8 +30,7 @@ export async function startStackWithSelect(
         return select(event, context);
       },
     },
-    onError: (error, where) =>
-      errors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`.slice(0, 500)),
+    onError: collectStackErrors(errors, 500),
   });
   const m = await import('../../lambdas/select/handler.js');
   select = m.makeSelectHandler(

@@ -2,9 +2,13 @@
  * The local stack the tenancy and patient-data suite runs against (issue 7, item 5): two
  * hospitals, the real handlers with their logs captured, the real worker process with the rule
  * model, each hospital's notifications on a queue; the fake patient identity planted in phantom
- * DICOM slices, and calls to the API as either hospital.
+ * DICOM slices, calls to the API as either hospital, and the reads the patient-data scan makes
+ * (every table item, bucket object, queued message; where planted values turn up).
  */
 import { join } from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll } from 'vitest';
 import { encodeDicomCt } from '../../core/dicom/encode.js';
 import { phantomDicomMeta } from '../../core/phantom/files.js';
@@ -13,6 +17,7 @@ import type { ApiHandler } from '../../local/api-server.js';
 import type { SqsEventHandler } from '../../local/event-source.js';
 import { type LocalStack, startLocalStack } from '../../local/stack.js';
 import { quietObservability, subscribeHospitalQueue } from './pipeline.js';
+import { collectStackErrors } from './stack-errors.js';
 import { saveRuleModel } from './studies.js';
 import { tempDir } from './tmp.js';
 
@@ -112,8 +117,7 @@ export function useTenancyStack(): void {
         aggregate: (event, context) => handlers.aggregate!(event, context),
         api: (event, context) => handlers.api!(event, context),
       },
-      onError: (error, where) =>
-        stackErrors.push(`${where}: ${error instanceof Error ? error.message : String(error)}`),
+      onError: collectStackErrors(stackErrors),
     });
     const env = { ...process.env, ...stack.env };
     const s = await import('../../lambdas/select/handler.js');
@@ -174,4 +178,83 @@ export async function waitFor(
     await new Promise((r) => setTimeout(r, 250));
   }
   throw new Error(`study ${studyId} is ${body.status} after ${seconds} s`);
+}
+
+/** A place the patient-data scan read, and its text. */
+export interface Scanned {
+  readonly where: string;
+  readonly text: string;
+}
+
+/** Every item of the stack's DynamoDB table (all pages), as JSON named by its keys. */
+export async function dynamoItems(): Promise<Scanned[]> {
+  const out: Scanned[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const page = await stack.clients.dynamo.send(
+      new ScanCommand({
+        TableName: stack.resources.tableName,
+        ...(start ? { ExclusiveStartKey: start } : {}),
+      }),
+    );
+    for (const item of page.Items ?? [])
+      out.push({ where: `dynamodb ${item.pk}/${item.sk}`, text: JSON.stringify(item) });
+    start = page.LastEvaluatedKey;
+  } while (start);
+  return out;
+}
+
+/** Every object key in the stack's bucket under `prefix` (the whole bucket without one), all pages. */
+export async function listKeys(prefix?: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const listed = await stack.clients.s3.send(
+      new ListObjectsV2Command({ Bucket: stack.resources.bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const o of listed.Contents ?? []) keys.push(o.Key!);
+    token = listed.NextContinuationToken;
+  } while (token);
+  return keys;
+}
+
+/** The bytes of the object at `key` in the stack's bucket. */
+export async function objectBytes(key: string): Promise<Buffer> {
+  const got = await stack.clients.s3.send(new GetObjectCommand({ Bucket: stack.resources.bucket, Key: key }));
+  return Buffer.from(await got.Body!.transformToByteArray());
+}
+
+/** Every message waiting on `queue`: receives until one comes back empty. */
+export async function receiveAll(queue: string): Promise<string[]> {
+  const out: string[] = [];
+  for (;;) {
+    const got = await stack.clients.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
+    );
+    if (!got.Messages?.length) return out;
+    for (const m of got.Messages) out.push(m.Body ?? '');
+  }
+}
+
+/** Per planted value (or name) found in `places`, where it was found. */
+export function findPlanted(values: readonly string[], places: readonly Scanned[]): Map<string, string[]> {
+  const found = new Map<string, string[]>();
+  const anyPlanted = new RegExp(
+    [...values]
+      .sort((a, b) => b.length - a.length)
+      .map((v) => v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+      .join('|'),
+    'g',
+  );
+  // The UIDs covidct made (2.25 + a 128-bit HMAC, 30 to 39 digits) are random digits: a short
+  // numeric planted value (a US or IS value such as 60118) turns up in one now and then by chance.
+  // Planted UIDs (2.25.4242 + 6 digits) are far shorter and still found.
+  const newUids = /2\.25\.\d{30,}/g;
+  for (const { where, text: raw } of places) {
+    const text = raw.replace(newUids, '2.25.(new)');
+    for (const v of new Set([...text.matchAll(anyPlanted)].map((m) => m[0]))) {
+      found.set(v, [...(found.get(v) ?? []), where]);
+    }
+  }
+  return found;
 }
