@@ -15,8 +15,7 @@ import { topologyInputShape } from '../models/classifier.js';
 import { MANIFEST_JSON, MODEL_JSON, type ModelManifest } from '../models/io.js';
 import { modelInputShape } from '../models/predict.js';
 import { isSeededManifest, materializeSeeded, type SeededManifest } from '../models/seeded.js';
-import { ENV, KEYS, ObjectNotFoundError } from '../pipeline/index.js';
-import { readObject } from '../pipeline/s3-read.js';
+import { ENV, KEYS, ObjectNotFoundError, readObject } from '../pipeline/index.js';
 // Registers UpsampleLike so the paper's FPN deserializes.
 import '../models/layers/upsample-like.js';
 
@@ -186,7 +185,7 @@ export async function readStoredModel(s3: S3Client, bucket: string, ref: ModelRe
 }
 
 /**
- * A stored model as a {@link Classifier} (what models/diagnose.ts classifies with): pool workers get
+ * A stored model as a {@link Classifier} (what models/classifier.ts classifies with): pool workers get
  * the artifacts (copied once each), this thread builds its own copy only when asked (Grad-CAM, or
  * classifying without a pool).
  */
