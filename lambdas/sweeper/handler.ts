@@ -6,6 +6,7 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
+import { parseBoundedInt } from '../../core/bounded-int.js';
 import {
   type AwsClients,
   createObservability,
@@ -33,8 +34,9 @@ export interface SweeperConfig {
 /** Whole seconds ≥ 1 from an environment variable, `fallback` when unset; a one-line error naming it. */
 function secondsFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
-  const seconds = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isInteger(seconds) || seconds < 1) {
+  if (raw === undefined || raw === '') return fallback;
+  const seconds = parseBoundedInt(raw, 1, Number.POSITIVE_INFINITY);
+  if (seconds === undefined) {
     throw new Error(`environment variable ${name}: expected a whole number of seconds ≥ 1, got ${raw}`);
   }
   return seconds;
