@@ -9,6 +9,9 @@ import {
   QueryCommand,
   type QueryCommandInput,
   type QueryCommandOutput,
+  ScanCommand,
+  type ScanCommandInput,
+  type ScanCommandOutput,
 } from '@aws-sdk/lib-dynamodb';
 import type { IntendedUse } from '../core/intended-use.js';
 import type { SliceFailureReport, SliceVote } from './messages.js';
@@ -28,6 +31,19 @@ export async function* queryPages(
   let start: Record<string, unknown> | undefined;
   do {
     const out = await ctx.dynamo.send(new QueryCommand({ ...input, ExclusiveStartKey: start }));
+    yield out;
+    start = out.LastEvaluatedKey;
+  } while (start);
+}
+
+/** Every page of a scan, in order, each request starting where the last page ended. */
+export async function* scanPages(
+  dynamo: DynamoDBDocumentClient,
+  input: ScanCommandInput,
+): AsyncGenerator<ScanCommandOutput> {
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await dynamo.send(new ScanCommand({ ...input, ExclusiveStartKey: start }));
     yield out;
     start = out.LastEvaluatedKey;
   } while (start);
