@@ -18,6 +18,7 @@ import {
   requireEnv,
   StudyStore,
   sharedClients,
+  traceClients,
 } from '../../pipeline/index.js';
 import { type SweepResult, sweep } from './sweeper.js';
 
@@ -64,7 +65,7 @@ export function makeSweeperHandler(
   now?: () => Date,
 ): (event?: unknown, context?: Context) => Promise<SweepResult> {
   const { logger, metrics, tracer } = observability;
-  if (tracer.isTracingEnabled()) tracer.captureAWSv3Client(clients.sns);
+  traceClients(tracer, clients.sns);
   const store = new StudyStore(clients.dynamo, config.tableName);
   return async () => {
     try {
