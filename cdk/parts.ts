@@ -49,26 +49,35 @@ const ESM_BANNER =
   'const __filename = __covidctFileURLToPath(import.meta.url);' +
   'const __dirname = __covidctDirname(__filename);';
 
-/** Props of {@link PipelineFunction}. */
-export interface PipelineFunctionProps {
-  /** Which handler: `lambdas/{name}/handler.ts`. */
-  readonly name: PipelineFunctionName;
+/**
+ * What every function of a construct takes from the construct's own props (their `key`,
+ * `logRetention`, `reservedConcurrency` and `code` fit as they are).
+ */
+export interface FunctionSettings {
+  /** Encrypts the function's log group and environment. */
+  readonly key: kms.IKey;
+  /** How long the function's log group keeps logs. */
+  readonly logRetention: logs.RetentionDays;
+  /** @default - none reserved */
+  readonly reservedConcurrency?: number;
   /** Prebuilt code. @default - bundle the TypeScript entry with esbuild */
   readonly code?: FunctionCodeProvider;
+}
+
+/** Props of {@link PipelineFunction}. */
+export interface PipelineFunctionProps {
+  /** Which handler: `lambdas/{name}/handler.ts`; its Powertools service name is `covidct-{name}`. */
+  readonly name: PipelineFunctionName;
+  /** The construct's key, log retention, reserved concurrency and code. */
+  readonly settings: FunctionSettings;
   /** MB; also sets the CPU share (1769 MB = one vCPU). */
   readonly memorySize: number;
   /** The consumer's timeout from the queue definition (API: API Gateway's 29 s). */
   readonly timeout: Duration;
-  /** @default - none reserved */
+  /** Overrides the settings' reserved concurrency (the sweeper's one at a time). */
   readonly reservedConcurrentExecutions?: number;
   /** The `COVIDCT_*` variables (names from pipeline/config.ts ENV). */
   readonly environment: Record<string, string>;
-  /** How long the function's log group keeps logs. */
-  readonly logRetention: logs.RetentionDays;
-  /** Encrypts the function's log group and environment. */
-  readonly key: kms.IKey;
-  /** Powertools service name (`covidct-select`, …). */
-  readonly serviceName: string;
 }
 
 /**
@@ -81,9 +90,11 @@ export class PipelineFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: PipelineFunctionProps) {
     super(scope, id);
+    const { key, logRetention, code } = props.settings;
+    const reserved = props.reservedConcurrentExecutions ?? props.settings.reservedConcurrency;
     this.logGroup = new logs.LogGroup(this, 'Logs', {
-      retention: props.logRetention,
-      encryptionKey: props.key,
+      retention: logRetention,
+      encryptionKey: key,
       removalPolicy: RemovalPolicy.RETAIN,
     });
     const common = {
@@ -94,21 +105,19 @@ export class PipelineFunction extends Construct {
       tracing: lambda.Tracing.ACTIVE,
       logGroup: this.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
-      environmentEncryption: props.key,
+      environmentEncryption: key,
       environment: {
         ...props.environment,
-        POWERTOOLS_SERVICE_NAME: props.serviceName,
+        POWERTOOLS_SERVICE_NAME: `covidct-${props.name}`,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',
       },
-      ...(props.reservedConcurrentExecutions === undefined
-        ? {}
-        : { reservedConcurrentExecutions: props.reservedConcurrentExecutions }),
+      ...(reserved === undefined ? {} : { reservedConcurrentExecutions: reserved }),
     };
-    if (props.code) {
+    if (code) {
       this.function = new lambda.Function(this, 'Function', {
         ...common,
-        code: props.code(props.name),
+        code: code(props.name),
         handler: 'index.handler',
       });
       return;

@@ -4,6 +4,7 @@
  * constants live in pipeline/deployment.ts (the surge simulation reads them too).
  */
 import type { Node } from 'constructs';
+import { boundedIntExpected, parseBoundedInt } from '../core/bounded-int.js';
 import { parseVoteThreshold } from '../core/vote.js';
 import { DEFAULT_SETTINGS, type DeploymentSettings, type HospitalSetting } from '../pipeline/index.js';
 
@@ -17,10 +18,8 @@ function text(node: Node, key: string): string | undefined {
 function integer(node: Node, key: string, fallback: number, min: number, max: number): number {
   const value = text(node, key);
   if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new Error(`context ${key}: '${value}' is not a whole number from ${min} to ${max}`);
-  }
+  const n = parseBoundedInt(value, min, max);
+  if (n === undefined) throw new Error(`context ${key}: '${value}' is not ${boundedIntExpected(min, max)}`);
   return n;
 }
 
@@ -30,12 +29,14 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 function limit(where: string, field: string, value: unknown, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+  // A JSON number only (a string "10" is refused), then the one bounded-integer rule.
+  const n = typeof value === 'number' ? parseBoundedInt(String(value), min, max) : undefined;
+  if (n === undefined) {
     throw new Error(
-      `context hospitals: ${where}.${field}: '${String(value)}' is not a whole number from ${min} to ${max}`,
+      `context hospitals: ${where}.${field}: '${String(value)}' is not ${boundedIntExpected(min, max)}`,
     );
   }
-  return value;
+  return n;
 }
 
 /**

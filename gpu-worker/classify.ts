@@ -6,7 +6,7 @@
  * what a batch's outcome means for its messages.
  */
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { forEachLimited } from '../core/concurrency.js';
 import { describeError, InputError } from '../core/errors.js';
 import { decodeSlice } from '../core/read.js';
@@ -15,7 +15,7 @@ import { type Classifier, checkSliceFits, labelOf } from '../models/classifier.j
 import type { HeatmapRenderer } from '../models/gradcam/heatmap.js';
 import { DEFAULT_BATCH_SIZE, type Probabilities } from '../models/predict.js';
 import type { SlicePredictor } from '../models/predictor.js';
-import { heatmapKey, PIPELINE_DEFAULTS } from '../pipeline/index.js';
+import { heatmapKey, ObjectNotFoundError, PIPELINE_DEFAULTS, readObject } from '../pipeline/index.js';
 
 /** One slice to classify, as an inference message names it. */
 export interface SliceJob {
@@ -73,7 +73,7 @@ export interface ClassifyContext {
   readonly fetchConcurrency?: number;
   /** Slices per forward pass. @default DEFAULT_BATCH_SIZE of models/predict.ts */
   readonly forwardBatch?: number;
-  /** How overlays are drawn. @default gradCamOverlay (models/diagnose.ts) */
+  /** How overlays are drawn. @default gradCamOverlay (models/gradcam/heatmap.ts) */
   readonly renderHeatmap?: HeatmapRenderer;
 }
 
@@ -110,18 +110,10 @@ export function sha256Hex(bytes: Uint8Array): string {
 export async function fetchSlice(s3: S3Client, bucket: string, job: SliceJob): Promise<Uint8Array> {
   let bytes: Uint8Array;
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: job.key }));
-    if (out.ContentLength !== undefined && out.ContentLength > PIPELINE_DEFAULTS.maxSliceBytes) {
-      throw new InputError(
-        job.key,
-        `${out.ContentLength} bytes, above the ${PIPELINE_DEFAULTS.maxSliceBytes} allowed`,
-      );
-    }
-    bytes = (await out.Body?.transformToByteArray()) ?? new Uint8Array(0);
+    // The pipeline's one bounded read; a larger object is its ObjectTooLargeError (an InputError).
+    bytes = await readObject(s3, bucket, job.key, PIPELINE_DEFAULTS.maxSliceBytes);
   } catch (error) {
-    if ((error as { name?: string }).name === 'NoSuchKey') {
-      throw new InputError(job.key, 'slice object is missing');
-    }
+    if (error instanceof ObjectNotFoundError) throw new InputError(job.key, 'slice object is missing');
     throw error;
   }
   const actual = sha256Hex(bytes);

@@ -10,6 +10,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
+import { boundedIntExpected, parseBoundedInt } from '../core/bounded-int.js';
 import { describeError, InputError } from '../core/errors.js';
 import { initBackend } from '../models/backend.js';
 import { DEFAULT_BATCH_SIZE } from '../models/predict.js';
@@ -52,10 +53,8 @@ export interface WorkerConfig {
 function optionalNumber(env: NodeJS.ProcessEnv, name: string, min: number, max: number): number | undefined {
   const text = env[name];
   if (text === undefined || text.trim() === '') return undefined;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new InputError(name, `'${text}' is not a whole number from ${min} to ${max}`);
-  }
+  const n = parseBoundedInt(text, min, max);
+  if (n === undefined) throw new InputError(name, `'${text}' is not ${boundedIntExpected(min, max)}`);
   return n;
 }
 

@@ -185,7 +185,7 @@ export async function readStoredModel(s3: S3Client, bucket: string, ref: ModelRe
 }
 
 /**
- * A stored model as a {@link Classifier} (what models/diagnose.ts classifies with): pool workers get
+ * A stored model as a {@link Classifier} (what models/classifier.ts classifies with): pool workers get
  * the artifacts (copied once each), this thread builds its own copy only when asked (Grad-CAM, or
  * classifying without a pool).
  */

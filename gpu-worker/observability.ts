@@ -3,30 +3,31 @@
  * whose correlation keys, `hospital` and `study` (pseudonymous ids, never patient data), are bound
  * once per message; CloudWatch EMF metrics in the namespace `covidct` with the dimension `service`
  * (Powertools adds it from the service name), named in PascalCase as the Lambdas name theirs.
- * Every name the worker emits is a constant here, in one place.
+ * Metric names and namespace come from pipeline/observability.ts, the one table.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { METRIC, METRICS_NAMESPACE } from '../pipeline/index.js';
 
 /** The worker's service name: the `service` key of its logs and dimension of its metrics. */
 export const WORKER_SERVICE_NAME = 'covidct-worker';
 
-/** The metrics namespace, the Lambdas' one (pipeline/powertools.ts METRICS_NAMESPACE). */
-export const WORKER_METRICS_NAMESPACE = 'covidct';
-
-/** The worker's metrics, one set per finished batch. */
+/**
+ * The worker's metrics, one set per finished batch: names from the pipeline's one table
+ * (pipeline/observability.ts METRIC), keyed as the worker reports them.
+ */
 export const WORKER_METRICS = {
-  batchesProcessed: 'BatchesProcessed',
-  slicesClassified: 'SlicesClassified',
+  batchesProcessed: METRIC.BatchesProcessed,
+  slicesClassified: METRIC.SlicesClassified,
   /** Messages deleted: their votes and permanent failures were sent. */
-  messagesCompleted: 'MessagesCompleted',
+  messagesCompleted: METRIC.MessagesCompleted,
   /** Messages left on the queue to reappear. */
-  messagesRetried: 'MessagesRetried',
-  heatmapsDrawn: 'HeatmapsDrawn',
-  batchFetchDecodeDuration: 'BatchFetchDecodeDuration',
-  batchClassifyDuration: 'BatchClassifyDuration',
-  batchHeatmapsDuration: 'BatchHeatmapsDuration',
-  batchDuration: 'BatchDuration',
+  messagesRetried: METRIC.MessagesRetried,
+  heatmapsDrawn: METRIC.HeatmapsDrawn,
+  batchFetchDecodeDuration: METRIC.BatchFetchDecodeDuration,
+  batchClassifyDuration: METRIC.BatchClassifyDuration,
+  batchHeatmapsDuration: METRIC.BatchHeatmapsDuration,
+  batchDuration: METRIC.BatchDuration,
 } as const;
 
 /** Structured log sink (Powertools Logger fits); attributes never carry patient data. */
@@ -82,7 +83,7 @@ export function workerLogger(): Logger {
 /** The worker's metrics; `POWERTOOLS_METRICS_NAMESPACE` overrides the namespace, as for the Lambdas. */
 export function workerMetrics(env: NodeJS.ProcessEnv = process.env): Metrics {
   return new Metrics({
-    namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? WORKER_METRICS_NAMESPACE,
+    namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE,
     serviceName: WORKER_SERVICE_NAME,
   });
 }

@@ -22,6 +22,7 @@ import type {
   APIGatewayTokenAuthorizerEvent,
   Context,
 } from 'aws-lambda';
+import { describeError } from '../core/errors.js';
 import { compileResources, decodePathParameter, matchResource } from '../pipeline/index.js';
 import { HandlerTimeoutError, lambdaContext, withTimeout } from './lambda-context.js';
 
@@ -241,7 +242,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const timeoutSeconds = options.timeoutSeconds ?? 29;
   const onError =
     options.onError ??
-    ((error: unknown) => console.error(`api: ${error instanceof Error ? error.message : String(error)}`));
+    ((error: unknown) => console.error(`api: ${describeError(error, { className: false })}`));
   const routes = options.routes ? compileResources(options.routes) : undefined;
 
   const serve = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {

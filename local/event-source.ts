@@ -14,6 +14,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
+import { describeError } from '../core/errors.js';
 import type { QueueConsumer } from '../pipeline/index.js';
 import { lambdaContext, withTimeout } from './lambda-context.js';
 
@@ -78,9 +79,7 @@ export function startEventSource(options: EventSourceOptions): EventSource {
   const onError =
     options.onError ??
     ((error: unknown) =>
-      console.error(
-        `event source ${queueName(queueUrl)}: ${error instanceof Error ? error.message : String(error)}`,
-      ));
+      console.error(`event source ${queueName(queueUrl)}: ${describeError(error, { className: false })}`));
   const stats: EventSourceStats = { batches: 0, records: 0, deleted: 0, failed: 0 };
   let stopped = false;
   let wake: (() => void) | undefined;

@@ -10,6 +10,7 @@
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { SpyMessage } from 'fauxqs';
+import { describeError } from '../core/errors.js';
 import type { AwsClients } from '../pipeline/index.js';
 import { KEYS, makeS3EventBody } from '../pipeline/index.js';
 import type { LocalFauxqs } from './fauxqs.js';
@@ -52,7 +53,7 @@ export function startS3EventRouter(options: S3EventRouterOptions): S3EventRouter
   const onError =
     options.onError ??
     ((error: unknown, key: string) =>
-      console.error(`s3 events: ${key}: ${error instanceof Error ? error.message : String(error)}`));
+      console.error(`s3 events: ${key}: ${describeError(error, { className: false })}`));
   const pending = new Set<Promise<void>>();
   let stopped = false;
   let sent = 0;

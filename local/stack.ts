@@ -7,6 +7,7 @@
  * integration tests all start it here. {@link startLocalStack} runs one named step per part, in
  * the order they depend on each other, and stops them in the reverse order.
  */
+import { describeError } from '../core/errors.js';
 import type { SweepResult } from '../lambdas/sweeper/sweeper.js';
 import {
   API_KEY_HEADER,
@@ -123,7 +124,7 @@ type OnError = (error: unknown, where: string) => void;
 
 /** The default {@link LocalStackOptions.onError}: one line on stderr. */
 function printError(error: unknown, where: string): void {
-  console.error(`covidct dev: ${where}: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(`covidct dev: ${where}: ${describeError(error, { className: false })}`);
 }
 
 /** The stop steps of the parts started so far; {@link run} runs them newest first, once. */

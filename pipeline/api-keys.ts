@@ -6,13 +6,8 @@
  * anywhere on AWS.
  */
 import { createHash } from 'node:crypto';
-import {
-  DeleteCommand,
-  type DynamoDBDocumentClient,
-  GetCommand,
-  PutCommand,
-  ScanCommand,
-} from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { scanPages } from './store-items.js';
 
 /** The sort key of every key item (the table's key schema is shared with the main table's). */
 const APIKEY_SK = 'APIKEY';
@@ -74,15 +69,10 @@ export class ApiKeyStore {
   async replaceAll(keys: readonly { readonly apiKey: string; readonly hospital: string }[]): Promise<number> {
     const wanted = new Set(keys.map((k) => keyPk(hashApiKey(k.apiKey))));
     let removed = 0;
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await this.dynamo.send(
-        new ScanCommand({
-          TableName: this.tableName,
-          ProjectionExpression: 'pk, sk',
-          ExclusiveStartKey: start,
-        }),
-      );
+    for await (const out of scanPages(this.dynamo, {
+      TableName: this.tableName,
+      ProjectionExpression: 'pk, sk',
+    })) {
       for (const item of out.Items ?? []) {
         if (typeof item.pk !== 'string' || wanted.has(item.pk)) continue;
         await this.dynamo.send(
@@ -90,8 +80,7 @@ export class ApiKeyStore {
         );
         removed++;
       }
-      start = out.LastEvaluatedKey;
-    } while (start);
+    }
     for (const { apiKey, hospital } of keys) await this.put(apiKey, hospital);
     return removed;
   }
@@ -119,16 +108,12 @@ export async function moveLegacyApiKeys(
 ): Promise<LegacyKeysMoved> {
   let copied = 0;
   let deleted = 0;
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await dynamo.send(
-      new ScanCommand({
-        TableName: mainTableName,
-        FilterExpression: 'begins_with(pk, :p) AND sk = :sk',
-        ExpressionAttributeValues: { ':p': 'APIKEY#', ':sk': APIKEY_SK },
-        ExclusiveStartKey: start,
-      }),
-    );
+  const legacy = scanPages(dynamo, {
+    TableName: mainTableName,
+    FilterExpression: 'begins_with(pk, :p) AND sk = :sk',
+    ExpressionAttributeValues: { ':p': 'APIKEY#', ':sk': APIKEY_SK },
+  });
+  for await (const out of legacy) {
     for (const item of out.Items ?? []) {
       try {
         await dynamo.send(
@@ -145,7 +130,6 @@ export async function moveLegacyApiKeys(
       await dynamo.send(new DeleteCommand({ TableName: mainTableName, Key: { pk: item.pk, sk: item.sk } }));
       deleted++;
     }
-    start = out.LastEvaluatedKey;
-  } while (start);
+  }
   return { copied, deleted };
 }

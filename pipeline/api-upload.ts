@@ -5,12 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { forEachLimited } from '../core/concurrency.js';
 import { deidentifyStudy, reserveMapFile, writeMapFile } from '../core/deidentify.js';
-import { fileSystemError, InputError } from '../core/errors.js';
+import { InputError } from '../core/errors.js';
+import { readLocalFile } from '../core/read-file.js';
 import { ApiError, type ApiTarget, call } from './api-http.js';
 import { ID_PATTERN, NAME_PATTERN } from './keys.js';
 
@@ -116,14 +117,6 @@ async function put(upload: PresignedUpload, body: Uint8Array | string): Promise<
       }
     }
     await new Promise((r) => setTimeout(r, 250 * attempt));
-  }
-}
-
-async function readSpooled(path: string): Promise<Uint8Array> {
-  try {
-    return await readFile(path);
-  } catch (error) {
-    throw fileSystemError(path, error);
   }
 }
 
@@ -233,7 +226,7 @@ async function uploadSpooled(
   let bytes = 0;
   await forEachLimited(jobs, options.concurrency ?? 8, async ({ slice, upload }) => {
     // The spooled bytes, as hashed: the spool is private to this process and written once.
-    const body = await readSpooled(slice.path);
+    const body = await readLocalFile(slice.path);
     const sha = createHash('sha256').update(body).digest('hex');
     if (sha !== slice.sha256) throw new InputError(upload.key, 'the spooled slice changed during the upload');
     await put(upload, body);

@@ -41,8 +41,8 @@ export const METRIC = {
   // sweeper
   StudiesStalled: 'StudiesStalled',
   SweeperNotifications: 'SweeperNotifications',
-  // GPU worker (per batch; the worker still publishes its own camelCase names until it is wired here)
-  BatchesClassified: 'BatchesClassified',
+  // GPU worker (per batch; gpu-worker/observability.ts WORKER_METRICS)
+  BatchesProcessed: 'BatchesProcessed',
   SlicesClassified: 'SlicesClassified',
   MessagesCompleted: 'MessagesCompleted',
   MessagesRetried: 'MessagesRetried',

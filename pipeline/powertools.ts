@@ -94,6 +94,12 @@ export function sqsBatchHandler(
   };
 }
 
+/** Trace the given SDK clients' calls in X-Ray when the function runs with tracing on. */
+export function traceClients(tracer: Tracer, ...clients: readonly object[]): void {
+  if (!tracer.isTracingEnabled()) return;
+  for (const client of clients) tracer.captureAWSv3Client(client);
+}
+
 /** A study's correlation keys: pseudonymous ids only (the API's hospital and study ids), never names. */
 export interface StudyKeys {
   readonly hospital?: string | undefined;

@@ -9,6 +9,9 @@ import {
   QueryCommand,
   type QueryCommandInput,
   type QueryCommandOutput,
+  ScanCommand,
+  type ScanCommandInput,
+  type ScanCommandOutput,
 } from '@aws-sdk/lib-dynamodb';
 import type { IntendedUse } from '../core/intended-use.js';
 import type { SliceFailureReport, SliceVote } from './messages.js';
@@ -20,17 +23,29 @@ export interface StoreContext {
   readonly now: () => Date;
 }
 
-/** Every page of a query, in order, each request starting where the last page ended. */
-export async function* queryPages(
-  ctx: StoreContext,
-  input: QueryCommandInput,
-): AsyncGenerator<QueryCommandOutput> {
+/** Every page of a paginated read, in order, each request starting where the last page ended. */
+async function* pages<T extends { LastEvaluatedKey?: Record<string, unknown> | undefined }>(
+  request: (start: Record<string, unknown> | undefined) => Promise<T>,
+): AsyncGenerator<T> {
   let start: Record<string, unknown> | undefined;
   do {
-    const out = await ctx.dynamo.send(new QueryCommand({ ...input, ExclusiveStartKey: start }));
+    const out = await request(start);
     yield out;
     start = out.LastEvaluatedKey;
   } while (start);
+}
+
+/** Every page of a query, in order. */
+export function queryPages(ctx: StoreContext, input: QueryCommandInput): AsyncGenerator<QueryCommandOutput> {
+  return pages((start) => ctx.dynamo.send(new QueryCommand({ ...input, ExclusiveStartKey: start })));
+}
+
+/** Every page of a scan, in order. */
+export function scanPages(
+  dynamo: DynamoDBDocumentClient,
+  input: ScanCommandInput,
+): AsyncGenerator<ScanCommandOutput> {
+  return pages((start) => dynamo.send(new ScanCommand({ ...input, ExclusiveStartKey: start })));
 }
 
 /** A study's lifecycle: RECEIVED → SELECTING → CLASSIFYING → COMPLETE, or FAILED from any non-terminal state. */

@@ -3,7 +3,7 @@
  * an opaque cursor, the sweeper's idle studies from the sparse `open` index, and the one-off
  * backfill of the status index. Functions over a {@link StoreContext}; {@link StudyStore} exposes them.
  */
-import { QueryCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { CursorError } from './errors.js';
 import { TABLE } from './resources.js';
 import {
@@ -19,6 +19,7 @@ import {
   type StudyStatus,
   type StudySummary,
   SUMMARY_ATTRIBUTES,
+  scanPages,
   toSummary,
 } from './store-items.js';
 
@@ -119,18 +120,14 @@ export async function listStudies(
 export async function backfillStatusIndex(ctx: StoreContext): Promise<number> {
   const key = TABLE.byStatusIndex.partitionKey;
   let updated = 0;
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await ctx.dynamo.send(
-      new ScanCommand({
-        TableName: ctx.tableName,
-        IndexName: TABLE.byHospitalIndex.name,
-        FilterExpression: 'attribute_not_exists(#key)',
-        ProjectionExpression: 'pk, sk, hospital, #status',
-        ExpressionAttributeNames: { '#key': key, '#status': 'status' },
-        ExclusiveStartKey: start,
-      }),
-    );
+  const missing = scanPages(ctx.dynamo, {
+    TableName: ctx.tableName,
+    IndexName: TABLE.byHospitalIndex.name,
+    FilterExpression: 'attribute_not_exists(#key)',
+    ProjectionExpression: 'pk, sk, hospital, #status',
+    ExpressionAttributeNames: { '#key': key, '#status': 'status' },
+  });
+  for await (const out of missing) {
     for (const item of out.Items ?? []) {
       if (item.sk !== STUDY_SK || typeof item.hospital !== 'string') continue;
       const status = item.status as StudyStatus;
@@ -153,8 +150,7 @@ export async function backfillStatusIndex(ctx: StoreContext): Promise<number> {
         if (!isConditionFailure(error)) throw error;
       }
     }
-    start = out.LastEvaluatedKey;
-  } while (start);
+  }
   return updated;
 }
 

@@ -1,11 +1,12 @@
 /**
- * The simulation's parameters. Everything the deployment decides comes from the CDK stack's own
- * definitions, imported: the settings (cdk/settings.ts DEFAULT_SETTINGS), the scaling policies'
- * cooldowns and alarm (GPU_SCALING, which cdk/constructs/inference.ts builds from), and the queues'
+ * The simulation's parameters. Everything the deployment decides comes from the definitions the
+ * CDK stack is built from, imported: the settings (pipeline/deployment.ts DEFAULT_SETTINGS), the
+ * scaling policies' cooldowns and alarm (GPU_SCALING, which cdk/constructs/inference.ts builds from), and the queues'
  * consumers (pipeline/resources.ts). What AWS does on its own (target tracking's alarms) and
  * what the hardware does (start times, GPU rate) are stated here with their sources.
  */
 
+import { parseBoundedInt } from '../core/bounded-int.js';
 import { InputError } from '../core/errors.js';
 import { DEFAULT_SETTINGS, GPU_SCALING, PIPELINE_DEFAULTS, QUEUES } from '../pipeline/index.js';
 import { estimatedSlicesPerSecond, GPU_INSTANCE_TYPES } from './gpu.js';
@@ -164,7 +165,8 @@ export class SimulationParamError extends InputError {
 /** Check a parameter set; throws {@link SimulationParamError} naming the first bad one. */
 export function checkParams(p: SimulationParams): SimulationParams {
   const whole = (name: string, v: number, min: number) => {
-    if (!Number.isInteger(v) || v < min)
+    // The one bounded-integer rule (core/bounded-int.ts), unbounded above.
+    if (parseBoundedInt(String(v), min, Number.POSITIVE_INFINITY) === undefined)
       throw new SimulationParamError(name, `must be a whole number ≥ ${min}, got ${v}`);
   };
   const positive = (name: string, v: number) => {

@@ -20,7 +20,7 @@ import { decodeDicom } from '../core/dicom/decode.js';
 import { encodeDicomCt } from '../core/dicom/encode.js';
 import { decodeSlice } from '../core/read.js';
 import { uploadStudy } from '../pipeline/api-client.js';
-import { type Manifest, manifestKey, sliceKey } from '../pipeline/index.js';
+import { type Manifest, manifestFor, manifestKey } from '../pipeline/index.js';
 import { CLI, runCliAsync } from './helpers/cli.js';
 import { useLocalStack } from './helpers/local-stack.js';
 import { tempDir } from './helpers/tmp.js';
@@ -63,19 +63,7 @@ function startFakeApi(): Promise<void> {
         const studyId = `st-${posts}`;
         const { s3 } = stack.clients;
         const Bucket = stack.resources.bucket;
-        const manifest: Manifest = {
-          version: 1,
-          studyId,
-          series: body.series.map((s) => ({
-            id: s.id,
-            slices: s.slices.map((x) => ({
-              key: sliceKey(hospital, studyId, s.id, x.name),
-              sha256: x.sha256,
-              size: x.size,
-            })),
-          })),
-          ...(body.settings ? { settings: body.settings } : {}),
-        };
+        const manifest: Manifest = manifestFor(hospital, studyId, body);
         const uploads = await Promise.all(
           manifest.series.flatMap((s) =>
             s.slices.map(async (x) => ({

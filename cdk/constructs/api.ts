@@ -82,33 +82,25 @@ export class Api extends Construct {
     this.keyTable = pipelineTable(this, 'KeyTable', API_KEY_TABLE, props);
     this.authorizerFunction = new PipelineFunction(this, 'Authorizer', {
       name: 'authorizer',
-      serviceName: 'covidct-authorizer',
+      settings: props,
       memorySize: 256,
       // One GetItem; API Gateway waits at most 10 s for an authorizer.
       timeout: Duration.seconds(10),
-      reservedConcurrentExecutions: props.reservedConcurrency,
-      key: props.key,
-      logRetention: props.logRetention,
       environment: { [ENV.apiKeyTable]: this.keyTable.tableName },
-      ...(props.code ? { code: props.code } : {}),
     });
     this.keyTable.grantReadData(this.authorizerFunction.function);
     this.handler = new PipelineFunction(this, 'Handler', {
       name: 'api',
-      serviceName: 'covidct-api',
+      settings: props,
       memorySize: props.memorySize ?? 512,
       // API Gateway gives up on an integration after 29 s.
       timeout: Duration.seconds(29),
-      reservedConcurrentExecutions: props.reservedConcurrency,
-      key: props.key,
-      logRetention: props.logRetention,
       environment: {
         [ENV.bucket]: props.bucket.bucketName,
         [ENV.table]: props.table.tableName,
         [ENV.apiKeyTable]: this.keyTable.tableName,
         ...(props.voteThreshold === undefined ? {} : { [ENV.voteThreshold]: String(props.voteThreshold) }),
       },
-      ...(props.code ? { code: props.code } : {}),
     });
     const fn = this.handler.function;
     props.table.grantReadWriteData(fn); // study records, listing index

@@ -65,19 +65,15 @@ export class Ingest extends Construct {
 
     this.select = new PipelineFunction(this, 'Select', {
       name: 'select',
-      serviceName: 'covidct-select',
+      settings: props,
       memorySize: props.memorySize ?? 640,
       timeout: Duration.seconds(definition.consumer.timeoutSeconds),
-      reservedConcurrentExecutions: props.reservedConcurrency,
-      key: props.key,
-      logRetention: props.logRetention,
       environment: {
         [ENV.bucket]: props.bucket.bucketName,
         [ENV.table]: props.table.tableName,
         [ENV.inferenceQueueUrl]: props.inferenceQueue.queueUrl,
         [ENV.topicArn]: props.topic.topicArn,
       },
-      ...(props.code ? { code: props.code } : {}),
     });
     const fn: lambda.IFunction = this.select.function;
     props.bucket.grantRead(fn, `${KEYS.incoming}*`);

@@ -102,18 +102,14 @@ export class StudyLifecycle extends Construct {
     this.votesQueue = new PipelineQueue(this, 'VotesQueue', { definition, key: props.key });
     this.aggregate = new PipelineFunction(this, 'Aggregate', {
       name: 'aggregate',
-      serviceName: 'covidct-aggregate',
+      settings: props,
       memorySize: props.memorySize ?? 512,
       timeout: Duration.seconds(definition.consumer.timeoutSeconds),
-      reservedConcurrentExecutions: props.reservedConcurrency,
-      key: props.key,
-      logRetention: props.logRetention,
       environment: {
         [ENV.bucket]: props.bucket.bucketName,
         [ENV.table]: this.table.tableName,
         [ENV.topicArn]: this.topic.topicArn,
       },
-      ...(props.code ? { code: props.code } : {}),
     });
     const fn = this.aggregate.function;
     // It decides from the selection recorded in the table and reads nothing in S3: no read grant.
@@ -131,13 +127,11 @@ export class StudyLifecycle extends Construct {
 
     this.sweeper = new PipelineFunction(this, 'Sweeper', {
       name: 'sweeper',
-      serviceName: 'covidct-sweeper',
+      settings: props,
       memorySize: 256,
       timeout: Duration.minutes(2),
       // One sweep at a time (a slow sweep and the next schedule must not race each other).
       reservedConcurrentExecutions: 1,
-      key: props.key,
-      logRetention: props.logRetention,
       environment: {
         [ENV.table]: this.table.tableName,
         [ENV.topicArn]: this.topic.topicArn,
@@ -146,7 +140,6 @@ export class StudyLifecycle extends Construct {
           props.neverUploadedSeconds ?? PIPELINE_DEFAULTS.neverUploadedSeconds,
         ),
       },
-      ...(props.code ? { code: props.code } : {}),
     });
     const sweeperFn = this.sweeper.function;
     this.table.grantReadWriteData(sweeperFn);

@@ -174,6 +174,41 @@ export async function startReceiver(
   return { child: p.child, port, logs: p.logs, stop: p.stop };
 }
 
+/** Where a `covidct gateway` listens, whom it calls and accepts, and where it keeps its state. */
+export interface GatewayArgs {
+  readonly port: number;
+  readonly aeTitle: string;
+  /** The pipeline's API URL. */
+  readonly api: string;
+  /** `AE@host:port` the results are sent to. */
+  readonly destination: string;
+  /** `AE` or `AE@host` allowed to call. */
+  readonly allowCaller: string;
+  readonly quietSeconds: number;
+  readonly state: string;
+}
+
+/** The `covidct gateway` command line (after the script path), one place for the bench and the tests. */
+export function gatewayArgs(a: GatewayArgs): string[] {
+  return [
+    'gateway',
+    '--port',
+    String(a.port),
+    '--ae-title',
+    a.aeTitle,
+    '--api',
+    a.api,
+    '--destination',
+    a.destination,
+    '--allow-caller',
+    a.allowCaller,
+    '--quiet-seconds',
+    String(a.quietSeconds),
+    '--state',
+    a.state,
+  ];
+}
+
 /** `covidct gateway` from dist/ with its state in `state`. */
 export function startGatewayProcess(
   main: string,
@@ -187,21 +222,15 @@ export function startGatewayProcess(
     process.execPath,
     (port) => [
       main,
-      'gateway',
-      '--port',
-      String(port),
-      '--ae-title',
-      GATEWAY_AE,
-      '--api',
-      api.url,
-      '--destination',
-      `${PACS_AE}@127.0.0.1:${destinationPort}`,
-      '--allow-caller',
-      `${BENCH_AE}@127.0.0.1`,
-      '--quiet-seconds',
-      String(quietSeconds),
-      '--state',
-      state,
+      ...gatewayArgs({
+        port,
+        aeTitle: GATEWAY_AE,
+        api: api.url,
+        destination: `${PACS_AE}@127.0.0.1:${destinationPort}`,
+        allowCaller: `${BENCH_AE}@127.0.0.1`,
+        quietSeconds,
+        state,
+      }),
     ],
     GATEWAY_AE,
     {

@@ -17,6 +17,7 @@ import {
   StudyStore,
   sharedClients,
   sqsBatchHandler,
+  traceClients,
   type VotesMessage,
   withStudyKeys,
 } from '../../pipeline/index.js';
@@ -45,10 +46,7 @@ export function makeAggregateHandler(
   observability: Observability = createObservability('covidct-aggregate'),
 ): (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse> {
   const { logger, metrics, tracer } = observability;
-  if (tracer.isTracingEnabled()) {
-    tracer.captureAWSv3Client(clients.s3);
-    tracer.captureAWSv3Client(clients.sns);
-  }
+  traceClients(tracer, clients.s3, clients.sns);
   const store = new StudyStore(clients.dynamo, config.tableName);
   const deps = {
     s3: clients.s3,

@@ -32,6 +32,7 @@ import {
   requireEnv,
   StudyStore,
   sharedClients,
+  traceClients,
   withStudyKeys,
 } from '../../pipeline/index.js';
 import {
@@ -128,7 +129,7 @@ export function makeApiHandler(
   observability: Observability = createObservability('covidct-api'),
 ): ApiHandler {
   const { logger, metrics, tracer } = observability;
-  if (tracer.isTracingEnabled()) tracer.captureAWSv3Client(clients.s3);
+  traceClients(tracer, clients.s3);
   const store = new StudyStore(clients.dynamo, config.tableName);
   const keys = new ApiKeyStore(clients.dynamo, config.apiKeyTableName);
   const deps: ApiDeps = {

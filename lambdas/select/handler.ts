@@ -20,6 +20,7 @@ import {
   StudyStore,
   sharedClients,
   sqsBatchHandler,
+  traceClients,
   withStudyKeys,
 } from '../../pipeline/index.js';
 import { selectManifest } from './select.js';
@@ -51,10 +52,7 @@ export function makeSelectHandler(
   observability: Observability = createObservability('covidct-select'),
 ): (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse> {
   const { logger, metrics, tracer } = observability;
-  if (tracer.isTracingEnabled()) {
-    tracer.captureAWSv3Client(clients.s3);
-    tracer.captureAWSv3Client(clients.sqs);
-  }
+  traceClients(tracer, clients.s3, clients.sqs);
   const store = new StudyStore(clients.dynamo, config.tableName);
   const deps = {
     s3: clients.s3,

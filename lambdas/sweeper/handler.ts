@@ -6,6 +6,7 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
+import { parseBoundedInt } from '../../core/bounded-int.js';
 import {
   type AwsClients,
   createObservability,
@@ -17,6 +18,7 @@ import {
   requireEnv,
   StudyStore,
   sharedClients,
+  traceClients,
 } from '../../pipeline/index.js';
 import { type SweepResult, sweep } from './sweeper.js';
 
@@ -33,8 +35,9 @@ export interface SweeperConfig {
 /** Whole seconds ≥ 1 from an environment variable, `fallback` when unset; a one-line error naming it. */
 function secondsFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
-  const seconds = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isInteger(seconds) || seconds < 1) {
+  if (raw === undefined || raw === '') return fallback;
+  const seconds = parseBoundedInt(raw, 1, Number.POSITIVE_INFINITY);
+  if (seconds === undefined) {
     throw new Error(`environment variable ${name}: expected a whole number of seconds ≥ 1, got ${raw}`);
   }
   return seconds;
@@ -62,7 +65,7 @@ export function makeSweeperHandler(
   now?: () => Date,
 ): (event?: unknown, context?: Context) => Promise<SweepResult> {
   const { logger, metrics, tracer } = observability;
-  if (tracer.isTracingEnabled()) tracer.captureAWSv3Client(clients.sns);
+  traceClients(tracer, clients.sns);
   const store = new StudyStore(clients.dynamo, config.tableName);
   return async () => {
     try {

@@ -11,7 +11,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { IdleStudy, StudyRecord, StudyStore } from '../../pipeline/index.js';
-import { notifyOnce, PIPELINE_DEFAULTS } from '../../pipeline/index.js';
+import { notifyOnce, PIPELINE_DEFAULTS, withStudyKeys } from '../../pipeline/index.js';
 
 /** The FAILED reasons the sweeper writes start with this. */
 export const NO_PROGRESS = 'no progress for';
@@ -101,7 +101,9 @@ export async function sweep(deps: SweeperDeps): Promise<SweepResult> {
   let skipped = 0;
   for (const candidate of idle) {
     try {
-      const outcome = await sweepOne(deps, candidate, now(), limitMs, neverUploadedMs);
+      const one = () => sweepOne(deps, candidate, now(), limitMs, neverUploadedMs);
+      // The study's correlation keys on every line it logs, as the other Lambdas bind theirs.
+      const outcome = deps.logger ? await withStudyKeys(deps.logger, candidate, one) : await one();
       if (outcome.failed) failed.push(outcome.failed);
       if (outcome.notified) notified++;
       if (!outcome.failed && !outcome.notified) skipped++;
@@ -128,7 +130,7 @@ async function sweepOne(
     // Finished, but whoever finished it crashed before the notification: publish it now.
     if (study.notified) return {};
     const published = await notifyOnce(deps.store, deps.sns, deps.topicArn, study, deps.stalledSeconds);
-    if (published) deps.logger?.warn('notification published by the sweeper', { hospital, study: studyId });
+    if (published) deps.logger?.warn('notification published by the sweeper');
     return { notified: published };
   }
   let reason: string;
@@ -156,7 +158,7 @@ async function sweepOne(
   if (!won) return {};
   deps.logger?.warn(
     study.status === 'RECEIVED' ? 'study failed: never uploaded' : 'study failed: no progress',
-    { hospital, study: studyId, reason },
+    { reason },
   );
   const failedStudy = (await deps.store.getStudy(hospital, studyId)) as StudyRecord;
   const published = await notifyOnce(deps.store, deps.sns, deps.topicArn, failedStudy, deps.stalledSeconds);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { expect } from 'vitest';
+import { gatewayArgs } from '../../cli/bench/dicom-processes.js';
 import { GatewayState } from '../../gateway/state.js';
 import { freePort } from '../../local/ports.js';
 import { CLI } from './cli.js';
@@ -133,21 +134,15 @@ export async function startGatewayProc(options: {
     process.execPath,
     [
       CLI,
-      'gateway',
-      '--port',
-      String(port),
-      '--ae-title',
-      GATEWAY_AE,
-      '--api',
-      options.api,
-      '--destination',
-      `DEST@127.0.0.1:${options.destinationPort}`,
-      '--allow-caller',
-      'PACS',
-      '--quiet-seconds',
-      '2',
-      '--state',
-      options.stateDir,
+      ...gatewayArgs({
+        port,
+        aeTitle: GATEWAY_AE,
+        api: options.api,
+        destination: `DEST@127.0.0.1:${options.destinationPort}`,
+        allowCaller: 'PACS',
+        quietSeconds: 2,
+        state: options.stateDir,
+      }),
     ],
     { COVIDCT_API_KEY: options.apiKey },
   );
