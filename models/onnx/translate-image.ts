@@ -49,6 +49,19 @@ export interface LayerContext {
   nchw(layer: string): string;
 }
 
+/**
+ * One layer class's translation: `x` is its first input, `inputs` all of them (for the layers that
+ * take several).
+ */
+export type LayerTranslation = (
+  ctx: LayerContext,
+  name: string,
+  cls: string,
+  c: Record<string, unknown>,
+  x: string,
+  inputs: readonly string[],
+) => void;
+
 /** Conv2D, SeparableConv2D and DepthwiseConv2D: explicit pads for Keras's asymmetric 'same', NCHW kernels. */
 export function translateConv(
   ctx: LayerContext,
