@@ -78,16 +78,11 @@ import {
   Unsupported,
   weightIds,
 } from './graph.js';
-import {
-  compileBatchNorm,
-  compileConv2d,
-  compileDense,
-  compileDepthwiseConv2d,
-  compileSeparableConv2d,
-} from './translate.js';
+import { compileConv2d, compileDense, compileDepthwiseConv2d, compileSeparableConv2d } from './translate.js';
 import {
   compileActivation,
   compileAdd,
+  compileBatchNorm,
   compileConcatenate,
   compileDropout,
   compileFlatten,
