@@ -229,7 +229,7 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
       }
       const translate = TRANSLATIONS.get(cls);
       if (translate === undefined) throw new Error(`layer class ${cls} is not exported`);
-      translate(ctx, name, cls, c, x, inputs);
+      translate(ctx, { name, cls, c, x, inputs });
     } catch (error) {
       if (error instanceof OnnxExportError) throw error;
       throw new OnnxExportError(MODEL_JSON, `layer '${name}' (${cls}): ${(error as Error).message}`);

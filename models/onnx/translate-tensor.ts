@@ -5,7 +5,7 @@
  * does for the image layers.
  */
 import type { Shape } from './keras-config.js';
-import type { LayerContext } from './translate-image.js';
+import type { LayerCall, LayerContext } from './translate-image.js';
 
 /** A layer's static shape, which its input layer wrote before it. */
 function inputShape(ctx: LayerContext, x: string): Shape {
@@ -15,25 +15,13 @@ function inputShape(ctx: LayerContext, x: string): Shape {
 }
 
 /** Activation: a Keras activation function, shape unchanged. */
-export function translateActivation(
-  ctx: LayerContext,
-  name: string,
-  _cls: string,
-  c: Record<string, unknown>,
-  x: string,
-): void {
+export function translateActivation(ctx: LayerContext, { name, c, x }: LayerCall): void {
   ctx.shapes.set(name, inputShape(ctx, x));
   ctx.activation(name, ctx.nchw(x), ctx.nchw(name), c.activation);
 }
 
 /** Keras's ReLU layer: max(x, 0), capped at max_value; a leaky slope or a threshold is refused. */
-export function translateRelu(
-  ctx: LayerContext,
-  name: string,
-  _cls: string,
-  c: Record<string, unknown>,
-  x: string,
-): void {
+export function translateRelu(ctx: LayerContext, { name, c, x }: LayerCall): void {
   const s = inputShape(ctx, x);
   const slope = Number(c.negative_slope ?? 0);
   const threshold = Number(c.threshold ?? 0);
@@ -51,25 +39,13 @@ export function translateRelu(
 }
 
 /** Dropout: at inference, the identity. */
-export function translateDropout(
-  ctx: LayerContext,
-  name: string,
-  _cls: string,
-  _c: Record<string, unknown>,
-  x: string,
-): void {
+export function translateDropout(ctx: LayerContext, { name, x }: LayerCall): void {
   ctx.shapes.set(name, ctx.known(x));
   ctx.g.node({ op: 'Identity', inputs: [ctx.nchw(x)], outputs: [ctx.nchw(name)] });
 }
 
 /** GlobalAveragePooling2D and GlobalMaxPooling2D: an image to one value per channel. */
-export function translateGlobalPooling(
-  ctx: LayerContext,
-  name: string,
-  cls: string,
-  c: Record<string, unknown>,
-  x: string,
-): void {
+export function translateGlobalPooling(ctx: LayerContext, { name, cls, c, x }: LayerCall): void {
   const s = ctx.image(name, x);
   if (c.keepdims === true) throw new Error('keepdims');
   const pooled = ctx.g.temp(name, 'pooled');
@@ -83,14 +59,7 @@ export function translateGlobalPooling(
 }
 
 /** Add and Multiply of two or more inputs, as a chain of binary nodes. */
-export function translateMerge(
-  ctx: LayerContext,
-  name: string,
-  cls: string,
-  _c: Record<string, unknown>,
-  x: string,
-  inputs: readonly string[],
-): void {
+export function translateMerge(ctx: LayerContext, { name, cls, x, inputs }: LayerCall): void {
   const s = ctx.shapes.get(x);
   if (s === undefined || inputs.length < 2) throw new Error('expects two or more inputs');
   ctx.shapes.set(name, s);
@@ -103,14 +72,7 @@ export function translateMerge(
 }
 
 /** Concatenate, over the channel axis only. */
-export function translateConcatenate(
-  ctx: LayerContext,
-  name: string,
-  _cls: string,
-  c: Record<string, unknown>,
-  _x: string,
-  inputs: readonly string[],
-): void {
+export function translateConcatenate(ctx: LayerContext, { name, c, inputs }: LayerCall): void {
   const all = inputs.map((i) => ctx.shapes.get(i));
   const first = all[0];
   if (first === undefined || all.some((s) => s === undefined || s.kind !== first.kind)) {
@@ -134,13 +96,7 @@ export function translateConcatenate(
 }
 
 /** Flatten: Keras flattens NHWC (channels fastest), so an image is transposed back first. */
-export function translateFlatten(
-  ctx: LayerContext,
-  name: string,
-  _cls: string,
-  _c: Record<string, unknown>,
-  x: string,
-): void {
+export function translateFlatten(ctx: LayerContext, { name, x }: LayerCall): void {
   const s = inputShape(ctx, x);
   if (s.kind === 'flat') {
     ctx.g.node({ op: 'Identity', inputs: [x], outputs: [name] });
@@ -153,13 +109,7 @@ export function translateFlatten(
 }
 
 /** Dense, on a flat input: Gemm, then its activation. */
-export function translateDense(
-  ctx: LayerContext,
-  name: string,
-  _cls: string,
-  c: Record<string, unknown>,
-  x: string,
-): void {
+export function translateDense(ctx: LayerContext, { name, c, x }: LayerCall): void {
   const s = ctx.shapes.get(x);
   if (s?.kind !== 'flat') throw new Error('Dense on an image tensor (expected a flat input)');
   const kernel = ctx.weight(name, 'kernel');
@@ -174,14 +124,7 @@ export function translateDense(
 }
 
 /** UpsampleLike (the FPN's): nearest-neighbour resize of the first input to the second's height and width. */
-export function translateUpsampleLike(
-  ctx: LayerContext,
-  name: string,
-  _cls: string,
-  _c: Record<string, unknown>,
-  x: string,
-  inputs: readonly string[],
-): void {
+export function translateUpsampleLike(ctx: LayerContext, { name, x, inputs }: LayerCall): void {
   const { g } = ctx;
   const s = ctx.image(name, x);
   const target = ctx.image(name, inputs[1] ?? '');
