@@ -11,6 +11,7 @@
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import type * as Dimse from 'dcmjs-dimse';
+import { parseBoundedInt } from '../core/bounded-int.js';
 import { COVIDCT_IMPLEMENTATION_UID, COVIDCT_IMPLEMENTATION_VERSION } from '../core/dicom/encode.js';
 import { InputError } from '../core/errors.js';
 import type { GatewayLog } from './log.js';
@@ -60,8 +61,8 @@ export function parseAllowedCaller(text: string): AllowedCaller {
 /** `AE@HOST:PORT` (`--destination`). */
 export function parseDestination(text: string): DicomPeer {
   const match = /^(.+)@(.+):(\d{1,5})$/.exec(text);
-  const port = Number(match?.[3]);
-  if (!match || port < 1 || port > 65535) {
+  const port = parseBoundedInt(match?.[3] ?? '', 1, 65535);
+  if (!match || port === undefined) {
     throw new InputError('--destination', `'${text}': expected AE@HOST:PORT`);
   }
   return { aeTitle: checkAeTitle('--destination', match[1]!), host: match[2]!, port };

@@ -7,16 +7,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import { readTopLevelValues, trimmed } from '../core/dicom/deidentify.js';
+import { PIXEL_DATA, STUDY_INSTANCE_UID, tag } from '../core/dicom/tags.js';
 import { describeError } from '../core/errors.js';
 import type { GatewayLog } from './log.js';
 import type { GatewayState } from './state.js';
 import { type ReceivedInstance, STATUS_CANNOT_UNDERSTAND, type StoreVerdict } from './store-scp.js';
 
-const STUDY_INSTANCE_UID = 0x0020000d;
-const PATIENT_ID = 0x00100020;
-const ISSUER_OF_PATIENT_ID = 0x00100021;
-/** Asked for so that the read walks every element up to and through the pixel data. */
-const PIXEL_DATA = 0x7fe00010;
+const PATIENT_ID = tag(0x0010, 0x0020);
+const ISSUER_OF_PATIENT_ID = tag(0x0010, 0x0021);
 
 /** What the gateway knows of a study it received. */
 export interface StudyEntry {

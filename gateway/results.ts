@@ -18,16 +18,17 @@ import {
   type StudyIdentity,
   type WrittenObject,
 } from '../core/dicom/result-objects.js';
+import {
+  INSTANCE_NUMBER,
+  SERIES_INSTANCE_UID,
+  SOP_CLASS_UID,
+  SOP_INSTANCE_UID,
+  SPECIFIC_CHARACTER_SET,
+  STUDY_INSTANCE_UID,
+} from '../core/dicom/tags.js';
 import { describeError, InputError } from '../core/errors.js';
 import { UNDECLARED_INTENDED_USE } from '../core/intended-use.js';
 import type { StudyReport, StudyStatus } from '../pipeline/api-client.js';
-
-const SPECIFIC_CHARACTER_SET = 0x00080005;
-const SOP_CLASS_UID = 0x00080016;
-const SOP_INSTANCE_UID = 0x00080018;
-const STUDY_INSTANCE_UID = 0x0020000d;
-const SERIES_INSTANCE_UID = 0x0020000e;
-const INSTANCE_NUMBER = 0x00200013;
 
 const latin1 = (bytes: Uint8Array | undefined) => (bytes === undefined ? '' : trimmed(bytes));
 

@@ -7,6 +7,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { boundedIntExpected, parseBoundedInt } from '../../core/bounded-int.js';
 import { fileSystemError, InputError } from '../../core/errors.js';
 
 /** The options `gateway` takes. */
@@ -24,10 +25,8 @@ export interface GatewayCliOptions {
 }
 
 function wholeNumber(option: string, text: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n < min || n > max) {
-    throw new InputError(option, `'${text}' is not a whole number from ${min} to ${max}`);
-  }
+  const n = parseBoundedInt(text, min, max);
+  if (n === undefined) throw new InputError(option, `'${text}' is not ${boundedIntExpected(min, max)}`);
   return n;
 }
 

@@ -217,6 +217,18 @@ function checkUid(name: string, uid: string): void {
   }
 }
 
+/** Whether `width` × `height` fits DICOM's Rows and Columns (US): whole numbers from 1 to 65535. */
+export function isDicomImageSize(width: number, height: number): boolean {
+  return (
+    Number.isInteger(width) &&
+    Number.isInteger(height) &&
+    width >= 1 &&
+    height >= 1 &&
+    width <= 0xffff &&
+    height <= 0xffff
+  );
+}
+
 /**
  * Encode one CT slice (row-major stored values, `width × height` of them) as a DICOM Part 10
  * file: SOP Class CT Image Storage, Modality CT, MONOCHROME2, BitsAllocated 16, PixelRepresentation
@@ -228,14 +240,7 @@ export function encodeDicomCt(
   height: number,
   meta: DicomCtMeta,
 ): Uint8Array {
-  if (
-    !Number.isInteger(width) ||
-    !Number.isInteger(height) ||
-    width < 1 ||
-    height < 1 ||
-    width > 65535 ||
-    height > 65535
-  ) {
+  if (!isDicomImageSize(width, height)) {
     throw new RangeError(`DICOM size must be whole numbers from 1 to 65535, got ${width}×${height}`);
   }
   if (pixels.length !== width * height) {

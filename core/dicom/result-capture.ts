@@ -3,7 +3,7 @@
  * notice burned into every one.
  */
 import { InputError } from '../errors.js';
-import { deriveUid } from './encode.js';
+import { deriveUid, isDicomImageSize } from './encode.js';
 import { drawable, GLYPH_HEIGHT, rasterize, textWidth } from './font.js';
 import {
   NOT_FOR_DIAGNOSTIC_USE,
@@ -72,14 +72,7 @@ export function buildOverlaySecondaryCapture(input: OverlayInput): WrittenObject
   if (!/^[0-9a-f]{64}$/.test(input.runDigest)) {
     throw new InputError('runDigest', 'expected the 64 hex digits resultRunDigest gives');
   }
-  if (
-    !Number.isInteger(width) ||
-    !Number.isInteger(height) ||
-    width < 1 ||
-    height < 1 ||
-    width > 0xffff ||
-    height > 0xffff
-  ) {
+  if (!isDicomImageSize(width, height)) {
     throw new InputError('overlay', `bad size ${width}×${height}`);
   }
   if (input.rgb.length !== width * height * 3) {

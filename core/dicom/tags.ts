@@ -21,3 +21,11 @@ export const PIXEL_DATA = tag(0x7fe0, 0x0010);
 export const SOP_CLASS_UID = tag(0x0008, 0x0016);
 /** SOP Instance UID (0008,0018). */
 export const SOP_INSTANCE_UID = tag(0x0008, 0x0018);
+/** Specific Character Set (0008,0005). */
+export const SPECIFIC_CHARACTER_SET = tag(0x0008, 0x0005);
+/** Study Instance UID (0020,000D). */
+export const STUDY_INSTANCE_UID = tag(0x0020, 0x000d);
+/** Series Instance UID (0020,000E). */
+export const SERIES_INSTANCE_UID = tag(0x0020, 0x000e);
+/** Instance Number (0020,0013). */
+export const INSTANCE_NUMBER = tag(0x0020, 0x0013);

@@ -18,23 +18,7 @@
  * Anything it does not know makes it fall back to `model.predict` for the whole model (logged), so
  * the compiled graph is never wrong where the model is right.
  */
-import {
-  add,
-  avgPool,
-  concat,
-  image,
-  keep,
-  max,
-  maxPool,
-  mean,
-  pad,
-  reshape,
-  softmax,
-  type Tensor,
-  type Tensor2D,
-  type Tensor4D,
-  tidy,
-} from '@tensorflow/tfjs-core';
+import { keep, type Tensor, type Tensor2D, type Tensor4D, tidy } from '@tensorflow/tfjs-core';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
 
 /** A compiled classifier: one NHWC image batch in, one `[batch, classes]` tensor out. */
@@ -82,10 +66,7 @@ export interface CompileOptions {
 
 import {
   type Activation,
-  applyActivation,
   batchNormAffine,
-  channelsLast,
-  checkActivation,
   checkInput,
   collectNodes,
   FUSABLE,
@@ -93,18 +74,47 @@ import {
   modelShape,
   NotAClassifierError,
   type Op,
-  pair,
   standaloneActivation,
   Unsupported,
   weightIds,
 } from './graph.js';
+import { compileConv2d, compileDense, compileDepthwiseConv2d, compileSeparableConv2d } from './translate.js';
 import {
+  compileActivation,
+  compileAdd,
   compileBatchNorm,
-  compileConv2d,
-  compileDense,
-  compileDepthwiseConv2d,
-  compileSeparableConv2d,
-} from './translate.js';
+  compileConcatenate,
+  compileDropout,
+  compileFlatten,
+  compileGlobalPooling,
+  compilePooling,
+  compileSoftmax,
+  compileUpsampleLike,
+  compileZeroPadding,
+} from './translate-tensor.js';
+
+/** How each layer class other than InputLayer is compiled (a Map: class names come from the model). */
+const TRANSLATIONS = new Map<string, (cc: Compiler, node: GraphNode) => void>([
+  ['Conv2D', compileConv2d],
+  ['SeparableConv2D', compileSeparableConv2d],
+  ['DepthwiseConv2D', compileDepthwiseConv2d],
+  ['Dense', compileDense],
+  ['BatchNormalization', compileBatchNorm],
+  ['Activation', compileActivation],
+  ['ReLU', compileActivation],
+  ['Softmax', compileSoftmax],
+  ['Dropout', compileDropout],
+  ['SpatialDropout2D', compileDropout],
+  ['ZeroPadding2D', compileZeroPadding],
+  ['MaxPooling2D', compilePooling],
+  ['AveragePooling2D', compilePooling],
+  ['GlobalAveragePooling2D', compileGlobalPooling],
+  ['GlobalMaxPooling2D', compileGlobalPooling],
+  ['Add', compileAdd],
+  ['Concatenate', compileConcatenate],
+  ['Flatten', compileFlatten],
+  ['UpsampleLike', compileUpsampleLike],
+]);
 
 // Declared beside the checks that throw it (graph.ts); compile.ts is where callers look for it.
 export { NotAClassifierError };
@@ -207,102 +217,10 @@ export class Compiler {
   }
 
   compileNode(node: GraphNode): void {
-    const name = node.layer.name;
-    const c = node.config;
-    const [input] = node.inputs;
-    switch (node.className) {
-      case 'InputLayer':
-        return;
-      case 'Conv2D':
-        compileConv2d(this, node);
-        return;
-      case 'SeparableConv2D':
-        compileSeparableConv2d(this, node);
-        return;
-      case 'DepthwiseConv2D':
-        compileDepthwiseConv2d(this, node);
-        return;
-      case 'Dense':
-        compileDense(this, node);
-        return;
-      case 'BatchNormalization':
-        compileBatchNorm(this, node);
-        return;
-      case 'Activation':
-      case 'ReLU': {
-        const act = standaloneActivation(node);
-        if (act === undefined)
-          throw new Unsupported(`layer '${name}' (${node.className}): ${JSON.stringify(c)}`);
-        checkActivation(act, `layer '${name}'`);
-        this.emit(node.inputs, node.output.id, ([x]) => applyActivation(x!, act));
-        return;
-      }
-      case 'Softmax': {
-        const axis = c.axis;
-        if (axis !== undefined && axis !== -1 && axis !== (input?.shape.length ?? 0) - 1) {
-          throw new Unsupported(`Softmax '${name}': axis ${String(axis)}`);
-        }
-        this.emit(node.inputs, node.output.id, ([x]) => softmax(x!));
-        return;
-      }
-      case 'Dropout':
-      case 'SpatialDropout2D':
-        // Inference: identity (the same tensor, no copy).
-        this.emit(node.inputs, node.output.id, ([x]) => x!);
-        return;
-      case 'ZeroPadding2D': {
-        channelsLast(node);
-        const p = c.padding as [[number, number], [number, number]];
-        const paddings: [number, number][] = [[0, 0], p[0], p[1], [0, 0]];
-        this.emit(node.inputs, node.output.id, ([x]) => pad(x!, paddings));
-        return;
-      }
-      case 'MaxPooling2D':
-      case 'AveragePooling2D': {
-        channelsLast(node);
-        const size = pair(c.poolSize, `${name} poolSize`);
-        const strides = pair(c.strides ?? c.poolSize, `${name} strides`);
-        const padding = c.padding as 'valid' | 'same';
-        if (padding !== 'valid' && padding !== 'same')
-          throw new Unsupported(`${name}: padding ${String(padding)}`);
-        const pool = node.className === 'MaxPooling2D' ? maxPool : avgPool;
-        this.emit(node.inputs, node.output.id, ([x]) => pool(x as Tensor4D, size, strides, padding));
-        return;
-      }
-      case 'GlobalAveragePooling2D':
-      case 'GlobalMaxPooling2D': {
-        channelsLast(node);
-        if (c.keepDims === true) throw new Unsupported(`${name}: keepDims`);
-        const reduce = node.className === 'GlobalAveragePooling2D' ? mean : max;
-        this.emit(node.inputs, node.output.id, ([x]) => reduce(x!, [1, 2]));
-        return;
-      }
-      case 'Add':
-        this.emit(node.inputs, node.output.id, (xs) => xs.slice(1).reduce((a, b) => add(a, b), xs[0]!));
-        return;
-      case 'Concatenate': {
-        const rank = input?.shape.length ?? 0;
-        const axis = typeof c.axis === 'number' ? c.axis : -1;
-        const a = axis < 0 ? axis + rank : axis;
-        this.emit(node.inputs, node.output.id, (xs) => (xs.length === 1 ? xs[0]! : concat(xs, a)));
-        return;
-      }
-      case 'Flatten':
-        channelsLast(node);
-        this.emit(node.inputs, node.output.id, ([x]) => reshape(x!, [x!.shape[0]!, -1]));
-        return;
-      case 'UpsampleLike':
-        // Nearest neighbour without half-pixel centres, as the layer; same size is the same tensor.
-        this.emit(node.inputs, node.output.id, ([source, target]) => {
-          const h = target!.shape[1]!;
-          const w = target!.shape[2]!;
-          if (source!.shape[1] === h && source!.shape[2] === w) return source!;
-          return image.resizeNearestNeighbor(source as Tensor4D, [h, w], false, false);
-        });
-        return;
-      default:
-        throw new Unsupported(`layer '${name}' (${node.className})`);
-    }
+    if (node.className === 'InputLayer') return;
+    const translate = TRANSLATIONS.get(node.className);
+    if (translate === undefined) throw new Unsupported(`layer '${node.layer.name}' (${node.className})`);
+    translate(this, node);
   }
 
   /** Remove the already emitted op producing `id` (a ZeroPadding2D being folded into its conv). */

@@ -1,14 +1,15 @@
 /**
  * Layer translations of the inference compiler (compile.ts): convolutions (Conv2D with a folded
  * ZeroPadding2D, BatchNormalization and activation; FPN's 3×3 conv over upsampled concatenations;
- * separable and depthwise convolutions), Dense, and a BatchNormalization that folds into nothing.
+ * separable and depthwise convolutions) and Dense; the layers that need no folding are in
+ * translate-tensor.ts.
  */
 import {
   add,
   depthwiseConv2d,
   fused,
-  mul,
   type Tensor,
+  type Tensor1D,
   type Tensor2D,
   type Tensor4D,
   tensor1d,
@@ -18,10 +19,9 @@ import {
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import type { Compiler } from './compile.js';
 import {
-  type Activation,
+  type Affine,
   activationOf,
   applyActivation,
-  batchNormAffine,
   type ConcatPart,
   channelsLast,
   checkActivation,
@@ -31,7 +31,6 @@ import {
   type GraphNode,
   interleaveParities,
   pair,
-  standaloneActivation,
   Unsupported,
 } from './graph.js';
 
@@ -47,6 +46,27 @@ function foldablePad(
   channelsLast(padNode);
   const pads = padNode.config.padding as [[number, number], [number, number]];
   return { source: padNode.inputs[0]!, pads };
+}
+
+/**
+ * What a kernel layer runs with once the BatchNormalization absorbed after it is folded in: its
+ * kernel values, its bias as the fused op's `bias` option (none when there is neither a bias nor a
+ * BN), and the activation left to apply after the fused op (its own when that cannot be fused).
+ */
+function foldedWeights(
+  cc: Compiler,
+  kernel: ArrayLike<number>,
+  bias: ArrayLike<number> | undefined,
+  channels: number,
+  affine: Affine | undefined,
+  own: string,
+): { kernel: Float32Array; bias: { bias?: Tensor1D }; after: string } {
+  const b = foldedBias(bias, channels, affine);
+  return {
+    kernel: foldedKernel(kernel, channels, affine),
+    bias: bias === undefined && affine === undefined ? {} : { bias: cc.keep(tensor1d(b)) },
+    after: FUSABLE.includes(own) ? 'linear' : own,
+  };
 }
 
 export function compileConv2d(cc: Compiler, node: GraphNode): void {
@@ -69,22 +89,18 @@ export function compileConv2d(cc: Compiler, node: GraphNode): void {
   }
   let input = node.inputs[0]!;
   let padding: 'valid' | 'same' | [[0, 0], [number, number], [number, number], [0, 0]] = c.padding;
-  const folded = foldablePad(cc, node);
+  const padFold = foldablePad(cc, node);
   // Pads are not absorbed yet: a ZeroPadding2D ran before this conv (it came first in order)
   // unless we remove its op now.
-  if (folded !== undefined) {
-    padding = [[0, 0], folded.pads[0], folded.pads[1], [0, 0]];
-    input = folded.source;
+  if (padFold !== undefined) {
+    padding = [[0, 0], padFold.pads[0], padFold.pads[1], [0, 0]];
+    input = padFold.source;
     cc.dropOpFor(node.inputs[0]!.id);
     cc.foldedPads++;
   }
   const { affine, activation, output } = cc.absorbAfter(node, outC, own, true);
-  const k = kernel.dataSync();
-  const w = foldedKernel(k, outC, affine);
-  const b = foldedBias(bias, outC, affine);
-  const after = FUSABLE.includes(own) ? 'linear' : own;
-  const filter = cc.keep(tensor4d(w, [kh, kw, inC, outC]));
-  const biasT = bias === undefined && affine === undefined ? undefined : cc.keep(tensor1d(b));
+  const folded = foldedWeights(cc, kernel.dataSync(), bias, outC, affine, own);
+  const filter = cc.keep(tensor4d(folded.kernel, [kh, kw, inC, outC]));
   cc.emit([input], output, ([x]) => {
     const y = fused.conv2d({
       x: x as Tensor4D,
@@ -92,10 +108,10 @@ export function compileConv2d(cc: Compiler, node: GraphNode): void {
       strides,
       pad: padding,
       dilations,
-      ...(biasT === undefined ? {} : { bias: biasT }),
+      ...folded.bias,
       activation,
     });
-    return applyActivation(y, after);
+    return applyActivation(y, folded.after);
   });
 }
 
@@ -265,13 +281,9 @@ export function compileSeparableConv2d(cc: Compiler, node: GraphNode): void {
   const own = activationOf(node);
   checkActivation(own, `SeparableConv2D '${node.layer.name}'`);
   const { affine, activation, output } = cc.absorbAfter(node, outC, own, true);
-  const p = pointwise.dataSync();
-  const w = foldedKernel(p, outC, affine);
-  const b = foldedBias(bias, outC, affine);
+  const folded = foldedWeights(cc, pointwise.dataSync(), bias, outC, affine, own);
   const dw = cc.keep(tensor4d(depthwise.dataSync(), depthwise.shape as [number, number, number, number]));
-  const pw = cc.keep(tensor4d(w, [1, 1, mid, outC]));
-  const biasT = bias === undefined && affine === undefined ? undefined : cc.keep(tensor1d(b));
-  const after = FUSABLE.includes(own) ? 'linear' : own;
+  const pw = cc.keep(tensor4d(folded.kernel, [1, 1, mid, outC]));
   cc.emit(node.inputs, output, ([x]) => {
     // tf.separableConv2d is exactly these two steps.
     const d = depthwiseConv2d(x as Tensor4D, dw, strides, padding, 'NHWC', dilations);
@@ -280,11 +292,11 @@ export function compileSeparableConv2d(cc: Compiler, node: GraphNode): void {
       filter: pw,
       strides: 1,
       pad: 'valid',
-      ...(biasT === undefined ? {} : { bias: biasT }),
+      ...folded.bias,
       activation,
     });
     d.dispose();
-    return applyActivation(y, after);
+    return applyActivation(y, folded.after);
   });
 }
 
@@ -300,13 +312,9 @@ export function compileDepthwiseConv2d(cc: Compiler, node: GraphNode): void {
   const own = activationOf(node);
   checkActivation(own, `DepthwiseConv2D '${node.layer.name}'`);
   const { affine, activation, output } = cc.absorbAfter(node, outC, own, true);
-  const k = kernel.dataSync();
   // Output channel of kernel[…, c, m] is c·mult + m, which is also its index modulo inC·mult.
-  const w = foldedKernel(k, outC, affine);
-  const b = foldedBias(bias, outC, affine);
-  const filter = cc.keep(tensor4d(w, [kh, kw, inC, mult]));
-  const biasT = bias === undefined && affine === undefined ? undefined : cc.keep(tensor1d(b));
-  const after = FUSABLE.includes(own) ? 'linear' : own;
+  const folded = foldedWeights(cc, kernel.dataSync(), bias, outC, affine, own);
+  const filter = cc.keep(tensor4d(folded.kernel, [kh, kw, inC, mult]));
   cc.emit(node.inputs, output, ([x]) =>
     applyActivation(
       fused.depthwiseConv2d({
@@ -315,10 +323,10 @@ export function compileDepthwiseConv2d(cc: Compiler, node: GraphNode): void {
         strides,
         pad: padding,
         dilations,
-        ...(biasT === undefined ? {} : { bias: biasT }),
+        ...folded.bias,
         activation,
       }),
-      after,
+      folded.after,
     ),
   );
 }
@@ -335,61 +343,17 @@ export function compileDense(cc: Compiler, node: GraphNode): void {
   const own = activationOf(node);
   checkActivation(own, `Dense '${node.layer.name}'`);
   const { affine, activation, output } = cc.absorbAfter(node, units, own, true);
-  const k = kernel.dataSync();
-  const w = foldedKernel(k, units, affine);
-  const b = foldedBias(bias, units, affine);
-  const kernelT = cc.keep(tensor2d(w, [inC, units]));
-  const biasT = bias === undefined && affine === undefined ? undefined : cc.keep(tensor1d(b));
-  const after = FUSABLE.includes(own) ? 'linear' : own;
+  const folded = foldedWeights(cc, kernel.dataSync(), bias, units, affine, own);
+  const kernelT = cc.keep(tensor2d(folded.kernel, [inC, units]));
   cc.emit([input], output, ([x]) =>
     applyActivation(
       fused.matMul({
         a: x as Tensor2D,
         b: kernelT,
-        ...(biasT === undefined ? {} : { bias: biasT }),
+        ...folded.bias,
         activation,
       }),
-      after,
+      folded.after,
     ),
   );
-}
-
-/** A BN that follows no foldable op: x·scale + shift in one pass, a following ReLU fused. */
-export function compileBatchNorm(cc: Compiler, node: GraphNode): void {
-  if (!cc.isLastAxisBatchNorm(node)) throw new Unsupported(`BatchNormalization '${node.layer.name}' axis`);
-  const input = node.inputs[0]!;
-  const channels = input.shape[input.shape.length - 1];
-  if (typeof channels !== 'number')
-    throw new Unsupported(`BatchNormalization '${node.layer.name}': channels`);
-  const { scale, shift } = batchNormAffine(node, channels);
-  cc.standaloneBatchNorms++;
-  let output = node.output.id;
-  let activation: Activation = 'linear';
-  const next = cc.soleConsumer(node.output);
-  const act = next === undefined ? undefined : standaloneActivation(next);
-  if (next !== undefined && act !== undefined && FUSABLE.includes(act)) {
-    activation = act as Activation;
-    cc.absorbed.add(next);
-    cc.fusedActivations++;
-    output = next.output.id;
-  }
-  const shiftT = cc.keep(tensor1d(Float32Array.from(shift)));
-  if (input.shape.length === 4) {
-    // A 1×1 depthwise convolution is x·scale (+ shift, activation) in one pass: on wasm 7× faster
-    // than batchNorm + relu, whose kernel recomputes rsqrt per element.
-    const filter = cc.keep(tensor4d(Float32Array.from(scale), [1, 1, channels, 1]));
-    cc.emit([input], output, ([x]) =>
-      fused.depthwiseConv2d({
-        x: x as Tensor4D,
-        filter,
-        strides: 1,
-        pad: 'valid',
-        bias: shiftT,
-        activation,
-      }),
-    );
-    return;
-  }
-  const scaleT = cc.keep(tensor1d(Float32Array.from(scale)));
-  cc.emit([input], output, ([x]) => applyActivation(add(mul(x!, scaleT), shiftT), activation));
 }

@@ -1,6 +1,6 @@
 /**
  * Export a covidct model folder to ONNX: the Keras functional config in `model.json` and its
- * weights become an ONNX ModelProto (IR 8, opset 13), built layer by layer here and encoded with
+ * weights become an ONNX ModelProto (IR 8, opset 13), built layer by layer and encoded with
  * protobufjs from ONNX's published schema (models/onnx/onnx.proto, vendored from ONNX 1.12.0).
  *
  * Why not tf2onnx or Keras's own exporters: they need Python and TensorFlow, and covidct runs on
@@ -22,8 +22,9 @@
  * (nested models, shared layers, quantized weights, other activations) is refused with the layer's
  * name rather than exported wrongly.
  *
- * Beside this file: the protobuf writer (protobuf.ts), reading Keras layer configs (keras-config.ts),
- * the weights (weights.ts) and the exporter's error (errors.ts).
+ * Beside this file: the layers' translations (translate-image.ts, translate-tensor.ts), the protobuf
+ * writer (protobuf.ts), reading Keras layer configs (keras-config.ts), the weights (weights.ts) and
+ * the exporter's error (errors.ts).
  */
 import { join } from 'node:path';
 import type { io } from '@tensorflow/tfjs-core';
@@ -41,6 +42,7 @@ import {
 import { encodeModel, FLOAT, GraphBuilder } from './protobuf.js';
 import {
   type LayerContext,
+  type LayerTranslation,
   translateBatchNorm,
   translateConv,
   translateCropping,
@@ -48,6 +50,17 @@ import {
   translateZeroPadding,
   type ZeroPad,
 } from './translate-image.js';
+import {
+  translateActivation,
+  translateConcatenate,
+  translateDense,
+  translateDropout,
+  translateFlatten,
+  translateGlobalPooling,
+  translateMerge,
+  translateRelu,
+  translateUpsampleLike,
+} from './translate-tensor.js';
 import {
   decodeWeights,
   joinBuffers,
@@ -58,6 +71,29 @@ import {
 
 // Declared beside the modules that throw it; export.ts is where callers look for them.
 export { decodeWeights, layersModelWeights, OnnxExportError, type WeightMap, type WeightValue };
+
+/** How each Keras layer class other than InputLayer is written (a Map: class names come from the file). */
+const TRANSLATIONS = new Map<string, LayerTranslation>([
+  ['Conv2D', translateConv],
+  ['SeparableConv2D', translateConv],
+  ['DepthwiseConv2D', translateConv],
+  ['BatchNormalization', translateBatchNorm],
+  ['Activation', translateActivation],
+  ['ReLU', translateRelu],
+  ['Dropout', translateDropout],
+  ['ZeroPadding2D', translateZeroPadding],
+  ['Cropping2D', translateCropping],
+  ['MaxPooling2D', translatePooling],
+  ['AveragePooling2D', translatePooling],
+  ['GlobalAveragePooling2D', translateGlobalPooling],
+  ['GlobalMaxPooling2D', translateGlobalPooling],
+  ['Add', translateMerge],
+  ['Multiply', translateMerge],
+  ['Concatenate', translateConcatenate],
+  ['Flatten', translateFlatten],
+  ['Dense', translateDense],
+  ['UpsampleLike', translateUpsampleLike],
+]);
 
 /** ONNX IR version written (ONNX 1.12's, what Debian's checker and every current runtime accept). */
 export const ONNX_IR_VERSION = 8;
@@ -160,200 +196,40 @@ export function exportKerasGraph(topology: unknown, weights: WeightMap, producer
     try {
       const inputs = inboundNames(layer);
       const x = inputs[0] ?? '';
-      switch (cls) {
-        case 'InputLayer': {
-          const shape = (c.batch_input_shape ?? c.batch_shape) as unknown[] | undefined;
-          if (
-            !Array.isArray(shape) ||
-            shape.length !== 4 ||
-            !shape.slice(1).every((v) => typeof v === 'number')
-          ) {
-            throw new Error(`expected a fixed NHWC input shape, got ${JSON.stringify(shape)}`);
-          }
-          const [, h, w, ch] = shape as [unknown, number, number, number];
-          graphInputs.push({
-            name,
-            type: {
-              tensor_type: {
-                elem_type: FLOAT,
-                shape: {
-                  dim: [{ dim_param: BATCH_DIM }, { dim_value: h }, { dim_value: w }, { dim_value: ch }],
-                },
+      if (cls === 'InputLayer') {
+        const shape = (c.batch_input_shape ?? c.batch_shape) as unknown[] | undefined;
+        if (
+          !Array.isArray(shape) ||
+          shape.length !== 4 ||
+          !shape.slice(1).every((v) => typeof v === 'number')
+        ) {
+          throw new Error(`expected a fixed NHWC input shape, got ${JSON.stringify(shape)}`);
+        }
+        const [, h, w, ch] = shape as [unknown, number, number, number];
+        graphInputs.push({
+          name,
+          type: {
+            tensor_type: {
+              elem_type: FLOAT,
+              shape: {
+                dim: [{ dim_param: BATCH_DIM }, { dim_value: h }, { dim_value: w }, { dim_value: ch }],
               },
             },
-          });
-          // Every Keras layer's output is named after the layer; the graph input is the NHWC tensor.
-          g.node({
-            op: 'Transpose',
-            inputs: [name],
-            outputs: [`${name}/nchw`],
-            attrs: { perm: [0, 3, 1, 2] },
-          });
-          shapes.set(name, { kind: 'image', c: ch, h, w });
-          break;
-        }
-        case 'Conv2D':
-        case 'SeparableConv2D':
-        case 'DepthwiseConv2D': {
-          translateConv(ctx, name, cls, c, x);
-          break;
-        }
-        case 'BatchNormalization': {
-          translateBatchNorm(ctx, name, cls, c, x);
-          break;
-        }
-        case 'Activation': {
-          const s = shapes.get(x);
-          if (s === undefined) throw new Error(`unknown input '${x}'`);
-          shapes.set(name, s);
-          activation(name, nchw(x), nchw(name), c.activation);
-          break;
-        }
-        case 'ReLU': {
-          // Keras's ReLU layer: max(x, 0), capped at max_value; a leaky slope or a threshold is refused.
-          const s = shapes.get(x);
-          if (s === undefined) throw new Error(`unknown input '${x}'`);
-          const slope = Number(c.negative_slope ?? 0);
-          const threshold = Number(c.threshold ?? 0);
-          if (slope !== 0 || threshold !== 0) {
-            throw new Error(`negative_slope ${slope} or threshold ${threshold} (only 0 is exported)`);
-          }
-          shapes.set(name, s);
-          if (c.max_value === null || c.max_value === undefined) {
-            g.node({ op: 'Relu', inputs: [nchw(x)], outputs: [nchw(name)] });
-          } else {
-            const low = g.float(`${name}/min`, [], Float32Array.of(0));
-            const high = g.float(`${name}/max`, [], Float32Array.of(Number(c.max_value)));
-            g.node({ op: 'Clip', inputs: [nchw(x), low, high], outputs: [nchw(name)] });
-          }
-          break;
-        }
-        case 'Dropout':
-          // Inference: the identity.
-          shapes.set(name, known(x));
-          g.node({ op: 'Identity', inputs: [nchw(x)], outputs: [nchw(name)] });
-          break;
-        case 'ZeroPadding2D': {
-          translateZeroPadding(ctx, name, cls, c, x);
-          break;
-        }
-        case 'Cropping2D': {
-          translateCropping(ctx, name, cls, c, x);
-          break;
-        }
-        case 'MaxPooling2D':
-        case 'AveragePooling2D': {
-          translatePooling(ctx, name, cls, c, x);
-          break;
-        }
-        case 'GlobalAveragePooling2D':
-        case 'GlobalMaxPooling2D': {
-          const s = image(name, x);
-          if (c.keepdims === true) throw new Error('keepdims');
-          const pooled = g.temp(name, 'pooled');
-          g.node({
-            op: cls === 'GlobalAveragePooling2D' ? 'GlobalAveragePool' : 'GlobalMaxPool',
-            inputs: [nchw(x)],
-            outputs: [pooled],
-          });
-          g.node({ op: 'Flatten', inputs: [pooled], outputs: [name], attrs: { axis: 1 } });
-          shapes.set(name, { kind: 'flat', n: s.c });
-          break;
-        }
-        case 'Add':
-        case 'Multiply': {
-          const s = shapes.get(x);
-          if (s === undefined || inputs.length < 2) throw new Error('expects two or more inputs');
-          shapes.set(name, s);
-          let acc = nchw(x);
-          inputs.slice(1).forEach((other, i) => {
-            const out = i === inputs.length - 2 ? nchw(name) : g.temp(name, 'partial');
-            g.node({ op: cls === 'Add' ? 'Add' : 'Mul', inputs: [acc, nchw(other)], outputs: [out] });
-            acc = out;
-          });
-          break;
-        }
-        case 'Concatenate': {
-          const all = inputs.map((i) => shapes.get(i));
-          const first = all[0];
-          if (first === undefined || all.some((s) => s === undefined || s.kind !== first.kind)) {
-            throw new Error('inputs of mixed or unknown rank');
-          }
-          const rank = first.kind === 'image' ? 4 : 2;
-          const axis = typeof c.axis === 'number' ? (c.axis < 0 ? c.axis + rank : c.axis) : rank - 1;
-          if (axis !== rank - 1) throw new Error(`axis ${c.axis} (only the channel axis is exported)`);
-          shapes.set(
-            name,
-            first.kind === 'image'
-              ? { ...first, c: all.reduce((sum, s) => sum + (s?.kind === 'image' ? s.c : 0), 0) }
-              : { kind: 'flat', n: all.reduce((sum, s) => sum + (s?.kind === 'flat' ? s.n : 0), 0) },
-          );
-          g.node({ op: 'Concat', inputs: inputs.map(nchw), outputs: [nchw(name)], attrs: { axis: 1 } });
-          break;
-        }
-        case 'Flatten': {
-          const s = shapes.get(x);
-          if (s === undefined) throw new Error(`unknown input '${x}'`);
-          if (s.kind === 'flat') {
-            g.node({ op: 'Identity', inputs: [x], outputs: [name] });
-          } else {
-            // Keras flattens NHWC (channels fastest): transpose back before flattening.
-            const nhwc = g.temp(name, 'nhwc');
-            g.node({ op: 'Transpose', inputs: [nchw(x)], outputs: [nhwc], attrs: { perm: [0, 2, 3, 1] } });
-            g.node({ op: 'Flatten', inputs: [nhwc], outputs: [name], attrs: { axis: 1 } });
-          }
-          shapes.set(name, { kind: 'flat', n: s.kind === 'flat' ? s.n : s.c * s.h * s.w });
-          break;
-        }
-        case 'Dense': {
-          const s = shapes.get(x);
-          if (s?.kind !== 'flat') throw new Error('Dense on an image tensor (expected a flat input)');
-          const kernel = weight(name, 'kernel');
-          const units = kernel.shape[1]!;
-          const bias = optionalWeight(name, 'bias', c.use_bias !== false);
-          const ins = [x, g.float(`${name}/kernel`, kernel.shape, kernel.data)];
-          if (bias) ins.push(g.float(`${name}/bias`, bias.shape, bias.data));
-          const gemm = g.temp(name, 'gemm');
-          g.node({ op: 'Gemm', inputs: ins, outputs: [gemm] });
-          shapes.set(name, { kind: 'flat', n: units });
-          activation(name, gemm, name, c.activation ?? 'linear');
-          break;
-        }
-        case 'UpsampleLike': {
-          const s = image(name, x);
-          const target = image(name, inputs[1] ?? '');
-          shapes.set(name, { ...s, h: target.h, w: target.w });
-          if (s.h === target.h && s.w === target.w) {
-            g.node({ op: 'Identity', inputs: [nchw(x)], outputs: [nchw(name)] });
-          } else {
-            // tf.compat.v1 resize_images(NEAREST, align_corners=False): src = floor(dst × in / out).
-            const shape = g.temp(name, 'shape');
-            const batchChannels = g.temp(name, 'nc');
-            const sizes = g.temp(name, 'sizes');
-            g.node({ op: 'Shape', inputs: [nchw(x)], outputs: [shape] });
-            g.node({
-              op: 'Slice',
-              inputs: [shape, g.int64(`${name}/starts`, [0]), g.int64(`${name}/ends`, [2])],
-              outputs: [batchChannels],
-            });
-            g.node({
-              op: 'Concat',
-              inputs: [batchChannels, g.int64(`${name}/hw`, [target.h, target.w])],
-              outputs: [sizes],
-              attrs: { axis: 0 },
-            });
-            g.node({
-              op: 'Resize',
-              inputs: [nchw(x), '', '', sizes],
-              outputs: [nchw(name)],
-              attrs: { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' },
-            });
-          }
-          break;
-        }
-        default:
-          throw new Error(`layer class ${cls} is not exported`);
+          },
+        });
+        // Every Keras layer's output is named after the layer; the graph input is the NHWC tensor.
+        g.node({
+          op: 'Transpose',
+          inputs: [name],
+          outputs: [`${name}/nchw`],
+          attrs: { perm: [0, 3, 1, 2] },
+        });
+        shapes.set(name, { kind: 'image', c: ch, h, w });
+        continue;
       }
+      const translate = TRANSLATIONS.get(cls);
+      if (translate === undefined) throw new Error(`layer class ${cls} is not exported`);
+      translate(ctx, { name, cls, c, x, inputs });
     } catch (error) {
       if (error instanceof OnnxExportError) throw error;
       throw new OnnxExportError(MODEL_JSON, `layer '${name}' (${cls}): ${(error as Error).message}`);

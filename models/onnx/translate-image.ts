@@ -49,14 +49,25 @@ export interface LayerContext {
   nchw(layer: string): string;
 }
 
+/** One layer of the Keras config, as its translation sees it. */
+export interface LayerCall {
+  /** The layer's name (its output's name in the graph). */
+  readonly name: string;
+  /** Its Keras class name. */
+  readonly cls: string;
+  /** Its Keras config. */
+  readonly c: Record<string, unknown>;
+  /** Its first input. */
+  readonly x: string;
+  /** All its inputs (for the layers that take several). */
+  readonly inputs: readonly string[];
+}
+
+/** One layer class's translation: writes the layer's nodes and output shape through `ctx`. */
+export type LayerTranslation = (ctx: LayerContext, layer: LayerCall) => void;
+
 /** Conv2D, SeparableConv2D and DepthwiseConv2D: explicit pads for Keras's asymmetric 'same', NCHW kernels. */
-export function translateConv(
-  ctx: LayerContext,
-  name: string,
-  cls: string,
-  c: Record<string, unknown>,
-  x: string,
-): void {
+export function translateConv(ctx: LayerContext, { name, cls, c, x }: LayerCall): void {
   const s = ctx.image(name, x);
   if ((c.data_format ?? 'channels_last') !== 'channels_last') throw new Error('channels_first');
   if ((c.groups ?? 1) !== 1) throw new Error('grouped convolution');
@@ -104,13 +115,7 @@ export function translateConv(
 }
 
 /** BatchNormalization over the channel axis (scale and center may be off). */
-export function translateBatchNorm(
-  ctx: LayerContext,
-  name: string,
-  _cls: string,
-  c: Record<string, unknown>,
-  x: string,
-): void {
+export function translateBatchNorm(ctx: LayerContext, { name, c, x }: LayerCall): void {
   const s = ctx.shapes.get(x);
   const axis = Array.isArray(c.axis) ? c.axis[0] : c.axis;
   const channelAxis = s?.kind === 'image' ? axis === 3 || axis === -1 : axis === 1 || axis === -1;
@@ -138,13 +143,7 @@ export function translateBatchNorm(
 }
 
 /** ZeroPadding2D: a Pad, unless only MaxPooling2D layers read it (they pad their own copy). */
-export function translateZeroPadding(
-  ctx: LayerContext,
-  name: string,
-  _cls: string,
-  c: Record<string, unknown>,
-  x: string,
-): void {
+export function translateZeroPadding(ctx: LayerContext, { name, c, x }: LayerCall): void {
   const s = ctx.image(name, x);
   const { top, bottom, left, right } = sides(c.padding, 1);
   const pads = ctx.g.int64(`${name}/pads`, [0, 0, top, left, 0, 0, bottom, right]);
@@ -158,13 +157,7 @@ export function translateZeroPadding(
 }
 
 /** Cropping2D: a Slice of the spatial axes. */
-export function translateCropping(
-  ctx: LayerContext,
-  name: string,
-  _cls: string,
-  c: Record<string, unknown>,
-  x: string,
-): void {
+export function translateCropping(ctx: LayerContext, { name, c, x }: LayerCall): void {
   const s = ctx.image(name, x);
   if ((c.data_format ?? 'channels_last') !== 'channels_last') throw new Error('channels_first');
   const { top, bottom, left, right } = sides(c.cropping, 0);
@@ -180,13 +173,7 @@ export function translateCropping(
 }
 
 /** MaxPooling2D and AveragePooling2D, with the zero padding of a ZeroPadding2D before a max pool restored. */
-export function translatePooling(
-  ctx: LayerContext,
-  name: string,
-  cls: string,
-  c: Record<string, unknown>,
-  x: string,
-): void {
+export function translatePooling(ctx: LayerContext, { name, cls, c, x }: LayerCall): void {
   const s = ctx.image(name, x);
   const [kh, kw] = pair(c.pool_size, 2);
   const [sh, sw] = pair(c.strides ?? c.pool_size, 2);

@@ -25,7 +25,7 @@ import { computeFeatures, type FeatureEngine, packFeatures } from './features.js
 import { copyHeadWeights, headModel, splitHeads } from './heads.js';
 import { NadamOptimizer } from './nadam.js';
 import { mixSeed, TrainRng, withSeededRandom } from './random.js';
-import { type EpochMetrics, freshStart, setTrainable } from './train.js';
+import { closeEpoch, type EpochMetrics, freshStart, setTrainable } from './train.js';
 
 // The heads and the feature cache live beside this file; callers of heads-only training import them from here.
 export { computeFeatures, type FeatureCache, type FeatureEngine, type FeatureOptions } from './features.js';
@@ -172,21 +172,20 @@ export async function trainHeadsCached(options: CachedTrainOptions): Promise<Cac
       }
       val = { loss: loss / all.length, accuracy: correct / all.length };
     }
-    const accuracy = accSum / n;
-    const monitored = monitor === 'valAccuracy' ? val!.accuracy : accuracy;
-    const improved = best.value === null || monitored > best.value;
-    if (improved) best = { monitor, value: monitored, epoch };
-    const metrics: EpochMetrics = {
+    const closed = closeEpoch(best, {
       epoch,
-      loss: lossSum / n,
-      accuracy,
-      valLoss: val?.loss ?? null,
-      valAccuracy: val?.accuracy ?? null,
-      best: improved,
+      monitor,
+      lossSum,
+      accSum,
+      seen: n,
+      val,
       steps,
       seconds: (performance.now() - t0) / 1000,
-      secondsPerStep: trainSeconds / steps,
-    };
+      trainSeconds,
+    });
+    const { metrics } = closed;
+    const improved = metrics.best;
+    best = closed.best;
     if (options.outDir !== undefined) {
       if (improved && options.save !== undefined) {
         copyHeadWeights(heads, model);

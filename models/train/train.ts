@@ -180,6 +180,45 @@ export async function validate(
   return { loss: loss / items.length, accuracy: correct / items.length };
 }
 
+/** One epoch's sums and times, as {@link trainModel} and the cached head training count them. */
+export interface EpochTotals {
+  readonly epoch: number;
+  readonly monitor: 'valAccuracy' | 'accuracy';
+  /** Sums of the batches' loss and accuracy, each weighted by its batch size, and the images seen. */
+  readonly lossSum: number;
+  readonly accSum: number;
+  readonly seen: number;
+  /** The validation's figures; required when `monitor` is `valAccuracy`. */
+  readonly val: { readonly loss: number; readonly accuracy: number } | undefined;
+  readonly steps: number;
+  readonly seconds: number;
+  readonly trainSeconds: number;
+}
+
+/** An epoch's metrics, and the best epoch so far (this one when the monitored accuracy rose). */
+export function closeEpoch(
+  best: TrainingState['best'],
+  t: EpochTotals,
+): { metrics: EpochMetrics; best: TrainingState['best'] } {
+  const accuracy = t.accSum / t.seen;
+  const monitored = t.monitor === 'valAccuracy' ? t.val!.accuracy : accuracy;
+  const improved = best.value === null || monitored > best.value;
+  return {
+    best: improved ? { monitor: t.monitor, value: monitored, epoch: t.epoch } : best,
+    metrics: {
+      epoch: t.epoch,
+      loss: t.lossSum / t.seen,
+      accuracy,
+      valLoss: t.val?.loss ?? null,
+      valAccuracy: t.val?.accuracy ?? null,
+      best: improved,
+      steps: t.steps,
+      seconds: t.seconds,
+      secondsPerStep: t.trainSeconds / t.steps,
+    },
+  };
+}
+
 /** A fresh run's start: the seed's generator, no best yet. */
 export function freshStart(seed: number, monitor: 'valAccuracy' | 'accuracy'): TrainStart {
   return { epoch: 0, rngState: mixSeed(seed, 0x7ea1), best: { monitor, value: null, epoch: 0 } };
@@ -270,21 +309,20 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
       validation.length > 0
         ? await validate(model, validation, size, Math.max(settings.batchSize, 10), loader)
         : undefined;
-    const accuracy = accSum / seen;
-    const monitored = monitor === 'valAccuracy' ? val!.accuracy : accuracy;
-    const improved = best.value === null || monitored > best.value;
-    if (improved) best = { monitor, value: monitored, epoch };
-    const metrics: EpochMetrics = {
+    const closed = closeEpoch(best, {
       epoch,
-      loss: lossSum / seen,
-      accuracy,
-      valLoss: val?.loss ?? null,
-      valAccuracy: val?.accuracy ?? null,
-      best: improved,
+      monitor,
+      lossSum,
+      accSum,
+      seen,
+      val,
       steps,
       seconds: (performance.now() - began) / 1000,
-      secondsPerStep: trainSeconds / steps,
-    };
+      trainSeconds,
+    });
+    const { metrics } = closed;
+    const improved = metrics.best;
+    best = closed.best;
     if (options.outDir !== undefined) {
       const createdBy = options.createdBy ?? 'covidct train';
       const state = { settings, epoch, rngState: rng.state, best };

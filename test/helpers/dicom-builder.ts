@@ -4,6 +4,7 @@
  * endian), trailing padding, group lengths, planted file meta. Values are given as text or bytes.
  */
 import { deflateRawSync } from 'node:zlib';
+import { concatBytes as concat } from '../../core/bytes.js';
 
 /** One element: a value (text padded to even length, or bytes), or the items of a sequence. */
 export interface El {
@@ -23,16 +24,6 @@ export interface Enc {
 
 const LONG = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
 const IMPLICIT_LE: Enc = { explicit: false, little: true };
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 function head(tag: number, vr: string, length: number, enc: Enc): Uint8Array {
   const long = LONG.has(vr);
