@@ -156,7 +156,7 @@ export function pngToRgb(
   try {
     png = PNG.sync.read(Buffer.from(bytes));
   } catch (error) {
-    throw new InputError(what, `is not a PNG (${describeError(error)})`);
+    throw new InputError(what, `is not a PNG (${describeError(error, { className: false })})`);
   }
   const rgb = new Uint8Array(png.width * png.height * 3);
   for (let i = 0, j = 0; i < png.data.length; i += 4, j += 3) {

@@ -114,6 +114,6 @@ export class Discard extends Writable {
 /** Remove a spool file; a failure (read-only disk, permissions) is logged, never thrown. */
 export function discardFile(path: string, log: GatewayLog): Promise<void> {
   return rm(path, { force: true }).catch((error: unknown) =>
-    log.warn('spool file not removed', { error: describeError(error) }),
+    log.warn('spool file not removed', { error: describeError(error, { className: false }) }),
   );
 }

@@ -257,7 +257,7 @@ class GatewayScp extends Scp {
     if (file.failed) {
       this.log.error('instance not stored: the spool cannot be written', {
         association: this.id,
-        error: describeError(file.failed),
+        error: describeError(file.failed, { className: false }),
       });
       this.counts.refused++;
       void discardFile(file.path, this.log).then(() =>
@@ -293,7 +293,10 @@ class GatewayScp extends Scp {
       });
     } catch (error) {
       this.counts.refused++;
-      this.log.error('instance not stored', { association: this.id, error: describeError(error) });
+      this.log.error('instance not stored', {
+        association: this.id,
+        error: describeError(error, { className: false }),
+      });
       await discardFile(file.path, this.log);
       return {
         stored: false,
@@ -327,7 +330,9 @@ export function startStoreScp(options: StoreScpOptions): Promise<StoreScp> {
       // dcmjs-dimse keeps its net.Server here; its address is the port actually bound (for port 0).
       const net = (server as unknown as { server: NetServer }).server;
       const address = net.address();
-      server.on('networkError', (error: Error) => log.warn('network error', { error: describeError(error) }));
+      server.on('networkError', (error: Error) =>
+        log.warn('network error', { error: describeError(error, { className: false }) }),
+      );
       resolve({
         port: typeof address === 'object' && address ? address.port : options.port,
         close: () => server.close(),
