@@ -106,18 +106,33 @@ export interface StudyKeys {
   readonly studyId?: string | undefined;
 }
 
+/** The logging a study's work needs: a Powertools {@link Logger} fits, as does {@link withStudyKeys}'s. */
+export interface StudyLog {
+  debug(message: string, attributes?: Record<string, unknown>): void;
+  info(message: string, attributes?: Record<string, unknown>): void;
+  warn(message: string, attributes?: Record<string, unknown>): void;
+  error(message: string, attributes?: Record<string, unknown>): void;
+}
+
 /**
- * Run `work` with a logger that writes the study's correlation keys (`hospital`, `study`) on every
- * line: a child of `logger`, set once, so records a batch processes at the same time never share
- * (or remove) each other's keys, and the parent's lines carry none.
+ * Run `work` with a log that writes the study's correlation keys (`hospital`, `study`) on every line,
+ * bound once here. The keys travel with each call, not on the shared logger: a batch processes its
+ * records in parallel, and keys appended to the one logger would reach (or be removed from) another
+ * record's lines.
  */
 export async function withStudyKeys<T>(
   logger: Logger,
   keys: StudyKeys,
-  work: (log: Logger) => Promise<T>,
+  work: (log: StudyLog) => Promise<T>,
 ): Promise<T> {
-  const log = logger.createChild();
-  if (keys.hospital !== undefined) log.appendKeys({ hospital: keys.hospital });
-  if (keys.studyId !== undefined) log.appendKeys({ study: keys.studyId });
+  const bound: Record<string, string> = {};
+  if (keys.hospital !== undefined) bound.hospital = keys.hospital;
+  if (keys.studyId !== undefined) bound.study = keys.studyId;
+  const log: StudyLog = {
+    debug: (message, attributes) => logger.debug(message, { ...bound, ...attributes }),
+    info: (message, attributes) => logger.info(message, { ...bound, ...attributes }),
+    warn: (message, attributes) => logger.warn(message, { ...bound, ...attributes }),
+    error: (message, attributes) => logger.error(message, { ...bound, ...attributes }),
+  };
   return work(log);
 }

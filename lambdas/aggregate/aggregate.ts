@@ -11,11 +11,10 @@
  * stored items themselves; CLASSIFYING → COMPLETE is conditional, so of several deliveries that
  * see the last vote only one completes; the notification is claimed before it is published.
  */
-import type { Logger } from '@aws-lambda-powertools/logger';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { forEachLimited } from '../../core/concurrency.js';
-import type { StoredOutcome, StudyRecord, StudyStore } from '../../pipeline/index.js';
+import type { StoredOutcome, StudyLog, StudyRecord, StudyStore } from '../../pipeline/index.js';
 import { notifyOnce, QUEUES, reportKey, type VotesMessage } from '../../pipeline/index.js';
 import { buildReport, decide } from './report.js';
 
@@ -29,7 +28,7 @@ export interface AggregateDeps {
   readonly store: StudyStore;
   readonly bucket: string;
   readonly topicArn: string;
-  readonly logger?: Logger;
+  readonly logger?: StudyLog;
 }
 
 /** What recording a votes message did. */

@@ -86,7 +86,7 @@ export function makeAggregateHandler(
         metrics.addMetric(METRIC.VotesIgnored, MetricUnit.Count, recorded.ignored);
       }
       if (!recorded.study) return;
-      const finished = await finishStudy(deps, message.hospital, message.studyId);
+      const finished = await finishStudy(withLog, message.hospital, message.studyId);
       if (finished.kind === 'completed') {
         const timings = finished.study.timings;
         metrics.addMetric(METRIC.StudiesCompleted, MetricUnit.Count, 1);
@@ -104,10 +104,10 @@ export function makeAggregateHandler(
           metrics.addMetric(METRIC.StudyDuration, MetricUnit.Milliseconds, ms);
         }
       } else if (finished.kind === 'failed') {
-        logger.warn('study failed', { reason: finished.reason });
+        log.warn('study failed', { reason: finished.reason });
         metrics.addMetric(METRIC.StudiesFailed, MetricUnit.Count, 1);
       } else if (finished.kind === 'renotified') {
-        logger.info('notification published after a redelivery');
+        log.info('notification published after a redelivery');
       }
     });
   };

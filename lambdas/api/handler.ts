@@ -4,7 +4,6 @@
  * unknown keys, this lookup is what scopes every route to the key's hospital), then the routes of api.ts. Errors are one-line JSON
  * `{ "message": … }`; a study of another hospital is a 404 exactly like a missing one.
  */
-import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { describeError } from '../../core/errors.js';
@@ -30,6 +29,7 @@ import {
   type Observability,
   REFUSAL_MESSAGES,
   requireEnv,
+  type StudyLog,
   StudyStore,
   sharedClients,
   traceClients,
@@ -152,7 +152,7 @@ export function makeApiHandler(
   const dispatchAs = async (
     event: APIGatewayProxyEvent,
     hospital: string,
-    log: Logger,
+    log: StudyLog,
   ): Promise<ApiResult> => {
     const { key: r, route: matched, id } = route(event);
     switch (matched?.name) {

@@ -9,7 +9,6 @@
  * without `enqueued` (sends the slices again: the votes are idempotent, so repeats are harmless).
  */
 import { createHash } from 'node:crypto';
-import type { Logger } from '@aws-lambda-powertools/logger';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
@@ -18,7 +17,7 @@ import { describeError, InputError } from '../../core/errors.js';
 import { decodeSlice } from '../../core/read.js';
 import { countDarkPixels, selectByCounts, selectionRows } from '../../core/selection.js';
 import { compareSlices } from '../../core/study.js';
-import type { StoredSeries, StoredSlice, StudyRecord, StudyStore } from '../../pipeline/index.js';
+import type { StoredSeries, StoredSlice, StudyLog, StudyRecord, StudyStore } from '../../pipeline/index.js';
 import {
   capReason,
   type InferenceMessage,
@@ -50,7 +49,7 @@ export interface SelectDeps {
   readonly concurrency?: number;
   /** @default PIPELINE_DEFAULTS.slicesPerInferenceMessage */
   readonly slicesPerMessage?: number;
-  readonly logger?: Logger;
+  readonly logger?: StudyLog;
 }
 
 /** What happened to one manifest event. */
