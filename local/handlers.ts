@@ -21,7 +21,7 @@ export interface PipelineHandlers {
 export type HandlerName = keyof PipelineHandlers;
 
 /** Every handler, in the order the stack loads them. */
-export const HANDLER_NAMES: readonly HandlerName[] = ['select', 'aggregate', 'api', 'authorizer'];
+const HANDLER_NAMES: readonly HandlerName[] = ['select', 'aggregate', 'api', 'authorizer'];
 
 /**
  * The real handlers, made over the stack's clients and configured from `env` (not process.env, so

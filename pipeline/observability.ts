@@ -8,9 +8,6 @@
 /** The namespace of every metric of the pipeline. */
 export const METRICS_NAMESPACE = 'covidct';
 
-/** The one dimension of every metric: the publishing function or worker (`covidct-select`, …). */
-export const METRICS_DIMENSION = 'service';
-
 /** Every metric name, by the stage that publishes it. */
 export const METRIC = {
   // api Lambda

@@ -20,7 +20,7 @@ export interface Observability {
 }
 
 /** Whether an X-Ray daemon is there to receive segments (Lambda sets the address with active tracing). */
-export function tracingAvailable(env: NodeJS.ProcessEnv = process.env): boolean {
+function tracingAvailable(env: NodeJS.ProcessEnv = process.env): boolean {
   return Boolean(env.AWS_XRAY_DAEMON_ADDRESS) && env.POWERTOOLS_TRACE_ENABLED !== 'false';
 }
 

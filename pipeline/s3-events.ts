@@ -53,7 +53,7 @@ export function decodeS3EventKey(key: string): string {
 }
 
 /** Encode a key as S3 does in event records (`encodeURIComponent`, `/` kept, spaces as `+`). */
-export function encodeS3EventKey(key: string): string {
+function encodeS3EventKey(key: string): string {
   return encodeURIComponent(key).replace(/%2F/g, '/').replace(/%20/g, '+');
 }
 

@@ -7,7 +7,7 @@ import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@a
 import { ObjectError, ObjectNotFoundError, ObjectTooLargeError } from './errors.js';
 
 /** Whether an S3 error says the object is not there. */
-export function isNotFound(error: unknown): boolean {
+function isNotFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
 }
